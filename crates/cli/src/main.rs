@@ -1,0 +1,5 @@
+//! The `cloudimg` command: a thin dispatcher over `cloudimg-disk`.
+
+fn main() {
+    println!("cloudimg");
+}

@@ -1,0 +1,133 @@
+//! Disk image formats, one folder each: `wire` (on-disk structures),
+//! `writer`, `reader`, `verify`.
+//!
+//! [`detect`] tells the format from content, never from the file name.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, IoContext, Result};
+
+pub mod gcp;
+pub mod raw;
+pub mod vhd;
+pub mod vmdk;
+
+/// A format cloudimg can recognise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// A raw disk image (anything not recognised as another format).
+    Raw,
+    /// A fixed VHD: the disk's bytes followed by a 512-byte footer.
+    VhdFixed,
+    /// A dynamic VHD (footer copy at the start).
+    VhdDynamic,
+    /// A hosted sparse VMDK extent (stream-optimized or monolithic sparse).
+    Vmdk,
+    /// A VMDK text descriptor without data.
+    VmdkDescriptor,
+    /// A gzip file (the GCP `disk.raw.tar.gz` shape is checked inside).
+    Gzip,
+    /// An uncompressed tar archive.
+    Tar,
+    /// A QCOW2 image.
+    Qcow2,
+    /// A VHDX image.
+    Vhdx,
+}
+
+impl Format {
+    /// A short human name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::VhdFixed => "vhd (fixed)",
+            Format::VhdDynamic => "vhd (dynamic)",
+            Format::Vmdk => "vmdk",
+            Format::VmdkDescriptor => "vmdk descriptor",
+            Format::Gzip => "gzip (tar.gz)",
+            Format::Tar => "tar",
+            Format::Qcow2 => "qcow2",
+            Format::Vhdx => "vhdx",
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Detect the format of an open file from its first and last sectors.
+pub fn detect_file(file: &File) -> Result<Format> {
+    let len = file.metadata().ctx("reading file metadata")?.len();
+    let mut head = [0u8; 512];
+    let n = read_up_to(file, &mut head, 0)?;
+    let head = &head[..n];
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Ok(Format::Gzip);
+    }
+    if head.starts_with(b"KDMV") {
+        return Ok(Format::Vmdk);
+    }
+    if head.starts_with(b"# Disk DescriptorFile") {
+        return Ok(Format::VmdkDescriptor);
+    }
+    if head.starts_with(b"QFI\xfb") {
+        return Ok(Format::Qcow2);
+    }
+    if head.starts_with(b"vhdxfile") {
+        return Ok(Format::Vhdx);
+    }
+    if head.starts_with(b"conectix") {
+        return Ok(Format::VhdDynamic);
+    }
+    if len >= 512 {
+        let mut tail = [0u8; 512];
+        read_up_to(file, &mut tail, len - 512)?;
+        if tail.starts_with(b"conectix") {
+            return Ok(Format::VhdFixed);
+        }
+    }
+    if head.len() >= 263 && &head[257..262] == b"ustar" {
+        return Ok(Format::Tar);
+    }
+    Ok(Format::Raw)
+}
+
+/// Detect the format of the file at `path`.
+pub fn detect(path: &Path) -> Result<Format> {
+    let file = File::open(path).ctx("opening").map_err(|e| e.with_path(path))?;
+    detect_file(&file).map_err(|e| e.with_path(path))
+}
+
+/// Read as many bytes as the file has at `offset`, up to `buf.len()`.
+pub(crate) fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("reading", e)),
+        }
+    }
+    Ok(n)
+}
+
+/// Settings shared by every writer, all derived from the inputs so that
+/// outputs are reproducible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Timestamp (Unix seconds) written where a format wants one:
+    /// `SOURCE_DATE_EPOCH`, or 0.
+    pub mtime: u64,
+    /// Seed for identifiers (VHD UUID, VMDK CID): derived from the input,
+    /// never random.
+    pub seed: [u8; 32],
+}

@@ -1,0 +1,44 @@
+//! Raw disk images: the bytes of the disk and nothing else.
+//!
+//! Writing copies data extents with positioned writes and leaves zero
+//! extents as holes (the file is sized with `set_len`), so a sparse input
+//! gives an equally sparse output. Oracle: `cmp`/`qemu-img compare`.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use crate::disk::{for_each_chunk, Chunk, VirtualDisk};
+use crate::error::{Error, IoContext, Result};
+use crate::io::{sha256_disk, RawFile};
+use crate::verify::Report;
+
+use super::Format;
+
+/// Copy `disk` into `out`, which must be empty; zero extents stay holes.
+pub fn write(disk: &dyn VirtualDisk, out: &File) -> Result<()> {
+    for_each_chunk(disk, |offset, chunk| -> Result<()> {
+        if let Chunk::Data(b) = chunk {
+            out.write_all_at(b, offset).ctx("writing")?;
+        }
+        Ok(())
+    })?;
+    out.set_len(disk.size()).ctx("setting the file size")?;
+    Ok(())
+}
+
+/// "Decode" a raw image: its content is its bytes. The partition table, if
+/// any, is checked by the caller ([`crate::layout`]).
+pub fn verify(file: &File) -> Result<Report> {
+    let len = file.metadata().ctx("reading metadata")?.len();
+    let f = file.try_clone().ctx("opening")?;
+    let disk = RawFile::window(f, "", 0, len);
+    let mut report = Report::new(Format::Raw, len);
+    report.virtual_size = Some(len);
+    if len % 512 != 0 {
+        report.push(crate::verify::Finding::whole(format!(
+            "size {len} is not a multiple of 512 bytes"
+        )));
+    }
+    report.virtual_sha256 = Some(sha256_disk(&disk).map_err(|e| Error::io("reading", e))?);
+    Ok(report)
+}

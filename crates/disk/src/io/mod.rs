@@ -1,0 +1,10 @@
+//! Small I/O building blocks: the sparse-aware raw file, the disk digest,
+//! and output files that only get their final name once verified.
+
+mod digest;
+mod output;
+mod raw_file;
+
+pub use digest::{sha256_disk, sha256_file, DiskDigest, Sha256Hex};
+pub use output::{cleanup_registered, OutputFile};
+pub use raw_file::RawFile;

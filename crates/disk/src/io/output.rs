@@ -1,0 +1,122 @@
+//! Output files that are written under a unique temporary name in the
+//! destination directory and renamed to their final name only once
+//! verified, so a half-written artifact never looks finished.
+//!
+//! Every temporary path is kept in a process-wide registry so that a
+//! signal handler can remove them ([`cleanup_registered`]).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+static REGISTRY: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn register(p: &Path) {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).push(p.to_path_buf());
+}
+
+fn unregister(p: &Path) {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).retain(|q| q != p);
+}
+
+/// Remove every temporary file still registered. Called from signal
+/// handlers and on fatal errors; returns how many were removed.
+pub fn cleanup_registered() -> usize {
+    let paths = std::mem::take(&mut *REGISTRY.lock().unwrap_or_else(|e| e.into_inner()));
+    paths.iter().filter(|p| fs::remove_file(p).is_ok()).count()
+}
+
+/// A file being written under a temporary name beside its final path.
+#[derive(Debug)]
+pub struct OutputFile {
+    file: Option<File>,
+    temp: PathBuf,
+    target: PathBuf,
+}
+
+impl OutputFile {
+    /// Create a new, empty temporary file for `target`, in the same
+    /// directory (so the final rename is atomic). The temporary name is
+    /// unique to this process and call: two runs writing the same target
+    /// never share a file.
+    pub fn create(target: impl AsRef<Path>) -> io::Result<Self> {
+        let target = target.as_ref().to_path_buf();
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "output has no file name"))?
+            .to_string_lossy()
+            .into_owned();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!(".{name}.{}.{n}.partial", std::process::id()));
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&temp)?;
+        register(&temp);
+        Ok(OutputFile { file: Some(file), temp, target })
+    }
+
+    /// The open temporary file.
+    pub fn file(&self) -> &File {
+        self.file.as_ref().expect("file is open until commit")
+    }
+
+    /// The temporary path.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// The final path.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Flush the file to stable storage and give it its final name.
+    pub fn commit(mut self) -> io::Result<PathBuf> {
+        let file = self.file.take().expect("file is open until commit");
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.temp, &self.target)?;
+        unregister(&self.temp);
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for OutputFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            self.file = None;
+            let _ = fs::remove_file(&self.temp);
+            unregister(&self.temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn dropped_output_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputFile::create(dir.path().join("a.raw")).unwrap();
+        out.file().write_all(b"x").unwrap();
+        drop(out);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn committed_output_has_final_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputFile::create(dir.path().join("a.raw")).unwrap();
+        (&*out.file()).write_all(b"x").unwrap();
+        let p = out.commit().unwrap();
+        assert_eq!(fs::read(p).unwrap(), b"x");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,139 @@
+//! A raw image file as a [`VirtualDisk`], with holes found by
+//! `SEEK_DATA`/`SEEK_HOLE` so that they are never read.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::SeekFrom;
+
+use crate::disk::{coalesce, eof_error, Extent, ExtentKind, VirtualDisk};
+
+/// A regular file read as a disk. The size is fixed when it is opened.
+#[derive(Debug)]
+pub struct RawFile {
+    file: File,
+    size: u64,
+    path: PathBuf,
+    /// Where the disk starts in the file (non-zero for a window of a file).
+    base: u64,
+}
+
+impl RawFile {
+    /// Open a regular file read-only.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory"));
+        }
+        if !meta.is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "is not a regular file"));
+        }
+        Ok(RawFile { file, size: meta.len(), path: path.to_path_buf(), base: 0 })
+    }
+
+    /// Use an open file; `size` bytes starting at `base` form the disk.
+    pub fn window(file: File, path: impl AsRef<Path>, base: u64, size: u64) -> Self {
+        RawFile { file, size, path: path.as_ref().to_path_buf(), base }
+    }
+
+    /// The path the file was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Find the next data at or after `pos` (relative to the window), or
+    /// `None` if the rest is a hole.
+    fn next_data(&self, pos: u64) -> io::Result<Option<u64>> {
+        match rustix::fs::seek(&self.file, SeekFrom::Data(self.base + pos)) {
+            Ok(off) => Ok(Some(off.saturating_sub(self.base))),
+            Err(rustix::io::Errno::NXIO) => Ok(None),
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::OPNOTSUPP) => Ok(Some(pos)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn next_hole(&self, pos: u64) -> io::Result<u64> {
+        match rustix::fs::seek(&self.file, SeekFrom::Hole(self.base + pos)) {
+            Ok(off) => Ok(off.saturating_sub(self.base)),
+            Err(rustix::io::Errno::NXIO)
+            | Err(rustix::io::Errno::INVAL)
+            | Err(rustix::io::Errno::OPNOTSUPP) => Ok(self.size),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl VirtualDisk for RawFile {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        match offset.checked_add(buf.len() as u64) {
+            Some(end) if end <= self.size => {}
+            _ => return Err(eof_error(offset, buf.len(), self.size)),
+        }
+        self.file.read_exact_at(buf, self.base + offset).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read")
+            } else {
+                e
+            }
+        })
+    }
+
+    fn extents(&self) -> io::Result<Vec<Extent>> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < self.size {
+            let data = match self.next_data(pos)? {
+                Some(d) if d < self.size => d,
+                _ => self.size,
+            };
+            if data > pos {
+                out.push(Extent { offset: pos, len: data - pos, kind: ExtentKind::Zero });
+            }
+            if data >= self.size {
+                break;
+            }
+            let hole = self.next_hole(data)?.clamp(data + 1, self.size);
+            out.push(Extent { offset: data, len: hole - data, kind: ExtentKind::Data });
+            pos = hole;
+        }
+        Ok(coalesce(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn holes_become_zero_extents() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sparse.raw");
+        let f = File::create(&p).unwrap();
+        f.set_len(64 << 20).unwrap();
+        f.write_at(b"hello", 32 << 20).unwrap();
+        (&f).flush().unwrap();
+        drop(f);
+        let d = RawFile::open(&p).unwrap();
+        let ex = d.extents().unwrap();
+        assert_eq!(ex.iter().map(|e| e.len).sum::<u64>(), 64 << 20);
+        let data: u64 = ex.iter().filter(|e| e.kind == ExtentKind::Data).map(|e| e.len).sum();
+        assert!(data < 1 << 20, "only the written block is data: {ex:?}");
+        let mut b = [0u8; 5];
+        d.read_at(&mut b, 32 << 20).unwrap();
+        assert_eq!(&b, b"hello");
+    }
+}

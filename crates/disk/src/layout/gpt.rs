@@ -1,0 +1,1 @@
+//! GUID partition table. STUB.
