@@ -1,5 +1,70 @@
-//! The `cloudimg` command: a thin dispatcher over `cloudimg-disk`.
+//! The `cloudimg` command: a thin dispatcher over the `cloudimg-*`
+//! libraries. Logs and progress go to stderr, data (tables, `--json`) to
+//! stdout.
+//!
+//! Exit codes: 0 success; 1 `verify` found defects; 2 error (bad input,
+//! failed step); 130 interrupted by SIGINT; 143 terminated by SIGTERM.
 
-fn main() {
-    println!("cloudimg");
+mod cmd;
+mod signals;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Take a bootable disk image to cloud-importable shapes, verified.
+#[derive(Debug, Parser)]
+#[command(name = "cloudimg", version, about, long_about = None, help_expected = true)]
+#[command(after_help = "Exit codes: 0 ok, 1 verify found defects, 2 error, 130/143 interrupted.")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Package a raw disk image into the GCP and AWS shapes, each verified.
+    Package(cmd::package::Args),
+    /// Decode an artifact in full and report every defect found.
+    Verify(cmd::verify::Args),
+}
+
+fn main() -> ExitCode {
+    signals::install();
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Package(a) => cmd::package::run(a),
+        Cmd::Verify(a) => cmd::verify::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            let _ = writeln!(std::io::stderr(), "cloudimg: error: {}", one_line(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes on one line. A library error already names
+/// its file and reason, so the OS error beneath it is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        parts.push(cause.to_string());
+        if cause.is::<cloudimg_disk::Error>() {
+            break;
+        }
+    }
+    parts.join(": ").replace('\n', " ")
 }

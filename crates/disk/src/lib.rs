@@ -21,6 +21,7 @@ pub mod error;
 pub mod formats;
 pub mod io;
 pub mod layout;
+pub mod package;
 pub mod verify;
 
 pub use disk::{Extent, ExtentKind, MemDisk, VirtualDisk, SECTOR_SIZE};

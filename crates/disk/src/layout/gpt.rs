@@ -8,3 +8,8 @@ use crate::verify::Finding;
 pub fn verify(_disk: &dyn VirtualDisk) -> Vec<Finding> {
     Vec::new()
 }
+
+/// Grow a disk as `truncate` + `sgdisk -e` would. STUB.
+pub fn grow<D: VirtualDisk>(_disk: D, _new_size: u64) -> crate::Result<crate::disk::PatchedDisk<D>> {
+    Err(crate::Error::unsupported("GPT grow not implemented"))
+}

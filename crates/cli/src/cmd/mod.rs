@@ -1,0 +1,21 @@
+//! One module per subcommand: clap arguments and a `run` function.
+
+pub mod package;
+pub mod verify;
+
+/// Whether stderr is a terminal (progress is shown only then).
+pub fn stderr_is_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+/// `SOURCE_DATE_EPOCH` as Unix seconds, or 0 when unset. A set but
+/// unparsable value is an error rather than silently ignored.
+pub fn source_date_epoch() -> anyhow::Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| {
+            anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds")
+        }),
+        _ => Ok(0),
+    }
+}

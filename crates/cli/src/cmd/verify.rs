@@ -1,0 +1,81 @@
+//! `cloudimg verify ARTIFACT`: decode an artifact in full and report
+//! every defect.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cloudimg_disk::io::Sha256Hex;
+use cloudimg_disk::package::verify_path;
+use cloudimg_disk::verify::Finding;
+
+/// Decode an artifact in full and report every defect found.
+///
+/// The format is detected from the content, not the file name: raw
+/// images, fixed VHD, stream-optimized VMDK and the GCP disk.raw.tar.gz.
+/// Exit status: 0 sound, 1 defects found, 2 unusable (cannot be decoded).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The artifacts to check.
+    #[arg(required = true)]
+    pub artifacts: Vec<PathBuf>,
+    /// The SHA-256 the decoded virtual disk must have (the manifest's
+    /// `virtual_sha256`).
+    #[arg(long, value_name = "HEX")]
+    pub expect_sha256: Option<Sha256Hex>,
+    /// Print the reports as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run the command.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut worst = 0u8;
+    let mut json = Vec::new();
+    let mut out = std::io::stdout().lock();
+    for path in &args.artifacts {
+        match verify_path(path) {
+            Ok(mut report) => {
+                if let Some(want) = args.expect_sha256 {
+                    if report.virtual_sha256 != Some(want) {
+                        report.findings.push(Finding::whole(format!(
+                            "decoded disk SHA-256 is {}, expected {want}",
+                            report.virtual_sha256.map_or("unknown".into(), |s| s.to_string())
+                        )));
+                    }
+                }
+                let ok = report.is_ok();
+                if !ok {
+                    worst = worst.max(1);
+                }
+                if args.json {
+                    let mut v = serde_json::to_value(&report)?;
+                    v["path"] = serde_json::json!(path);
+                    v["ok"] = serde_json::json!(ok);
+                    json.push(v);
+                } else {
+                    let size = report.virtual_size.map_or("?".into(), |s| s.to_string());
+                    let sha = report.virtual_sha256.map_or("?".into(), |s| s.to_string());
+                    let verdict = if ok { "ok" } else { "DEFECTIVE" };
+                    writeln!(out, "{}: {verdict}: {}, virtual size {size}, decoded SHA-256 {sha}", path.display(), report.format)?;
+                    for f in &report.findings {
+                        writeln!(out, "{}: {f}", path.display())?;
+                    }
+                }
+            }
+            Err(e) => {
+                worst = 2;
+                if args.json {
+                    json.push(serde_json::json!({"path": path, "ok": false, "error": e.to_string()}));
+                } else {
+                    eprintln!("cloudimg: error: {e}");
+                }
+            }
+        }
+    }
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &json)?;
+        writeln!(out)?;
+    }
+    Ok(ExitCode::from(worst))
+}

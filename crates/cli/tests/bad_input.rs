@@ -1,0 +1,143 @@
+//! Bad input to `cloudimg package` and `verify`: a one-line error naming
+//! the file and the problem, exit status 2, nothing left behind, the input
+//! untouched.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cloudimg(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloudimg"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("running cloudimg")
+}
+
+/// Assert exit 2, one line on stderr containing every `needle`.
+fn assert_error(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{err:?} should contain {n:?}");
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn missing_input_is_named() {
+    let t = tempfile::tempdir().unwrap();
+    let out = cloudimg(&["package", "nope.raw", "-o", "out"], t.path());
+    assert_error(&out, &["nope.raw", "no such file or directory"]);
+    assert!(entries(&t.path().join("out")).is_empty());
+}
+
+#[test]
+fn directory_input_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir(t.path().join("d")).unwrap();
+    let out = cloudimg(&["package", "d", "-o", "out"], t.path());
+    assert_error(&out, &["d: is a directory"]);
+}
+
+#[test]
+fn empty_input_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("e.raw"), b"").unwrap();
+    let out = cloudimg(&["package", "e.raw", "-o", "out"], t.path());
+    assert_error(&out, &["e.raw: is empty"]);
+}
+
+#[test]
+fn size_not_multiple_of_512_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("odd.raw"), vec![1u8; 1000]).unwrap();
+    let out = cloudimg(&["package", "odd.raw", "-o", "out"], t.path());
+    assert_error(&out, &["odd.raw: size 1000 is not a multiple of 512 bytes"]);
+    assert_eq!(fs::read(t.path().join("odd.raw")).unwrap(), vec![1u8; 1000]);
+    assert!(entries(&t.path().join("out")).is_empty());
+}
+
+#[test]
+fn output_path_that_is_a_file_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("in.raw"), vec![0u8; 4096]).unwrap();
+    fs::write(t.path().join("out"), b"x").unwrap();
+    let out = cloudimg(&["package", "in.raw", "-o", "out"], t.path());
+    assert_error(&out, &["out: output path exists and is not a directory"]);
+}
+
+#[test]
+fn output_equal_to_input_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("capos-aws.raw"), vec![0u8; 4096]).unwrap();
+    let out = cloudimg(&["package", "capos-aws.raw", "--aws", "-o", "."], t.path());
+    assert_error(&out, &["is the input image itself"]);
+    assert_eq!(fs::read(t.path().join("capos-aws.raw")).unwrap(), vec![0u8; 4096]);
+    assert_eq!(entries(t.path()), vec!["capos-aws.raw"]);
+}
+
+#[test]
+fn unwritable_output_directory_is_refused() {
+    if !is_root() {
+        eprintln!("SKIP: needs root to mount a read-only filesystem");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("in.raw"), vec![0u8; 4096]).unwrap();
+    let ro = t.path().join("ro");
+    fs::create_dir(&ro).unwrap();
+    let _m = Mount::tmpfs(&ro, "ro,size=1m");
+    let out = cloudimg(&["package", "in.raw", "-o", "ro"], t.path());
+    assert_error(&out, &["ro: writing to the output directory: read-only file system"]);
+}
+
+#[test]
+fn verify_missing_and_empty_files() {
+    let t = tempfile::tempdir().unwrap();
+    let out = cloudimg(&["verify", "gone.vmdk"], t.path());
+    assert_error(&out, &["gone.vmdk: opening: no such file or directory"]);
+    fs::write(t.path().join("e.vhd"), b"").unwrap();
+    let out = cloudimg(&["verify", "e.vhd"], t.path());
+    assert_error(&out, &["e.vhd: is empty"]);
+}
+
+pub fn is_root() -> bool {
+    rustix_uid() == 0
+}
+
+fn rustix_uid() -> u32 {
+    // `id -u` keeps this test free of extra dependencies.
+    let out = Command::new("id").arg("-u").output().expect("running id");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(1)
+}
+
+/// A tmpfs mounted for the life of the value.
+pub struct Mount(std::path::PathBuf);
+
+impl Mount {
+    pub fn tmpfs(at: &Path, opts: &str) -> Mount {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("running mount");
+        assert!(st.success(), "mounting tmpfs at {}", at.display());
+        Mount(at.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

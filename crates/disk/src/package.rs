@@ -1,0 +1,458 @@
+//! `package`: turn a raw disk image into the cloud shapes, verify each one
+//! by decoding it back from disk, and describe them in a manifest.
+//!
+//! Every artifact is written under a temporary name in the output
+//! directory ([`OutputFile`]) and renamed only once its verification has
+//! passed; a failure removes it. The input is only ever opened read-only.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::disk::{VirtualDisk, GIB, SECTOR_SIZE};
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::formats::{self, Format, WriteOptions};
+use crate::io::{sha256_disk, sha256_file, OutputFile, RawFile, Sha256Hex};
+use crate::layout;
+use crate::verify::Report;
+
+/// Which cloud a shape is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Google Compute Engine.
+    Gcp,
+    /// Amazon EC2 (VM Import/Export).
+    Aws,
+}
+
+/// One output shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// `disk.raw.tar.gz`: gzip'd oldgnu tar of the disk grown to whole GiB.
+    GcpTarGz,
+    /// `<name>-aws.raw`: the image as is.
+    AwsRaw,
+    /// `<name>-aws.vhd`: fixed VHD.
+    AwsVhd,
+    /// `<name>-aws.vmdk`: stream-optimized VMDK.
+    AwsVmdk,
+}
+
+impl Shape {
+    /// Every shape, in the order they are written.
+    pub const ALL: [Shape; 4] = [Shape::AwsRaw, Shape::AwsVhd, Shape::AwsVmdk, Shape::GcpTarGz];
+
+    /// The provider the shape is for.
+    pub fn provider(self) -> Provider {
+        match self {
+            Shape::GcpTarGz => Provider::Gcp,
+            _ => Provider::Aws,
+        }
+    }
+
+    /// The output file name for image name prefix `name`.
+    pub fn file_name(self, name: &str) -> String {
+        match self {
+            Shape::GcpTarGz => "disk.raw.tar.gz".to_string(),
+            Shape::AwsRaw => format!("{name}-aws.raw"),
+            Shape::AwsVhd => format!("{name}-aws.vhd"),
+            Shape::AwsVmdk => format!("{name}-aws.vmdk"),
+        }
+    }
+
+    /// The format the verifier must detect from the written file.
+    pub fn format(self) -> Format {
+        match self {
+            Shape::GcpTarGz => Format::Gzip,
+            Shape::AwsRaw => Format::Raw,
+            Shape::AwsVhd => Format::VhdFixed,
+            Shape::AwsVmdk => Format::Vmdk,
+        }
+    }
+
+    /// A short description for humans and the manifest.
+    pub fn description(self) -> &'static str {
+        match self {
+            Shape::GcpTarGz => "gzip'd GNU oldgnu tar of disk.raw grown to whole GiB",
+            Shape::AwsRaw => "raw",
+            Shape::AwsVhd => "fixed VHD",
+            Shape::AwsVmdk => "stream-optimized VMDK",
+        }
+    }
+}
+
+/// What to package.
+#[derive(Debug, Clone)]
+pub struct PackageRequest {
+    /// The raw input image.
+    pub input: PathBuf,
+    /// The output directory (created if missing).
+    pub out_dir: PathBuf,
+    /// Prefix of the AWS file names (`capos` → `capos-aws.vhd`).
+    pub name: String,
+    /// Shapes to write.
+    pub shapes: Vec<Shape>,
+    /// Timestamp for formats that carry one (`SOURCE_DATE_EPOCH`, else 0).
+    pub mtime: u64,
+}
+
+/// Progress events, for the command line to show.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// Hashing the input.
+    HashingInput,
+    /// Writing a shape to a temporary file.
+    Writing(Shape, &'a Path),
+    /// Decoding a written shape back.
+    Verifying(Shape),
+    /// A shape is written, verified and has its final name.
+    Done(&'a Artifact),
+    /// A shape could not be made; the others go on.
+    Failed(Shape, &'a Error),
+}
+
+/// The source image as recorded in the manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    /// File name of the input.
+    pub file: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of its bytes.
+    pub sha256: Sha256Hex,
+}
+
+/// One verified artifact as recorded in the manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifact {
+    /// File name in the output directory.
+    pub file: String,
+    /// Provider it is for.
+    pub provider: Provider,
+    /// Its shape.
+    pub shape: Shape,
+    /// Size of the file in bytes.
+    pub size: u64,
+    /// SHA-256 of the file.
+    pub sha256: Sha256Hex,
+    /// Size of the virtual disk it decodes to.
+    pub virtual_size: u64,
+    /// SHA-256 of the virtual disk it decodes to.
+    pub virtual_sha256: Sha256Hex,
+    /// Seconds spent writing and verifying it.
+    #[serde(skip)]
+    pub seconds: f64,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    /// The tool that wrote it.
+    pub generator: String,
+    /// The input image.
+    pub source: Source,
+    /// The artifacts, in the order they were written.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// The outcome of [`package`]: the manifest of what was made, and the
+/// shapes that could not be made, with why.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Written and verified artifacts (also written as `manifest.json`).
+    pub manifest: Manifest,
+    /// Path of `manifest.json`.
+    pub manifest_path: PathBuf,
+    /// Shapes refused or failed.
+    pub failures: Vec<(Shape, Error)>,
+}
+
+/// Checks made before any work: the input is a readable, non-empty
+/// regular file whose size is a multiple of 512, and the output
+/// directory is a writable directory that does not hold the input under
+/// an output name.
+fn preflight(req: &PackageRequest) -> Result<RawFile> {
+    let input = &req.input;
+    let meta = fs::metadata(input).ctx("opening").map_err(|e| e.with_path(input))?;
+    if meta.is_dir() {
+        return Err(Error::invalid_input("is a directory, not a disk image").with_path(input));
+    }
+    if !meta.is_file() {
+        return Err(Error::invalid_input("is not a regular file").with_path(input));
+    }
+    if meta.len() == 0 {
+        return Err(Error::invalid_input("is empty").with_path(input));
+    }
+    if meta.len() % SECTOR_SIZE != 0 {
+        return Err(Error::invalid_input(format!(
+            "size {} is not a multiple of 512 bytes",
+            meta.len()
+        ))
+        .with_path(input));
+    }
+    let disk = RawFile::open(input).ctx("opening").map_err(|e| e.with_path(input))?;
+    let mut probe = [0u8; 512];
+    disk.read_at(&mut probe, 0).ctx("reading").map_err(|e| e.with_path(input))?;
+    match formats::detect_file(disk.file()).map_err(|e| e.with_path(input))? {
+        Format::Raw => {}
+        other => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("is a {other} file, not a raw disk image (convert it to raw first)"),
+            )
+            .with_path(input))
+        }
+    }
+
+    let out = &req.out_dir;
+    match fs::metadata(out) {
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::invalid_input("output path exists and is not a directory")
+                .with_path(out))
+        }
+        Ok(_) => {}
+        Err(_) => fs::create_dir_all(out)
+            .ctx("creating the output directory")
+            .map_err(|e| e.with_path(out))?,
+    }
+    for shape in &req.shapes {
+        let target = out.join(shape.file_name(&req.name));
+        if let Ok(m) = fs::metadata(&target) {
+            if m.dev() == meta.dev() && m.ino() == meta.ino() {
+                return Err(Error::invalid_input(format!(
+                    "output {} is the input image itself; choose another output directory or --name",
+                    target.display()
+                ))
+                .with_path(input));
+            }
+            if m.is_dir() {
+                return Err(Error::invalid_input("output path is an existing directory")
+                    .with_path(&target));
+            }
+        }
+    }
+    // Writable? Create (and drop, which removes) a temporary file.
+    OutputFile::create(out.join("manifest.json"))
+        .ctx("writing to the output directory")
+        .map_err(|e| e.with_path(out))?;
+    Ok(disk)
+}
+
+/// A seed for identifiers (VHD UUID, VMDK CID) derived from the input's
+/// content hash, so the same input always gives the same identifiers.
+fn seed_from(sha: &Sha256Hex, name: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"cloudimg seed v1\0");
+    h.update(sha.0);
+    h.update(name.as_bytes());
+    h.finalize().into()
+}
+
+/// The size GCP requires: the next whole GiB (an exact multiple stays).
+pub fn gcp_size(size: u64) -> u64 {
+    size.div_ceil(GIB) * GIB
+}
+
+/// Package `req.input` into `req.shapes`, calling `on_event` as work
+/// progresses. Fails before any work for unusable input or output; a
+/// shape that cannot be made (e.g. GCP for an image with a corrupt GPT)
+/// is reported in [`Outcome::failures`] while the others are still made.
+pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome> {
+    let disk = preflight(req)?;
+    let input = &req.input;
+    on_event(Event::HashingInput);
+    let source_sha = sha256_disk(&disk).ctx("reading").map_err(|e| e.with_path(input))?;
+    let source = Source {
+        file: input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        size: disk.size(),
+        sha256: source_sha,
+    };
+    let opts = WriteOptions { mtime: req.mtime, seed: seed_from(&source_sha, &req.name) };
+
+    let mut artifacts = Vec::new();
+    let mut failures = Vec::new();
+    for &shape in &req.shapes {
+        let target = req.out_dir.join(shape.file_name(&req.name));
+        match make_shape(shape, &disk, &source, &target, &opts, on_event) {
+            Ok(a) => {
+                on_event(Event::Done(&a));
+                artifacts.push(a);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                on_event(Event::Failed(shape, &e));
+                failures.push((shape, e));
+            }
+        }
+    }
+
+    let manifest = Manifest {
+        generator: format!("cloudimg {}", env!("CARGO_PKG_VERSION")),
+        source,
+        artifacts,
+    };
+    let manifest_path = req.out_dir.join("manifest.json");
+    write_manifest(&manifest, &manifest_path)?;
+    Ok(Outcome { manifest, manifest_path, failures })
+}
+
+fn write_manifest(m: &Manifest, path: &Path) -> Result<()> {
+    let out = OutputFile::create(path).ctx("creating").map_err(|e| e.with_path(path))?;
+    let mut w = BufWriter::new(out.file());
+    serde_json::to_writer_pretty(&mut w, m).map_err(|e| Error::io("writing", e.into()))?;
+    w.write_all(b"\n").ctx("writing").map_err(|e| e.with_path(path))?;
+    w.flush().ctx("writing").map_err(|e| e.with_path(path))?;
+    drop(w);
+    out.commit().ctx("renaming").map_err(|e| e.with_path(path))?;
+    Ok(())
+}
+
+fn make_shape(
+    shape: Shape,
+    disk: &RawFile,
+    source: &Source,
+    target: &Path,
+    opts: &WriteOptions,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<Artifact> {
+    let started = Instant::now();
+    let with_target = |e: Error| e.with_path(target);
+    // What the artifact must decode to.
+    let (expect_size, expect_sha) = match shape {
+        Shape::GcpTarGz => {
+            let grown = layout::gpt::grow(disk, gcp_size(disk.size())).map_err(|e| {
+                Error::new(e.kind(), format!("refusing the GCP shape: {}", e.message()))
+                    .with_path(disk.path())
+            })?;
+            let sha = sha256_disk(&grown).ctx("reading").map_err(|e| e.with_path(disk.path()))?;
+            (grown.size(), sha)
+        }
+        _ => (source.size, source.sha256),
+    };
+
+    let out = OutputFile::create(target).ctx("creating").map_err(with_target)?;
+    on_event(Event::Writing(shape, out.temp_path()));
+    match shape {
+        Shape::AwsRaw => formats::raw::write(disk, out.file()),
+        Shape::AwsVhd => formats::vhd::write_fixed(disk, out.file(), opts),
+        Shape::AwsVmdk => {
+            let name = shape_file_name(target);
+            let w = BufWriter::with_capacity(crate::disk::BUFFER_SIZE, out.file());
+            formats::vmdk::write_stream_optimized(disk, w, &name, opts).and_then(finish_buf)
+        }
+        Shape::GcpTarGz => {
+            let grown = layout::gpt::grow(disk, gcp_size(disk.size()))?;
+            let w = BufWriter::with_capacity(crate::disk::BUFFER_SIZE, out.file());
+            formats::gcp::write_tar_gz(&grown, w, opts).and_then(finish_buf)
+        }
+    }
+    .map_err(with_target)?;
+    out.file().sync_all().ctx("flushing").map_err(with_target)?;
+
+    on_event(Event::Verifying(shape));
+    let report = verify_file(out.file(), shape.format()).map_err(|e| {
+        Error::new(e.kind(), format!("verification failed: {}", e.message())).with_path(target)
+    })?;
+    check_report(&report, shape.format(), expect_size, expect_sha).map_err(with_target)?;
+    let size = out.file().metadata().ctx("reading metadata").map_err(with_target)?.len();
+    let sha256 = sha256_file(out.temp_path()).ctx("reading").map_err(with_target)?;
+    out.commit().ctx("renaming").map_err(with_target)?;
+    Ok(Artifact {
+        file: shape_file_name(target),
+        provider: shape.provider(),
+        shape,
+        size,
+        sha256,
+        virtual_size: expect_size,
+        virtual_sha256: expect_sha,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn shape_file_name(target: &Path) -> String {
+    target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn finish_buf<W: Write>(w: BufWriter<W>) -> Result<()> {
+    let mut inner = w.into_inner().map_err(|e| Error::io("writing", e.into_error()))?;
+    inner.flush().ctx("writing")
+}
+
+/// Check a verification report against what the artifact must be.
+pub fn check_report(
+    report: &Report,
+    format: Format,
+    expect_size: u64,
+    expect_sha: Sha256Hex,
+) -> Result<()> {
+    if report.format != format {
+        return Err(Error::corrupt(format!(
+            "verification failed: reads back as {}, expected {}",
+            report.format, format
+        )));
+    }
+    if let Some(f) = report.findings.first() {
+        let more = match report.findings.len() {
+            1 => String::new(),
+            n => format!(" (and {} more findings)", n - 1),
+        };
+        return Err(Error::corrupt(format!("verification failed: {f}{more}")));
+    }
+    match report.virtual_size {
+        Some(s) if s == expect_size => {}
+        found => {
+            return Err(Error::corrupt(format!(
+                "verification failed: decodes to {} bytes, expected {expect_size}",
+                found.map_or("an unknown number of".to_string(), |s| s.to_string())
+            )))
+        }
+    }
+    match report.virtual_sha256 {
+        Some(s) if s == expect_sha => Ok(()),
+        found => Err(Error::corrupt(format!(
+            "verification failed: decoded disk SHA-256 is {}, expected {expect_sha}",
+            found.map_or("unknown".to_string(), |s| s.to_string())
+        ))),
+    }
+}
+
+/// Decode and check an open file as `format`.
+pub fn verify_file(file: &File, format: Format) -> Result<Report> {
+    match format {
+        Format::Raw => {
+            let mut report = formats::raw::verify(file)?;
+            let len = report.file_size;
+            let f = file.try_clone().ctx("opening")?;
+            let disk = RawFile::window(f, "", 0, len);
+            for finding in layout::gpt::verify(&disk) {
+                report.push(finding);
+            }
+            Ok(report)
+        }
+        Format::VhdFixed | Format::VhdDynamic => formats::vhd::verify(file),
+        Format::Vmdk => formats::vmdk::verify(file),
+        Format::Gzip => formats::gcp::verify(file),
+        other => Err(Error::unsupported(format!("cannot verify {other} files yet"))),
+    }
+}
+
+/// Detect the format of `path` from its content and verify it in full.
+pub fn verify_path(path: &Path) -> Result<Report> {
+    let file = File::open(path).ctx("opening").map_err(|e| e.with_path(path))?;
+    let meta = file.metadata().ctx("opening").map_err(|e| e.with_path(path))?;
+    if meta.is_dir() {
+        return Err(Error::invalid_input("is a directory").with_path(path));
+    }
+    if meta.len() == 0 {
+        return Err(Error::invalid_input("is empty").with_path(path));
+    }
+    let format = formats::detect_file(&file).map_err(|e| e.with_path(path))?;
+    verify_file(&file, format).map_err(|e| e.with_path(path))
+}
