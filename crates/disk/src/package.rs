@@ -355,6 +355,7 @@ fn make_shape(
     }
     .map_err(with_target)?;
     out.file().sync_all().ctx("flushing").map_err(with_target)?;
+    corrupt_for_tests(out.file(), target);
 
     on_event(Event::Verifying(shape));
     let report = verify_file(out.file(), shape.format()).map_err(|e| {
@@ -374,6 +375,27 @@ fn make_shape(
         virtual_sha256: expect_sha,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Test hook: with `CLOUDIMG_TEST_CORRUPT_AFTER_WRITE=<file name>` set,
+/// flip one byte in the middle of that artifact after it is written and
+/// before it is verified, so tests can prove that a bad conversion is
+/// caught and removed. Does nothing otherwise.
+fn corrupt_for_tests(file: &File, target: &Path) {
+    use std::os::unix::fs::FileExt;
+    let Some(victim) = std::env::var_os("CLOUDIMG_TEST_CORRUPT_AFTER_WRITE") else {
+        return;
+    };
+    if target.file_name() != Some(victim.as_os_str()) {
+        return;
+    }
+    let Ok(len) = file.metadata().map(|m| m.len()) else { return };
+    let at = len / 2;
+    let mut b = [0u8; 1];
+    if file.read_exact_at(&mut b, at).is_ok() {
+        let _ = file.write_all_at(&[b[0] ^ 0xff], at);
+        log::warn!("test hook: flipped byte {at} of {}", target.display());
+    }
 }
 
 fn shape_file_name(target: &Path) -> String {

@@ -1,0 +1,301 @@
+//! End to end: `cloudimg package` on images built here, every artifact
+//! checked by tools we did not write (qemu-img, GNU tar, Python tarfile,
+//! gzip, sgdisk) and by `cloudimg verify`.
+
+mod common;
+
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{require_tool, run, Rng};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+fn cloudimg(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloudimg"))
+        .args(args)
+        .current_dir(cwd)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .expect("running cloudimg")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "cloudimg failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sha256(path: &Path) -> String {
+    run(Command::new("sha256sum").arg(path)).split_whitespace().next().unwrap().to_string()
+}
+
+/// A sparse GPT disk of `size` bytes with three partitions (BIOS boot,
+/// ESP, Linux) and seeded random data in each, GUIDs fixed.
+fn gpt_image(dir: &Path, name: &str, size: u64, seed: u64) -> PathBuf {
+    let p = dir.join(name);
+    File::create(&p).unwrap().set_len(size).unwrap();
+    run(Command::new("sgdisk")
+        .args(["-U", "11111111-2222-4333-8444-555555555555"])
+        .args(["-n", "1:2048:+1M", "-t", "1:ef02", "-c", "1:bios", "-u", "1:A1111111-2222-4333-8444-555555555555"])
+        .args(["-n", "2:0:+8M", "-t", "2:ef00", "-c", "2:esp", "-u", "2:B1111111-2222-4333-8444-555555555555"])
+        .args(["-n", "3:0:0", "-t", "3:8300", "-c", "3:root", "-u", "3:C1111111-2222-4333-8444-555555555555"])
+        .arg(&p));
+    let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+    let mut rng = Rng::new(seed);
+    let mut buf = vec![0u8; 300_000];
+    for off in [1 * MIB, 2 * MIB + 4096, 5 * MIB, 11 * MIB + 512, size / 2 + 7 * 512] {
+        if off + buf.len() as u64 <= size - 34 * 512 {
+            rng.fill(&mut buf);
+            f.write_all_at(&buf, off).unwrap();
+        }
+    }
+    // Text-like, compressible data too.
+    let text: Vec<u8> = b"capos kernel starting\n".iter().cycle().take(200_000).copied().collect();
+    f.write_all_at(&text, 3 * MIB).unwrap();
+    p
+}
+
+/// What `truncate -s SIZE` + `sgdisk -e` make of a copy of `input`.
+fn stock_grown(input: &Path, out: &Path, size: u64) {
+    run(Command::new("cp").args(["--sparse=always"]).arg(input).arg(out));
+    run(Command::new("truncate").args(["-s", &size.to_string()]).arg(out));
+    let has_gpt = {
+        let mut b = [0u8; 8];
+        File::open(input).unwrap().read_exact_at(&mut b, 512).unwrap();
+        &b == b"EFI PART"
+    };
+    if has_gpt {
+        run(Command::new("sgdisk").arg("-e").arg(out));
+    }
+}
+
+fn check_all(input: &Path, out_dir: &Path) {
+    let size = fs::metadata(input).unwrap().len();
+    let grown_size = size.div_ceil(GIB) * GIB;
+    let aws_raw = out_dir.join("capos-aws.raw");
+    let vhd = out_dir.join("capos-aws.vhd");
+    let vmdk = out_dir.join("capos-aws.vmdk");
+    let tgz = out_dir.join("disk.raw.tar.gz");
+
+    // RAW: identical bytes, same size, no more allocated than the input.
+    run(Command::new("cmp").arg(input).arg(&aws_raw));
+    let blocks = |p: &Path| run(Command::new("stat").args(["-c", "%b"]).arg(p)).trim().parse::<u64>().unwrap();
+    assert!(blocks(&aws_raw) <= blocks(input) + 8, "holes kept as holes");
+
+    // VHD and VMDK: qemu-img reads the same disk.
+    run(Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "vpc"]).arg(input).arg(&vhd));
+    run(Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "vmdk"]).arg(input).arg(&vmdk));
+    run(Command::new("qemu-img").args(["check", "-f", "vmdk"]).arg(&vmdk));
+    let info: serde_json::Value = serde_json::from_str(&run(Command::new("qemu-img")
+        .args(["info", "--output=json", "-f", "vpc"])
+        .arg(&vhd)))
+    .unwrap();
+    assert_eq!(info["virtual-size"], size);
+    let info: serde_json::Value = serde_json::from_str(&run(Command::new("qemu-img")
+        .args(["info", "--output=json", "-f", "vmdk"])
+        .arg(&vmdk)))
+    .unwrap();
+    assert_eq!(info["virtual-size"], size);
+    assert_eq!(info["format-specific"]["data"]["create-type"], "streamOptimized");
+    assert_eq!(fs::metadata(&vhd).unwrap().len(), size + 512);
+    let mut cookie = [0u8; 8];
+    File::open(&vhd).unwrap().read_exact_at(&mut cookie, size).unwrap();
+    assert_eq!(&cookie, b"conectix");
+
+    // GCP: gzip -t, GNU tar lists exactly disk.raw at the grown size, and
+    // extracts (sparse) to what truncate + sgdisk -e make.
+    run(Command::new("gzip").arg("-t").arg(&tgz));
+    let listing = run(Command::new("tar").args(["-tvf"]).arg(&tgz));
+    assert_eq!(listing.lines().count(), 1, "{listing}");
+    assert!(listing.trim_end().ends_with(" disk.raw"), "{listing}");
+    assert!(listing.contains(&format!(" {grown_size} ")), "{listing}");
+    let x = out_dir.join("x");
+    fs::create_dir(&x).unwrap();
+    run(Command::new("tar").args(["-xSf"]).arg(&tgz).arg("-C").arg(&x));
+    let expected = out_dir.join("expected.raw");
+    stock_grown(input, &expected, grown_size);
+    run(Command::new("cmp").arg(&expected).arg(x.join("disk.raw")));
+    if fs::read(input).unwrap()[512..520] == *b"EFI PART" {
+        run(Command::new("sgdisk").arg("-v").arg(x.join("disk.raw")));
+    }
+    // Python's tarfile reads the same member and content.
+    let py = run(Command::new("python3").arg("-c").arg(
+        "import tarfile,hashlib,sys\n\
+         t=tarfile.open(sys.argv[1],'r:gz')\n\
+         m=t.getmembers()\n\
+         assert len(m)==1 and m[0].name=='disk.raw', m\n\
+         h=hashlib.sha256()\n\
+         f=t.extractfile(m[0])\n\
+         while True:\n\
+         \x20b=f.read(1<<20)\n\
+         \x20if not b: break\n\
+         \x20h.update(b)\n\
+         print(m[0].size, h.hexdigest())",
+    ).arg(&tgz));
+    let expected_sha = sha256(&expected);
+    assert_eq!(py.trim(), format!("{grown_size} {expected_sha}"));
+
+    // The manifest matches the files.
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["source"]["size"], size);
+    assert_eq!(m["source"]["sha256"], sha256(input));
+    let arts = m["artifacts"].as_array().unwrap();
+    assert_eq!(arts.len(), 4);
+    for a in arts {
+        let f = out_dir.join(a["file"].as_str().unwrap());
+        assert_eq!(a["sha256"], sha256(&f), "{f:?}");
+        assert_eq!(a["size"], fs::metadata(&f).unwrap().len());
+        if a["provider"] == "gcp" {
+            assert_eq!(a["virtual_size"], grown_size);
+            assert_eq!(a["virtual_sha256"], expected_sha);
+        } else {
+            assert_eq!(a["virtual_size"], size);
+            assert_eq!(a["virtual_sha256"], sha256(input));
+        }
+        // And `cloudimg verify` agrees, given the manifest's hash.
+        let vs = a["virtual_sha256"].as_str().unwrap();
+        ok(cloudimg(&["verify", "--expect-sha256", vs, f.to_str().unwrap()], out_dir));
+    }
+    // Nothing else is left in the directory.
+    let mut names: Vec<_> = fs::read_dir(out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "x" && n != "expected.raw")
+        .collect();
+    names.sort();
+    assert_eq!(names, ["capos-aws.raw", "capos-aws.vhd", "capos-aws.vmdk", "disk.raw.tar.gz", "manifest.json"]);
+}
+
+fn oracles() -> bool {
+    ["qemu-img", "sgdisk", "tar", "gzip", "python3", "cmp"].iter().all(|t| require_tool(t))
+}
+
+#[test]
+fn gpt_image_round_trips_through_every_shape() {
+    if !oracles() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let img = gpt_image(t.path(), "disk.img", 48 * MIB, 1);
+    let before = sha256(&img);
+    ok(cloudimg(&["package", "disk.img", "-o", "out"], t.path()));
+    assert_eq!(sha256(&img), before, "input untouched");
+    check_all(&img, &t.path().join("out"));
+}
+
+#[test]
+fn whole_gib_image_is_not_grown() {
+    if !oracles() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let img = gpt_image(t.path(), "gib.img", GIB, 2);
+    ok(cloudimg(&["package", "gib.img", "-o", "out"], t.path()));
+    check_all(&img, &t.path().join("out"));
+}
+
+#[test]
+fn mbr_only_and_all_zero_images() {
+    if !oracles() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    // MBR-only: one partition entry, boot signature, random data.
+    let mbr = t.path().join("mbr.img");
+    let f = File::create(&mbr).unwrap();
+    f.set_len(20 * MIB).unwrap();
+    let mut sector = [0u8; 512];
+    sector[446 + 4] = 0x83;
+    sector[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
+    sector[446 + 12..446 + 16].copy_from_slice(&((20 * MIB / 512 - 2048) as u32).to_le_bytes());
+    sector[510] = 0x55;
+    sector[511] = 0xAA;
+    f.write_all_at(&sector, 0).unwrap();
+    let mut data = vec![0u8; 100_000];
+    Rng::new(3).fill(&mut data);
+    f.write_all_at(&data, MIB).unwrap();
+    drop(f);
+    ok(cloudimg(&["package", "mbr.img", "-o", "mbr"], t.path()));
+    check_all(&mbr, &t.path().join("mbr"));
+
+    let zero = t.path().join("zero.img");
+    File::create(&zero).unwrap().set_len(4 * MIB).unwrap();
+    ok(cloudimg(&["package", "zero.img", "-o", "zero"], t.path()));
+    check_all(&zero, &t.path().join("zero"));
+}
+
+#[test]
+fn packaging_twice_gives_identical_bytes() {
+    if !oracles() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    gpt_image(t.path(), "disk.img", 40 * MIB, 4);
+    ok(cloudimg(&["package", "disk.img", "-o", "a"], t.path()));
+    ok(cloudimg(&["package", "disk.img", "-o", "b"], t.path()));
+    for f in ["capos-aws.raw", "capos-aws.vhd", "capos-aws.vmdk", "disk.raw.tar.gz", "manifest.json"] {
+        run(Command::new("cmp").arg(t.path().join("a").join(f)).arg(t.path().join("b").join(f)));
+    }
+}
+
+#[test]
+fn corrupt_gpt_is_refused_for_gcp_but_packaged_for_aws() {
+    if !oracles() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let img = gpt_image(t.path(), "bad.img", 40 * MIB, 5);
+    // Flip a byte of the first partition's name: the array CRC no longer
+    // matches.
+    let f = fs::OpenOptions::new().read(true).write(true).open(&img).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, 1024 + 56).unwrap();
+    f.write_all_at(&[b[0] ^ 0x20], 1024 + 56).unwrap();
+    drop(f);
+
+    let out = cloudimg(&["package", "bad.img", "--gcp", "-o", "gcp"], t.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("disk.raw.tar.gz") && err.contains("GPT") && err.contains("corrupt"), "{err}");
+    assert!(!t.path().join("gcp/disk.raw.tar.gz").exists());
+
+    ok(cloudimg(&["package", "bad.img", "--aws", "-o", "aws"], t.path()));
+    run(Command::new("cmp").arg(&img).arg(t.path().join("aws/capos-aws.raw")));
+}
+
+#[test]
+fn failed_verification_removes_the_artifact() {
+    if !oracles() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    gpt_image(t.path(), "disk.img", 40 * MIB, 6);
+    for victim in ["capos-aws.vhd", "capos-aws.vmdk", "disk.raw.tar.gz"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cloudimg"))
+            .args(["package", "disk.img", "-o", "out"])
+            .current_dir(t.path())
+            .env("CLOUDIMG_TEST_CORRUPT_AFTER_WRITE", victim)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{victim}: {err}");
+        assert!(err.contains(victim) && err.contains("verification failed"), "{victim}: {err}");
+        assert!(!t.path().join("out").join(victim).exists(), "{victim} removed");
+        let leftovers: Vec<_> = fs::read_dir(t.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("partial"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
