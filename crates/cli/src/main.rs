@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 /// Take a bootable disk image to cloud-importable shapes, verified.
 #[derive(Debug, Parser)]
 #[command(name = "cloudimg", version, about, long_about = None, help_expected = true)]
+#[command(max_term_width = 80, term_width = 80)]
 #[command(after_help = "Exit codes: 0 ok, 1 verify found defects, 2 error, 130/143 interrupted.")]
 struct Cli {
     #[command(subcommand)]
