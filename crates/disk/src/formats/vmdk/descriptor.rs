@@ -176,10 +176,10 @@ fn parse_extent(line: &str) -> Option<ExtentLine> {
     Some(ExtentLine { access, sectors, kind, file: file.to_string() })
 }
 
-/// Whether `s` is a CID as VMware writes it: 8 lowercase or uppercase hex
-/// digits.
+/// Whether `s` is a CID: 1 to 8 hex digits. VMware writes 8 (`%08x`),
+/// qemu drops leading zeros (`%x`); both read it with `%x`.
 pub fn is_cid(s: &str) -> bool {
-    s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ pub(crate) fn read_footer(file: &File, file_size: u64) -> std::result::Result<Sp
     let marker = Marker::parse(&b[..16]);
     if marker.size != 0 || marker.kind != MARKER_FOOTER || marker.val != 1 {
         return Err(format!(
-            "no footer marker at byte {at} (3 sectors before the end): found {}",
+            "no footer marker at byte {at} (3 sectors before the end), found: {}",
             describe_marker(&marker)
         ));
     }
@@ -67,7 +67,7 @@ pub(crate) fn read_footer(file: &File, file_size: u64) -> std::result::Result<Sp
     let eos = Marker::parse(&b[1024..1040]);
     if eos.val != 0 || eos.size != 0 || eos.kind != MARKER_EOS {
         return Err(format!(
-            "no end-of-stream marker at byte {} (the last sector): found {}",
+            "no end-of-stream marker at byte {} (the last sector), found: {}",
             at + 1024,
             describe_marker(&eos)
         ));
@@ -78,9 +78,9 @@ pub(crate) fn read_footer(file: &File, file_size: u64) -> std::result::Result<Sp
 /// A marker, for messages.
 pub(crate) fn describe_marker(m: &Marker) -> String {
     if m.is_grain() {
-        format!("a grain record (LBA {}, {} bytes)", m.val, m.size)
+        format!("grain record (LBA {}, {} bytes)", m.val, m.size)
     } else {
-        format!("a {} marker ({} sectors)", wire::marker_name(m.kind), m.val)
+        format!("{} marker ({} sectors)", wire::marker_name(m.kind), m.val)
     }
 }
 

@@ -12,7 +12,7 @@ use std::fs::File;
 use flate2::Decompress;
 
 use super::descriptor::{self, Descriptor};
-use super::reader::{self, describe_marker, inflate, read_exact_at, Inflated, VmdkReader};
+use super::reader::{self, inflate, read_exact_at, Inflated, VmdkReader};
 use super::wire::{
     self, Marker, SparseExtentHeader, CHECK_CHARS, COMPRESS_DEFLATE, FLAG_COMPRESSED, FLAG_MARKERS,
     FLAG_NEWLINE_TEST, GD_AT_END, GRAIN_RECORD_HEADER_BYTES, MARKER_EOS, MARKER_FOOTER, MARKER_GD,
@@ -75,7 +75,7 @@ pub fn verify(file: &File) -> Result<Report> {
             None
         }
     };
-    let walk = if header.markers() { Some(walk_stream(file, file_size, &header, &mut r)?) } else { None };
+    let walk = if header.markers() { Some(walk_stream(file, file_size, &header, leading.gd_offset == GD_AT_END, &mut r)?) } else { None };
 
     let mut consistent = walk.as_ref().is_some_and(|w| w.in_order);
     if let Some(d) = &disk {
@@ -108,7 +108,10 @@ pub fn verify(file: &File) -> Result<Report> {
             match res {
                 Ok(()) => Some(dg.finish()),
                 Err(e) => {
-                    r.push(Finding::whole(format!("decoding the disk failed: {e}")));
+                    // Already explained by an earlier finding, if any.
+                    if r.findings.is_empty() {
+                        r.push(Finding::whole(format!("decoding the disk failed: {e}")));
+                    }
                     None
                 }
             }
@@ -274,7 +277,7 @@ fn descriptor_findings(
         None => r.push(Finding::at(at, "the descriptor has no createType")),
     }
     match &d.cid {
-        Some(c) if !descriptor::is_cid(c) => r.push(Finding::at(at, format!("CID {c:?} is not 8 hex digits"))),
+        Some(c) if !descriptor::is_cid(c) => r.push(Finding::at(at, format!("CID {c:?} is not 1 to 8 hex digits"))),
         Some(c) if c.eq_ignore_ascii_case("ffffffff") || c.eq_ignore_ascii_case("fffffffe") => {
             r.push(Finding::at(at, format!("CID {c} is reserved (read as \"no parent\" or \"all zeros\")")))
         }
@@ -333,7 +336,7 @@ struct Walk {
 
 /// Walk grain records and metadata markers from `overHead` to the end of
 /// the stream.
-fn walk_stream(file: &File, file_size: u64, h: &SparseExtentHeader, r: &mut Report) -> Result<Walk> {
+fn walk_stream(file: &File, file_size: u64, h: &SparseExtentHeader, gd_at_end: bool, r: &mut Report) -> Result<Walk> {
     let size = h.capacity * SECTOR_BYTES;
     let gb = h.grain_bytes();
     let max_comp = reader::max_compressed_bytes(gb);
@@ -430,7 +433,13 @@ fn walk_stream(file: &File, file_size: u64, h: &SparseExtentHeader, r: &mut Repo
         if m.kind == MARKER_EOS {
             eos = true;
             let after = at + SECTOR_BYTES;
-            if after < file_size {
+            // qemu-img pads its stream-optimized files with zeros to a
+            // whole grain; with the GD at the end, the end-of-stream
+            // marker must be the last sector (readers look for the footer
+            // at a fixed distance from the end).
+            if after < file_size
+                && (gd_at_end || !is_zero_range(file, after, file_size)?)
+            {
                 r.push(Finding::at(after, format!("{} bytes follow the end-of-stream marker", file_size - after)));
             }
             break;
@@ -451,11 +460,9 @@ fn walk_stream(file: &File, file_size: u64, h: &SparseExtentHeader, r: &mut Repo
     if !eos && !ended_early {
         r.push(Finding::at(file_size, "the stream ends without an end-of-stream marker"));
     }
-    if h.gd_offset != GD_AT_END && (gd_seen.is_some() || footer_seen.is_some()) {
-        // GD in the header: GD/footer markers would be unexpected but harmless.
-    }
+    let _ = footer_seen;
     if let Some(gd) = gd_seen {
-        if gd != h.gd_offset {
+        if gd != h.gd_offset && h.gd_offset != GD_AT_END {
             r.push(Finding::at(
                 (gd - 1) * SECTOR_BYTES,
                 format!("grain directory marker precedes sector {gd}, but the header's gdOffset is {}", h.gd_offset),
@@ -463,7 +470,6 @@ fn walk_stream(file: &File, file_size: u64, h: &SparseExtentHeader, r: &mut Repo
         }
     }
     r.detail("end_of_stream_marker", eos);
-    let _ = describe_marker;
     Ok(w)
 }
 
@@ -550,4 +556,19 @@ fn table_findings(d: &VmdkReader, walk: Option<&Walk>, r: &mut Report) {
             r.push(Finding::at(g.sector * SECTOR_BYTES, format!("grain record for LBA {} is not referenced by any grain table", g.lba)));
         }
     }
+}
+
+/// Whether the file's bytes in `from..to` are all zero.
+fn is_zero_range(file: &File, from: u64, to: u64) -> Result<bool> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = from;
+    while pos < to {
+        let n = (to - pos).min(buf.len() as u64) as usize;
+        read_exact_at(file, &mut buf[..n], pos).ctx("reading the end of the file")?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
 }
