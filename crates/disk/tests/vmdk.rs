@@ -21,7 +21,10 @@ use sha2::{Digest, Sha256};
 const GRAIN: usize = 64 * 1024;
 
 fn opts(seed: u8) -> WriteOptions {
-    WriteOptions { mtime: 0, seed: [seed; 32] }
+    WriteOptions {
+        mtime: 0,
+        seed: [seed; 32],
+    }
 }
 
 fn sha_hex(b: &[u8]) -> String {
@@ -40,13 +43,19 @@ impl VirtualDisk for AllData {
         self.0.read_at(buf, offset)
     }
     fn extents(&self) -> io::Result<Vec<Extent>> {
-        Ok(vec![Extent { offset: 0, len: self.size(), kind: ExtentKind::Data }])
+        Ok(vec![Extent {
+            offset: 0,
+            len: self.size(),
+            kind: ExtentKind::Data,
+        }])
     }
 }
 
 /// Text-like, compressible bytes.
 fn text(rng: &mut Rng, n: usize) -> Vec<u8> {
-    const WORDS: [&str; 8] = ["grain ", "table ", "sector\n", "disk ", "zlib ", "marker ", "VMDK ", "footer "];
+    const WORDS: [&str; 8] = [
+        "grain ", "table ", "sector\n", "disk ", "zlib ", "marker ", "VMDK ", "footer ",
+    ];
     let mut v = Vec::with_capacity(n + 16);
     while v.len() < n {
         v.extend_from_slice(WORDS[(rng.next_u64() % 8) as usize].as_bytes());
@@ -111,7 +120,9 @@ fn check_against_oracles(w: &Written, raw: &[u8]) {
     for e in r.extents().unwrap() {
         assert_eq!(e.offset, covered);
         if e.kind == ExtentKind::Zero {
-            assert!(raw[e.offset as usize..e.end() as usize].iter().all(|&b| b == 0));
+            assert!(raw[e.offset as usize..e.end() as usize]
+                .iter()
+                .all(|&b| b == 0));
         }
         covered = e.end();
     }
@@ -120,15 +131,28 @@ fn check_against_oracles(w: &Written, raw: &[u8]) {
     if !require_tool("qemu-img") {
         return;
     }
-    let info = run(Command::new("qemu-img").args(["info", "--output=json"]).arg(&w.vmdk));
+    let info = run(Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&w.vmdk));
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["format"], "vmdk");
     assert_eq!(info["virtual-size"], raw.len() as u64);
-    assert_eq!(info["format-specific"]["data"]["create-type"], "streamOptimized");
-    run(Command::new("qemu-img").args(["check", "-f", "vmdk"]).arg(&w.vmdk));
-    run(Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "vmdk"]).arg(&w.raw).arg(&w.vmdk));
+    assert_eq!(
+        info["format-specific"]["data"]["create-type"],
+        "streamOptimized"
+    );
+    run(Command::new("qemu-img")
+        .args(["check", "-f", "vmdk"])
+        .arg(&w.vmdk));
+    run(Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "vmdk"])
+        .arg(&w.raw)
+        .arg(&w.vmdk));
     let out = w.dir.path().join("back.raw");
-    run(Command::new("qemu-img").args(["convert", "-f", "vmdk", "-O", "raw"]).arg(&w.vmdk).arg(&out));
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "vmdk", "-O", "raw"])
+        .arg(&w.vmdk)
+        .arg(&out));
     assert_eq!(sha_hex(&fs::read(&out).unwrap()), sha_hex(raw));
 }
 
@@ -191,7 +215,8 @@ fn output_is_reproducible_and_seeded() {
     let b = vmdk::write_stream_optimized(&d, Vec::new(), "x.vmdk", &opts(1)).unwrap();
     assert!(a == b, "same input, same bytes");
     for jobs in [1, 2, 5] {
-        let c = vmdk::write_stream_optimized_jobs(&d, Vec::new(), "x.vmdk", &opts(1), jobs).unwrap();
+        let c =
+            vmdk::write_stream_optimized_jobs(&d, Vec::new(), "x.vmdk", &opts(1), jobs).unwrap();
         assert!(a == c, "jobs={jobs} gives the same bytes");
     }
     let other = vmdk::write_stream_optimized(&d, Vec::new(), "x.vmdk", &opts(2)).unwrap();
@@ -202,13 +227,24 @@ fn output_is_reproducible_and_seeded() {
 #[test]
 fn descriptor_and_header_layout() {
     let raw = mixed_disk(1 << 20, 4);
-    let bytes = vmdk::write_stream_optimized(&MemDisk::new(raw), Vec::new(), "disk.vmdk", &opts(1)).unwrap();
+    let bytes = vmdk::write_stream_optimized(&MemDisk::new(raw), Vec::new(), "disk.vmdk", &opts(1))
+        .unwrap();
     let h = SparseExtentHeader::parse(bytes[..512].try_into().unwrap()).unwrap();
     assert_eq!(
-        (h.version, h.flags, h.capacity, h.grain_size, h.descriptor_offset, h.descriptor_size),
+        (
+            h.version,
+            h.flags,
+            h.capacity,
+            h.grain_size,
+            h.descriptor_offset,
+            h.descriptor_size
+        ),
         (3, 0x30001, 2048, 128, 1, 20)
     );
-    assert_eq!((h.num_gtes_per_gt, h.rgd_offset, h.gd_offset, h.overhead), (512, 0, u64::MAX, 21));
+    assert_eq!(
+        (h.num_gtes_per_gt, h.rgd_offset, h.gd_offset, h.overhead),
+        (512, 0, u64::MAX, 21)
+    );
     assert_eq!(&bytes[73..79], &[0x0A, 0x20, 0x0D, 0x0A, 1, 0]);
     let desc = String::from_utf8(bytes[512..512 * 21].to_vec()).unwrap();
     let desc = desc.trim_end_matches('\0');
@@ -228,15 +264,21 @@ fn descriptor_and_header_layout() {
         "ddb.geometry.sectors = \"63\"",
         "ddb.adapterType = \"lsilogic\"",
     ] {
-        assert!(desc.lines().any(|l| l == line), "descriptor has {line:?}:\n{desc}");
+        assert!(
+            desc.lines().any(|l| l == line),
+            "descriptor has {line:?}:\n{desc}"
+        );
     }
-    assert!(desc.contains(&format!("ddb.longContentID = \"")));
+    assert!(desc.contains("ddb.longContentID = \""));
     // The first grain record follows the descriptor: LBA 0, zlib 78 9C.
     assert_eq!(&bytes[21 * 512..21 * 512 + 8], &[0; 8]);
     assert_eq!(&bytes[21 * 512 + 12..21 * 512 + 14], &[0x78, 0x9C]);
     // Footer marker, footer and EOS end the file.
     let n = bytes.len();
-    assert_eq!(&bytes[n - 1536..n - 1520], &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
+    assert_eq!(
+        &bytes[n - 1536..n - 1520],
+        &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]
+    );
     assert_eq!(&bytes[n - 1024..n - 1020], b"KDMV");
     assert!(bytes[n - 512..].iter().all(|&b| b == 0));
 }
@@ -254,11 +296,23 @@ fn reads_qemu_img_stream_optimized_output() {
     fs::write(&src, &raw).unwrap();
     let q = dir.path().join("q.vmdk");
     run(Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized"])
+        .args([
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+        ])
         .arg(&src)
         .arg(&q));
     let r = vmdk::open(File::open(&q).unwrap()).unwrap();
-    assert_eq!(r.leading_header().gd_offset, r.header().gd_offset, "qemu keeps the GD in the header");
+    assert_eq!(
+        r.leading_header().gd_offset,
+        r.header().gd_offset,
+        "qemu keeps the GD in the header"
+    );
     assert_eq!(sha256_disk(&r).unwrap().to_string(), sha_hex(&raw));
     let report = vmdk::verify(&File::open(&q).unwrap()).unwrap();
     assert_eq!(report.virtual_sha256.unwrap().to_string(), sha_hex(&raw));
@@ -274,7 +328,15 @@ fn reads_qemu_img_stream_optimized_output() {
     fs::write(&src, &raw).unwrap();
     fs::remove_file(&q).unwrap();
     run(Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized"])
+        .args([
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+        ])
         .arg(&src)
         .arg(&q));
     let report = vmdk::verify(&File::open(&q).unwrap()).unwrap();
@@ -282,7 +344,10 @@ fn reads_qemu_img_stream_optimized_output() {
     let len = fs::metadata(&q).unwrap().len();
     assert_eq!(
         report.findings,
-        vec![Finding::at(len, "the stream ends without an end-of-stream marker")]
+        vec![Finding::at(
+            len,
+            "the stream ends without an end-of-stream marker"
+        )]
     );
 }
 
@@ -296,8 +361,14 @@ fn corpus_sha(path: &Path, expected: &str, create_type: &str) {
 
 #[test]
 fn corpus_vmware_stream_optimized() {
-    let Some(p) = common::corpus("vmdk-rs/streamOptimized.vmdk") else { return };
-    corpus_sha(&p, "a3bcf05f07a1c06a3380eeca8571f0efb2b85afafa1e21662b8cad436d1f7727", "streamOptimized");
+    let Some(p) = common::corpus("vmdk-rs/streamOptimized.vmdk") else {
+        return;
+    };
+    corpus_sha(
+        &p,
+        "a3bcf05f07a1c06a3380eeca8571f0efb2b85afafa1e21662b8cad436d1f7727",
+        "streamOptimized",
+    );
     let r = vmdk::open(File::open(&p).unwrap()).unwrap();
     assert_eq!(r.size(), 10485760);
     let report = vmdk::verify(&File::open(&p).unwrap()).unwrap();
@@ -307,7 +378,9 @@ fn corpus_vmware_stream_optimized() {
 
 #[test]
 fn corpus_monolithic_sparse() {
-    let Some(xz) = common::corpus("vmdk-rs/monolithicSparse.vmdk.xz") else { return };
+    let Some(xz) = common::corpus("vmdk-rs/monolithicSparse.vmdk.xz") else {
+        return;
+    };
     if !require_tool("xz") {
         return;
     }
@@ -316,15 +389,30 @@ fn corpus_monolithic_sparse() {
     let out = Command::new("xz").arg("-dc").arg(&xz).output().unwrap();
     assert!(out.status.success());
     fs::write(&p, out.stdout).unwrap();
-    corpus_sha(&p, "a3bcf05f07a1c06a3380eeca8571f0efb2b85afafa1e21662b8cad436d1f7727", "monolithicSparse");
-    let Some(ext2) = common::corpus("dfvfs/ext2.vmdk") else { return };
-    corpus_sha(&ext2, "a6c2f0e39afe6c6ab432ca5465349fcefe8dc944398e97b2d957d3f89dbb5d80", "monolithicSparse");
-    assert_eq!(vmdk::open(File::open(&ext2).unwrap()).unwrap().size(), 4194304);
+    corpus_sha(
+        &p,
+        "a3bcf05f07a1c06a3380eeca8571f0efb2b85afafa1e21662b8cad436d1f7727",
+        "monolithicSparse",
+    );
+    let Some(ext2) = common::corpus("dfvfs/ext2.vmdk") else {
+        return;
+    };
+    corpus_sha(
+        &ext2,
+        "a6c2f0e39afe6c6ab432ca5465349fcefe8dc944398e97b2d957d3f89dbb5d80",
+        "monolithicSparse",
+    );
+    assert_eq!(
+        vmdk::open(File::open(&ext2).unwrap()).unwrap().size(),
+        4194304
+    );
 }
 
 #[test]
 fn corpus_fuzzed_header_is_rejected() {
-    let Some(bz) = common::corpus("qemu/sample_images/afl9.vmdk.bz2") else { return };
+    let Some(bz) = common::corpus("qemu/sample_images/afl9.vmdk.bz2") else {
+        return;
+    };
     if !require_tool("bzip2") {
         return;
     }
@@ -361,14 +449,22 @@ fn small() -> Small {
     raw[..GRAIN].fill(0xAB);
     raw[GRAIN..2 * GRAIN].copy_from_slice(&text(&mut Rng::new(1), GRAIN));
     raw[3 * GRAIN..].fill(0xCD);
-    let bytes = vmdk::write_stream_optimized(&MemDisk::new(raw), Vec::new(), "s.vmdk", &opts(1)).unwrap();
+    let bytes =
+        vmdk::write_stream_optimized(&MemDisk::new(raw), Vec::new(), "s.vmdk", &opts(1)).unwrap();
     let n = bytes.len();
     let footer = SparseExtentHeader::parse(bytes[n - 1024..n - 512].try_into().unwrap()).unwrap();
     let gd = footer.gd_offset as usize * 512;
     let gt = u32::from_le_bytes(bytes[gd..gd + 4].try_into().unwrap()) as usize * 512;
-    let entry = |i: usize| u32::from_le_bytes(bytes[gt + 4 * i..gt + 4 * i + 4].try_into().unwrap()) as usize * 512;
+    let entry = |i: usize| {
+        u32::from_le_bytes(bytes[gt + 4 * i..gt + 4 * i + 4].try_into().unwrap()) as usize * 512
+    };
     assert_eq!(entry(2), 0);
-    Small { grains: [entry(0), entry(1), entry(3)], gt, gd_marker: gd - 512, bytes }
+    Small {
+        grains: [entry(0), entry(1), entry(3)],
+        gt,
+        gd_marker: gd - 512,
+        bytes,
+    }
 }
 
 fn verify_bytes(bytes: &[u8]) -> cloudimg_disk::Result<cloudimg_disk::verify::Report> {
@@ -445,7 +541,13 @@ fn grain_inflating_to_the_wrong_size() {
     s.bytes[at + 12..at + 12 + short.len()].copy_from_slice(&short);
     set_u32(&mut s.bytes, at + 8, short.len() as u32);
     let r = verify_bytes(&s.bytes).unwrap();
-    assert_eq!(r.findings, vec![Finding::at(at as u64, "grain at LBA 384 inflates to 60000 bytes, expected 65536")]);
+    assert_eq!(
+        r.findings,
+        vec![Finding::at(
+            at as u64,
+            "grain at LBA 384 inflates to 60000 bytes, expected 65536"
+        )]
+    );
     assert_eq!(r.virtual_sha256, None);
 }
 
@@ -454,7 +556,13 @@ fn wrong_marker_type() {
     let mut s = small();
     set_u32(&mut s.bytes, s.gd_marker + 12, 7);
     let r = verify_bytes(&s.bytes).unwrap();
-    assert_eq!(r.findings, vec![Finding::at(s.gd_marker as u64, "marker of unknown type 7 (1 sectors)")]);
+    assert_eq!(
+        r.findings,
+        vec![Finding::at(
+            s.gd_marker as u64,
+            "marker of unknown type 7 (1 sectors)"
+        )]
+    );
 }
 
 #[test]
@@ -462,7 +570,10 @@ fn bad_magic_is_an_error() {
     let mut s = small();
     s.bytes[..4].copy_from_slice(b"vmdk");
     let e = verify_bytes(&s.bytes).unwrap_err();
-    assert_eq!(e.message(), "not a VMDK sparse extent: magic is [76, 6d, 64, 6b], expected \"KDMV\"");
+    assert_eq!(
+        e.message(),
+        "not a VMDK sparse extent: magic is [76, 6d, 64, 6b], expected \"KDMV\""
+    );
 }
 
 #[test]
@@ -475,12 +586,18 @@ fn bad_version_is_reported() {
         r.findings,
         vec![
             Finding::at(4, "version 2: stream-optimized extents must be version 3"),
-            Finding::at((n - 1024) as u64, "the footer's version is 3, the header's is 2"),
+            Finding::at(
+                (n - 1024) as u64,
+                "the footer's version is 3, the header's is 2"
+            ),
         ]
     );
     set_u32(&mut s.bytes, 4, 9);
     let r = verify_bytes(&s.bytes).unwrap();
-    assert_eq!(r.findings[0], Finding::at(4, "unsupported version 9 (expected 1 to 3)"));
+    assert_eq!(
+        r.findings[0],
+        Finding::at(4, "unsupported version 9 (expected 1 to 3)")
+    );
 }
 
 #[test]
@@ -516,14 +633,22 @@ fn truncated_file() {
         r.findings,
         vec![
             Finding::at(footer_at as u64, no_footer.clone()),
-            Finding::whole(format!("cannot read the grain tables: the grain directory is at the end, but {no_footer}")),
-            Finding::at(s.grains[1] as u64, "grain record for LBA 128 (7532 compressed bytes) runs past the end of the file"),
+            Finding::whole(format!(
+                "cannot read the grain tables: the grain directory is at the end, but {no_footer}"
+            )),
+            Finding::at(
+                s.grains[1] as u64,
+                "grain record for LBA 128 (7532 compressed bytes) runs past the end of the file"
+            ),
         ]
     );
     assert_eq!(r.virtual_sha256, None);
     // Too short for a header.
     let e = verify_bytes(&s.bytes[..100]).unwrap_err();
-    assert_eq!(e.message(), "file of 100 bytes is too short for a VMDK header");
+    assert_eq!(
+        e.message(),
+        "file of 100 bytes is too short for a VMDK header"
+    );
 }
 
 #[test]
@@ -536,7 +661,10 @@ fn reader_rejects_grain_pointing_past_eof() {
     let r = vmdk::open(File::open(&p).unwrap()).unwrap();
     let mut buf = [0u8; 512];
     let e = r.read_at(&mut buf, GRAIN as u64).unwrap_err();
-    assert_eq!(e.to_string(), "12 bytes at byte 8589934592 run past the end of the file");
+    assert_eq!(
+        e.to_string(),
+        "12 bytes at byte 8589934592 run past the end of the file"
+    );
     r.read_at(&mut buf, 0).unwrap();
     assert_eq!(buf, [0xAB; 512]);
     let _ = File::open(&p).unwrap().read_at(&mut buf, 0);

@@ -52,13 +52,18 @@ impl DescriptorIds {
             // Clear the low bit's neighbour: ffffffff/fffffffe -> fffffffd/fffffffc.
             cid &= !0b10;
         }
-        DescriptorIds { cid, long_content_id: [word(4), word(8), word(12), cid] }
+        DescriptorIds {
+            cid,
+            long_content_id: [word(4), word(8), word(12), cid],
+        }
     }
 }
 
 /// `ddb.geometry.cylinders` for a disk of `capacity` sectors.
 pub fn geometry_cylinders(capacity: u64) -> u64 {
-    capacity.div_ceil(GEOMETRY_HEADS * GEOMETRY_SECTORS).min(GEOMETRY_CYLINDERS_MAX)
+    capacity
+        .div_ceil(GEOMETRY_HEADS * GEOMETRY_SECTORS)
+        .min(GEOMETRY_CYLINDERS_MAX)
 }
 
 /// The descriptor text cloudimg writes for a stream-optimized extent.
@@ -126,7 +131,9 @@ pub struct Descriptor {
 
 fn unquote(v: &str) -> &str {
     let v = v.trim();
-    v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v)
+    v.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(v)
 }
 
 impl Descriptor {
@@ -173,7 +180,12 @@ fn parse_extent(line: &str) -> Option<ExtentLine> {
     if it.next().is_some() || !matches!(access.as_str(), "RW" | "RDONLY" | "NOACCESS") {
         return None;
     }
-    Some(ExtentLine { access, sectors, kind, file: file.to_string() })
+    Some(ExtentLine {
+        access,
+        sectors,
+        kind,
+        file: file.to_string(),
+    })
 }
 
 /// Whether `s` is a CID: 1 to 8 hex digits. VMware writes 8 (`%08x`),
@@ -211,8 +223,14 @@ mod tests {
 
     #[test]
     fn ids_are_reproducible_and_never_reserved() {
-        assert_eq!(DescriptorIds::from_seed(&[1; 32]), DescriptorIds::from_seed(&[1; 32]));
-        assert_ne!(DescriptorIds::from_seed(&[1; 32]), DescriptorIds::from_seed(&[2; 32]));
+        assert_eq!(
+            DescriptorIds::from_seed(&[1; 32]),
+            DescriptorIds::from_seed(&[1; 32])
+        );
+        assert_ne!(
+            DescriptorIds::from_seed(&[1; 32]),
+            DescriptorIds::from_seed(&[2; 32])
+        );
         for s in 0..=255u8 {
             let ids = DescriptorIds::from_seed(&[s; 32]);
             assert!(ids.cid != CID_NO_PARENT && ids.cid != CID_RESERVED);

@@ -23,4 +23,6 @@ mod writer;
 
 pub use reader::{open, VmdkReader};
 pub use verify::verify;
-pub use writer::{default_jobs, write_stream_optimized, write_stream_optimized_jobs, COMPRESSION_LEVEL};
+pub use writer::{
+    default_jobs, write_stream_optimized, write_stream_optimized_jobs, COMPRESSION_LEVEL,
+};

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use flate2::{Decompress, FlushDecompress, Status};
 
 use super::wire::{
-    self, Marker, SparseExtentHeader, GD_AT_END, GRAIN_RECORD_HEADER_BYTES, GTE_ZEROED,
-    MARKER_EOS, MARKER_FOOTER, SECTOR_BYTES,
+    self, Marker, SparseExtentHeader, GD_AT_END, GRAIN_RECORD_HEADER_BYTES, GTE_ZEROED, MARKER_EOS,
+    MARKER_FOOTER, SECTOR_BYTES,
 };
 use crate::disk::{eof_error, Extent, ExtentKind, VirtualDisk};
 use crate::error::{Error, IoContext, Result};
@@ -35,7 +35,10 @@ pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Res
         if e.kind() == io::ErrorKind::UnexpectedEof {
             io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("{} bytes at byte {offset} run past the end of the file", buf.len()),
+                format!(
+                    "{} bytes at byte {offset} run past the end of the file",
+                    buf.len()
+                ),
             )
         } else {
             e
@@ -46,10 +49,15 @@ pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Res
 /// Read and check the footer of a GD_AT_END file: footer marker at
 /// EOF-1536, header copy at EOF-1024, end-of-stream marker at EOF-512 (where
 /// qemu looks for them). The error says what is missing.
-pub(crate) fn read_footer(file: &File, file_size: u64) -> std::result::Result<SparseExtentHeader, String> {
+pub(crate) fn read_footer(
+    file: &File,
+    file_size: u64,
+) -> std::result::Result<SparseExtentHeader, String> {
     let end = file_size / SECTOR_BYTES * SECTOR_BYTES;
     if end < 4 * SECTOR_BYTES {
-        return Err(format!("file of {file_size} bytes is too short to hold a footer"));
+        return Err(format!(
+            "file of {file_size} bytes is too short to hold a footer"
+        ));
     }
     let at = end - 3 * SECTOR_BYTES;
     let mut b = [0u8; 3 * SECTOR_BYTES as usize];
@@ -164,7 +172,9 @@ struct GrainCache {
 
 impl std::fmt::Debug for VmdkReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VmdkReader").field("header", &self.header).finish_non_exhaustive()
+        f.debug_struct("VmdkReader")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
     }
 }
 
@@ -188,7 +198,10 @@ impl VmdkReader {
         };
         let problems = header.fatal_problems();
         if !problems.is_empty() {
-            return Err(Error::invalid_format(format!("unusable VMDK header: {}", problems.join("; "))));
+            return Err(Error::invalid_format(format!(
+                "unusable VMDK header: {}",
+                problems.join("; ")
+            )));
         }
         if header.compressed() && !header.markers() {
             return Err(Error::unsupported(
@@ -246,7 +259,8 @@ impl VmdkReader {
     /// The GT entry of grain `n` (0 = unallocated).
     pub fn grain_entry(&self, n: u64) -> u32 {
         let per = u64::from(self.header.num_gtes_per_gt);
-        self.gt((n / per) as usize).map_or(0, |t| t[(n % per) as usize])
+        self.gt((n / per) as usize)
+            .map_or(0, |t| t[(n % per) as usize])
     }
 
     /// Whether grain `n` holds data (its GT entry points at a grain).
@@ -260,7 +274,10 @@ impl VmdkReader {
 
     pub(crate) fn span(&self, n: u64) -> GrainSpan {
         let start = n * self.header.grain_bytes();
-        GrainSpan { start, len: (self.size() - start).min(self.header.grain_bytes()) }
+        GrainSpan {
+            start,
+            len: (self.size() - start).min(self.header.grain_bytes()),
+        }
     }
 
     /// Decode grain `n` into `out` (at least the grain size): the first
@@ -289,11 +306,22 @@ impl VmdkReader {
         }
         let grain_bytes = self.header.grain_bytes();
         if size == 0 || size > max_compressed_bytes(grain_bytes) {
-            return Err(bad(format!("grain at LBA {lba} (byte {at}) has a compressed size of {size} bytes")));
+            return Err(bad(format!(
+                "grain at LBA {lba} (byte {at}) has a compressed size of {size} bytes"
+            )));
         }
         c.compressed.resize(size as usize, 0);
-        read_exact_at(&self.file, &mut c.compressed, at + GRAIN_RECORD_HEADER_BYTES as u64)?;
-        let GrainCache { data, compressed, zlib, .. } = c;
+        read_exact_at(
+            &self.file,
+            &mut c.compressed,
+            at + GRAIN_RECORD_HEADER_BYTES as u64,
+        )?;
+        let GrainCache {
+            data,
+            compressed,
+            zlib,
+            ..
+        } = c;
         match inflate(zlib, compressed, data) {
             Inflated::Bytes(k) if k == span.len || k == grain_bytes => Ok(()),
             Inflated::Bytes(k) => Err(bad(format!(
@@ -325,7 +353,11 @@ pub(crate) fn read_header(file: &File, file_size: u64) -> Result<SparseExtentHea
 /// must lie inside the file, and the tables loaded can add up to at most
 /// the file size, so memory is bounded by the file size.
 #[allow(clippy::type_complexity)]
-fn load_tables(file: &File, file_size: u64, h: &SparseExtentHeader) -> Result<(Vec<u32>, Vec<Option<Box<[u32]>>>)> {
+fn load_tables(
+    file: &File,
+    file_size: u64,
+    h: &SparseExtentHeader,
+) -> Result<(Vec<u32>, Vec<Option<Box<[u32]>>>)> {
     let entries = h.gd_entries();
     let gd_bytes = entries * 4;
     let gd_at = h.gd_offset.checked_mul(SECTOR_BYTES);
@@ -357,7 +389,9 @@ fn load_tables(file: &File, file_size: u64, h: &SparseExtentHeader) -> Result<(V
             )));
         }
         budget = budget.checked_sub(gt_bytes).ok_or_else(|| {
-            Error::corrupt("the grain tables add up to more than the file size (tables shared or overlapping)")
+            Error::corrupt(
+                "the grain tables add up to more than the file size (tables shared or overlapping)",
+            )
         })?;
         let mut raw = vec![0u8; gt_bytes as usize];
         read_exact_at(file, &mut raw, at).ctx("reading a grain table")?;
@@ -394,7 +428,7 @@ impl VirtualDisk for VmdkReader {
             } else {
                 if cache.grain != Some(n) {
                     cache.grain = None;
-                    self.decode_grain(n, &mut *cache)?;
+                    self.decode_grain(n, &mut cache)?;
                     cache.grain = Some(n);
                 }
                 dst.copy_from_slice(&cache.data[from..to]);
@@ -417,7 +451,11 @@ impl VirtualDisk for VmdkReader {
             }
             match out.last_mut() {
                 Some(l) if l.kind == kind && l.end() == s => l.len += e - s,
-                _ => out.push(Extent { offset: s, len: e - s, kind }),
+                _ => out.push(Extent {
+                    offset: s,
+                    len: e - s,
+                    kind,
+                }),
             }
         };
         for (i, gt) in self.gts.iter().enumerate() {
@@ -427,11 +465,90 @@ impl VirtualDisk for VmdkReader {
                 continue;
             }
             for j in 0..per {
-                let kind =
-                    if self.grain_allocated(first + j) { ExtentKind::Data } else { ExtentKind::Zero };
+                let kind = if self.grain_allocated(first + j) {
+                    ExtentKind::Data
+                } else {
+                    ExtentKind::Zero
+                };
                 add(first + j, 1, kind);
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+        z.write_all(data).unwrap();
+        z.finish().unwrap()
+    }
+
+    #[test]
+    fn inflate_reports_exact_short_long_and_broken_streams() {
+        let mut z = Decompress::new(true);
+        let mut out = vec![0u8; 1000];
+        assert_eq!(
+            inflate(&mut z, &zlib(&[7; 1000]), &mut out),
+            Inflated::Bytes(1000)
+        );
+        assert_eq!(out, vec![7; 1000]);
+        assert_eq!(
+            inflate(&mut z, &zlib(&[7; 600]), &mut out),
+            Inflated::Bytes(600)
+        );
+        assert_eq!(
+            inflate(&mut z, &zlib(&[7; 1500]), &mut out),
+            Inflated::Bytes(1500)
+        );
+        assert_eq!(
+            inflate(&mut z, &zlib(&[7; 100_000]), &mut out),
+            Inflated::MoreThan(4000)
+        );
+        let s = zlib(&[7; 1000]);
+        assert_eq!(
+            inflate(&mut z, &s[..s.len() - 6], &mut out),
+            Inflated::Invalid("the zlib stream is truncated".into())
+        );
+        assert!(matches!(
+            inflate(&mut z, b"not zlib at all", &mut out),
+            Inflated::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn open_rejects_short_and_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        std::fs::write(&p, [0u8; 100]).unwrap();
+        let e = open(File::open(&p).unwrap()).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "file of 100 bytes is too short for a VMDK header"
+        );
+        std::fs::write(&p, [0u8; 512]).unwrap();
+        let e = open(File::open(&p).unwrap()).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "not a VMDK sparse extent: magic is [00, 00, 00, 00], expected \"KDMV\""
+        );
+    }
+
+    #[test]
+    fn open_bounds_the_grain_directory_by_the_file_size() {
+        let mut h = SparseExtentHeader::stream_optimized(1 << 40, 1);
+        h.gd_offset = 1;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        std::fs::write(&p, h.to_bytes()).unwrap();
+        let e = open(File::open(&p).unwrap()).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "the grain directory (16777216 entries at sector 1) does not fit in the 512-byte file"
+        );
     }
 }

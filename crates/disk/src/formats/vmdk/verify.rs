@@ -71,11 +71,24 @@ pub fn verify(file: &File) -> Result<Report> {
     let disk = match VmdkReader::open(file.try_clone().ctx("opening the VMDK again")?) {
         Ok(d) => Some(d),
         Err(e) => {
-            r.push(Finding::whole(format!("cannot read the grain tables: {}", e.message())));
+            r.push(Finding::whole(format!(
+                "cannot read the grain tables: {}",
+                e.message()
+            )));
             None
         }
     };
-    let walk = if header.markers() { Some(walk_stream(file, file_size, &header, leading.gd_offset == GD_AT_END, &mut r)?) } else { None };
+    let walk = if header.markers() {
+        Some(walk_stream(
+            file,
+            file_size,
+            &header,
+            leading.gd_offset == GD_AT_END,
+            &mut r,
+        )?)
+    } else {
+        None
+    };
 
     let mut consistent = walk.as_ref().is_some_and(|w| w.in_order);
     if let Some(d) = &disk {
@@ -121,7 +134,10 @@ pub fn verify(file: &File) -> Result<Report> {
     r.virtual_sha256 = sha;
     if let (Some(d), Some(_)) = (&disk, sha) {
         for f in crate::layout::gpt::verify(d) {
-            r.push(Finding { offset: f.offset, message: format!("decoded disk: {}", f.message) });
+            r.push(Finding {
+                offset: f.offset,
+                message: format!("decoded disk: {}", f.message),
+            });
         }
     }
     Ok(r)
@@ -158,10 +174,16 @@ const AT_COMPRESS: u64 = 77;
 /// Problems of any sparse extent header at byte `base`.
 fn header_findings(h: &SparseExtentHeader, base: u64, r: &mut Report) {
     if h.version == 0 || h.version > wire::VERSION_MAX {
-        r.push(Finding::at(base + AT_VERSION, format!("unsupported version {} (expected 1 to 3)", h.version)));
+        r.push(Finding::at(
+            base + AT_VERSION,
+            format!("unsupported version {} (expected 1 to 3)", h.version),
+        ));
     }
     if h.flags & !wire::FLAGS_KNOWN != 0 {
-        r.push(Finding::at(base + AT_FLAGS, format!("unknown flag bits {:#x}", h.flags & !wire::FLAGS_KNOWN)));
+        r.push(Finding::at(
+            base + AT_FLAGS,
+            format!("unknown flag bits {:#x}", h.flags & !wire::FLAGS_KNOWN),
+        ));
     }
     if h.flags & FLAG_NEWLINE_TEST != 0 && h.check_chars != CHECK_CHARS {
         r.push(Finding::at(
@@ -173,25 +195,43 @@ fn header_findings(h: &SparseExtentHeader, base: u64, r: &mut Report) {
         ));
     }
     if h.capacity == 0 || h.capacity > wire::MAX_CAPACITY_SECTORS {
-        r.push(Finding::at(base + AT_CAPACITY, format!("capacity of {} sectors is out of range", h.capacity)));
+        r.push(Finding::at(
+            base + AT_CAPACITY,
+            format!("capacity of {} sectors is out of range", h.capacity),
+        ));
     }
-    if h.grain_size == 0 || !h.grain_size.is_power_of_two() || h.grain_size > wire::GRAIN_SIZE_SECTORS_MAX {
+    if h.grain_size == 0
+        || !h.grain_size.is_power_of_two()
+        || h.grain_size > wire::GRAIN_SIZE_SECTORS_MAX
+    {
         r.push(Finding::at(
             base + AT_GRAIN_SIZE,
-            format!("grain size {} sectors is not a power of 2 between 1 and 128", h.grain_size),
+            format!(
+                "grain size {} sectors is not a power of 2 between 1 and 128",
+                h.grain_size
+            ),
         ));
     }
     if h.num_gtes_per_gt != NUM_GTES_PER_GT {
         r.push(Finding::at(
             base + AT_NUM_GTES,
-            format!("{} grain table entries per table; VMware supports only 512", h.num_gtes_per_gt),
+            format!(
+                "{} grain table entries per table; VMware supports only 512",
+                h.num_gtes_per_gt
+            ),
         ));
     }
     if h.compress_algorithm > COMPRESS_DEFLATE {
-        r.push(Finding::at(base + AT_COMPRESS, format!("unsupported compression algorithm {}", h.compress_algorithm)));
+        r.push(Finding::at(
+            base + AT_COMPRESS,
+            format!("unsupported compression algorithm {}", h.compress_algorithm),
+        ));
     }
     if h.unclean_shutdown != 0 {
-        r.push(Finding::at(base + AT_UNCLEAN, "the unclean-shutdown flag is set"));
+        r.push(Finding::at(
+            base + AT_UNCLEAN,
+            "the unclean-shutdown flag is set",
+        ));
     }
 }
 
@@ -200,18 +240,30 @@ fn stream_header_findings(h: &SparseExtentHeader, base: u64, r: &mut Report) {
     if h.version != VERSION_STREAM_OPTIMIZED && h.version <= wire::VERSION_MAX && h.version != 0 {
         r.push(Finding::at(
             base + AT_VERSION,
-            format!("version {}: stream-optimized extents must be version 3", h.version),
+            format!(
+                "version {}: stream-optimized extents must be version 3",
+                h.version
+            ),
         ));
     }
-    for (bit, name) in [(FLAG_COMPRESSED, "compressed-grains"), (FLAG_MARKERS, "markers")] {
+    for (bit, name) in [
+        (FLAG_COMPRESSED, "compressed-grains"),
+        (FLAG_MARKERS, "markers"),
+    ] {
         if h.flags & bit == 0 {
-            r.push(Finding::at(base + AT_FLAGS, format!("the {name} flag is not set in a stream-optimized extent")));
+            r.push(Finding::at(
+                base + AT_FLAGS,
+                format!("the {name} flag is not set in a stream-optimized extent"),
+            ));
         }
     }
     if h.compress_algorithm != COMPRESS_DEFLATE {
         r.push(Finding::at(
             base + AT_COMPRESS,
-            format!("compression algorithm {} in a stream-optimized extent (expected 1, deflate)", h.compress_algorithm),
+            format!(
+                "compression algorithm {} in a stream-optimized extent (expected 1, deflate)",
+                h.compress_algorithm
+            ),
         ));
     }
 }
@@ -220,22 +272,44 @@ fn stream_header_findings(h: &SparseExtentHeader, base: u64, r: &mut Report) {
 /// offset.
 fn footer_findings(lead: &SparseExtentHeader, foot: &SparseExtentHeader, at: u64, r: &mut Report) {
     if foot.gd_offset == GD_AT_END {
-        r.push(Finding::at(at + 56, "the footer's grain directory offset is GD_AT_END too"));
+        r.push(Finding::at(
+            at + 56,
+            "the footer's grain directory offset is GD_AT_END too",
+        ));
     }
-    let same = SparseExtentHeader { gd_offset: lead.gd_offset, ..*foot };
+    let same = SparseExtentHeader {
+        gd_offset: lead.gd_offset,
+        ..*foot
+    };
     if same != *lead {
         let fields: [(&str, u64, u64); 12] = [
             ("version", lead.version.into(), foot.version.into()),
             ("flags", lead.flags.into(), foot.flags.into()),
             ("capacity", lead.capacity, foot.capacity),
             ("grainSize", lead.grain_size, foot.grain_size),
-            ("descriptorOffset", lead.descriptor_offset, foot.descriptor_offset),
+            (
+                "descriptorOffset",
+                lead.descriptor_offset,
+                foot.descriptor_offset,
+            ),
             ("descriptorSize", lead.descriptor_size, foot.descriptor_size),
-            ("numGTEsPerGT", lead.num_gtes_per_gt.into(), foot.num_gtes_per_gt.into()),
+            (
+                "numGTEsPerGT",
+                lead.num_gtes_per_gt.into(),
+                foot.num_gtes_per_gt.into(),
+            ),
             ("rgdOffset", lead.rgd_offset, foot.rgd_offset),
             ("overHead", lead.overhead, foot.overhead),
-            ("uncleanShutdown", lead.unclean_shutdown.into(), foot.unclean_shutdown.into()),
-            ("compressAlgorithm", lead.compress_algorithm.into(), foot.compress_algorithm.into()),
+            (
+                "uncleanShutdown",
+                lead.unclean_shutdown.into(),
+                foot.unclean_shutdown.into(),
+            ),
+            (
+                "compressAlgorithm",
+                lead.compress_algorithm.into(),
+                foot.compress_algorithm.into(),
+            ),
             (
                 "check characters",
                 u32::from_le_bytes(lead.check_chars).into(),
@@ -243,7 +317,10 @@ fn footer_findings(lead: &SparseExtentHeader, foot: &SparseExtentHeader, at: u64
             ),
         ];
         for (name, a, b) in fields.iter().filter(|(_, a, b)| a != b) {
-            r.push(Finding::at(at, format!("the footer's {name} is {b}, the header's is {a}")));
+            r.push(Finding::at(
+                at,
+                format!("the footer's {name} is {b}, the header's is {a}"),
+            ));
         }
     }
     header_findings(foot, at, r);
@@ -263,24 +340,38 @@ fn descriptor_findings(
     }
     let len = h.descriptor_size.min(DESCRIPTOR_SECTORS_MAX) * SECTOR_BYTES;
     if at.checked_add(len).is_none_or(|e| e > file_size) {
-        r.push(Finding::at(28, format!("the descriptor ({} sectors at sector {}) runs past the end of the file", h.descriptor_size, h.descriptor_offset)));
+        r.push(Finding::at(
+            28,
+            format!(
+                "the descriptor ({} sectors at sector {}) runs past the end of the file",
+                h.descriptor_size, h.descriptor_offset
+            ),
+        ));
         return Ok(None);
     }
     let mut b = vec![0u8; len as usize];
     read_exact_at(file, &mut b, at).ctx("reading the descriptor")?;
     let d = Descriptor::parse(&b);
     if !d.has_signature {
-        r.push(Finding::at(at, "the descriptor does not start with \"# Disk DescriptorFile\""));
+        r.push(Finding::at(
+            at,
+            "the descriptor does not start with \"# Disk DescriptorFile\"",
+        ));
     }
     match &d.create_type {
         Some(t) => r.detail("create_type", t.as_str()),
         None => r.push(Finding::at(at, "the descriptor has no createType")),
     }
     match &d.cid {
-        Some(c) if !descriptor::is_cid(c) => r.push(Finding::at(at, format!("CID {c:?} is not 1 to 8 hex digits"))),
-        Some(c) if c.eq_ignore_ascii_case("ffffffff") || c.eq_ignore_ascii_case("fffffffe") => {
-            r.push(Finding::at(at, format!("CID {c} is reserved (read as \"no parent\" or \"all zeros\")")))
-        }
+        Some(c) if !descriptor::is_cid(c) => r.push(Finding::at(
+            at,
+            format!("CID {c:?} is not 1 to 8 hex digits"),
+        )),
+        Some(c) if c.eq_ignore_ascii_case("ffffffff") || c.eq_ignore_ascii_case("fffffffe") => r
+            .push(Finding::at(
+                at,
+                format!("CID {c} is reserved (read as \"no parent\" or \"all zeros\")"),
+            )),
         Some(_) => {}
         None => r.push(Finding::at(at, "the descriptor has no CID")),
     }
@@ -289,25 +380,40 @@ fn descriptor_findings(
     }
     match d.parent_cid.as_deref() {
         Some(p) if p.eq_ignore_ascii_case("ffffffff") => {}
-        Some(p) => r.push(Finding::at(at, format!("parentCID is {p}: the disk has a parent and cannot be decoded alone"))),
+        Some(p) => r.push(Finding::at(
+            at,
+            format!("parentCID is {p}: the disk has a parent and cannot be decoded alone"),
+        )),
         None => r.push(Finding::at(at, "the descriptor has no parentCID")),
     }
     match d.extents.as_slice() {
         [e] => {
             if e.kind != "SPARSE" {
-                r.push(Finding::at(at, format!("the extent type is {}, expected SPARSE", e.kind)));
+                r.push(Finding::at(
+                    at,
+                    format!("the extent type is {}, expected SPARSE", e.kind),
+                ));
             }
             if e.sectors != h.capacity {
                 r.push(Finding::at(
                     at,
-                    format!("the extent line has {} sectors, the header's capacity is {}", e.sectors, h.capacity),
+                    format!(
+                        "the extent line has {} sectors, the header's capacity is {}",
+                        e.sectors, h.capacity
+                    ),
                 ));
             }
         }
-        ex => r.push(Finding::at(at, format!("the descriptor has {} extent lines, expected 1", ex.len()))),
+        ex => r.push(Finding::at(
+            at,
+            format!("the descriptor has {} extent lines, expected 1", ex.len()),
+        )),
     }
     for (line, text) in &d.bad_lines {
-        r.push(Finding::at(at, format!("descriptor line {line} is not understood: {text:?}")));
+        r.push(Finding::at(
+            at,
+            format!("descriptor line {line} is not understood: {text:?}"),
+        ));
     }
     Ok(Some(d))
 }
@@ -336,11 +442,23 @@ struct Walk {
 
 /// Walk grain records and metadata markers from `overHead` to the end of
 /// the stream.
-fn walk_stream(file: &File, file_size: u64, h: &SparseExtentHeader, gd_at_end: bool, r: &mut Report) -> Result<Walk> {
+fn walk_stream(
+    file: &File,
+    file_size: u64,
+    h: &SparseExtentHeader,
+    gd_at_end: bool,
+    r: &mut Report,
+) -> Result<Walk> {
     let size = h.capacity * SECTOR_BYTES;
     let gb = h.grain_bytes();
     let max_comp = reader::max_compressed_bytes(gb);
-    let mut w = Walk { grains: Vec::new(), gts: Vec::new(), in_order: true, digest_ok: true, digest: DiskDigest::new() };
+    let mut w = Walk {
+        grains: Vec::new(),
+        gts: Vec::new(),
+        in_order: true,
+        digest_ok: true,
+        digest: DiskDigest::new(),
+    };
     let mut z = Decompress::new(true);
     let mut data = vec![0u8; gb as usize];
     let mut comp = Vec::new();
@@ -390,8 +508,13 @@ fn walk_stream(file: &File, file_size: u64, h: &SparseExtentHeader, gd_at_end: b
             prev_lba = Some(lba);
             w.grains.push(WalkedGrain { sector, lba, bytes });
             comp.resize(size_c as usize, 0);
-            read_exact_at(file, &mut comp, at + GRAIN_RECORD_HEADER_BYTES as u64).ctx("reading a grain")?;
-            let expected = if lba_ok { (size - lba * SECTOR_BYTES).min(gb) } else { gb };
+            read_exact_at(file, &mut comp, at + GRAIN_RECORD_HEADER_BYTES as u64)
+                .ctx("reading a grain")?;
+            let expected = if lba_ok {
+                (size - lba * SECTOR_BYTES).min(gb)
+            } else {
+                gb
+            };
             match inflate(&mut z, &comp, &mut data) {
                 Inflated::Bytes(k) if k == expected || (k == gb && lba_ok) => {
                     if lba_ok && w.in_order && w.digest_ok {
@@ -400,7 +523,10 @@ fn walk_stream(file: &File, file_size: u64, h: &SparseExtentHeader, gd_at_end: b
                     }
                 }
                 Inflated::Bytes(k) => {
-                    r.push(Finding::at(at, format!("grain at LBA {lba} inflates to {k} bytes, expected {expected}")));
+                    r.push(Finding::at(
+                        at,
+                        format!("grain at LBA {lba} inflates to {k} bytes, expected {expected}"),
+                    ));
                     w.digest_ok = false;
                 }
                 Inflated::MoreThan(k) => {
@@ -422,13 +548,22 @@ fn walk_stream(file: &File, file_size: u64, h: &SparseExtentHeader, gd_at_end: b
             MARKER_GD => (h.gd_sectors(), "grain directory"),
             MARKER_FOOTER => (1, "footer"),
             k => {
-                r.push(Finding::at(at, format!("marker of unknown type {k} ({} sectors)", m.val)));
+                r.push(Finding::at(
+                    at,
+                    format!("marker of unknown type {k} ({} sectors)", m.val),
+                ));
                 ended_early = true;
                 break;
             }
         };
         if m.val != expected {
-            r.push(Finding::at(at, format!("{name} marker announces {} sectors, expected {expected}", m.val)));
+            r.push(Finding::at(
+                at,
+                format!(
+                    "{name} marker announces {} sectors, expected {expected}",
+                    m.val
+                ),
+            ));
         }
         if m.kind == MARKER_EOS {
             eos = true;
@@ -437,16 +572,26 @@ fn walk_stream(file: &File, file_size: u64, h: &SparseExtentHeader, gd_at_end: b
             // whole grain; with the GD at the end, the end-of-stream
             // marker must be the last sector (readers look for the footer
             // at a fixed distance from the end).
-            if after < file_size
-                && (gd_at_end || !is_zero_range(file, after, file_size)?)
-            {
-                r.push(Finding::at(after, format!("{} bytes follow the end-of-stream marker", file_size - after)));
+            if after < file_size && (gd_at_end || !is_zero_range(file, after, file_size)?) {
+                r.push(Finding::at(
+                    after,
+                    format!(
+                        "{} bytes follow the end-of-stream marker",
+                        file_size - after
+                    ),
+                ));
             }
             break;
         }
         let meta_end = sector.saturating_add(1).saturating_add(m.val);
         if meta_end.saturating_mul(SECTOR_BYTES) > file_size {
-            r.push(Finding::at(at, format!("{name} marker: its {} sectors run past the end of the file", m.val)));
+            r.push(Finding::at(
+                at,
+                format!(
+                    "{name} marker: its {} sectors run past the end of the file",
+                    m.val
+                ),
+            ));
             ended_early = true;
             break;
         }
@@ -458,14 +603,20 @@ fn walk_stream(file: &File, file_size: u64, h: &SparseExtentHeader, gd_at_end: b
         sector = meta_end;
     }
     if !eos && !ended_early {
-        r.push(Finding::at(file_size, "the stream ends without an end-of-stream marker"));
+        r.push(Finding::at(
+            file_size,
+            "the stream ends without an end-of-stream marker",
+        ));
     }
     let _ = footer_seen;
     if let Some(gd) = gd_seen {
         if gd != h.gd_offset && h.gd_offset != GD_AT_END {
             r.push(Finding::at(
                 (gd - 1) * SECTOR_BYTES,
-                format!("grain directory marker precedes sector {gd}, but the header's gdOffset is {}", h.gd_offset),
+                format!(
+                    "grain directory marker precedes sector {gd}, but the header's gdOffset is {}",
+                    h.gd_offset
+                ),
             ));
         }
     }
@@ -479,7 +630,9 @@ fn allocated_grains(d: &VmdkReader) -> u64 {
         .filter_map(|i| d.gt(i).map(|t| (i, t)))
         .map(|(i, t)| {
             let first = i as u64 * u64::from(d.header().num_gtes_per_gt);
-            (0..t.len() as u64).filter(|&j| first + j < d.grain_count() && d.grain_allocated(first + j)).count() as u64
+            (0..t.len() as u64)
+                .filter(|&j| first + j < d.grain_count() && d.grain_allocated(first + j))
+                .count() as u64
         })
         .sum()
 }
@@ -492,7 +645,9 @@ fn table_findings(d: &VmdkReader, walk: Option<&Walk>, r: &mut Report) {
     let per = u64::from(h.num_gtes_per_gt);
     let gb = h.grain_bytes();
     // GD entries must point at tables introduced by GT markers.
-    if let Some(w) = walk.filter(|w| !w.gts.is_empty() || h.gd_offset != d.leading_header().gd_offset) {
+    if let Some(w) =
+        walk.filter(|w| !w.gts.is_empty() || h.gd_offset != d.leading_header().gd_offset)
+    {
         for (i, &e) in d.gd().iter().enumerate() {
             if e != 0 && w.gts.binary_search(&u64::from(e)).is_err() {
                 r.push(Finding::at(
@@ -514,7 +669,10 @@ fn table_findings(d: &VmdkReader, walk: Option<&Walk>, r: &mut Report) {
             let entry_at = u64::from(gt_sector) * SECTOR_BYTES + j as u64 * 4;
             let lba = n * h.grain_size;
             if n >= h.grain_count() {
-                r.push(Finding::at(entry_at, format!("grain table entry for LBA {lba} lies beyond the disk's capacity")));
+                r.push(Finding::at(
+                    entry_at,
+                    format!("grain table entry for LBA {lba} lies beyond the disk's capacity"),
+                ));
                 continue;
             }
             let at = u64::from(e) * SECTOR_BYTES;
@@ -553,7 +711,13 @@ fn table_findings(d: &VmdkReader, walk: Option<&Walk>, r: &mut Report) {
     }
     if let (Some(w), Some(refd)) = (walk, referenced) {
         for (g, _) in w.grains.iter().zip(refd).filter(|(_, used)| !used) {
-            r.push(Finding::at(g.sector * SECTOR_BYTES, format!("grain record for LBA {} is not referenced by any grain table", g.lba)));
+            r.push(Finding::at(
+                g.sector * SECTOR_BYTES,
+                format!(
+                    "grain record for LBA {} is not referenced by any grain table",
+                    g.lba
+                ),
+            ));
         }
     }
 }

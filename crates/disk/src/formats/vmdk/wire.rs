@@ -263,10 +263,16 @@ impl SparseExtentHeader {
     pub fn fatal_problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.version == 0 || self.version > VERSION_MAX {
-            p.push(format!("unsupported version {} (expected 1 to {VERSION_MAX})", self.version));
+            p.push(format!(
+                "unsupported version {} (expected 1 to {VERSION_MAX})",
+                self.version
+            ));
         }
         if self.flags & !FLAGS_KNOWN != 0 {
-            p.push(format!("unknown flag bits {:#x}", self.flags & !FLAGS_KNOWN));
+            p.push(format!(
+                "unknown flag bits {:#x}",
+                self.flags & !FLAGS_KNOWN
+            ));
         }
         if self.grain_size == 0
             || !self.grain_size.is_power_of_two()
@@ -292,7 +298,10 @@ impl SparseExtentHeader {
             ));
         }
         if self.compress_algorithm > COMPRESS_DEFLATE {
-            p.push(format!("unsupported compression algorithm {}", self.compress_algorithm));
+            p.push(format!(
+                "unsupported compression algorithm {}",
+                self.compress_algorithm
+            ));
         }
         p
     }
@@ -339,7 +348,11 @@ pub struct Marker {
 impl Marker {
     /// Parse the first 16 bytes of `b` (which must hold at least 16).
     pub fn parse(b: &[u8]) -> Self {
-        Marker { val: le_u64(b, 0), size: le_u32(b, 8), kind: le_u32(b, 12) }
+        Marker {
+            val: le_u64(b, 0),
+            size: le_u32(b, 8),
+            kind: le_u32(b, 12),
+        }
     }
 
     /// Whether this is a grain record (its size is non-zero).
@@ -375,7 +388,10 @@ pub fn parse_table(bytes: &[u8]) -> Vec<u32> {
 /// Encode u32 table entries, zero-padded to whole sectors.
 pub fn table_bytes(entries: &[u32]) -> Vec<u8> {
     let mut out: Vec<u8> = entries.iter().flat_map(|e| e.to_le_bytes()).collect();
-    out.resize((out.len() as u64).div_ceil(SECTOR_BYTES) as usize * SECTOR_BYTES as usize, 0);
+    out.resize(
+        (out.len() as u64).div_ceil(SECTOR_BYTES) as usize * SECTOR_BYTES as usize,
+        0,
+    );
     out
 }
 

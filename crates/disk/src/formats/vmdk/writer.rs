@@ -48,7 +48,9 @@ const DEFAULT_JOBS_MAX: usize = 8;
 /// The default number of compression workers: the available parallelism,
 /// at most 8. The output does not depend on it.
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(DEFAULT_JOBS_MAX)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(DEFAULT_JOBS_MAX)
 }
 
 /// Write `disk` as a stream-optimized VMDK to `out` with
@@ -90,7 +92,9 @@ pub fn write_stream_optimized_jobs<W: Write>(
     let capacity = size / SECTOR_BYTES;
     let header = SparseExtentHeader::stream_optimized(capacity, GD_AT_END);
     if capacity > wire::MAX_CAPACITY_SECTORS {
-        return Err(Error::invalid_input(format!("disk of {size} bytes is too large for a VMDK")));
+        return Err(Error::invalid_input(format!(
+            "disk of {size} bytes is too large for a VMDK"
+        )));
     }
     let ids = DescriptorIds::from_seed(&opts.seed);
     let text = descriptor::render(file_name, capacity, &ids);
@@ -141,7 +145,9 @@ struct StreamOut<W> {
 impl<W: Write> StreamOut<W> {
     fn write(&mut self, b: &[u8]) -> Result<()> {
         debug_assert_eq!(b.len() as u64 % SECTOR_BYTES, 0, "writes are whole sectors");
-        self.out.write_all(b).map_err(|e| Error::io("writing the VMDK", e))?;
+        self.out
+            .write_all(b)
+            .map_err(|e| Error::io("writing the VMDK", e))?;
         self.sector += b.len() as u64 / SECTOR_BYTES;
         Ok(())
     }
@@ -227,8 +233,13 @@ impl Tables {
 /// only of zero extents are never read.
 fn data_grains(disk: &dyn VirtualDisk, grain_bytes: u64) -> Result<Vec<Range<u64>>> {
     let mut out: Vec<Range<u64>> = Vec::new();
-    let extents = disk.extents().map_err(|e| Error::io("listing the disk's extents", e))?;
-    for e in extents.iter().filter(|e| e.kind == ExtentKind::Data && e.len > 0) {
+    let extents = disk
+        .extents()
+        .map_err(|e| Error::io("listing the disk's extents", e))?;
+    for e in extents
+        .iter()
+        .filter(|e| e.kind == ExtentKind::Data && e.len > 0)
+    {
         let r = e.offset / grain_bytes..(e.end() - 1) / grain_bytes + 1;
         match out.last_mut() {
             Some(last) if last.end >= r.start => last.end = last.end.max(r.end),
@@ -254,7 +265,12 @@ impl GrainEncoder {
 
     /// Read grain `grain` of `disk` and return its record (marker, zlib
     /// stream, padding to 512), or None if it reads as zeros.
-    fn encode(&mut self, disk: &dyn VirtualDisk, h: &SparseExtentHeader, grain: u64) -> io::Result<Option<Vec<u8>>> {
+    fn encode(
+        &mut self,
+        disk: &dyn VirtualDisk,
+        h: &SparseExtentHeader,
+        grain: u64,
+    ) -> io::Result<Option<Vec<u8>>> {
         let start = grain * h.grain_bytes();
         let len = (disk.size() - start).min(h.grain_bytes()) as usize;
         let data = &mut self.buf[..len];
@@ -262,14 +278,18 @@ impl GrainEncoder {
         if is_zero(data) {
             return Ok(None);
         }
-        Ok(Some(encode_record(&mut self.zlib, grain * h.grain_size, data)))
+        Ok(Some(encode_record(
+            &mut self.zlib,
+            grain * h.grain_size,
+            data,
+        )))
     }
 }
 
 /// Whether every byte is zero.
 pub(crate) fn is_zero(b: &[u8]) -> bool {
     let mut words = b.chunks_exact(8);
-    (&mut words).all(|w| u64::from_ne_bytes(w.try_into().expect("chunks of 8 bytes")) == 0)
+    words.all(|w| u64::from_ne_bytes(w.try_into().expect("chunks of 8 bytes")) == 0)
         && words.remainder().iter().all(|&x| x == 0)
 }
 
@@ -277,7 +297,8 @@ pub(crate) fn is_zero(b: &[u8]) -> bool {
 /// u32`, the zlib stream, zero padding to a whole sector.
 pub(crate) fn encode_record(zlib: &mut Compress, lba: u64, data: &[u8]) -> Vec<u8> {
     zlib.reset();
-    let mut rec = Vec::with_capacity(GRAIN_RECORD_HEADER_BYTES + data.len() + data.len() / 8 + 1024);
+    let mut rec =
+        Vec::with_capacity(GRAIN_RECORD_HEADER_BYTES + data.len() + data.len() / 8 + 1024);
     rec.extend_from_slice(&lba.to_le_bytes());
     rec.extend_from_slice(&[0; 4]);
     loop {
@@ -292,7 +313,10 @@ pub(crate) fn encode_record(zlib: &mut Compress, lba: u64, data: &[u8]) -> Vec<u
     }
     let size = (rec.len() - GRAIN_RECORD_HEADER_BYTES) as u32;
     rec[8..12].copy_from_slice(&size.to_le_bytes());
-    rec.resize((rec.len() as u64).div_ceil(SECTOR_BYTES) as usize * SECTOR_BYTES as usize, 0);
+    rec.resize(
+        (rec.len() as u64).div_ceil(SECTOR_BYTES) as usize * SECTOR_BYTES as usize,
+        0,
+    );
     rec
 }
 
@@ -355,7 +379,9 @@ where
         let mut order = VecDeque::with_capacity(window);
         let mut drain = |pending: &mut Pending, order: &mut VecDeque<u64>| -> Result<()> {
             while let Some(&next) = order.front() {
-                let Some(res) = pending.remove(&next) else { break };
+                let Some(res) = pending.remove(&next) else {
+                    break;
+                };
                 order.pop_front();
                 sink(next, res.map_err(reading)?)?;
             }
@@ -363,7 +389,10 @@ where
         };
         let recv = |pending: &mut Pending| -> Result<()> {
             let (g, res) = done_rx.recv().map_err(|_| {
-                Error::new(crate::error::ErrorKind::Io, "a compression worker stopped unexpectedly")
+                Error::new(
+                    crate::error::ErrorKind::Io,
+                    "a compression worker stopped unexpectedly",
+                )
             })?;
             pending.insert(g, res);
             Ok(())
@@ -375,7 +404,10 @@ where
             }
             order.push_back(g);
             job_tx.send(g).map_err(|_| {
-                Error::new(crate::error::ErrorKind::Io, "the compression workers stopped unexpectedly")
+                Error::new(
+                    crate::error::ErrorKind::Io,
+                    "the compression workers stopped unexpectedly",
+                )
             })?;
         }
         drop(job_tx);
@@ -393,7 +425,10 @@ mod tests {
     use crate::disk::MemDisk;
 
     fn opts() -> WriteOptions {
-        WriteOptions { mtime: 0, seed: [3; 32] }
+        WriteOptions {
+            mtime: 0,
+            seed: [3; 32],
+        }
     }
 
     #[test]
@@ -434,8 +469,13 @@ mod tests {
 
     #[test]
     fn all_zero_disk_has_only_metadata() {
-        let out = write_stream_optimized(&MemDisk::new(vec![0; 1 << 20]), Vec::new(), "z.vmdk", &opts())
-            .unwrap();
+        let out = write_stream_optimized(
+            &MemDisk::new(vec![0; 1 << 20]),
+            Vec::new(),
+            "z.vmdk",
+            &opts(),
+        )
+        .unwrap();
         // header + descriptor + GD marker + GD + footer marker + footer + EOS
         assert_eq!(out.len(), 512 * (21 + 1 + 1 + 1 + 1 + 1));
     }
