@@ -669,3 +669,37 @@ fn reader_rejects_grain_pointing_past_eof() {
     assert_eq!(buf, [0xAB; 512]);
     let _ = File::open(&p).unwrap().read_at(&mut buf, 0);
 }
+
+/// Writer throughput for 1, 2 and 4 compression workers (identical bytes).
+/// Run: `cargo test --release -p cloudimg-disk --test vmdk -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn bench_parallel_compression() {
+    let mib = 192;
+    let mut b = vec![0u8; mib << 20];
+    let mut rng = Rng::new(42);
+    for (i, c) in b.chunks_mut(1 << 20).enumerate() {
+        match i % 3 {
+            0 => rng.fill(c),
+            1 => c.copy_from_slice(&text(&mut rng, c.len())),
+            _ => {}
+        }
+    }
+    let d = MemDisk::new(b);
+    let mut first: Option<Vec<u8>> = None;
+    for jobs in [1, 2, 4] {
+        let t = std::time::Instant::now();
+        let out =
+            vmdk::write_stream_optimized_jobs(&d, Vec::new(), "b.vmdk", &opts(0), jobs).unwrap();
+        let dt = t.elapsed();
+        eprintln!(
+            "jobs={jobs}: {mib} MiB -> {} bytes in {dt:.2?} ({:.0} MiB/s)",
+            out.len(),
+            mib as f64 / dt.as_secs_f64()
+        );
+        match &first {
+            None => first = Some(out),
+            Some(f) => assert!(f == &out, "jobs={jobs} changed the output"),
+        }
+    }
+}
