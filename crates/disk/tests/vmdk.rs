@@ -703,3 +703,28 @@ fn bench_parallel_compression() {
         }
     }
 }
+
+#[test]
+fn monolithic_sparse_redundant_table_mismatch() {
+    let Some(ext2) = common::corpus("dfvfs/ext2.vmdk") else {
+        return;
+    };
+    let mut b = fs::read(&ext2).unwrap();
+    assert_eq!(verify_bytes(&b).unwrap().findings, vec![]);
+    // The redundant GD is at sector 21; its first GT follows the GD copies.
+    let rgt = u32::from_le_bytes(b[21 * 512..21 * 512 + 4].try_into().unwrap()) as usize * 512;
+    b[rgt] ^= 1;
+    let r = verify_bytes(&b).unwrap();
+    assert_eq!(
+        r.findings,
+        vec![Finding::at(
+            rgt as u64,
+            "redundant grain table 0 differs from the primary grain table"
+        )]
+    );
+    // The primary tables still decode the same disk.
+    assert_eq!(
+        r.virtual_sha256.unwrap().to_string(),
+        "a6c2f0e39afe6c6ab432ca5465349fcefe8dc944398e97b2d957d3f89dbb5d80"
+    );
+}

@@ -94,6 +94,7 @@ pub fn verify(file: &File) -> Result<Report> {
     if let Some(d) = &disk {
         let before = r.findings.len();
         table_findings(d, walk.as_ref(), &mut r);
+        redundant_gd_findings(file, d, &mut r)?;
         consistent &= r.findings.len() == before;
         r.detail("grains", allocated_grains(d));
         r.detail("grain_tables", d.gd().iter().filter(|&&e| e != 0).count());
@@ -735,4 +736,66 @@ fn is_zero_range(file: &File, from: u64, to: u64) -> Result<bool> {
         pos += n as u64;
     }
     Ok(true)
+}
+
+/// With the redundant-GD flag, the redundant grain directory's tables must
+/// repeat the primary ones (qemu and VMware keep both in step).
+fn redundant_gd_findings(file: &File, d: &VmdkReader, r: &mut Report) -> Result<()> {
+    let h = d.header();
+    if h.flags & wire::FLAG_REDUNDANT_GD == 0 || h.rgd_offset == 0 {
+        return Ok(());
+    }
+    let file_size = d.file_size();
+    let n = d.gd().len() as u64;
+    let at = h.rgd_offset.saturating_mul(SECTOR_BYTES);
+    if at.checked_add(n * 4).is_none_or(|e| e > file_size) {
+        r.push(Finding::at(
+            48,
+            format!(
+                "the redundant grain directory at sector {} runs past the end of the file",
+                h.rgd_offset
+            ),
+        ));
+        return Ok(());
+    }
+    let mut raw = vec![0u8; (n * 4) as usize];
+    read_exact_at(file, &mut raw, at).ctx("reading the redundant grain directory")?;
+    let rgd = wire::parse_table(&raw);
+    let gt_bytes = u64::from(h.num_gtes_per_gt) * 4;
+    let mut rgt = vec![0u8; gt_bytes as usize];
+    for (i, &e) in rgd.iter().enumerate() {
+        let entry_at = at + i as u64 * 4;
+        match (d.gt(i), e) {
+            (None, 0) => {}
+            (Some(_), 0) | (None, _) => {
+                r.push(Finding::at(
+                    entry_at,
+                    format!(
+                        "redundant grain directory entry {i} is {e}, the primary's is {}",
+                        d.gd()[i]
+                    ),
+                ));
+            }
+            (Some(gt), e) => {
+                let gt_at = u64::from(e) * SECTOR_BYTES;
+                if gt_at + gt_bytes > file_size {
+                    r.push(Finding::at(
+                        entry_at,
+                        format!(
+                            "redundant grain table {i} at sector {e} runs past the end of the file"
+                        ),
+                    ));
+                    continue;
+                }
+                read_exact_at(file, &mut rgt, gt_at).ctx("reading a redundant grain table")?;
+                if wire::parse_table(&rgt) != gt {
+                    r.push(Finding::at(
+                        gt_at,
+                        format!("redundant grain table {i} differs from the primary grain table"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
