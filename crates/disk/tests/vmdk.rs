@@ -728,3 +728,51 @@ fn monolithic_sparse_redundant_table_mismatch() {
         "a6c2f0e39afe6c6ab432ca5465349fcefe8dc944398e97b2d957d3f89dbb5d80"
     );
 }
+
+#[test]
+fn large_sparse_disk_past_4_gib() {
+    // 5 GiB + 1 sector, sparse: data at the start, past 4 GiB, at the end.
+    let size: u64 = (5 << 30) + 512;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("big.raw");
+    let f = File::create(&raw).unwrap();
+    f.set_len(size).unwrap();
+    let spots: [(u64, u8); 3] = [(4096, 0x11), ((4 << 30) + 12345, 0x22), (size - 301, 0x33)];
+    for (at, v) in spots {
+        f.write_all_at(&[v; 300], at).unwrap();
+    }
+    drop(f);
+    let disk = cloudimg_disk::io::RawFile::open(&raw).unwrap();
+    let vmdk_path = dir.path().join("big.vmdk");
+    let out = File::create(&vmdk_path).unwrap();
+    vmdk::write_stream_optimized(&disk, out, "big.vmdk", &opts(1)).unwrap();
+    let r = vmdk::open(File::open(&vmdk_path).unwrap()).unwrap();
+    assert_eq!(r.size(), size);
+    for (at, v) in spots {
+        let mut b = [0u8; 302];
+        r.read_at(&mut b, at - 1).unwrap();
+        assert_eq!((b[0], b[1], b[300], b[301]), (0, v, v, 0));
+    }
+    let data: u64 = r
+        .extents()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == ExtentKind::Data)
+        .map(|e| e.len)
+        .sum();
+    assert_eq!(
+        data,
+        2 * GRAIN as u64 + 512,
+        "two whole grains and the 512-byte last grain"
+    );
+    if !require_tool("qemu-img") {
+        return;
+    }
+    run(Command::new("qemu-img")
+        .args(["check", "-f", "vmdk"])
+        .arg(&vmdk_path));
+    run(Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "vmdk"])
+        .arg(&raw)
+        .arg(&vmdk_path));
+}
