@@ -467,7 +467,6 @@ fn walk_stream(
     let mut prev_lba: Option<u64> = None;
     let mut eos = false;
     let mut gd_seen = None;
-    let mut footer_seen = None;
     let mut ended_early = false;
     loop {
         let at = sector.saturating_mul(SECTOR_BYTES);
@@ -599,7 +598,9 @@ fn walk_stream(
         match m.kind {
             MARKER_GT => w.gts.push(sector + 1),
             MARKER_GD => gd_seen = Some(sector + 1),
-            _ => footer_seen = Some(sector + 1),
+            // The footer itself was checked where readers look for it
+            // (EOF - 1024).
+            _ => {}
         }
         sector = meta_end;
     }
@@ -609,7 +610,6 @@ fn walk_stream(
             "the stream ends without an end-of-stream marker",
         ));
     }
-    let _ = footer_seen;
     if let Some(gd) = gd_seen {
         if gd != h.gd_offset && h.gd_offset != GD_AT_END {
             r.push(Finding::at(

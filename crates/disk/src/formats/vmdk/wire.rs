@@ -178,6 +178,9 @@ impl SparseExtentHeader {
             num_gtes_per_gt: NUM_GTES_PER_GT,
             rgd_offset: 0,
             gd_offset,
+            // Metadata before the first grain: header and descriptor. Not
+            // rounded to a grain: stream readers start at `overHead`, and
+            // VMware's own writer does not round it either.
             overhead: DESCRIPTOR_OFFSET_SECTORS + DESCRIPTOR_SIZE_SECTORS,
             unclean_shutdown: 0,
             check_chars: CHECK_CHARS,

@@ -11,6 +11,14 @@
 //!                 end-of-stream marker (a zero sector)
 //! ```
 //!
+//! When the capacity is not a whole number of grains, the last grain
+//! holds only the bytes left (it inflates to less than 64 KiB), as open-vmdk
+//! (`lastGrainSize`) and qemu (`vmdk_write_extent`) write it; qemu reads a
+//! grain up to its inflated length and open-vmdk asks for at least the bytes
+//! left, so both read it. All-zero grains are not written (GT entry 0),
+//! whether they come from zero extents (never read) or from data that
+//! turns out to be zeros.
+//!
 //! Grains are independent zlib streams, so they are compressed by a small
 //! pool of workers and written in order: the bytes do not depend on the
 //! number of workers. Grain tables whose grains are all unallocated are
