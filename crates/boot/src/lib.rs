@@ -1,0 +1,1 @@
+//! cloudimg-boot: boot disk images under QEMU (placeholder, filled in next).
