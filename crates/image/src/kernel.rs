@@ -14,8 +14,8 @@ pub fn demo_kernel() -> &'static [u8] {
 }
 
 /// The same kernel built with `NO_LANDMARK`: it prints another line
-/// instead of [`LANDMARK`] and powers off. For tests of failure
-/// detection.
+/// instead of [`LANDMARK`] and halts without powering off, so a harness
+/// waiting for the landmark times out. For tests of failure detection.
 pub fn demo_kernel_without_landmark() -> &'static [u8] {
     include_bytes!(concat!(env!("OUT_DIR"), "/capos-demo-no-landmark.elf"))
 }
