@@ -217,6 +217,9 @@ pub fn build_esp(spec: &EspSpec) -> Result<SparseVolume> {
     {
         let fs = fatfs::FileSystem::new(&mut vol, fatfs::FsOptions::new().time_provider(time))
             .map_err(|e| esp_err("opening the new file system", e))?;
+        // Count the free clusters now so that the FSInfo sector carries a
+        // correct count (fatfs keeps it up to date from here on).
+        fs.stats().map_err(|e| esp_err("counting free clusters", e))?;
         for (path, bytes) in &spec.files {
             let rel = path.trim_start_matches('/');
             let mut dir = fs.root_dir();
@@ -235,7 +238,58 @@ pub fn build_esp(spec: &EspSpec) -> Result<SparseVolume> {
         }
         fs.unmount().map_err(|e| esp_err("unmounting", e))?;
     }
+    fix_dotdot_of_root_subdirs(&mut vol)?;
     Ok(vol)
+}
+
+fn read_at(vol: &mut SparseVolume, offset: u64, buf: &mut [u8]) -> Result<()> {
+    vol.seek(SeekFrom::Start(offset))
+        .and_then(|_| vol.read_exact(buf))
+        .map_err(|e| Error::Esp(format!("reading offset {offset}: {e}")))
+}
+
+fn write_at(vol: &mut SparseVolume, offset: u64, buf: &[u8]) -> Result<()> {
+    vol.seek(SeekFrom::Start(offset))
+        .and_then(|_| vol.write_all(buf))
+        .map_err(|e| Error::Esp(format!("writing offset {offset}: {e}")))
+}
+
+/// fatfs 0.3 writes the root's cluster number into the `..` entry of a
+/// directory made in the root of a FAT32 volume; the FAT specification
+/// (and fsck.fat) wants 0 there. Rewrite those entries.
+fn fix_dotdot_of_root_subdirs(vol: &mut SparseVolume) -> Result<()> {
+    let mut bs = [0u8; 512];
+    read_at(vol, 0, &mut bs)?;
+    let le16 = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
+    let le32 = |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
+    let (bytes_per_sector, sectors_per_cluster) = (le16(11), u64::from(bs[13]));
+    let (reserved, fats, fat_sectors, root_cluster) = (le16(14), u64::from(bs[16]), le32(36), le32(44));
+    let cluster_bytes = bytes_per_sector * sectors_per_cluster;
+    let data_start = (reserved + fats * fat_sectors) * bytes_per_sector;
+    let cluster_offset = |c: u64| data_start + (c - 2) * cluster_bytes;
+    // The directories this builder makes fit in the root's first cluster.
+    let mut root = vec![0u8; cluster_bytes as usize];
+    read_at(vol, cluster_offset(root_cluster), &mut root)?;
+    for entry in root.chunks(32) {
+        if entry[0] == 0 {
+            break;
+        }
+        let is_dir = entry[11] & 0x10 != 0 && entry[11] != 0x0F && entry[0] != 0xE5;
+        let cluster = u64::from(u16::from_le_bytes([entry[20], entry[21]])) << 16
+            | u64::from(u16::from_le_bytes([entry[26], entry[27]]));
+        if !is_dir || cluster < 2 {
+            continue;
+        }
+        let dotdot = cluster_offset(cluster) + 32;
+        let mut e = [0u8; 32];
+        read_at(vol, dotdot, &mut e)?;
+        if &e[..11] == b"..         " {
+            e[20..22].fill(0);
+            e[26..28].fill(0);
+            write_at(vol, dotdot, &e)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
