@@ -7,9 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e} (install binutils)"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (install binutils)"));
     if !out.status.success() {
-        panic!("{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -22,16 +28,19 @@ fn build(src: &Path, script: &Path, out_dir: &Path, name: &str, defsyms: &[&str]
         as_cmd.args(["--defsym", d]);
     }
     run(as_cmd.arg("-o").arg(&obj).arg(src));
-    run(Command::new(env::var("CAPOS_LD").unwrap_or_else(|_| "ld".into()))
-        .args(["-m", "elf_i386", "--build-id=none", "-n", "-T"])
-        .arg(script)
-        .arg("-o")
-        .arg(&elf)
-        .arg(&obj));
+    run(
+        Command::new(env::var("CAPOS_LD").unwrap_or_else(|_| "ld".into()))
+            .args(["-m", "elf_i386", "--build-id=none", "-n", "-T"])
+            .arg(script)
+            .arg("-o")
+            .arg(&elf)
+            .arg(&obj),
+    );
 }
 
 fn main() {
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let kernel = manifest.join("../../kernel");
     let src = kernel.join("demo.S");
     let script = kernel.join("link.ld");
@@ -41,5 +50,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CAPOS_AS");
     println!("cargo:rerun-if-env-changed=CAPOS_LD");
     build(&src, &script, &out_dir, "capos-demo", &[]);
-    build(&src, &script, &out_dir, "capos-demo-no-landmark", &["NO_LANDMARK=1"]);
+    build(
+        &src,
+        &script,
+        &out_dir,
+        "capos-demo-no-landmark",
+        &["NO_LANDMARK=1"],
+    );
 }

@@ -165,11 +165,19 @@ struct Running(Arc<Mutex<Child>>);
 impl Running {
     fn register(child: Child) -> Self {
         let c = Arc::new(Mutex::new(child));
-        CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(c.clone());
+        CHILDREN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(c.clone());
         Running(c)
     }
     fn try_wait(&self) -> Option<std::process::ExitStatus> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).try_wait().ok().flatten()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_wait()
+            .ok()
+            .flatten()
     }
 }
 
@@ -180,7 +188,10 @@ impl Drop for Running {
             let _ = c.kill();
             let _ = c.wait();
         }
-        CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| !Arc::ptr_eq(c, &self.0));
+        CHILDREN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|c| !Arc::ptr_eq(c, &self.0));
     }
 }
 
@@ -193,7 +204,10 @@ impl TempDir {
             .prefix("cloudimg-boot.")
             .tempdir()
             .map_err(|e| Error::io("creating a temporary directory", e))?;
-        TEMP_DIRS.lock().unwrap_or_else(|e| e.into_inner()).push(t.path().to_path_buf());
+        TEMP_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(t.path().to_path_buf());
         Ok(TempDir(t))
     }
     fn path(&self) -> &Path {
@@ -204,15 +218,22 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let p = self.0.path().to_path_buf();
-        TEMP_DIRS.lock().unwrap_or_else(|e| e.into_inner()).retain(|d| *d != p);
+        TEMP_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|d| *d != p);
     }
 }
 
 /// The file QEMU should open for `artifact` and its `format=` name.
 /// A GCP tarball is extracted to a sparse `disk.raw` in `scratch`.
 pub fn artifact_drive(artifact: &Path, scratch: &Path) -> Result<(PathBuf, Format, &'static str)> {
-    let bad = |message: String| Error::Artifact { path: artifact.to_path_buf(), message };
-    let format = formats::detect(artifact).map_err(|e| bad(format!("detecting the format: {e}")))?;
+    let bad = |message: String| Error::Artifact {
+        path: artifact.to_path_buf(),
+        message,
+    };
+    let format =
+        formats::detect(artifact).map_err(|e| bad(format!("detecting the format: {e}")))?;
     let qemu_format = match format {
         Format::Raw => "raw",
         Format::VhdFixed | Format::VhdDynamic => "vpc",
@@ -243,17 +264,48 @@ fn extract_gcp_disk(artifact: &Path, _out: &Path) -> Result<()> {
 }
 
 /// The QEMU arguments (without the program) for one boot.
-fn qemu_args(opts: &BootOptions, drive: &Path, format: &str, serial: &Path, vars: Option<&Path>) -> Vec<String> {
+fn qemu_args(
+    opts: &BootOptions,
+    drive: &Path,
+    format: &str,
+    serial: &Path,
+    vars: Option<&Path>,
+) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |s: &[&str]| a.extend(s.iter().map(|x| x.to_string()));
-    push(&["-machine", "q35", "-accel", opts.accel.name(), "-m", &opts.memory_mib.to_string()]);
-    push(&["-display", "none", "-no-reboot", "-nodefaults", "-nic", "none", "-monitor", "none"]);
+    push(&[
+        "-machine",
+        "q35",
+        "-accel",
+        opts.accel.name(),
+        "-m",
+        &opts.memory_mib.to_string(),
+    ]);
+    push(&[
+        "-display",
+        "none",
+        "-no-reboot",
+        "-nodefaults",
+        "-nic",
+        "none",
+        "-monitor",
+        "none",
+    ]);
     push(&["-serial", &format!("file:{}", serial.display())]);
     match (opts.firmware, vars) {
         (Firmware::Uefi, Some(vars)) => {
             let code = &opts.firmware_paths.ovmf_code;
-            push(&["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={}", code.display())]);
-            push(&["-drive", &format!("if=pflash,format=raw,unit=1,file={}", vars.display())]);
+            push(&[
+                "-drive",
+                &format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    code.display()
+                ),
+            ]);
+            push(&[
+                "-drive",
+                &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+            ]);
         }
         _ => {
             if let Some(bios) = &opts.firmware_paths.bios {
@@ -261,7 +313,13 @@ fn qemu_args(opts: &BootOptions, drive: &Path, format: &str, serial: &Path, vars
             }
         }
     }
-    push(&["-drive", &format!("file={},format={format},if=none,id=disk0,snapshot=on", drive.display())]);
+    push(&[
+        "-drive",
+        &format!(
+            "file={},format={format},if=none,id=disk0,snapshot=on",
+            drive.display()
+        ),
+    ]);
     match opts.disk {
         DiskInterface::Virtio => push(&["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]),
         DiskInterface::Nvme => push(&["-device", "nvme,serial=cloudimg0,drive=disk0,bootindex=0"]),
@@ -286,7 +344,7 @@ pub fn log_tail(bytes: &[u8], lines: usize) -> String {
                 // CSI: ESC [ params final-byte; others: ESC + one or two chars.
                 if chars.peek() == Some(&'[') {
                     chars.next();
-                    while let Some(n) = chars.next() {
+                    for n in chars.by_ref() {
                         if ('@'..='~').contains(&n) {
                             break;
                         }
@@ -301,7 +359,11 @@ pub fn log_tail(bytes: &[u8], lines: usize) -> String {
             c => clean.push(c),
         }
     }
-    let all: Vec<&str> = clean.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+    let all: Vec<&str> = clean
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
@@ -322,7 +384,10 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
             let fw = &opts.firmware_paths;
             for p in [&fw.ovmf_code, &fw.ovmf_vars] {
                 if !p.is_file() {
-                    return Err(Error::Firmware { path: p.clone(), hint: "install the ovmf package" });
+                    return Err(Error::Firmware {
+                        path: p.clone(),
+                        hint: "install the ovmf package",
+                    });
                 }
             }
             let vars = tmp.path().join("OVMF_VARS.fd");
@@ -335,7 +400,8 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
     let serial = tmp.path().join("serial.log");
     let args = qemu_args(opts, &drive, qemu_format, &serial, vars.as_deref());
     let stderr_path = tmp.path().join("qemu.stderr");
-    let stderr = fs::File::create(&stderr_path).map_err(|e| Error::io("creating the QEMU stderr file", e))?;
+    let stderr = fs::File::create(&stderr_path)
+        .map_err(|e| Error::io("creating the QEMU stderr file", e))?;
     let mut command = vec![opts.qemu.display().to_string()];
     command.extend(args.iter().cloned());
     log::info!("running {}", command.join(" "));
@@ -347,7 +413,10 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
-        .map_err(|source| Error::Spawn { program: opts.qemu.display().to_string(), source })?;
+        .map_err(|source| Error::Spawn {
+            program: opts.qemu.display().to_string(),
+            source,
+        })?;
     let running = Running::register(child);
 
     let landmark = opts.expect.as_bytes();
@@ -365,14 +434,25 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
             let err = String::from_utf8_lossy(&err);
             let err = err.trim();
             failure = Some(if err.is_empty() {
-                format!("QEMU exited ({status}) after {:.1} s without printing {:?}", start.elapsed().as_secs_f64(), opts.expect)
+                format!(
+                    "QEMU exited ({status}) after {:.1} s without printing {:?}",
+                    start.elapsed().as_secs_f64(),
+                    opts.expect
+                )
             } else {
-                format!("QEMU exited ({status}) without printing {:?}: {err}", opts.expect)
+                format!(
+                    "QEMU exited ({status}) without printing {:?}: {err}",
+                    opts.expect
+                )
             });
             break;
         }
         if start.elapsed() >= opts.timeout {
-            failure = Some(format!("timed out after {} s waiting for {:?}", opts.timeout.as_secs_f64(), opts.expect));
+            failure = Some(format!(
+                "timed out after {} s waiting for {:?}",
+                opts.timeout.as_secs_f64(),
+                opts.expect
+            ));
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -410,12 +490,14 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
         fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let stem = format!("boot-{}-{}", opts.firmware.name(), opts.disk.name());
         let log_path = dir.join(format!("{stem}.serial.log"));
-        fs::write(&log_path, &log).map_err(|e| Error::io(format!("writing {}", log_path.display()), e))?;
+        fs::write(&log_path, &log)
+            .map_err(|e| Error::io(format!("writing {}", log_path.display()), e))?;
         let json_path = dir.join(format!("{stem}.json"));
         record.serial_log = Some(log_path);
         record.record_path = Some(json_path.clone());
         let json = serde_json::to_string_pretty(&record).expect("a BootRecord serializes");
-        fs::write(&json_path, json + "\n").map_err(|e| Error::io(format!("writing {}", json_path.display()), e))?;
+        fs::write(&json_path, json + "\n")
+            .map_err(|e| Error::io(format!("writing {}", json_path.display()), e))?;
     }
     Ok(record)
 }
@@ -433,12 +515,32 @@ mod tests {
 
     #[test]
     fn qemu_args_attach_the_disk_read_only() {
-        let o = BootOptions { disk: DiskInterface::Nvme, ..BootOptions::new(Firmware::Uefi) };
-        let a = qemu_args(&o, Path::new("/d.raw"), "raw", Path::new("/s.log"), Some(Path::new("/v.fd")));
+        let o = BootOptions {
+            disk: DiskInterface::Nvme,
+            ..BootOptions::new(Firmware::Uefi)
+        };
+        let a = qemu_args(
+            &o,
+            Path::new("/d.raw"),
+            "raw",
+            Path::new("/s.log"),
+            Some(Path::new("/v.fd")),
+        );
         let s = a.join(" ");
-        assert!(s.contains("-drive file=/d.raw,format=raw,if=none,id=disk0,snapshot=on"), "{s}");
-        assert!(s.contains("-device nvme,serial=cloudimg0,drive=disk0"), "{s}");
-        assert!(s.contains("if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"), "{s}");
+        assert!(
+            s.contains("-drive file=/d.raw,format=raw,if=none,id=disk0,snapshot=on"),
+            "{s}"
+        );
+        assert!(
+            s.contains("-device nvme,serial=cloudimg0,drive=disk0"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"
+            ),
+            "{s}"
+        );
         assert!(s.contains("-serial file:/s.log -"), "{s}");
     }
 }

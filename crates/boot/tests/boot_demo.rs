@@ -16,17 +16,31 @@ const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// Shared scratch directory for the images of this test binary.
 fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::Builder::new().prefix("cloudimg-boot-test.").tempdir().unwrap()).path()
+    DIR.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("cloudimg-boot-test.")
+            .tempdir()
+            .unwrap()
+    })
+    .path()
 }
 
 fn opts(seed: u64) -> ImageOptions {
-    ImageOptions { source_date_epoch: 1_700_000_000, seed, ..ImageOptions::new() }
+    ImageOptions {
+        source_date_epoch: 1_700_000_000,
+        seed,
+        ..ImageOptions::new()
+    }
 }
 
 /// The demo image, built once.
 fn demo_image() -> &'static Path {
     static IMG: OnceLock<PathBuf> = OnceLock::new();
-    IMG.get_or_init(|| build_image(&opts(1), &scratch().join("demo.raw")).unwrap().path)
+    IMG.get_or_init(|| {
+        build_image(&opts(1), &scratch().join("demo.raw"))
+            .unwrap()
+            .path
+    })
 }
 
 fn ready(firmware: Firmware) -> bool {
@@ -36,7 +50,11 @@ fn ready(firmware: Firmware) -> bool {
 }
 
 fn boot_with(img: &Path, firmware: Firmware, disk: DiskInterface, timeout_s: u64) -> BootRecord {
-    let o = BootOptions { disk, timeout: Duration::from_secs(timeout_s), ..BootOptions::new(firmware) };
+    let o = BootOptions {
+        disk,
+        timeout: Duration::from_secs(timeout_s),
+        ..BootOptions::new(firmware)
+    };
     boot(img, &o).expect("boot runs")
 }
 
@@ -49,8 +67,17 @@ fn assert_passes(firmware: Firmware, disk: DiskInterface) {
     let r = boot_with(img, firmware, disk, 120);
     assert!(r.passed, "{}\n{}", r.summary(), r.serial_tail);
     assert!(r.seconds_to_landmark.unwrap() > 0.0);
-    assert!(r.serial_tail.contains(&format!("capos demo kernel: firmware={}", firmware.name())), "{}", r.serial_tail);
-    assert_eq!(cloudimg_disk::io::sha256_file(img).unwrap(), before, "the artifact is never modified");
+    assert!(
+        r.serial_tail
+            .contains(&format!("capos demo kernel: firmware={}", firmware.name())),
+        "{}",
+        r.serial_tail
+    );
+    assert_eq!(
+        cloudimg_disk::io::sha256_file(img).unwrap(),
+        before,
+        "the artifact is never modified"
+    );
 }
 
 #[test]
@@ -94,23 +121,46 @@ fn kernel_without_landmark_times_out_with_log_tail() {
         return;
     }
     let img = build_image(
-        &ImageOptions { kernel: demo_kernel_without_landmark().to_vec(), ..opts(2) },
+        &ImageOptions {
+            kernel: demo_kernel_without_landmark().to_vec(),
+            ..opts(2)
+        },
         &scratch().join("nolandmark.raw"),
     )
     .unwrap()
     .path;
     let r = boot_with(&img, Firmware::Bios, DiskInterface::Virtio, 6);
     assert!(!r.passed);
-    assert_eq!(r.failure.as_deref(), Some("timed out after 6 s waiting for \"capos kernel starting\""));
-    assert!(r.serial_tail.contains("capos test kernel: no landmark here"), "{}", r.serial_tail);
-    assert!(r.serial_tail.contains("capos demo kernel: firmware=bios"), "{}", r.serial_tail);
+    assert_eq!(
+        r.failure.as_deref(),
+        Some("timed out after 6 s waiting for \"capos kernel starting\"")
+    );
+    assert!(
+        r.serial_tail
+            .contains("capos test kernel: no landmark here"),
+        "{}",
+        r.serial_tail
+    );
+    assert!(
+        r.serial_tail.contains("capos demo kernel: firmware=bios"),
+        "{}",
+        r.serial_tail
+    );
 }
 
 /// A copy of the demo image with `range` zeroed.
 fn damaged_copy(name: &str, range: std::ops::Range<u64>) -> PathBuf {
     let built = build_image(&opts(3), &scratch().join(name)).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&built.path).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, &vec![0u8; (range.end - range.start) as usize], range.start).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&built.path)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(
+        &f,
+        &vec![0u8; (range.end - range.start) as usize],
+        range.start,
+    )
+    .unwrap();
     built.path
 }
 
@@ -124,7 +174,10 @@ fn zeroed_mbr_boot_code_fails_bios_boot() {
     assert!(!r.passed, "{}", r.serial_tail);
     assert!(!r.serial_tail.contains(LANDMARK));
     let f = r.failure.unwrap();
-    assert!(f.starts_with("timed out after 6 s") || f.starts_with("QEMU exited"), "{f}");
+    assert!(
+        f.starts_with("timed out after 6 s") || f.starts_with("QEMU exited"),
+        "{f}"
+    );
 }
 
 #[test]
@@ -147,11 +200,20 @@ fn vhd_artifact_boots_through_qemu_vpc_driver() {
         return;
     }
     let vhd = scratch().join("demo.vhd");
-    common::run(Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "vpc"]).arg(demo_image()).arg(&vhd));
+    common::run(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "vpc"])
+            .arg(demo_image())
+            .arg(&vhd),
+    );
     let r = boot_with(&vhd, Firmware::Bios, DiskInterface::Virtio, 60);
     assert!(r.passed, "{}\n{}", r.summary(), r.serial_tail);
     assert_eq!(r.artifact_format, "vhd (dynamic)");
-    assert!(r.qemu_command.iter().any(|a| a.contains(",format=vpc,")), "{:?}", r.qemu_command);
+    assert!(
+        r.qemu_command.iter().any(|a| a.contains(",format=vpc,")),
+        "{:?}",
+        r.qemu_command
+    );
 }
 
 #[test]
@@ -160,16 +222,25 @@ fn evidence_lands_in_the_log_dir() {
         return;
     }
     let logs = scratch().join("evidence");
-    let o = BootOptions { log_dir: Some(logs.clone()), ..BootOptions::new(Firmware::Bios) };
+    let o = BootOptions {
+        log_dir: Some(logs.clone()),
+        ..BootOptions::new(Firmware::Bios)
+    };
     let r = boot(demo_image(), &o).unwrap();
     assert!(r.passed, "{}", r.serial_tail);
     let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(logs.join("boot-bios-virtio.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(logs.join("boot-bios-virtio.json")).unwrap())
+            .unwrap();
     assert_eq!(json["passed"], true);
     assert_eq!(json["firmware"], "bios");
     assert_eq!(json["disk_interface"], "virtio");
     assert_eq!(json["landmark"], LANDMARK);
-    assert_eq!(json["artifact_sha256"], cloudimg_disk::io::sha256_file(demo_image()).unwrap().to_string());
+    assert_eq!(
+        json["artifact_sha256"],
+        cloudimg_disk::io::sha256_file(demo_image())
+            .unwrap()
+            .to_string()
+    );
     assert!(json["seconds_to_landmark"].as_f64().unwrap() > 0.0);
     assert_eq!(json["qemu_command"][0], "qemu-system-x86_64");
     let serial = std::fs::read_to_string(logs.join("boot-bios-virtio.serial.log")).unwrap();
@@ -183,5 +254,8 @@ fn missing_firmware_is_an_error() {
     let img = scratch().join("tiny.raw");
     std::fs::write(&img, vec![0u8; 4096]).unwrap();
     let err = boot(&img, &o).unwrap_err();
-    assert_eq!(err.to_string(), "firmware file /nonexistent/OVMF_CODE.fd is missing: install the ovmf package");
+    assert_eq!(
+        err.to_string(),
+        "firmware file /nonexistent/OVMF_CODE.fd is missing: install the ovmf package"
+    );
 }

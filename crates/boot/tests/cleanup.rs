@@ -15,14 +15,20 @@ fn cleanup_kills_a_running_boot() {
     }
     let dir = tempfile::tempdir().unwrap();
     let img = build_image(
-        &ImageOptions { kernel: demo_kernel_without_landmark().to_vec(), ..ImageOptions::new() },
+        &ImageOptions {
+            kernel: demo_kernel_without_landmark().to_vec(),
+            ..ImageOptions::new()
+        },
         &dir.path().join("hang.raw"),
     )
     .unwrap()
     .path;
     let start = Instant::now();
     let t = std::thread::spawn(move || {
-        let o = BootOptions { timeout: Duration::from_secs(60), ..BootOptions::new(Firmware::Bios) };
+        let o = BootOptions {
+            timeout: Duration::from_secs(60),
+            ..BootOptions::new(Firmware::Bios)
+        };
         boot(&img, &o).unwrap()
     });
     std::thread::sleep(Duration::from_secs(2));
@@ -30,6 +36,13 @@ fn cleanup_kills_a_running_boot() {
     let r = t.join().unwrap();
     assert!(start.elapsed() < Duration::from_secs(20));
     assert!(!r.passed);
-    assert!(r.failure.as_deref().unwrap_or("").starts_with("QEMU exited"), "{:?}", r.failure);
+    assert!(
+        r.failure
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("QEMU exited"),
+        "{:?}",
+        r.failure
+    );
     assert_eq!(cleanup(), 0, "nothing left to kill");
 }

@@ -44,7 +44,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(doing: impl Into<String>, source: io::Error) -> Self {
-        Error::Io { doing: doing.into(), source }
+        Error::Io {
+            doing: doing.into(),
+            source,
+        }
     }
 }
 

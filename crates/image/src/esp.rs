@@ -23,7 +23,11 @@ pub struct SparseVolume {
 impl SparseVolume {
     /// A zero-filled volume of `len` bytes.
     pub fn new(len: u64) -> Self {
-        SparseVolume { len, pos: 0, chunks: BTreeMap::new() }
+        SparseVolume {
+            len,
+            pos: 0,
+            chunks: BTreeMap::new(),
+        }
     }
 
     /// Length in bytes.
@@ -39,11 +43,14 @@ impl SparseVolume {
     /// The chunks that hold non-zero bytes, as (offset, bytes), in order.
     /// The last chunk may be shorter than [`CHUNK_SIZE`].
     pub fn data_chunks(&self) -> impl Iterator<Item = (u64, &[u8])> {
-        self.chunks.iter().filter(|(_, c)| c.iter().any(|b| *b != 0)).map(|(i, c)| {
-            let off = i * CHUNK_SIZE;
-            let n = (self.len - off).min(CHUNK_SIZE) as usize;
-            (off, &c[..n])
-        })
+        self.chunks
+            .iter()
+            .filter(|(_, c)| c.iter().any(|b| *b != 0))
+            .map(|(i, c)| {
+                let off = i * CHUNK_SIZE;
+                let n = (self.len - off).min(CHUNK_SIZE) as usize;
+                (off, &c[..n])
+            })
     }
 
     /// Every byte, holes as zeros (for tests and small volumes).
@@ -63,7 +70,10 @@ impl Read for SparseVolume {
         }
         let idx = self.pos / CHUNK_SIZE;
         let within = (self.pos % CHUNK_SIZE) as usize;
-        let n = buf.len().min(CHUNK_SIZE as usize - within).min((self.len - self.pos) as usize);
+        let n = buf
+            .len()
+            .min(CHUNK_SIZE as usize - within)
+            .min((self.len - self.pos) as usize);
         match self.chunks.get(&idx) {
             Some(c) => buf[..n].copy_from_slice(&c[within..within + n]),
             None => buf[..n].fill(0),
@@ -79,11 +89,17 @@ impl Write for SparseVolume {
             return Ok(0);
         }
         if self.pos >= self.len {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "write past the end of the volume"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the volume",
+            ));
         }
         let idx = self.pos / CHUNK_SIZE;
         let within = (self.pos % CHUNK_SIZE) as usize;
-        let n = buf.len().min(CHUNK_SIZE as usize - within).min((self.len - self.pos) as usize);
+        let n = buf
+            .len()
+            .min(CHUNK_SIZE as usize - within)
+            .min((self.len - self.pos) as usize);
         let data = &buf[..n];
         if let Some(c) = self.chunks.get_mut(&idx) {
             c[within..within + n].copy_from_slice(data);
@@ -113,7 +129,10 @@ impl Seek for SparseVolume {
                 self.pos = p;
                 Ok(p)
             }
-            None => Err(io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the volume")),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the volume",
+            )),
         }
     }
 }
@@ -150,8 +169,17 @@ pub fn dos_date_time(unix_seconds: i64) -> fatfs::DateTime {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     fatfs::DateTime {
-        date: fatfs::Date { year: year as u16, month: month as u16, day: day as u16 },
-        time: fatfs::Time { hour: (secs / 3600) as u16, min: (secs / 60 % 60) as u16, sec: (secs % 60) as u16, millis: 0 },
+        date: fatfs::Date {
+            year: year as u16,
+            month: month as u16,
+            day: day as u16,
+        },
+        time: fatfs::Time {
+            hour: (secs / 3600) as u16,
+            min: (secs / 60 % 60) as u16,
+            sec: (secs % 60) as u16,
+            millis: 0,
+        },
     }
 }
 
@@ -180,21 +208,33 @@ fn cluster_size_for(size: u64) -> Result<u32> {
         .into_iter()
         .find(|c| size / u64::from(*c) >= MIN_CLUSTERS + size / u64::from(*c) / 64)
         .ok_or_else(|| {
-            Error::InvalidLayout(format!("an ESP of {size} bytes is too small for FAT32 (at least 34 MiB is needed)"))
+            Error::InvalidLayout(format!(
+                "an ESP of {size} bytes is too small for FAT32 (at least 34 MiB is needed)"
+            ))
         })
 }
 
 /// Format and fill a FAT32 ESP.
 pub fn build_esp(spec: &EspSpec) -> Result<SparseVolume> {
     if spec.size % 512 != 0 {
-        return Err(Error::InvalidLayout(format!("ESP size {} is not a multiple of 512", spec.size)));
+        return Err(Error::InvalidLayout(format!(
+            "ESP size {} is not a multiple of 512",
+            spec.size
+        )));
     }
-    let total_sectors = u32::try_from(spec.size / 512)
-        .map_err(|_| Error::InvalidLayout(format!("an ESP of {} bytes is too large for FAT32", spec.size)))?;
+    let total_sectors = u32::try_from(spec.size / 512).map_err(|_| {
+        Error::InvalidLayout(format!(
+            "an ESP of {} bytes is too large for FAT32",
+            spec.size
+        ))
+    })?;
     let cluster = cluster_size_for(spec.size)?;
     let label = spec.label.as_bytes();
     if label.len() > 11 || !label.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-        return Err(Error::InvalidLayout(format!("volume label {:?} is not 1-11 ASCII characters", spec.label)));
+        return Err(Error::InvalidLayout(format!(
+            "volume label {:?} is not 1-11 ASCII characters",
+            spec.label
+        )));
     }
     let mut label11 = [b' '; 11];
     label11[..label.len()].copy_from_slice(label);
@@ -211,7 +251,8 @@ pub fn build_esp(spec: &EspSpec) -> Result<SparseVolume> {
             .volume_label(label11),
     )
     .map_err(|e| esp_err("formatting", e))?;
-    vol.seek(SeekFrom::Start(0)).map_err(|e| esp_err("rewinding", e))?;
+    vol.seek(SeekFrom::Start(0))
+        .map_err(|e| esp_err("rewinding", e))?;
     // fatfs wants a 'static provider; one small leak per image built.
     let time: &'static FixedTime = Box::leak(Box::new(FixedTime(dos_date_time(spec.mtime))));
     {
@@ -219,22 +260,33 @@ pub fn build_esp(spec: &EspSpec) -> Result<SparseVolume> {
             .map_err(|e| esp_err("opening the new file system", e))?;
         // Count the free clusters now so that the FSInfo sector carries a
         // correct count (fatfs keeps it up to date from here on).
-        fs.stats().map_err(|e| esp_err("counting free clusters", e))?;
+        fs.stats()
+            .map_err(|e| esp_err("counting free clusters", e))?;
         for (path, bytes) in &spec.files {
             let rel = path.trim_start_matches('/');
             let mut dir = fs.root_dir();
             let mut comps: Vec<&str> = rel.split('/').collect();
-            let name = comps.pop().filter(|n| !n.is_empty()).ok_or_else(|| Error::Esp(format!("bad path {path:?}")))?;
+            let name = comps
+                .pop()
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| Error::Esp(format!("bad path {path:?}")))?;
             for c in comps {
                 dir = match dir.open_dir(c) {
                     Ok(d) => d,
-                    Err(_) => dir.create_dir(c).map_err(|e| esp_err(&format!("creating directory {c} for {path}"), e))?,
+                    Err(_) => dir
+                        .create_dir(c)
+                        .map_err(|e| esp_err(&format!("creating directory {c} for {path}"), e))?,
                 };
             }
-            let mut f = dir.create_file(name).map_err(|e| esp_err(&format!("creating {path}"), e))?;
-            f.truncate().map_err(|e| esp_err(&format!("truncating {path}"), e))?;
-            f.write_all(bytes).map_err(|e| esp_err(&format!("writing {path}"), e))?;
-            f.flush().map_err(|e| esp_err(&format!("flushing {path}"), e))?;
+            let mut f = dir
+                .create_file(name)
+                .map_err(|e| esp_err(&format!("creating {path}"), e))?;
+            f.truncate()
+                .map_err(|e| esp_err(&format!("truncating {path}"), e))?;
+            f.write_all(bytes)
+                .map_err(|e| esp_err(&format!("writing {path}"), e))?;
+            f.flush()
+                .map_err(|e| esp_err(&format!("flushing {path}"), e))?;
         }
         fs.unmount().map_err(|e| esp_err("unmounting", e))?;
     }
@@ -263,7 +315,8 @@ fn fix_dotdot_of_root_subdirs(vol: &mut SparseVolume) -> Result<()> {
     let le16 = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
     let le32 = |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
     let (bytes_per_sector, sectors_per_cluster) = (le16(11), u64::from(bs[13]));
-    let (reserved, fats, fat_sectors, root_cluster) = (le16(14), u64::from(bs[16]), le32(36), le32(44));
+    let (reserved, fats, fat_sectors, root_cluster) =
+        (le16(14), u64::from(bs[16]), le32(36), le32(44));
     let cluster_bytes = bytes_per_sector * sectors_per_cluster;
     let data_start = (reserved + fats * fat_sectors) * bytes_per_sector;
     let cluster_offset = |c: u64| data_start + (c - 2) * cluster_bytes;
@@ -324,7 +377,13 @@ mod tests {
 
     #[test]
     fn small_esp_is_refused() {
-        let spec = EspSpec { size: 16 << 20, volume_id: 1, label: "ESP".into(), mtime: 0, files: vec![] };
+        let spec = EspSpec {
+            size: 16 << 20,
+            volume_id: 1,
+            label: "ESP".into(),
+            mtime: 0,
+            files: vec![],
+        };
         assert_eq!(
             build_esp(&spec).unwrap_err().to_string(),
             "invalid layout: an ESP of 16777216 bytes is too small for FAT32 (at least 34 MiB is needed)"

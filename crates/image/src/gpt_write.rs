@@ -100,11 +100,16 @@ pub struct GptSectors {
 pub fn create(disk_sectors: u64, disk_guid: Guid, parts: &[GptPartition]) -> Result<GptSectors> {
     let first_usable = 2 + ARRAY_SECTORS;
     if disk_sectors < 2 * first_usable + 1 {
-        return Err(Error::InvalidLayout(format!("disk of {disk_sectors} sectors is too small for a GPT")));
+        return Err(Error::InvalidLayout(format!(
+            "disk of {disk_sectors} sectors is too small for a GPT"
+        )));
     }
     let last_usable = disk_sectors - 2 - ARRAY_SECTORS;
     if parts.len() > ENTRY_COUNT as usize {
-        return Err(Error::InvalidLayout(format!("{} partitions do not fit in 128 entries", parts.len())));
+        return Err(Error::InvalidLayout(format!(
+            "{} partitions do not fit in 128 entries",
+            parts.len()
+        )));
     }
     let mut array = vec![0u8; (ARRAY_SECTORS * SECTOR_SIZE) as usize];
     for (i, p) in parts.iter().enumerate() {
@@ -124,7 +129,10 @@ pub fn create(disk_sectors: u64, disk_guid: Guid, parts: &[GptPartition]) -> Res
         e[48..56].copy_from_slice(&p.attributes.to_le_bytes());
         let units: Vec<u16> = p.name.encode_utf16().collect();
         if units.len() > 36 {
-            return Err(Error::InvalidLayout(format!("partition name {:?} is longer than 36 UTF-16 units", p.name)));
+            return Err(Error::InvalidLayout(format!(
+                "partition name {:?} is longer than 36 UTF-16 units",
+                p.name
+            )));
         }
         for (j, u) in units.iter().enumerate() {
             e[56 + 2 * j..58 + 2 * j].copy_from_slice(&u.to_le_bytes());
@@ -155,7 +163,11 @@ pub fn create(disk_sectors: u64, disk_guid: Guid, parts: &[GptPartition]) -> Res
     primary.extend_from_slice(&array);
     let mut backup = array;
     backup.extend(header(last, 1, last - ARRAY_SECTORS));
-    Ok(GptSectors { primary, backup, backup_offset: (last - ARRAY_SECTORS) * SECTOR_SIZE })
+    Ok(GptSectors {
+        primary,
+        backup,
+        backup_offset: (last - ARRAY_SECTORS) * SECTOR_SIZE,
+    })
 }
 
 /// A protective MBR (one 0xEE partition over the whole disk, capped at
@@ -206,7 +218,18 @@ mod tests {
         assert_eq!(crc32fast::hash(&s.primary[1024..]).to_le_bytes(), h[88..92]);
         assert_eq!(s.backup_offset, (8192 - 33) * 512);
         assert_eq!(&s.backup[..16384], &s.primary[1024..]);
-        let err = create(8192, g, &[GptPartition { last_lba: 9000, ..parts[0].clone() }]).unwrap_err();
-        assert_eq!(err.to_string(), "invalid layout: partition 1 at LBA 2048..=9000 is outside the usable LBAs 34..=8158");
+        let err = create(
+            8192,
+            g,
+            &[GptPartition {
+                last_lba: 9000,
+                ..parts[0].clone()
+            }],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid layout: partition 1 at LBA 2048..=9000 is outside the usable LBAs 34..=8158"
+        );
     }
 }

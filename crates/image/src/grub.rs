@@ -70,7 +70,10 @@ pub struct GrubPaths {
 
 impl Default for GrubPaths {
     fn default() -> Self {
-        GrubPaths { mkimage: PathBuf::from("grub-mkimage"), lib_dir: PathBuf::from("/usr/lib/grub") }
+        GrubPaths {
+            mkimage: PathBuf::from("grub-mkimage"),
+            lib_dir: PathBuf::from("/usr/lib/grub"),
+        }
     }
 }
 
@@ -91,7 +94,14 @@ pub fn early_config(fs_uuid: &str) -> String {
     format!("search --no-floppy --fs-uuid --set=root {fs_uuid}\nset prefix=($root)/EFI/BOOT\n")
 }
 
-fn mkimage(paths: &GrubPaths, format: &str, platform: &str, cfg: &Path, out: &Path, extra: &[&str]) -> Result<Vec<u8>> {
+fn mkimage(
+    paths: &GrubPaths,
+    format: &str,
+    platform: &str,
+    cfg: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Result<Vec<u8>> {
     let dir = paths.lib_dir.join(platform);
     let mut cmd = Command::new(&paths.mkimage);
     cmd.arg("-O")
@@ -115,10 +125,16 @@ fn mkimage(paths: &GrubPaths, format: &str, platform: &str, cfg: &Path, out: &Pa
     if !output.status.success() {
         return Err(Error::Tool {
             tool,
-            message: format!("-O {format} failed: {}", String::from_utf8_lossy(&output.stderr).trim()),
+            message: format!(
+                "-O {format} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
         });
     }
-    std::fs::read(out).map_err(|source| Error::ReadInput { path: out.to_path_buf(), source })
+    std::fs::read(out).map_err(|source| Error::ReadInput {
+        path: out.to_path_buf(),
+        source,
+    })
 }
 
 /// Make BOOTX64.EFI and core.img with `early` embedded, and read
@@ -127,24 +143,54 @@ pub fn make_images(paths: &GrubPaths, early: &str) -> Result<GrubImages> {
     let tmp = tempfile::tempdir().map_err(|e| Error::io("creating a temporary directory", e))?;
     let cfg = tmp.path().join("early.cfg");
     std::fs::write(&cfg, early).map_err(|e| Error::io("writing the early GRUB config", e))?;
-    let efi = mkimage(paths, "x86_64-efi", "x86_64-efi", &cfg, &tmp.path().join("BOOTX64.EFI"), &[])?;
-    let core_img = mkimage(paths, "i386-pc", "i386-pc", &cfg, &tmp.path().join("core.img"), &["biosdisk"])?;
+    let efi = mkimage(
+        paths,
+        "x86_64-efi",
+        "x86_64-efi",
+        &cfg,
+        &tmp.path().join("BOOTX64.EFI"),
+        &[],
+    )?;
+    let core_img = mkimage(
+        paths,
+        "i386-pc",
+        "i386-pc",
+        &cfg,
+        &tmp.path().join("core.img"),
+        &["biosdisk"],
+    )?;
     let boot_path = paths.lib_dir.join("i386-pc/boot.img");
-    let boot_img = std::fs::read(&boot_path).map_err(|source| Error::ReadInput { path: boot_path.clone(), source })?;
+    let boot_img = std::fs::read(&boot_path).map_err(|source| Error::ReadInput {
+        path: boot_path.clone(),
+        source,
+    })?;
     if boot_img.len() != 512 {
-        return Err(Error::Grub(format!("{} is {} bytes, not 512", boot_path.display(), boot_img.len())));
+        return Err(Error::Grub(format!(
+            "{} is {} bytes, not 512",
+            boot_path.display(),
+            boot_img.len()
+        )));
     }
     if core_img.len() < 1024 {
-        return Err(Error::Grub(format!("core.img is only {} bytes", core_img.len())));
+        return Err(Error::Grub(format!(
+            "core.img is only {} bytes",
+            core_img.len()
+        )));
     }
-    Ok(GrubImages { efi, boot_img, core_img })
+    Ok(GrubImages {
+        efi,
+        boot_img,
+        core_img,
+    })
 }
 
 /// Put `boot_img`'s code into `mbr` (a 512-byte sector holding the
 /// partition table), pointing it at core.img's first sector `core_lba`.
 pub fn install_boot_img(mbr: &mut [u8], boot_img: &[u8], core_lba: u64) -> Result<()> {
     if mbr.len() != 512 || boot_img.len() != 512 {
-        return Err(Error::Grub("boot.img and the MBR must both be 512 bytes".into()));
+        return Err(Error::Grub(
+            "boot.img and the MBR must both be 512 bytes".into(),
+        ));
     }
     let mut code = boot_img[..MBR_CODE_SIZE].to_vec();
     // Keep the BPB area of the sector being replaced (setup.c: "Copy the

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::esp::{build_esp, EspSpec};
-use crate::gpt_write::{self, Guid, GptPartition, SECTOR_SIZE};
+use crate::gpt_write::{self, GptPartition, Guid, SECTOR_SIZE};
 use crate::grub::{self, GrubPaths};
 
 /// First LBA of the BIOS boot partition.
@@ -152,7 +152,11 @@ fn grub_quote(s: &str) -> String {
 
 /// The GRUB config on the ESP: serial console, boot the kernel at once.
 pub fn grub_cfg(cmdline: &str) -> String {
-    let args = if cmdline.is_empty() { String::new() } else { format!(" {}", grub_quote(cmdline)) };
+    let args = if cmdline.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", grub_quote(cmdline))
+    };
     format!(
         "# capOS boot menu (written by cloudimg)\n\
          serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1\n\
@@ -187,8 +191,14 @@ pub fn plan(opts: &ImageOptions) -> Result<(PartitionRange, PartitionRange)> {
             needed * SECTOR_SIZE
         )));
     }
-    let bios = PartitionRange { first_lba: BIOS_BOOT_FIRST_LBA, last_lba: BIOS_BOOT_FIRST_LBA + BIOS_BOOT_SECTORS - 1 };
-    let esp = PartitionRange { first_lba: ESP_FIRST_LBA, last_lba: ESP_FIRST_LBA + esp_sectors - 1 };
+    let bios = PartitionRange {
+        first_lba: BIOS_BOOT_FIRST_LBA,
+        last_lba: BIOS_BOOT_FIRST_LBA + BIOS_BOOT_SECTORS - 1,
+    };
+    let esp = PartitionRange {
+        first_lba: ESP_FIRST_LBA,
+        last_lba: ESP_FIRST_LBA + esp_sectors - 1,
+    };
     Ok((bios, esp))
 }
 
@@ -197,13 +207,18 @@ pub fn plan(opts: &ImageOptions) -> Result<(PartitionRange, PartitionRange)> {
 pub fn build_image(opts: &ImageOptions, out: &Path) -> Result<BuiltImage> {
     let (bios, esp) = plan(opts)?;
     if !crate::kernel::has_multiboot2_header(&opts.kernel) {
-        return Err(Error::InvalidLayout("the kernel has no multiboot2 header in its first 32 KiB".into()));
+        return Err(Error::InvalidLayout(
+            "the kernel has no multiboot2 header in its first 32 KiB".into(),
+        ));
     }
     let volume_id = esp_volume_id(opts.seed);
     let images = grub::make_images(&opts.grub, &grub::early_config(&fat_uuid(volume_id)))?;
     let core = grub::patch_core_img(&images.core_img, bios.first_lba)?;
     if core.len() as u64 > bios.len() {
-        return Err(Error::Grub(format!("core.img ({} bytes) does not fit the BIOS boot partition", core.len())));
+        return Err(Error::Grub(format!(
+            "core.img ({} bytes) does not fit the BIOS boot partition",
+            core.len()
+        )));
     }
     let esp_vol = build_esp(&EspSpec {
         size: esp.len(),
@@ -242,7 +257,8 @@ pub fn build_image(opts: &ImageOptions, out: &Path) -> Result<BuiltImage> {
     let output = cloudimg_disk::io::OutputFile::create(out)
         .map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
     let file = output.file();
-    file.set_len(opts.size).map_err(|e| Error::io(format!("sizing {}", out.display()), e))?;
+    file.set_len(opts.size)
+        .map_err(|e| Error::io(format!("sizing {}", out.display()), e))?;
     let mut written = 0u64;
     let mut put = |bytes: &[u8], offset: u64| -> Result<()> {
         written += bytes.len() as u64;
@@ -255,8 +271,18 @@ pub fn build_image(opts: &ImageOptions, out: &Path) -> Result<BuiltImage> {
         put(chunk, esp.offset() + off)?;
     }
     put(&gpt.backup, gpt.backup_offset)?;
-    let path = output.commit().map_err(|e| Error::io(format!("finishing {}", out.display()), e))?;
-    Ok(BuiltImage { path, size: opts.size, disk_guid, bios_boot: bios, esp, esp_volume_id: volume_id, bytes_written: written })
+    let path = output
+        .commit()
+        .map_err(|e| Error::io(format!("finishing {}", out.display()), e))?;
+    Ok(BuiltImage {
+        path,
+        size: opts.size,
+        disk_guid,
+        bios_boot: bios,
+        esp,
+        esp_volume_id: volume_id,
+        bytes_written: written,
+    })
 }
 
 #[cfg(test)]
@@ -273,7 +299,12 @@ mod tests {
 
     #[test]
     fn plan_refuses_too_small_disks() {
-        let opts = ImageOptions { size: 64 << 20, esp_size: 64 << 20, kernel: vec![], ..ImageOptions::new() };
+        let opts = ImageOptions {
+            size: 64 << 20,
+            esp_size: 64 << 20,
+            kernel: vec![],
+            ..ImageOptions::new()
+        };
         assert_eq!(
             plan(&opts).unwrap_err().to_string(),
             "invalid layout: a disk of 67108864 bytes cannot hold a 67108864-byte ESP at LBA 4096 (at least 69222912 bytes needed)"

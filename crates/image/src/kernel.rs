@@ -25,8 +25,20 @@ pub fn demo_kernel_without_landmark() -> &'static [u8] {
 pub fn has_multiboot2_header(elf: &[u8]) -> bool {
     let limit = elf.len().min(32768);
     (0..limit.saturating_sub(16)).step_by(8).any(|off| {
-        let word = |i: usize| u32::from_le_bytes([elf[off + i], elf[off + i + 1], elf[off + i + 2], elf[off + i + 3]]);
-        word(0) == 0xE852_50D6 && word(0).wrapping_add(word(4)).wrapping_add(word(8)).wrapping_add(word(12)) == 0
+        let word = |i: usize| {
+            u32::from_le_bytes([
+                elf[off + i],
+                elf[off + i + 1],
+                elf[off + i + 2],
+                elf[off + i + 3],
+            ])
+        };
+        word(0) == 0xE852_50D6
+            && word(0)
+                .wrapping_add(word(4))
+                .wrapping_add(word(8))
+                .wrapping_add(word(12))
+                == 0
     })
 }
 

@@ -98,5 +98,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("evidence: {}", p.display());
         }
     }
-    Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

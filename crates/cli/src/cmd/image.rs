@@ -66,13 +66,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         _ => (s, 0),
     };
     let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
-    n.checked_shl(shift).filter(|v| v >> shift == n).ok_or_else(|| format!("size {s} is too large"))
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .ok_or_else(|| format!("size {s} is too large"))
 }
 
 fn source_date_epoch() -> anyhow::Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => {
-            Ok(Some(v.trim().parse().with_context(|| format!("parsing SOURCE_DATE_EPOCH={v:?}"))?))
+            Ok(Some(v.trim().parse().with_context(|| {
+                format!("parsing SOURCE_DATE_EPOCH={v:?}")
+            })?))
         }
         _ => Ok(None),
     }
@@ -96,15 +100,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     opts.grub.lib_dir = a.grub_dir;
     if let Some(k) = &a.kernel {
-        opts.kernel = std::fs::read(k).with_context(|| format!("reading kernel {}", k.display()))?;
+        opts.kernel =
+            std::fs::read(k).with_context(|| format!("reading kernel {}", k.display()))?;
         if !cloudimg_image::kernel::has_multiboot2_header(&opts.kernel) {
-            bail!("{} has no multiboot2 header in its first 32 KiB", k.display());
+            bail!(
+                "{} has no multiboot2 header in its first 32 KiB",
+                k.display()
+            );
         }
     }
     if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let built = build_image(&opts, &a.output).with_context(|| format!("building {}", a.output.display()))?;
+    let built = build_image(&opts, &a.output)
+        .with_context(|| format!("building {}", a.output.display()))?;
     println!(
         "wrote {} ({} bytes, {} written): BIOS boot LBA {}..={}, ESP LBA {}..={} (FAT32 {}), disk GUID {}",
         built.path.display(),
@@ -129,7 +138,13 @@ mod tests {
         assert_eq!(parse_size("256M"), Ok(256 << 20));
         assert_eq!(parse_size("10g"), Ok(10 << 30));
         assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("3X"), Err("unknown size suffix 'X' (use K, M, G or T)".into()));
-        assert_eq!(parse_size("99999999999T"), Err("size 99999999999T is too large".into()));
+        assert_eq!(
+            parse_size("3X"),
+            Err("unknown size suffix 'X' (use K, M, G or T)".into())
+        );
+        assert_eq!(
+            parse_size("99999999999T"),
+            Err("size 99999999999T is too large".into())
+        );
     }
 }
