@@ -13,16 +13,16 @@ use cloudimg_image::{build_image, demo_kernel_without_landmark, ImageOptions, LA
 
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 
-/// Shared scratch directory for the images of this test binary.
+/// Scratch directory for the images of this test binary, emptied at
+/// the start of each run (under target/tmp, so nothing piles up in /tmp).
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("cloudimg-boot-test.")
-            .tempdir()
-            .unwrap()
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot_demo");
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
     })
-    .path()
 }
 
 fn opts(seed: u64) -> ImageOptions {

@@ -88,10 +88,18 @@ pub struct GrubImages {
     pub core_img: Vec<u8>,
 }
 
-/// The early config embedded in both images: find the ESP by its FAT
-/// volume id and look for grub.cfg in /EFI/BOOT there.
+/// The early config embedded in both images: put GRUB's console on COM1
+/// at once (so that even a failure to find the ESP shows in a serial
+/// log), find the ESP by its FAT volume id and look for grub.cfg in
+/// /EFI/BOOT there.
 pub fn early_config(fs_uuid: &str) -> String {
-    format!("search --no-floppy --fs-uuid --set=root {fs_uuid}\nset prefix=($root)/EFI/BOOT\n")
+    format!(
+        "serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1\n\
+         terminal_input serial console\n\
+         terminal_output serial console\n\
+         search --no-floppy --fs-uuid --set=root {fs_uuid}\n\
+         set prefix=($root)/EFI/BOOT\n"
+    )
 }
 
 fn mkimage(
@@ -241,6 +249,15 @@ mod tests {
         assert_eq!(mbr[0x1B8..0x1BC], [1, 2, 3, 4]);
         assert_eq!(mbr[0x1BE], 0xEE);
         assert_eq!(mbr[510..], [0x55, 0xAA]);
+    }
+
+    #[test]
+    fn early_config_finds_the_esp_by_uuid() {
+        let cfg = early_config("1234-abcd");
+        assert!(cfg.starts_with("serial --unit=0 --speed=115200"));
+        assert!(cfg.contains(
+            "\nsearch --no-floppy --fs-uuid --set=root 1234-abcd\nset prefix=($root)/EFI/BOOT\n"
+        ));
     }
 
     #[test]

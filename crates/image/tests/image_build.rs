@@ -210,6 +210,26 @@ fn same_inputs_give_identical_bytes() {
 }
 
 #[test]
+fn grub_mkimage_output_is_deterministic() {
+    if !common::require_grub() {
+        return;
+    }
+    let paths = cloudimg_image::grub::GrubPaths::default();
+    let early = cloudimg_image::grub::early_config("1234-abcd");
+    let a = cloudimg_image::grub::make_images(&paths, &early).unwrap();
+    let b = cloudimg_image::grub::make_images(&paths, &early).unwrap();
+    assert!(a.efi == b.efi, "BOOTX64.EFI differs between two runs");
+    assert!(
+        a.core_img == b.core_img,
+        "core.img differs between two runs"
+    );
+    assert!(
+        a.efi.windows(early.len()).any(|w| w == early.as_bytes()),
+        "early config embedded"
+    );
+}
+
+#[test]
 fn ten_gib_image_is_sparse_and_quick() {
     if !(common::require_grub() && common::require_tool("sgdisk")) {
         return;
