@@ -11,6 +11,7 @@
         .set MB2_MAGIC,        0xE85250D6
         .set MB2_ARCH_I386,    0
         .set MB2_BOOT_MAGIC,   0x36D76289
+        .set MB2_TAG_CMDLINE,  1
         .set MB2_TAG_EFI32,    11
         .set MB2_TAG_EFI64,    12
         .set COM1,             0x3F8
@@ -46,7 +47,11 @@ _start:
         jne not_multiboot2
 
         /* Walk the boot information tags: u32 total_size, u32 reserved,
-         * then tags {u32 type, u32 size} padded to 8 bytes, type 0 ends. */
+         * then tags {u32 type, u32 size} padded to 8 bytes, type 0 ends.
+         * Note an EFI system table tag (11 or 12: GRUB came through UEFI)
+         * and the command line tag (1). */
+        movl $0, efi_found
+        movl $0, cmdline_ptr
         movl (%esi), %ecx               /* total size */
         cmpl $16, %ecx
         jb not_multiboot2
@@ -55,30 +60,45 @@ _start:
 next_tag:
         leal 8(%ebx), %eax
         cmpl %edx, %eax
-        ja firmware_bios
+        ja tags_done
         movl (%ebx), %eax               /* type */
         testl %eax, %eax
-        jz firmware_bios
-        cmpl $MB2_TAG_EFI32, %eax
-        je firmware_uefi
+        jz tags_done
+        cmpl $MB2_TAG_CMDLINE, %eax
+        jne 1f
+        leal 8(%ebx), %ecx
+        movl %ecx, cmdline_ptr
+1:      cmpl $MB2_TAG_EFI32, %eax
+        je 2f
         cmpl $MB2_TAG_EFI64, %eax
-        je firmware_uefi
-        movl 4(%ebx), %eax              /* size */
+        jne 3f
+2:      movl $1, efi_found
+3:      movl 4(%ebx), %eax              /* size */
         cmpl $8, %eax
-        jb firmware_bios
+        jb tags_done
         addl $7, %eax
         andl $~7, %eax
         addl %eax, %ebx
         jmp next_tag
 
-firmware_uefi:
-        movl $msg_uefi, %eax
-        call serial_puts
-        jmp power_off
-firmware_bios:
+tags_done:
         movl $msg_bios, %eax
+        cmpl $0, efi_found
+        je 4f
+        movl $msg_uefi, %eax
+4:      call serial_puts
+        movl cmdline_ptr, %eax
+        testl %eax, %eax
+        jz power_off
+        pushl %eax
+        movl $msg_cmdline, %eax
+        call serial_puts
+        popl %eax
+        call serial_puts
+        movl $msg_crlf, %eax
         call serial_puts
         jmp power_off
+
 not_multiboot2:
         movl $msg_unknown, %eax
         call serial_puts
@@ -162,10 +182,19 @@ msg_bios:
         .asciz "capos demo kernel: firmware=bios\r\n"
 msg_unknown:
         .asciz "capos demo kernel: firmware=unknown (not multiboot2)\r\n"
+msg_cmdline:
+        .asciz "capos demo kernel: cmdline="
+msg_crlf:
+        .asciz "\r\n"
 msg_off:
         .asciz "capos demo kernel: powering off\r\n"
 
         .section .bss
+        .balign 16
+efi_found:
+        .skip 4
+cmdline_ptr:
+        .skip 4
         .balign 16
 stack_bottom:
         .skip 4096

@@ -194,6 +194,9 @@ pub struct EspSpec {
     pub label: String,
     /// Time of every file and directory (Unix seconds).
     pub mtime: i64,
+    /// The partition's first LBA, recorded in the BPB's hidden-sectors
+    /// field as `mkfs.fat --offset` does.
+    pub hidden_sectors: u32,
     /// Files as (absolute path with `/` separators, bytes), written in
     /// this order.
     pub files: Vec<(String, Vec<u8>)>,
@@ -291,6 +294,7 @@ pub fn build_esp(spec: &EspSpec) -> Result<SparseVolume> {
         fs.unmount().map_err(|e| esp_err("unmounting", e))?;
     }
     fix_dotdot_of_root_subdirs(&mut vol)?;
+    set_hidden_sectors(&mut vol, spec.hidden_sectors)?;
     Ok(vol)
 }
 
@@ -304,6 +308,20 @@ fn write_at(vol: &mut SparseVolume, offset: u64, buf: &[u8]) -> Result<()> {
     vol.seek(SeekFrom::Start(offset))
         .and_then(|_| vol.write_all(buf))
         .map_err(|e| Error::Esp(format!("writing offset {offset}: {e}")))
+}
+
+/// Write the hidden-sectors field (BPB offset 28) of the boot sector
+/// and its backup (at the sector named by BPB offset 50).
+fn set_hidden_sectors(vol: &mut SparseVolume, hidden: u32) -> Result<()> {
+    let mut bs = [0u8; 512];
+    read_at(vol, 0, &mut bs)?;
+    let backup = u64::from(u16::from_le_bytes([bs[50], bs[51]]));
+    let bytes_per_sector = u64::from(u16::from_le_bytes([bs[11], bs[12]]));
+    write_at(vol, 28, &hidden.to_le_bytes())?;
+    if backup != 0 {
+        write_at(vol, backup * bytes_per_sector + 28, &hidden.to_le_bytes())?;
+    }
+    Ok(())
 }
 
 /// fatfs 0.3 writes the root's cluster number into the `..` entry of a
@@ -382,6 +400,7 @@ mod tests {
             volume_id: 1,
             label: "ESP".into(),
             mtime: 0,
+            hidden_sectors: 0,
             files: vec![],
         };
         assert_eq!(

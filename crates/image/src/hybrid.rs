@@ -145,18 +145,28 @@ pub fn fat_uuid(volume_id: u32) -> String {
     format!("{:04x}-{:04x}", volume_id >> 16, volume_id & 0xFFFF)
 }
 
-/// Quote a string for GRUB's shell-like config language.
-fn grub_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+/// One command-line word for GRUB's config language: bare when it holds
+/// only characters GRUB takes literally, else single-quoted.
+fn grub_word(w: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:=,+-@%".contains(c);
+    if w.chars().all(plain) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 /// The GRUB config on the ESP: serial console, boot the kernel at once.
+///
+/// The command line is split on whitespace and each word passed as one
+/// GRUB argument; GRUB joins them with single spaces for the multiboot2
+/// command line tag (words holding quotes or backslashes reach the
+/// kernel backslash-escaped, as GRUB does for every loader).
 pub fn grub_cfg(cmdline: &str) -> String {
-    let args = if cmdline.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", grub_quote(cmdline))
-    };
+    let args: String = cmdline
+        .split_whitespace()
+        .map(|w| format!(" {}", grub_word(w)))
+        .collect();
     format!(
         "# capOS boot menu (written by cloudimg)\n\
          serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1\n\
@@ -225,6 +235,7 @@ pub fn build_image(opts: &ImageOptions, out: &Path) -> Result<BuiltImage> {
         volume_id,
         label: ESP_LABEL.into(),
         mtime: opts.source_date_epoch,
+        hidden_sectors: u32::try_from(esp.first_lba).expect("the ESP starts at a fixed small LBA"),
         files: vec![
             (EFI_LOADER_PATH.into(), images.efi),
             (GRUB_CFG_PATH.into(), grub_cfg(&opts.cmdline).into_bytes()),
@@ -291,8 +302,11 @@ mod tests {
 
     #[test]
     fn grub_cfg_quotes_the_cmdline() {
-        let cfg = grub_cfg("console=ttyS0 it's");
-        assert!(cfg.contains("multiboot2 /capos/kernel.elf 'console=ttyS0 it'\\''s'\n"));
+        let cfg = grub_cfg("console=ttyS0  it's $x");
+        assert!(
+            cfg.contains("multiboot2 /capos/kernel.elf console=ttyS0 'it'\\''s' '$x'\n"),
+            "{cfg}"
+        );
         assert!(grub_cfg("").contains("multiboot2 /capos/kernel.elf\n"));
         assert!(cfg.contains("set timeout=0\n"));
     }

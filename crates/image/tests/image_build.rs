@@ -81,6 +81,7 @@ fn esp_passes_fsck_and_mtools_find_the_files() {
     let esp = extract_esp(&img, &dir.path().join("esp.img"));
     let fsck = common::run(Command::new("fsck.fat").arg("-n").arg("-v").arg(&esp));
     assert!(fsck.contains("2 FATs, 32 bit entries"), "{fsck}");
+    assert!(fsck.contains("      4096 hidden sectors"), "{fsck}");
     assert!(
         !fsck
             .to_lowercase()
