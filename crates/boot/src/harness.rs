@@ -263,6 +263,11 @@ fn extract_gcp_disk(artifact: &Path, _out: &Path) -> Result<()> {
     })
 }
 
+/// A path as a QEMU option value: commas doubled (QEMU's escape).
+fn qemu_path(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
 /// The QEMU arguments (without the program) for one boot.
 fn qemu_args(
     opts: &BootOptions,
@@ -299,12 +304,12 @@ fn qemu_args(
                 "-drive",
                 &format!(
                     "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                    code.display()
+                    qemu_path(code)
                 ),
             ]);
             push(&[
                 "-drive",
-                &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+                &format!("if=pflash,format=raw,unit=1,file={}", qemu_path(vars)),
             ]);
         }
         _ => {
@@ -317,7 +322,7 @@ fn qemu_args(
         "-drive",
         &format!(
             "file={},format={format},if=none,id=disk0,snapshot=on",
-            drive.display()
+            qemu_path(drive)
         ),
     ]);
     match opts.disk {
@@ -542,5 +547,10 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("-serial file:/s.log -"), "{s}");
+        let a = qemu_args(&o, Path::new("/a,b.raw"), "raw", Path::new("/s.log"), None);
+        assert!(
+            a.contains(&"file=/a,,b.raw,format=raw,if=none,id=disk0,snapshot=on".to_string()),
+            "{a:?}"
+        );
     }
 }
