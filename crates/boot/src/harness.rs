@@ -278,9 +278,16 @@ fn qemu_args(
 ) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |s: &[&str]| a.extend(s.iter().map(|x| x.to_string()));
+    // IDE means the legacy PIIX controller of the `pc` machine (q35's
+    // controller is AHCI); everything else runs on q35.
+    let machine = if opts.disk == DiskInterface::Ide {
+        "pc"
+    } else {
+        "q35"
+    };
     push(&[
         "-machine",
-        "q35",
+        machine,
         "-accel",
         opts.accel.name(),
         "-m",

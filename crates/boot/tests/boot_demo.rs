@@ -259,3 +259,8 @@ fn missing_firmware_is_an_error() {
         "firmware file /nonexistent/OVMF_CODE.fd is missing: install the ovmf package"
     );
 }
+
+#[test]
+fn demo_boots_under_ovmf_ide() {
+    assert_passes(Firmware::Uefi, DiskInterface::Ide);
+}
