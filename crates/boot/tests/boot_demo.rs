@@ -129,11 +129,11 @@ fn kernel_without_landmark_times_out_with_log_tail() {
     )
     .unwrap()
     .path;
-    let r = boot_with(&img, Firmware::Bios, DiskInterface::Virtio, 6);
+    let r = boot_with(&img, Firmware::Bios, DiskInterface::Virtio, 10);
     assert!(!r.passed);
     assert_eq!(
         r.failure.as_deref(),
-        Some("timed out after 6 s waiting for \"capos kernel starting\"")
+        Some("timed out after 10 s waiting for \"capos kernel starting\"")
     );
     assert!(
         r.serial_tail
