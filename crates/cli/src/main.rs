@@ -2,8 +2,9 @@
 //! libraries. Logs and progress go to stderr, data (tables, `--json`) to
 //! stdout.
 //!
-//! Exit codes: 0 success; 1 `verify` found defects; 2 error (bad input,
-//! failed step); 130 interrupted by SIGINT; 143 terminated by SIGTERM.
+//! Exit codes: 0 success; 1 `verify` found defects or a `boot` did not
+//! reach its landmark; 2 error (bad input, failed step); 130 interrupted
+//! by SIGINT; 143 terminated by SIGTERM.
 
 mod cmd;
 mod signals;
@@ -17,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "cloudimg", version, about, long_about = None, help_expected = true)]
 #[command(max_term_width = 80, term_width = 80)]
-#[command(after_help = "Exit codes: 0 ok, 1 verify found defects, 2 error, 130/143 interrupted.")]
+#[command(after_help = "Exit codes: 0 ok, 1 defects found or boot failed, 2 error, 130/143 interrupted.")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -29,6 +30,10 @@ enum Cmd {
     Package(cmd::package::Args),
     /// Decode an artifact in full and report every defect found.
     Verify(cmd::verify::Args),
+    /// Build the hybrid BIOS+UEFI disk image.
+    Image(cmd::image::Args),
+    /// Boot an image or artifact under QEMU and wait for a serial landmark.
+    Boot(cmd::boot::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +42,8 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Package(a) => cmd::package::run(a),
         Cmd::Verify(a) => cmd::verify::run(a),
+        Cmd::Image(a) => cmd::image::run(a),
+        Cmd::Boot(a) => cmd::boot::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,5 @@
-//! SIGINT/SIGTERM/SIGHUP: remove every temporary output and exit with
+//! SIGINT/SIGTERM/SIGHUP: kill QEMU children, remove every temporary
+//! output and exit with
 //! 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM).
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -11,14 +12,14 @@ pub fn install() {
     };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
-            let removed = cloudimg_disk::io::cleanup_registered();
+            let removed = cloudimg_disk::io::cleanup_registered() + cloudimg_boot::cleanup();
             let name = match sig {
                 SIGINT => "interrupted",
                 SIGTERM => "terminated",
                 _ => "hung up",
             };
             eprintln!(
-                "cloudimg: {name}; removed {removed} temporary file{}",
+                "cloudimg: {name}; cleaned up {removed} temporary file{} and process(es)",
                 if removed == 1 { "" } else { "s" }
             );
             std::process::exit(128 + sig);

@@ -1,5 +1,7 @@
 //! One module per subcommand: clap arguments and a `run` function.
 
+pub mod boot;
+pub mod image;
 pub mod package;
 pub mod verify;
 
