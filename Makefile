@@ -21,11 +21,26 @@ test: setup
 demo: build
 	scripts/demo.sh
 
-package-cloud-image: build
+package-cloud-image: image
 	$(CLOUDIMG) package $(IMAGE) -o $(OUT)
 
-package-gcp-image: build
+package-gcp-image: image
 	$(CLOUDIMG) package $(IMAGE) --gcp -o $(OUT)
 
-package-aws-image: build
+package-aws-image: image
 	$(CLOUDIMG) package $(IMAGE) --aws -o $(OUT)
+
+# capOS operator names: build and boot the local image.
+.PHONY: image run-disk run-disk-bios capos-cloudboot-image
+image: build
+	$(CLOUDIMG) image build -o $(IMAGE)
+
+run-disk: image
+	$(CLOUDIMG) boot $(IMAGE) --firmware uefi --log target/boot-evidence
+
+run-disk-bios: image
+	$(CLOUDIMG) boot $(IMAGE) --firmware bios --log target/boot-evidence
+
+# The from-scratch cloud-sized disk (sparse).
+capos-cloudboot-image: build
+	$(CLOUDIMG) image build --size 10G -o target/capos-cloudboot-image.raw
