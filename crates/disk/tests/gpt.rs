@@ -191,6 +191,13 @@ fn created_disk_is_sgdisk_clean_and_grows_like_sgdisk_e() {
 #[test]
 fn fewer_entries_and_limine_style_slack_are_kept() {
     let Some(_) = sgdisk() else { return };
+    fewer_entries(120);
+    fewer_entries(126);
+}
+
+/// Shrink NumberOfPartitionEntries to `entries` (as Limine does) and put
+/// "stage 2" bytes right after the shortened arrays.
+fn fewer_entries(entries: u32) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.img");
     let size = 48 << 20;
@@ -200,21 +207,21 @@ fn fewer_entries_and_limine_style_slack_are_kept() {
     created_disk(&input, size, 11, 128);
     let f = OpenOptions::new().read(true).write(true).open(&input).unwrap();
     let mut rng = Rng::new(99);
-    let mut stage2 = vec![0u8; 1024];
+    let mut stage2 = vec![0u8; 32 * 512 - entries as usize * 128];
     rng.fill(&mut stage2);
     let arr_lbas = [2u64, n - 33];
     for (hdr_lba, arr_lba) in [(1u64, arr_lbas[0]), (n - 1, arr_lbas[1])] {
         let mut h = [0u8; 512];
         f.read_exact_at(&mut h, hdr_lba * 512).unwrap();
-        h[80..84].copy_from_slice(&120u32.to_le_bytes());
-        let mut arr = vec![0u8; 120 * 128];
+        h[80..84].copy_from_slice(&entries.to_le_bytes());
+        let mut arr = vec![0u8; entries as usize * 128];
         f.read_exact_at(&mut arr, arr_lba * 512).unwrap();
         h[88..92].copy_from_slice(&crc32(&arr).to_le_bytes());
         h[16..20].fill(0);
         let c = crc32(&h[..92]);
         h[16..20].copy_from_slice(&c.to_le_bytes());
         f.write_all_at(&h, hdr_lba * 512).unwrap();
-        f.write_all_at(&stage2, (arr_lba + 30) * 512).unwrap();
+        f.write_all_at(&stage2, arr_lba * 512 + entries as u64 * 128).unwrap();
     }
     // Non-zero bytes in the slack between the last partition and the
     // backup array too.
@@ -223,9 +230,10 @@ fn fewer_entries_and_limine_style_slack_are_kept() {
     sgdisk_v_clean(&input);
     let out = grow_matches_reference(dir.path(), &input, GIB, true);
     sgdisk_v_clean(&out);
-    // The old backup area is untouched.
-    let mut old = vec![0u8; 1024];
-    File::open(&out).unwrap().read_exact_at(&mut old, (n - 3) * 512).unwrap();
+    // The old backup area is untouched (sgdisk zeroes the rest of the
+    // primary array's last sector when the array ends inside it).
+    let mut old = vec![0u8; stage2.len()];
+    File::open(&out).unwrap().read_exact_at(&mut old, (n - 33) * 512 + entries as u64 * 128).unwrap();
     assert_eq!(old, stage2);
 }
 
@@ -489,5 +497,40 @@ fn gpt_rs_disk_decodes() {
         let dir = tempfile::tempdir().unwrap();
         let out = grow_matches_reference(dir.path(), &p, 1 << 20, true);
         sgdisk_v_clean(&out);
+    }
+}
+
+#[test]
+fn unsigned_mbr_is_made_protective_like_sgdisk_e() {
+    let Some(_) = sgdisk() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.img");
+    created_disk(&input, 48 << 20, 31, 128);
+    let f = OpenOptions::new().write(true).open(&input).unwrap();
+    f.write_all_at(&[0, 0], 510).unwrap();
+    f.write_all_at(&[0x12, 0x34, 0x56, 0x78], 440).unwrap();
+    drop(f);
+    let out = grow_matches_reference(dir.path(), &input, GIB, true);
+    sgdisk_v_clean(&out);
+}
+
+#[test]
+fn classic_mbr_in_front_of_gpt_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.img");
+    created_disk(&input, 48 << 20, 32, 128);
+    OpenOptions::new().write(true).open(&input).unwrap().write_all_at(&[0x83], 446 + 4).unwrap();
+    let e = gpt::grow(open_disk(&input), GIB).err().unwrap();
+    assert_eq!(
+        e.message(),
+        "disk has a GPT behind a classic MBR without a 0xEE partition; refusing to grow it (sgdisk -e refuses too)"
+    );
+    let msgs: Vec<String> = gpt::verify(&open_disk(&input)).into_iter().map(|f| f.message).collect();
+    assert_eq!(msgs, vec!["MBR has no protective 0xEE partition, so the GPT is not protected".to_string()]);
+    if common::require_tool("sgdisk") {
+        let r = dir.path().join("r.img");
+        run(Command::new("cp").arg(&input).arg(&r));
+        run(Command::new("truncate").args(["-s", "1G"]).arg(&r));
+        assert!(!Command::new("sgdisk").arg("-e").arg(&r).output().unwrap().status.success());
     }
 }

@@ -667,7 +667,10 @@ pub(crate) fn read_table(disk: &dyn VirtualDisk) -> Result<PartitionTable> {
 /// - the backup array goes to LastUsableLBA + 1 and is an exact copy of the
 ///   primary array bytes (NumberOfPartitionEntries x SizeOfPartitionEntry,
 ///   zero-padded to a sector, as gdisk's `DiskIO::Write` does); the
-///   header's entry count and size are kept;
+///   header's entry count and size are kept. gdisk also rewrites the
+///   primary array, so when the array does not end on a sector boundary
+///   the rest of its last sector is zeroed there too (Limine shrinks the
+///   count by whole sectors, so its stage 2 is not affected);
 /// - the backup header goes to LBA N-1: the old backup header sector with
 ///   MyLBA, LastUsableLBA, PartitionEntryLBA and the CRC updated;
 /// - the primary header: AlternateLBA, LastUsableLBA, CRC;
@@ -678,7 +681,10 @@ pub(crate) fn read_table(disk: &dyn VirtualDisk) -> Result<PartitionTable> {
 ///   min(N-1, 0xFFFFFFFF)), the other three entries zeroed. A *hybrid* MBR
 ///   is left as it is: gdisk only runs `OptimizeEESize` on it, which leaves
 ///   the usual hybrid layout (0xEE first, covering up to the first hybrid
-///   partition) unchanged [not checked for other hybrid layouts];
+///   partition) unchanged [not checked for other hybrid layouts]. An MBR
+///   without `55 AA` is replaced by a protective one (boot code kept), as
+///   gdisk does on load; a classic MBR (no 0xEE entry) in front of a GPT is
+///   refused, as `sgdisk -e` refuses it ("Invalid partition data!");
 /// - nothing else: the old backup header and array stay where they were
 ///   (Limine keeps BIOS stage 2 there).
 ///
@@ -746,12 +752,29 @@ pub fn grow<D: VirtualDisk>(disk: D, new_size: u64) -> Result<PatchedDisk<D>> {
     let mut array = p.array.clone().expect("a sound copy has its array");
     array.resize((ph.array_sectors() * SECTOR_SIZE) as usize, 0);
 
+    if ins.mbr.kind == MbrKind::Classic {
+        return Err(Error::unsupported(
+            "disk has a GPT behind a classic MBR without a 0xEE partition; refusing to grow it (sgdisk -e refuses too)",
+        ));
+    }
     let mut out = PatchedDisk::new(disk, new_size);
-    if ins.mbr.kind == MbrKind::Protective && old_last_usable != new_last_usable {
+    let rebuild_mbr = match ins.mbr.kind {
+        MbrKind::Protective => old_last_usable != new_last_usable,
+        MbrKind::Invalid => true,
+        MbrKind::Classic | MbrKind::Hybrid => false,
+    };
+    if rebuild_mbr {
         let m = mbr::protective_mbr(&ins.mbr_sector[..mbr::BOOT_CODE_LEN], n);
         out.patch(0, m.to_vec());
     }
     out.patch(PRIMARY_HEADER_LBA * SECTOR_SIZE, primary.0.to_vec());
+    let partial = (ph.array_bytes() % SECTOR_SIZE) as usize;
+    if partial != 0 {
+        // gdisk rewrites the primary array too, padding its last sector
+        // with zeros: whatever followed the entries in that sector is lost.
+        let last = (ph.array_sectors() - 1) * SECTOR_SIZE;
+        out.patch(ph.entries_lba * SECTOR_SIZE + last, array[last as usize..].to_vec());
+    }
     out.patch(new_array_lba * SECTOR_SIZE, array);
     out.patch((n - 1) * SECTOR_SIZE, backup.0.to_vec());
     Ok(out)
