@@ -13,7 +13,7 @@ use std::process::Command;
 
 use cloudimg_disk::disk::GIB;
 use cloudimg_disk::io::RawFile;
-use cloudimg_disk::layout::gpt::{self, create, crc32, GptSpec, NewPartition};
+use cloudimg_disk::layout::gpt::{self, crc32, create, GptSpec, NewPartition};
 use cloudimg_disk::layout::{read_table, Guid, PartitionTable};
 use cloudimg_disk::{ExtentKind, VirtualDisk};
 use common::{run, Rng};
@@ -31,7 +31,13 @@ fn sgdisk() -> Option<&'static str> {
 }
 
 fn sparse_file(path: &Path, size: u64) -> File {
-    let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
     f.set_len(size).unwrap();
     f
 }
@@ -60,8 +66,14 @@ fn grow_matches_reference(dir: &Path, input: &Path, new_size: u64, sgdisk_e: boo
     let out = File::create(&ours).unwrap();
     cloudimg_disk::formats::raw::write(&grown, &out).unwrap();
     drop(out);
-    run(Command::new("cp").arg("--sparse=always").arg(input).arg(&reference));
-    run(Command::new("truncate").arg("-s").arg(new_size.to_string()).arg(&reference));
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(input)
+        .arg(&reference));
+    run(Command::new("truncate")
+        .arg("-s")
+        .arg(new_size.to_string())
+        .arg(&reference));
     if sgdisk_e {
         run(Command::new("sgdisk").arg("-e").arg(&reference));
     }
@@ -92,7 +104,12 @@ fn assert_same_content(a: &Path, b: &Path) {
             db.read_at(&mut y, pos).unwrap();
             if x != y {
                 let i = x.iter().zip(&y).position(|(p, q)| p != q).unwrap();
-                panic!("{} and {} differ at byte {}", a.display(), b.display(), pos + i as u64);
+                panic!(
+                    "{} and {} differ at byte {}",
+                    a.display(),
+                    b.display(),
+                    pos + i as u64
+                );
             }
             pos += n as u64;
         }
@@ -113,13 +130,24 @@ fn next_gib(size: u64) -> u64 {
 fn sgdisk_disk(path: &Path, size: u64, seed: u64) {
     let f = sparse_file(path, size);
     run(Command::new("sgdisk")
-        .args(["-o", "-n1:2048:+1M", "-t1:ef02", "-n2:0:+8M", "-t2:ef00", "-c2:EFI system", "-n3:0:0", "-t3:8300"])
+        .args([
+            "-o",
+            "-n1:2048:+1M",
+            "-t1:ef02",
+            "-n2:0:+8M",
+            "-t2:ef00",
+            "-c2:EFI system",
+            "-n3:0:0",
+            "-t3:8300",
+        ])
         .arg(path));
     let mut rng = Rng::new(seed);
     let mut code = [0u8; 440];
     rng.fill(&mut code);
     f.write_all_at(&code, 0).unwrap();
-    let PartitionTable::Gpt(l) = read_table(&open_disk(path)).unwrap() else { panic!("sgdisk made no GPT") };
+    let PartitionTable::Gpt(l) = read_table(&open_disk(path)).unwrap() else {
+        panic!("sgdisk made no GPT")
+    };
     for p in &l.partitions {
         scatter(&f, &mut rng, p.first_lba, p.last_lba);
     }
@@ -151,7 +179,11 @@ fn created_disk(path: &Path, size: u64, seed: u64, num_entries: u32) -> gpt::Gpt
     let mut spec = GptSpec::new(Guid::v4_from(gb));
     spec.boot_code = code;
     spec.num_entries = num_entries;
-    let parts = [(BIOS, 2048, 4095, "bios"), (ESP, 4096, 20479, "EFI system partition"), (LINUX, 20480, 40000, "rööt")];
+    let parts = [
+        (BIOS, 2048, 4095, "bios"),
+        (ESP, 4096, 20479, "EFI system partition"),
+        (LINUX, 20480, 40000, "rööt"),
+    ];
     for (t, a, b, n) in parts {
         rng.fill(&mut gb);
         spec.partitions.push(NewPartition {
@@ -181,7 +213,9 @@ fn created_disk_is_sgdisk_clean_and_grows_like_sgdisk_e() {
     sgdisk_v_clean(&input);
     let out = run(Command::new("sgdisk").arg("-p").arg(&input));
     assert!(out.contains("EFI system partition"), "{out}");
-    let PartitionTable::Gpt(l) = read_table(&open_disk(&input)).unwrap() else { panic!() };
+    let PartitionTable::Gpt(l) = read_table(&open_disk(&input)).unwrap() else {
+        panic!()
+    };
     assert_eq!(l.partitions[2].name, "rööt");
     assert_eq!(l.partitions[0].attributes, 4);
     let out = grow_matches_reference(dir.path(), &input, GIB, true);
@@ -205,7 +239,11 @@ fn fewer_entries(entries: u32) {
     // 128-entry layout, then shrink NumberOfPartitionEntries to 120 as
     // Limine does and put "stage 2" bytes in the freed tail of both arrays.
     created_disk(&input, size, 11, 128);
-    let f = OpenOptions::new().read(true).write(true).open(&input).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&input)
+        .unwrap();
     let mut rng = Rng::new(99);
     let mut stage2 = vec![0u8; 32 * 512 - entries as usize * 128];
     rng.fill(&mut stage2);
@@ -221,7 +259,8 @@ fn fewer_entries(entries: u32) {
         let c = crc32(&h[..92]);
         h[16..20].copy_from_slice(&c.to_le_bytes());
         f.write_all_at(&h, hdr_lba * 512).unwrap();
-        f.write_all_at(&stage2, arr_lba * 512 + entries as u64 * 128).unwrap();
+        f.write_all_at(&stage2, arr_lba * 512 + entries as u64 * 128)
+            .unwrap();
     }
     // Non-zero bytes in the slack between the last partition and the
     // backup array too.
@@ -233,7 +272,10 @@ fn fewer_entries(entries: u32) {
     // The old backup area is untouched (sgdisk zeroes the rest of the
     // primary array's last sector when the array ends inside it).
     let mut old = vec![0u8; stage2.len()];
-    File::open(&out).unwrap().read_exact_at(&mut old, (n - 33) * 512 + entries as u64 * 128).unwrap();
+    File::open(&out)
+        .unwrap()
+        .read_exact_at(&mut old, (n - 33) * 512 + entries as u64 * 128)
+        .unwrap();
     assert_eq!(old, stage2);
 }
 
@@ -252,12 +294,18 @@ fn mbr_only_and_blank_disks_grow_without_table_changes() {
     f.write_all_at(&mbr, 0).unwrap();
     drop(f);
     assert_eq!(gpt::verify(&open_disk(&input)), vec![]);
-    assert!(matches!(read_table(&open_disk(&input)).unwrap(), PartitionTable::Mbr(_)));
+    assert!(matches!(
+        read_table(&open_disk(&input)).unwrap(),
+        PartitionTable::Mbr(_)
+    ));
     grow_matches_reference(dir.path(), &input, GIB, false);
     let blank = dir.path().join("blank.img");
     sparse_file(&blank, (10 << 20) + 512);
     assert_eq!(gpt::verify(&open_disk(&blank)), vec![]);
-    assert!(matches!(read_table(&open_disk(&blank)).unwrap(), PartitionTable::None));
+    assert!(matches!(
+        read_table(&open_disk(&blank)).unwrap(),
+        PartitionTable::None
+    ));
     grow_matches_reference(dir.path(), &blank, GIB, false);
 }
 
@@ -267,7 +315,9 @@ fn hybrid_mbr_grows_like_sgdisk_e() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("h.img");
     sparse_file(&input, 64 << 20);
-    run(Command::new("sgdisk").args(["-o", "-n1:2048:+1M", "-n2:0:+8M", "-t2:0700"]).arg(&input));
+    run(Command::new("sgdisk")
+        .args(["-o", "-n1:2048:+1M", "-n2:0:+8M", "-t2:0700"])
+        .arg(&input));
     run(Command::new("sgdisk").args(["-h", "2"]).arg(&input));
     grow_matches_reference(dir.path(), &input, GIB, true);
 }
@@ -278,7 +328,10 @@ fn bad_sizes_are_refused() {
     let input = dir.path().join("in.img");
     created_disk(&input, 48 << 20, 1, 128);
     let e = gpt::grow(open_disk(&input), GIB + 1).err().unwrap();
-    assert_eq!(e.message(), "new disk size 1073741825 is not a multiple of 512 bytes");
+    assert_eq!(
+        e.message(),
+        "new disk size 1073741825 is not a multiple of 512 bytes"
+    );
     let e = gpt::grow(open_disk(&input), 1 << 20).err().unwrap();
     assert_eq!(
         e.message(),
@@ -319,9 +372,17 @@ fn each_corruption_is_reported_and_refused() {
         let stored = u32::from_le_bytes(h[88..92].try_into().unwrap());
         (stored, crc32(&read_at(p, arr_lba * 512, 16384)))
     };
-    for case in ["primary header", "primary array", "backup header", "backup array"] {
+    for case in [
+        "primary header",
+        "primary array",
+        "backup header",
+        "backup array",
+    ] {
         let bad = dir.path().join("bad.img");
-        run(Command::new("cp").arg("--sparse=always").arg(&clean).arg(&bad));
+        run(Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&clean)
+            .arg(&bad));
         let (off, fo) = match case {
             "primary header" => (512 + 60, 512 + 16),
             "primary array" => (2 * 512 + 130, 2 * 512),
@@ -336,9 +397,16 @@ fn each_corruption_is_reported_and_refused() {
                 format!("{} CRC mismatch (expected {e:08x}, found {f:08x})", case)
             }
             _ => {
-                let (h, a) = if case == "primary array" { (1, 2) } else { (n - 1, n - 33) };
+                let (h, a) = if case == "primary array" {
+                    (1, 2)
+                } else {
+                    (n - 1, n - 33)
+                };
                 let (e, f) = arr_crc(&bad, h, a);
-                format!("{} partition array CRC mismatch (expected {e:08x}, found {f:08x})", &case[..case.find(' ').unwrap()])
+                format!(
+                    "{} partition array CRC mismatch (expected {e:08x}, found {f:08x})",
+                    &case[..case.find(' ').unwrap()]
+                )
             }
         };
         let findings = gpt::verify(&open_disk(&bad));
@@ -346,11 +414,15 @@ fn each_corruption_is_reported_and_refused() {
         assert_eq!(findings[0].message, msg, "{case}");
         assert_eq!(findings[0].offset, Some(fo), "{case}");
         let err = gpt::grow(open_disk(&bad), GIB).err().unwrap();
-        assert_eq!(err.message(), format!("GPT is corrupt: {msg}; refusing to grow it"));
+        assert_eq!(
+            err.message(),
+            format!("GPT is corrupt: {msg}; refusing to grow it")
+        );
         if common::require_tool("sgdisk") {
             // sgdisk loads the good copy and reports the bad one as ERROR.
             let out = Command::new("sgdisk").arg("-v").arg(&bad).output().unwrap();
-            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
             assert!(text.contains("ERROR"), "{case}: {text}");
         }
     }
@@ -377,10 +449,19 @@ fn disagreeing_copies_are_refused() {
     drop(f);
     let msg = format!("primary and backup headers disagree on the disk GUID (primary {primary_guid}, backup {backup_guid})");
     let findings = gpt::verify(&open_disk(&p));
-    assert_eq!(findings.iter().map(|f| f.message.clone()).collect::<Vec<_>>(), vec![msg.clone()]);
+    assert_eq!(
+        findings
+            .iter()
+            .map(|f| f.message.clone())
+            .collect::<Vec<_>>(),
+        vec![msg.clone()]
+    );
     assert_eq!(findings[0].offset, Some((n - 1) * 512 + 56));
     let err = gpt::grow(open_disk(&p), GIB).err().unwrap();
-    assert_eq!(err.message(), format!("GPT is corrupt: {msg}; refusing to grow it"));
+    assert_eq!(
+        err.message(),
+        format!("GPT is corrupt: {msg}; refusing to grow it")
+    );
 }
 
 #[test]
@@ -394,7 +475,8 @@ fn protective_mbr_and_overlaps_are_reported() {
     // Entry 2 starts inside entry 1; CRCs fixed so only the overlap shows.
     let n = size / 512;
     for (hdr, arr) in [(1u64, 2u64), (n - 1, n - 33)] {
-        f.write_all_at(&3000u64.to_le_bytes(), arr * 512 + 128 + 32).unwrap();
+        f.write_all_at(&3000u64.to_le_bytes(), arr * 512 + 128 + 32)
+            .unwrap();
         let mut a = vec![0u8; 16384];
         f.read_exact_at(&mut a, arr * 512).unwrap();
         let mut h = [0u8; 92];
@@ -406,7 +488,10 @@ fn protective_mbr_and_overlaps_are_reported() {
         f.write_all_at(&h, hdr * 512).unwrap();
     }
     drop(f);
-    let msgs: Vec<String> = gpt::verify(&open_disk(&p)).into_iter().map(|f| f.message).collect();
+    let msgs: Vec<String> = gpt::verify(&open_disk(&p))
+        .into_iter()
+        .map(|f| f.message)
+        .collect();
     assert_eq!(
         msgs,
         vec![
@@ -428,35 +513,87 @@ fn xz_corpus(rel: &str, dir: &Path) -> Option<PathBuf> {
 #[test]
 fn util_linux_gpt_img_decodes() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(p) = xz_corpus("util-linux/gpt.img.xz", dir.path()) else { return };
+    let Some(p) = xz_corpus("util-linux/gpt.img.xz", dir.path()) else {
+        return;
+    };
     let d = open_disk(&p);
     assert_eq!(d.size(), 10485760);
     assert_eq!(gpt::verify(&d), vec![]);
-    let PartitionTable::Gpt(l) = read_table(&d).unwrap() else { panic!("no GPT") };
-    assert_eq!(l.disk_guid.to_string(), "DD27F98D-7519-4C9E-8041-F2BFA7B1EF61");
+    let PartitionTable::Gpt(l) = read_table(&d).unwrap() else {
+        panic!("no GPT")
+    };
+    assert_eq!(
+        l.disk_guid.to_string(),
+        "DD27F98D-7519-4C9E-8041-F2BFA7B1EF61"
+    );
     assert_eq!((l.primary_header_lba, l.backup_header_lba), (1, 20479));
     assert_eq!((l.first_usable_lba, l.last_usable_lba), (34, 20446));
     assert_eq!((l.entries_lba, l.num_entries, l.entry_size), (2, 128, 128));
     let want = [
-        (1, 34, 2047, "ThisIsName", "1DCF10BC-637E-4C52-8203-087AE10A820B"),
-        (2, 2048, 4095, "ThisIsOtherName", "A1D03A96-7238-46C6-BBB3-789CBE173EC7"),
-        (3, 4096, 6143, "primary", "A7101B6C-468C-47DF-AFF6-CD444D12AF61"),
-        (4, 6144, 8191, "primary", "AFC4950A-F0F1-4ADD-802C-5957133486D1"),
-        (5, 8192, 10239, "primary", "0DB0A787-C16B-4886-AF3A-FBB97299677C"),
+        (
+            1,
+            34,
+            2047,
+            "ThisIsName",
+            "1DCF10BC-637E-4C52-8203-087AE10A820B",
+        ),
+        (
+            2,
+            2048,
+            4095,
+            "ThisIsOtherName",
+            "A1D03A96-7238-46C6-BBB3-789CBE173EC7",
+        ),
+        (
+            3,
+            4096,
+            6143,
+            "primary",
+            "A7101B6C-468C-47DF-AFF6-CD444D12AF61",
+        ),
+        (
+            4,
+            6144,
+            8191,
+            "primary",
+            "AFC4950A-F0F1-4ADD-802C-5957133486D1",
+        ),
+        (
+            5,
+            8192,
+            10239,
+            "primary",
+            "0DB0A787-C16B-4886-AF3A-FBB97299677C",
+        ),
     ];
     assert_eq!(l.partitions.len(), 5);
     for (p, (i, a, b, name, guid)) in l.partitions.iter().zip(want) {
-        assert_eq!((p.index, p.first_lba, p.last_lba, p.name.as_str()), (i, a, b, name));
+        assert_eq!(
+            (p.index, p.first_lba, p.last_lba, p.name.as_str()),
+            (i, a, b, name)
+        );
         assert_eq!(p.unique_guid.to_string(), guid);
-        assert_eq!(p.type_guid.to_string(), "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7");
+        assert_eq!(
+            p.type_guid.to_string(),
+            "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
+        );
         assert_eq!(p.type_name, Some("Microsoft basic data"));
         assert_eq!(p.attributes, 0);
     }
     let h = read_at(&p, 512, 92);
-    assert_eq!(u32::from_le_bytes(h[16..20].try_into().unwrap()), 0xf303c548);
-    assert_eq!(u32::from_le_bytes(h[88..92].try_into().unwrap()), 0xfaa76117);
+    assert_eq!(
+        u32::from_le_bytes(h[16..20].try_into().unwrap()),
+        0xf303c548
+    );
+    assert_eq!(
+        u32::from_le_bytes(h[88..92].try_into().unwrap()),
+        0xfaa76117
+    );
     let b = read_at(&p, 20479 * 512, 92);
-    assert_eq!(u32::from_le_bytes(b[16..20].try_into().unwrap()), 0x49b8a601);
+    assert_eq!(
+        u32::from_le_bytes(b[16..20].try_into().unwrap()),
+        0x49b8a601
+    );
     let json = serde_json::to_value(read_table(&d).unwrap()).unwrap();
     assert_eq!(json["kind"], "gpt");
     assert_eq!(json["partitions"][1]["name"], "ThisIsOtherName");
@@ -468,30 +605,72 @@ fn util_linux_gpt_img_decodes() {
 
 #[test]
 fn gpt_rs_disk_decodes() {
-    let Some(p) = common::corpus("gpt-rs/gpt-disk.img") else { return };
+    let Some(p) = common::corpus("gpt-rs/gpt-disk.img") else {
+        return;
+    };
     let d = open_disk(&p);
     assert_eq!(d.size(), 36864);
     assert_eq!(gpt::verify(&d), vec![]);
-    let PartitionTable::Gpt(l) = read_table(&d).unwrap() else { panic!("no GPT") };
-    assert_eq!(l.disk_guid.to_string(), "1B6A2BFA-E92B-184C-A8A7-ED0610D54821");
-    assert_eq!((l.backup_header_lba, l.first_usable_lba, l.last_usable_lba), (71, 34, 38));
+    let PartitionTable::Gpt(l) = read_table(&d).unwrap() else {
+        panic!("no GPT")
+    };
+    assert_eq!(
+        l.disk_guid.to_string(),
+        "1B6A2BFA-E92B-184C-A8A7-ED0610D54821"
+    );
+    assert_eq!(
+        (l.backup_header_lba, l.first_usable_lba, l.last_usable_lba),
+        (71, 34, 38)
+    );
     let got: Vec<_> = l
         .partitions
         .iter()
-        .map(|p| (p.index, p.unique_guid.to_string(), p.first_lba, p.last_lba, p.name.clone(), p.type_name))
+        .map(|p| {
+            (
+                p.index,
+                p.unique_guid.to_string(),
+                p.first_lba,
+                p.last_lba,
+                p.name.clone(),
+                p.type_name,
+            )
+        })
         .collect();
     assert_eq!(
         got,
         vec![
-            (1, "F38EAB50-076F-CB45-97F8-B1B7E5AF078F".to_string(), 34, 34, String::new(), Some("Linux filesystem")),
-            (2, "8EEE35AF-4A93-2C4F-AA7A-5FB193AC6FF7".to_string(), 35, 38, String::new(), Some("Linux filesystem")),
+            (
+                1,
+                "F38EAB50-076F-CB45-97F8-B1B7E5AF078F".to_string(),
+                34,
+                34,
+                String::new(),
+                Some("Linux filesystem")
+            ),
+            (
+                2,
+                "8EEE35AF-4A93-2C4F-AA7A-5FB193AC6FF7".to_string(),
+                35,
+                38,
+                String::new(),
+                Some("Linux filesystem")
+            ),
         ]
     );
     let h = read_at(&p, 512, 92);
-    assert_eq!(u32::from_le_bytes(h[16..20].try_into().unwrap()), 0x55f06699);
-    assert_eq!(u32::from_le_bytes(h[88..92].try_into().unwrap()), 0x5fad601b);
+    assert_eq!(
+        u32::from_le_bytes(h[16..20].try_into().unwrap()),
+        0x55f06699
+    );
+    assert_eq!(
+        u32::from_le_bytes(h[88..92].try_into().unwrap()),
+        0x5fad601b
+    );
     let b = read_at(&p, 71 * 512, 92);
-    assert_eq!(u32::from_le_bytes(b[16..20].try_into().unwrap()), 0x7ddfa41b);
+    assert_eq!(
+        u32::from_le_bytes(b[16..20].try_into().unwrap()),
+        0x7ddfa41b
+    );
     assert_eq!(u64::from_le_bytes(b[72..80].try_into().unwrap()), 39);
     if common::require_tool("sgdisk") {
         let dir = tempfile::tempdir().unwrap();
@@ -519,18 +698,35 @@ fn classic_mbr_in_front_of_gpt_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.img");
     created_disk(&input, 48 << 20, 32, 128);
-    OpenOptions::new().write(true).open(&input).unwrap().write_all_at(&[0x83], 446 + 4).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&input)
+        .unwrap()
+        .write_all_at(&[0x83], 446 + 4)
+        .unwrap();
     let e = gpt::grow(open_disk(&input), GIB).err().unwrap();
     assert_eq!(
         e.message(),
         "disk has a GPT behind a classic MBR without a 0xEE partition; refusing to grow it (sgdisk -e refuses too)"
     );
-    let msgs: Vec<String> = gpt::verify(&open_disk(&input)).into_iter().map(|f| f.message).collect();
-    assert_eq!(msgs, vec!["MBR has no protective 0xEE partition, so the GPT is not protected".to_string()]);
+    let msgs: Vec<String> = gpt::verify(&open_disk(&input))
+        .into_iter()
+        .map(|f| f.message)
+        .collect();
+    assert_eq!(
+        msgs,
+        vec!["MBR has no protective 0xEE partition, so the GPT is not protected".to_string()]
+    );
     if common::require_tool("sgdisk") {
         let r = dir.path().join("r.img");
         run(Command::new("cp").arg(&input).arg(&r));
         run(Command::new("truncate").args(["-s", "1G"]).arg(&r));
-        assert!(!Command::new("sgdisk").arg("-e").arg(&r).output().unwrap().status.success());
+        assert!(!Command::new("sgdisk")
+            .arg("-e")
+            .arg(&r)
+            .output()
+            .unwrap()
+            .status
+            .success());
     }
 }

@@ -15,12 +15,21 @@ use cloudimg_disk::layout::Guid;
 use cloudimg_disk::{ExtentKind, VirtualDisk};
 use common::{run, Rng};
 
-const OPTS: WriteOptions = WriteOptions { mtime: 1_700_000_000, seed: [7; 32] };
+const OPTS: WriteOptions = WriteOptions {
+    mtime: 1_700_000_000,
+    seed: [7; 32],
+};
 
 /// A sparse raw disk of `size` bytes with a GPT and seeded random data
 /// runs separated by holes.
 fn make_input(path: &Path, size: u64, seed: u64) {
-    let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
     f.set_len(size).unwrap();
     let mut spec = GptSpec::new(Guid::v4_from([seed as u8; 16]));
     spec.partitions.push(NewPartition {
@@ -69,7 +78,12 @@ fn case(size: u64, seed: u64) -> Case {
     let out = dir.path().join("out.vhd");
     make_input(&input, size, seed);
     write_vhd(&input, &out, &OPTS);
-    Case { _dir: dir, input, out, size }
+    Case {
+        _dir: dir,
+        input,
+        out,
+        size,
+    }
 }
 
 // 5 MiB + 1.5 KiB: a multiple of 512 that is not MiB- or CHS-aligned.
@@ -92,11 +106,25 @@ fn round_trip_verifies_and_keeps_holes() {
         let d = vhd::open(File::open(&c.out).unwrap()).unwrap();
         assert_eq!(d.size(), size);
         assert_eq!(sha256_disk(&d).unwrap(), sha256_file(&c.input).unwrap());
-        let data = |e: Vec<cloudimg_disk::Extent>| e.iter().filter(|e| e.kind == ExtentKind::Data).map(|e| e.len).sum::<u64>();
-        assert_eq!(data(d.extents().unwrap()), data(RawFile::open(&c.input).unwrap().extents().unwrap()));
+        let data = |e: Vec<cloudimg_disk::Extent>| {
+            e.iter()
+                .filter(|e| e.kind == ExtentKind::Data)
+                .map(|e| e.len)
+                .sum::<u64>()
+        };
+        assert_eq!(
+            data(d.extents().unwrap()),
+            data(RawFile::open(&c.input).unwrap().extents().unwrap())
+        );
         // Allocated blocks of the output ≈ input (+ the footer's block).
-        let (bi, bo) = (std::fs::metadata(&c.input).unwrap().blocks(), std::fs::metadata(&c.out).unwrap().blocks());
-        assert!(bo <= bi + 8 && bo + 8 >= bi, "input {bi} blocks, output {bo} blocks");
+        let (bi, bo) = (
+            std::fs::metadata(&c.input).unwrap().blocks(),
+            std::fs::metadata(&c.out).unwrap().blocks(),
+        );
+        assert!(
+            bo <= bi + 8 && bo + 8 >= bi,
+            "input {bi} blocks, output {bo} blocks"
+        );
         assert!(bo * 512 < size / 2, "output is not sparse");
     }
 }
@@ -108,14 +136,23 @@ fn qemu_reads_exact_size_and_content() {
     }
     for (size, seed) in [(ODD_SIZE, 3), (32 << 20, 4)] {
         let c = case(size, seed);
-        let info = run(Command::new("qemu-img").args(["info", "-f", "vpc", "--output=json"]).arg(&c.out));
+        let info = run(Command::new("qemu-img")
+            .args(["info", "-f", "vpc", "--output=json"])
+            .arg(&c.out));
         let v: serde_json::Value = serde_json::from_str(&info).unwrap();
         assert_eq!(v["format"], "vpc");
         assert_eq!(v["virtual-size"], size);
-        run(Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "vpc"]).arg(&c.input).arg(&c.out));
+        run(Command::new("qemu-img")
+            .args(["compare", "-f", "raw", "-F", "vpc"])
+            .arg(&c.input)
+            .arg(&c.out));
         // qemu-img has no checks for vpc; make sure that is still so, so
         // the oracle is not silently skipped when it gains them.
-        let chk = Command::new("qemu-img").args(["check", "-f", "vpc"]).arg(&c.out).output().unwrap();
+        let chk = Command::new("qemu-img")
+            .args(["check", "-f", "vpc"])
+            .arg(&c.out)
+            .output()
+            .unwrap();
         assert!(String::from_utf8_lossy(&chk.stderr).contains("does not support checks"));
     }
 }
@@ -128,7 +165,15 @@ fn footer_matches_qemu_force_size_but_for_time_and_uuid() {
     let c = case(ODD_SIZE, 5);
     let q = c.out.with_extension("qemu.vhd");
     run(Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size"])
+        .args([
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vpc",
+            "-o",
+            "subformat=fixed,force_size",
+        ])
         .arg(&c.input)
         .arg(&q));
     let (ours, theirs) = (footer(&c.out), footer(&q));
@@ -148,16 +193,33 @@ fn output_is_reproducible_and_follows_options() {
     let c = case(ODD_SIZE, 6);
     let again = c.out.with_extension("2.vhd");
     write_vhd(&c.input, &again, &OPTS);
-    assert_eq!(std::fs::read(&c.out).unwrap(), std::fs::read(&again).unwrap());
+    assert_eq!(
+        std::fs::read(&c.out).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
     let other = c.out.with_extension("3.vhd");
-    write_vhd(&c.input, &other, &WriteOptions { mtime: 0, seed: [8; 32] });
+    write_vhd(
+        &c.input,
+        &other,
+        &WriteOptions {
+            mtime: 0,
+            seed: [8; 32],
+        },
+    );
     let (a, b) = (footer(&c.out), footer(&other));
     assert_ne!(a[68..84], b[68..84], "seed changes the UUID");
     assert_eq!(b[24..28], [0, 0, 0, 0], "mtime before 2000 clamps to 0");
     assert_eq!(b[68 + 6] >> 4, 4, "version 4 UUID");
     assert_eq!(b[68 + 8] >> 6, 2, "RFC 4122 variant");
     let far = c.out.with_extension("4.vhd");
-    write_vhd(&c.input, &far, &WriteOptions { mtime: u64::MAX, seed: [8; 32] });
+    write_vhd(
+        &c.input,
+        &far,
+        &WriteOptions {
+            mtime: u64::MAX,
+            seed: [8; 32],
+        },
+    );
     assert_eq!(footer(&far)[24..28], [0xff; 4]);
 }
 
@@ -167,15 +229,26 @@ fn unaligned_disk_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let f = File::create(dir.path().join("x.vhd")).unwrap();
     let e = vhd::write_fixed(&disk, &f, &OPTS).unwrap_err();
-    assert_eq!(e.message(), "a VHD needs a disk size that is a non-zero multiple of 512 bytes, not 1000");
+    assert_eq!(
+        e.message(),
+        "a VHD needs a disk size that is a non-zero multiple of 512 bytes, not 1000"
+    );
 }
 
 /// Damage a copy of `c.out` with `f` (given the footer bytes and the file),
 /// fixing the checksum afterwards unless `keep_checksum`, and return the
 /// verifier's messages.
-fn damaged(c: &Case, name: &str, fix_checksum: bool, f: impl FnOnce(&mut [u8; 512], &File)) -> Vec<(Option<u64>, String)> {
+fn damaged(
+    c: &Case,
+    name: &str,
+    fix_checksum: bool,
+    f: impl FnOnce(&mut [u8; 512], &File),
+) -> Vec<(Option<u64>, String)> {
     let p = c.out.with_extension(format!("{name}.vhd"));
-    run(Command::new("cp").arg("--sparse=always").arg(&c.out).arg(&p));
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&c.out)
+        .arg(&p));
     let file = OpenOptions::new().read(true).write(true).open(&p).unwrap();
     let mut ft = footer(&p);
     f(&mut ft, &file);
@@ -186,8 +259,14 @@ fn damaged(c: &Case, name: &str, fix_checksum: bool, f: impl FnOnce(&mut [u8; 51
     let len = file.metadata().unwrap().len();
     file.write_all_at(&ft, len - 512).unwrap();
     let r = vhd::verify(&file).unwrap();
-    r.findings.into_iter().map(|f| (f.offset, f.message)).collect()
+    r.findings
+        .into_iter()
+        .map(|f| (f.offset, f.message))
+        .collect()
 }
+
+/// A change to a footer (and maybe the file).
+type Damage = Box<dyn FnOnce(&mut [u8; 512], &File)>;
 
 #[test]
 fn every_damaged_footer_field_is_reported() {
@@ -196,13 +275,25 @@ fn every_damaged_footer_field_is_reported() {
     let stored = u32::from_be_bytes(footer(&c.out)[64..68].try_into().unwrap());
     let msgs = damaged(&c, "sum", false, |f, _| f[64] ^= 0x10);
     let found = stored ^ 0x1000_0000;
-    assert_eq!(msgs, vec![(Some(fo + 64), format!("footer checksum mismatch (expected {stored:08x}, found {found:08x})"))]);
+    assert_eq!(
+        msgs,
+        vec![(
+            Some(fo + 64),
+            format!("footer checksum mismatch (expected {stored:08x}, found {found:08x})")
+        )]
+    );
     let msgs = damaged(&c, "sum2", false, |f, _| f[100] = 1);
     assert_eq!(msgs.len(), 2, "{msgs:?}");
     assert!(msgs[0].1.starts_with("footer checksum mismatch (expected "));
-    assert_eq!(msgs[1], (Some(fo + 85), "footer reserved bytes are not zero".to_string()));
+    assert_eq!(
+        msgs[1],
+        (
+            Some(fo + 85),
+            "footer reserved bytes are not zero".to_string()
+        )
+    );
 
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut [u8; 512], &File)>, u64, String)> = vec![
+    let cases: Vec<(&str, Damage, u64, String)> = vec![
         ("cookie", Box::new(|f, _| f[0] = b'C'), 0, "footer cookie is \"Conectix\" (436f6e6563746978), expected \"conectix\"".into()),
         ("type", Box::new(|f, _| f[63] = 5), 60, "disk type is 5, expected fixed (2) or dynamic (3)".into()),
         ("features", Box::new(|f, _| f[11] = 0), 8, "footer features 00000000 lack the reserved bit 00000002 that must always be set".into()),
@@ -216,7 +307,7 @@ fn every_damaged_footer_field_is_reported() {
         )),
     ];
     for (name, f, field, msg) in cases {
-        let f2: Box<dyn FnOnce(&mut [u8; 512], &File)> = if name == "creator" {
+        let f2: Damage = if name == "creator" {
             Box::new(move |b: &mut [u8; 512], file: &File| {
                 f(b, file);
                 b[56..58].copy_from_slice(&121u16.to_be_bytes());
@@ -230,7 +321,12 @@ fn every_damaged_footer_field_is_reported() {
         if name == "creator" {
             // qemu would see a truncated disk, so its GPT breaks too.
             assert_eq!(msgs[0], (Some(fo + field), msg), "{name}");
-            assert!(msgs[1].1.starts_with("in the decoded disk: backup GPT header missing"), "{msgs:?}");
+            assert!(
+                msgs[1]
+                    .1
+                    .starts_with("in the decoded disk: backup GPT header missing"),
+                "{msgs:?}"
+            );
         } else {
             assert_eq!(msgs, vec![(Some(fo + field), msg)], "{name}");
         }
@@ -248,7 +344,15 @@ fn size_versus_file_is_reported() {
     });
     assert_eq!(
         msgs,
-        vec![(Some(ODD_SIZE + 48), format!("file is {} bytes, expected current size {} + 512 = {}", ODD_SIZE + 512, ODD_SIZE + 512, ODD_SIZE + 1024))]
+        vec![(
+            Some(ODD_SIZE + 48),
+            format!(
+                "file is {} bytes, expected current size {} + 512 = {}",
+                ODD_SIZE + 512,
+                ODD_SIZE + 512,
+                ODD_SIZE + 1024
+            )
+        )]
     );
     // A file with an extra sector before the footer.
     let p = c.out.with_extension("longer.vhd");
@@ -257,12 +361,22 @@ fn size_versus_file_is_reported() {
     std::fs::write(&p, [body, &[0u8; 512][..], foot].concat()).unwrap();
     let r = vhd::verify(&File::open(&p).unwrap()).unwrap();
     let msgs: Vec<_> = r.findings.iter().map(|f| f.message.clone()).collect();
-    assert_eq!(msgs, vec![format!("file is {} bytes, expected current size {ODD_SIZE} + 512 = {}", ODD_SIZE + 1024, ODD_SIZE + 512)]);
+    assert_eq!(
+        msgs,
+        vec![format!(
+            "file is {} bytes, expected current size {ODD_SIZE} + 512 = {}",
+            ODD_SIZE + 1024,
+            ODD_SIZE + 512
+        )]
+    );
     // Too short for a footer: an error.
     let tiny = c.out.with_extension("tiny.vhd");
     std::fs::write(&tiny, [0u8; 100]).unwrap();
     let e = vhd::verify(&File::open(&tiny).unwrap()).unwrap_err();
-    assert_eq!(e.message(), "file of 100 bytes is too short for a VHD footer");
+    assert_eq!(
+        e.message(),
+        "file of 100 bytes is too short for a VHD footer"
+    );
 }
 
 #[test]
@@ -272,7 +386,9 @@ fn gpt_damage_inside_the_vhd_is_reported() {
     f.write_all_at(&[0xAB], 512 + 60).unwrap();
     let r = vhd::verify(&File::open(&c.out).unwrap()).unwrap();
     assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
-    assert!(r.findings[0].message.starts_with("in the decoded disk: primary header CRC mismatch"));
+    assert!(r.findings[0]
+        .message
+        .starts_with("in the decoded disk: primary header CRC mismatch"));
     assert_eq!(r.findings[0].offset, Some(512 + 16));
 }
 
@@ -287,7 +403,9 @@ fn bunzip(rel: &str, dir: &Path) -> Option<PathBuf> {
 
 #[test]
 fn dfvfs_ext2_dynamic_vhd_decodes() {
-    let Some(p) = common::corpus("dfvfs/ext2.vhd") else { return };
+    let Some(p) = common::corpus("dfvfs/ext2.vhd") else {
+        return;
+    };
     let r = vhd::verify(&File::open(&p).unwrap()).unwrap();
     assert_eq!(r.format, Format::VhdDynamic);
     assert_eq!(r.virtual_size, Some(4212736));
@@ -313,16 +431,28 @@ fn dfvfs_ext2_dynamic_vhd_decodes() {
 fn qemu_sample_dynamic_vhds_decode() {
     let dir = tempfile::tempdir().unwrap();
     for (name, size) in [
-        ("qemu/sample_images/virtualpc-dynamic.vhd.bz2", 136363130880u64),
-        ("qemu/sample_images/hyperv2012r2-dynamic.vhd.bz2", 136365211648),
+        (
+            "qemu/sample_images/virtualpc-dynamic.vhd.bz2",
+            136363130880u64,
+        ),
+        (
+            "qemu/sample_images/hyperv2012r2-dynamic.vhd.bz2",
+            136365211648,
+        ),
     ] {
-        let Some(p) = bunzip(name, dir.path()) else { return };
+        let Some(p) = bunzip(name, dir.path()) else {
+            return;
+        };
         let d = vhd::open(File::open(&p).unwrap()).unwrap();
         assert_eq!(d.size(), size, "{name}");
         // Every block unallocated: one zero extent, reads give zeros.
         assert_eq!(
             d.extents().unwrap(),
-            vec![cloudimg_disk::Extent { offset: 0, len: size, kind: ExtentKind::Zero }]
+            vec![cloudimg_disk::Extent {
+                offset: 0,
+                len: size,
+                kind: ExtentKind::Zero
+            }]
         );
         let mut b = vec![1u8; 4096];
         d.read_at(&mut b, size - 4096).unwrap();
@@ -335,19 +465,30 @@ fn qemu_sample_dynamic_vhds_decode() {
 #[test]
 fn fuzzed_afl5_is_rejected_without_allocating() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(p) = bunzip("qemu/sample_images/afl5.img.bz2", dir.path()) else { return };
+    let Some(p) = bunzip("qemu/sample_images/afl5.img.bz2", dir.path()) else {
+        return;
+    };
     // The file is truncated inside the dynamic header (qemu pads the read
     // with zeros and then refuses the table size).
     let e = vhd::open(File::open(&p).unwrap()).err().unwrap();
-    assert_eq!(e.message(), "dynamic header at offset 512 lies outside the 1028-byte file");
+    assert_eq!(
+        e.message(),
+        "dynamic header at offset 512 lies outside the 1028-byte file"
+    );
     let r = vhd::verify(&File::open(&p).unwrap()).unwrap();
-    assert!(r.findings.iter().any(|f| f.message == e.message()), "{:?}", r.findings);
+    assert!(
+        r.findings.iter().any(|f| f.message == e.message()),
+        "{:?}",
+        r.findings
+    );
     assert_eq!(r.virtual_sha256, None);
 }
 
 #[test]
 fn huge_bat_is_rejected_without_allocating() {
-    let Some(src) = common::corpus("dfvfs/ext2.vhd") else { return };
+    let Some(src) = common::corpus("dfvfs/ext2.vhd") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bat.vhd");
     let mut b = std::fs::read(&src).unwrap();

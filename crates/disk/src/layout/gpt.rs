@@ -75,7 +75,9 @@ pub struct GptHeaderRaw(pub [u8; 512]);
 
 impl std::fmt::Debug for GptHeaderRaw {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("GptHeaderRaw").field(&hex::encode(&self.0[..92])).finish()
+        f.debug_tuple("GptHeaderRaw")
+            .field(&hex::encode(&self.0[..92]))
+            .finish()
     }
 }
 
@@ -296,7 +298,9 @@ impl GptCopy {
         self.header_ok && self.array_ok
     }
     fn partitions(&self) -> Vec<(u64, GptPartition)> {
-        let Some(a) = &self.array else { return Vec::new() };
+        let Some(a) = &self.array else {
+            return Vec::new();
+        };
         let es = self.hdr.entry_size as usize;
         a.chunks_exact(es)
             .enumerate()
@@ -343,7 +347,10 @@ fn read_copy(
     let base = lba * SECTOR_SIZE;
     let raw = GptHeaderRaw(read_sector(disk, lba)?);
     if !raw.has_signature() {
-        f.push(Finding::at(base, format!("{which} GPT header missing: no \"EFI PART\" signature at LBA {lba}")));
+        f.push(Finding::at(
+            base,
+            format!("{which} GPT header missing: no \"EFI PART\" signature at LBA {lba}"),
+        ));
         return Ok(None);
     }
     let hdr = raw.header();
@@ -351,33 +358,52 @@ fn read_copy(
         None => {
             f.push(Finding::at(
                 base + H_HEADER_SIZE as u64,
-                format!("{which} header size {} is outside 92..=512", hdr.header_size),
+                format!(
+                    "{which} header size {} is outside 92..=512",
+                    hdr.header_size
+                ),
             ));
             false
         }
         Some(c) if c != hdr.header_crc => {
             f.push(Finding::at(
                 base + H_HEADER_CRC as u64,
-                format!("{which} header CRC mismatch (expected {c:08x}, found {:08x})", hdr.header_crc),
+                format!(
+                    "{which} header CRC mismatch (expected {c:08x}, found {:08x})",
+                    hdr.header_crc
+                ),
             ));
             false
         }
         Some(_) => true,
     };
-    let mut copy = GptCopy { lba, raw, hdr, header_ok, array: None, array_ok: false };
+    let mut copy = GptCopy {
+        lba,
+        raw,
+        hdr,
+        header_ok,
+        array: None,
+        array_ok: false,
+    };
     if !header_ok {
         return Ok(Some(copy));
     }
     if hdr.revision != REVISION_1_0 {
         f.push(Finding::at(
             base + H_REVISION as u64,
-            format!("{which} header revision is {:08x}, expected 00010000", hdr.revision),
+            format!(
+                "{which} header revision is {:08x}, expected 00010000",
+                hdr.revision
+            ),
         ));
     }
     if hdr.my_lba != lba {
         f.push(Finding::at(
             base + H_MY_LBA as u64,
-            format!("{which} header MyLBA is {}, but it is at LBA {lba}", hdr.my_lba),
+            format!(
+                "{which} header MyLBA is {}, but it is at LBA {lba}",
+                hdr.my_lba
+            ),
         ));
     }
     let es = hdr.entry_size;
@@ -419,7 +445,10 @@ fn read_copy(
     if !copy.array_ok {
         f.push(Finding::at(
             hdr.entries_lba * SECTOR_SIZE,
-            format!("{which} partition array CRC mismatch (expected {:08x}, found {c:08x})", hdr.entries_crc),
+            format!(
+                "{which} partition array CRC mismatch (expected {:08x}, found {c:08x})",
+                hdr.entries_crc
+            ),
         ));
     }
     copy.array = Some(array);
@@ -443,7 +472,8 @@ fn inspect(disk: &dyn VirtualDisk) -> Result<Inspection> {
         Ok(lba < sectors && lba > 0 && read_sector(disk, lba)?[..8] == HEADER_SIGNATURE)
     };
     let has_ee = ins.mbr.protective_entry().is_some();
-    ins.gpt_present = has_ee || sig_at(PRIMARY_HEADER_LBA)? || (sectors > 2 && sig_at(sectors - 1)?);
+    ins.gpt_present =
+        has_ee || sig_at(PRIMARY_HEADER_LBA)? || (sectors > 2 && sig_at(sectors - 1)?);
     if !ins.gpt_present {
         return Ok(ins);
     }
@@ -453,7 +483,9 @@ fn inspect(disk: &dyn VirtualDisk) -> Result<Inspection> {
         )));
     }
     if sectors < 3 {
-        ins.table.push(Finding::whole(format!("disk of {sectors} sectors is too small for a GPT")));
+        ins.table.push(Finding::whole(format!(
+            "disk of {sectors} sectors is too small for a GPT"
+        )));
         return Ok(ins);
     }
     let last = sectors - 1;
@@ -463,15 +495,29 @@ fn inspect(disk: &dyn VirtualDisk) -> Result<Inspection> {
 
     // Locations: each header points at the other; the arrays lie outside
     // the usable range.
-    for c in [&ins.primary, &ins.backup].into_iter().flatten().filter(|c| c.header_ok) {
-        let (which, other) = if c.lba == PRIMARY_HEADER_LBA { ("primary", last) } else { ("backup", 1) };
+    for c in [&ins.primary, &ins.backup]
+        .into_iter()
+        .flatten()
+        .filter(|c| c.header_ok)
+    {
+        let (which, other) = if c.lba == PRIMARY_HEADER_LBA {
+            ("primary", last)
+        } else {
+            ("backup", 1)
+        };
         let h = &c.hdr;
         let base = c.lba * SECTOR_SIZE;
         if h.alternate_lba != other {
             let msg = if which == "primary" {
-                format!("primary header AlternateLBA is {}, but the disk's last LBA is {last}", h.alternate_lba)
+                format!(
+                    "primary header AlternateLBA is {}, but the disk's last LBA is {last}",
+                    h.alternate_lba
+                )
             } else {
-                format!("backup header AlternateLBA is {}, expected 1", h.alternate_lba)
+                format!(
+                    "backup header AlternateLBA is {}, expected 1",
+                    h.alternate_lba
+                )
             };
             t.push(Finding::at(base + H_ALTERNATE_LBA as u64, msg));
         }
@@ -516,11 +562,36 @@ fn inspect(disk: &dyn VirtualDisk) -> Result<Inspection> {
                     ));
                 }
             };
-            differ(H_DISK_GUID, "disk GUID", ph.disk_guid.to_string(), bh.disk_guid.to_string());
-            differ(H_FIRST_USABLE, "first usable LBA", ph.first_usable_lba.to_string(), bh.first_usable_lba.to_string());
-            differ(H_LAST_USABLE, "last usable LBA", ph.last_usable_lba.to_string(), bh.last_usable_lba.to_string());
-            differ(H_NUM_ENTRIES, "number of partition entries", ph.num_entries.to_string(), bh.num_entries.to_string());
-            differ(H_ENTRY_SIZE, "partition entry size", ph.entry_size.to_string(), bh.entry_size.to_string());
+            differ(
+                H_DISK_GUID,
+                "disk GUID",
+                ph.disk_guid.to_string(),
+                bh.disk_guid.to_string(),
+            );
+            differ(
+                H_FIRST_USABLE,
+                "first usable LBA",
+                ph.first_usable_lba.to_string(),
+                bh.first_usable_lba.to_string(),
+            );
+            differ(
+                H_LAST_USABLE,
+                "last usable LBA",
+                ph.last_usable_lba.to_string(),
+                bh.last_usable_lba.to_string(),
+            );
+            differ(
+                H_NUM_ENTRIES,
+                "number of partition entries",
+                ph.num_entries.to_string(),
+                bh.num_entries.to_string(),
+            );
+            differ(
+                H_ENTRY_SIZE,
+                "partition entry size",
+                ph.entry_size.to_string(),
+                bh.entry_size.to_string(),
+            );
             if p.array_ok && b.array_ok && p.array != b.array {
                 t.push(Finding::at(
                     bh.entries_lba * SECTOR_SIZE,
@@ -535,7 +606,11 @@ fn inspect(disk: &dyn VirtualDisk) -> Result<Inspection> {
 
     // Protective MBR.
     let o = &mut ins.other;
-    let expected = if sectors - 1 < u32::MAX as u64 { sectors - 1 } else { u32::MAX as u64 };
+    let expected = if sectors - 1 < u32::MAX as u64 {
+        sectors - 1
+    } else {
+        u32::MAX as u64
+    };
     match ins.mbr.kind {
         MbrKind::Invalid => o.push(Finding::at(
             mbr::SIGNATURE_OFFSET as u64,
@@ -546,10 +621,20 @@ fn inspect(disk: &dyn VirtualDisk) -> Result<Inspection> {
             "MBR has no protective 0xEE partition, so the GPT is not protected",
         )),
         MbrKind::Protective | MbrKind::Hybrid => {
-            let e = ins.mbr.protective_entry().copied().expect("protective or hybrid MBRs have an 0xEE entry");
+            let e = ins
+                .mbr
+                .protective_entry()
+                .copied()
+                .expect("protective or hybrid MBRs have an 0xEE entry");
             let eo = (mbr::ENTRIES_OFFSET + (e.index as usize - 1) * mbr::ENTRY_LEN) as u64;
             if e.start_lba != 1 {
-                o.push(Finding::at(eo + 8, format!("protective MBR partition starts at LBA {}, expected 1", e.start_lba)));
+                o.push(Finding::at(
+                    eo + 8,
+                    format!(
+                        "protective MBR partition starts at LBA {}, expected 1",
+                        e.start_lba
+                    ),
+                ));
             }
             if ins.mbr.kind == MbrKind::Protective && e.sectors as u64 != expected {
                 o.push(Finding::at(
@@ -560,20 +645,33 @@ fn inspect(disk: &dyn VirtualDisk) -> Result<Inspection> {
                     ),
                 ));
             } else if e.start_lba as u64 + e.sectors as u64 > sectors {
-                o.push(Finding::at(eo + 12, format!("hybrid MBR 0xEE partition runs past the end of the disk ({} sectors)", e.sectors)));
+                o.push(Finding::at(
+                    eo + 12,
+                    format!(
+                        "hybrid MBR 0xEE partition runs past the end of the disk ({} sectors)",
+                        e.sectors
+                    ),
+                ));
             }
         }
     }
 
     // Partitions of the sound copy.
-    if let Some(c) = [&ins.primary, &ins.backup].into_iter().flatten().find(|c| c.sound()) {
+    if let Some(c) = [&ins.primary, &ins.backup]
+        .into_iter()
+        .flatten()
+        .find(|c| c.sound())
+    {
         let h = c.hdr;
         let mut parts = c.partitions();
         for (off, p) in &parts {
             if p.first_lba > p.last_lba {
                 o.push(Finding::at(
                     off + 32,
-                    format!("partition {} starts at LBA {} after its end LBA {}", p.index, p.first_lba, p.last_lba),
+                    format!(
+                        "partition {} starts at LBA {} after its end LBA {}",
+                        p.index, p.first_lba, p.last_lba
+                    ),
                 ));
             } else if p.first_lba < h.first_usable_lba || p.last_lba > h.last_usable_lba {
                 o.push(Finding::at(
@@ -613,7 +711,10 @@ pub fn verify(disk: &dyn VirtualDisk) -> Vec<Finding> {
             ins.table.append(&mut ins.other);
             ins.table
         }
-        Err(e) => vec![Finding { offset: e.offset(), message: format!("GPT could not be read: {}", e.message()) }],
+        Err(e) => vec![Finding {
+            offset: e.offset(),
+            message: format!("GPT could not be read: {}", e.message()),
+        }],
     }
 }
 
@@ -633,16 +734,28 @@ pub(crate) fn read_table(disk: &dyn VirtualDisk) -> Result<PartitionTable> {
             _ => PartitionTable::None,
         });
     }
-    let Some(c) = [&ins.primary, &ins.backup].into_iter().flatten().find(|c| c.sound()) else {
+    let Some(c) = [&ins.primary, &ins.backup]
+        .into_iter()
+        .flatten()
+        .find(|c| c.sound())
+    else {
         return Err(Error::corrupt(format!(
             "GPT is corrupt: {}",
             corrupt(&ins).unwrap_or_else(|| "no sound header".into())
         )));
     };
     let h = c.hdr;
-    let backup_header_lba = if c.lba == PRIMARY_HEADER_LBA { h.alternate_lba } else { c.lba };
+    let backup_header_lba = if c.lba == PRIMARY_HEADER_LBA {
+        h.alternate_lba
+    } else {
+        c.lba
+    };
     Ok(PartitionTable::Gpt(GptLayout {
-        source: if c.lba == PRIMARY_HEADER_LBA { "primary" } else { "backup" },
+        source: if c.lba == PRIMARY_HEADER_LBA {
+            "primary"
+        } else {
+            "backup"
+        },
         disk_guid: h.disk_guid,
         primary_header_lba: PRIMARY_HEADER_LBA,
         backup_header_lba,
@@ -693,7 +806,9 @@ pub(crate) fn read_table(disk: &dyn VirtualDisk) -> Result<PartitionTable> {
 pub fn grow<D: VirtualDisk>(disk: D, new_size: u64) -> Result<PatchedDisk<D>> {
     let size = disk.size();
     if new_size % SECTOR_SIZE != 0 {
-        return Err(Error::invalid_input(format!("new disk size {new_size} is not a multiple of 512 bytes")));
+        return Err(Error::invalid_input(format!(
+            "new disk size {new_size} is not a multiple of 512 bytes"
+        )));
     }
     if new_size < size {
         return Err(Error::invalid_input(format!(
@@ -705,14 +820,20 @@ pub fn grow<D: VirtualDisk>(disk: D, new_size: u64) -> Result<PatchedDisk<D>> {
         return Ok(PatchedDisk::new(disk, new_size));
     }
     if let Some(why) = corrupt(&ins) {
-        return Err(Error::corrupt(format!("GPT is corrupt: {why}; refusing to grow it")));
+        return Err(Error::corrupt(format!(
+            "GPT is corrupt: {why}; refusing to grow it"
+        )));
     }
     let (Some(p), Some(b)) = (&ins.primary, &ins.backup) else {
-        return Err(Error::corrupt("GPT is corrupt: a header is missing; refusing to grow it"));
+        return Err(Error::corrupt(
+            "GPT is corrupt: a header is missing; refusing to grow it",
+        ));
     };
     let n = new_size / SECTOR_SIZE;
     let ph = p.hdr;
-    let new_last_usable = n.checked_sub(ph.first_usable_lba).filter(|&l| l >= ph.first_usable_lba);
+    let new_last_usable = n
+        .checked_sub(ph.first_usable_lba)
+        .filter(|&l| l >= ph.first_usable_lba);
     let new_array_lba = new_last_usable.map(|l| l + 1);
     let Some((new_last_usable, new_array_lba)) = new_last_usable.zip(new_array_lba) else {
         return Err(Error::invalid_input(format!(
@@ -773,7 +894,10 @@ pub fn grow<D: VirtualDisk>(disk: D, new_size: u64) -> Result<PatchedDisk<D>> {
         // gdisk rewrites the primary array too, padding its last sector
         // with zeros: whatever followed the entries in that sector is lost.
         let last = (ph.array_sectors() - 1) * SECTOR_SIZE;
-        out.patch(ph.entries_lba * SECTOR_SIZE + last, array[last as usize..].to_vec());
+        out.patch(
+            ph.entries_lba * SECTOR_SIZE + last,
+            array[last as usize..].to_vec(),
+        );
     }
     out.patch(new_array_lba * SECTOR_SIZE, array);
     out.patch((n - 1) * SECTOR_SIZE, backup.0.to_vec());
@@ -813,7 +937,12 @@ pub struct GptSpec {
 impl GptSpec {
     /// A spec with no partitions, no boot code and 128 entries.
     pub fn new(disk_guid: Guid) -> Self {
-        GptSpec { disk_guid, boot_code: Vec::new(), partitions: Vec::new(), num_entries: DEFAULT_ENTRIES }
+        GptSpec {
+            disk_guid,
+            boot_code: Vec::new(),
+            partitions: Vec::new(),
+            num_entries: DEFAULT_ENTRIES,
+        }
     }
 }
 
@@ -857,7 +986,9 @@ impl GptImage {
 /// written in the given order.
 pub fn create(spec: &GptSpec, disk_size: u64) -> Result<GptImage> {
     if disk_size % SECTOR_SIZE != 0 {
-        return Err(Error::invalid_input(format!("disk size {disk_size} is not a multiple of 512 bytes")));
+        return Err(Error::invalid_input(format!(
+            "disk size {disk_size} is not a multiple of 512 bytes"
+        )));
     }
     if spec.boot_code.len() > mbr::BOOT_CODE_LEN {
         return Err(Error::invalid_input(format!(
@@ -875,13 +1006,18 @@ pub fn create(spec: &GptSpec, disk_size: u64) -> Result<GptImage> {
     }
     let array_bytes = spec.num_entries as u64 * ENTRY_SIZE as u64;
     if array_bytes > MAX_ARRAY_BYTES {
-        return Err(Error::invalid_input(format!("{} entries are too many", spec.num_entries)));
+        return Err(Error::invalid_input(format!(
+            "{} entries are too many",
+            spec.num_entries
+        )));
     }
     let array_sectors = array_bytes.div_ceil(SECTOR_SIZE);
     let n = disk_size / SECTOR_SIZE;
     let first_usable = 2 + array_sectors;
     if n < 2 * first_usable + 1 {
-        return Err(Error::invalid_input(format!("disk of {n} sectors is too small for a GPT")));
+        return Err(Error::invalid_input(format!(
+            "disk of {n} sectors is too small for a GPT"
+        )));
     }
     let last_usable = n - first_usable;
     let backup_array_lba = last_usable + 1;
@@ -890,7 +1026,10 @@ pub fn create(spec: &GptSpec, disk_size: u64) -> Result<GptImage> {
     let mut ranges = Vec::new();
     for (i, p) in spec.partitions.iter().enumerate() {
         if p.type_guid.is_zero() {
-            return Err(Error::invalid_input(format!("partition {} has the zero type GUID", i + 1)));
+            return Err(Error::invalid_input(format!(
+                "partition {} has the zero type GUID",
+                i + 1
+            )));
         }
         if p.first_lba > p.last_lba || p.first_lba < first_usable || p.last_lba > last_usable {
             return Err(Error::invalid_input(format!(
@@ -911,12 +1050,16 @@ pub fn create(spec: &GptSpec, disk_size: u64) -> Result<GptImage> {
             attributes: p.attributes,
             name: p.name.clone(),
         };
-        array[i * ENTRY_SIZE as usize..(i + 1) * ENTRY_SIZE as usize].copy_from_slice(&gp.to_bytes());
+        array[i * ENTRY_SIZE as usize..(i + 1) * ENTRY_SIZE as usize]
+            .copy_from_slice(&gp.to_bytes());
     }
     ranges.sort();
     for w in ranges.windows(2) {
         if w[1].0 <= w[0].1 {
-            return Err(Error::invalid_input(format!("partitions {} and {} overlap", w[0].2, w[1].2)));
+            return Err(Error::invalid_input(format!(
+                "partitions {} and {} overlap",
+                w[0].2, w[1].2
+            )));
         }
     }
     let array_crc = crc32(&array[..array_bytes as usize]);
@@ -995,7 +1138,9 @@ mod tests {
     fn created_gpt_verifies_and_decodes() {
         let d = MemDisk::new(sample(8 << 20));
         assert_eq!(verify(&d), vec![]);
-        let PartitionTable::Gpt(l) = read_table(&d).unwrap() else { panic!("not gpt") };
+        let PartitionTable::Gpt(l) = read_table(&d).unwrap() else {
+            panic!("not gpt")
+        };
         assert_eq!(l.partitions.len(), 1);
         assert_eq!(l.partitions[0].name, "EFI system");
         assert_eq!(l.partitions[0].type_name, Some("EFI system partition"));
@@ -1016,13 +1161,20 @@ mod tests {
         let last = b.len() - 512;
         b[last + 60] ^= 1;
         let err = grow(MemDisk::new(b), 16 << 20).err().unwrap();
-        assert!(err.message().starts_with("GPT is corrupt: backup header CRC mismatch (expected "), "{err}");
+        assert!(
+            err.message()
+                .starts_with("GPT is corrupt: backup header CRC mismatch (expected "),
+            "{err}"
+        );
         assert!(err.message().ends_with("; refusing to grow it"));
     }
 
     #[test]
     fn blank_disk_has_no_findings() {
         assert_eq!(verify(&MemDisk::new(vec![0; 65536])), vec![]);
-        assert!(matches!(read_table(&MemDisk::new(vec![0; 65536])).unwrap(), PartitionTable::None));
+        assert!(matches!(
+            read_table(&MemDisk::new(vec![0; 65536])).unwrap(),
+            PartitionTable::None
+        ));
     }
 }

@@ -129,7 +129,9 @@ impl Mbr {
         let signed = sector[SIGNATURE_OFFSET..] == SIGNATURE;
         // Same rules as gdisk BasicMBRData::ReadMBRData.
         let has_ee = entries.iter().any(|e| e.kind == TYPE_GPT_PROTECTIVE);
-        let has_other = entries.iter().any(|e| e.kind != TYPE_GPT_PROTECTIVE && e.kind != 0);
+        let has_other = entries
+            .iter()
+            .any(|e| e.kind != TYPE_GPT_PROTECTIVE && e.kind != 0);
         let kind = match (signed, has_ee, has_other) {
             (false, _, _) => MbrKind::Invalid,
             (true, false, _) => MbrKind::Classic,
@@ -177,7 +179,11 @@ pub fn chs_for_lba(lba: u64) -> [u8; 3] {
     let rem = lba - cylinder * CHS_HEADS * CHS_SECTORS;
     let head = rem / CHS_SECTORS;
     let sector = rem - head * CHS_SECTORS;
-    [head as u8, ((sector + 1) + (cylinder >> 8) * 64) as u8, (cylinder & 0xff) as u8]
+    [
+        head as u8,
+        ((sector + 1) + (cylinder >> 8) * 64) as u8,
+        (cylinder & 0xff) as u8,
+    ]
 }
 
 /// The protective entry gdisk writes for a disk of `disk_sectors` sectors
@@ -185,7 +191,11 @@ pub fn chs_for_lba(lba: u64) -> [u8; 3] {
 /// `disk_sectors - 1` (or 0xFFFFFFFF when the disk has 0xFFFFFFFF sectors
 /// or more), CHS computed from those.
 pub fn protective_entry(disk_sectors: u64) -> MbrEntry {
-    let sectors = if disk_sectors < u32::MAX as u64 { disk_sectors - 1 } else { u32::MAX as u64 };
+    let sectors = if disk_sectors < u32::MAX as u64 {
+        disk_sectors - 1
+    } else {
+        u32::MAX as u64
+    };
     MbrEntry {
         index: 1,
         status: 0,

@@ -72,7 +72,15 @@ impl fmt::Display for Guid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = self.canonical();
         let h = hex::encode_upper(c);
-        write!(f, "{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        write!(
+            f,
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 }
 
@@ -85,7 +93,8 @@ impl fmt::Debug for Guid {
 impl FromStr for Guid {
     type Err = Error;
     fn from_str(s: &str) -> Result<Guid> {
-        let bad = || Error::invalid_input(format!("{s:?} is not a GUID (want 8-4-4-4-12 hex digits)"));
+        let bad =
+            || Error::invalid_input(format!("{s:?} is not a GUID (want 8-4-4-4-12 hex digits)"));
         let parts: Vec<&str> = s.split('-').collect();
         if parts.len() != 5 || parts.iter().map(|p| p.len()).ne([8, 4, 4, 4, 12]) {
             return Err(bad());

@@ -35,10 +35,13 @@ pub struct FooterAt {
 pub fn read_footer(file: &File) -> Result<FooterAt> {
     let len = file.metadata().ctx("reading metadata")?.len();
     if len < FOOTER_SIZE {
-        return Err(Error::invalid_format(format!("file of {len} bytes is too short for a VHD footer")));
+        return Err(Error::invalid_format(format!(
+            "file of {len} bytes is too short for a VHD footer"
+        )));
     }
     let mut bytes = [0u8; 512];
-    file.read_exact_at(&mut bytes, len - FOOTER_SIZE).ctx("reading the VHD footer")?;
+    file.read_exact_at(&mut bytes, len - FOOTER_SIZE)
+        .ctx("reading the VHD footer")?;
     let mut at = len - FOOTER_SIZE;
     if bytes[..8] != FOOTER_COOKIE {
         let mut head = [0u8; 512];
@@ -47,7 +50,11 @@ pub fn read_footer(file: &File) -> Result<FooterAt> {
             at = 0;
         }
     }
-    Ok(FooterAt { offset: at, footer: VhdFooter::parse(&bytes), bytes })
+    Ok(FooterAt {
+        offset: at,
+        footer: VhdFooter::parse(&bytes),
+        bytes,
+    })
 }
 
 /// A dynamic VHD: blocks located through the BAT.
@@ -69,13 +76,17 @@ impl DynamicVhd {
     pub fn open(file: File, footer: &VhdFooter) -> Result<DynamicVhd> {
         let len = file.metadata().ctx("reading metadata")?.len();
         let ho = footer.data_offset;
-        if ho.checked_add(DYNAMIC_HEADER_SIZE as u64).is_none_or(|e| e > len) {
+        if ho
+            .checked_add(DYNAMIC_HEADER_SIZE as u64)
+            .is_none_or(|e| e > len)
+        {
             return Err(Error::corrupt(format!(
                 "dynamic header at offset {ho} lies outside the {len}-byte file"
             )));
         }
         let mut hb = [0u8; DYNAMIC_HEADER_SIZE];
-        file.read_exact_at(&mut hb, ho).ctx("reading the dynamic header")?;
+        file.read_exact_at(&mut hb, ho)
+            .ctx("reading the dynamic header")?;
         let header = VhdDynamicHeader::parse(&hb);
         if header.cookie != DYNAMIC_COOKIE {
             return Err(Error::invalid_format(format!(
@@ -102,10 +113,21 @@ impl DynamicVhd {
         }
         let size = footer.virtual_size();
         let mut raw = vec![0u8; (entries * 4) as usize];
-        file.read_exact_at(&mut raw, header.table_offset).ctx("reading the block allocation table")?;
-        let bat = raw.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes"))).collect();
+        file.read_exact_at(&mut raw, header.table_offset)
+            .ctx("reading the block allocation table")?;
+        let bat = raw
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
+            .collect();
         let bitmap_size = (bs as u64 / SECTOR_SIZE).div_ceil(8).div_ceil(SECTOR_SIZE) * SECTOR_SIZE;
-        Ok(DynamicVhd { file, size, block_size: bs as u64, bitmap_size, bat, header })
+        Ok(DynamicVhd {
+            file,
+            size,
+            block_size: bs as u64,
+            bitmap_size,
+            bat,
+            header,
+        })
     }
 
     /// File offset of the data of block `i`, or `None` when unallocated.
@@ -158,7 +180,10 @@ impl VirtualDisk for DynamicVhd {
                 Some(base) => self.file.read_exact_at(out, base + within).map_err(|e| {
                     io::Error::new(
                         e.kind(),
-                        format!("reading block {block} at file offset {}: {e}", base + within),
+                        format!(
+                            "reading block {block} at file offset {}: {e}",
+                            base + within
+                        ),
                     )
                 })?,
             }
@@ -174,7 +199,11 @@ impl VirtualDisk for DynamicVhd {
             Extent {
                 offset,
                 len: self.block_size.min(self.size - offset),
-                kind: if self.block_data(i).is_some() { ExtentKind::Data } else { ExtentKind::Zero },
+                kind: if self.block_data(i).is_some() {
+                    ExtentKind::Data
+                } else {
+                    ExtentKind::Zero
+                },
             }
         });
         Ok(coalesce(ext))
@@ -189,7 +218,9 @@ pub fn open(file: File) -> Result<Box<dyn VirtualDisk>> {
     let at = read_footer(&file)?;
     let f = &at.footer;
     if f.cookie != FOOTER_COOKIE {
-        return Err(Error::invalid_format("not a VHD: no \"conectix\" footer at the end or the start of the file"));
+        return Err(Error::invalid_format(
+            "not a VHD: no \"conectix\" footer at the end or the start of the file",
+        ));
     }
     match f.disk_type {
         DISK_TYPE_FIXED => {
@@ -203,8 +234,12 @@ pub fn open(file: File) -> Result<Box<dyn VirtualDisk>> {
             Ok(Box::new(RawFile::window(file, "", 0, size)))
         }
         DISK_TYPE_DYNAMIC => Ok(Box::new(DynamicVhd::open(file, f)?)),
-        DISK_TYPE_DIFFERENCING => Err(Error::unsupported("differencing VHDs (with a parent disk) are not supported")),
-        t => Err(Error::invalid_format(format!("VHD disk type {t} is neither fixed (2) nor dynamic (3)"))
-            .at(at.offset + off::DISK_TYPE as u64)),
+        DISK_TYPE_DIFFERENCING => Err(Error::unsupported(
+            "differencing VHDs (with a parent disk) are not supported",
+        )),
+        t => Err(Error::invalid_format(format!(
+            "VHD disk type {t} is neither fixed (2) nor dynamic (3)"
+        ))
+        .at(at.offset + off::DISK_TYPE as u64)),
     }
 }

@@ -223,7 +223,15 @@ impl VhdFooter {
 
     /// Printable four-character code.
     pub fn fourcc(b: &[u8; 4]) -> String {
-        b.iter().map(|&c| if c.is_ascii_graphic() || c == b' ' { c as char } else { '.' }).collect()
+        b.iter()
+            .map(|&c| {
+                if c.is_ascii_graphic() || c == b' ' {
+                    c as char
+                } else {
+                    '.'
+                }
+            })
+            .collect()
     }
 }
 

@@ -23,7 +23,10 @@ use super::wire::*;
 ///   the RFC 4122 version-4 and variant bits set, stored in RFC 4122 (big
 ///   endian) byte order. The spec does not fix the byte order [U].
 pub fn fixed_footer(size: u64, opts: &WriteOptions) -> VhdFooter {
-    let timestamp = opts.mtime.saturating_sub(VHD_EPOCH_UNIX).min(u32::MAX as u64) as u32;
+    let timestamp = opts
+        .mtime
+        .saturating_sub(VHD_EPOCH_UNIX)
+        .min(u32::MAX as u64) as u32;
     let mut h = Sha256::new();
     h.update(b"cloudimg vhd uuid\0");
     h.update(opts.seed);
@@ -73,6 +76,7 @@ pub fn write_fixed(disk: &dyn VirtualDisk, out: &File, opts: &WriteOptions) -> R
         Ok(())
     })?;
     let footer = fixed_footer(size, opts).to_bytes();
-    out.write_all_at(&footer, size).ctx("writing the VHD footer")?;
+    out.write_all_at(&footer, size)
+        .ctx("writing the VHD footer")?;
     Ok(())
 }
