@@ -506,3 +506,78 @@ fn huge_bat_is_rejected_without_allocating() {
     );
     assert_eq!(e.offset(), Some(512 + 28));
 }
+
+/// ext2.vhd with its dynamic header changed by `f` (checksum fixed).
+fn ext2_with_header(dir: &Path, f: impl FnOnce(&mut [u8; 1024])) -> Option<PathBuf> {
+    let src = common::corpus("dfvfs/ext2.vhd")?;
+    let p = dir.join("h.vhd");
+    let mut b = std::fs::read(&src).unwrap();
+    let mut h: [u8; 1024] = b[512..1536].try_into().unwrap();
+    f(&mut h);
+    let sum = wire::checksum(&h, 36);
+    h[36..40].copy_from_slice(&sum.to_be_bytes());
+    b[512..1536].copy_from_slice(&h);
+    std::fs::write(&p, &b).unwrap();
+    Some(p)
+}
+
+#[test]
+fn dynamic_structure_damage_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // A BAT too small for the disk (qemu: "Page table too small").
+    let Some(p) = ext2_with_header(dir.path(), |h| {
+        h[28..32].copy_from_slice(&2u32.to_be_bytes())
+    }) else {
+        return;
+    };
+    let e = vhd::open(File::open(&p).unwrap()).err().unwrap();
+    let msg = "block allocation table covers 4194304 bytes (2 blocks of 2097152), less than the 4212736-byte disk";
+    assert_eq!(e.message(), msg);
+    let r = vhd::verify(&File::open(&p).unwrap()).unwrap();
+    assert_eq!(
+        r.findings,
+        vec![cloudimg_disk::verify::Finding::at(512 + 28, msg)]
+    );
+    assert_eq!(r.virtual_sha256, None);
+
+    // A BAT entry pointing past the end of the file.
+    let src = common::corpus("dfvfs/ext2.vhd").unwrap();
+    let mut b = std::fs::read(&src).unwrap();
+    b[1536..1540].copy_from_slice(&0x0010_0000u32.to_be_bytes());
+    let p = dir.path().join("bat.vhd");
+    std::fs::write(&p, &b).unwrap();
+    let r = vhd::verify(&File::open(&p).unwrap()).unwrap();
+    let msgs: Vec<_> = r
+        .findings
+        .iter()
+        .map(|f| (f.offset, f.message.as_str()))
+        .collect();
+    assert_eq!(
+        msgs,
+        vec![(
+            Some(1536),
+            "BAT entry 0 points at sector 1048576, past the data area of the file"
+        )]
+    );
+    assert_eq!(r.virtual_sha256, None);
+
+    // Header checksum, and footer copy differing from the footer.
+    let Some(p) = ext2_with_header(dir.path(), |_| {}) else {
+        return;
+    };
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    f.write_all_at(&[0x77], 512 + 36).unwrap();
+    f.write_all_at(&[0x01], 84).unwrap();
+    let r = vhd::verify(&f).unwrap();
+    let msgs: Vec<_> = r.findings.iter().map(|f| f.message.clone()).collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert_eq!(
+        msgs[0],
+        "footer copy at the start differs from the footer at the end"
+    );
+    assert!(
+        msgs[1].starts_with("dynamic header checksum mismatch (expected "),
+        "{msgs:?}"
+    );
+    assert!(r.virtual_sha256.is_some());
+}

@@ -250,7 +250,11 @@ impl GptPartition {
 
     /// Size in bytes.
     pub fn size_bytes(&self) -> u64 {
-        (self.last_lba.saturating_sub(self.first_lba) + 1) * SECTOR_SIZE
+        (self
+            .last_lba
+            .saturating_sub(self.first_lba)
+            .saturating_add(1))
+        .saturating_mul(SECTOR_SIZE)
     }
 }
 
@@ -606,11 +610,7 @@ fn inspect(disk: &dyn VirtualDisk) -> Result<Inspection> {
 
     // Protective MBR.
     let o = &mut ins.other;
-    let expected = if sectors - 1 < u32::MAX as u64 {
-        sectors - 1
-    } else {
-        u32::MAX as u64
-    };
+    let expected = mbr::protective_entry(sectors).sectors as u64;
     match ins.mbr.kind {
         MbrKind::Invalid => o.push(Finding::at(
             mbr::SIGNATURE_OFFSET as u64,

@@ -192,7 +192,7 @@ pub fn chs_for_lba(lba: u64) -> [u8; 3] {
 /// or more), CHS computed from those.
 pub fn protective_entry(disk_sectors: u64) -> MbrEntry {
     let sectors = if disk_sectors < u32::MAX as u64 {
-        disk_sectors - 1
+        disk_sectors.saturating_sub(1)
     } else {
         u32::MAX as u64
     };
@@ -201,7 +201,7 @@ pub fn protective_entry(disk_sectors: u64) -> MbrEntry {
         status: 0,
         start_chs: chs_for_lba(1),
         kind: TYPE_GPT_PROTECTIVE,
-        end_chs: chs_for_lba(1 + sectors - 1),
+        end_chs: chs_for_lba(sectors.max(1)),
         start_lba: 1,
         sectors: sectors as u32,
     }

@@ -112,6 +112,16 @@ impl DynamicVhd {
             .at(ho + 28));
         }
         let size = footer.virtual_size();
+        // As qemu ("Page table too small"): the BAT must cover the disk.
+        // This also bounds the extent map by the BAT, itself bounded by
+        // the file size.
+        if entries * (bs as u64) < size {
+            return Err(Error::corrupt(format!(
+                "block allocation table covers {} bytes ({entries} blocks of {bs}), less than the {size}-byte disk",
+                entries * bs as u64
+            ))
+            .at(ho + 28));
+        }
         let mut raw = vec![0u8; (entries * 4) as usize];
         file.read_exact_at(&mut raw, header.table_offset)
             .ctx("reading the block allocation table")?;

@@ -185,7 +185,10 @@ pub fn verify(file: &File) -> Result<Report> {
             let dup = file.try_clone().ctx("opening")?;
             match DynamicVhd::open(dup, f) {
                 Ok(d) => {
-                    check_dynamic(file, len, &at, &d, &mut r)?;
+                    if !check_dynamic(file, len, &at, &d, &mut r)? {
+                        // Blocks outside the file cannot be decoded.
+                        return Ok(r);
+                    }
                     Box::new(d)
                 }
                 Err(e) => {
@@ -222,14 +225,15 @@ pub fn verify(file: &File) -> Result<Report> {
 }
 
 /// Dynamic-disk checks: footer copy, header checksum and version, BAT
-/// entries inside the file.
+/// entries inside the file. Returns whether every allocated block lies
+/// inside the file (so that the disk can be decoded).
 fn check_dynamic(
     file: &File,
     len: u64,
     at: &super::reader::FooterAt,
     d: &DynamicVhd,
     r: &mut Report,
-) -> Result<()> {
+) -> Result<bool> {
     let mut copy = [0u8; 512];
     let mut tail = [0u8; 512];
     crate::formats::read_up_to(file, &mut copy, 0)?;
@@ -271,18 +275,20 @@ fn check_dynamic(
         ));
     }
     let block_bytes = d.bitmap_size() + d.block_size();
+    let mut decodable = true;
     for (i, &e) in d.bat().iter().enumerate() {
         if e != BAT_UNALLOCATED && (e as u64 * 512 + block_bytes > len - FOOTER_SIZE) {
             r.push(Finding::at(
                 h.table_offset + 4 * i as u64,
                 format!("BAT entry {i} points at sector {e}, past the data area of the file"),
             ));
+            decodable = false;
         }
     }
     r.detail("block_size", d.block_size());
     r.detail("max_table_entries", h.max_table_entries);
     r.detail("allocated_blocks", d.allocated_blocks());
-    Ok(())
+    Ok(decodable)
 }
 
 /// RFC 4122 text form of 16 bytes taken in stored order.

@@ -78,5 +78,8 @@ pub fn write_fixed(disk: &dyn VirtualDisk, out: &File, opts: &WriteOptions) -> R
     let footer = fixed_footer(size, opts).to_bytes();
     out.write_all_at(&footer, size)
         .ctx("writing the VHD footer")?;
+    // In case `out` was longer: the footer must be the last sector.
+    out.set_len(size + FOOTER_SIZE)
+        .ctx("setting the file size")?;
     Ok(())
 }
