@@ -740,3 +740,18 @@ fn classic_mbr_in_front_of_gpt_is_refused() {
             .success());
     }
 }
+
+#[test]
+fn disk_enlarged_without_moving_the_backup_grows_like_sgdisk_e() {
+    let Some(_) = sgdisk() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.img");
+    created_disk(&input, 48 << 20, 41, 128);
+    OpenOptions::new().write(true).open(&input).unwrap().set_len(50 << 20).unwrap();
+    // verify wants the backup at the end...
+    let msgs: Vec<String> = gpt::verify(&open_disk(&input)).into_iter().map(|f| f.message).collect();
+    assert_eq!(msgs[0], "backup GPT header missing: no \"EFI PART\" signature at LBA 102399");
+    // ...but grow, like sgdisk -e, finds it where the primary points.
+    let out = grow_matches_reference(dir.path(), &input, GIB, true);
+    sgdisk_v_clean(&out);
+}

@@ -460,6 +460,13 @@ fn read_copy(
 }
 
 fn inspect(disk: &dyn VirtualDisk) -> Result<Inspection> {
+    inspect_at(disk, None)
+}
+
+/// Inspect, looking for the backup header at `backup_at` instead of the
+/// last LBA (used by [`grow`] for a disk already enlarged without moving
+/// its backup, which `sgdisk -e` also accepts).
+fn inspect_at(disk: &dyn VirtualDisk, backup_at: Option<u64>) -> Result<Inspection> {
     let (mbr, mbr_sector) = Mbr::read(disk)?;
     let size = disk.size();
     let sectors = size / SECTOR_SIZE;
@@ -492,7 +499,9 @@ fn inspect(disk: &dyn VirtualDisk) -> Result<Inspection> {
         )));
         return Ok(ins);
     }
-    let last = sectors - 1;
+    let last = backup_at
+        .filter(|&b| b > PRIMARY_HEADER_LBA && b < sectors)
+        .unwrap_or(sectors - 1);
     let t = &mut ins.table;
     ins.primary = read_copy(disk, sectors, PRIMARY_HEADER_LBA, "primary", t)?;
     ins.backup = read_copy(disk, sectors, last, "backup", t)?;
@@ -802,7 +811,10 @@ pub(crate) fn read_table(disk: &dyn VirtualDisk) -> Result<PartitionTable> {
 ///   (Limine keeps BIOS stage 2 there).
 ///
 /// A disk without GPT (MBR-only or blank) is just extended with zeros. A
-/// GPT whose headers or arrays are damaged or disagree is refused.
+/// GPT whose headers or arrays are damaged or disagree is refused. A disk
+/// that was already enlarged without moving its backup is accepted when
+/// the backup sits, sound, at the primary's AlternateLBA (gdisk reads it
+/// there too).
 pub fn grow<D: VirtualDisk>(disk: D, new_size: u64) -> Result<PatchedDisk<D>> {
     let size = disk.size();
     if new_size % SECTOR_SIZE != 0 {
@@ -819,6 +831,24 @@ pub fn grow<D: VirtualDisk>(disk: D, new_size: u64) -> Result<PatchedDisk<D>> {
     if !ins.gpt_present {
         return Ok(PatchedDisk::new(disk, new_size));
     }
+    // A disk enlarged before without moving its backup GPT: read the backup
+    // where the primary says it is, as gdisk does.
+    let moved = ins
+        .primary
+        .as_ref()
+        .filter(|p| p.sound())
+        .map(|p| p.hdr.alternate_lba);
+    let ins = match moved {
+        Some(alt) if alt + 1 < size / SECTOR_SIZE && corrupt(&ins).is_some() => {
+            let again = inspect_at(&disk, Some(alt))?;
+            if corrupt(&again).is_none() {
+                again
+            } else {
+                ins
+            }
+        }
+        _ => ins,
+    };
     if let Some(why) = corrupt(&ins) {
         return Err(Error::corrupt(format!(
             "GPT is corrupt: {why}; refusing to grow it"
