@@ -755,3 +755,32 @@ fn disk_enlarged_without_moving_the_backup_grows_like_sgdisk_e() {
     let out = grow_matches_reference(dir.path(), &input, GIB, true);
     sgdisk_v_clean(&out);
 }
+
+#[test]
+fn growing_past_2_tib_saturates_the_protective_mbr_like_sgdisk_e() {
+    let Some(_) = sgdisk() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.img");
+    created_disk(&input, 48 << 20, 51, 128);
+    // 0xFFFFFFFF sectors exactly (gdisk's `<` edge), then 3 TiB.
+    for new_size in [0xFFFF_FFFFu64 * 512, 3 << 40] {
+        // (and the CHS edge: the last LBA is the first one CHS cannot hold)
+        let out = grow_matches_reference(dir.path(), &input, new_size, true);
+        let mbr = read_at(&out, 446, 16);
+        assert_eq!(&mbr[12..16], &[0xff; 4]);
+        assert_eq!(&mbr[5..8], &[0xff, 0xff, 0xff]);
+        assert_eq!(gpt::verify(&open_disk(&out)), vec![]);
+    }
+}
+
+#[test]
+fn chs_limit_edge_matches_sgdisk_e() {
+    let Some(_) = sgdisk() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.img");
+    created_disk(&input, 48 << 20, 52, 128);
+    // Last LBA 16450559 = the last CHS-addressable sector, then one more.
+    for sectors in [16450560u64, 16450561] {
+        grow_matches_reference(dir.path(), &input, sectors * 512, true);
+    }
+}

@@ -653,7 +653,9 @@ fn inspect_at(disk: &dyn VirtualDisk, backup_at: Option<u64>) -> Result<Inspecti
                         e.sectors
                     ),
                 ));
-            } else if e.start_lba as u64 + e.sectors as u64 > sectors {
+            } else if ins.mbr.kind == MbrKind::Hybrid
+                && e.start_lba as u64 + e.sectors as u64 > sectors
+            {
                 o.push(Finding::at(
                     eo + 12,
                     format!(

@@ -166,14 +166,17 @@ impl Mbr {
 }
 
 /// CHS bytes for `lba` with gdisk's geometry (255 heads, 63 sectors per
-/// track): `FE FF FF` when it does not fit, `00 00 00` for LBA 0. Same
-/// arithmetic as gdisk `BasicMBRData::LBAtoCHS`/`MBRPart::LBAtoCHS`.
+/// track), `00 00 00` for LBA 0, same arithmetic as gdisk
+/// `MBRPart::LBAtoCHS`. When the LBA does not fit (>= 1024 x 255 x 63)
+/// gdisk 1.0.9 writes `FF FF FF` (observed: the largest CHS that fits,
+/// LBA 16450559, is `FE FF FF`; LBA 16450560 gives `FF FF FF`; older gdisk
+/// source wrote `FE FF FF` there).
 pub fn chs_for_lba(lba: u64) -> [u8; 3] {
     if lba == 0 {
         return [0, 0, 0];
     }
     if lba >= CHS_HEADS * CHS_SECTORS * CHS_CYLINDERS {
-        return [254, 255, 255];
+        return [255, 255, 255];
     }
     let cylinder = lba / (CHS_HEADS * CHS_SECTORS);
     let rem = lba - cylinder * CHS_HEADS * CHS_SECTORS;
@@ -232,7 +235,8 @@ mod tests {
         assert_eq!(chs_for_lba(524287), [0xa2, 0x02, 0x20]);
         assert_eq!(chs_for_lba(2097151), [0x8a, 0x08, 0x82]);
         assert_eq!(chs_for_lba(1), [0x00, 0x02, 0x00]);
-        assert_eq!(chs_for_lba(255 * 63 * 1024), [0xfe, 0xff, 0xff]);
+        assert_eq!(chs_for_lba(255 * 63 * 1024 - 1), [0xfe, 0xff, 0xff]);
+        assert_eq!(chs_for_lba(255 * 63 * 1024), [0xff, 0xff, 0xff]);
     }
 
     #[test]
