@@ -319,17 +319,30 @@ fn mbr_only_and_blank_disks_grow_without_table_changes() {
     grow_matches_reference(dir.path(), &blank, GIB, false);
 }
 
-#[test]
-fn hybrid_mbr_grows_like_sgdisk_e() {
+fn hybrid_grows(how: &str) {
     let Some(_) = sgdisk() else { return };
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("h.img");
     sparse_file(&input, 64 << 20);
     run(Command::new("sgdisk")
-        .args(["-o", "-n1:2048:+1M", "-n2:0:+8M", "-t2:0700"])
+        .args(["-o", "-n1:2048:+1M", "-n2:0:+8M", "-t2:0700", "-h", how])
         .arg(&input));
-    run(Command::new("sgdisk").args(["-h", "2"]).arg(&input));
+    let PartitionTable::Gpt(l) = read_table(&open_disk(&input)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(l.mbr, cloudimg_disk::layout::mbr::MbrKind::Hybrid);
     grow_matches_reference(dir.path(), &input, GIB, true);
+}
+
+#[test]
+fn hybrid_mbr_grows_like_sgdisk_e() {
+    // 0xEE first, then the hybrid partition.
+    hybrid_grows("2");
+}
+
+#[test]
+fn hybrid_mbr_with_ee_last_grows_like_sgdisk_e() {
+    hybrid_grows("2:EE");
 }
 
 #[test]
@@ -747,10 +760,21 @@ fn disk_enlarged_without_moving_the_backup_grows_like_sgdisk_e() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.img");
     created_disk(&input, 48 << 20, 41, 128);
-    OpenOptions::new().write(true).open(&input).unwrap().set_len(50 << 20).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&input)
+        .unwrap()
+        .set_len(50 << 20)
+        .unwrap();
     // verify wants the backup at the end...
-    let msgs: Vec<String> = gpt::verify(&open_disk(&input)).into_iter().map(|f| f.message).collect();
-    assert_eq!(msgs[0], "backup GPT header missing: no \"EFI PART\" signature at LBA 102399");
+    let msgs: Vec<String> = gpt::verify(&open_disk(&input))
+        .into_iter()
+        .map(|f| f.message)
+        .collect();
+    assert_eq!(
+        msgs[0],
+        "backup GPT header missing: no \"EFI PART\" signature at LBA 102399"
+    );
     // ...but grow, like sgdisk -e, finds it where the primary points.
     let out = grow_matches_reference(dir.path(), &input, GIB, true);
     sgdisk_v_clean(&out);

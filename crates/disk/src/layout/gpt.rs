@@ -804,8 +804,9 @@ pub(crate) fn read_table(disk: &dyn VirtualDisk) -> Result<PartitionTable> {
 ///   of the last LBA with 255 heads x 63 sectors, start 1, size
 ///   min(N-1, 0xFFFFFFFF)), the other three entries zeroed. A *hybrid* MBR
 ///   is left as it is: gdisk only runs `OptimizeEESize` on it, which leaves
-///   the usual hybrid layout (0xEE first, covering up to the first hybrid
-///   partition) unchanged [not checked for other hybrid layouts]. An MBR
+///   the hybrid layouts `sgdisk -h` makes (0xEE before or after the hybrid
+///   partitions) unchanged; checked against `sgdisk -e` for those two
+///   layouts only. An MBR
 ///   without `55 AA` is replaced by a protective one (boot code kept), as
 ///   gdisk does on load; a classic MBR (no 0xEE entry) in front of a GPT is
 ///   refused, as `sgdisk -e` refuses it ("Invalid partition data!");
