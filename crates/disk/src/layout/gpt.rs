@@ -800,16 +800,18 @@ pub(crate) fn read_table(disk: &dyn VirtualDisk) -> Result<PartitionTable> {
 /// - the primary header: AlternateLBA, LastUsableLBA, CRC;
 /// - a *protective* MBR whose last-usable LBA changes is rebuilt as
 ///   `MakeProtectiveMBR` does: boot code kept, disk signature and the two
-///   bytes after it zeroed, one 0xEE entry (status 0, CHS 00 02 00 .. CHS
-///   of the last LBA with 255 heads x 63 sectors, start 1, size
-///   min(N-1, 0xFFFFFFFF)), the other three entries zeroed. A *hybrid* MBR
-///   is left as it is: gdisk only runs `OptimizeEESize` on it, which leaves
-///   the hybrid layouts `sgdisk -h` makes (0xEE before or after the hybrid
-///   partitions) unchanged; checked against `sgdisk -e` for those two
-///   layouts only. An MBR
-///   without `55 AA` is replaced by a protective one (boot code kept), as
-///   gdisk does on load; a classic MBR (no 0xEE entry) in front of a GPT is
-///   refused, as `sgdisk -e` refuses it ("Invalid partition data!");
+///   bytes after it zeroed, one 0xEE entry (status 0, start CHS 00 02 00,
+///   end CHS of the last LBA with 255 heads x 63 sectors or FF FF FF past
+///   CHS range, start 1, size N-1, or 0xFFFFFFFF once N >= 0xFFFFFFFF),
+///   the other three entries zeroed ([`mbr::protective_mbr`]);
+/// - a *hybrid* MBR is left as it is: gdisk only runs `OptimizeEESize` on
+///   it, which leaves the layouts `sgdisk -h` makes (0xEE before or after
+///   the hybrid partitions) unchanged; checked against `sgdisk -e` for
+///   those two layouts only;
+/// - an MBR without `55 AA` is replaced by a protective one (boot code
+///   kept), as gdisk does on load; a classic MBR (no 0xEE entry) in front
+///   of a GPT is refused, as `sgdisk -e` refuses it ("Invalid partition
+///   data!");
 /// - nothing else: the old backup header and array stay where they were
 ///   (Limine keeps BIOS stage 2 there).
 ///
