@@ -3,7 +3,7 @@
 //!
 //! Like qemu, the reader ignores the per-block sector bitmaps (an allocated
 //! block is read in full) and accepts checksum mismatches, which
-//! [`verify`](super::verify) reports.
+//! [`verify()`](super::verify()) reports.
 
 use std::fs::File;
 use std::io;

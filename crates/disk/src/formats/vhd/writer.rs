@@ -21,7 +21,7 @@ use super::wire::*;
 /// - original size = current size = `size`;
 /// - UUID: the first 16 bytes of SHA-256("cloudimg vhd uuid\0" ‖ seed) with
 ///   the RFC 4122 version-4 and variant bits set, stored in RFC 4122 (big
-///   endian) byte order. The spec does not fix the byte order [U].
+///   endian) byte order. The spec does not fix the byte order (unconfirmed).
 pub fn fixed_footer(size: u64, opts: &WriteOptions) -> VhdFooter {
     let timestamp = opts
         .mtime
