@@ -1144,12 +1144,16 @@ mod tests {
     }
 
     fn sample(size: u64) -> Vec<u8> {
+        sample_with(size, 2048, 4095)
+    }
+
+    fn sample_with(size: u64, first_lba: u64, last_lba: u64) -> Vec<u8> {
         let mut spec = GptSpec::new(guid("11111111-2222-3333-4444-555555555555"));
         spec.partitions.push(NewPartition {
             type_guid: guid("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
             unique_guid: guid("AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE"),
-            first_lba: 2048,
-            last_lba: 4095,
+            first_lba,
+            last_lba,
             attributes: 0,
             name: "EFI system".into(),
         });
@@ -1202,6 +1206,35 @@ mod tests {
             "{err}"
         );
         assert!(err.message().ends_with("; refusing to grow it"));
+    }
+
+    /// Random damage to the MBR, headers and arrays never panics and
+    /// always gives findings or a clean table.
+    #[test]
+    fn random_damage_never_panics() {
+        let clean = sample_with(256 * 512, 40, 100);
+        let n = clean.len();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let hot: Vec<usize> = (0..34 * 512).chain(n - 33 * 512..n).collect();
+        for _ in 0..2000 {
+            let mut b = clean.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = hot[(next() % hot.len() as u64) as usize];
+                b[i] = next() as u8;
+            }
+            let d = MemDisk::new(b);
+            let _ = verify(&d);
+            let _ = read_table(&d);
+            if let Ok(g) = grow(&d, (n + 4096) as u64) {
+                assert_eq!(verify(&g), vec![], "a grown GPT verifies");
+            }
+        }
     }
 
     #[test]
