@@ -610,3 +610,27 @@ fn random_damage_never_panics() {
         }
     }
 }
+
+/// The package flow: grow a GPT disk (without copying it), write the grown
+/// disk as a fixed VHD, verify it and compare it with qemu.
+#[test]
+fn grown_gpt_disk_as_vhd_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.raw");
+    make_input(&input, ODD_SIZE, 12);
+    let grown = cloudimg_disk::layout::gpt::grow(RawFile::open(&input).unwrap(), 8 << 20).unwrap();
+    let out = dir.path().join("out.vhd");
+    vhd::write_fixed(&grown, &File::create(&out).unwrap(), &OPTS).unwrap();
+    let r = vhd::verify(&File::open(&out).unwrap()).unwrap();
+    assert_eq!(r.findings, vec![]);
+    assert_eq!(r.virtual_size, Some(8 << 20));
+    assert_eq!(r.virtual_sha256, Some(sha256_disk(&grown).unwrap()));
+    if common::require_tool("qemu-img") {
+        let raw = dir.path().join("grown.raw");
+        cloudimg_disk::formats::raw::write(&grown, &File::create(&raw).unwrap()).unwrap();
+        run(Command::new("qemu-img")
+            .args(["compare", "-f", "raw", "-F", "vpc"])
+            .arg(&raw)
+            .arg(&out));
+    }
+}
