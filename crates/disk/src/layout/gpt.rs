@@ -1247,7 +1247,3 @@ mod tests {
     }
 }
 
-/// Grow a disk as `truncate` + `sgdisk -e` would. STUB.
-pub fn grow<D: VirtualDisk>(_disk: D, _new_size: u64) -> crate::Result<crate::disk::PatchedDisk<D>> {
-    Err(crate::Error::unsupported("GPT grow not implemented"))
-}
