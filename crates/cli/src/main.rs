@@ -30,6 +30,8 @@ enum Cmd {
     Package(cmd::package::Args),
     /// Decode an artifact in full and report every defect found.
     Verify(cmd::verify::Args),
+    /// Show a file's format, sizes, header facts and partition table.
+    Inspect(cmd::inspect::Args),
     /// Build the hybrid BIOS+UEFI disk image.
     Image(cmd::image::Args),
     /// Boot an image or artifact under QEMU and wait for a serial landmark.
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Package(a) => cmd::package::run(a),
         Cmd::Verify(a) => cmd::verify::run(a),
+        Cmd::Inspect(a) => cmd::inspect::run(a),
         Cmd::Image(a) => cmd::image::run(a),
         Cmd::Boot(a) => cmd::boot::run(a),
     };

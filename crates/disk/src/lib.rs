@@ -20,6 +20,7 @@ pub mod disk;
 pub mod error;
 pub mod formats;
 pub mod io;
+pub mod inspect;
 pub mod layout;
 pub mod package;
 pub mod verify;

@@ -2,6 +2,7 @@
 
 pub mod boot;
 pub mod image;
+pub mod inspect;
 pub mod package;
 pub mod verify;
 
