@@ -1,0 +1,519 @@
+//! gzip framing (RFC 1952, reference §4e): a single-member writer that
+//! writes the same header as `gzip -n` / `tar -z` (FLG 0, MTIME 0, XFL 0,
+//! OS 3 = Unix), and a streaming reader that checks the header, the
+//! CRC-32 and ISIZE trailer, and that nothing follows the one member.
+//!
+//! The writer keeps framing (header, CRC, ISIZE, trailer) apart from the
+//! deflate body so that the body can later be produced pigz-style:
+//! independently deflated blocks joined by sync flushes, with the block
+//! CRCs merged by `crc32fast::Hasher::combine`.
+
+use std::io::{self, Read, Write};
+
+use flate2::{Compression, Decompress, FlushDecompress, Status};
+
+use crate::error::{Error, IoContext, Result};
+use crate::verify::Finding;
+
+/// gzip magic bytes (ID1, ID2).
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// Compression method: deflate.
+pub const CM_DEFLATE: u8 = 8;
+/// OS byte written: 3 (Unix), as gzip and GNU tar write on Linux.
+pub const OS_UNIX: u8 = 3;
+/// The compression level used: gzip's default, 6.
+pub const LEVEL: u32 = 6;
+/// XFL for level 6: 0 (gzip writes 2 only for -9 and 4 only for -1).
+pub const XFL_DEFAULT: u8 = 0;
+
+const FTEXT: u8 = 1;
+const FHCRC: u8 = 2;
+const FEXTRA: u8 = 4;
+const FNAME: u8 = 8;
+const FCOMMENT: u8 = 16;
+const FRESERVED: u8 = 0xe0;
+/// Longest FNAME/FCOMMENT accepted.
+const MAX_HEADER_STRING: usize = 64 * 1024;
+/// Input buffer of the reader.
+const IN_BUF: usize = 256 * 1024;
+
+/// The fixed 10-byte header the writer emits.
+pub const WRITER_HEADER: [u8; 10] = [0x1f, 0x8b, CM_DEFLATE, 0, 0, 0, 0, 0, XFL_DEFAULT, OS_UNIX];
+
+/// A single-member gzip writer with a fixed, reproducible header.
+pub struct GzipWriter<W: Write> {
+    enc: flate2::write::DeflateEncoder<W>,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> GzipWriter<W> {
+    /// Write the header to `out` and start the deflate body.
+    pub fn new(mut out: W) -> Result<Self> {
+        out.write_all(&WRITER_HEADER)
+            .ctx("writing the gzip header")?;
+        Ok(GzipWriter {
+            enc: flate2::write::DeflateEncoder::new(out, Compression::new(LEVEL)),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        })
+    }
+
+    /// Finish the deflate stream, write the trailer and return the inner
+    /// writer (flushed).
+    pub fn finish(self) -> Result<W> {
+        let mut out = self.enc.finish().ctx("finishing the deflate stream")?;
+        let crc = self.crc.finalize();
+        out.write_all(&crc.to_le_bytes())
+            .ctx("writing the gzip trailer")?;
+        out.write_all(&(self.len as u32).to_le_bytes())
+            .ctx("writing the gzip trailer")?;
+        out.flush().ctx("flushing the gzip output")?;
+        Ok(out)
+    }
+}
+
+impl<W: Write> Write for GzipWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.enc.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.enc.flush()
+    }
+}
+
+/// Facts read from a gzip member header and trailer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GzipFacts {
+    /// FLG byte.
+    pub flags: u8,
+    /// MTIME field.
+    pub mtime: u32,
+    /// XFL byte.
+    pub xfl: u8,
+    /// OS byte.
+    pub os: u8,
+    /// FNAME, if present (lossy text).
+    pub name: Option<String>,
+    /// FCOMMENT, if present.
+    pub comment: Option<String>,
+    /// Length of FEXTRA, if present.
+    pub extra_len: Option<u16>,
+    /// Bytes of header before the deflate data.
+    pub header_len: u64,
+    /// Offset of the 8-byte trailer (once reached).
+    pub trailer_offset: Option<u64>,
+    /// CRC-32 stored in the trailer.
+    pub stored_crc: Option<u32>,
+    /// ISIZE stored in the trailer.
+    pub stored_isize: Option<u32>,
+    /// CRC-32 of the decompressed data.
+    pub crc: u32,
+    /// Bytes decompressed.
+    pub uncompressed_len: u64,
+    /// Offset of a second member, if one follows.
+    pub next_member_offset: Option<u64>,
+    /// Bytes after the member's trailer (0 for a clean file).
+    pub trailing_bytes: u64,
+}
+
+/// A streaming reader of the first gzip member of a stream. Problems that
+/// leave the data readable (CRC/ISIZE mismatch, header CRC, a second
+/// member, trailing garbage) become [`findings`](Self::findings); a
+/// truncated or corrupt deflate stream is an error (also kept in
+/// [`fatal`](Self::fatal) so that callers reading through another layer
+/// can tell it apart).
+pub struct GzipReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// File offset of `buf[0]`.
+    buf_offset: u64,
+    eof: bool,
+    inflate: Decompress,
+    crc: crc32fast::Hasher,
+    out_len: u64,
+    done: bool,
+    facts: GzipFacts,
+    findings: Vec<Finding>,
+    fatal: Option<Error>,
+}
+
+fn gzerr(offset: u64, msg: impl Into<String>) -> Error {
+    Error::invalid_format(msg.into()).at(offset)
+}
+
+impl<R: Read> GzipReader<R> {
+    /// Read and check the member header. Fails if this is not gzip.
+    pub fn new(inner: R) -> Result<Self> {
+        let mut r = GzipReader {
+            inner,
+            buf: vec![0; IN_BUF],
+            start: 0,
+            end: 0,
+            buf_offset: 0,
+            eof: false,
+            inflate: Decompress::new(false),
+            crc: crc32fast::Hasher::new(),
+            out_len: 0,
+            done: false,
+            facts: GzipFacts::default(),
+            findings: Vec::new(),
+            fatal: None,
+        };
+        r.read_header()?;
+        Ok(r)
+    }
+
+    /// Offset in the file of the next unconsumed compressed byte.
+    pub fn file_position(&self) -> u64 {
+        self.buf_offset + self.start as u64
+    }
+
+    /// Header and trailer facts.
+    pub fn facts(&self) -> &GzipFacts {
+        &self.facts
+    }
+
+    /// Problems found so far.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// The error that stopped decoding, if any.
+    pub fn fatal(&self) -> Option<&Error> {
+        self.fatal.as_ref()
+    }
+
+    /// Take the error that stopped decoding, if any.
+    pub fn take_fatal(&mut self) -> Option<Error> {
+        self.fatal.take()
+    }
+
+    /// Whether the member's end (and trailer) has been reached.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn fill(&mut self) -> Result<bool> {
+        if self.start < self.end {
+            return Ok(true);
+        }
+        if self.eof {
+            return Ok(false);
+        }
+        self.buf_offset += self.end as u64;
+        self.start = 0;
+        self.end = 0;
+        loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end = n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("reading the gzip file", e).at(self.buf_offset)),
+            }
+        }
+    }
+
+    fn byte(&mut self, what: &str) -> Result<u8> {
+        if !self.fill()? {
+            return Err(gzerr(
+                self.file_position(),
+                format!("gzip file truncated in {what}"),
+            ));
+        }
+        let b = self.buf[self.start];
+        self.start += 1;
+        Ok(b)
+    }
+
+    fn read_header(&mut self) -> Result<()> {
+        let mut hdr = Vec::with_capacity(10);
+        let take = |r: &mut Self, what: &str, hdr: &mut Vec<u8>| -> Result<u8> {
+            let b = r.byte(what)?;
+            hdr.push(b);
+            Ok(b)
+        };
+        let id1 = take(self, "the header", &mut hdr)?;
+        let id2 = take(self, "the header", &mut hdr)?;
+        if [id1, id2] != GZIP_MAGIC {
+            return Err(gzerr(
+                0,
+                format!("not a gzip file: magic {id1:02x} {id2:02x}, expected 1f 8b"),
+            ));
+        }
+        let cm = take(self, "the header", &mut hdr)?;
+        if cm != CM_DEFLATE {
+            return Err(Error::unsupported(format!(
+                "gzip compression method {cm} is not deflate (8)"
+            ))
+            .at(2));
+        }
+        let flg = take(self, "the header", &mut hdr)?;
+        if flg & FRESERVED != 0 {
+            return Err(gzerr(
+                3,
+                format!("gzip header has reserved flag bits set (FLG 0x{flg:02x})"),
+            ));
+        }
+        let mut mtime = [0u8; 4];
+        for b in &mut mtime {
+            *b = take(self, "the header", &mut hdr)?;
+        }
+        let xfl = take(self, "the header", &mut hdr)?;
+        let os = take(self, "the header", &mut hdr)?;
+        self.facts.flags = flg;
+        self.facts.mtime = u32::from_le_bytes(mtime);
+        self.facts.xfl = xfl;
+        self.facts.os = os;
+        if flg & FEXTRA != 0 {
+            let lo = take(self, "FEXTRA", &mut hdr)?;
+            let hi = take(self, "FEXTRA", &mut hdr)?;
+            let xlen = u16::from_le_bytes([lo, hi]);
+            for _ in 0..xlen {
+                take(self, "FEXTRA", &mut hdr)?;
+            }
+            self.facts.extra_len = Some(xlen);
+        }
+        for (flag, what) in [(FNAME, "FNAME"), (FCOMMENT, "FCOMMENT")] {
+            if flg & flag == 0 {
+                continue;
+            }
+            let mut s = Vec::new();
+            loop {
+                let b = take(self, what, &mut hdr)?;
+                if b == 0 {
+                    break;
+                }
+                if s.len() >= MAX_HEADER_STRING {
+                    return Err(gzerr(
+                        self.file_position(),
+                        format!("gzip {what} is longer than {MAX_HEADER_STRING} bytes"),
+                    ));
+                }
+                s.push(b);
+            }
+            let s = String::from_utf8_lossy(&s).into_owned();
+            if flag == FNAME {
+                self.facts.name = Some(s);
+            } else {
+                self.facts.comment = Some(s);
+            }
+        }
+        if flg & FHCRC != 0 {
+            let at = self.file_position();
+            let lo = self.byte("FHCRC")?;
+            let hi = self.byte("FHCRC")?;
+            let stored = u16::from_le_bytes([lo, hi]);
+            let computed = crc32fast::hash(&hdr) as u16;
+            if stored != computed {
+                self.findings.push(Finding::at(
+                    at,
+                    format!("gzip: header CRC16 mismatch: stored 0x{stored:04x}, computed 0x{computed:04x}"),
+                ));
+            }
+        }
+        let _ = FTEXT;
+        self.facts.header_len = self.file_position();
+        Ok(())
+    }
+
+    fn fail(&mut self, e: Error) -> io::Error {
+        let err = io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+        self.fatal = Some(e);
+        err
+    }
+
+    fn read_trailer(&mut self) -> Result<()> {
+        let at = self.file_position();
+        self.facts.trailer_offset = Some(at);
+        let mut t = [0u8; 8];
+        for b in &mut t {
+            *b = self.byte("the trailer (CRC32 and ISIZE)")?;
+        }
+        let stored_crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+        let stored_isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
+        let crc = self.crc.clone().finalize();
+        self.facts.stored_crc = Some(stored_crc);
+        self.facts.stored_isize = Some(stored_isize);
+        self.facts.crc = crc;
+        self.facts.uncompressed_len = self.out_len;
+        if stored_crc != crc {
+            self.findings.push(Finding::at(
+                at,
+                format!(
+                    "gzip: CRC32 mismatch: trailer says {stored_crc:08x}, the data has {crc:08x}"
+                ),
+            ));
+        }
+        if stored_isize != self.out_len as u32 {
+            self.findings.push(Finding::at(
+                at + 4,
+                format!(
+                    "gzip: ISIZE mismatch: trailer says {stored_isize}, the data is {} bytes ({} mod 2^32)",
+                    self.out_len, self.out_len as u32
+                ),
+            ));
+        }
+        // What follows the member?
+        let next = self.file_position();
+        let mut first: Vec<u8> = Vec::with_capacity(2);
+        let mut trailing = 0u64;
+        while self.fill()? {
+            let avail = &self.buf[self.start..self.end];
+            if first.len() < 2 {
+                first.extend(avail.iter().take(2 - first.len()));
+            }
+            trailing += avail.len() as u64;
+            self.start = self.end;
+        }
+        self.facts.trailing_bytes = trailing;
+        if trailing > 0 {
+            if first.len() == 2 && first == GZIP_MAGIC {
+                self.facts.next_member_offset = Some(next);
+                self.findings.push(Finding::at(
+                    next,
+                    format!("gzip: more than one gzip member: another starts here ({trailing} bytes follow the first)"),
+                ));
+            } else {
+                self.findings.push(Finding::at(
+                    next,
+                    format!("gzip: {trailing} bytes of trailing garbage after the gzip member"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_inner(&mut self, out: &mut [u8]) -> Result<usize> {
+        if self.done || out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let have_input = self.fill()?;
+            let before_in = self.inflate.total_in();
+            let before_out = self.inflate.total_out();
+            let input = &self.buf[self.start..self.end];
+            let status = self
+                .inflate
+                .decompress(input, out, FlushDecompress::None)
+                .map_err(|e| gzerr(self.file_position(), format!("corrupt deflate data: {e}")))?;
+            let used = (self.inflate.total_in() - before_in) as usize;
+            let produced = (self.inflate.total_out() - before_out) as usize;
+            self.start += used;
+            self.crc.update(&out[..produced]);
+            self.out_len += produced as u64;
+            if status == Status::StreamEnd {
+                self.done = true;
+                self.read_trailer()?;
+                return Ok(produced);
+            }
+            if produced > 0 {
+                return Ok(produced);
+            }
+            if !have_input {
+                return Err(gzerr(
+                    self.file_position(),
+                    "gzip file truncated: the deflate stream ends before its final block",
+                ));
+            }
+            if used == 0 && status == Status::BufError && self.start < self.end {
+                return Err(gzerr(
+                    self.file_position(),
+                    "corrupt deflate data: no progress",
+                ));
+            }
+        }
+    }
+
+    /// Decompress and discard the rest of the member, counting how many of
+    /// the bytes were not zero. Returns (bytes, non-zero bytes).
+    pub fn drain(&mut self) -> Result<(u64, u64)> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let (mut total, mut nonzero) = (0u64, 0u64);
+        loop {
+            let n = self.read_inner(&mut buf)?;
+            if n == 0 {
+                return Ok((total, nonzero));
+            }
+            total += n as u64;
+            nonzero += buf[..n].iter().filter(|&&b| b != 0).count() as u64;
+        }
+    }
+}
+
+impl<R: Read> Read for GzipReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(out).map_err(|e| self.fail(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut w = GzipWriter::new(Vec::new()).unwrap();
+        w.write_all(data).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn writes_gzip_n_header_and_round_trips() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let z = gz(&data);
+        assert_eq!(&z[..10], &WRITER_HEADER);
+        let mut r = GzipReader::new(&z[..]).unwrap();
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        assert!(r.findings().is_empty(), "{:?}", r.findings());
+        assert_eq!(r.facts().crc, crc32fast::hash(&data));
+        // flate2's own decoder agrees.
+        let mut d = flate2::read::GzDecoder::new(&z[..]);
+        let mut back2 = Vec::new();
+        d.read_to_end(&mut back2).unwrap();
+        assert_eq!(back2, data);
+    }
+
+    #[test]
+    fn reports_crc_isize_and_second_member() {
+        let mut z = gz(b"hello");
+        let n = z.len();
+        z[n - 8] ^= 1;
+        z[n - 4] ^= 1;
+        z.extend_from_slice(&gz(b"x"));
+        let mut r = GzipReader::new(&z[..]).unwrap();
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"hello");
+        let msgs: Vec<_> = r.findings().iter().map(|f| f.to_string()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with(&format!("at byte {}: gzip: CRC32 mismatch", n - 8)),
+            "{msgs:?}"
+        );
+        assert_eq!(msgs[1], format!("at byte {}: gzip: ISIZE mismatch: trailer says 4, the data is 5 bytes (5 mod 2^32)", n - 4));
+        assert!(msgs[2].contains("more than one gzip member"));
+    }
+
+    #[test]
+    fn truncation_is_an_error() {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 13 % 255) as u8).collect();
+        let z = gz(&data);
+        let mut r = GzipReader::new(&z[..z.len() / 2]).unwrap();
+        let err = r.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        assert!(r.fatal().is_some());
+    }
+}
