@@ -34,7 +34,8 @@ pub fn verify(file: &File) -> Result<Report> {
     let gz = GzipReader::new(FileReader::new(file))?;
     let mut tar = TarReader::new(gz);
     let mut disk: Option<Decoded> = None;
-    if let Err(e) = check_tar(&mut tar, &mut report, &mut disk) {
+    let tar_result = check_tar(&mut tar, &mut report, &mut disk);
+    if let Err(e) = &tar_result {
         if let Some(fatal) = tar.get_mut().take_fatal() {
             return Err(fatal);
         }
@@ -48,7 +49,7 @@ pub fn verify(file: &File) -> Result<Report> {
     let mut gz = tar.into_inner();
     let (rest, nonzero) = gz.drain()?;
     report.detail("tar_stream_size", tar_pos + rest);
-    if nonzero > 0 {
+    if nonzero > 0 && tar_result.is_ok() {
         report.push(Finding::at(
             tar_pos,
             format!("tar stream: {nonzero} non-zero bytes after the end of the archive"),
@@ -134,6 +135,17 @@ fn typeflag_text(t: u8) -> String {
     }
 }
 
+/// Bytes as text, NUL as `\0` and other unprintables as `\xNN`.
+fn escape(b: &[u8]) -> String {
+    b.iter()
+        .map(|&c| match c {
+            0 => "\\0".to_string(),
+            0x20..=0x7e => (c as char).to_string(),
+            _ => format!("\\x{c:02x}"),
+        })
+        .collect()
+}
+
 fn check_header(e: &TarEntry, report: &mut Report) {
     let at = e.main_header_offset;
     if e.long_names > 0 || e.long_links > 0 {
@@ -151,8 +163,10 @@ fn check_header(e: &TarEntry, report: &mut Report) {
         report.push(Finding::at(
             at + 257,
             format!(
-                "tar stream: header magic is {:?} ({kind}), expected oldgnu \"ustar  \\0\"",
-                String::from_utf8_lossy(&e.magic)
+                "tar stream: header magic \"{}\" version \"{}\" is {kind}, expected oldgnu \
+                 (magic \"ustar \" version \" \\0\")",
+                escape(&e.magic[..6]),
+                escape(&e.magic[6..])
             ),
         ));
     }
