@@ -459,7 +459,7 @@ fn pax_header_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let p = tamper(dir.path(), "pax", |t| {
         // Prepend a pax header block with one record.
-        let rec = b"18 path=disk.raw\n\0";
+        let rec = b"17 path=disk.raw\n\0";
         let mut h = [0u8; 512];
         h[..13].copy_from_slice(b"PaxHeaders/x\0");
         h[100..108].copy_from_slice(b"0000644\0");

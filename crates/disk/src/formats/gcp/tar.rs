@@ -82,6 +82,8 @@ pub mod typeflag {
 /// Largest GNU `L`/`K` payload accepted (GNU tar's PATH_MAX is 4096; this
 /// leaves room while refusing allocation bombs).
 pub const MAX_LONG_NAME: u64 = 64 * 1024;
+/// Largest pax extended header payload accepted.
+pub const MAX_PAX_SIZE: u64 = 1 << 20;
 /// Most old-sparse map entries accepted for one member (each costs 16
 /// bytes of memory). A disk with more separate data runs than this would
 /// be pathological.
@@ -143,21 +145,17 @@ pub fn parse_number(field: &[u8]) -> std::result::Result<u64, String> {
         return Ok(0);
     };
     if first & 0x80 != 0 {
-        if first == 0xff {
+        // Base-256, two's complement: bit 6 of the first byte is the sign
+        // (as Go's archive/tar reads it; GNU writes 0x80 or 0xff).
+        if first & 0x40 != 0 {
             return Err("is a negative base-256 number".into());
         }
-        if first != 0x80 {
-            return Err(format!("has an invalid base-256 marker 0x{first:02x}"));
-        }
-        let mut v: u64 = 0;
+        let mut v: u64 = u64::from(first & 0x7f);
         for &b in &field[1..] {
-            if v >> 56 != 0 {
+            if v >> 55 != 0 {
                 return Err("is a base-256 number too large for 64 bits".into());
             }
             v = (v << 8) | u64::from(b);
-        }
-        if v > i64::MAX as u64 {
-            return Err("is a base-256 number too large for 64 bits".into());
         }
         return Ok(v);
     }
@@ -171,12 +169,7 @@ pub fn parse_number(field: &[u8]) -> std::result::Result<u64, String> {
             .iter()
             .position(|&b| b == b' ' || b == 0)
             .unwrap_or(rest.len());
-        if rest[end..].iter().any(|&b| b != b' ' && b != 0) {
-            return Err(format!(
-                "is not an octal number: {:?}",
-                String::from_utf8_lossy(field)
-            ));
-        }
+        // Whatever follows the terminator is ignored, as GNU tar and Go do.
         &rest[..end]
     };
     let mut v: u64 = 0;
@@ -427,6 +420,10 @@ pub struct TarEntry {
     pub long_names: u32,
     /// Number of GNU `K` headers seen before this member.
     pub long_links: u32,
+    /// The records of the pax extended header(s) (`x`) before this member.
+    /// Only `path`, `linkpath`, `size`, `uid`, `gid` and `mtime` are
+    /// applied; pax sparse (`GNU.sparse.*`) is not decoded.
+    pub pax: Option<Vec<(String, Vec<u8>)>>,
 }
 
 impl TarEntry {
@@ -584,6 +581,7 @@ impl<R: Read> TarReader<R> {
         }
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
+        let mut pax: Option<Vec<(String, Vec<u8>)>> = None;
         let (mut long_names, mut long_links) = (0u32, 0u32);
         let mut first_offset = None;
         loop {
@@ -648,18 +646,47 @@ impl<R: Read> TarReader<R> {
                         long_links += 1;
                     }
                 }
+                typeflag::PAX => {
+                    if entry.size > MAX_PAX_SIZE {
+                        return Err(terr(
+                            at,
+                            format!(
+                                "pax extended header has size {} (more than {MAX_PAX_SIZE})",
+                                entry.size
+                            ),
+                        ));
+                    }
+                    let mut data = vec![0u8; entry.size as usize];
+                    let data_at = self.pos;
+                    self.read_exact_data(&mut data)?;
+                    self.skip(pad(entry.size))?;
+                    let records = parse_pax(&data).map_err(|m| terr(data_at, m))?;
+                    pax.get_or_insert_with(Vec::new).extend(records);
+                }
                 _ => {
                     let mut entry = entry;
+                    if let Some(records) = &pax {
+                        apply_pax(&mut entry, records).map_err(|m| terr(at, m))?;
+                    }
+                    entry.pax = pax;
                     if entry.typeflag == typeflag::GNU_SPARSE {
                         let map = self.read_sparse_map(&block, at)?;
                         check_sparse_map(&map, entry.size, entry.realsize)
                             .map_err(|m| terr(at, m))?;
                         entry.sparse = Some(map);
                     }
-                    if let Some(n) = long_name {
+                    let pax_path = entry
+                        .pax
+                        .as_ref()
+                        .is_some_and(|p| p.iter().any(|(k, _)| k == "path"));
+                    let pax_link = entry
+                        .pax
+                        .as_ref()
+                        .is_some_and(|p| p.iter().any(|(k, _)| k == "linkpath"));
+                    if let Some(n) = long_name.filter(|_| !pax_path) {
                         entry.name = n;
                     }
-                    if let Some(l) = long_link {
+                    if let Some(l) = long_link.filter(|_| !pax_link) {
                         entry.link_name = l;
                     }
                     entry.header_offset = first_offset.unwrap_or(at);
@@ -759,6 +786,7 @@ impl<R: Read> TarReader<R> {
             data_offset: 0,
             long_names: 0,
             long_links: 0,
+            pax: None,
         })
     }
 
@@ -846,6 +874,65 @@ impl<R: Read> TarReader<R> {
     }
 }
 
+/// Parse pax records: `"<len> <key>=<value>\n"`, where `len` counts the
+/// whole record.
+fn parse_pax(mut data: &[u8]) -> std::result::Result<Vec<(String, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    while !data.is_empty() && data[0] != 0 {
+        let sp = data
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or("malformed pax record: no length")?;
+        let len: usize = std::str::from_utf8(&data[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("malformed pax record: bad length")?;
+        if len <= sp + 1 || len > data.len() || data[len - 1] != b'\n' {
+            return Err(format!("malformed pax record: length {len} does not fit"));
+        }
+        let rec = &data[sp + 1..len - 1];
+        let eq = rec
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or("malformed pax record: no '='")?;
+        out.push((
+            String::from_utf8_lossy(&rec[..eq]).into_owned(),
+            rec[eq + 1..].to_vec(),
+        ));
+        data = &data[len..];
+    }
+    Ok(out)
+}
+
+/// Apply the pax records that change how the member is framed or named.
+fn apply_pax(e: &mut TarEntry, records: &[(String, Vec<u8>)]) -> std::result::Result<(), String> {
+    let dec = |k: &str, v: &[u8]| -> std::result::Result<u64, String> {
+        let s = String::from_utf8_lossy(v);
+        let int = s.split('.').next().unwrap_or("");
+        int.parse::<u64>()
+            .ok()
+            .filter(|&n| n <= i64::MAX as u64)
+            .ok_or_else(|| format!("pax record {k} has a bad value {s:?}"))
+    };
+    for (k, v) in records {
+        match k.as_str() {
+            "path" => e.name = v.clone(),
+            "linkpath" => e.link_name = v.clone(),
+            "size" => {
+                e.size = dec(k, v)?;
+                if e.typeflag != typeflag::GNU_SPARSE && !is_header_only(e.typeflag) {
+                    e.realsize = e.size;
+                }
+            }
+            "uid" => e.uid = dec(k, v)?,
+            "gid" => e.gid = dec(k, v)?,
+            "mtime" => e.mtime = dec(k, v)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Typeflags whose size field does not describe stored data (Go
 /// `isHeaderOnlyType`): hard link, symlink, char/block device, directory,
 /// fifo.
@@ -916,6 +1003,7 @@ mod tests {
         assert_eq!(parse_number(b"  755 \0\0"), Ok(0o755));
         assert!(parse_number(&[0xff; 12]).unwrap_err().contains("negative"));
         assert!(parse_number(b"12x4\0").is_err());
+        assert_eq!(parse_number(b"011420\x000"), Ok(0o11420));
         assert!(parse_number(b"7777777777777777777777\0").is_err());
     }
 

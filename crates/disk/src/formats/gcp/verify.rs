@@ -222,13 +222,16 @@ fn check_tar(tar: &mut Tar<'_>, report: &mut Report, disk: &mut Option<Decoded>)
     let mut members = 0u64;
     loop {
         let Some(e) = tar.next_entry()? else { break };
-        if matches!(e.typeflag, tar::typeflag::PAX | tar::typeflag::PAX_GLOBAL) {
+        if e.pax.is_some() {
             report.push(Finding::at(
                 e.header_offset,
-                format!(
-                    "tar stream: pax extended header (typeflag '{}'): GCP wants plain oldgnu headers",
-                    typeflag_text(e.typeflag)
-                ),
+                "tar stream: pax extended header (typeflag 'x'): GCP wants plain oldgnu headers",
+            ));
+        }
+        if e.typeflag == tar::typeflag::PAX_GLOBAL {
+            report.push(Finding::at(
+                e.header_offset,
+                "tar stream: pax global header (typeflag 'g'): GCP wants plain oldgnu headers",
             ));
             continue;
         }
