@@ -505,7 +505,7 @@ fn size_not_whole_gib_is_reported() {
     let r = verify_path(&out);
     assert_eq!(
         messages(&r),
-        ["at byte 0: tar stream: disk.raw is 1073742336 bytes, not a whole number of GiB"]
+        ["at byte 0: tar stream: \"disk.raw\" is 1073742336 bytes, not a whole number of GiB"]
     );
     assert_eq!(r.virtual_size, Some(GIB + 512));
 }

@@ -577,3 +577,58 @@ fn short_reads_give_the_same_members() {
     }
     let _ = Path::new("");
 }
+
+/// gzip a corpus tar with our writer and run the GCP verifier on it.
+fn verify_gzipped(rel: &str) -> Option<Vec<String>> {
+    let p = corpus(rel)?;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.tar.gz");
+    let mut w = gzip::GzipWriter::new(File::create(&out).unwrap()).unwrap();
+    std::io::copy(&mut File::open(p).unwrap(), &mut w).unwrap();
+    w.finish().unwrap();
+    let r = gcp::verify(&File::open(&out).unwrap()).unwrap();
+    Some(r.findings.iter().map(|f| f.to_string()).collect())
+}
+
+#[test]
+fn verifier_findings_on_foreign_archives() {
+    if let Some(m) = verify_gzipped("golang-go/archive-tar/sparse-formats.tar") {
+        let extra = |at: u32, name: &str| {
+            format!("at byte {at}: tar stream: extra member \"{name}\": the archive must hold only disk.raw")
+        };
+        let pax = |at: u32| {
+            format!("at byte {at}: tar stream: pax extended header (typeflag 'x'): GCP wants plain oldgnu headers")
+        };
+        assert_eq!(
+            m,
+            [
+                "at byte 0: tar stream: member is named \"sparse-gnu\", expected \"disk.raw\"".to_string(),
+                "at byte 0: tar stream: \"sparse-gnu\" is 200 bytes, not a whole number of GiB".into(),
+                "at byte 0: tar stream: sparse chunk 0 at 1 is 1 bytes, not a multiple of 512: GNU tar cannot read it"
+                    .into(),
+                pax(3584),
+                extra(3584, "sparse-posix-0.0"),
+                pax(10240),
+                extra(10240, "./GNUSparseFile.1234/sparse-posix-0.1"),
+                pax(12800),
+                extra(12800, "./GNUSparseFile.1234/sparse-posix-1.0"),
+                extra(15872, "end"),
+            ]
+        );
+    }
+    if let Some(m) = verify_gzipped("golang-go/archive-tar/writer-big.tar") {
+        assert_eq!(
+            m,
+            [
+                "at byte 0: tar stream: member is named \"tmp/16gig.txt\", expected \"disk.raw\"",
+                "at byte 512: tar stream truncated in member data",
+            ]
+        );
+    }
+    if let Some(m) = verify_gzipped("golang-go/archive-tar/neg-size.tar") {
+        assert_eq!(
+            m,
+            ["at byte 124: tar stream: tar header size field is a negative base-256 number"]
+        );
+    }
+}

@@ -508,6 +508,28 @@ mod tests {
     }
 
     #[test]
+    fn short_reads_decode_the_same() {
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                self.1 = self.1 % 5 + 1;
+                let n = b.len().min(self.1).min(self.0.len());
+                b[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i / 300) as u8).collect();
+        let mut z = gz(&data);
+        z.extend_from_slice(b"xy");
+        let mut r = GzipReader::new(Trickle(&z, 0)).unwrap();
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(r.facts().trailing_bytes, 2);
+    }
+
+    #[test]
     fn truncation_is_an_error() {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i * 13 % 255) as u8).collect();
         let z = gz(&data);

@@ -39,7 +39,11 @@ pub fn verify(file: &File) -> Result<Report> {
         if let Some(fatal) = tar.get_mut().take_fatal() {
             return Err(fatal);
         }
-        let msg = format!("tar stream: {}", e.message());
+        let msg = if e.message().starts_with("tar stream") {
+            e.message().to_string()
+        } else {
+            format!("tar stream: {}", e.message())
+        };
         report.push(match e.offset() {
             Some(o) => Finding::at(o, msg),
             None => Finding::whole(msg),
@@ -195,7 +199,8 @@ fn check_header(e: &TarEntry, report: &mut Report) {
         report.push(Finding::at(
             at,
             format!(
-                "tar stream: disk.raw is {} bytes, not a whole number of GiB",
+                "tar stream: {:?} is {} bytes, not a whole number of GiB",
+                e.name_str(),
                 e.realsize
             ),
         ));
@@ -220,8 +225,7 @@ fn check_header(e: &TarEntry, report: &mut Report) {
 
 fn check_tar(tar: &mut Tar<'_>, report: &mut Report, disk: &mut Option<Decoded>) -> Result<()> {
     let mut members = 0u64;
-    loop {
-        let Some(e) = tar.next_entry()? else { break };
+    while let Some(e) = tar.next_entry()? {
         if e.pax.is_some() {
             report.push(Finding::at(
                 e.header_offset,
@@ -294,6 +298,15 @@ fn check_tar(tar: &mut Tar<'_>, report: &mut Report, disk: &mut Option<Decoded>)
         ));
     }
     report.detail("tar_members", members);
+    report.detail(
+        "tar_end",
+        match tar.end() {
+            TarEnd::ZeroBlocks(_) => "two zero blocks",
+            TarEnd::LoneZeroBlock(_) => "one zero block",
+            TarEnd::Eof(_) => "no zero blocks",
+            TarEnd::NotYet => "not reached",
+        },
+    );
     match tar.end() {
         TarEnd::ZeroBlocks(_) | TarEnd::NotYet => {}
         TarEnd::LoneZeroBlock(o) => report.push(Finding::at(
@@ -367,5 +380,45 @@ impl VirtualDisk for WindowDisk {
             len: self.size,
             kind: ExtentKind::Data,
         }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_disk_refuses_reads_outside_the_windows() {
+        let size = 8 * GPT_WINDOW;
+        let d = WindowDisk {
+            size,
+            head: vec![1; GPT_WINDOW as usize],
+            tail: vec![2; GPT_WINDOW as usize],
+            misses: Mutex::new(Vec::new()),
+        };
+        let mut b = [0u8; 512];
+        d.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [1; 512]);
+        d.read_at(&mut b, size - 512).unwrap();
+        assert_eq!(b, [2; 512]);
+        let err = d.read_at(&mut b, GPT_WINDOW).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot check 512 bytes at 1048576: only the first and last 1048576 bytes of disk.raw are kept \
+             while streaming"
+        );
+        // Straddling the head window's end is outside too.
+        assert!(d.read_at(&mut b, GPT_WINDOW - 256).is_err());
+        assert_eq!(d.misses.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn copy_window_clips() {
+        let mut w = vec![0u8; 10];
+        copy_window(&mut w, 100, &[7; 20], 95);
+        assert_eq!(w, [7, 7, 7, 7, 7, 7, 7, 7, 7, 7]);
+        let mut w = vec![0u8; 10];
+        copy_window(&mut w, 100, &[7; 3], 108);
+        assert_eq!(w, [0, 0, 0, 0, 0, 0, 0, 0, 7, 7]);
     }
 }
