@@ -670,3 +670,48 @@ fn gnu_tar_pax_archive_is_reported() {
         "{m:?}"
     );
 }
+
+/// Dense data compresses the same on 1 and 2 threads; prints timings
+/// against flate2's streaming `GzEncoder` (run with --ignored --nocapture).
+#[test]
+#[ignore = "benchmark: compresses 256 MiB several times"]
+fn bench_parallel_gzip() {
+    use std::time::Instant;
+    let mut data = vec![0u8; 256 << 20];
+    let mut rng = Rng::new(12);
+    // Half random, half text-like: roughly 2:1 compressible.
+    rng.fill(&mut data[..128 << 20]);
+    for (i, b) in data[128 << 20..].iter_mut().enumerate() {
+        *b = b"the quick brown fox jumps over the lazy dog "[(i * 7 + i / 1000) % 44];
+    }
+    let t = Instant::now();
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    e.write_all(&data).unwrap();
+    let base = e.finish().unwrap();
+    eprintln!("flate2 GzEncoder: {:?}, {} bytes", t.elapsed(), base.len());
+    let mut outs = Vec::new();
+    for jobs in [1, 2, 4] {
+        let t = Instant::now();
+        let mut w = gzip::GzipWriter::with_jobs(Vec::new(), jobs).unwrap();
+        w.write_all(&data).unwrap();
+        let out = w.finish().unwrap();
+        eprintln!(
+            "GzipWriter jobs={jobs}: {:?}, {} bytes",
+            t.elapsed(),
+            out.len()
+        );
+        outs.push(out);
+    }
+    assert!(outs.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn thread_count_does_not_change_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = sparse_disk(&dir.path().join("disk.raw"), GIB, 13);
+    let disk = RawFile::open(&src).unwrap();
+    let one = gcp::write_tar_gz_jobs(&disk, Vec::new(), &opts(), 1).unwrap();
+    let two = gcp::write_tar_gz_jobs(&disk, Vec::new(), &opts(), 2).unwrap();
+    let dflt = gcp::write_tar_gz(&disk, Vec::new(), &opts()).unwrap();
+    assert!(one == two && one == dflt);
+}

@@ -10,7 +10,7 @@
 
 use std::io::{self, Read, Write};
 
-use flate2::{Compression, Decompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::error::{Error, IoContext, Result};
 use crate::verify::Finding;
@@ -40,48 +40,179 @@ const IN_BUF: usize = 256 * 1024;
 /// The fixed 10-byte header the writer emits.
 pub const WRITER_HEADER: [u8; 10] = [0x1f, 0x8b, CM_DEFLATE, 0, 0, 0, 0, 0, XFL_DEFAULT, OS_UNIX];
 
-/// A single-member gzip writer with a fixed, reproducible header.
+/// Input bytes per independently compressed deflate block. Block
+/// boundaries depend only on the byte count, so the output is the same
+/// whatever the number of threads and however the input is split into
+/// `write` calls.
+pub const GZIP_BLOCK_SIZE: usize = 1 << 20;
+/// Bytes of the previous block's input given to each block as its deflate
+/// dictionary (the deflate window), as pigz does: the ratio stays close to
+/// that of one continuous stream.
+const DICT_SIZE: usize = 32 * 1024;
+
+/// A single-member gzip writer with a fixed, reproducible header, which
+/// compresses pigz-style: the input is cut into [`GZIP_BLOCK_SIZE`]
+/// blocks, each raw-deflated on its own (primed with the previous 32 KiB
+/// of input) and ended with a sync flush (an empty stored block), so the
+/// pieces concatenate into one deflate stream; an empty final block closes
+/// it. Up to `jobs` blocks are compressed at once on scoped threads; the
+/// block CRCs are merged with `crc32fast::Hasher::combine`. The bytes
+/// written do not depend on `jobs`.
 pub struct GzipWriter<W: Write> {
-    enc: flate2::write::DeflateEncoder<W>,
+    out: W,
+    jobs: usize,
+    /// Full blocks waiting to be compressed (at most `jobs`).
+    pending: Vec<Vec<u8>>,
+    /// The block being filled.
+    cur: Vec<u8>,
+    /// The last [`DICT_SIZE`] input bytes before `pending[0]`.
+    dict: Vec<u8>,
     crc: crc32fast::Hasher,
     len: u64,
 }
 
+/// Raw-deflate `data` primed with `dict`, ending in a sync flush; also
+/// return its CRC-32.
+fn compress_block(dict: &[u8], data: &[u8]) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(data);
+    let mut c = Compress::new(Compression::new(LEVEL), false);
+    if !dict.is_empty() {
+        c.set_dictionary(dict).map_err(io::Error::other)?;
+    }
+    let mut out = Vec::with_capacity(data.len() / 2 + 4096);
+    loop {
+        let consumed = c.total_in() as usize;
+        c.compress_vec(&data[consumed..], &mut out, FlushCompress::Sync)
+            .map_err(io::Error::other)?;
+        // Done once all input is in and the flush left output space unused.
+        if c.total_in() as usize == data.len() && out.len() < out.capacity() {
+            return Ok((out, crc));
+        }
+        out.reserve(out.capacity().max(64 * 1024));
+    }
+}
+
+/// The final, empty deflate block that ends the stream.
+fn final_block() -> io::Result<Vec<u8>> {
+    let mut c = Compress::new(Compression::new(LEVEL), false);
+    let mut out = Vec::with_capacity(64);
+    loop {
+        let st = c
+            .compress_vec(&[], &mut out, FlushCompress::Finish)
+            .map_err(io::Error::other)?;
+        if st == Status::StreamEnd {
+            return Ok(out);
+        }
+        out.reserve(64);
+    }
+}
+
 impl<W: Write> GzipWriter<W> {
-    /// Write the header to `out` and start the deflate body.
-    pub fn new(mut out: W) -> Result<Self> {
+    /// Write the header to `out`; compress on the calling thread.
+    pub fn new(out: W) -> Result<Self> {
+        Self::with_jobs(out, 1)
+    }
+
+    /// Write the header to `out`; compress up to `jobs` blocks at once
+    /// (0 is taken as 1). The output is the same for every `jobs`.
+    pub fn with_jobs(mut out: W, jobs: usize) -> Result<Self> {
         out.write_all(&WRITER_HEADER)
             .ctx("writing the gzip header")?;
         Ok(GzipWriter {
-            enc: flate2::write::DeflateEncoder::new(out, Compression::new(LEVEL)),
+            out,
+            jobs: jobs.max(1),
+            pending: Vec::new(),
+            cur: Vec::with_capacity(GZIP_BLOCK_SIZE),
+            dict: Vec::new(),
             crc: crc32fast::Hasher::new(),
             len: 0,
         })
     }
 
-    /// Finish the deflate stream, write the trailer and return the inner
-    /// writer (flushed).
-    pub fn finish(self) -> Result<W> {
-        let mut out = self.enc.finish().ctx("finishing the deflate stream")?;
-        let crc = self.crc.finalize();
-        out.write_all(&crc.to_le_bytes())
+    /// Compress the pending blocks (in parallel when `jobs` > 1) and write
+    /// them in order.
+    fn compress_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let tail = |b: &[u8]| b[b.len().saturating_sub(DICT_SIZE)..].to_vec();
+        let mut dicts = Vec::with_capacity(self.pending.len());
+        dicts.push(std::mem::take(&mut self.dict));
+        for b in &self.pending[..self.pending.len() - 1] {
+            dicts.push(tail(b));
+        }
+        let results: Vec<io::Result<(Vec<u8>, crc32fast::Hasher)>> = if self.pending.len() == 1 {
+            vec![compress_block(&dicts[0], &self.pending[0])]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = self
+                    .pending
+                    .iter()
+                    .zip(&dicts)
+                    .map(|(b, d)| s.spawn(move || compress_block(d, b)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(io::Error::other("a compression thread panicked"))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        for r in results {
+            let (bytes, crc) = r?;
+            self.out.write_all(&bytes)?;
+            self.crc.combine(&crc);
+        }
+        let last = self.pending.pop().expect("pending is not empty");
+        self.dict = tail(&last);
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Compress what is left, end the deflate stream, write the trailer and
+    /// return the inner writer (flushed).
+    pub fn finish(mut self) -> Result<W> {
+        if !self.cur.is_empty() {
+            let b = std::mem::take(&mut self.cur);
+            self.pending.push(b);
+        }
+        self.compress_pending().ctx("compressing")?;
+        let end = final_block().ctx("finishing the deflate stream")?;
+        self.out.write_all(&end).ctx("writing the gzip output")?;
+        let crc = self.crc.clone().finalize();
+        self.out
+            .write_all(&crc.to_le_bytes())
             .ctx("writing the gzip trailer")?;
-        out.write_all(&(self.len as u32).to_le_bytes())
+        self.out
+            .write_all(&(self.len as u32).to_le_bytes())
             .ctx("writing the gzip trailer")?;
-        out.flush().ctx("flushing the gzip output")?;
-        Ok(out)
+        self.out.flush().ctx("flushing the gzip output")?;
+        Ok(self.out)
     }
 }
 
 impl<W: Write> Write for GzipWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.enc.write(buf)?;
-        self.crc.update(&buf[..n]);
+        let n = buf.len().min(GZIP_BLOCK_SIZE - self.cur.len());
+        self.cur.extend_from_slice(&buf[..n]);
         self.len += n as u64;
+        if self.cur.len() == GZIP_BLOCK_SIZE {
+            let full = std::mem::replace(&mut self.cur, Vec::with_capacity(GZIP_BLOCK_SIZE));
+            self.pending.push(full);
+            if self.pending.len() >= self.jobs {
+                self.compress_pending()?;
+            }
+        }
         Ok(n)
     }
+    /// Blocks are only compressed when full (that keeps the output
+    /// independent of flush calls); this flushes the inner writer.
     fn flush(&mut self) -> io::Result<()> {
-        self.enc.flush()
+        self.out.flush()
     }
 }
 
@@ -505,6 +636,38 @@ mod tests {
         );
         assert_eq!(msgs[1], format!("at byte {}: gzip: ISIZE mismatch: trailer says 4, the data is 5 bytes (5 mod 2^32)", n - 4));
         assert!(msgs[2].contains("more than one gzip member"));
+    }
+
+    #[test]
+    fn output_does_not_depend_on_jobs_or_write_sizes() {
+        let mut data = vec![0u8; 3 * GZIP_BLOCK_SIZE + 12345];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = ((i as u64).wrapping_mul(2654435761) >> 13) as u8 & 0x3f;
+        }
+        let one = gz(&data);
+        for jobs in [2, 3, 8] {
+            let mut w = GzipWriter::with_jobs(Vec::new(), jobs).unwrap();
+            for c in data.chunks(77_777) {
+                w.write_all(c).unwrap();
+            }
+            assert!(w.finish().unwrap() == one, "jobs {jobs}");
+        }
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&one[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data);
+    }
+
+    #[test]
+    fn empty_input_is_a_valid_gzip() {
+        let z = gz(b"");
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back.is_empty());
+        assert_eq!(&z[z.len() - 8..], &[0; 8]);
     }
 
     #[test]

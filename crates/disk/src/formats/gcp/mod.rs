@@ -33,13 +33,25 @@ pub const MEMBER_MODE: u64 = 0o644;
 /// oldgnu tar to `out`, and return `out`. The bytes depend only on the
 /// disk's content and extents and on `opts.mtime`.
 pub fn write_tar_gz<W: Write>(disk: &dyn VirtualDisk, out: W, opts: &WriteOptions) -> Result<W> {
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    write_tar_gz_jobs(disk, out, opts, jobs)
+}
+
+/// [`write_tar_gz`] compressing on up to `jobs` threads. The bytes written
+/// are the same for every `jobs`.
+pub fn write_tar_gz_jobs<W: Write>(
+    disk: &dyn VirtualDisk,
+    out: W,
+    opts: &WriteOptions,
+    jobs: usize,
+) -> Result<W> {
     let size = disk.size();
     if size == 0 || size % GIB != 0 {
         return Err(Error::invalid_input(format!(
             "disk.raw must be a whole number of GiB for GCP, but the disk is {size} bytes: grow it first"
         )));
     }
-    let mut gz = gzip::GzipWriter::new(out)?;
+    let mut gz = gzip::GzipWriter::with_jobs(out, jobs)?;
     let spec = tar::MemberSpec {
         name: MEMBER_NAME,
         mode: MEMBER_MODE,
