@@ -217,8 +217,8 @@ fn cstr(field: &[u8]) -> &[u8] {
 
 /// The sparse map GNU tar would write for `disk`: one chunk per run of data
 /// extents, widened to 512-byte boundaries (GNU tar 1.34 cannot read
-/// unaligned chunks), plus a final `{realsize, 0}` entry when the disk
-/// ends in a hole. `None` when the disk has no holes at all (GNU tar then
+/// unaligned chunks), then a final `{realsize, 0}` entry, as GNU tar 1.34
+/// writes it. `None` when the disk has no holes at all (GNU tar then
 /// writes a regular member).
 pub fn sparse_map(disk: &dyn VirtualDisk) -> io::Result<Option<Vec<SparseEntry>>> {
     let size = disk.size();
@@ -246,12 +246,15 @@ pub fn sparse_map(disk: &dyn VirtualDisk) -> io::Result<Option<Vec<SparseEntry>>
     if map.len() == 1 && map[0].offset == 0 && map[0].numbytes == size {
         return Ok(None);
     }
-    if map.last().is_none_or(|l| l.offset + l.numbytes < size) {
-        map.push(SparseEntry {
-            offset: size,
-            numbytes: 0,
-        });
-    }
+    // GNU tar 1.34 (SEEK_HOLE detection) always ends the map with
+    // {realsize, 0}, even when the file ends in data (observed; older
+    // versions added it only after a final hole, see tar-rs's
+    // sparse_end.txt). Matching it keeps the archive byte-identical to
+    // GNU tar's.
+    map.push(SparseEntry {
+        offset: size,
+        numbytes: 0,
+    });
     Ok(Some(map))
 }
 
