@@ -259,6 +259,11 @@ fn nine_gib_disk_uses_base256_numbers() {
     }
 
     if require_tool("tar") {
+        // Byte-identical to GNU tar's own archive, base-256 fields included.
+        assert!(
+            gnu_tar(dir.path(), "disk.raw") == tarbytes,
+            "same bytes as GNU tar"
+        );
         let list = run(Command::new("tar")
             .args(["--numeric-owner", "-tvzf"])
             .arg(&out));
@@ -336,6 +341,14 @@ fn disk_without_holes_is_a_regular_member() {
     assert_eq!(t[156], b'0');
     assert_eq!(t.len(), 10240 * 7);
     check_small_tar_with_oracles(&t, &bytes, "-");
+    if require_tool("tar") {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("disk.raw"), &bytes).unwrap();
+        assert!(
+            gnu_tar(dir.path(), "disk.raw") == t,
+            "same bytes as GNU tar"
+        );
+    }
 }
 
 /// Many data runs: the sparse map needs several extension blocks.
@@ -718,6 +731,29 @@ fn thread_count_does_not_change_the_output() {
     assert!(one == two && one == dflt);
 }
 
+/// GNU tar's archive of `dir/name` with our member's owner, mode and
+/// mtime.
+fn gnu_tar(dir: &Path, name: &str) -> Vec<u8> {
+    let out = dir.join("gnu-made.tar");
+    run(Command::new("tar")
+        .args([
+            "--format=oldgnu",
+            "-S",
+            "--owner=root:0",
+            "--group=root:0",
+            "--mode=0644",
+        ])
+        .arg(format!("--mtime=@{MTIME}"))
+        .arg("-cf")
+        .arg(&out)
+        .arg("-C")
+        .arg(dir)
+        .arg(name));
+    let v = fs::read(&out).unwrap();
+    fs::remove_file(out).unwrap();
+    v
+}
+
 /// The tar stream is byte-for-byte what GNU tar 1.34 writes for the same
 /// file with `--format=oldgnu -S` and fixed owner, mode and mtime.
 #[test]
@@ -729,23 +765,8 @@ fn tar_stream_matches_gnu_tar_byte_for_byte() {
     let src = sparse_disk(&dir.path().join("disk.raw"), GIB, 14);
     let ours = dir.path().join("ours.tar.gz");
     write_targz(&RawFile::open(&src).unwrap(), &ours);
-    let gnu = dir.path().join("gnu.tar");
-    run(Command::new("tar")
-        .args([
-            "--format=oldgnu",
-            "-S",
-            "--owner=root:0",
-            "--group=root:0",
-            "--mode=0644",
-        ])
-        .arg(format!("--mtime=@{MTIME}"))
-        .arg("-cf")
-        .arg(&gnu)
-        .arg("-C")
-        .arg(dir.path())
-        .arg("disk.raw"));
+    let b = gnu_tar(dir.path(), "disk.raw");
     let a = decompress(&ours);
-    let b = fs::read(&gnu).unwrap();
     let map = |t: &[u8]| tar::TarReader::new(t).next_entry().unwrap().unwrap().sparse;
     assert_eq!(map(&a), map(&b));
     assert_eq!(a.len(), b.len());
