@@ -773,3 +773,34 @@ fn tar_stream_matches_gnu_tar_byte_for_byte() {
     let first = a.iter().zip(&b).position(|(x, y)| x != y);
     assert!(first.is_none(), "first difference at byte {first:?}");
 }
+
+/// A forged realsize of 1 PiB is reported, not hashed for days.
+#[test]
+fn absurd_realsize_is_not_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = 1u64 << 50;
+    let spec = tar::MemberSpec {
+        name: "disk.raw",
+        mode: 0o644,
+        mtime: 0,
+    };
+    let map = [tar::SparseEntry {
+        offset: size,
+        numbytes: 0,
+    }];
+    let mut t: Vec<u8> = tar::member_headers(&spec, size, Some(&map)).concat();
+    t.resize(10240, 0);
+    let out = dir.path().join("pib.tar.gz");
+    let mut gz = gzip::GzipWriter::new(File::create(&out).unwrap()).unwrap();
+    gz.write_all(&t).unwrap();
+    gz.finish().unwrap();
+    let r = verify_path(&out);
+    assert_eq!(
+        messages(&r),
+        [
+            "at byte 0: tar stream: \"disk.raw\" is 1125899906842624 bytes, more than the \
+          70368744177664 bytes (64 TiB) cloudimg decodes; its content was not checked"
+        ]
+    );
+    assert_eq!(r.virtual_size, None);
+}

@@ -1072,6 +1072,95 @@ mod tests {
         assert!(matches!(r.end(), TarEnd::ZeroBlocks(_)));
     }
 
+    /// A header block with `fill` applied and a valid checksum.
+    fn header(fill: impl FnOnce(&mut [u8; 512])) -> [u8; 512] {
+        let mut h = [0u8; 512];
+        h[..4].copy_from_slice(b"bomb");
+        put_number(&mut h[MODE], 0o644);
+        put_number(&mut h[UID], 0);
+        put_number(&mut h[GID], 0);
+        put_number(&mut h[MTIME], 0);
+        h[MAGIC.start..VERSION.end].copy_from_slice(MAGIC_GNU);
+        fill(&mut h);
+        let (sum, _) = header_checksum(&h);
+        h[CHKSUM].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h
+    }
+
+    /// Endless sparse extension blocks, each flagging another one.
+    struct EndlessExtensions;
+    impl Read for EndlessExtensions {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let mut b = [0u8; 512];
+            for i in 0..GNU_SPARSE_IN_EXT {
+                put_number(&mut b[24 * i..24 * i + 12], 0);
+                put_number(&mut b[24 * i + 12..24 * i + 24], 0);
+            }
+            b[EXT_ISEXTENDED] = 1;
+            let n = buf.len().min(512);
+            buf[..n].copy_from_slice(&b[..n]);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn endless_sparse_map_is_refused() {
+        let h = header(|h| {
+            h[TYPEFLAG] = b'S';
+            put_number(&mut h[SIZE], 0);
+            put_number(&mut h[GNU_REALSIZE], 1 << 40);
+            h[GNU_ISEXTENDED] = 1;
+        });
+        let mut r = TarReader::new((&h[..]).chain(EndlessExtensions));
+        let err = r.next_entry().unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("sparse map has more than 1048576 entries"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn huge_long_name_and_pax_are_refused() {
+        for (t, msg) in [
+            (
+                b'L',
+                "GNU long name header has size 1099511627776 (more than 65536)",
+            ),
+            (
+                b'K',
+                "GNU long link header has size 1099511627776 (more than 65536)",
+            ),
+            (
+                b'x',
+                "pax extended header has size 1099511627776 (more than 1048576)",
+            ),
+        ] {
+            let h = header(|h| {
+                h[TYPEFLAG] = t;
+                put_number(&mut h[SIZE], 1 << 40);
+            });
+            let err = TarReader::new(&h[..]).next_entry().unwrap_err();
+            assert_eq!(err.to_string(), format!("{msg} (at byte 0)"));
+        }
+    }
+
+    #[test]
+    fn huge_regular_member_is_streamed_not_allocated() {
+        let h = header(|h| {
+            h[TYPEFLAG] = b'0';
+            put_number(&mut h[SIZE], i64::MAX as u64);
+        });
+        let mut r = TarReader::new(&h[..]);
+        let e = r.next_entry().unwrap().unwrap();
+        assert_eq!(e.size, i64::MAX as u64);
+        let err = r.read_content(|_, _| Ok(())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tar stream truncated in member data (at byte 512)"
+        );
+    }
+
     #[test]
     fn sparse_map_checks() {
         let e = |offset, numbytes| SparseEntry { offset, numbytes };
