@@ -804,3 +804,35 @@ fn absurd_realsize_is_not_decoded() {
     );
     assert_eq!(r.virtual_size, None);
 }
+
+/// The GPT check on the streamed disk (first and last MiB only) finds what
+/// the random-access check on the source finds, here a damaged backup GPT
+/// header and a damaged primary partition array.
+#[test]
+fn damaged_gpt_is_reported_like_on_the_source() {
+    if !require_tool("sgdisk") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = sparse_disk(&dir.path().join("disk.raw"), GIB, 15);
+    let f = fs::OpenOptions::new().write(true).open(&src).unwrap();
+    f.write_all_at(b"X", GIB - 512 + 100).unwrap();
+    f.write_all_at(b"Y", 1024 + 200).unwrap();
+    drop(f);
+    let disk = RawFile::open(&src).unwrap();
+    let want: Vec<String> = cloudimg_disk::layout::gpt::verify(&disk)
+        .iter()
+        .map(|f| {
+            let msg = format!("disk.raw: {}", f.message);
+            match f.offset {
+                Some(o) => format!("at byte {o}: {msg}"),
+                None => msg,
+            }
+        })
+        .collect();
+    let out = dir.path().join("d.tar.gz");
+    write_targz(&disk, &out);
+    let r = verify_path(&out);
+    assert_eq!(messages(&r), want);
+    assert!(!messages(&r).iter().any(|m| m.contains("cannot check")));
+}
