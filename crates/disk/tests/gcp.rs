@@ -816,7 +816,7 @@ fn damaged_gpt_is_reported_like_on_the_source() {
     let dir = tempfile::tempdir().unwrap();
     let src = sparse_disk(&dir.path().join("disk.raw"), GIB, 15);
     let f = fs::OpenOptions::new().write(true).open(&src).unwrap();
-    f.write_all_at(b"X", GIB - 512 + 100).unwrap();
+    f.write_all_at(b"X", GIB - 512 + 40).unwrap();
     f.write_all_at(b"Y", 1024 + 200).unwrap();
     drop(f);
     let disk = RawFile::open(&src).unwrap();
