@@ -836,3 +836,45 @@ fn damaged_gpt_is_reported_like_on_the_source() {
     assert_eq!(messages(&r), want);
     assert!(!messages(&r).iter().any(|m| m.contains("cannot check")));
 }
+
+/// End of the member's data in our tar stream `t`.
+fn data_end(t: &[u8]) -> usize {
+    let e = tar::TarReader::new(t).next_entry().unwrap().unwrap();
+    (e.data_offset + e.size) as usize
+}
+
+#[test]
+fn missing_or_short_end_of_archive_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut end = 0;
+    let p = tamper(dir.path(), "noend", |t| {
+        end = data_end(t);
+        t.truncate(end);
+    });
+    assert_eq!(
+        messages(&verify_path(&p)),
+        [format!(
+            "at byte {end}: tar stream: end-of-archive zero blocks missing"
+        )]
+    );
+    let p = tamper(dir.path(), "lone", |t| t.truncate(data_end(t) + 512));
+    assert_eq!(
+        messages(&verify_path(&p)),
+        [format!(
+            "at byte {end}: tar stream: the archive ends with one zero block, expected two"
+        )]
+    );
+    let p = tamper(dir.path(), "junk", |t| {
+        let n = t.len();
+        t[n - 100..n - 97].copy_from_slice(b"abc");
+    });
+    let r = verify_path(&p);
+    assert_eq!(
+        messages(&r),
+        [format!(
+            "at byte {}: tar stream: 3 non-zero bytes after the end of the archive",
+            end + 1024
+        )]
+    );
+    assert_eq!(r.details["tar_end"], "two zero blocks");
+}

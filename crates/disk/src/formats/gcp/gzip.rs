@@ -26,7 +26,6 @@ pub const LEVEL: u32 = 6;
 /// XFL for level 6: 0 (gzip writes 2 only for -9 and 4 only for -1).
 pub const XFL_DEFAULT: u8 = 0;
 
-const FTEXT: u8 = 1;
 const FHCRC: u8 = 2;
 const FEXTRA: u8 = 4;
 const FNAME: u8 = 8;
@@ -454,7 +453,6 @@ impl<R: Read> GzipReader<R> {
                 ));
             }
         }
-        let _ = FTEXT;
         self.facts.header_len = self.file_position();
         Ok(())
     }

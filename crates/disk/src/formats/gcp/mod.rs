@@ -128,11 +128,13 @@ pub fn extract_disk(file: &File, out: &File) -> Result<u64> {
     };
     let mut gz = tar.into_inner();
     gz.drain()?;
-    if let Some(f) = gz
-        .findings()
-        .iter()
-        .find(|f| f.message.contains("CRC32") || f.message.contains("ISIZE"))
-    {
+    // A second member or trailing bytes do not change disk.raw; a bad
+    // CRC-32 or ISIZE means the data is not what was compressed.
+    let damage = |f: &&crate::verify::Finding| {
+        f.message.starts_with("gzip: CRC32 mismatch")
+            || f.message.starts_with("gzip: ISIZE mismatch")
+    };
+    if let Some(f) = gz.findings().iter().find(damage) {
         return Err(Error::corrupt(f.message.clone()).at(f.offset.unwrap_or(0)));
     }
     Ok(size)

@@ -257,6 +257,7 @@ fn check_tar(tar: &mut Tar<'_>, report: &mut Report, disk: &mut Option<Decoded>)
         report.detail("tar_member", e.name_str());
         report.detail("tar_typeflag", typeflag_text(e.typeflag));
         report.detail("tar_format", e.format.name());
+        report.detail("tar_magic", escape(&e.magic));
         report.detail("tar_realsize", e.realsize);
         report.detail("tar_size", e.size);
         report.detail("tar_mtime", e.mtime);
