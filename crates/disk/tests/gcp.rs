@@ -878,3 +878,83 @@ fn missing_or_short_end_of_archive_is_reported() {
     );
     assert_eq!(r.details["tar_end"], "two zero blocks");
 }
+
+/// A disk that reports no holes at all (every byte is "data"), though it
+/// is mostly zeros: it becomes a regular `0` member of 1 GiB.
+struct DenseDisk {
+    marks: Vec<(u64, u8)>,
+}
+
+impl VirtualDisk for DenseDisk {
+    fn size(&self) -> u64 {
+        GIB
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        buf.fill(0);
+        for &(o, b) in &self.marks {
+            if (offset..offset + buf.len() as u64).contains(&o) {
+                buf[(o - offset) as usize] = b;
+            }
+        }
+        Ok(())
+    }
+    fn extents(&self) -> std::io::Result<Vec<cloudimg_disk::Extent>> {
+        Ok(vec![cloudimg_disk::Extent {
+            offset: 0,
+            len: GIB,
+            kind: ExtentKind::Data,
+        }])
+    }
+}
+
+#[test]
+#[ignore = "compresses and hashes 1 GiB (about 6 s): run with --ignored"]
+fn dense_gib_disk_is_a_regular_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = DenseDisk {
+        marks: vec![(0, 1), (12345, 2), (GIB - 1, 3)],
+    };
+    let out = dir.path().join("dense.tar.gz");
+    write_targz(&disk, &out);
+    let r = verify_path(&out);
+    assert!(r.is_ok(), "{:?}", messages(&r));
+    assert_eq!(r.details["tar_typeflag"], "0");
+    assert_eq!(r.virtual_sha256, Some(sha256_disk(&disk).unwrap()));
+    if require_tool("tar") {
+        let list = run(Command::new("tar")
+            .args(["--numeric-owner", "-tvzf"])
+            .arg(&out));
+        let f: Vec<_> = list.split_whitespace().collect();
+        assert_eq!(f[..3], ["-rw-r--r--", "0/0", &GIB.to_string()], "{list}");
+    }
+}
+
+/// The verifier decodes a regular `0` member (small here, so its one
+/// finding is the size).
+#[test]
+fn regular_member_is_decoded_by_the_verifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = vec![0u8; 64 * 1024];
+    Rng::new(16).fill(&mut bytes);
+    let disk = MemDisk::new(bytes);
+    let spec = tar::MemberSpec {
+        name: "disk.raw",
+        mode: 0o644,
+        mtime: 0,
+    };
+    let out = dir.path().join("small.tar.gz");
+    let mut gz = gzip::GzipWriter::new(File::create(&out).unwrap()).unwrap();
+    tar::write_disk_tar(&disk, &spec, &mut gz).unwrap();
+    gz.finish().unwrap();
+    let r = verify_path(&out);
+    assert_eq!(
+        messages(&r),
+        ["at byte 0: tar stream: \"disk.raw\" is 65536 bytes, not a whole number of GiB"]
+    );
+    assert_eq!(r.details["tar_typeflag"], "0");
+    assert_eq!(r.virtual_sha256, Some(sha256_disk(&disk).unwrap()));
+    let back = dir.path().join("back.raw");
+    let n = gcp::extract_disk(&File::open(&out).unwrap(), &File::create(&back).unwrap()).unwrap();
+    assert_eq!(n, 65536);
+    assert!(fs::read(&back).unwrap() == disk.bytes());
+}
