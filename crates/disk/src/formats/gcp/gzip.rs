@@ -3,10 +3,16 @@
 //! OS 3 = Unix), and a streaming reader that checks the header, the
 //! CRC-32 and ISIZE trailer, and that nothing follows the one member.
 //!
-//! The writer keeps framing (header, CRC, ISIZE, trailer) apart from the
-//! deflate body so that the body can later be produced pigz-style:
-//! independently deflated blocks joined by sync flushes, with the block
-//! CRCs merged by `crc32fast::Hasher::combine`.
+//! The writer compresses pigz-style (reference §4e "pigz"): 1 MiB input
+//! blocks, each raw-deflated on its own (primed with the previous 32 KiB)
+//! and ended by a sync flush, joined into one deflate stream closed by an
+//! empty final block; the block CRCs are merged with
+//! `crc32fast::Hasher::combine`. The output is the same for any number of
+//! threads. Measured on the shared 2-vCPU build box (256 MiB, half random,
+//! half text): flate2 `GzEncoder` 3.1 s, this writer 3.3 s on 1 thread and
+//! 3.0 s on 2; the box itself gave Python's zlib only 1.14x on 2 threads,
+//! so the parallel gain could not be shown there. Size cost of the block
+//! boundaries: +0.003%.
 
 use std::io::{self, Read, Write};
 

@@ -5,10 +5,18 @@
 //! writes them; a disk without holes is a regular `0` member, as GNU tar
 //! writes it.
 //!
-//! Oracles (tests/gcp.rs): `gzip -t`, GNU `tar -tvf` / `tar -xSf`, Python
-//! `tarfile`, and archives made by `tar --format=oldgnu -Sczf` read back
-//! by [`verify`]; the reader is also checked on tar and gzip files from
-//! other projects (tests/tar_gzip_corpus.rs).
+//! The tar stream is byte-for-byte what GNU tar 1.34 writes with
+//! `--format=oldgnu -S --owner=root:0 --group=root:0 --mode=0644
+//! --mtime=@<mtime>` for a file with the same holes (tested). The gzip
+//! layer is one member with `gzip -n`'s header (MTIME 0, no FNAME, XFL 0,
+//! OS 3), compressed pigz-style in independent blocks (see [`gzip`]), so
+//! its deflate bytes differ from `gzip`'s but not between thread counts.
+//!
+//! Oracles (tests/gcp.rs): `gzip -t`, GNU `tar -tvf` / `tar -xSf` and
+//! byte comparison with GNU tar's own archive, Python `tarfile`, sgdisk
+//! GPTs, and archives made by `tar --format=oldgnu -Sczf` read back by
+//! [`verify`]; the reader is also checked on tar and gzip files from other
+//! projects (tests/tar_gzip_corpus.rs).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
