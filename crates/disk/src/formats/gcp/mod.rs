@@ -41,7 +41,8 @@ pub const MEMBER_MODE: u64 = 0o644;
 /// oldgnu tar to `out`, and return `out`. The bytes depend only on the
 /// disk's content and extents and on `opts.mtime`.
 pub fn write_tar_gz<W: Write>(disk: &dyn VirtualDisk, out: W, opts: &WriteOptions) -> Result<W> {
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Memory is about 2 MiB per job; more than 8 jobs gains little.
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     write_tar_gz_jobs(disk, out, opts, jobs)
 }
 
