@@ -1,0 +1,708 @@
+//! gzip framing (RFC 1952, reference §4e): a single-member writer that
+//! writes the same header as `gzip -n` / `tar -z` (FLG 0, MTIME 0, XFL 0,
+//! OS 3 = Unix), and a streaming reader that checks the header, the
+//! CRC-32 and ISIZE trailer, and that nothing follows the one member.
+//!
+//! The writer compresses pigz-style (reference §4e "pigz"): 1 MiB input
+//! blocks, each raw-deflated on its own (primed with the previous 32 KiB)
+//! and ended by a sync flush, joined into one deflate stream closed by an
+//! empty final block; the block CRCs are merged with
+//! `crc32fast::Hasher::combine`. The output is the same for any number of
+//! threads. Measured on the shared 2-vCPU build box (256 MiB, half random,
+//! half text): flate2 `GzEncoder` 3.1 s, this writer 3.3 s on 1 thread and
+//! 3.0 s on 2; the box itself gave Python's zlib only 1.14x on 2 threads,
+//! so the parallel gain could not be shown there. Size cost of the block
+//! boundaries: +0.003%.
+
+use std::io::{self, Read, Write};
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use crate::error::{Error, IoContext, Result};
+use crate::verify::Finding;
+
+/// gzip magic bytes (ID1, ID2).
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// Compression method: deflate.
+pub const CM_DEFLATE: u8 = 8;
+/// OS byte written: 3 (Unix), as gzip and GNU tar write on Linux.
+pub const OS_UNIX: u8 = 3;
+/// The compression level used: gzip's default, 6.
+pub const LEVEL: u32 = 6;
+/// XFL for level 6: 0 (gzip writes 2 only for -9 and 4 only for -1).
+pub const XFL_DEFAULT: u8 = 0;
+
+const FHCRC: u8 = 2;
+const FEXTRA: u8 = 4;
+const FNAME: u8 = 8;
+const FCOMMENT: u8 = 16;
+const FRESERVED: u8 = 0xe0;
+/// Longest FNAME/FCOMMENT accepted.
+const MAX_HEADER_STRING: usize = 64 * 1024;
+/// Input buffer of the reader.
+const IN_BUF: usize = 256 * 1024;
+
+/// The fixed 10-byte header the writer emits.
+pub const WRITER_HEADER: [u8; 10] = [0x1f, 0x8b, CM_DEFLATE, 0, 0, 0, 0, 0, XFL_DEFAULT, OS_UNIX];
+
+/// Input bytes per independently compressed deflate block. Block
+/// boundaries depend only on the byte count, so the output is the same
+/// whatever the number of threads and however the input is split into
+/// `write` calls.
+pub const GZIP_BLOCK_SIZE: usize = 1 << 20;
+/// Bytes of the previous block's input given to each block as its deflate
+/// dictionary (the deflate window), as pigz does: the ratio stays close to
+/// that of one continuous stream.
+const DICT_SIZE: usize = 32 * 1024;
+
+/// A single-member gzip writer with a fixed, reproducible header, which
+/// compresses pigz-style: the input is cut into [`GZIP_BLOCK_SIZE`]
+/// blocks, each raw-deflated on its own (primed with the previous 32 KiB
+/// of input) and ended with a sync flush (an empty stored block), so the
+/// pieces concatenate into one deflate stream; an empty final block closes
+/// it. Up to `jobs` blocks are compressed at once on scoped threads; the
+/// block CRCs are merged with `crc32fast::Hasher::combine`. The bytes
+/// written do not depend on `jobs`.
+pub struct GzipWriter<W: Write> {
+    out: W,
+    jobs: usize,
+    /// Full blocks waiting to be compressed (at most `jobs`).
+    pending: Vec<Vec<u8>>,
+    /// The block being filled.
+    cur: Vec<u8>,
+    /// The last [`DICT_SIZE`] input bytes before `pending[0]`.
+    dict: Vec<u8>,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+/// Raw-deflate `data` primed with `dict`, ending in a sync flush; also
+/// return its CRC-32.
+fn compress_block(dict: &[u8], data: &[u8]) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(data);
+    let mut c = Compress::new(Compression::new(LEVEL), false);
+    if !dict.is_empty() {
+        c.set_dictionary(dict).map_err(io::Error::other)?;
+    }
+    let mut out = Vec::with_capacity(data.len() / 2 + 4096);
+    loop {
+        let consumed = c.total_in() as usize;
+        c.compress_vec(&data[consumed..], &mut out, FlushCompress::Sync)
+            .map_err(io::Error::other)?;
+        // Done once all input is in and the flush left output space unused.
+        if c.total_in() as usize == data.len() && out.len() < out.capacity() {
+            return Ok((out, crc));
+        }
+        out.reserve(out.capacity().max(64 * 1024));
+    }
+}
+
+/// The final, empty deflate block that ends the stream.
+fn final_block() -> io::Result<Vec<u8>> {
+    let mut c = Compress::new(Compression::new(LEVEL), false);
+    let mut out = Vec::with_capacity(64);
+    loop {
+        let st = c
+            .compress_vec(&[], &mut out, FlushCompress::Finish)
+            .map_err(io::Error::other)?;
+        if st == Status::StreamEnd {
+            return Ok(out);
+        }
+        out.reserve(64);
+    }
+}
+
+impl<W: Write> GzipWriter<W> {
+    /// Write the header to `out`; compress on the calling thread.
+    pub fn new(out: W) -> Result<Self> {
+        Self::with_jobs(out, 1)
+    }
+
+    /// Write the header to `out`; compress up to `jobs` blocks at once
+    /// (0 is taken as 1). The output is the same for every `jobs`.
+    pub fn with_jobs(mut out: W, jobs: usize) -> Result<Self> {
+        out.write_all(&WRITER_HEADER)
+            .ctx("writing the gzip header")?;
+        Ok(GzipWriter {
+            out,
+            jobs: jobs.max(1),
+            pending: Vec::new(),
+            cur: Vec::with_capacity(GZIP_BLOCK_SIZE),
+            dict: Vec::new(),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        })
+    }
+
+    /// Compress the pending blocks (in parallel when `jobs` > 1) and write
+    /// them in order.
+    fn compress_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let tail = |b: &[u8]| b[b.len().saturating_sub(DICT_SIZE)..].to_vec();
+        let mut dicts = Vec::with_capacity(self.pending.len());
+        dicts.push(std::mem::take(&mut self.dict));
+        for b in &self.pending[..self.pending.len() - 1] {
+            dicts.push(tail(b));
+        }
+        let results: Vec<io::Result<(Vec<u8>, crc32fast::Hasher)>> = if self.pending.len() == 1 {
+            vec![compress_block(&dicts[0], &self.pending[0])]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = self
+                    .pending
+                    .iter()
+                    .zip(&dicts)
+                    .map(|(b, d)| s.spawn(move || compress_block(d, b)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(io::Error::other("a compression thread panicked"))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        for r in results {
+            let (bytes, crc) = r?;
+            self.out.write_all(&bytes)?;
+            self.crc.combine(&crc);
+        }
+        let last = self.pending.pop().expect("pending is not empty");
+        self.dict = tail(&last);
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Compress what is left, end the deflate stream, write the trailer and
+    /// return the inner writer (flushed).
+    pub fn finish(mut self) -> Result<W> {
+        if !self.cur.is_empty() {
+            let b = std::mem::take(&mut self.cur);
+            self.pending.push(b);
+        }
+        self.compress_pending().ctx("compressing")?;
+        let end = final_block().ctx("finishing the deflate stream")?;
+        self.out.write_all(&end).ctx("writing the gzip output")?;
+        let crc = self.crc.clone().finalize();
+        self.out
+            .write_all(&crc.to_le_bytes())
+            .ctx("writing the gzip trailer")?;
+        self.out
+            .write_all(&(self.len as u32).to_le_bytes())
+            .ctx("writing the gzip trailer")?;
+        self.out.flush().ctx("flushing the gzip output")?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for GzipWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(GZIP_BLOCK_SIZE - self.cur.len());
+        self.cur.extend_from_slice(&buf[..n]);
+        self.len += n as u64;
+        if self.cur.len() == GZIP_BLOCK_SIZE {
+            let full = std::mem::replace(&mut self.cur, Vec::with_capacity(GZIP_BLOCK_SIZE));
+            self.pending.push(full);
+            if self.pending.len() >= self.jobs {
+                self.compress_pending()?;
+            }
+        }
+        Ok(n)
+    }
+    /// Blocks are only compressed when full (that keeps the output
+    /// independent of flush calls); this flushes the inner writer.
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Facts read from a gzip member header and trailer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GzipFacts {
+    /// FLG byte.
+    pub flags: u8,
+    /// MTIME field.
+    pub mtime: u32,
+    /// XFL byte.
+    pub xfl: u8,
+    /// OS byte.
+    pub os: u8,
+    /// FNAME, if present (lossy text).
+    pub name: Option<String>,
+    /// FCOMMENT, if present.
+    pub comment: Option<String>,
+    /// Length of FEXTRA, if present.
+    pub extra_len: Option<u16>,
+    /// Bytes of header before the deflate data.
+    pub header_len: u64,
+    /// Offset of the 8-byte trailer (once reached).
+    pub trailer_offset: Option<u64>,
+    /// CRC-32 stored in the trailer.
+    pub stored_crc: Option<u32>,
+    /// ISIZE stored in the trailer.
+    pub stored_isize: Option<u32>,
+    /// CRC-32 of the decompressed data.
+    pub crc: u32,
+    /// Bytes decompressed.
+    pub uncompressed_len: u64,
+    /// Offset of a second member, if one follows.
+    pub next_member_offset: Option<u64>,
+    /// Bytes after the member's trailer (0 for a clean file).
+    pub trailing_bytes: u64,
+}
+
+/// A streaming reader of the first gzip member of a stream. Problems that
+/// leave the data readable (CRC/ISIZE mismatch, header CRC, a second
+/// member, trailing garbage) become [`findings`](Self::findings); a
+/// truncated or corrupt deflate stream is an error (also kept in
+/// [`fatal`](Self::fatal) so that callers reading through another layer
+/// can tell it apart).
+pub struct GzipReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// File offset of `buf[0]`.
+    buf_offset: u64,
+    eof: bool,
+    inflate: Decompress,
+    crc: crc32fast::Hasher,
+    out_len: u64,
+    done: bool,
+    facts: GzipFacts,
+    findings: Vec<Finding>,
+    fatal: Option<Error>,
+}
+
+fn gzerr(offset: u64, msg: impl Into<String>) -> Error {
+    Error::invalid_format(msg.into()).at(offset)
+}
+
+impl<R: Read> GzipReader<R> {
+    /// Read and check the member header. Fails if this is not gzip.
+    pub fn new(inner: R) -> Result<Self> {
+        let mut r = GzipReader {
+            inner,
+            buf: vec![0; IN_BUF],
+            start: 0,
+            end: 0,
+            buf_offset: 0,
+            eof: false,
+            inflate: Decompress::new(false),
+            crc: crc32fast::Hasher::new(),
+            out_len: 0,
+            done: false,
+            facts: GzipFacts::default(),
+            findings: Vec::new(),
+            fatal: None,
+        };
+        r.read_header()?;
+        Ok(r)
+    }
+
+    /// Offset in the file of the next unconsumed compressed byte.
+    pub fn file_position(&self) -> u64 {
+        self.buf_offset + self.start as u64
+    }
+
+    /// Header and trailer facts.
+    pub fn facts(&self) -> &GzipFacts {
+        &self.facts
+    }
+
+    /// Problems found so far.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// The error that stopped decoding, if any.
+    pub fn fatal(&self) -> Option<&Error> {
+        self.fatal.as_ref()
+    }
+
+    /// Take the error that stopped decoding, if any.
+    pub fn take_fatal(&mut self) -> Option<Error> {
+        self.fatal.take()
+    }
+
+    /// Whether the member's end (and trailer) has been reached.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn fill(&mut self) -> Result<bool> {
+        if self.start < self.end {
+            return Ok(true);
+        }
+        if self.eof {
+            return Ok(false);
+        }
+        self.buf_offset += self.end as u64;
+        self.start = 0;
+        self.end = 0;
+        loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end = n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("reading the gzip file", e).at(self.buf_offset)),
+            }
+        }
+    }
+
+    fn byte(&mut self, what: &str) -> Result<u8> {
+        if !self.fill()? {
+            return Err(gzerr(
+                self.file_position(),
+                format!("gzip file truncated in {what}"),
+            ));
+        }
+        let b = self.buf[self.start];
+        self.start += 1;
+        Ok(b)
+    }
+
+    fn read_header(&mut self) -> Result<()> {
+        let mut hdr = Vec::with_capacity(10);
+        let take = |r: &mut Self, what: &str, hdr: &mut Vec<u8>| -> Result<u8> {
+            let b = r.byte(what)?;
+            hdr.push(b);
+            Ok(b)
+        };
+        let id1 = take(self, "the header", &mut hdr)?;
+        let id2 = take(self, "the header", &mut hdr)?;
+        if [id1, id2] != GZIP_MAGIC {
+            return Err(gzerr(
+                0,
+                format!("not a gzip file: magic {id1:02x} {id2:02x}, expected 1f 8b"),
+            ));
+        }
+        let cm = take(self, "the header", &mut hdr)?;
+        if cm != CM_DEFLATE {
+            return Err(Error::unsupported(format!(
+                "gzip compression method {cm} is not deflate (8)"
+            ))
+            .at(2));
+        }
+        let flg = take(self, "the header", &mut hdr)?;
+        if flg & FRESERVED != 0 {
+            return Err(gzerr(
+                3,
+                format!("gzip header has reserved flag bits set (FLG 0x{flg:02x})"),
+            ));
+        }
+        let mut mtime = [0u8; 4];
+        for b in &mut mtime {
+            *b = take(self, "the header", &mut hdr)?;
+        }
+        let xfl = take(self, "the header", &mut hdr)?;
+        let os = take(self, "the header", &mut hdr)?;
+        self.facts.flags = flg;
+        self.facts.mtime = u32::from_le_bytes(mtime);
+        self.facts.xfl = xfl;
+        self.facts.os = os;
+        if flg & FEXTRA != 0 {
+            let lo = take(self, "FEXTRA", &mut hdr)?;
+            let hi = take(self, "FEXTRA", &mut hdr)?;
+            let xlen = u16::from_le_bytes([lo, hi]);
+            for _ in 0..xlen {
+                take(self, "FEXTRA", &mut hdr)?;
+            }
+            self.facts.extra_len = Some(xlen);
+        }
+        for (flag, what) in [(FNAME, "FNAME"), (FCOMMENT, "FCOMMENT")] {
+            if flg & flag == 0 {
+                continue;
+            }
+            let mut s = Vec::new();
+            loop {
+                let b = take(self, what, &mut hdr)?;
+                if b == 0 {
+                    break;
+                }
+                if s.len() >= MAX_HEADER_STRING {
+                    return Err(gzerr(
+                        self.file_position(),
+                        format!("gzip {what} is longer than {MAX_HEADER_STRING} bytes"),
+                    ));
+                }
+                s.push(b);
+            }
+            let s = String::from_utf8_lossy(&s).into_owned();
+            if flag == FNAME {
+                self.facts.name = Some(s);
+            } else {
+                self.facts.comment = Some(s);
+            }
+        }
+        if flg & FHCRC != 0 {
+            let at = self.file_position();
+            let lo = self.byte("FHCRC")?;
+            let hi = self.byte("FHCRC")?;
+            let stored = u16::from_le_bytes([lo, hi]);
+            let computed = crc32fast::hash(&hdr) as u16;
+            if stored != computed {
+                self.findings.push(Finding::at(
+                    at,
+                    format!("gzip: header CRC16 mismatch: stored 0x{stored:04x}, computed 0x{computed:04x}"),
+                ));
+            }
+        }
+        self.facts.header_len = self.file_position();
+        Ok(())
+    }
+
+    fn fail(&mut self, e: Error) -> io::Error {
+        let err = io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+        self.fatal = Some(e);
+        err
+    }
+
+    fn read_trailer(&mut self) -> Result<()> {
+        let at = self.file_position();
+        self.facts.trailer_offset = Some(at);
+        let mut t = [0u8; 8];
+        for b in &mut t {
+            *b = self.byte("the trailer (CRC32 and ISIZE)")?;
+        }
+        let stored_crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+        let stored_isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
+        let crc = self.crc.clone().finalize();
+        self.facts.stored_crc = Some(stored_crc);
+        self.facts.stored_isize = Some(stored_isize);
+        self.facts.crc = crc;
+        self.facts.uncompressed_len = self.out_len;
+        if stored_crc != crc {
+            self.findings.push(Finding::at(
+                at,
+                format!(
+                    "gzip: CRC32 mismatch: trailer says {stored_crc:08x}, the data has {crc:08x}"
+                ),
+            ));
+        }
+        if stored_isize != self.out_len as u32 {
+            self.findings.push(Finding::at(
+                at + 4,
+                format!(
+                    "gzip: ISIZE mismatch: trailer says {stored_isize}, the data is {} bytes ({} mod 2^32)",
+                    self.out_len, self.out_len as u32
+                ),
+            ));
+        }
+        // What follows the member?
+        let next = self.file_position();
+        let mut first: Vec<u8> = Vec::with_capacity(2);
+        let mut trailing = 0u64;
+        while self.fill()? {
+            let avail = &self.buf[self.start..self.end];
+            if first.len() < 2 {
+                first.extend(avail.iter().take(2 - first.len()));
+            }
+            trailing += avail.len() as u64;
+            self.start = self.end;
+        }
+        self.facts.trailing_bytes = trailing;
+        if trailing > 0 {
+            if first.len() == 2 && first == GZIP_MAGIC {
+                self.facts.next_member_offset = Some(next);
+                self.findings.push(Finding::at(
+                    next,
+                    format!("gzip: more than one gzip member: another starts here ({trailing} bytes follow the first)"),
+                ));
+            } else {
+                self.findings.push(Finding::at(
+                    next,
+                    format!("gzip: {trailing} bytes of trailing garbage after the gzip member"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_inner(&mut self, out: &mut [u8]) -> Result<usize> {
+        if self.done || out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let have_input = self.fill()?;
+            let before_in = self.inflate.total_in();
+            let before_out = self.inflate.total_out();
+            let input = &self.buf[self.start..self.end];
+            let status = self
+                .inflate
+                .decompress(input, out, FlushDecompress::None)
+                .map_err(|e| gzerr(self.file_position(), format!("corrupt deflate data: {e}")))?;
+            let used = (self.inflate.total_in() - before_in) as usize;
+            let produced = (self.inflate.total_out() - before_out) as usize;
+            self.start += used;
+            self.crc.update(&out[..produced]);
+            self.out_len += produced as u64;
+            if status == Status::StreamEnd {
+                self.done = true;
+                self.read_trailer()?;
+                return Ok(produced);
+            }
+            if produced > 0 {
+                return Ok(produced);
+            }
+            if !have_input {
+                return Err(gzerr(
+                    self.file_position(),
+                    "gzip file truncated: the deflate stream ends before its final block",
+                ));
+            }
+            if used == 0 && status == Status::BufError && self.start < self.end {
+                return Err(gzerr(
+                    self.file_position(),
+                    "corrupt deflate data: no progress",
+                ));
+            }
+        }
+    }
+
+    /// Decompress and discard the rest of the member, counting how many of
+    /// the bytes were not zero. Returns (bytes, non-zero bytes).
+    pub fn drain(&mut self) -> Result<(u64, u64)> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let (mut total, mut nonzero) = (0u64, 0u64);
+        loop {
+            let n = self.read_inner(&mut buf)?;
+            if n == 0 {
+                return Ok((total, nonzero));
+            }
+            total += n as u64;
+            nonzero += buf[..n].iter().filter(|&&b| b != 0).count() as u64;
+        }
+    }
+}
+
+impl<R: Read> Read for GzipReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(out).map_err(|e| self.fail(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut w = GzipWriter::new(Vec::new()).unwrap();
+        w.write_all(data).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn writes_gzip_n_header_and_round_trips() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let z = gz(&data);
+        assert_eq!(&z[..10], &WRITER_HEADER);
+        let mut r = GzipReader::new(&z[..]).unwrap();
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        assert!(r.findings().is_empty(), "{:?}", r.findings());
+        assert_eq!(r.facts().crc, crc32fast::hash(&data));
+        // flate2's own decoder agrees.
+        let mut d = flate2::read::GzDecoder::new(&z[..]);
+        let mut back2 = Vec::new();
+        d.read_to_end(&mut back2).unwrap();
+        assert_eq!(back2, data);
+    }
+
+    #[test]
+    fn reports_crc_isize_and_second_member() {
+        let mut z = gz(b"hello");
+        let n = z.len();
+        z[n - 8] ^= 1;
+        z[n - 4] ^= 1;
+        z.extend_from_slice(&gz(b"x"));
+        let mut r = GzipReader::new(&z[..]).unwrap();
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"hello");
+        let msgs: Vec<_> = r.findings().iter().map(|f| f.to_string()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with(&format!("at byte {}: gzip: CRC32 mismatch", n - 8)),
+            "{msgs:?}"
+        );
+        assert_eq!(msgs[1], format!("at byte {}: gzip: ISIZE mismatch: trailer says 4, the data is 5 bytes (5 mod 2^32)", n - 4));
+        assert!(msgs[2].contains("more than one gzip member"));
+    }
+
+    #[test]
+    fn output_does_not_depend_on_jobs_or_write_sizes() {
+        let mut data = vec![0u8; 3 * GZIP_BLOCK_SIZE + 12345];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = ((i as u64).wrapping_mul(2654435761) >> 13) as u8 & 0x3f;
+        }
+        let one = gz(&data);
+        for jobs in [2, 3, 8] {
+            let mut w = GzipWriter::with_jobs(Vec::new(), jobs).unwrap();
+            for c in data.chunks(77_777) {
+                w.write_all(c).unwrap();
+            }
+            assert!(w.finish().unwrap() == one, "jobs {jobs}");
+        }
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&one[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data);
+    }
+
+    #[test]
+    fn empty_input_is_a_valid_gzip() {
+        let z = gz(b"");
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back.is_empty());
+        assert_eq!(&z[z.len() - 8..], &[0; 8]);
+    }
+
+    #[test]
+    fn short_reads_decode_the_same() {
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                self.1 = self.1 % 5 + 1;
+                let n = b.len().min(self.1).min(self.0.len());
+                b[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i / 300) as u8).collect();
+        let mut z = gz(&data);
+        z.extend_from_slice(b"xy");
+        let mut r = GzipReader::new(Trickle(&z, 0)).unwrap();
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(r.facts().trailing_bytes, 2);
+    }
+
+    #[test]
+    fn truncation_is_an_error() {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 13 % 255) as u8).collect();
+        let z = gz(&data);
+        let mut r = GzipReader::new(&z[..z.len() / 2]).unwrap();
+        let err = r.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        assert!(r.fatal().is_some());
+    }
+}
