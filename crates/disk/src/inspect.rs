@@ -92,6 +92,10 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             let (facts, head, size) =
                 formats::gcp::peek(&file).map_err(|e| e.with_path(path))?;
             ins.details = facts;
+            ins.details.insert(
+                "note".into(),
+                "only the start of disk.raw is decoded: the backup GPT is not read (verify decodes all)".into(),
+            );
             ins.virtual_size = size;
             // Only the start of the disk is decoded: enough for the primary
             // GPT, not for the backup at the end.
@@ -109,7 +113,9 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
     Ok(ins)
 }
 
-/// The first bytes of a disk, known; reads elsewhere fail.
+/// The first bytes of a disk, known; the rest reads as zeros. Used only to
+/// show the primary GPT of a compressed disk (the backup, at the end, is
+/// not decoded by `inspect`).
 struct HeadDisk {
     head: Vec<u8>,
     size: u64,
@@ -120,13 +126,12 @@ impl VirtualDisk for HeadDisk {
         self.size
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        let end = offset + buf.len() as u64;
-        if end > self.head.len() as u64 {
-            return Err(std::io::Error::other(
-                "only the start of a compressed disk is read by inspect (use verify)",
-            ));
+        buf.fill(0);
+        let head = self.head.len() as u64;
+        if offset < head {
+            let n = (head - offset).min(buf.len() as u64) as usize;
+            buf[..n].copy_from_slice(&self.head[offset as usize..offset as usize + n]);
         }
-        buf.copy_from_slice(&self.head[offset as usize..end as usize]);
         Ok(())
     }
     fn extents(&self) -> std::io::Result<Vec<crate::disk::Extent>> {

@@ -44,16 +44,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    writeln!(out, "file:           {}", ins.path.display())?;
-    writeln!(out, "format:         {}", ins.format)?;
-    writeln!(out, "file size:      {} ({})", ins.file_size, human(ins.file_size))?;
-    writeln!(out, "allocated:      {}", human(ins.allocated_size))?;
+    writeln!(out, "file:                {}", ins.path.display())?;
+    writeln!(out, "format:              {}", ins.format)?;
+    writeln!(out, "file size:           {} ({})", ins.file_size, human(ins.file_size))?;
+    writeln!(out, "allocated:           {}", human(ins.allocated_size))?;
     if let Some(v) = ins.virtual_size {
-        writeln!(out, "virtual size:   {v} ({})", human(v))?;
+        writeln!(out, "virtual size:        {v} ({})", human(v))?;
     }
     for (k, v) in &ins.details {
         let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-        writeln!(out, "{:<15} {v}", format!("{}:", k.replace('_', " ")))?;
+        writeln!(out, "{:<20} {v}", format!("{}:", k.replace('_', " ")))?;
     }
     match &ins.partition_table {
         Some(PartitionTable::Gpt(g)) => {

@@ -186,3 +186,50 @@ mod tests {
         );
     }
 }
+
+/// How much of the decoded disk [`peek`] keeps: the protective MBR, the
+/// primary GPT and well beyond.
+const PEEK_BYTES: u64 = 1 << 20;
+
+/// Read only the start of a GCP tarball, for `inspect`: the first tar
+/// member's facts, the first MiB of its content, and its logical size.
+/// Decompresses about a MiB, whatever the archive's size.
+pub fn peek(
+    file: &File,
+) -> Result<(serde_json::Map<String, serde_json::Value>, Vec<u8>, Option<u64>)> {
+    let gz = gzip::GzipReader::new(FileReader::new(file))?;
+    let mut tar = tar::TarReader::new(gz);
+    let mut facts = serde_json::Map::new();
+    let Some(entry) = tar.next_entry()? else {
+        facts.insert("members".into(), 0.into());
+        return Ok((facts, Vec::new(), None));
+    };
+    facts.insert("member".into(), entry.name_str().into());
+    facts.insert("typeflag".into(), char::from(entry.typeflag).to_string().into());
+    facts.insert("tar_format".into(), entry.format.name().into());
+    facts.insert("realsize".into(), entry.realsize.into());
+    facts.insert("stored_size".into(), entry.size.into());
+    facts.insert("mtime".into(), entry.mtime.into());
+    if let Some(map) = &entry.sparse {
+        facts.insert("sparse_entries".into(), map.len().into());
+    }
+    let want = entry.realsize.min(PEEK_BYTES) as usize;
+    let mut head = vec![0u8; want];
+    // Stop early by returning a sentinel error once the window is full.
+    let res = tar.read_content(|offset, chunk| {
+        if offset >= want as u64 {
+            return Err(Error::new(crate::error::ErrorKind::Interrupted, "peek window full"));
+        }
+        if let tar::TarChunk::Data(d) = chunk {
+            let n = d.len().min(want - offset as usize);
+            head[offset as usize..offset as usize + n].copy_from_slice(&d[..n]);
+        }
+        Ok(())
+    });
+    match res {
+        Ok(()) => {}
+        Err(e) if e.message() == "peek window full" => {}
+        Err(e) => return Err(e),
+    }
+    Ok((facts, head, Some(entry.realsize)))
+}
