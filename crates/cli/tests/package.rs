@@ -269,8 +269,14 @@ fn corrupt_gpt_is_refused_for_gcp_but_packaged_for_aws() {
     assert!(err.contains("disk.raw.tar.gz") && err.contains("GPT") && err.contains("corrupt"), "{err}");
     assert!(!t.path().join("gcp/disk.raw.tar.gz").exists());
 
-    ok(cloudimg(&["package", "bad.img", "--aws", "-o", "aws"], t.path()));
+    let out = cloudimg(&["package", "bad.img", "--aws", "-o", "aws"], t.path());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(err.contains("warning: bad.img: at byte 1024: primary partition array CRC mismatch"), "{err}");
     run(Command::new("cmp").arg(&img).arg(t.path().join("aws/capos-aws.raw")));
+    // `verify` still reports the disk's own defect.
+    let v = cloudimg(&["verify", "aws/capos-aws.vmdk"], t.path());
+    assert_eq!(v.status.code(), Some(1));
 }
 
 #[test]
@@ -281,8 +287,10 @@ fn failed_verification_removes_the_artifact() {
     let t = tempfile::tempdir().unwrap();
     gpt_image(t.path(), "disk.img", 40 * MIB, 6);
     for victim in ["capos-aws.vhd", "capos-aws.vmdk", "disk.raw.tar.gz"] {
+        let dir = t.path().join(format!("out-{victim}"));
         let out = Command::new(env!("CARGO_BIN_EXE_cloudimg"))
-            .args(["package", "disk.img", "-o", "out"])
+            .args(["package", "disk.img", "-o"])
+            .arg(&dir)
             .current_dir(t.path())
             .env("CLOUDIMG_TEST_CORRUPT_AFTER_WRITE", victim)
             .output()
@@ -290,8 +298,8 @@ fn failed_verification_removes_the_artifact() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{victim}: {err}");
         assert!(err.contains(victim) && err.contains("verification failed"), "{victim}: {err}");
-        assert!(!t.path().join("out").join(victim).exists(), "{victim} removed");
-        let leftovers: Vec<_> = fs::read_dir(t.path().join("out"))
+        assert!(!dir.join(victim).exists(), "{victim} removed");
+        let leftovers: Vec<_> = fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.contains("partial"))

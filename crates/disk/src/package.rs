@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::formats::{self, Format, WriteOptions};
 use crate::io::{sha256_disk, sha256_file, OutputFile, RawFile, Sha256Hex};
 use crate::layout;
-use crate::verify::Report;
+use crate::verify::{disk_findings, Finding, Layer, Report};
 
 /// Which cloud a shape is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -172,6 +172,8 @@ pub struct Outcome {
     pub manifest_path: PathBuf,
     /// Shapes refused or failed.
     pub failures: Vec<(Shape, Error)>,
+    /// Problems in the input's own partition table (offsets in the input).
+    pub input_findings: Vec<Finding>,
 }
 
 /// Checks made before any work: the input is a readable, non-empty
@@ -275,6 +277,7 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event<'_>)) -> Res
         sha256: source_sha,
     };
     let opts = WriteOptions { mtime: req.mtime, seed: seed_from(&source_sha, &req.name) };
+    let input_findings = layout::gpt::verify(&disk);
 
     let mut artifacts = Vec::new();
     let mut failures = Vec::new();
@@ -300,7 +303,7 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event<'_>)) -> Res
     };
     let manifest_path = req.out_dir.join("manifest.json");
     write_manifest(&manifest, &manifest_path)?;
-    Ok(Outcome { manifest, manifest_path, failures })
+    Ok(Outcome { manifest, manifest_path, failures, input_findings })
 }
 
 fn write_manifest(m: &Manifest, path: &Path) -> Result<()> {
@@ -361,7 +364,13 @@ fn make_shape(
     let report = verify_file(out.file(), shape.format()).map_err(|e| {
         Error::new(e.kind(), format!("verification failed: {}", e.message())).with_path(target)
     })?;
-    check_report(&report, shape.format(), expect_size, expect_sha).map_err(with_target)?;
+    // The AWS shapes carry the input unchanged: once the decoded disk is
+    // proven identical to the input, problems inside that disk (its GPT)
+    // are the input's, reported once as warnings, not conversion defects.
+    // The GCP disk is made by cloudimg, so its GPT must be sound.
+    let own_disk = shape.provider() == Provider::Gcp;
+    check_report(&report, shape.format(), expect_size, expect_sha, own_disk)
+        .map_err(with_target)?;
     let size = out.file().metadata().ctx("reading metadata").map_err(with_target)?.len();
     let sha256 = sha256_file(out.temp_path()).ctx("reading").map_err(with_target)?;
     out.commit().ctx("renaming").map_err(with_target)?;
@@ -407,12 +416,16 @@ fn finish_buf<W: Write>(w: BufWriter<W>) -> Result<()> {
     inner.flush().ctx("writing")
 }
 
-/// Check a verification report against what the artifact must be.
+/// Check a verification report against what the artifact must be. With
+/// `check_disk` false, findings about the decoded disk's own structures
+/// (its GPT) do not count: the caller proves the disk identical to an
+/// input that has them already.
 pub fn check_report(
     report: &Report,
     format: Format,
     expect_size: u64,
     expect_sha: Sha256Hex,
+    check_disk: bool,
 ) -> Result<()> {
     if report.format != format {
         return Err(Error::corrupt(format!(
@@ -420,8 +433,13 @@ pub fn check_report(
             report.format, format
         )));
     }
-    if let Some(f) = report.findings.first() {
-        let more = match report.findings.len() {
+    let findings: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| check_disk || f.layer != Layer::Disk)
+        .collect();
+    if let Some(f) = findings.first() {
+        let more = match findings.len() {
             1 => String::new(),
             n => format!(" (and {} more findings)", n - 1),
         };
@@ -453,9 +471,7 @@ pub fn verify_file(file: &File, format: Format) -> Result<Report> {
             let len = report.file_size;
             let f = file.try_clone().ctx("opening")?;
             let disk = RawFile::window(f, "", 0, len);
-            for finding in layout::gpt::verify(&disk) {
-                report.push(finding);
-            }
+            report.findings.extend(disk_findings(&disk));
             Ok(report)
         }
         Format::VhdFixed | Format::VhdDynamic => formats::vhd::verify(file),

@@ -9,25 +9,58 @@ use serde::Serialize;
 use crate::formats::Format;
 use crate::io::Sha256Hex;
 
+/// Which layer of an artifact a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    /// The container format (footer, header, markers, tar, gzip); offsets
+    /// are in the artifact file (or the tar stream, as the message says).
+    Container,
+    /// The decoded virtual disk's own structures (its GPT); offsets are in
+    /// the decoded disk.
+    Disk,
+}
+
 /// One problem found in an artifact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Byte offset in the artifact (or, for decoded-disk checks such as the
-    /// GPT, in the decoded virtual disk; the message says which).
+    /// Byte offset (in the artifact for container findings, in the decoded
+    /// disk for disk findings).
     pub offset: Option<u64>,
     /// What is wrong, in one line.
     pub message: String,
+    /// The layer it is about.
+    pub layer: Layer,
 }
 
 impl Finding {
     /// A finding at `offset`.
     pub fn at(offset: u64, message: impl Into<String>) -> Self {
-        Finding { offset: Some(offset), message: message.into() }
+        Finding { offset: Some(offset), message: message.into(), layer: Layer::Container }
     }
     /// A finding about the artifact as a whole.
     pub fn whole(message: impl Into<String>) -> Self {
-        Finding { offset: None, message: message.into() }
+        Finding { offset: None, message: message.into(), layer: Layer::Container }
     }
+    /// The same finding, about the decoded disk.
+    pub fn in_disk(mut self) -> Self {
+        self.layer = Layer::Disk;
+        self
+    }
+}
+
+/// Check the partition table of a decoded disk: every finding of
+/// [`crate::layout::gpt::verify`], marked as a disk finding and prefixed
+/// "decoded disk: " so that it is told apart from the container's.
+pub fn disk_findings(disk: &dyn crate::disk::VirtualDisk) -> Vec<Finding> {
+    crate::layout::gpt::verify(disk)
+        .into_iter()
+        .map(|f| Finding {
+            offset: f.offset,
+            message: format!("decoded disk: {}", f.message),
+            layer: Layer::Disk,
+        })
+        .collect()
 }
 
 impl std::fmt::Display for Finding {

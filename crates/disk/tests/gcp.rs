@@ -823,7 +823,7 @@ fn damaged_gpt_is_reported_like_on_the_source() {
     let want: Vec<String> = cloudimg_disk::layout::gpt::verify(&disk)
         .iter()
         .map(|f| {
-            let msg = format!("disk.raw: {}", f.message);
+            let msg = format!("decoded disk: {}", f.message);
             match f.offset {
                 Some(o) => format!("at byte {o}: {msg}"),
                 None => msg,

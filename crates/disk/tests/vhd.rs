@@ -324,7 +324,7 @@ fn every_damaged_footer_field_is_reported() {
             assert!(
                 msgs[1]
                     .1
-                    .starts_with("in the decoded disk: backup GPT header missing"),
+                    .starts_with("decoded disk: backup GPT header missing"),
                 "{msgs:?}"
             );
         } else {
@@ -388,7 +388,7 @@ fn gpt_damage_inside_the_vhd_is_reported() {
     assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
     assert!(r.findings[0]
         .message
-        .starts_with("in the decoded disk: primary header CRC mismatch"));
+        .starts_with("decoded disk: primary header CRC mismatch"));
     assert_eq!(r.findings[0].offset, Some(512 + 16));
 }
 

@@ -71,6 +71,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let outcome = package::package(&req, &mut on_event)?;
 
+    for f in &outcome.input_findings {
+        eprintln!("cloudimg: warning: {}: {f}", args.image.display());
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         let failures: Vec<_> = outcome
@@ -81,6 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut v = serde_json::to_value(&outcome.manifest)?;
         v["manifest"] = serde_json::json!(outcome.manifest_path);
         v["failures"] = serde_json::json!(failures);
+        v["input_findings"] = serde_json::to_value(&outcome.input_findings)?;
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else {

@@ -725,6 +725,7 @@ pub fn verify(disk: &dyn VirtualDisk) -> Vec<Finding> {
         Err(e) => vec![Finding {
             offset: e.offset(),
             message: format!("GPT could not be read: {}", e.message()),
+            layer: crate::verify::Layer::Disk,
         }],
     }
 }

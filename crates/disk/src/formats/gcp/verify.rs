@@ -3,7 +3,7 @@
 //!
 //! Finding offsets: messages starting `gzip:` are at byte offsets in the
 //! file; `tar stream:` offsets are in the decompressed tar stream;
-//! `disk.raw:` offsets are in the decoded disk.
+//! `decoded disk:` offsets are in the decoded disk.
 
 use std::fs::File;
 use std::io;
@@ -96,14 +96,9 @@ pub fn verify(file: &File) -> Result<Report> {
             tail: d.tail,
             misses: Mutex::new(Vec::new()),
         };
-        let gpt = crate::layout::gpt::verify(&window);
-        for f in gpt {
-            let msg = format!("disk.raw: {}", f.message);
-            report.push(Finding {
-                offset: f.offset,
-                message: msg,
-            });
-        }
+        report
+            .findings
+            .extend(crate::verify::disk_findings(&window));
         let misses = window
             .misses
             .into_inner()
@@ -114,13 +109,16 @@ pub fn verify(file: &File) -> Result<Report> {
                 .iter()
                 .any(|f| f.message.contains("cannot check"))
             {
-                report.push(Finding::at(
-                    *o,
-                    format!(
-                        "disk.raw: cannot check the GPT: it reads {len} bytes at {o}, outside the first and last \
-                         {GPT_WINDOW} bytes kept while streaming"
-                    ),
-                ));
+                report.push(
+                    Finding::at(
+                        *o,
+                        format!(
+                            "decoded disk: cannot check the GPT: it reads {len} bytes at {o}, outside the first \
+                             and last {GPT_WINDOW} bytes kept while streaming"
+                        ),
+                    )
+                    .in_disk(),
+                );
             }
         }
     }

@@ -195,6 +195,7 @@ pub fn verify(file: &File) -> Result<Report> {
                     r.push(Finding {
                         offset: e.offset(),
                         message: e.message().to_string(),
+                        layer: crate::verify::Layer::Container,
                     });
                     return Ok(r);
                 }
@@ -215,12 +216,7 @@ pub fn verify(file: &File) -> Result<Report> {
     };
     r.virtual_size = Some(vsize);
     r.virtual_sha256 = Some(sha256_disk(&disk).map_err(|e| Error::io("reading the VHD data", e))?);
-    for g in crate::layout::gpt::verify(&disk) {
-        r.push(Finding {
-            offset: g.offset,
-            message: format!("in the decoded disk: {}", g.message),
-        });
-    }
+    r.findings.extend(crate::verify::disk_findings(&disk));
     Ok(r)
 }
 

@@ -134,12 +134,7 @@ pub fn verify(file: &File) -> Result<Report> {
     };
     r.virtual_sha256 = sha;
     if let (Some(d), Some(_)) = (&disk, sha) {
-        for f in crate::layout::gpt::verify(d) {
-            r.push(Finding {
-                offset: f.offset,
-                message: format!("decoded disk: {}", f.message),
-            });
-        }
+        r.findings.extend(crate::verify::disk_findings(d));
     }
     Ok(r)
 }
