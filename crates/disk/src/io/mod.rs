@@ -5,6 +5,6 @@ mod digest;
 mod output;
 mod raw_file;
 
-pub use digest::{sha256_disk, sha256_file, DiskDigest, Sha256Hex};
+pub use digest::{feed_disk, sha256_disk, sha256_file, DiskDigest, Sha256Hex};
 pub use output::{cleanup_registered, OutputFile};
 pub use raw_file::RawFile;

@@ -33,12 +33,19 @@ type Tar<'a> = TarReader<GzipReader<FileReader<'a>>>;
 /// `Err` only when the gzip layer cannot be decoded (not gzip, corrupt or
 /// truncated deflate data).
 pub fn verify(file: &File) -> Result<Report> {
+    verify_with(file, DiskDigest::new())
+}
+
+/// [`verify`], feeding the decoded `disk.raw` to `digest` (which may
+/// compare it with an expected disk instead of hashing it).
+pub fn verify_with<'a>(file: &File, digest: DiskDigest<'a>) -> Result<Report> {
+    let mut digest = Some(digest);
     let file_size = file.metadata().ctx("reading file metadata")?.len();
     let mut report = Report::new(Format::Gzip, file_size);
     let gz = GzipReader::new(FileReader::new(file))?;
     let mut tar = TarReader::new(gz);
-    let mut disk: Option<Decoded> = None;
-    let tar_result = check_tar(&mut tar, &mut report, &mut disk);
+    let mut disk: Option<Decoded<'a>> = None;
+    let tar_result = check_tar(&mut tar, &mut report, &mut disk, &mut digest);
     if let Err(e) = &tar_result {
         if let Some(fatal) = tar.get_mut().take_fatal() {
             return Err(fatal);
@@ -126,9 +133,9 @@ pub fn verify(file: &File) -> Result<Report> {
 }
 
 /// The decoded disk, summarised while streaming.
-struct Decoded {
+struct Decoded<'a> {
     size: u64,
-    digest: DiskDigest,
+    digest: DiskDigest<'a>,
     head: Vec<u8>,
     tail: Vec<u8>,
 }
@@ -225,7 +232,12 @@ fn check_header(e: &TarEntry, report: &mut Report) {
     }
 }
 
-fn check_tar(tar: &mut Tar<'_>, report: &mut Report, disk: &mut Option<Decoded>) -> Result<()> {
+fn check_tar<'a>(
+    tar: &mut Tar<'_>,
+    report: &mut Report,
+    disk: &mut Option<Decoded<'a>>,
+    digest: &mut Option<DiskDigest<'a>>,
+) -> Result<()> {
     let mut members = 0u64;
     while let Some(e) = tar.next_entry()? {
         if e.pax.is_some() {
@@ -290,7 +302,7 @@ fn check_tar(tar: &mut Tar<'_>, report: &mut Report, disk: &mut Option<Decoded>)
         let tail_start = size - size.min(GPT_WINDOW);
         let mut d = Decoded {
             size,
-            digest: DiskDigest::new(),
+            digest: digest.take().unwrap_or_default(),
             head: vec![0; head_len as usize],
             tail: vec![0; (size - tail_start) as usize],
         };

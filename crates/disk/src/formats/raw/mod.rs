@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 
 use crate::disk::{for_each_chunk, Chunk, VirtualDisk};
 use crate::error::{Error, IoContext, Result};
-use crate::io::{sha256_disk, RawFile};
+use crate::io::{feed_disk, DiskDigest, RawFile};
 use crate::verify::Report;
 
 use super::Format;
@@ -29,6 +29,12 @@ pub fn write(disk: &dyn VirtualDisk, out: &File) -> Result<()> {
 /// "Decode" a raw image: its content is its bytes. The partition table, if
 /// any, is checked by the caller ([`crate::layout`]).
 pub fn verify(file: &File) -> Result<Report> {
+    verify_with(file, DiskDigest::new())
+}
+
+/// [`verify`], feeding the content to `digest` (which may compare it with
+/// an expected disk instead of hashing it).
+pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
     let len = file.metadata().ctx("reading metadata")?.len();
     let f = file.try_clone().ctx("opening")?;
     let disk = RawFile::window(f, "", 0, len);
@@ -39,6 +45,7 @@ pub fn verify(file: &File) -> Result<Report> {
             "size {len} is not a multiple of 512 bytes"
         )));
     }
-    report.virtual_sha256 = Some(sha256_disk(&disk).map_err(|e| Error::io("reading", e))?);
+    feed_disk(&disk, &mut digest).map_err(|e| Error::io("reading", e))?;
+    report.virtual_sha256 = Some(digest.finish());
     Ok(report)
 }

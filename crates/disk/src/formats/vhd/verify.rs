@@ -5,7 +5,7 @@ use std::fs::File;
 
 use crate::error::{Error, IoContext, Result};
 use crate::formats::Format;
-use crate::io::{sha256_disk, RawFile};
+use crate::io::{feed_disk, DiskDigest, RawFile};
 use crate::verify::{Finding, Report};
 
 use super::reader::{read_footer, DynamicVhd};
@@ -16,6 +16,12 @@ use super::wire::*;
 /// message says so). `Err` only when the file is shorter than a footer or
 /// cannot be read.
 pub fn verify(file: &File) -> Result<Report> {
+    verify_with(file, DiskDigest::new())
+}
+
+/// [`verify`], feeding the decoded disk to `digest` (which may compare it
+/// with an expected disk instead of hashing it).
+pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
     let len = file.metadata().ctx("reading metadata")?.len();
     let at = read_footer(file)?;
     let f = &at.footer;
@@ -215,7 +221,8 @@ pub fn verify(file: &File) -> Result<Report> {
         }
     };
     r.virtual_size = Some(vsize);
-    r.virtual_sha256 = Some(sha256_disk(&disk).map_err(|e| Error::io("reading the VHD data", e))?);
+    feed_disk(&disk, &mut digest).map_err(|e| Error::io("reading the VHD data", e))?;
+    r.virtual_sha256 = Some(digest.finish());
     r.findings.extend(crate::verify::disk_findings(&disk));
     Ok(r)
 }

@@ -30,6 +30,12 @@ const DESCRIPTOR_SECTORS_MAX: u64 = 2048;
 
 /// Decode and check a VMDK in full.
 pub fn verify(file: &File) -> Result<Report> {
+    verify_with(file, DiskDigest::new())
+}
+
+/// [`verify`], feeding the decoded disk to `digest` (which may compare it
+/// with an expected disk instead of hashing it).
+pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
     let file_size = file.metadata().ctx("reading file metadata")?.len();
     let leading = reader::read_header(file, file_size)?;
     let mut r = Report::new(Format::Vmdk, file_size);
@@ -78,12 +84,14 @@ pub fn verify(file: &File) -> Result<Report> {
             None
         }
     };
+    let mut digest = Some(digest);
     let walk = if header.markers() {
         Some(walk_stream(
             file,
             file_size,
             &header,
             leading.gd_offset == GD_AT_END,
+            digest.take().unwrap_or_default(),
             &mut r,
         )?)
     } else {
@@ -111,7 +119,7 @@ pub fn verify(file: &File) -> Result<Report> {
             Some(dg.finish())
         }
         (_, Some(d)) => {
-            let mut dg = DiskDigest::new();
+            let mut dg = digest.take().unwrap_or_default();
             let res = for_each_chunk(d, |_, c| -> std::io::Result<()> {
                 match c {
                     Chunk::Data(b) => dg.data(b),
@@ -424,7 +432,7 @@ struct WalkedGrain {
 }
 
 /// What walking the marker stream found.
-struct Walk {
+struct Walk<'a> {
     grains: Vec<WalkedGrain>,
     /// Sectors of grain tables introduced by GT markers.
     gts: Vec<u64>,
@@ -433,18 +441,19 @@ struct Walk {
     /// Whether every grain inflated correctly (so `digest` is usable).
     digest_ok: bool,
     /// Digest of the grains in stream order, zeros filled between them.
-    digest: DiskDigest,
+    digest: DiskDigest<'a>,
 }
 
 /// Walk grain records and metadata markers from `overHead` to the end of
 /// the stream.
-fn walk_stream(
+fn walk_stream<'a>(
     file: &File,
     file_size: u64,
     h: &SparseExtentHeader,
     gd_at_end: bool,
+    digest: DiskDigest<'a>,
     r: &mut Report,
-) -> Result<Walk> {
+) -> Result<Walk<'a>> {
     let size = h.capacity * SECTOR_BYTES;
     let gb = h.grain_bytes();
     let max_comp = reader::max_compressed_bytes(gb);
@@ -453,7 +462,7 @@ fn walk_stream(
         gts: Vec::new(),
         in_order: true,
         digest_ok: true,
-        digest: DiskDigest::new(),
+        digest,
     };
     let mut z = Decompress::new(true);
     let mut data = vec![0u8; gb as usize];
