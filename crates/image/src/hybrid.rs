@@ -12,11 +12,13 @@
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use cloudimg_disk::layout::gpt::{self, GptSpec, NewPartition};
+use cloudimg_disk::layout::{mbr, Guid};
+use cloudimg_disk::SECTOR_SIZE;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::esp::{build_esp, EspSpec};
-use crate::gpt_write::{self, GptPartition, Guid, SECTOR_SIZE};
 use crate::grub::{self, GrubPaths};
 
 /// First LBA of the BIOS boot partition.
@@ -35,6 +37,14 @@ pub const EFI_LOADER_PATH: &str = "/EFI/BOOT/BOOTX64.EFI";
 pub const ESP_LABEL: &str = "CAPOS-ESP";
 /// SOURCE_DATE_EPOCH used when none is given (1980-01-01T00:00:00Z).
 pub const DEFAULT_EPOCH: i64 = 315_532_800;
+/// The BIOS boot partition type (GRUB's core.img lives there).
+pub const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
+/// The EFI system partition type.
+pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// Sectors the backup GPT takes at the end of the disk: the 128-entry
+/// array and the header.
+const BACKUP_GPT_SECTORS: u64 =
+    (gpt::DEFAULT_ENTRIES as u64 * gpt::ENTRY_SIZE as u64).div_ceil(SECTOR_SIZE) + 1;
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -131,7 +141,7 @@ fn seeded_guid(seed: u64, what: &str) -> Guid {
     let h = seeded(seed, what);
     let mut b = [0u8; 16];
     b.copy_from_slice(&h[..16]);
-    Guid::from_seed_bytes(b)
+    Guid::v4_from(b)
 }
 
 /// The FAT volume id for a seed.
@@ -192,7 +202,7 @@ pub fn plan(opts: &ImageOptions) -> Result<(PartitionRange, PartitionRange)> {
     }
     let disk_sectors = opts.size / SECTOR_SIZE;
     let esp_sectors = opts.esp_size / SECTOR_SIZE;
-    let needed = ESP_FIRST_LBA + esp_sectors + 1 + gpt_write::ARRAY_SECTORS;
+    let needed = ESP_FIRST_LBA + esp_sectors + BACKUP_GPT_SECTORS;
     if esp_sectors == 0 || disk_sectors < needed {
         return Err(Error::InvalidLayout(format!(
             "a disk of {} bytes cannot hold a {}-byte ESP at LBA {ESP_FIRST_LBA} (at least {} bytes needed)",
@@ -244,26 +254,33 @@ pub fn build_image(opts: &ImageOptions, out: &Path) -> Result<BuiltImage> {
     })?;
 
     let disk_guid = seeded_guid(opts.seed, "disk guid");
-    let parts = [
-        GptPartition {
-            type_guid: Guid::parse(gpt_write::BIOS_BOOT_TYPE).expect("constant GUID parses"),
-            unique_guid: seeded_guid(opts.seed, "partition 1"),
-            first_lba: bios.first_lba,
-            last_lba: bios.last_lba,
-            attributes: 0,
-            name: "BIOS boot".into(),
-        },
-        GptPartition {
-            type_guid: Guid::parse(gpt_write::ESP_TYPE).expect("constant GUID parses"),
-            unique_guid: seeded_guid(opts.seed, "partition 2"),
-            first_lba: esp.first_lba,
-            last_lba: esp.last_lba,
-            attributes: 0,
-            name: "EFI System".into(),
-        },
-    ];
-    let mut gpt = gpt_write::create(opts.size / SECTOR_SIZE, disk_guid, &parts)?;
-    grub::install_boot_img(&mut gpt.primary[..512], &images.boot_img, bios.first_lba)?;
+    let mut boot_sector = [0u8; 512];
+    grub::install_boot_img(&mut boot_sector, &images.boot_img, bios.first_lba)?;
+    let type_guid = |s: &str| s.parse::<Guid>().expect("constant GUID parses");
+    let spec = GptSpec {
+        boot_code: boot_sector[..mbr::BOOT_CODE_LEN].to_vec(),
+        partitions: vec![
+            NewPartition {
+                type_guid: type_guid(BIOS_BOOT_TYPE),
+                unique_guid: seeded_guid(opts.seed, "partition 1"),
+                first_lba: bios.first_lba,
+                last_lba: bios.last_lba,
+                attributes: 0,
+                name: "BIOS boot".into(),
+            },
+            NewPartition {
+                type_guid: type_guid(ESP_TYPE),
+                unique_guid: seeded_guid(opts.seed, "partition 2"),
+                first_lba: esp.first_lba,
+                last_lba: esp.last_lba,
+                attributes: 0,
+                name: "EFI System".into(),
+            },
+        ],
+        ..GptSpec::new(disk_guid)
+    };
+    let gpt =
+        gpt::create(&spec, opts.size).map_err(|e| Error::InvalidLayout(format!("GPT: {e}")))?;
 
     let output = cloudimg_disk::io::OutputFile::create(out)
         .map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
@@ -276,12 +293,12 @@ pub fn build_image(opts: &ImageOptions, out: &Path) -> Result<BuiltImage> {
         file.write_all_at(bytes, offset)
             .map_err(|e| Error::io(format!("writing {} at offset {offset}", out.display()), e))
     };
-    put(&gpt.primary, 0)?;
+    put(&gpt.head, 0)?;
     put(&core, bios.offset())?;
     for (off, chunk) in esp_vol.data_chunks() {
         put(chunk, esp.offset() + off)?;
     }
-    put(&gpt.backup, gpt.backup_offset)?;
+    put(&gpt.tail, gpt.tail_offset)?;
     let path = output
         .commit()
         .map_err(|e| Error::io(format!("finishing {}", out.display()), e))?;

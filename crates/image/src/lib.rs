@@ -9,7 +9,6 @@
 
 pub mod error;
 pub mod esp;
-pub mod gpt_write;
 pub mod grub;
 pub mod hybrid;
 pub mod kernel;

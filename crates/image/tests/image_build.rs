@@ -65,7 +65,7 @@ fn img_guid(img: &BuiltImage, part: u64) -> String {
     let e = 1024 + (part as usize - 1) * 128;
     let mut g = [0u8; 16];
     g.copy_from_slice(&bytes[e + 16..e + 32]);
-    cloudimg_image::gpt_write::Guid(g).to_string()
+    cloudimg_disk::layout::Guid(g).to_string()
 }
 
 #[test]
