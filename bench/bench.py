@@ -61,15 +61,31 @@ def measure(script):
 
 
 def text_like(rng, n):
-    words = [b"capos", b"kernel", b"starting", b"serial", b"console", b"gpt", b"limine",
-             b"boot", b"0x3f8", b"uefi", b"bios", b"the", b"a", b"of", b"page", b"table"]
-    parts, size = [], 0
+    """Text with the statistics of prose or source code: words drawn with
+    a Zipf distribution from a vocabulary of 4000 made-up words, separated
+    by spaces, punctuation and indented line breaks. (A tiny vocabulary
+    makes deflate unrealistically slow and text unrealistically
+    compressible.)"""
+    letters = b"etaoinshrdlcumwfgypbvkjxqz_"
+    vocab = []
+    for i in range(4000):
+        k = 2 + int(rng.expovariate(1 / 5))
+        vocab.append(bytes(rng.choice(letters[:20 + i % 7]) for _ in range(k)))
+    cum, total = [], 0.0
+    for r in range(len(vocab)):
+        total += 1 / (r + 1)
+        cum.append(total)
+    seps = [b" "] * 12 + [b", ", b". ", b"(", b") ", b" = ", b"; ", b": ",
+                          b"\n", b"\n    ", b"\n        ", b"\n            "]
+    out, size = [], 0
     while size < n:
-        w = rng.choice(words)
-        sep = b"\n" if rng.random() < 0.1 else b" "
-        parts.append(w + sep)
-        size += len(w) + 1
-    return b"".join(parts)[:n]
+        k = 65536
+        words = rng.choices(vocab, cum_weights=cum, k=k)
+        gaps = rng.choices(seps, k=k)
+        chunk = b"".join(w + g for w, g in zip(words, gaps))
+        out.append(chunk)
+        size += len(chunk)
+    return b"".join(out)[:n]
 
 
 def gpt(path, size):

@@ -52,7 +52,7 @@ fn gpt_image(dir: &Path, name: &str, size: u64, seed: u64) -> PathBuf {
     let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
     let mut rng = Rng::new(seed);
     let mut buf = vec![0u8; 300_000];
-    for off in [1 * MIB, 2 * MIB + 4096, 5 * MIB, 11 * MIB + 512, size / 2 + 7 * 512] {
+    for off in [MIB, 2 * MIB + 4096, 5 * MIB, 11 * MIB + 512, size / 2 + 7 * 512] {
         if off + buf.len() as u64 <= size - 34 * 512 {
             rng.fill(&mut buf);
             f.write_all_at(&buf, off).unwrap();

@@ -64,6 +64,12 @@ pub trait VirtualDisk: Send + Sync {
 
     /// Sorted, non-overlapping extents covering `0..size()` exactly.
     fn extents(&self) -> io::Result<Vec<Extent>>;
+
+    /// The raw file behind this disk, byte for byte, if it is one: lets
+    /// writers copy data in the kernel (`copy_file_range`).
+    fn as_raw_file(&self) -> Option<&crate::io::RawFile> {
+        None
+    }
 }
 
 impl<T: VirtualDisk + ?Sized> VirtualDisk for &T {
@@ -76,6 +82,9 @@ impl<T: VirtualDisk + ?Sized> VirtualDisk for &T {
     fn extents(&self) -> io::Result<Vec<Extent>> {
         (**self).extents()
     }
+    fn as_raw_file(&self) -> Option<&crate::io::RawFile> {
+        (**self).as_raw_file()
+    }
 }
 
 impl<T: VirtualDisk + ?Sized> VirtualDisk for Box<T> {
@@ -87,6 +96,9 @@ impl<T: VirtualDisk + ?Sized> VirtualDisk for Box<T> {
     }
     fn extents(&self) -> io::Result<Vec<Extent>> {
         (**self).extents()
+    }
+    fn as_raw_file(&self) -> Option<&crate::io::RawFile> {
+        (**self).as_raw_file()
     }
 }
 
@@ -146,6 +158,112 @@ where
         }
     }
     Ok(())
+}
+
+/// A disk whose data extents were refined by reading them: every aligned
+/// 4 KiB block of zeros inside a data extent becomes a zero extent, as
+/// `cp --sparse=always` would punch it. Writers then skip those blocks
+/// like holes (sparse tar entries, omitted grains, holes in raw copies).
+pub struct ZeroScanned<D> {
+    inner: D,
+    extents: Vec<Extent>,
+}
+
+/// Granularity of [`ZeroScanned`]: the usual filesystem block.
+pub const ZERO_SCAN_BLOCK: u64 = 4096;
+
+impl<D: VirtualDisk> ZeroScanned<D> {
+    /// Scan `inner`'s data extents on up to `jobs` threads.
+    pub fn scan(inner: D, jobs: usize) -> io::Result<Self> {
+        const UNIT: u64 = 64 << 20;
+        let mut units: Vec<Extent> = Vec::new();
+        let mut out: Vec<Extent> = Vec::new();
+        let base = inner.extents()?;
+        for e in &base {
+            if e.kind == ExtentKind::Zero {
+                continue;
+            }
+            let mut pos = e.offset;
+            while pos < e.end() {
+                let end = ((pos / UNIT + 1) * UNIT).min(e.end());
+                units.push(Extent { offset: pos, len: end - pos, kind: ExtentKind::Data });
+                pos = end;
+            }
+        }
+        let threads = jobs.clamp(1, units.len().max(1));
+        type Scanned = io::Result<Vec<(usize, Vec<Extent>)>>;
+        let scanned: Vec<Scanned> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (units, inner) = (&units, &inner);
+                    s.spawn(move || {
+                        let mut buf = vec![0u8; BUFFER_SIZE];
+                        let mut res = Vec::new();
+                        for (i, u) in units.iter().enumerate().skip(t).step_by(threads) {
+                            res.push((i, scan_unit(inner, *u, &mut buf)?));
+                        }
+                        Ok(res)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("scan threads do not panic")).collect()
+        });
+        let mut parts: Vec<(usize, Vec<Extent>)> = Vec::with_capacity(units.len());
+        for r in scanned {
+            parts.extend(r?);
+        }
+        parts.sort_by_key(|(i, _)| *i);
+        let mut parts = parts.into_iter().map(|(_, v)| v);
+        for e in base {
+            if e.kind == ExtentKind::Zero {
+                out.push(e);
+                continue;
+            }
+            let mut covered = e.offset;
+            while covered < e.end() {
+                let part = parts.next().expect("one scanned part per unit");
+                covered = part.last().map_or(covered, Extent::end);
+                out.extend(part);
+            }
+        }
+        Ok(ZeroScanned { inner, extents: coalesce(out) })
+    }
+}
+
+fn scan_unit<D: VirtualDisk>(d: &D, u: Extent, buf: &mut [u8]) -> io::Result<Vec<Extent>> {
+    let mut out = Vec::new();
+    let mut pos = u.offset;
+    while pos < u.end() {
+        let n = (u.end() - pos).min(buf.len() as u64) as usize;
+        d.read_at(&mut buf[..n], pos)?;
+        let mut at = pos;
+        while at < pos + n as u64 {
+            // Blocks aligned to absolute 4 KiB boundaries.
+            let end = ((at / ZERO_SCAN_BLOCK + 1) * ZERO_SCAN_BLOCK).min(pos + n as u64);
+            let b = &buf[(at - pos) as usize..(end - pos) as usize];
+            let zero = b.len() as u64 == ZERO_SCAN_BLOCK && b.iter().all(|&x| x == 0);
+            let kind = if zero { ExtentKind::Zero } else { ExtentKind::Data };
+            out.push(Extent { offset: at, len: end - at, kind });
+            at = end;
+        }
+        pos += n as u64;
+    }
+    Ok(coalesce(out))
+}
+
+impl<D: VirtualDisk> VirtualDisk for ZeroScanned<D> {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn extents(&self) -> io::Result<Vec<Extent>> {
+        Ok(self.extents.clone())
+    }
+    fn as_raw_file(&self) -> Option<&crate::io::RawFile> {
+        self.inner.as_raw_file()
+    }
 }
 
 /// A disk held in memory; zero extents are found by scanning 4 KiB blocks.

@@ -9,15 +9,18 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::disk::{VirtualDisk, GIB, SECTOR_SIZE};
+use crate::disk::{
+    for_each_chunk, Chunk, ExtentKind, PatchedDisk, VirtualDisk, ZeroScanned, GIB, SECTOR_SIZE,
+};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::formats::{self, Format, WriteOptions};
-use crate::io::{sha256_disk, sha256_file, OutputFile, RawFile, Sha256Hex};
+use crate::io::{sha256_disk, sha256_file, DiskDigest, OutputFile, RawFile, Sha256Hex};
 use crate::layout;
 use crate::verify::{disk_findings, Finding, Layer, Report};
 
@@ -101,21 +104,29 @@ pub struct PackageRequest {
     pub shapes: Vec<Shape>,
     /// Timestamp for formats that carry one (`SOURCE_DATE_EPOCH`, else 0).
     pub mtime: u64,
+    /// Threads for each compressing writer (at least 1).
+    pub jobs: usize,
 }
 
-/// Progress events, for the command line to show.
+/// Progress events, for the command line to show. They are sent from the
+/// worker threads and delivered on the calling thread.
 #[derive(Debug, Clone)]
-pub enum Event<'a> {
-    /// Hashing the input.
-    HashingInput,
+pub enum Event {
+    /// Work starts: the input's size and the shapes being made.
+    Started {
+        /// Bytes of the input.
+        size: u64,
+        /// Bytes of data (not holes) in the input.
+        data: u64,
+    },
     /// Writing a shape to a temporary file.
-    Writing(Shape, &'a Path),
+    Writing(Shape),
     /// Decoding a written shape back.
     Verifying(Shape),
     /// A shape is written, verified and has its final name.
-    Done(&'a Artifact),
+    Done(Artifact),
     /// A shape could not be made; the others go on.
-    Failed(Shape, &'a Error),
+    Failed(Shape, String),
 }
 
 /// The source image as recorded in the manifest.
@@ -247,58 +258,166 @@ fn preflight(req: &PackageRequest) -> Result<RawFile> {
     Ok(disk)
 }
 
-/// A seed for identifiers (VHD UUID, VMDK CID) derived from the input's
-/// content hash, so the same input always gives the same identifiers.
-fn seed_from(sha: &Sha256Hex, name: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"cloudimg seed v1\0");
-    h.update(sha.0);
-    h.update(name.as_bytes());
-    h.finalize().into()
-}
-
 /// The size GCP requires: the next whole GiB (an exact multiple stays).
 pub fn gcp_size(size: u64) -> u64 {
     size.div_ceil(GIB) * GIB
 }
 
-/// Package `req.input` into `req.shapes`, calling `on_event` as work
-/// progresses. Fails before any work for unusable input or output; a
-/// shape that cannot be made (e.g. GCP for an image with a corrupt GPT)
-/// is reported in [`Outcome::failures`] while the others are still made.
-pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome> {
-    let disk = preflight(req)?;
+/// Package `req.input` into `req.shapes`, calling `on_event` (on this
+/// thread) as work progresses. Fails before any work for unusable input
+/// or output; a shape that cannot be made (e.g. GCP for an image with a
+/// corrupt GPT) is reported in [`Outcome::failures`] while the others are
+/// still made.
+///
+/// The work runs in parallel: the input's SHA-256 and the grown disk's
+/// are computed on their own threads while the shapes are written (the
+/// compressed ones on pools of `req.jobs` threads); then every artifact is
+/// read back and decoded, and its content compared byte for byte with the
+/// disk it must hold (the input, or the grown disk for GCP). Equal content
+/// has equal SHA-256, so the manifest's digests are never guessed: they
+/// are the hashes of disks proven identical to the decoded artifacts.
+pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<Outcome> {
     let input = &req.input;
-    on_event(Event::HashingInput);
-    let source_sha = sha256_disk(&disk).ctx("reading").map_err(|e| e.with_path(input))?;
-    let source = Source {
-        file: input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        size: disk.size(),
-        sha256: source_sha,
-    };
-    let opts = WriteOptions { mtime: req.mtime, seed: seed_from(&source_sha, &req.name) };
+    let read_err = |e: std::io::Error| Error::io("reading", e).with_path(input);
+    let jobs = req.jobs.max(1);
+    // Zero blocks inside data extents are treated as holes from here on.
+    let disk: Input = ZeroScanned::scan(preflight(req)?, jobs).map_err(read_err)?;
+    let extents = disk.extents().map_err(read_err)?;
+    let data: u64 = extents.iter().filter(|e| e.kind == ExtentKind::Data).map(|e| e.len).sum();
+    on_event(Event::Started { size: disk.size(), data });
+
+    let seed = identity_seed(&disk, &extents, &req.name).map_err(read_err)?;
+    let opts = WriteOptions { mtime: req.mtime, seed };
     let input_findings = layout::gpt::verify(&disk);
 
+    // The GCP disk is planned up front; refusing it fails that shape only.
+    let wants_gcp = req.shapes.contains(&Shape::GcpTarGz);
+    let mut failures: Vec<(Shape, Error)> = Vec::new();
+    let grown = match wants_gcp.then(|| layout::gpt::grow(&disk, gcp_size(disk.size()))) {
+        Some(Ok(g)) => Some(g),
+        Some(Err(e)) => {
+            let e = Error::new(e.kind(), format!("refusing the GCP shape: {}", e.message()))
+                .with_path(input);
+            on_event(Event::Failed(Shape::GcpTarGz, e.to_string()));
+            failures.push((Shape::GcpTarGz, e));
+            None
+        }
+        None => None,
+    };
+    let shapes: Vec<Shape> = req
+        .shapes
+        .iter()
+        .copied()
+        .filter(|s| *s != Shape::GcpTarGz || grown.is_some())
+        .collect();
+    let vhd_footer = crate::formats::vhd::writer::fixed_footer(disk.size(), &opts).to_bytes();
+
+    let (tx, rx) = mpsc::channel::<Event>();
+    let results = std::thread::scope(|scope| -> Result<Vec<(Shape, Result<Artifact>)>> {
+        // Phase 1: hash the source (and the VHD file, which is the source
+        // and its footer) and the grown disk, while writing every shape.
+        let source_hash = scope.spawn(|| -> std::io::Result<(Sha256Hex, Sha256Hex)> {
+            let mut h = Sha256::new();
+            feed_hasher(&disk, &mut h)?;
+            let source = Sha256Hex(h.clone().finalize().into());
+            h.update(vhd_footer);
+            Ok((source, Sha256Hex(h.finalize().into())))
+        });
+        let grown_hash = grown.as_ref().map(|g| scope.spawn(move || sha256_disk(g)));
+        let writers: Vec<_> = shapes
+            .iter()
+            .map(|&shape| {
+                let tx = tx.clone();
+                let (disk, grown, opts) = (&disk, grown.as_ref(), &opts);
+                let target = req.out_dir.join(shape.file_name(&req.name));
+                scope.spawn(move || {
+                    let _ = tx.send(Event::Writing(shape));
+                    let r = write_shape(shape, disk, grown, &target, opts, jobs);
+                    if let Err(e) = &r {
+                        let _ = tx.send(Event::Failed(shape, e.to_string()));
+                    }
+                    (shape, r)
+                })
+            })
+            .collect();
+        drop(tx);
+        // Deliver events while the writers run.
+        for ev in rx.iter() {
+            on_event(ev);
+        }
+        let written: Vec<(Shape, Result<OutputFile>)> =
+            writers.into_iter().map(|h| h.join().expect("writer threads do not panic")).collect();
+        let (source_sha, vhd_sha) =
+            source_hash.join().expect("hash threads do not panic").map_err(read_err)?;
+        let grown_sha = match grown_hash {
+            Some(h) => Some(h.join().expect("hash threads do not panic").map_err(read_err)?),
+            None => None,
+        };
+
+        // Phase 2: read every artifact back and compare it with its disk.
+        let (tx, rx) = mpsc::channel::<Event>();
+        let verifiers: Vec<_> = written
+            .into_iter()
+            .map(|(shape, w)| {
+                let tx = tx.clone();
+                let (disk, grown) = (&disk, grown.as_ref());
+                scope.spawn(move || {
+                    let r = w.and_then(|out| {
+                        let _ = tx.send(Event::Verifying(shape));
+                        let expected: (&dyn VirtualDisk, Sha256Hex) = match shape {
+                            Shape::GcpTarGz => (
+                                grown.expect("the GCP shape is only written with its disk"),
+                                grown_sha.expect("the grown disk is hashed"),
+                            ),
+                            _ => (disk, source_sha),
+                        };
+                        let file_sha = match shape {
+                            Shape::AwsRaw => Some(source_sha),
+                            Shape::AwsVhd => Some(vhd_sha),
+                            _ => None,
+                        };
+                        verify_and_commit(shape, out, expected, file_sha)
+                    });
+                    match &r {
+                        Ok(a) => drop(tx.send(Event::Done(a.clone()))),
+                        Err(e) => drop(tx.send(Event::Failed(shape, e.to_string()))),
+                    }
+                    (shape, r)
+                })
+            })
+            .collect();
+        drop(tx);
+        for ev in rx.iter() {
+            on_event(ev);
+        }
+        Ok(verifiers.into_iter().map(|h| h.join().expect("verifier threads do not panic")).collect())
+    })?;
+
+    let source_sha = results
+        .iter()
+        .find_map(|(s, r)| match r {
+            Ok(a) if s.provider() == Provider::Aws => Some(a.virtual_sha256),
+            _ => None,
+        });
+    let source_sha = match source_sha {
+        Some(s) => s,
+        None => sha256_disk(&disk).map_err(read_err)?,
+    };
     let mut artifacts = Vec::new();
-    let mut failures = Vec::new();
-    for &shape in &req.shapes {
-        let target = req.out_dir.join(shape.file_name(&req.name));
-        match make_shape(shape, &disk, &source, &target, &opts, on_event) {
-            Ok(a) => {
-                on_event(Event::Done(&a));
-                artifacts.push(a);
-            }
+    for (shape, r) in results {
+        match r {
+            Ok(a) => artifacts.push(a),
             Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
-            Err(e) => {
-                on_event(Event::Failed(shape, &e));
-                failures.push((shape, e));
-            }
+            Err(e) => failures.push((shape, e)),
         }
     }
-
     let manifest = Manifest {
         generator: format!("cloudimg {}", env!("CARGO_PKG_VERSION")),
-        source,
+        source: Source {
+            file: input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            size: disk.size(),
+            sha256: source_sha,
+        },
         artifacts,
     };
     let manifest_path = req.out_dir.join("manifest.json");
@@ -317,71 +436,123 @@ fn write_manifest(m: &Manifest, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn make_shape(
+/// Feed every byte of `disk` (holes as zeros) to a SHA-256 hasher.
+fn feed_hasher(disk: &dyn VirtualDisk, h: &mut Sha256) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    for_each_chunk(disk, |_, c| -> std::io::Result<()> {
+        match c {
+            Chunk::Data(b) => h.update(b),
+            Chunk::Zero(mut n) => {
+                while n > 0 {
+                    let k = n.min(ZEROS.len() as u64) as usize;
+                    h.update(&ZEROS[..k]);
+                    n -= k as u64;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A seed for identifiers (VHD UUID, VMDK CID) derived from the input
+/// without reading all of it (the identifiers are written before its
+/// SHA-256 is known): its size, its extent map, its first and last MiB
+/// (partition tables, boot code, disk GUID) and the name prefix. The same
+/// input always gives the same seed.
+fn identity_seed(disk: &Input, extents: &[crate::disk::Extent], name: &str) -> std::io::Result<[u8; 32]> {
+    const EDGE: u64 = 1 << 20;
+    let mut h = Sha256::new();
+    h.update(b"cloudimg seed v2\0");
+    h.update(disk.size().to_le_bytes());
+    for e in extents {
+        h.update(e.offset.to_le_bytes());
+        h.update(e.len.to_le_bytes());
+        h.update([u8::from(e.kind == ExtentKind::Data)]);
+    }
+    let size = disk.size();
+    let mut buf = vec![0u8; size.min(EDGE) as usize];
+    for at in [0, size - size.min(EDGE)] {
+        disk.read_at(&mut buf, at)?;
+        h.update(&buf);
+    }
+    h.update(name.as_bytes());
+    Ok(h.finalize().into())
+}
+
+/// The input as the writers see it: the raw file, zero blocks as holes.
+type Input = ZeroScanned<RawFile>;
+
+/// Write one shape to a temporary file beside its target.
+fn write_shape(
     shape: Shape,
-    disk: &RawFile,
-    source: &Source,
+    disk: &Input,
+    grown: Option<&PatchedDisk<&Input>>,
     target: &Path,
     opts: &WriteOptions,
-    on_event: &mut dyn FnMut(Event<'_>),
-) -> Result<Artifact> {
-    let started = Instant::now();
+    jobs: usize,
+) -> Result<OutputFile> {
     let with_target = |e: Error| e.with_path(target);
-    // What the artifact must decode to.
-    let (expect_size, expect_sha) = match shape {
-        Shape::GcpTarGz => {
-            let grown = layout::gpt::grow(disk, gcp_size(disk.size())).map_err(|e| {
-                Error::new(e.kind(), format!("refusing the GCP shape: {}", e.message()))
-                    .with_path(disk.path())
-            })?;
-            let sha = sha256_disk(&grown).ctx("reading").map_err(|e| e.with_path(disk.path()))?;
-            (grown.size(), sha)
-        }
-        _ => (source.size, source.sha256),
-    };
-
     let out = OutputFile::create(target).ctx("creating").map_err(with_target)?;
-    on_event(Event::Writing(shape, out.temp_path()));
     match shape {
         Shape::AwsRaw => formats::raw::write(disk, out.file()),
         Shape::AwsVhd => formats::vhd::write_fixed(disk, out.file(), opts),
         Shape::AwsVmdk => {
             let name = shape_file_name(target);
             let w = BufWriter::with_capacity(crate::disk::BUFFER_SIZE, out.file());
-            formats::vmdk::write_stream_optimized(disk, w, &name, opts).and_then(finish_buf)
+            formats::vmdk::write_stream_optimized_jobs(disk, w, &name, opts, jobs)
+                .and_then(finish_buf)
         }
         Shape::GcpTarGz => {
-            let grown = layout::gpt::grow(disk, gcp_size(disk.size()))?;
+            let grown = grown.expect("the GCP shape is only written with its disk");
             let w = BufWriter::with_capacity(crate::disk::BUFFER_SIZE, out.file());
-            formats::gcp::write_tar_gz(&grown, w, opts).and_then(finish_buf)
+            formats::gcp::write_tar_gz_jobs(grown, w, opts, jobs).and_then(finish_buf)
         }
     }
     .map_err(with_target)?;
     out.file().sync_all().ctx("flushing").map_err(with_target)?;
     corrupt_for_tests(out.file(), target);
+    Ok(out)
+}
 
-    on_event(Event::Verifying(shape));
-    let report = verify_file(out.file(), shape.format()).map_err(|e| {
-        Error::new(e.kind(), format!("verification failed: {}", e.message())).with_path(target)
+/// Read a written artifact back, decode it in full comparing its content
+/// with `expected`, check its structure, and give it its final name.
+fn verify_and_commit(
+    shape: Shape,
+    out: OutputFile,
+    expected: (&dyn VirtualDisk, Sha256Hex),
+    file_sha: Option<Sha256Hex>,
+) -> Result<Artifact> {
+    let started = Instant::now();
+    let target = out.target().to_path_buf();
+    let with_target = |e: Error| e.with_path(&target);
+    let (expected_disk, expected_sha) = expected;
+    let digest = DiskDigest::comparing(expected_disk, expected_sha)
+        .ctx("listing the expected disk's extents")
+        .map_err(with_target)?;
+    let report = verify_file_with(out.file(), shape.format(), digest).map_err(|e| {
+        Error::new(e.kind(), format!("verification failed: {}", e.message())).with_path(&target)
     })?;
     // The AWS shapes carry the input unchanged: once the decoded disk is
     // proven identical to the input, problems inside that disk (its GPT)
     // are the input's, reported once as warnings, not conversion defects.
     // The GCP disk is made by cloudimg, so its GPT must be sound.
     let own_disk = shape.provider() == Provider::Gcp;
-    check_report(&report, shape.format(), expect_size, expect_sha, own_disk)
+    check_report(&report, shape.format(), expected_disk.size(), expected_sha, own_disk)
         .map_err(with_target)?;
     let size = out.file().metadata().ctx("reading metadata").map_err(with_target)?.len();
-    let sha256 = sha256_file(out.temp_path()).ctx("reading").map_err(with_target)?;
+    let sha256 = match file_sha {
+        Some(s) => s,
+        None => sha256_file(out.temp_path()).ctx("reading").map_err(with_target)?,
+    };
     out.commit().ctx("renaming").map_err(with_target)?;
     Ok(Artifact {
-        file: shape_file_name(target),
+        file: shape_file_name(&target),
         provider: shape.provider(),
         shape,
         size,
         sha256,
-        virtual_size: expect_size,
-        virtual_sha256: expect_sha,
+        virtual_size: expected_disk.size(),
+        virtual_sha256: expected_sha,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -465,18 +636,23 @@ pub fn check_report(
 
 /// Decode and check an open file as `format`.
 pub fn verify_file(file: &File, format: Format) -> Result<Report> {
+    verify_file_with(file, format, DiskDigest::new())
+}
+
+/// [`verify_file`], feeding the decoded disk to `digest`.
+pub fn verify_file_with(file: &File, format: Format, digest: DiskDigest<'_>) -> Result<Report> {
     match format {
         Format::Raw => {
-            let mut report = formats::raw::verify(file)?;
+            let mut report = formats::raw::verify_with(file, digest)?;
             let len = report.file_size;
             let f = file.try_clone().ctx("opening")?;
             let disk = RawFile::window(f, "", 0, len);
             report.findings.extend(disk_findings(&disk));
             Ok(report)
         }
-        Format::VhdFixed | Format::VhdDynamic => formats::vhd::verify(file),
-        Format::Vmdk => formats::vmdk::verify(file),
-        Format::Gzip => formats::gcp::verify(file),
+        Format::VhdFixed | Format::VhdDynamic => formats::vhd::verify::verify_with(file, digest),
+        Format::Vmdk => formats::vmdk::verify_with(file, digest),
+        Format::Gzip => formats::gcp::verify_with(file, digest),
         other => Err(Error::unsupported(format!("cannot verify {other} files yet"))),
     }
 }

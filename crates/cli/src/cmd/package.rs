@@ -27,6 +27,10 @@ pub struct Args {
     /// Prefix of the AWS file names.
     #[arg(long, default_value = "capos")]
     pub name: String,
+    /// Threads for each compressing writer (default: all cores). The
+    /// output bytes do not depend on it.
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// Print the manifest as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -54,16 +58,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         name: args.name.clone(),
         shapes,
         mtime: super::source_date_epoch()?,
+        jobs: match args.jobs {
+            Some(0) => anyhow::bail!("--jobs must be at least 1"),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
     };
     // Progress only on a terminal; failures are always reported below.
     let show = !args.quiet && super::stderr_is_tty();
-    let mut on_event = |ev: Event<'_>| {
+    let mut on_event = |ev: Event| {
         if !show {
             return;
         }
         match ev {
-            Event::HashingInput => eprintln!("hashing {}", req.input.display()),
-            Event::Writing(shape, _) => eprintln!("writing {}", shape.file_name(&req.name)),
+            Event::Started { size, data } => {
+                eprintln!("packaging {} ({size} bytes, {data} of data)", req.input.display())
+            }
+            Event::Writing(shape) => eprintln!("writing {}", shape.file_name(&req.name)),
             Event::Verifying(shape) => eprintln!("verifying {}", shape.file_name(&req.name)),
             Event::Done(a) => eprintln!("ok {} ({} bytes, {:.2} s)", a.file, a.size, a.seconds),
             Event::Failed(shape, e) => eprintln!("FAILED {}: {e}", shape.file_name(&req.name)),

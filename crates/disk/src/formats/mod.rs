@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 
+pub mod deflate;
 pub mod gcp;
 pub mod raw;
 pub mod vhd;

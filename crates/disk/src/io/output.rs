@@ -114,7 +114,7 @@ mod tests {
     fn committed_output_has_final_name() {
         let dir = tempfile::tempdir().unwrap();
         let out = OutputFile::create(dir.path().join("a.raw")).unwrap();
-        (&*out.file()).write_all(b"x").unwrap();
+        out.file().write_all(b"x").unwrap();
         let p = out.commit().unwrap();
         assert_eq!(fs::read(p).unwrap(), b"x");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);

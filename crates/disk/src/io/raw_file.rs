@@ -50,6 +50,49 @@ impl RawFile {
         &self.file
     }
 
+    /// Copy `len` bytes at `offset` of this disk to `offset` of `out`,
+    /// in the kernel when the filesystem allows (`copy_file_range`: no
+    /// copy through user space, a reflink on filesystems that share
+    /// extents), else through a buffer.
+    pub fn copy_range_to(&self, out: &File, offset: u64, len: u64) -> io::Result<()> {
+        let mut src = self.base + offset;
+        let mut dst = offset;
+        let end = offset + len;
+        while dst < end {
+            let want = (end - dst).min(1 << 30) as usize;
+            match rustix::fs::copy_file_range(&self.file, Some(&mut src), out, Some(&mut dst), want) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being read",
+                    ))
+                }
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(
+                    rustix::io::Errno::XDEV
+                    | rustix::io::Errno::INVAL
+                    | rustix::io::Errno::NOSYS
+                    | rustix::io::Errno::OPNOTSUPP,
+                ) => return self.copy_range_buffered(out, dst, end - dst),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_range_buffered(&self, out: &File, offset: u64, len: u64) -> io::Result<()> {
+        let mut buf = vec![0u8; crate::disk::BUFFER_SIZE];
+        let mut pos = offset;
+        while pos < offset + len {
+            let n = (offset + len - pos).min(buf.len() as u64) as usize;
+            self.read_at(&mut buf[..n], pos)?;
+            out.write_all_at(&buf[..n], pos)?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
     /// Find the next data at or after `pos` (relative to the window), or
     /// `None` if the rest is a hole.
     fn next_data(&self, pos: u64) -> io::Result<Option<u64>> {
@@ -89,6 +132,10 @@ impl VirtualDisk for RawFile {
                 e
             }
         })
+    }
+
+    fn as_raw_file(&self) -> Option<&RawFile> {
+        Some(self)
     }
 
     fn extents(&self) -> io::Result<Vec<Extent>> {

@@ -19,6 +19,7 @@ use std::io::{self, Read, Write};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::error::{Error, IoContext, Result};
+use crate::formats::deflate;
 use crate::verify::Finding;
 
 /// gzip magic bytes (ID1, ID2).
@@ -77,22 +78,57 @@ pub struct GzipWriter<W: Write> {
 }
 
 /// Raw-deflate `data` primed with `dict`, ending in a sync flush; also
-/// return its CRC-32.
+/// return its CRC-32. Segments of [`SEGMENT`] bytes that look
+/// incompressible are written as stored blocks; each run of compressible
+/// segments is deflated on its own, primed with the 32 KiB of input before
+/// it, so the ratio stays that of one stream.
 fn compress_block(dict: &[u8], data: &[u8]) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
+    const SEGMENT: usize = 64 * 1024;
     let mut crc = crc32fast::Hasher::new();
     crc.update(data);
+    let mut out = Vec::with_capacity(data.len() / 2 + 4096);
+    let stored: Vec<bool> = data.chunks(SEGMENT).map(deflate::looks_incompressible).collect();
+    let mut seg = 0;
+    while seg < stored.len() {
+        let start = seg * SEGMENT;
+        if stored[seg] {
+            let end = (start + SEGMENT).min(data.len());
+            deflate::push_stored(&data[start..end], false, &mut out);
+            seg += 1;
+            continue;
+        }
+        let mut run_end = seg;
+        while run_end < stored.len() && !stored[run_end] {
+            run_end += 1;
+        }
+        let end = (run_end * SEGMENT).min(data.len());
+        // The window before the run: the previous block's tail, then this
+        // block's bytes before `start`.
+        let mut window = Vec::with_capacity(DICT_SIZE);
+        if start < DICT_SIZE {
+            window.extend_from_slice(&dict[dict.len().saturating_sub(DICT_SIZE - start)..]);
+        }
+        window.extend_from_slice(&data[start.saturating_sub(DICT_SIZE)..start]);
+        deflate_sync(&window, &data[start..end], &mut out)?;
+        seg = run_end;
+    }
+    Ok((out, crc))
+}
+
+/// Raw-deflate `data` primed with `dict`, ending in a sync flush, onto `out`.
+fn deflate_sync(dict: &[u8], data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     let mut c = Compress::new(Compression::new(LEVEL), false);
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;
     }
-    let mut out = Vec::with_capacity(data.len() / 2 + 4096);
+    out.reserve(data.len() / 2 + 4096);
     loop {
         let consumed = c.total_in() as usize;
-        c.compress_vec(&data[consumed..], &mut out, FlushCompress::Sync)
+        c.compress_vec(&data[consumed..], out, FlushCompress::Sync)
             .map_err(io::Error::other)?;
         // Done once all input is in and the flush left output space unused.
         if c.total_in() as usize == data.len() && out.len() < out.capacity() {
-            return Ok((out, crc));
+            return Ok(());
         }
         out.reserve(out.capacity().max(64 * 1024));
     }

@@ -30,7 +30,7 @@ pub mod gzip;
 pub mod tar;
 mod verify;
 
-pub use verify::verify;
+pub use verify::{verify, verify_with};
 
 /// The only member name GCP accepts.
 pub const MEMBER_NAME: &str = "disk.raw";
@@ -167,25 +167,9 @@ fn write_nonzero(out: &File, data: &[u8], offset: u64) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::MemDisk;
-
-    #[test]
-    fn refuses_size_not_whole_gib() {
-        let disk = MemDisk::new(vec![0; 1 << 20]);
-        let opts = WriteOptions {
-            mtime: 0,
-            seed: [0; 32],
-        };
-        let err = write_tar_gz(&disk, Vec::new(), &opts).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "disk.raw must be a whole number of GiB for GCP, but the disk is 1048576 bytes: grow it first"
-        );
-    }
-}
+/// What [`peek`] returns: the first member's facts, the first bytes of
+/// its content, and its logical size (None when there is no member).
+pub type Peek = (serde_json::Map<String, serde_json::Value>, Vec<u8>, Option<u64>);
 
 /// How much of the decoded disk [`peek`] keeps: the protective MBR, the
 /// primary GPT and well beyond.
@@ -194,9 +178,7 @@ const PEEK_BYTES: u64 = 1 << 20;
 /// Read only the start of a GCP tarball, for `inspect`: the first tar
 /// member's facts, the first MiB of its content, and its logical size.
 /// Decompresses about a MiB, whatever the archive's size.
-pub fn peek(
-    file: &File,
-) -> Result<(serde_json::Map<String, serde_json::Value>, Vec<u8>, Option<u64>)> {
+pub fn peek(file: &File) -> Result<Peek> {
     let gz = gzip::GzipReader::new(FileReader::new(file))?;
     let mut tar = tar::TarReader::new(gz);
     let mut facts = serde_json::Map::new();
@@ -233,3 +215,24 @@ pub fn peek(
     }
     Ok((facts, head, Some(entry.realsize)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemDisk;
+
+    #[test]
+    fn refuses_size_not_whole_gib() {
+        let disk = MemDisk::new(vec![0; 1 << 20]);
+        let opts = WriteOptions {
+            mtime: 0,
+            seed: [0; 32],
+        };
+        let err = write_tar_gz(&disk, Vec::new(), &opts).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "disk.raw must be a whole number of GiB for GCP, but the disk is 1048576 bytes: grow it first"
+        );
+    }
+}
+

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use crate::disk::{for_each_chunk, Chunk, VirtualDisk};
+use crate::disk::{for_each_chunk, Chunk, ExtentKind, VirtualDisk};
 use crate::error::{Error, IoContext, Result};
 use crate::io::{feed_disk, DiskDigest, RawFile};
 use crate::verify::Report;
@@ -16,14 +16,27 @@ use super::Format;
 
 /// Copy `disk` into `out`, which must be empty; zero extents stay holes.
 pub fn write(disk: &dyn VirtualDisk, out: &File) -> Result<()> {
+    write_data(disk, out)?;
+    out.set_len(disk.size()).ctx("setting the file size")?;
+    Ok(())
+}
+
+/// Copy the data extents of `disk` to the same offsets of `out`, leaving
+/// the rest untouched. A raw file is copied in the kernel.
+pub fn write_data(disk: &dyn VirtualDisk, out: &File) -> Result<()> {
+    if let Some(raw) = disk.as_raw_file() {
+        let extents = disk.extents().ctx("listing the data extents")?;
+        for e in extents.iter().filter(|e| e.kind == ExtentKind::Data) {
+            raw.copy_range_to(out, e.offset, e.len).ctx("copying data")?;
+        }
+        return Ok(());
+    }
     for_each_chunk(disk, |offset, chunk| -> Result<()> {
         if let Chunk::Data(b) = chunk {
             out.write_all_at(b, offset).ctx("writing")?;
         }
         Ok(())
-    })?;
-    out.set_len(disk.size()).ctx("setting the file size")?;
-    Ok(())
+    })
 }
 
 /// "Decode" a raw image: its content is its bytes. The partition table, if

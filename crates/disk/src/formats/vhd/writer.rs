@@ -5,7 +5,7 @@ use std::os::unix::fs::FileExt;
 
 use sha2::{Digest, Sha256};
 
-use crate::disk::{for_each_chunk, Chunk, VirtualDisk, SECTOR_SIZE};
+use crate::disk::{VirtualDisk, SECTOR_SIZE};
 use crate::error::{Error, IoContext, Result};
 use crate::formats::WriteOptions;
 
@@ -69,12 +69,7 @@ pub fn write_fixed(disk: &dyn VirtualDisk, out: &File, opts: &WriteOptions) -> R
             "a VHD needs a disk size that is a non-zero multiple of 512 bytes, not {size}"
         )));
     }
-    for_each_chunk(disk, |offset, chunk| -> Result<()> {
-        if let Chunk::Data(b) = chunk {
-            out.write_all_at(b, offset).ctx("writing the VHD data")?;
-        }
-        Ok(())
-    })?;
+    crate::formats::raw::write_data(disk, out)?;
     let footer = fixed_footer(size, opts).to_bytes();
     out.write_all_at(&footer, size)
         .ctx("writing the VHD footer")?;

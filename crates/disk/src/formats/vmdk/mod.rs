@@ -22,7 +22,7 @@ pub mod wire;
 mod writer;
 
 pub use reader::{open, VmdkReader};
-pub use verify::verify;
+pub use verify::{verify, verify_with};
 pub use writer::{
     default_jobs, write_stream_optimized, write_stream_optimized_jobs, COMPRESSION_LEVEL,
 };

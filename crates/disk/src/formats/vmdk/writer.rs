@@ -33,6 +33,7 @@ use std::sync::{mpsc, Mutex};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
+
 use super::descriptor::{self, DescriptorIds};
 use super::wire::{
     self, Marker, SparseExtentHeader, GD_AT_END, GRAIN_RECORD_HEADER_BYTES, MARKER_FOOTER,
@@ -40,6 +41,7 @@ use super::wire::{
 };
 use crate::disk::{ExtentKind, VirtualDisk};
 use crate::error::{Error, Result};
+use crate::formats::deflate;
 use crate::formats::WriteOptions;
 
 /// zlib level for grains: 6, zlib's default, which is what qemu-img uses
@@ -83,6 +85,7 @@ pub fn write_stream_optimized_jobs<W: Write>(
     opts: &WriteOptions,
     jobs: usize,
 ) -> Result<W> {
+
     let size = disk.size();
     if size == 0 {
         return Err(Error::invalid_input("cannot write an empty disk as a VMDK"));
@@ -257,6 +260,7 @@ fn data_grains(disk: &dyn VirtualDisk, grain_bytes: u64) -> Result<Vec<Range<u64
     Ok(out)
 }
 
+
 /// Compresses grains into complete grain records.
 struct GrainEncoder {
     zlib: Compress,
@@ -286,11 +290,7 @@ impl GrainEncoder {
         if is_zero(data) {
             return Ok(None);
         }
-        Ok(Some(encode_record(
-            &mut self.zlib,
-            grain * h.grain_size,
-            data,
-        )))
+        Ok(Some(encode_record(&mut self.zlib, grain * h.grain_size, data)))
     }
 }
 
@@ -302,22 +302,28 @@ pub(crate) fn is_zero(b: &[u8]) -> bool {
 }
 
 /// A grain record for `data` at virtual sector `lba`: `lba u64`, `size
-/// u32`, the zlib stream, zero padding to a whole sector.
+/// u32`, the zlib stream, zero padding to a whole sector. Data that looks
+/// incompressible (random, already compressed) is stored rather than
+/// deflated: the same size as zlib's own fallback, a fraction of the time.
 pub(crate) fn encode_record(zlib: &mut Compress, lba: u64, data: &[u8]) -> Vec<u8> {
-    zlib.reset();
     let mut rec =
         Vec::with_capacity(GRAIN_RECORD_HEADER_BYTES + data.len() + data.len() / 8 + 1024);
     rec.extend_from_slice(&lba.to_le_bytes());
     rec.extend_from_slice(&[0; 4]);
-    loop {
-        let consumed = zlib.total_in() as usize;
-        let status = zlib
-            .compress_vec(&data[consumed..], &mut rec, FlushCompress::Finish)
-            .expect("deflate into a growable buffer cannot fail");
-        if status == Status::StreamEnd {
-            break;
+    if deflate::looks_incompressible(data) {
+        deflate::zlib_stored(data, &mut rec);
+    } else {
+        zlib.reset();
+        loop {
+            let consumed = zlib.total_in() as usize;
+            let status = zlib
+                .compress_vec(&data[consumed..], &mut rec, FlushCompress::Finish)
+                .expect("deflate into a growable buffer cannot fail");
+            if status == Status::StreamEnd {
+                break;
+            }
+            rec.reserve(rec.capacity().max(4096));
         }
-        rec.reserve(rec.capacity().max(4096));
     }
     let size = (rec.len() - GRAIN_RECORD_HEADER_BYTES) as u32;
     rec[8..12].copy_from_slice(&size.to_le_bytes());
