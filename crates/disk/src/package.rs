@@ -9,7 +9,8 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -51,6 +52,15 @@ pub enum Shape {
 impl Shape {
     /// Every shape, in the order they are written.
     pub const ALL: [Shape; 4] = [Shape::AwsRaw, Shape::AwsVhd, Shape::AwsVmdk, Shape::GcpTarGz];
+
+    fn index(self) -> usize {
+        match self {
+            Shape::AwsRaw => 0,
+            Shape::AwsVhd => 1,
+            Shape::AwsVmdk => 2,
+            Shape::GcpTarGz => 3,
+        }
+    }
 
     /// The provider the shape is for.
     pub fn provider(self) -> Provider {
@@ -106,6 +116,49 @@ pub struct PackageRequest {
     pub mtime: u64,
     /// Threads for each compressing writer (at least 1).
     pub jobs: usize,
+    /// Counters the caller can poll to show progress.
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// Bytes of input data read so far by each shape's writer, for a progress
+/// display. Raw copies made in the kernel are not counted while they run.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes of data (not holes) in the input, once known.
+    pub data_total: AtomicU64,
+    read: [AtomicU64; 4],
+}
+
+impl Progress {
+    /// Bytes read so far by the writer of `shape`.
+    pub fn read(&self, shape: Shape) -> u64 {
+        self.read[shape.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// A disk that counts the bytes read through it.
+struct Counted<'a, D> {
+    inner: &'a D,
+    counter: Option<&'a AtomicU64>,
+}
+
+impl<D: VirtualDisk> VirtualDisk for Counted<'_, D> {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_at(buf, offset)?;
+        if let Some(c) = self.counter {
+            c.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+    fn extents(&self) -> std::io::Result<Vec<crate::disk::Extent>> {
+        self.inner.extents()
+    }
+    fn as_raw_file(&self) -> Option<&RawFile> {
+        self.inner.as_raw_file()
+    }
 }
 
 /// Progress events, for the command line to show. They are sent from the
@@ -284,6 +337,9 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     let disk: Input = ZeroScanned::scan(preflight(req)?, jobs).map_err(read_err)?;
     let extents = disk.extents().map_err(read_err)?;
     let data: u64 = extents.iter().filter(|e| e.kind == ExtentKind::Data).map(|e| e.len).sum();
+    if let Some(p) = &req.progress {
+        p.data_total.store(data, Ordering::Relaxed);
+    }
     on_event(Event::Started { size: disk.size(), data });
 
     let seed = identity_seed(&disk, &extents, &req.name).map_err(read_err)?;
@@ -330,9 +386,10 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                 let tx = tx.clone();
                 let (disk, grown, opts) = (&disk, grown.as_ref(), &opts);
                 let target = req.out_dir.join(shape.file_name(&req.name));
+                let counter = req.progress.as_deref().map(|p| &p.read[shape.index()]);
                 scope.spawn(move || {
                     let _ = tx.send(Event::Writing(shape));
-                    let r = write_shape(shape, disk, grown, &target, opts, jobs);
+                    let r = write_shape(shape, disk, grown, &target, opts, jobs, counter);
                     if let Err(e) = &r {
                         let _ = tx.send(Event::Failed(shape, e.to_string()));
                     }
@@ -490,9 +547,11 @@ fn write_shape(
     target: &Path,
     opts: &WriteOptions,
     jobs: usize,
+    counter: Option<&AtomicU64>,
 ) -> Result<OutputFile> {
     let with_target = |e: Error| e.with_path(target);
     let out = OutputFile::create(target).ctx("creating").map_err(with_target)?;
+    let disk = &Counted { inner: disk, counter };
     match shape {
         Shape::AwsRaw => formats::raw::write(disk, out.file()),
         Shape::AwsVhd => formats::vhd::write_fixed(disk, out.file(), opts),
@@ -503,7 +562,7 @@ fn write_shape(
                 .and_then(finish_buf)
         }
         Shape::GcpTarGz => {
-            let grown = grown.expect("the GCP shape is only written with its disk");
+            let grown = &Counted { inner: grown.expect("the GCP shape is only written with its disk"), counter };
             let w = BufWriter::with_capacity(crate::disk::BUFFER_SIZE, out.file());
             formats::gcp::write_tar_gz_jobs(grown, w, opts, jobs).and_then(finish_buf)
         }

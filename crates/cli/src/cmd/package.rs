@@ -4,7 +4,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cloudimg_disk::package::{self, Event, PackageRequest, Shape};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloudimg_disk::package::{self, Event, PackageRequest, Progress, Shape};
 
 /// Package a raw disk image into the GCP and AWS shapes.
 ///
@@ -63,24 +67,60 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
+        progress: None,
     };
-    // Progress only on a terminal; failures are always reported below.
+    let started = std::time::Instant::now();
+    let progress = Arc::new(Progress::default());
+    let req = PackageRequest { progress: Some(Arc::clone(&progress)), ..req };
+    // A live status line only on a terminal; otherwise one summary line.
     let show = !args.quiet && super::stderr_is_tty();
-    let mut on_event = |ev: Event| {
-        if !show {
-            return;
-        }
-        match ev {
-            Event::Started { size, data } => {
-                eprintln!("packaging {} ({size} bytes, {data} of data)", req.input.display())
+    let phases: Arc<Mutex<Vec<(Shape, &'static str)>>> =
+        Arc::new(Mutex::new(req.shapes.iter().map(|&s| (s, "waiting")).collect()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticker = show.then(|| {
+        let (phases, stop, progress) = (Arc::clone(&phases), Arc::clone(&stop), Arc::clone(&progress));
+        let name = req.name.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let line = status_line(&phases, &progress, &name, started.elapsed().as_secs_f64());
+                eprint!("\r\x1b[K{line}");
+                std::thread::sleep(Duration::from_millis(200));
             }
-            Event::Writing(shape) => eprintln!("writing {}", shape.file_name(&req.name)),
-            Event::Verifying(shape) => eprintln!("verifying {}", shape.file_name(&req.name)),
-            Event::Done(a) => eprintln!("ok {} ({} bytes, {:.2} s)", a.file, a.size, a.seconds),
-            Event::Failed(shape, e) => eprintln!("FAILED {}: {e}", shape.file_name(&req.name)),
+            eprint!("\r\x1b[K");
+        })
+    });
+    let mut on_event = |ev: Event| {
+        let set = |shape: Shape, phase: &'static str| {
+            if let Ok(mut p) = phases.lock() {
+                if let Some(e) = p.iter_mut().find(|(s, _)| *s == shape) {
+                    e.1 = phase;
+                }
+            }
+        };
+        match ev {
+            Event::Started { .. } => {}
+            Event::Writing(shape) => set(shape, "writing"),
+            Event::Verifying(shape) => set(shape, "verifying"),
+            Event::Done(a) => set(a.shape, "ok"),
+            Event::Failed(shape, _) => set(shape, "FAILED"),
         }
     };
-    let outcome = package::package(&req, &mut on_event)?;
+    let outcome = package::package(&req, &mut on_event);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = ticker {
+        let _ = t.join();
+    }
+    let outcome = outcome?;
+    if !args.quiet {
+        let data = progress.data_total.load(Ordering::Relaxed);
+        eprintln!(
+            "cloudimg: packaged {} artifact(s) from {} ({} bytes of data) in {:.2} s",
+            outcome.manifest.artifacts.len(),
+            args.image.display(),
+            data,
+            started.elapsed().as_secs_f64()
+        );
+    }
 
     for f in &outcome.input_findings {
         eprintln!("cloudimg: warning: {}: {f}", args.image.display());
@@ -99,16 +139,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else {
-        writeln!(out, "{:<22} {:<8} {:>14} {:>8}  SHA-256", "FILE", "PROVIDER", "BYTES", "SECONDS")?;
+        writeln!(out, "{:<22} {:<8} {:>14}  SHA-256", "FILE", "PROVIDER", "BYTES")?;
         for a in &outcome.manifest.artifacts {
             let provider = serde_json::to_value(a.provider)?;
             writeln!(
                 out,
-                "{:<22} {:<8} {:>14} {:>8.2}  {}",
+                "{:<22} {:<8} {:>14}  {}",
                 a.file,
                 provider.as_str().unwrap_or(""),
                 a.size,
-                a.seconds,
                 a.sha256
             )?;
         }
@@ -122,4 +161,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::from(2))
     }
+}
+
+/// One status line: each shape's phase, with the share of the input's data
+/// its writer has read; the overall rate and an estimate of the time left.
+fn status_line(
+    phases: &Mutex<Vec<(Shape, &'static str)>>,
+    progress: &Progress,
+    name: &str,
+    elapsed: f64,
+) -> String {
+    let total = progress.data_total.load(Ordering::Relaxed).max(1);
+    let phases = phases.lock().map(|p| p.clone()).unwrap_or_default();
+    let mut parts = Vec::new();
+    let mut slowest = 1.0f64;
+    for (shape, phase) in &phases {
+        let file = shape.file_name(name);
+        let done = (progress.read(*shape) as f64 / total as f64).min(1.0);
+        if *phase == "writing" && matches!(shape, Shape::AwsVmdk | Shape::GcpTarGz) {
+            slowest = slowest.min(done);
+            parts.push(format!("{file} {:>3.0}%", done * 100.0));
+        } else {
+            parts.push(format!("{file} {phase}"));
+        }
+    }
+    let rate = slowest * total as f64 / elapsed.max(0.001) / 1e6;
+    let eta = if slowest > 0.0 && slowest < 1.0 {
+        format!(", ETA {:.0} s", elapsed * (1.0 - slowest) / slowest)
+    } else {
+        String::new()
+    };
+    let line = format!("{} | {rate:.0} MB/s{eta}", parts.join(" | "));
+    line.chars().take(160).collect()
 }
