@@ -475,9 +475,7 @@ impl Ctx<'_> {
             name: g.name.clone(),
             project: g.project.clone(),
         };
-        let (_, out) = self
-            .create(img, &g.create_image())
-            .map_err(|e| import_error(e, "gcloud compute images create"))?;
+        let (_, out) = self.create(img, &g.create_image()).map_err(import_error)?;
         let (name, id) = gcp::parse_created(&out, "images")?;
         self.summary.image_id = Some(if id.is_empty() {
             name
@@ -646,15 +644,12 @@ fn preflight(target: &Target, opts: &RunOptions) -> Result<()> {
     Ok(())
 }
 
-/// Name the import step in an import rejection.
-fn import_error(e: Error, step: &str) -> Error {
+/// A failed `images create` is GCP rejecting the import.
+fn import_error(e: Error) -> Error {
     if e.kind == ErrorKind::CommandFailed {
         Error::new(
             ErrorKind::ImportFailed,
-            format!(
-                "import rejected: {}",
-                e.message.trim_start_matches(&format!("`{step}` "))
-            ),
+            format!("GCP rejected the import: {}", e.message),
         )
     } else {
         e
