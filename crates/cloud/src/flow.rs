@@ -336,14 +336,12 @@ fn check_artifact(target: &Target, opts: &RunOptions) -> Result<String> {
         .filter(|p| p.is_file());
     let mut entry = None;
     if let Some(mp) = &manifest {
-        if let Ok(v) = fs::read_to_string(mp).map(|t| serde_json::from_str::<serde_json::Value>(&t))
-        {
-            if let Ok(v) = v {
-                entry = v["artifacts"]
-                    .as_array()
-                    .and_then(|a| a.iter().find(|e| e["file"].as_str() == Some(file.as_str())))
-                    .cloned();
-            }
+        let parsed = fs::read_to_string(mp).map(|t| serde_json::from_str::<serde_json::Value>(&t));
+        if let Ok(Ok(v)) = parsed {
+            entry = v["artifacts"]
+                .as_array()
+                .and_then(|a| a.iter().find(|e| e["file"].as_str() == Some(file.as_str())))
+                .cloned();
         }
     }
     let decoded = report.virtual_sha256.map(|s| s.to_string());
@@ -759,7 +757,12 @@ pub fn run(target: &Target, name_run_id: &str, opts: &RunOptions) -> Result<Summ
         }
         summary.teardown = Some(report);
     }
-    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    {
+        let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+        if active.as_ref().is_some_and(|a| Arc::ptr_eq(&a.journal, &journal)) {
+            *active = None;
+        }
+    }
     finish(summary, result.err())
 }
 
