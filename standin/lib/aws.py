@@ -313,7 +313,6 @@ def run_instances(args):
     iid = new_id("i-")
     d = inst_dir(iid)
     os.makedirs(d, exist_ok=True)
-    pid = start_qemu(d, raw, firmware, "nvme")
     tags = []
     for spec in flags.get("tag-specifications", []):
         try:
@@ -326,7 +325,10 @@ def run_instances(args):
             "InstanceType": one(flags, "instance-type", "m1.small"),
             "State": {"Code": 0, "Name": "pending"}, "LaunchTime": now_iso(),
             "BootMode": img["BootMode"], "Tags": tags,
-            "standin": {"pid": pid, "firmware": firmware, "disk": "nvme"}}
+            "standin": {"pid": None, "firmware": firmware, "disk": "nvme"}}
+    # Recorded before QEMU starts, so terminate always finds it.
+    write_json(os.path.join(d, "instance.json"), inst)
+    inst["standin"]["pid"] = start_qemu(d, raw, firmware, "nvme")
     write_json(os.path.join(d, "instance.json"), inst)
     out({"ReservationId": new_id("r-"), "OwnerId": "123456789012", "Groups": [],
          "Instances": [{k: v for k, v in inst.items() if k != "standin"}]})

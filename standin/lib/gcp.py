@@ -200,7 +200,6 @@ def instances_create(args):
     meta = read_json(meta_p)
     uefi = any(f["type"] == "UEFI_COMPATIBLE" for f in meta.get("guestOsFeatures", []))
     os.makedirs(d, exist_ok=True)
-    pid = start_qemu(d, raw_p, "uefi" if uefi else "bios", "scsi")
     inst = {
         "kind": "compute#instance",
         "id": str(int(new_id("")[:12], 16)),
@@ -213,8 +212,11 @@ def instances_create(args):
         "disks": [{"boot": True, "source": image, "interface": "SCSI",
                    "guestOsFeatures": meta.get("guestOsFeatures", [])}],
         "selfLink": "%s/projects/%s/zones/%s/instances/%s" % (API, project, zone, name),
-        "standin": {"pid": pid, "firmware": "uefi" if uefi else "bios", "disk": "virtio-scsi"},
+        "standin": {"pid": None, "firmware": "uefi" if uefi else "bios", "disk": "virtio-scsi"},
     }
+    # Recorded before QEMU starts, so a delete always finds it.
+    write_json(os.path.join(d, "instance.json"), inst)
+    inst["standin"]["pid"] = start_qemu(d, raw_p, "uefi" if uefi else "bios", "scsi")
     write_json(os.path.join(d, "instance.json"), inst)
     sys.stderr.write("Created [%s].\n" % inst["selfLink"])
     print_format(flags, [inst], "NAME  ZONE  STATUS\n%s  %s  RUNNING" % (name, zone))

@@ -223,24 +223,31 @@ def pid_alive(pid):
     return state not in ("Z", "X")
 
 
-def stop_qemu(inst_dir, pid):
-    """Kill the instance's QEMU (only if the pid still runs in inst_dir)."""
-    if not pid:
-        return
-    try:
-        cwd = os.readlink("/proc/%d/cwd" % pid)
-    except OSError:
-        return
-    if os.path.realpath(cwd) != os.path.realpath(inst_dir):
-        return
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        return
-    for _ in range(200):
-        if not pid_alive(pid):
-            return
-        time.sleep(0.01)
+def stop_qemu(inst_dir, pid=None):
+    """Kill every process running in the instance directory (its QEMU,
+    even one whose pid was never recorded because the creating command was
+    killed), and wait until they are gone."""
+    target = os.path.realpath(inst_dir)
+    victims = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = os.readlink("/proc/%s/cwd" % entry)
+        except OSError:
+            continue
+        if os.path.realpath(cwd) == target:
+            victims.append(int(entry))
+    for v in victims:
+        try:
+            os.kill(v, signal.SIGKILL)
+        except OSError:
+            pass
+    for v in victims:
+        for _ in range(200):
+            if not pid_alive(v):
+                break
+            time.sleep(0.01)
 
 
 def read_serial(inst_dir):

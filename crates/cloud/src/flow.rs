@@ -759,7 +759,10 @@ pub fn run(target: &Target, name_run_id: &str, opts: &RunOptions) -> Result<Summ
     }
     {
         let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-        if active.as_ref().is_some_and(|a| Arc::ptr_eq(&a.journal, &journal)) {
+        if active
+            .as_ref()
+            .is_some_and(|a| Arc::ptr_eq(&a.journal, &journal))
+        {
             *active = None;
         }
     }

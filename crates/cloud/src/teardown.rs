@@ -100,28 +100,53 @@ fn remove(runner: &Runner, r: &Resource) -> Result<Outcome> {
         }
         Resource::AwsImportTask { id, region } => {
             let region = region.as_deref();
-            let cmd = aws::describe_import(id, region);
-            let out = runner.run_raw(&cmd)?;
-            if !out.success() {
-                if classify(&out.stderr) == Failure::NotFound {
+            // The task may finish between the describe and the cancel
+            // (the provider keeps working after a crash): look again.
+            for _ in 0..2 {
+                let Some(st) = import_status(runner, id, region)? else {
                     return Ok(Outcome::Gone);
+                };
+                match st.status.as_str() {
+                    // Still running: cancel it (it then leaves no snapshot).
+                    "active" | "pending" => match delete(runner, &aws::cancel_import(id, region)) {
+                        Ok(o) => return Ok(o),
+                        Err(e) if e.message.contains("IncorrectState") => continue,
+                        Err(e) => return Err(e),
+                    },
+                    // Done: the snapshot may not be journaled yet (crash
+                    // just after completion), so delete it from here too.
+                    "completed" => {
+                        return match st.snapshot_id {
+                            Some(s) => delete(runner, &aws::delete_snapshot(&s, region)),
+                            None => Ok(Outcome::Gone),
+                        }
+                    }
+                    _ => return Ok(Outcome::Gone),
                 }
-                return Err(failure_error(&cmd, &out));
             }
-            let st = aws::parse_import_status(&out.stdout)?;
-            match st.status.as_str() {
-                // Still running: cancel it (it then leaves no snapshot).
-                "active" | "pending" => delete(runner, &aws::cancel_import(id, region)),
-                // Done: the snapshot may not be journaled yet (crash just
-                // after completion), so delete it from here too.
-                "completed" => match st.snapshot_id {
-                    Some(s) => delete(runner, &aws::delete_snapshot(&s, region)),
-                    None => Ok(Outcome::Gone),
-                },
-                _ => Ok(Outcome::Gone),
-            }
+            Err(Error::new(
+                crate::error::ErrorKind::CommandFailed,
+                format!("import task {id} could neither be cancelled nor found completed"),
+            ))
         }
     }
+}
+
+/// The task's status, or None if it does not exist.
+fn import_status(
+    runner: &Runner,
+    id: &str,
+    region: Option<&str>,
+) -> Result<Option<aws::ImportStatus>> {
+    let cmd = aws::describe_import(id, region);
+    let out = runner.run_raw(&cmd)?;
+    if !out.success() {
+        if classify(&out.stderr) == Failure::NotFound {
+            return Ok(None);
+        }
+        return Err(failure_error(&cmd, &out));
+    }
+    aws::parse_import_status(&out.stdout).map(Some)
 }
 
 /// Tear down every live resource of `journal`, newest first, holding the

@@ -9,6 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,6 +73,7 @@ fn kill_then_teardown(target: &Target, provider: &str, kind: &str, state: &str) 
         .env("CLOUDIMG_TEST_CHILD_ARTIFACT", artifact_for(target))
         .env("CLOUDIMG_TEST_CHILD_PROVIDER", provider)
         .stdout(Stdio::null())
+        .process_group(0)
         .spawn()
         .unwrap();
     let t0 = Instant::now();
@@ -83,7 +85,12 @@ fn kill_then_teardown(target: &Target, provider: &str, kind: &str, state: &str) 
         assert!(child.try_wait().unwrap().is_none(), "child ended early");
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.kill().unwrap(); // SIGKILL: no teardown in the child
+    // SIGKILL to the child's process group (as when a CI job or a
+    // terminal session dies): no teardown in the child, and any CLI it
+    // was running dies with it. Instances keep running, as in a cloud.
+    let pgid = format!("-{}", child.id());
+    let k = Command::new("kill").args(["-KILL", "--", &pgid]).status().unwrap();
+    assert!(k.success());
     child.wait().unwrap();
     let left = si.leftovers();
     assert!(!left.is_empty(), "the killed run left resources behind");
