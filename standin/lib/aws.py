@@ -194,6 +194,7 @@ def cancel_import_task(args):
 def delete_snapshot(args):
     op = "DeleteSnapshot"
     _, flags = parse_args(args, BOOLS)
+    inject("delete-snapshot", op)
     sid = one(flags, "snapshot-id", "")
     meta = path("aws", "snapshots", sid + ".json")
     if not os.path.exists(meta):
@@ -280,6 +281,7 @@ def describe_images(args):
 def deregister_image(args):
     op = "DeregisterImage"
     _, flags = parse_args(args, BOOLS)
+    inject("deregister-image", op)
     ami = one(flags, "image-id", "")
     p = path("aws", "images", ami + ".json")
     if not os.path.exists(p):
@@ -374,6 +376,7 @@ def get_console_output(args):
 def terminate_instances(args):
     op = "TerminateInstances"
     _, flags = parse_args(args, BOOLS)
+    inject("terminate-instances", op)
     res = []
     for iid in flags.get("instance-ids", []):
         d = inst_dir(iid)

@@ -77,8 +77,10 @@ def storage_rm(args, tool):
     for uri in pos:
         _, target = obj_path(uri)
         if not os.path.isfile(target):
+            if tool == "gsutil":
+                raise CliError("CommandException: No URLs matched: %s\n" % uri, 1)
             raise CliError("ERROR: (gcloud.storage.rm) The following URLs matched no objects "
-                           "or files:\n-%s\n" % uri, 1)
+                           "or files:\n%s\n" % uri, 1)
         os.remove(target)
         sys.stderr.write("Removing %s...\n" % uri)
 
@@ -152,6 +154,8 @@ def images_delete(args):
     cmd = "compute.images.delete"
     pos, flags = parse_args(args, BOOLS)
     project = one(flags, "project", "standin-project")
+    inject(cmd, "images-delete", "projects/%s/global/images/%s" % (project, pos[0]),
+           "compute.images.delete")
     for name in pos:
         meta_p, raw_p = image_paths(name)
         if not os.path.exists(meta_p):
@@ -263,6 +267,8 @@ def instances_delete(args):
     pos, flags = parse_args(args, BOOLS)
     project = one(flags, "project", "standin-project")
     zone = one(flags, "zone", "us-central1-a")
+    inject(cmd, "instances-delete", "projects/%s/zones/%s/instances/%s" % (project, zone, pos[0]),
+           "compute.instances.delete")
     for name in pos:
         d, inst = load_instance(cmd, name, project, zone)
         stop_qemu(d, inst.get("standin", {}).get("pid"))

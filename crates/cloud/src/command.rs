@@ -152,6 +152,7 @@ pub fn classify(stderr: &str) -> Failure {
     if has(&[
         "was not found",
         "matched no objects",
+        "No URLs matched",
         ".NotFound",
         "InvalidAMIID.Unavailable",
         "NoSuchKey",
@@ -488,6 +489,14 @@ mod tests {
         assert_eq!(
             classify("ERROR: (gcloud.storage.cp) HTTPError 503: Service Unavailable"),
             Failure::Transient
+        );
+        assert_eq!(
+            classify("ERROR: (gcloud.storage.rm) The following URLs matched no objects or files:\ngs://b/x\n"),
+            Failure::NotFound
+        );
+        assert_eq!(
+            classify("CommandException: No URLs matched: gs://b/x"),
+            Failure::NotFound
         );
         assert_eq!(
             classify("ERROR: (gcloud.compute.images.create) Could not fetch resource:\n - The tar archive is not a valid image.\n"),

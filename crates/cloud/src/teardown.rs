@@ -59,7 +59,7 @@ fn delete_all(runner: &Runner, cmds: &[CloudCommand]) -> Result<Outcome> {
     Ok(if any { Outcome::Deleted } else { Outcome::Gone })
 }
 
-fn remove(runner: &Runner, r: &Resource) -> Result<Outcome> {
+fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Result<Outcome> {
     match r {
         Resource::GcpInstance {
             name,
@@ -117,9 +117,11 @@ fn remove(runner: &Runner, r: &Resource) -> Result<Outcome> {
                     // just after completion), so delete it from here too.
                     "completed" => {
                         return match st.snapshot_id {
+                            // Its own journal entry deals with it.
+                            Some(s) if journaled_snapshots.contains(&s) => Ok(Outcome::Gone),
                             Some(s) => delete(runner, &aws::delete_snapshot(&s, region)),
                             None => Ok(Outcome::Gone),
-                        }
+                        };
                     }
                     _ => return Ok(Outcome::Gone),
                 }
@@ -154,12 +156,21 @@ fn import_status(
 pub fn teardown(journal: &Mutex<Journal>, runner: &Runner) -> TeardownReport {
     let mut j = journal.lock().unwrap_or_else(|e| e.into_inner());
     let mut report = TeardownReport::default();
+    let journaled_snapshots: Vec<String> = j
+        .data()
+        .resources
+        .iter()
+        .filter_map(|e| match &e.resource {
+            Resource::AwsSnapshot { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
     let mut live = j.live();
     live.reverse();
     for (index, resource) in live {
         let name = resource.to_string();
         (runner.log)(&format!("teardown: deleting {name}"));
-        let (state, err) = match remove(runner, &resource) {
+        let (state, err) = match remove(runner, &resource, &journaled_snapshots) {
             Ok(Outcome::Deleted) => {
                 report.deleted.push(name);
                 (State::Deleted, None)

@@ -8,8 +8,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,7 +89,10 @@ fn kill_then_teardown(target: &Target, provider: &str, kind: &str, state: &str) 
     // terminal session dies): no teardown in the child, and any CLI it
     // was running dies with it. Instances keep running, as in a cloud.
     let pgid = format!("-{}", child.id());
-    let k = Command::new("kill").args(["-KILL", "--", &pgid]).status().unwrap();
+    let k = Command::new("kill")
+        .args(["-KILL", "--", &pgid])
+        .status()
+        .unwrap();
     assert!(k.success());
     child.wait().unwrap();
     let left = si.leftovers();

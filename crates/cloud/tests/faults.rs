@@ -237,3 +237,47 @@ fn missing_cli_is_reported_before_anything_runs() {
     );
     assert!(!si.state().join("ev/resources.json").exists());
 }
+
+#[test]
+fn teardown_failure_is_reported_and_a_later_teardown_finishes() {
+    if !common::ready() {
+        return;
+    }
+    let t = aws_target("capos-f12", AwsFormat::Raw, BootMode::LegacyBios);
+    let (s, si, _e) = run_with(&t, "permission=deregister-image", LONG);
+    // The boot passed, but the AMI could not be deregistered, and so its
+    // snapshot (still in use) could not be deleted either.
+    assert!(s.passed, "{s:#?}");
+    let td = s.teardown.as_ref().unwrap();
+    let failed: Vec<&str> = td.failed.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(failed.len(), 2, "{td:?}");
+    assert!(failed[0].starts_with("AMI ami-"), "{td:?}");
+    assert!(failed[1].starts_with("snapshot snap-"), "{td:?}");
+    assert!(td.failed[0].1.contains("permission denied: An error occurred (UnauthorizedOperation) when calling the DeregisterImage operation"), "{td:?}");
+    assert!(td.failed[1].1.contains("InvalidSnapshot.InUse"), "{td:?}");
+    let journal = s.evidence_dir.join("resources.json");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    let failed_states = j["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "delete-failed")
+        .count();
+    assert_eq!(failed_states, 2, "{j}");
+    assert_eq!(
+        si.leftovers().len(),
+        3,
+        "AMI, snapshot (json, raw): {:?}",
+        si.leftovers()
+    );
+    // Permission fixed: the teardown from the journal finishes the job.
+    let mut fixed = si.env();
+    fixed.retain(|(k, _)| k != "CLOUDIMG_STANDIN_FAULTS");
+    let mut runner = cloudimg_cloud::Runner::new(cloudimg_cloud::command::quiet());
+    runner.env = fixed;
+    let r = cloudimg_cloud::teardown_journal(&journal, &runner).unwrap();
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(r.deleted.len(), 2, "{r:?}");
+    assert_eq!(si.leftovers(), Vec::<String>::new());
+}
