@@ -83,6 +83,46 @@ def task_path(tid):
     return path("aws", "tasks", tid + ".json")
 
 
+def task_files(tid):
+    """The task record, the worker's result, and the worker's directory."""
+    return (task_path(tid), path("aws", "tasks", tid + ".result.json"),
+            path("aws", "tasks", tid + ".work"))
+
+
+def import_worker(tid, obj, fmt, workdir):
+    """Validate and convert in the background, like the service does after
+    ImportSnapshot has returned; writes the result file at the end."""
+    _, result_p, _ = task_files(tid)
+    if not os.path.isfile(obj):
+        problem = "ClientError: Disk validation failed [Invalid S3 source location]"
+    elif "import-fail" in faults():
+        problem = "ClientError: Disk validation failed [Unsupported specified file format]"
+    else:
+        problem = aws_check_disk(obj, fmt)
+    result = {"problem": problem}
+    if problem is None:
+        snap = new_id("snap-")
+        # Claimed before anything exists, so a cancel can clean up.
+        with open(os.path.join(workdir, "snap.id"), "w") as f:
+            f.write(snap)
+        tmp = os.path.join(workdir, "disk.raw")
+        qfmt = {"RAW": "raw", "VHD": "vpc", "VMDK": "vmdk"}[fmt]
+        ok, err = convert_to_raw(obj, qfmt, tmp)
+        if not ok:
+            result["problem"] = "ClientError: Disk validation failed [%s]" % err
+        else:
+            size = os.path.getsize(tmp)
+            os.makedirs(path("aws", "snapshots"), exist_ok=True)
+            os.replace(tmp, path("aws", "snapshots", snap + ".raw"))
+            write_json(path("aws", "snapshots", snap + ".json"), {
+                "SnapshotId": snap, "State": "completed", "Progress": "100%",
+                "VolumeSize": (size + GIB - 1) // GIB, "StartTime": now_iso(),
+                "Description": "Created by AWS-VMImport service for %s" % tid,
+                "Encrypted": False})
+            result["snapshot"] = snap
+    write_json(result_p, result)
+
+
 def import_snapshot(args):
     op = "ImportSnapshot"
     _, flags = parse_args(args, BOOLS)
@@ -102,63 +142,55 @@ def import_snapshot(args):
     detail = {"Description": dc.get("Description", desc), "Format": fmt,
               "UserBucket": {"S3Bucket": bucket, "S3Key": key}, "Progress": "3",
               "Status": "active", "StatusMessage": "pending"}
-    obj = path("s3", bucket, key)
-    problem = None
-    if not os.path.isfile(obj):
-        problem = "ClientError: Disk validation failed [Invalid S3 source location]"
-    elif "import-fail" in faults():
-        problem = "ClientError: Disk validation failed [Unsupported specified file format]"
-    else:
-        problem = aws_check_disk(obj, fmt)
-    task = {"Description": desc, "ImportTaskId": tid, "SnapshotTaskDetail": detail,
-            "standin": {"polls": 0, "problem": problem}}
-    if problem is None:
-        detail["DiskImageSize"] = float(os.path.getsize(obj))
-        snap = new_id("snap-")
-        raw = path("aws", "snapshots", snap + ".raw")
-        os.makedirs(os.path.dirname(raw), exist_ok=True)
-        qfmt = {"RAW": "raw", "VHD": "vpc", "VMDK": "vmdk"}[fmt]
-        ok, err = convert_to_raw(obj, qfmt, raw)
-        if not ok:
-            task["standin"]["problem"] = "ClientError: Disk validation failed [%s]" % err
-        else:
-            size = os.path.getsize(raw)
-            task["standin"]["snapshot"] = snap
-            write_json(path("aws", "snapshots", snap + ".json"), {
-                "SnapshotId": snap, "State": "completed", "Progress": "100%",
-                "VolumeSize": (size + GIB - 1) // GIB, "StartTime": now_iso(),
-                "Description": "Created by AWS-VMImport service for %s" % tid,
-                "Encrypted": False})
-    write_json(task_path(tid), task)
-    out({"Description": desc, "ImportTaskId": tid, "SnapshotTaskDetail": detail})
+    task = {"Description": desc, "ImportTaskId": tid, "SnapshotTaskDetail": detail}
+    task_p, _, workdir = task_files(tid)
+    write_json(task_p, task)
+    os.makedirs(workdir, exist_ok=True)
+    if os.fork() == 0:  # the worker: detached, like the service itself
+        try:
+            os.setsid()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.chdir(workdir)
+            import_worker(tid, path("s3", bucket, key), fmt, workdir)
+            os.chdir("/")
+            shutil.rmtree(workdir, ignore_errors=True)
+        finally:
+            os._exit(0)
+    out(task)
 
 
 def describe_import_snapshot_tasks(args):
     op = "DescribeImportSnapshotTasks"
     _, flags = parse_args(args, BOOLS)
     inject("describe-import-snapshot-tasks", op)
+    ids = flags.get("import-task-ids", [])
+    if not ids:
+        d = path("aws", "tasks")
+        ids = sorted(n[:-5] for n in os.listdir(d) if n.endswith(".json")
+                     and not n.endswith(".result.json")) if os.path.isdir(d) else []
     result = []
-    for tid in flags.get("import-task-ids", []):
-        p = task_path(tid)
-        if not os.path.exists(p):
+    for tid in ids:
+        task_p, result_p, _ = task_files(tid)
+        if not os.path.exists(task_p):
             fail("InvalidConversionTaskId.Malformed", op,
                  "The import task ID '%s' is not valid" % tid)
-        task = read_json(p)
+        task = read_json(task_p)
         d = task["SnapshotTaskDetail"]
-        st = task["standin"]
         if d["Status"] == "active":
-            st["polls"] += 1
-            if st["polls"] == 1:
-                d.update(Progress="42", StatusMessage="downloading/converting")
-            elif st.get("problem"):
+            if os.path.exists(result_p):
+                r = read_json(result_p)
                 d.pop("Progress", None)
-                d.update(Status="deleted", StatusMessage=st["problem"])
+                if r.get("problem"):
+                    d.update(Status="deleted", StatusMessage=r["problem"])
+                else:
+                    d.pop("StatusMessage", None)
+                    d.update(Status="completed", SnapshotId=r["snapshot"])
             else:
-                d.pop("Progress", None)
-                d.pop("StatusMessage", None)
-                d.update(Status="completed", SnapshotId=st["snapshot"])
-            write_json(p, task)
-        result.append({k: v for k, v in task.items() if k != "standin"})
+                d.update(Progress="42", StatusMessage="downloading/converting")
+            write_json(task_p, task)
+        result.append(task)
     out({"ImportSnapshotTasks": result})
 
 
@@ -166,26 +198,34 @@ def cancel_import_task(args):
     op = "CancelImportTask"
     _, flags = parse_args(args, BOOLS)
     tid = one(flags, "import-task-id", "")
-    p = task_path(tid)
-    if not os.path.exists(p):
+    task_p, result_p, workdir = task_files(tid)
+    if not os.path.exists(task_p):
         fail("InvalidConversionTaskId", op, "The task ID '%s' does not exist" % tid)
-    task = read_json(p)
+    task = read_json(task_p)
     d = task["SnapshotTaskDetail"]
     if d["Status"] != "active":
         fail("IncorrectState", op, "The import task %s cannot be canceled; it is %s"
              % (tid, d["Status"]))
-    prev = d["Status"]
-    # A cancelled task leaves no snapshot behind.
-    snap = task["standin"].pop("snapshot", None)
-    if snap:
+    # Stop the worker; a cancelled task leaves no snapshot behind.
+    stop_qemu(workdir)
+    snaps = []
+    claim = os.path.join(workdir, "snap.id")
+    if os.path.exists(claim):
+        with open(claim) as f:
+            snaps.append(f.read().strip())
+    if os.path.exists(result_p):
+        snaps.append(read_json(result_p).get("snapshot"))
+        os.remove(result_p)
+    for snap in filter(None, snaps):
         for ext in (".json", ".raw"):
             q = path("aws", "snapshots", snap + ext)
             if os.path.exists(q):
                 os.remove(q)
+    shutil.rmtree(workdir, ignore_errors=True)
     d.pop("Progress", None)
     d.update(Status="deleted", StatusMessage="User initiated task cancelation")
-    write_json(p, task)
-    out({"ImportTaskId": tid, "PreviousState": prev, "State": "deleting"})
+    write_json(task_p, task)
+    out({"ImportTaskId": tid, "PreviousState": "active", "State": "deleting"})
 
 
 # -------------------------------------------------------------- snapshots ----

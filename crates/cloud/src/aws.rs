@@ -323,6 +323,26 @@ pub fn describe_import(id: &str, region: Option<&str>) -> CloudCommand {
     )
 }
 
+/// List every import snapshot task (to find one by description).
+pub fn list_imports(region: Option<&str>) -> CloudCommand {
+    ec2("describe-import-snapshot-tasks", vec![], region, true)
+}
+
+/// The ids of the tasks whose description is `description`.
+pub fn parse_import_ids(stdout: &str, description: &str) -> Result<Vec<String>> {
+    let v = parse_json(stdout, "describe-import-snapshot-tasks")?;
+    Ok(v["ImportSnapshotTasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| {
+            t["Description"].as_str() == Some(description)
+                || t["SnapshotTaskDetail"]["Description"].as_str() == Some(description)
+        })
+        .filter_map(|t| t["ImportTaskId"].as_str().map(str::to_string))
+        .collect())
+}
+
 /// Delete an object.
 pub fn delete_object(uri: &str, region: Option<&str>) -> CloudCommand {
     let mut a = vec!["s3".to_string(), "rm".into(), uri.to_string()];

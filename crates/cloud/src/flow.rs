@@ -509,18 +509,17 @@ impl Ctx<'_> {
         };
         self.create(obj, &a.upload(&art))?;
 
-        self.check_interrupt()?;
-        let cmd = a.import_snapshot();
-        self.log(&format!("$ {}", cmd.line()));
-        let out = self.runner.run(&cmd)?;
-        let task = aws::parse_import_task(&out.stdout)?;
-        self.add(
-            Resource::AwsImportTask {
-                id: task.clone(),
-                region: region.clone(),
-            },
-            State::Created,
-        )?;
+        let mut task_res = Resource::AwsImportTask {
+            id: None,
+            description: a.name.clone(),
+            region: region.clone(),
+        };
+        let (i, out) = self.create(task_res.clone(), &a.import_snapshot())?;
+        let task = aws::parse_import_task(&out)?;
+        if let Resource::AwsImportTask { id, .. } = &mut task_res {
+            *id = Some(task.clone());
+        }
+        self.set(i, task_res)?;
         let deadline = Instant::now() + self.opts.import_timeout;
         let snapshot = loop {
             self.check_interrupt()?;

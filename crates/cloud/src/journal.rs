@@ -50,10 +50,14 @@ pub enum Resource {
         /// The region (None: the CLI's configured one).
         region: Option<String>,
     },
-    /// A VM Import snapshot task.
+    /// A VM Import snapshot task (id unknown while it is being started).
     AwsImportTask {
-        /// `import-snap-...`.
-        id: String,
+        /// `import-snap-...`, once known.
+        id: Option<String>,
+        /// Its `--description` (the run's unique name), to find it when
+        /// the id is unknown.
+        #[serde(default)]
+        description: String,
         /// The region.
         region: Option<String>,
     },
@@ -95,7 +99,12 @@ impl std::fmt::Display for Resource {
                 write!(f, "GCP instance {name} (zone {zone})")
             }
             Resource::S3Object { uri, .. } => write!(f, "object {uri}"),
-            Resource::AwsImportTask { id, .. } => write!(f, "import task {id}"),
+            Resource::AwsImportTask { id: Some(id), .. } => write!(f, "import task {id}"),
+            Resource::AwsImportTask {
+                id: None,
+                description,
+                ..
+            } => write!(f, "import task described {description}"),
             Resource::AwsSnapshot { id, .. } => write!(f, "snapshot {id}"),
             Resource::AwsImage { id: Some(id), .. } => write!(f, "AMI {id}"),
             Resource::AwsImage { id: None, name, .. } => write!(f, "AMI named {name}"),

@@ -98,40 +98,67 @@ fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Resu
             let cmds: Vec<_> = ids.iter().map(|i| aws::deregister(i, region)).collect();
             delete_all(runner, &cmds)
         }
-        Resource::AwsImportTask { id, region } => {
+        Resource::AwsImportTask {
+            id,
+            description,
+            region,
+        } => {
             let region = region.as_deref();
-            // The task may finish between the describe and the cancel
-            // (the provider keeps working after a crash): look again.
-            for _ in 0..2 {
-                let Some(st) = import_status(runner, id, region)? else {
-                    return Ok(Outcome::Gone);
-                };
-                match st.status.as_str() {
-                    // Still running: cancel it (it then leaves no snapshot).
-                    "active" | "pending" => match delete(runner, &aws::cancel_import(id, region)) {
-                        Ok(o) => return Ok(o),
-                        Err(e) if e.message.contains("IncorrectState") => continue,
-                        Err(e) => return Err(e),
-                    },
-                    // Done: the snapshot may not be journaled yet (crash
-                    // just after completion), so delete it from here too.
-                    "completed" => {
-                        return match st.snapshot_id {
-                            // Its own journal entry deals with it.
-                            Some(s) if journaled_snapshots.contains(&s) => Ok(Outcome::Gone),
-                            Some(s) => delete(runner, &aws::delete_snapshot(&s, region)),
-                            None => Ok(Outcome::Gone),
-                        };
-                    }
-                    _ => return Ok(Outcome::Gone),
+            let ids = match id {
+                Some(id) => vec![id.clone()],
+                None => aws::parse_import_ids(
+                    &runner.run(&aws::list_imports(region))?.stdout,
+                    description,
+                )?,
+            };
+            let mut any = false;
+            for id in ids {
+                if let Outcome::Deleted = remove_import(runner, &id, region, journaled_snapshots)? {
+                    any = true;
                 }
             }
-            Err(Error::new(
-                crate::error::ErrorKind::CommandFailed,
-                format!("import task {id} could neither be cancelled nor found completed"),
-            ))
+            Ok(if any { Outcome::Deleted } else { Outcome::Gone })
         }
     }
+}
+
+/// Cancel an import task, or delete the snapshot it made.
+fn remove_import(
+    runner: &Runner,
+    id: &str,
+    region: Option<&str>,
+    journaled_snapshots: &[String],
+) -> Result<Outcome> {
+    // The task may finish between the describe and the cancel (the
+    // provider keeps working after a crash): look again.
+    for _ in 0..2 {
+        let Some(st) = import_status(runner, id, region)? else {
+            return Ok(Outcome::Gone);
+        };
+        match st.status.as_str() {
+            // Still running: cancel it (it then leaves no snapshot).
+            "active" | "pending" => match delete(runner, &aws::cancel_import(id, region)) {
+                Ok(o) => return Ok(o),
+                Err(e) if e.message.contains("IncorrectState") => continue,
+                Err(e) => return Err(e),
+            },
+            // Done: the snapshot may not be journaled yet (crash just
+            // after completion), so delete it from here too.
+            "completed" => {
+                return match st.snapshot_id {
+                    // Its own journal entry deals with it.
+                    Some(s) if journaled_snapshots.contains(&s) => Ok(Outcome::Gone),
+                    Some(s) => delete(runner, &aws::delete_snapshot(&s, region)),
+                    None => Ok(Outcome::Gone),
+                };
+            }
+            _ => return Ok(Outcome::Gone),
+        }
+    }
+    Err(Error::new(
+        crate::error::ErrorKind::CommandFailed,
+        format!("import task {id} could neither be cancelled nor found completed"),
+    ))
 }
 
 /// The task's status, or None if it does not exist.
@@ -245,9 +272,14 @@ pub fn removal_commands(journal: &Journal) -> Vec<String> {
                 name,
                 region,
             } => aws::find_images(name, region.as_deref()).line(),
-            Resource::AwsImportTask { id, region } => {
-                aws::cancel_import(id, region.as_deref()).line()
-            }
+            Resource::AwsImportTask {
+                id: Some(id),
+                region,
+                ..
+            } => aws::cancel_import(id, region.as_deref()).line(),
+            Resource::AwsImportTask {
+                id: None, region, ..
+            } => aws::list_imports(region.as_deref()).line(),
         })
         .collect()
 }

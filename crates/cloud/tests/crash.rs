@@ -141,3 +141,13 @@ fn gcp_killed_after_image_created() {
     }
     kill_then_teardown(&gcp_target("capos-crash"), "gcp", "gcp-image", "created");
 }
+
+#[test]
+fn aws_killed_while_starting_the_import() {
+    if !common::ready() {
+        return;
+    }
+    // The task's id was never returned: teardown finds it by description.
+    let t = aws_target("capos-crash", AwsFormat::Raw, BootMode::LegacyBios);
+    kill_then_teardown(&t, "aws", "aws-import-task", "creating");
+}

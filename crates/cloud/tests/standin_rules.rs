@@ -172,7 +172,8 @@ fn aws_import(si: &StandIn, cwd: &Path, file: &str, format: &str) -> serde_json:
         .as_str()
         .unwrap()
         .to_string();
-    for _ in 0..5 {
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
         let out = cli(
             si,
             &[

@@ -220,6 +220,10 @@ impl StandIn {
         }
         if let Ok(rd) = std::fs::read_dir(s.join("aws/tasks")) {
             for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.ends_with(".json") || name.ends_with(".result.json") {
+                    continue; // a worker's directory or result
+                }
                 let v: serde_json::Value =
                     serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
                 if v["SnapshotTaskDetail"]["Status"] == "active" {
