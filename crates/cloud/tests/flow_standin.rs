@@ -227,3 +227,59 @@ fn wrong_format_for_artifact_is_refused_before_any_upload() {
     );
     assert!(!si.state().join("calls.log").exists(), "no CLI ran");
 }
+
+#[test]
+fn artifact_without_manifest_gets_a_computed_entry() {
+    if !common::ready() {
+        return;
+    }
+    let si = StandIn::new("");
+    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let art = d.path().join("capos-aws.raw");
+    std::fs::hard_link(common::artifacts().join("capos-aws.raw"), &art).unwrap();
+    let t = aws_target("capos-nomanifest", AwsFormat::Raw, BootMode::LegacyBios);
+    let (s, _ev) = run(&t, &si, |o| o.artifact = art.clone());
+    assert!(s.passed, "{s:#?}");
+    let entry = read_json(&s.evidence_dir.join("artifact.json"));
+    assert_eq!(entry["source"], "computed", "{entry}");
+    let manifest = read_json(&common::artifacts().join("manifest.json"));
+    let want = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["file"] == "capos-aws.raw")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["entry"]["sha256"], want["sha256"]);
+    assert_eq!(entry["entry"]["virtual_sha256"], want["virtual_sha256"]);
+    assert_eq!(entry["entry"]["size"], want["size"]);
+    assert_eq!(si.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn artifact_disagreeing_with_its_manifest_is_refused() {
+    if !common::ready() {
+        return;
+    }
+    let si = StandIn::new("");
+    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let art = d.path().join("disk.raw.tar.gz");
+    std::fs::hard_link(common::artifacts().join("disk.raw.tar.gz"), &art).unwrap();
+    let bad = "0".repeat(64);
+    std::fs::write(
+        d.path().join("manifest.json"),
+        format!(r#"{{"artifacts":[{{"file":"disk.raw.tar.gz","virtual_sha256":"{bad}"}}]}}"#),
+    )
+    .unwrap();
+    let (s, _ev) = run(&gcp_target("capos-badmanifest"), &si, |o| {
+        o.artifact = art.clone()
+    });
+    assert!(!s.passed);
+    assert_eq!(s.error_kind, Some(ErrorKind::Artifact));
+    let msg = s.error.unwrap();
+    assert!(
+        msg.ends_with(&format!("but its manifest says {bad}")),
+        "{msg}"
+    );
+    assert!(!si.state().join("calls.log").exists(), "no CLI ran");
+}
