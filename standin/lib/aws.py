@@ -372,6 +372,8 @@ def run_instances(args):
     write_json(os.path.join(d, "instance.json"), inst)
     inst["standin"]["pid"] = start_qemu(d, raw, firmware, "nvme")
     write_json(os.path.join(d, "instance.json"), inst)
+    if transient_due("run-instances", "lost-response"):
+        fail("RequestLimitExceeded", op, "Request limit exceeded.")
     out({"ReservationId": new_id("r-"), "OwnerId": "123456789012", "Groups": [],
          "Instances": [{k: v for k, v in inst.items() if k != "standin"}]})
 

@@ -24,6 +24,7 @@ separated):
     import-fail            GCP images create / AWS import task fail
     no-landmark            instances boot with the serial going nowhere
     transient=OP[:N]       OP fails with a transient error N times (1)
+    lost-response=OP[:N]   OP is done, then fails as transient (run-instances)
     quota=OP               OP fails with the provider's quota error
     permission=OP          OP fails with the provider's permission error
     no-vmimport            AWS import-snapshot: the vmimport role is missing
@@ -125,18 +126,19 @@ def fault_ops(kind):
     return [v.split(":")[0] for v in faults().get(kind, [])]
 
 
-def transient_due(op):
-    """True when OP should fail transiently now (counts down in the state)."""
-    for v in faults().get("transient", []):
+def transient_due(op, kind="transient"):
+    """True when OP should fail transiently now (counts down in the state).
+    kind `lost-response`: the operation is done, then its answer is lost."""
+    for v in faults().get(kind, []):
         name, _, n = v.partition(":")
         if name != op:
             continue
         times = int(n) if n else 1
         counts_p = path("fault-counts.json")
         counts = read_json(counts_p) if os.path.exists(counts_p) else {}
-        done = counts.get(op, 0)
+        done = counts.get(kind + ":" + op, 0)
         if done < times:
-            counts[op] = done + 1
+            counts[kind + ":" + op] = done + 1
             write_json(counts_p, counts)
             return True
     return False

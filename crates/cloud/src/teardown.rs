@@ -80,12 +80,16 @@ fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Resu
         }
         Resource::AwsInstance { id, name, region } => {
             let region = region.as_deref();
-            let ids = match id {
-                Some(id) => vec![id.clone()],
-                None => aws::parse_instance_ids(
-                    &runner.run(&aws::find_instances(name, region))?.stdout,
-                )?,
-            };
+            // Also by tag: a launch retried after a transient error may
+            // have started a second instance.
+            let mut ids: Vec<String> = id.iter().cloned().collect();
+            for found in
+                aws::parse_instance_ids(&runner.run(&aws::find_instances(name, region))?.stdout)?
+            {
+                if !ids.contains(&found) {
+                    ids.push(found);
+                }
+            }
             let cmds: Vec<_> = ids.iter().map(|i| aws::terminate(i, region)).collect();
             delete_all(runner, &cmds)
         }
@@ -104,13 +108,15 @@ fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Resu
             region,
         } => {
             let region = region.as_deref();
-            let ids = match id {
-                Some(id) => vec![id.clone()],
-                None => aws::parse_import_ids(
-                    &runner.run(&aws::list_imports(region))?.stdout,
-                    description,
-                )?,
-            };
+            // Also by description: a retried import-snapshot may have
+            // started a second task.
+            let mut ids: Vec<String> = id.iter().cloned().collect();
+            let listed = runner.run(&aws::list_imports(region))?.stdout;
+            for found in aws::parse_import_ids(&listed, description)? {
+                if !ids.contains(&found) {
+                    ids.push(found);
+                }
+            }
             let mut any = false;
             for id in ids {
                 if let Outcome::Deleted = remove_import(runner, &id, region, journaled_snapshots)? {

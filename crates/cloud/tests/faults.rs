@@ -281,3 +281,30 @@ fn teardown_failure_is_reported_and_a_later_teardown_finishes() {
     assert_eq!(r.deleted.len(), 2, "{r:?}");
     assert_eq!(si.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn launch_whose_answer_was_lost_leaves_no_second_instance() {
+    if !common::ready() {
+        return;
+    }
+    // run-instances starts an instance, then reports a transient error;
+    // the retry starts another. Teardown finds both by their Name tag.
+    let t = aws_target("capos-f13", AwsFormat::Raw, BootMode::LegacyBios);
+    let (s, si, _e) = run_with(&t, "lost-response=run-instances", LONG);
+    assert!(s.passed, "{s:#?}");
+    let td = s.teardown.as_ref().unwrap();
+    assert!(td.is_clean(), "{td:?}");
+    let instances = td
+        .deleted
+        .iter()
+        .filter(|d| d.starts_with("instance "))
+        .count();
+    assert_eq!(instances, 1, "one journal entry: {td:?}");
+    assert_eq!(si.leftovers(), Vec::<String>::new());
+    let calls = std::fs::read_to_string(si.state().join("calls.log")).unwrap();
+    assert_eq!(
+        calls.matches("\"terminate-instances\"").count(),
+        2,
+        "{calls}"
+    );
+}
