@@ -1,0 +1,303 @@
+//! `cloudimg cloud gcp|aws|teardown`: import an artifact into a real
+//! cloud through its CLI, boot it, wait for the landmark on the serial
+//! console, and tear everything down (or `--plan` to print the commands).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use cloudimg_cloud::aws::DEFAULT_INSTANCE_TYPE;
+use cloudimg_cloud::gcp::{DEFAULT_MACHINE_TYPE, DEFAULT_ZONE};
+use cloudimg_cloud::{
+    flow, AwsFormat, AwsTarget, BootMode, ErrorKind, GcpTarget, Log, RunOptions, Runner, Target,
+};
+use cloudimg_disk::formats::Format;
+
+/// Import an artifact into GCP or AWS, boot it and watch its serial
+/// console for the landmark; every resource is journaled and torn down.
+///
+/// Exit status: 0 landmark seen, 1 not seen in time, 2 error (including
+/// resources that teardown could not delete).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    cmd: CloudCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CloudCmd {
+    /// Google Compute Engine: gcloud storage cp, images create, instances create.
+    Gcp(GcpArgs),
+    /// Amazon EC2: aws s3 cp, ec2 import-snapshot, register-image, run-instances.
+    Aws(AwsArgs),
+    /// Delete every resource a journal lists (after a crash or --keep).
+    Teardown(TeardownArgs),
+}
+
+/// Options shared by both providers.
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// The artifact to upload.
+    #[arg(long, value_name = "FILE")]
+    artifact: Option<PathBuf>,
+    /// Evidence directory [default: target/cloud-evidence/<provider>-<run id>].
+    #[arg(long, value_name = "DIR")]
+    evidence: Option<PathBuf>,
+    /// Print the commands that would run, and run nothing.
+    #[arg(long)]
+    plan: bool,
+    /// Leave the resources up and print how to remove them.
+    #[arg(long)]
+    keep: bool,
+    /// Name of the image, instance and object [default: capos-<run id>].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Seconds to wait for the landmark once the instance runs.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    timeout: u64,
+    /// The serial console line that proves the boot.
+    #[arg(long, value_name = "TEXT", default_value = "capos kernel starting")]
+    expect: String,
+    /// Seconds between polls of the import task and the console.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    poll: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct GcpArgs {
+    /// The GCP project.
+    #[arg(long)]
+    project: String,
+    /// The Cloud Storage bucket to upload to.
+    #[arg(long)]
+    bucket: String,
+    /// The zone of the instance.
+    #[arg(long, default_value = DEFAULT_ZONE)]
+    zone: String,
+    /// The machine type.
+    #[arg(long, default_value = DEFAULT_MACHINE_TYPE)]
+    machine_type: String,
+    /// Upload and delete with gsutil instead of gcloud storage.
+    #[arg(long)]
+    gsutil: bool,
+    /// Do not mark the image UEFI_COMPATIBLE (boots legacy BIOS).
+    #[arg(long)]
+    no_uefi: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Raw,
+    Vhd,
+    Vmdk,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BootModeArg {
+    Uefi,
+    LegacyBios,
+    UefiPreferred,
+}
+
+#[derive(Debug, clap::Args)]
+struct AwsArgs {
+    /// The S3 bucket to upload to (in the same region).
+    #[arg(long)]
+    bucket: String,
+    /// The region [default: the AWS CLI's configuration].
+    #[arg(long)]
+    region: Option<String>,
+    /// The artifact's format [default: detected from --artifact, else raw].
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// The AMI's boot mode.
+    #[arg(long, value_enum, default_value = "uefi-preferred")]
+    boot_mode: BootModeArg,
+    /// The instance type (Nitro types boot UEFI and BIOS over NVMe).
+    #[arg(long, default_value = DEFAULT_INSTANCE_TYPE)]
+    instance_type: String,
+    /// Seconds the import task may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    import_timeout: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+struct TeardownArgs {
+    /// The journal (resources.json in the run's evidence directory).
+    #[arg(long, value_name = "FILE")]
+    journal: PathBuf,
+}
+
+fn log() -> Log {
+    Arc::new(|s: &str| eprintln!("cloudimg: {s}"))
+}
+
+/// Run the command.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.cmd {
+        CloudCmd::Teardown(t) => teardown(t),
+        CloudCmd::Gcp(g) => {
+            let run_id = flow::new_run_id();
+            let artifact = g
+                .common
+                .artifact
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("target/cloud-image/disk.raw.tar.gz"));
+            let target = Target::Gcp(GcpTarget {
+                project: g.project,
+                bucket: g.bucket,
+                zone: g.zone,
+                machine_type: g.machine_type,
+                name: name(&g.common, &run_id),
+                gsutil: g.gsutil,
+                uefi: !g.no_uefi,
+            });
+            go(
+                target,
+                artifact,
+                &g.common,
+                &run_id,
+                Duration::from_secs(3600),
+            )
+        }
+        CloudCmd::Aws(a) => {
+            let run_id = flow::new_run_id();
+            let format = match (a.format, &a.common.artifact) {
+                (Some(f), _) => match f {
+                    FormatArg::Raw => AwsFormat::Raw,
+                    FormatArg::Vhd => AwsFormat::Vhd,
+                    FormatArg::Vmdk => AwsFormat::Vmdk,
+                },
+                (None, Some(p)) => match cloudimg_disk::formats::detect(p) {
+                    Ok(Format::VhdFixed | Format::VhdDynamic) => AwsFormat::Vhd,
+                    Ok(Format::Vmdk) => AwsFormat::Vmdk,
+                    _ => AwsFormat::Raw,
+                },
+                (None, None) => AwsFormat::Raw,
+            };
+            let artifact = a.common.artifact.clone().unwrap_or_else(|| {
+                PathBuf::from(format!("target/cloud-image/capos-aws.{}", format.ext()))
+            });
+            let target = Target::Aws(AwsTarget {
+                bucket: a.bucket,
+                region: a.region,
+                format,
+                boot_mode: match a.boot_mode {
+                    BootModeArg::Uefi => BootMode::Uefi,
+                    BootModeArg::LegacyBios => BootMode::LegacyBios,
+                    BootModeArg::UefiPreferred => BootMode::UefiPreferred,
+                },
+                instance_type: a.instance_type,
+                name: name(&a.common, &run_id),
+            });
+            go(
+                target,
+                artifact,
+                &a.common,
+                &run_id,
+                Duration::from_secs(a.import_timeout),
+            )
+        }
+    }
+}
+
+fn name(c: &Common, run_id: &str) -> String {
+    c.name.clone().unwrap_or_else(|| format!("capos-{run_id}"))
+}
+
+fn go(
+    target: Target,
+    artifact: PathBuf,
+    c: &Common,
+    run_id: &str,
+    import_timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    if c.plan {
+        for line in flow::plan(&target, &artifact) {
+            println!("{line}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let evidence = c.evidence.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "target/cloud-evidence/{}-{run_id}",
+            target.provider()
+        ))
+    });
+    let mut opts = RunOptions::new(artifact, evidence.clone(), log());
+    opts.keep = c.keep;
+    opts.landmark = c.expect.clone();
+    opts.boot_timeout = Duration::from_secs(c.timeout);
+    opts.import_timeout = import_timeout;
+    opts.poll_interval = Duration::from_secs(c.poll.max(1));
+    eprintln!(
+        "cloudimg: evidence and journal in {}; after a crash run `cloudimg cloud teardown --journal {}`",
+        evidence.display(),
+        evidence.join("resources.json").display()
+    );
+    let s = flow::run(&target, run_id, &opts)
+        .with_context(|| format!("writing evidence to {}", evidence.display()))?;
+    let left = s.teardown.as_ref().map_or(0, |t| t.failed.len());
+    if s.passed {
+        println!(
+            "PASS {}: {} reached {:?} after {:.1} s (image {}, boot mode {}); evidence: {}",
+            s.provider,
+            s.name,
+            c.expect,
+            s.seconds_to_landmark.unwrap_or_default(),
+            s.image_id.as_deref().unwrap_or("?"),
+            s.boot_mode,
+            evidence.display()
+        );
+    }
+    if left > 0 {
+        bail!(
+            "{left} resource(s) could not be deleted (listed above); retry with `cloudimg cloud teardown --journal {}`",
+            evidence.join("resources.json").display()
+        );
+    }
+    if s.passed {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let why = s.error.unwrap_or_else(|| "failed".into());
+    match s.error_kind {
+        Some(ErrorKind::Timeout) if s.instance_id.is_some() => {
+            println!(
+                "FAIL {}: {why}; evidence: {}",
+                s.provider,
+                evidence.display()
+            );
+            Ok(ExitCode::from(1))
+        }
+        Some(ErrorKind::Interrupted) => Ok(ExitCode::from(130)),
+        _ => bail!("{why} (evidence: {})", evidence.display()),
+    }
+}
+
+fn teardown(t: TeardownArgs) -> anyhow::Result<ExitCode> {
+    let runner = Runner::new(log());
+    let r = cloudimg_cloud::teardown_journal(&t.journal, &runner)?;
+    for d in &r.deleted {
+        println!("deleted {d}");
+    }
+    for d in &r.already_gone {
+        println!("already gone: {d}");
+    }
+    if !r.is_clean() {
+        for (what, why) in &r.failed {
+            eprintln!("cloudimg: could not delete {what}: {why}");
+        }
+        bail!(
+            "{} resource(s) could not be deleted; run the teardown again once fixed",
+            r.failed.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

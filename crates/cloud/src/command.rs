@@ -1,0 +1,506 @@
+//! One provider CLI command line, and the runner that executes it with
+//! retries, a time limit, interruption and a record in `commands.jsonl`.
+
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Set by [`crate::cleanup`]: interruptible commands are killed and the
+/// flow stops starting new steps.
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether an interruption was requested.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// A progress sink: one human-readable line per call (stderr in the CLI).
+pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// A log that drops everything.
+pub fn quiet() -> Log {
+    Arc::new(|_| {})
+}
+
+/// A program and its arguments, exactly as run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudCommand {
+    /// `gcloud`, `gsutil` or `aws`.
+    pub program: String,
+    /// The arguments.
+    pub args: Vec<String>,
+}
+
+impl CloudCommand {
+    /// `program` with `args`.
+    pub fn new<S: Into<String>>(program: &str, args: impl IntoIterator<Item = S>) -> Self {
+        CloudCommand {
+            program: program.to_string(),
+            args: args.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// The command as one shell line (arguments quoted where needed).
+    pub fn line(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .map(shell_quote)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The first words that name the operation (`gcloud compute images
+    /// create`), for messages.
+    pub fn name(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(
+                self.args
+                    .iter()
+                    .take_while(|a| !a.starts_with('-'))
+                    .take(3)
+                    .map(String::as_str),
+            )
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Quote `s` for a POSIX shell when it holds anything but safe characters.
+pub fn shell_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=,@%+".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct CmdOutput {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Exit status (-1 when killed by a signal).
+    pub status: i32,
+}
+
+impl CmdOutput {
+    /// Exit status 0.
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+}
+
+/// How a failure reads, from the providers' error texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth retrying: throttling, 5xx, connection trouble.
+    Transient,
+    /// The resource does not exist (a delete of something already gone).
+    NotFound,
+    /// The `vmimport` service role is missing or lacks permissions.
+    VmImportRole,
+    /// Permission denied or no credentials.
+    Permission,
+    /// A quota or limit.
+    Quota,
+    /// Anything else.
+    Other,
+}
+
+/// Classify a failed command's stderr. Texts are the ones the AWS CLI
+/// (`An error occurred (Code) when calling the X operation: ...`) and
+/// gcloud (`ERROR: (gcloud.x) ... - reason`) print.
+pub fn classify(stderr: &str) -> Failure {
+    let has = |pats: &[&str]| pats.iter().any(|p| stderr.contains(p));
+    let lower = stderr.to_ascii_lowercase();
+    if has(&[
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "Could not connect to the endpoint URL",
+        "Connection was closed",
+        "Read timeout on endpoint",
+        "SlowDown",
+        "HTTPError 5",
+        "HTTPError 429",
+        "(Code: '503')",
+        "(Code: '500')",
+        "Internal error. Please try again",
+        "rateLimitExceeded",
+        "backendError",
+        "Connection reset by peer",
+        "TLS handshake timeout",
+    ]) {
+        return Failure::Transient;
+    }
+    if lower.contains("vmimport") {
+        return Failure::VmImportRole;
+    }
+    if has(&[
+        "was not found",
+        "matched no objects",
+        "No URLs matched",
+        ".NotFound",
+        "InvalidAMIID.Unavailable",
+        "NoSuchKey",
+        "InvalidConversionTaskId",
+    ]) {
+        return Failure::NotFound;
+    }
+    if has(&[
+        "UnauthorizedOperation",
+        "AccessDenied",
+        "Access Denied",
+        "AuthFailure",
+        "Unable to locate credentials",
+        "ExpiredToken",
+        "PERMISSION_DENIED",
+        "Required '",
+        "HTTPError 403",
+        "HTTPError 401",
+        "does not have storage.",
+        "You do not currently have an active account selected",
+    ]) {
+        return Failure::Permission;
+    }
+    if has(&[
+        "LimitExceeded",
+        "QUOTA_EXCEEDED",
+        "Quota '",
+        "ResourceLimitExceeded",
+        "InsufficientInstanceCapacity",
+    ]) || lower.contains("quota exceeded")
+    {
+        return Failure::Quota;
+    }
+    Failure::Other
+}
+
+/// The meaningful part of a CLI's stderr, on one line.
+pub fn reason(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let text = lines.join(" ");
+    const MAX: usize = 400;
+    if text.len() > MAX {
+        let mut end = MAX;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &text[..end])
+    } else {
+        text
+    }
+}
+
+/// Runs commands: environment, retries with backoff for transient
+/// failures, a time limit, and one `commands.jsonl` record per attempt.
+#[derive(Clone)]
+pub struct Runner {
+    /// Extra environment for every command (e.g. PATH for the stand-ins).
+    pub env: Vec<(OsString, OsString)>,
+    /// Where each attempt is recorded (`commands.jsonl`).
+    pub record: Option<PathBuf>,
+    /// Attempts after the first for transient failures.
+    pub retries: u32,
+    /// The first backoff; doubled on each retry.
+    pub backoff: Duration,
+    /// Limit for one command.
+    pub timeout: Duration,
+    /// Whether [`crate::cleanup`] kills this runner's commands (false for
+    /// teardown, which must finish).
+    pub interruptible: bool,
+    /// Progress.
+    pub log: Log,
+}
+
+impl Runner {
+    /// A runner with 3 retries from 2 s, a 1 h limit per command.
+    pub fn new(log: Log) -> Self {
+        Runner {
+            env: Vec::new(),
+            record: None,
+            retries: 3,
+            backoff: Duration::from_secs(2),
+            timeout: Duration::from_secs(3600),
+            interruptible: true,
+            log,
+        }
+    }
+
+    /// Run `cmd`, retrying transient failures; Ok with the output even if
+    /// the final attempt failed. Err only if it could not run at all
+    /// (missing CLI), timed out or was interrupted.
+    pub fn run_raw(&self, cmd: &CloudCommand) -> Result<CmdOutput> {
+        let mut attempt = 0;
+        let mut delay = self.backoff;
+        loop {
+            attempt += 1;
+            let out = self.once(cmd, attempt)?;
+            if out.success()
+                || attempt > self.retries
+                || classify(&out.stderr) != Failure::Transient
+            {
+                return Ok(out);
+            }
+            (self.log)(&format!(
+                "{}: transient failure ({}); retrying in {:.1} s (attempt {} of {})",
+                cmd.name(),
+                reason(&out.stderr),
+                delay.as_secs_f64(),
+                attempt + 1,
+                self.retries + 1
+            ));
+            let until = Instant::now() + delay;
+            while Instant::now() < until {
+                if self.interruptible && interrupted() {
+                    return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
+                }
+                std::thread::sleep(Duration::from_millis(20).min(delay));
+            }
+            delay = delay.saturating_mul(2);
+        }
+    }
+
+    /// Run `cmd` and require success; a failure becomes an error whose
+    /// kind says whether it was permission, quota or else.
+    pub fn run(&self, cmd: &CloudCommand) -> Result<CmdOutput> {
+        let out = self.run_raw(cmd)?;
+        if out.success() {
+            return Ok(out);
+        }
+        Err(failure_error(cmd, &out))
+    }
+
+    fn once(&self, cmd: &CloudCommand, attempt: u32) -> Result<CmdOutput> {
+        let started = Instant::now();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut c = Command::new(&cmd.program);
+        c.args(&cmd.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        let mut child = match c.spawn() {
+            Ok(ch) => ch,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let hint = match cmd.program.as_str() {
+                    "aws" => "install the AWS CLI v2 (https://aws.amazon.com/cli/)",
+                    _ => "install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install)",
+                };
+                self.record(cmd, attempt, wall, 0.0, None, "", "not found on PATH");
+                return Err(Error::new(
+                    ErrorKind::MissingCli,
+                    format!("`{}` not found on PATH: {hint}; `--plan` prints the commands without running them", cmd.program),
+                ));
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::CommandFailed,
+                    format!("starting `{}`: {e}", cmd.name()),
+                ))
+            }
+        };
+        let mut so = child.stdout.take();
+        let mut se = child.stderr.take();
+        let t_out = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(p) = so.as_mut() {
+                let _ = p.read_to_end(&mut s);
+            }
+            s
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(p) = se.as_mut() {
+                let _ = p.read_to_end(&mut s);
+            }
+            s
+        });
+        let mut stopped: Option<Error> = None;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break st.code().unwrap_or(-1),
+                Ok(None) => {}
+                Err(e) => {
+                    stopped = Some(Error::new(
+                        ErrorKind::CommandFailed,
+                        format!("waiting for `{}`: {e}", cmd.name()),
+                    ));
+                }
+            }
+            if stopped.is_none() && self.interruptible && interrupted() {
+                stopped = Some(Error::new(
+                    ErrorKind::Interrupted,
+                    format!("interrupted during `{}`", cmd.name()),
+                ));
+            }
+            if stopped.is_none() && started.elapsed() > self.timeout {
+                stopped = Some(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "`{}` did not finish within {} s",
+                        cmd.name(),
+                        self.timeout.as_secs()
+                    ),
+                ));
+            }
+            if stopped.is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                break -1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
+        let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+        let secs = started.elapsed().as_secs_f64();
+        self.record(cmd, attempt, wall, secs, Some(status), &stdout, &stderr);
+        if let Some(e) = stopped {
+            return Err(e);
+        }
+        Ok(CmdOutput {
+            stdout,
+            stderr,
+            status,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        cmd: &CloudCommand,
+        attempt: u32,
+        started: f64,
+        seconds: f64,
+        exit: Option<i32>,
+        stdout: &str,
+        stderr: &str,
+    ) {
+        let Some(path) = &self.record else { return };
+        let tail = |s: &str, n: usize| -> String {
+            let mut start = s.len().saturating_sub(n);
+            while !s.is_char_boundary(start) {
+                start += 1;
+            }
+            s[start..].to_string()
+        };
+        let v = serde_json::json!({
+            "line": cmd.line(),
+            "argv": std::iter::once(&cmd.program).chain(cmd.args.iter()).collect::<Vec<_>>(),
+            "attempt": attempt,
+            "started_unix": (started * 1000.0).round() / 1000.0,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "exit": exit,
+            "stdout_bytes": stdout.len(),
+            "stdout_tail": tail(stdout, 2000),
+            "stderr_tail": tail(stderr, 2000),
+        });
+        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+            let _ = f.write_all(format!("{v}\n").as_bytes());
+        }
+    }
+}
+
+/// The error for a command that failed for good.
+pub fn failure_error(cmd: &CloudCommand, out: &CmdOutput) -> Error {
+    let why = reason(&out.stderr);
+    let what = format!("`{}` failed (exit {})", cmd.name(), out.status);
+    match classify(&out.stderr) {
+        Failure::VmImportRole => Error::new(
+            ErrorKind::Permission,
+            format!("{what}: {why} (VM Import needs the `vmimport` service role with access to the bucket: https://docs.aws.amazon.com/vm-import/latest/userguide/required-permissions.html)"),
+        ),
+        Failure::Permission => Error::new(
+            ErrorKind::Permission,
+            format!("{what}: permission denied: {why}"),
+        ),
+        Failure::Quota => Error::new(ErrorKind::Quota, format!("{what}: quota exceeded: {why}")),
+        Failure::Transient => Error::new(
+            ErrorKind::CommandFailed,
+            format!("{what} after retries: {why}"),
+        ),
+        _ => Error::new(ErrorKind::CommandFailed, format!("{what}: {why}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_leaves_plain_words_alone() {
+        assert_eq!(shell_quote("gs://b/x.tar.gz"), "gs://b/x.tar.gz");
+        assert_eq!(shell_quote("--zone=us-central1-a"), "--zone=us-central1-a");
+        assert_eq!(shell_quote("{\"a\":1}"), "'{\"a\":1}'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn provider_error_texts_are_classified() {
+        let aws = |code: &str| {
+            format!("\nAn error occurred ({code}) when calling the RunInstances operation: x\n")
+        };
+        assert_eq!(classify(&aws("RequestLimitExceeded")), Failure::Transient);
+        assert_eq!(classify(&aws("VcpuLimitExceeded")), Failure::Quota);
+        assert_eq!(classify(&aws("InstanceLimitExceeded")), Failure::Quota);
+        assert_eq!(classify(&aws("UnauthorizedOperation")), Failure::Permission);
+        assert_eq!(
+            classify(&aws("InvalidInstanceID.NotFound")),
+            Failure::NotFound
+        );
+        assert_eq!(
+            classify("An error occurred (InvalidParameter) when calling the ImportSnapshot operation: The service role vmimport provided does not exist or does not have sufficient permissions"),
+            Failure::VmImportRole
+        );
+        assert_eq!(
+            classify("ERROR: (gcloud.compute.instances.create) Could not fetch resource:\n - Quota 'CPUS' exceeded.  Limit: 0.0 in region us-central1.\n"),
+            Failure::Quota
+        );
+        assert_eq!(
+            classify("ERROR: (gcloud.compute.images.delete) Could not fetch resource:\n - The resource 'projects/p/global/images/x' was not found\n"),
+            Failure::NotFound
+        );
+        assert_eq!(
+            classify("ERROR: (gcloud.compute.images.create) Could not fetch resource:\n - Required 'compute.images.create' permission for 'projects/p'\n"),
+            Failure::Permission
+        );
+        assert_eq!(
+            classify("ERROR: (gcloud.storage.cp) HTTPError 503: Service Unavailable"),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify("ERROR: (gcloud.storage.rm) The following URLs matched no objects or files:\ngs://b/x\n"),
+            Failure::NotFound
+        );
+        assert_eq!(
+            classify("CommandException: No URLs matched: gs://b/x"),
+            Failure::NotFound
+        );
+        assert_eq!(
+            classify("ERROR: (gcloud.compute.images.create) Could not fetch resource:\n - The tar archive is not a valid image.\n"),
+            Failure::Other
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Google Compute Engine through `gcloud` (and optionally `gsutil`):
+//! the command lines of the manual custom-image import.
+//!
+//! Upload `disk.raw.tar.gz` to Cloud Storage, `gcloud compute images
+//! create NAME --source-uri gs://... --guest-os-features=UEFI_COMPATIBLE`,
+//! `gcloud compute instances create NAME --image NAME`, read the serial
+//! port with `get-serial-port-output --start=N --format=json`, then
+//! delete the instance, the image and the object.
+
+use crate::command::CloudCommand;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Where and under which names a GCP run works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcpTarget {
+    /// The project (`--project`).
+    pub project: String,
+    /// The Cloud Storage bucket the tarball is uploaded to.
+    pub bucket: String,
+    /// The zone of the instance.
+    pub zone: String,
+    /// The machine type.
+    pub machine_type: String,
+    /// Name of the image and the instance; the object is `NAME.tar.gz`.
+    pub name: String,
+    /// Upload and delete the object with `gsutil` instead of `gcloud storage`.
+    pub gsutil: bool,
+    /// Mark the image `UEFI_COMPATIBLE` (else it boots legacy BIOS).
+    pub uefi: bool,
+}
+
+/// The default zone.
+pub const DEFAULT_ZONE: &str = "us-central1-a";
+/// The default machine type (UEFI-capable, small).
+pub const DEFAULT_MACHINE_TYPE: &str = "e2-small";
+
+impl GcpTarget {
+    /// Check names against GCE's rules (`[a-z]([-a-z0-9]{0,61}[a-z0-9])?`).
+    pub fn validate(&self) -> Result<()> {
+        let n = &self.name;
+        let ok = !n.is_empty()
+            && n.len() <= 63
+            && n.starts_with(|c: char| c.is_ascii_lowercase())
+            && !n.ends_with('-')
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("GCP resource name {n:?} is invalid: use 1-63 lowercase letters, digits and '-', starting with a letter"),
+            ));
+        }
+        for (what, v) in [
+            ("project", &self.project),
+            ("bucket", &self.bucket),
+            ("zone", &self.zone),
+        ] {
+            if v.is_empty() || v.contains(['/', ' ']) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("GCP {what} {v:?} is invalid"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn project_flag(&self) -> String {
+        format!("--project={}", self.project)
+    }
+
+    fn zone_flag(&self) -> String {
+        format!("--zone={}", self.zone)
+    }
+
+    /// `gs://BUCKET/NAME.tar.gz`.
+    pub fn object_uri(&self) -> String {
+        format!("gs://{}/{}.tar.gz", self.bucket, self.name)
+    }
+
+    /// Upload the tarball.
+    pub fn upload(&self, artifact: &str) -> CloudCommand {
+        if self.gsutil {
+            CloudCommand::new(
+                "gsutil",
+                ["cp".to_string(), artifact.to_string(), self.object_uri()],
+            )
+        } else {
+            CloudCommand::new(
+                "gcloud",
+                [
+                    "storage".to_string(),
+                    "cp".into(),
+                    artifact.to_string(),
+                    self.object_uri(),
+                    self.project_flag(),
+                ],
+            )
+        }
+    }
+
+    /// Create the image from the uploaded tarball.
+    pub fn create_image(&self) -> CloudCommand {
+        let mut a = vec![
+            "compute".to_string(),
+            "images".into(),
+            "create".into(),
+            self.name.clone(),
+            self.project_flag(),
+            format!("--source-uri={}", self.object_uri()),
+        ];
+        if self.uefi {
+            a.push("--guest-os-features=UEFI_COMPATIBLE".into());
+        }
+        a.push("--format=json".into());
+        CloudCommand::new("gcloud", a)
+    }
+
+    /// Boot an instance from the image.
+    pub fn create_instance(&self) -> CloudCommand {
+        CloudCommand::new(
+            "gcloud",
+            [
+                "compute".to_string(),
+                "instances".into(),
+                "create".into(),
+                self.name.clone(),
+                self.project_flag(),
+                self.zone_flag(),
+                format!("--image={}", self.name),
+                format!("--machine-type={}", self.machine_type),
+                "--format=json".into(),
+            ],
+        )
+    }
+
+    /// Serial port 1 output from byte `start`.
+    pub fn serial(&self, start: u64) -> CloudCommand {
+        CloudCommand::new(
+            "gcloud",
+            [
+                "compute".to_string(),
+                "instances".into(),
+                "get-serial-port-output".into(),
+                self.name.clone(),
+                self.project_flag(),
+                self.zone_flag(),
+                "--port=1".into(),
+                format!("--start={start}"),
+                "--format=json".into(),
+            ],
+        )
+    }
+}
+
+/// Delete an instance.
+pub fn delete_instance(name: &str, zone: &str, project: &str) -> CloudCommand {
+    CloudCommand::new(
+        "gcloud",
+        [
+            "compute".to_string(),
+            "instances".into(),
+            "delete".into(),
+            name.to_string(),
+            format!("--project={project}"),
+            format!("--zone={zone}"),
+            "--quiet".into(),
+        ],
+    )
+}
+
+/// Delete an image.
+pub fn delete_image(name: &str, project: &str) -> CloudCommand {
+    CloudCommand::new(
+        "gcloud",
+        [
+            "compute".to_string(),
+            "images".into(),
+            "delete".into(),
+            name.to_string(),
+            format!("--project={project}"),
+            "--quiet".into(),
+        ],
+    )
+}
+
+/// Delete an object.
+pub fn delete_object(uri: &str, project: &str, gsutil: bool) -> CloudCommand {
+    if gsutil {
+        CloudCommand::new("gsutil", ["rm", uri])
+    } else {
+        CloudCommand::new(
+            "gcloud",
+            [
+                "storage".to_string(),
+                "rm".into(),
+                uri.to_string(),
+                format!("--project={project}"),
+            ],
+        )
+    }
+}
+
+/// Parse `gcloud compute images create --format=json` (a list of the
+/// created images): name and numeric id.
+pub fn parse_created(stdout: &str, what: &str) -> Result<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(stdout).map_err(|e| {
+        Error::new(
+            ErrorKind::BadOutput,
+            format!("gcloud {what} create printed no JSON list: {e}"),
+        )
+    })?;
+    let first = v.as_array().and_then(|a| a.first()).unwrap_or(&v);
+    let name = first["name"].as_str().unwrap_or_default().to_string();
+    let id = match &first["id"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    if name.is_empty() {
+        return Err(Error::new(
+            ErrorKind::BadOutput,
+            format!("gcloud {what} create output has no name"),
+        ));
+    }
+    Ok((name, id))
+}
+
+/// Parse `get-serial-port-output --format=json`: the new contents and the
+/// offset to ask for next.
+pub fn parse_serial(stdout: &str, start: u64) -> Result<(String, u64)> {
+    let v: serde_json::Value = serde_json::from_str(stdout).map_err(|e| {
+        Error::new(
+            ErrorKind::BadOutput,
+            format!("get-serial-port-output printed no JSON: {e}"),
+        )
+    })?;
+    let contents = v["contents"].as_str().unwrap_or_default().to_string();
+    let next = match &v["next"] {
+        serde_json::Value::String(s) => s.parse().ok(),
+        serde_json::Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+    .unwrap_or(start + contents.len() as u64);
+    Ok((contents, next))
+}

@@ -1,0 +1,291 @@
+//! Remove what a journal lists, newest first (instance, image/AMI,
+//! snapshot, import task, object). Idempotent: a resource already gone
+//! counts as removed, deleted entries are skipped, and every outcome is
+//! written back to the journal.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::aws;
+use crate::command::{classify, failure_error, CloudCommand, Failure, Runner};
+use crate::error::{Error, Result};
+use crate::gcp;
+use crate::journal::{Journal, Resource, State};
+
+/// What teardown did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TeardownReport {
+    /// Resources it deleted.
+    pub deleted: Vec<String>,
+    /// Resources that were already gone.
+    pub already_gone: Vec<String>,
+    /// Resources it could not delete, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+impl TeardownReport {
+    /// Nothing left behind.
+    pub fn is_clean(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+enum Outcome {
+    Deleted,
+    Gone,
+}
+
+/// Run a delete; NotFound means already gone.
+fn delete(runner: &Runner, cmd: &CloudCommand) -> Result<Outcome> {
+    let out = runner.run_raw(cmd)?;
+    if out.success() {
+        return Ok(Outcome::Deleted);
+    }
+    if classify(&out.stderr) == Failure::NotFound {
+        return Ok(Outcome::Gone);
+    }
+    Err(failure_error(cmd, &out))
+}
+
+fn delete_all(runner: &Runner, cmds: &[CloudCommand]) -> Result<Outcome> {
+    let mut any = false;
+    for c in cmds {
+        if let Outcome::Deleted = delete(runner, c)? {
+            any = true;
+        }
+    }
+    Ok(if any { Outcome::Deleted } else { Outcome::Gone })
+}
+
+fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Result<Outcome> {
+    match r {
+        Resource::GcpInstance {
+            name,
+            zone,
+            project,
+        } => delete(runner, &gcp::delete_instance(name, zone, project)),
+        Resource::GcpImage { name, project } => delete(runner, &gcp::delete_image(name, project)),
+        Resource::GcsObject {
+            uri,
+            project,
+            gsutil,
+        } => delete(runner, &gcp::delete_object(uri, project, *gsutil)),
+        Resource::S3Object { uri, region } => {
+            delete(runner, &aws::delete_object(uri, region.as_deref()))
+        }
+        Resource::AwsSnapshot { id, region } => {
+            delete(runner, &aws::delete_snapshot(id, region.as_deref()))
+        }
+        Resource::AwsInstance { id, name, region } => {
+            let region = region.as_deref();
+            // Also by tag: a launch retried after a transient error may
+            // have started a second instance.
+            let mut ids: Vec<String> = id.iter().cloned().collect();
+            for found in
+                aws::parse_instance_ids(&runner.run(&aws::find_instances(name, region))?.stdout)?
+            {
+                if !ids.contains(&found) {
+                    ids.push(found);
+                }
+            }
+            let cmds: Vec<_> = ids.iter().map(|i| aws::terminate(i, region)).collect();
+            delete_all(runner, &cmds)
+        }
+        Resource::AwsImage { id, name, region } => {
+            let region = region.as_deref();
+            let ids = match id {
+                Some(id) => vec![id.clone()],
+                None => aws::parse_image_ids(&runner.run(&aws::find_images(name, region))?.stdout)?,
+            };
+            let cmds: Vec<_> = ids.iter().map(|i| aws::deregister(i, region)).collect();
+            delete_all(runner, &cmds)
+        }
+        Resource::AwsImportTask {
+            id,
+            description,
+            region,
+        } => {
+            let region = region.as_deref();
+            // Also by description: a retried import-snapshot may have
+            // started a second task.
+            let mut ids: Vec<String> = id.iter().cloned().collect();
+            let listed = runner.run(&aws::list_imports(region))?.stdout;
+            for found in aws::parse_import_ids(&listed, description)? {
+                if !ids.contains(&found) {
+                    ids.push(found);
+                }
+            }
+            let mut any = false;
+            for id in ids {
+                if let Outcome::Deleted = remove_import(runner, &id, region, journaled_snapshots)? {
+                    any = true;
+                }
+            }
+            Ok(if any { Outcome::Deleted } else { Outcome::Gone })
+        }
+    }
+}
+
+/// Cancel an import task, or delete the snapshot it made.
+fn remove_import(
+    runner: &Runner,
+    id: &str,
+    region: Option<&str>,
+    journaled_snapshots: &[String],
+) -> Result<Outcome> {
+    // The task may finish between the describe and the cancel (the
+    // provider keeps working after a crash): look again.
+    for _ in 0..2 {
+        let Some(st) = import_status(runner, id, region)? else {
+            return Ok(Outcome::Gone);
+        };
+        match st.status.as_str() {
+            // Still running: cancel it (it then leaves no snapshot).
+            "active" | "pending" => match delete(runner, &aws::cancel_import(id, region)) {
+                Ok(o) => return Ok(o),
+                Err(e) if e.message.contains("IncorrectState") => continue,
+                Err(e) => return Err(e),
+            },
+            // Done: the snapshot may not be journaled yet (crash just
+            // after completion), so delete it from here too.
+            "completed" => {
+                return match st.snapshot_id {
+                    // Its own journal entry deals with it.
+                    Some(s) if journaled_snapshots.contains(&s) => Ok(Outcome::Gone),
+                    Some(s) => delete(runner, &aws::delete_snapshot(&s, region)),
+                    None => Ok(Outcome::Gone),
+                };
+            }
+            _ => return Ok(Outcome::Gone),
+        }
+    }
+    Err(Error::new(
+        crate::error::ErrorKind::CommandFailed,
+        format!("import task {id} could neither be cancelled nor found completed"),
+    ))
+}
+
+/// The task's status, or None if it does not exist.
+fn import_status(
+    runner: &Runner,
+    id: &str,
+    region: Option<&str>,
+) -> Result<Option<aws::ImportStatus>> {
+    let cmd = aws::describe_import(id, region);
+    let out = runner.run_raw(&cmd)?;
+    if !out.success() {
+        if classify(&out.stderr) == Failure::NotFound {
+            return Ok(None);
+        }
+        return Err(failure_error(&cmd, &out));
+    }
+    aws::parse_import_status(&out.stdout).map(Some)
+}
+
+/// Tear down every live resource of `journal`, newest first, holding the
+/// journal's lock throughout (so a concurrent run cannot add to it).
+pub fn teardown(journal: &Mutex<Journal>, runner: &Runner) -> TeardownReport {
+    let mut j = journal.lock().unwrap_or_else(|e| e.into_inner());
+    let mut report = TeardownReport::default();
+    let journaled_snapshots: Vec<String> = j
+        .data()
+        .resources
+        .iter()
+        .filter_map(|e| match &e.resource {
+            Resource::AwsSnapshot { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut live = j.live();
+    live.reverse();
+    for (index, resource) in live {
+        let name = resource.to_string();
+        (runner.log)(&format!("teardown: deleting {name}"));
+        let (state, err) = match remove(runner, &resource, &journaled_snapshots) {
+            Ok(Outcome::Deleted) => {
+                report.deleted.push(name);
+                (State::Deleted, None)
+            }
+            Ok(Outcome::Gone) => {
+                report.already_gone.push(name);
+                (State::Deleted, None)
+            }
+            Err(e) => {
+                (runner.log)(&format!("teardown: could not delete {name}: {e}"));
+                report.failed.push((name, e.message.clone()));
+                (State::DeleteFailed, Some(e.message))
+            }
+        };
+        if let Err(e) = j.update(index, resource, state, err) {
+            (runner.log)(&format!("teardown: {e}"));
+        }
+    }
+    report
+}
+
+/// Finish the teardown recorded in the journal at `path` (after a crash).
+pub fn teardown_journal(path: &Path, runner: &Runner) -> Result<TeardownReport, Error> {
+    let j = Mutex::new(Journal::open(path)?);
+    Ok(teardown(&j, runner))
+}
+
+/// The commands that would remove each live resource of a journal, for
+/// `--keep` instructions.
+pub fn removal_commands(journal: &Journal) -> Vec<String> {
+    let mut live = journal.live();
+    live.reverse();
+    // A completed import task leaves only its (journaled) snapshot.
+    let has_snapshot = live
+        .iter()
+        .any(|(_, r)| matches!(r, Resource::AwsSnapshot { .. }));
+    live.iter()
+        .filter(|(_, r)| !(has_snapshot && matches!(r, Resource::AwsImportTask { .. })))
+        .map(|(_, r)| match r {
+            Resource::GcpInstance {
+                name,
+                zone,
+                project,
+            } => gcp::delete_instance(name, zone, project).line(),
+            Resource::GcpImage { name, project } => gcp::delete_image(name, project).line(),
+            Resource::GcsObject {
+                uri,
+                project,
+                gsutil,
+            } => gcp::delete_object(uri, project, *gsutil).line(),
+            Resource::S3Object { uri, region } => aws::delete_object(uri, region.as_deref()).line(),
+            Resource::AwsSnapshot { id, region } => {
+                aws::delete_snapshot(id, region.as_deref()).line()
+            }
+            Resource::AwsInstance {
+                id: Some(id),
+                region,
+                ..
+            } => aws::terminate(id, region.as_deref()).line(),
+            Resource::AwsInstance {
+                id: None,
+                name,
+                region,
+            } => aws::find_instances(name, region.as_deref()).line(),
+            Resource::AwsImage {
+                id: Some(id),
+                region,
+                ..
+            } => aws::deregister(id, region.as_deref()).line(),
+            Resource::AwsImage {
+                id: None,
+                name,
+                region,
+            } => aws::find_images(name, region.as_deref()).line(),
+            Resource::AwsImportTask {
+                id: Some(id),
+                region,
+                ..
+            } => aws::cancel_import(id, region.as_deref()).line(),
+            Resource::AwsImportTask {
+                id: None, region, ..
+            } => aws::list_imports(region.as_deref()).line(),
+        })
+        .collect()
+}

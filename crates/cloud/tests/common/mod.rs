@@ -1,0 +1,322 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+/// Whether an external oracle tool is on PATH (or /usr/sbin, /sbin). When
+/// it is missing the test is skipped with a message, except under CI or
+/// with REQUIRE_ORACLES=1, where a missing oracle fails the test.
+pub fn require_tool(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .chain(["/usr/sbin".into(), "/sbin".into()])
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .iter()
+        .any(|d| d.join(name).is_file());
+    if found {
+        return true;
+    }
+    let strict = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+        || std::env::var_os("REQUIRE_ORACLES").is_some_and(|v| v == "1");
+    if strict {
+        panic!("oracle tool {name} is missing (CI or REQUIRE_ORACLES=1 set): install it with scripts/setup.sh");
+    }
+    eprintln!("SKIP: oracle tool {name} not found");
+    false
+}
+
+/// Run a command, panic with its output if it fails, return stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A small seeded PRNG (xorshift64*) for reproducible test data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for c in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+    }
+}
+
+/// The path of a file in ../shared/corpus (relative to the repository's
+/// parent), or None when the corpus is not there.
+pub fn corpus(rel: &str) -> Option<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    let p = root.join(rel);
+    if p.exists() {
+        Some(p)
+    } else if std::env::var_os("CI").is_some() {
+        panic!("corpus file {} is missing", p.display())
+    } else {
+        eprintln!("SKIP: corpus file {} not found", p.display());
+        None
+    }
+}
+
+/// Whether a file the tests need (firmware, GRUB platform files) exists;
+/// like [`require_tool`], a missing one fails under CI.
+pub fn require_file(path: &str) -> bool {
+    if Path::new(path).exists() {
+        return true;
+    }
+    let strict = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+        || std::env::var_os("REQUIRE_ORACLES").is_some_and(|v| v == "1");
+    if strict {
+        panic!("{path} is missing (CI or REQUIRE_ORACLES=1 set): install it with scripts/setup.sh");
+    }
+    eprintln!("SKIP: {path} not found");
+    false
+}
+
+/// Whether GRUB's image tools and platform files are all there.
+pub fn require_grub() -> bool {
+    require_tool("grub-mkimage")
+        && require_file("/usr/lib/grub/x86_64-efi/multiboot2.mod")
+        && require_file("/usr/lib/grub/i386-pc/boot.img")
+}
+
+// ------------------------------------------------------------ cloud ----
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cloudimg_cloud::{AwsFormat, AwsTarget, BootMode, GcpTarget, RunOptions, Target};
+
+/// Everything the flow tests need: qemu, qemu-img, OVMF, GRUB, python3, tar.
+pub fn ready() -> bool {
+    require_tool("qemu-system-x86_64")
+        && require_tool("qemu-img")
+        && require_tool("python3")
+        && require_tool("tar")
+        && require_grub()
+        && require_file("/usr/share/OVMF/OVMF_CODE_4M.fd")
+}
+
+/// The 256 MiB demo image packaged into every shape, built once per test
+/// binary under target/tmp: (directory, with manifest.json).
+pub fn artifacts() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let name = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "cloud".into());
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cloud-{name}"));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let opts = cloudimg_image::ImageOptions {
+            source_date_epoch: 1_700_000_000,
+            seed: 1,
+            ..cloudimg_image::ImageOptions::new()
+        };
+        let img = cloudimg_image::build_image(&opts, &d.join("demo.raw"))
+            .unwrap()
+            .path;
+        let req = cloudimg_disk::package::PackageRequest {
+            input: img,
+            out_dir: d.join("cloud"),
+            name: "capos".into(),
+            shapes: cloudimg_disk::package::Shape::ALL.to_vec(),
+            mtime: 1_700_000_000,
+        };
+        let out = cloudimg_disk::package::package(&req, &mut |_| {}).unwrap();
+        assert!(out.failures.is_empty(), "{:?}", out.failures);
+        d.join("cloud")
+    })
+}
+
+/// The stand-ins' bin directory.
+pub fn standin_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../standin/bin")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A stand-in cloud: a state directory with bucket `bkt` on both sides.
+pub struct StandIn {
+    pub dir: tempfile::TempDir,
+    pub faults: String,
+}
+
+impl StandIn {
+    pub fn new(faults: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("standin-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("gcs/bkt")).unwrap();
+        std::fs::create_dir_all(dir.path().join("s3/bkt")).unwrap();
+        StandIn {
+            dir,
+            faults: faults.to_string(),
+        }
+    }
+
+    pub fn state(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// PATH with the stand-ins first, the state dir, the faults.
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        let mut paths = vec![standin_bin()];
+        paths.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        vec![
+            ("PATH".into(), std::env::join_paths(paths).unwrap()),
+            ("CLOUDIMG_STANDIN_STATE".into(), self.state().into()),
+            ("CLOUDIMG_STANDIN_FAULTS".into(), self.faults.clone().into()),
+        ]
+    }
+
+    /// Every resource the stand-in still holds, and every QEMU still
+    /// running from its state directory.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let s = self.state();
+        for sub in [
+            "gcs/bkt",
+            "s3/bkt",
+            "gcp/images",
+            "gcp/instances",
+            "aws/snapshots",
+            "aws/images",
+            "aws/instances",
+        ] {
+            walk(&s.join(sub), &mut out);
+        }
+        if let Ok(rd) = std::fs::read_dir(s.join("aws/tasks")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.ends_with(".json") || name.ends_with(".result.json") {
+                    continue; // a worker's directory or result
+                }
+                let v: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+                if v["SnapshotTaskDetail"]["Status"] == "active" {
+                    out.push(format!("active task {}", e.path().display()));
+                }
+            }
+        }
+        out.extend(qemus_in(s).into_iter().map(|p| format!("qemu pid {p}")));
+        out
+    }
+}
+
+fn walk(d: &Path, out: &mut Vec<String>) {
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+                out.push(p.display().to_string());
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+}
+
+/// Pids of live processes whose working directory is inside `dir`.
+pub fn qemus_in(dir: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let dir = dir.canonicalize().unwrap_or(dir.to_path_buf());
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) else {
+            continue;
+        };
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(true);
+        if cwd.starts_with(&dir) && !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Fast polling, short backoff, progress to the test's stderr.
+pub fn options(artifact: PathBuf, evidence: PathBuf, standin: &StandIn) -> RunOptions {
+    let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("{s}"));
+    let mut o = RunOptions::new(artifact, evidence, log);
+    o.env = standin.env();
+    o.poll_interval = Duration::from_millis(200);
+    o.boot_timeout = Duration::from_secs(90);
+    o.backoff = Duration::from_millis(50);
+    o.command_timeout = Duration::from_secs(120);
+    o
+}
+
+pub fn gcp_target(name: &str) -> Target {
+    Target::Gcp(GcpTarget {
+        project: "proj".into(),
+        bucket: "bkt".into(),
+        zone: "us-central1-a".into(),
+        machine_type: "e2-small".into(),
+        name: name.into(),
+        gsutil: false,
+        uefi: true,
+    })
+}
+
+pub fn aws_target(name: &str, format: AwsFormat, boot_mode: BootMode) -> Target {
+    Target::Aws(AwsTarget {
+        bucket: "bkt".into(),
+        region: Some("us-east-1".into()),
+        format,
+        boot_mode,
+        instance_type: "t3.micro".into(),
+        name: name.into(),
+    })
+}
+
+/// The artifact for a target.
+pub fn artifact_for(t: &Target) -> PathBuf {
+    let d = artifacts();
+    match t {
+        Target::Gcp(_) => d.join("disk.raw.tar.gz"),
+        Target::Aws(a) => d.join(format!("capos-aws.{}", a.format.ext())),
+    }
+}

@@ -1,0 +1,310 @@
+//! Injected faults: each ends with a failed run, a clear message, and no
+//! resource left in the stand-in; a transient failure once is retried
+//! and the run passes.
+
+mod common;
+
+use std::time::Duration;
+
+use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind, Summary, Target};
+use common::{artifact_for, aws_target, gcp_target, options, StandIn};
+
+fn run_with(
+    target: &Target,
+    faults: &str,
+    boot_timeout: Duration,
+) -> (Summary, StandIn, tempfile::TempDir) {
+    let si = StandIn::new(faults);
+    let ev = tempfile::Builder::new()
+        .prefix("evidence-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let mut o = options(artifact_for(target), ev.path().join("ev"), &si);
+    o.boot_timeout = boot_timeout;
+    let s = flow::run(target, "fault-run", &o).unwrap();
+    (s, si, ev)
+}
+
+fn assert_failed_clean(s: &Summary, si: &StandIn, kind: ErrorKind, needle: &str) {
+    assert!(!s.passed, "{s:#?}");
+    assert_eq!(s.error_kind, Some(kind), "{s:#?}");
+    let msg = s.error.as_deref().unwrap();
+    assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
+    assert!(!msg.contains('\n'), "{msg:?}");
+    let t = s.teardown.as_ref().expect("torn down");
+    assert!(t.is_clean(), "{t:?}");
+    assert_eq!(si.leftovers(), Vec::<String>::new());
+    // The summary on disk says the same.
+    let sum: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.evidence_dir.join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sum["passed"], false);
+    assert_eq!(sum["error"], msg);
+}
+
+const LONG: Duration = Duration::from_secs(90);
+
+#[test]
+fn gcp_import_rejected() {
+    if !common::ready() {
+        return;
+    }
+    let (s, si, _e) = run_with(&gcp_target("capos-f1"), "import-fail", LONG);
+    assert_failed_clean(
+        &s,
+        &si,
+        ErrorKind::ImportFailed,
+        "The tar archive is not a valid image.",
+    );
+    assert_eq!(
+        s.error.as_deref().unwrap(),
+        "GCP rejected the import: `gcloud compute images create` failed (exit 1): ERROR: (gcloud.compute.images.create) Could not fetch resource: - The tar archive is not a valid image."
+    );
+}
+
+#[test]
+fn aws_import_task_deleted() {
+    if !common::ready() {
+        return;
+    }
+    let t = aws_target("capos-f2", AwsFormat::Vmdk, BootMode::Uefi);
+    let (s, si, _e) = run_with(&t, "import-fail", LONG);
+    assert_failed_clean(
+        &s,
+        &si,
+        ErrorKind::ImportFailed,
+        "ClientError: Disk validation failed [Unsupported specified file format]",
+    );
+    assert!(
+        s.error
+            .as_deref()
+            .unwrap()
+            .starts_with("AWS rejected the import (import-snap-"),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn aws_missing_vmimport_role() {
+    if !common::ready() {
+        return;
+    }
+    let t = aws_target("capos-f3", AwsFormat::Raw, BootMode::Uefi);
+    let (s, si, _e) = run_with(&t, "no-vmimport", LONG);
+    assert_failed_clean(
+        &s,
+        &si,
+        ErrorKind::Permission,
+        "VM Import needs the `vmimport` service role",
+    );
+    assert!(
+        s.error
+            .as_deref()
+            .unwrap()
+            .contains("The service role vmimport provided does not exist"),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn gcp_cpu_quota() {
+    if !common::ready() {
+        return;
+    }
+    let (s, si, _e) = run_with(&gcp_target("capos-f4"), "quota=instances-create", LONG);
+    assert_failed_clean(&s, &si, ErrorKind::Quota, "quota exceeded: ERROR: (gcloud.compute.instances.create) Could not fetch resource: - Quota 'CPUS' exceeded.");
+}
+
+#[test]
+fn aws_vcpu_quota() {
+    if !common::ready() {
+        return;
+    }
+    let t = aws_target("capos-f5", AwsFormat::Raw, BootMode::LegacyBios);
+    let (s, si, _e) = run_with(&t, "quota=run-instances", LONG);
+    assert_failed_clean(
+        &s,
+        &si,
+        ErrorKind::Quota,
+        "An error occurred (VcpuLimitExceeded) when calling the RunInstances operation",
+    );
+}
+
+#[test]
+fn gcp_permission_denied() {
+    if !common::ready() {
+        return;
+    }
+    let (s, si, _e) = run_with(&gcp_target("capos-f6"), "permission=images-create", LONG);
+    assert_failed_clean(&s, &si, ErrorKind::Permission, "permission denied: ERROR: (gcloud.compute.images.create) Could not fetch resource: - Required 'compute.images.create' permission");
+}
+
+#[test]
+fn transient_failure_once_is_retried() {
+    if !common::ready() {
+        return;
+    }
+    let mut t = gcp_target("capos-f7");
+    if let Target::Gcp(g) = &mut t {
+        g.uefi = false; // BIOS: fast
+    }
+    let (s, si, _e) = run_with(&t, "transient=images-create,transient=storage-cp:2", LONG);
+    assert!(s.passed, "{s:#?}");
+    assert_eq!(si.leftovers(), Vec::<String>::new());
+    let cmds = std::fs::read_to_string(s.evidence_dir.join("commands.jsonl")).unwrap();
+    let recs: Vec<serde_json::Value> = cmds
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let create: Vec<_> = recs
+        .iter()
+        .filter(|r| r["line"].as_str().unwrap().contains("images create"))
+        .collect();
+    assert_eq!(create.len(), 2, "{cmds}");
+    assert_eq!(create[0]["exit"], 1);
+    assert_eq!(create[1]["exit"], 0);
+    assert_eq!(create[1]["attempt"], 2);
+    let cp = recs
+        .iter()
+        .filter(|r| r["line"].as_str().unwrap().contains("storage cp"))
+        .count();
+    assert_eq!(cp, 3, "{cmds}");
+}
+
+#[test]
+fn transient_failure_that_persists_fails_after_retries() {
+    if !common::ready() {
+        return;
+    }
+    let t = aws_target("capos-f8", AwsFormat::Raw, BootMode::LegacyBios);
+    let (s, si, _e) = run_with(&t, "transient=register-image:9", LONG);
+    assert_failed_clean(&s, &si, ErrorKind::CommandFailed, "`aws ec2 register-image` failed (exit 254) after retries: An error occurred (RequestLimitExceeded)");
+    let cmds = std::fs::read_to_string(s.evidence_dir.join("commands.jsonl")).unwrap();
+    assert_eq!(
+        cmds.lines()
+            .filter(|l| l.contains("register-image"))
+            .count(),
+        4,
+        "1 try + 3 retries"
+    );
+}
+
+#[test]
+fn landmark_never_printed_times_out() {
+    if !common::ready() {
+        return;
+    }
+    let t = aws_target("capos-f9", AwsFormat::Raw, BootMode::LegacyBios);
+    let (s, si, _e) = run_with(&t, "no-landmark", Duration::from_secs(3));
+    assert_failed_clean(&s, &si, ErrorKind::Timeout, "landmark \"capos kernel starting\" not seen on the serial console within 3 s (0 bytes of output, see serial.log)");
+    assert!(s.instance_id.is_some());
+}
+
+#[test]
+fn gcp_landmark_never_printed_times_out() {
+    if !common::ready() {
+        return;
+    }
+    let (s, si, _e) = run_with(
+        &gcp_target("capos-f10"),
+        "no-landmark",
+        Duration::from_secs(2),
+    );
+    assert_failed_clean(
+        &s,
+        &si,
+        ErrorKind::Timeout,
+        "not seen on the serial console within 2 s",
+    );
+}
+
+#[test]
+fn missing_cli_is_reported_before_anything_runs() {
+    if !common::ready() {
+        return;
+    }
+    let si = StandIn::new("");
+    let empty = tempfile::tempdir().unwrap();
+    let t = aws_target("capos-f11", AwsFormat::Raw, BootMode::Uefi);
+    let mut o = options(artifact_for(&t), si.state().join("ev"), &si);
+    o.env.push(("PATH".into(), empty.path().into()));
+    let s = flow::run(&t, "r", &o).unwrap();
+    assert_eq!(s.error_kind, Some(ErrorKind::MissingCli));
+    assert_eq!(
+        s.error.as_deref().unwrap(),
+        "`aws` not found on PATH: install the AWS CLI v2 (https://aws.amazon.com/cli/); `--plan` prints the commands without running them"
+    );
+    assert!(!si.state().join("ev/resources.json").exists());
+}
+
+#[test]
+fn teardown_failure_is_reported_and_a_later_teardown_finishes() {
+    if !common::ready() {
+        return;
+    }
+    let t = aws_target("capos-f12", AwsFormat::Raw, BootMode::LegacyBios);
+    let (s, si, _e) = run_with(&t, "permission=deregister-image", LONG);
+    // The boot passed, but the AMI could not be deregistered, and so its
+    // snapshot (still in use) could not be deleted either.
+    assert!(s.passed, "{s:#?}");
+    let td = s.teardown.as_ref().unwrap();
+    let failed: Vec<&str> = td.failed.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(failed.len(), 2, "{td:?}");
+    assert!(failed[0].starts_with("AMI ami-"), "{td:?}");
+    assert!(failed[1].starts_with("snapshot snap-"), "{td:?}");
+    assert!(td.failed[0].1.contains("permission denied: An error occurred (UnauthorizedOperation) when calling the DeregisterImage operation"), "{td:?}");
+    assert!(td.failed[1].1.contains("InvalidSnapshot.InUse"), "{td:?}");
+    let journal = s.evidence_dir.join("resources.json");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    let failed_states = j["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "delete-failed")
+        .count();
+    assert_eq!(failed_states, 2, "{j}");
+    assert_eq!(
+        si.leftovers().len(),
+        3,
+        "AMI, snapshot (json, raw): {:?}",
+        si.leftovers()
+    );
+    // Permission fixed: the teardown from the journal finishes the job.
+    let mut fixed = si.env();
+    fixed.retain(|(k, _)| k != "CLOUDIMG_STANDIN_FAULTS");
+    let mut runner = cloudimg_cloud::Runner::new(cloudimg_cloud::command::quiet());
+    runner.env = fixed;
+    let r = cloudimg_cloud::teardown_journal(&journal, &runner).unwrap();
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(r.deleted.len(), 2, "{r:?}");
+    assert_eq!(si.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn launch_whose_answer_was_lost_leaves_no_second_instance() {
+    if !common::ready() {
+        return;
+    }
+    // run-instances starts an instance, then reports a transient error;
+    // the retry starts another. Teardown finds both by their Name tag.
+    let t = aws_target("capos-f13", AwsFormat::Raw, BootMode::LegacyBios);
+    let (s, si, _e) = run_with(&t, "lost-response=run-instances", LONG);
+    assert!(s.passed, "{s:#?}");
+    let td = s.teardown.as_ref().unwrap();
+    assert!(td.is_clean(), "{td:?}");
+    let instances = td
+        .deleted
+        .iter()
+        .filter(|d| d.starts_with("instance "))
+        .count();
+    assert_eq!(instances, 1, "one journal entry: {td:?}");
+    assert_eq!(si.leftovers(), Vec::<String>::new());
+    let calls = std::fs::read_to_string(si.state().join("calls.log")).unwrap();
+    assert_eq!(
+        calls.matches("\"terminate-instances\"").count(),
+        2,
+        "{calls}"
+    );
+}

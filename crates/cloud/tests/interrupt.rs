@@ -1,0 +1,44 @@
+//! Ctrl-C: the CLI's signal handler calls `cloudimg_cloud::cleanup()`
+//! while a run waits for its landmark; the run's resources are torn down
+//! and the run ends as interrupted. (Its own test binary: `cleanup` acts
+//! on the process-wide run in progress.)
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind};
+use common::{artifact_for, aws_target, options, StandIn};
+
+#[test]
+fn cleanup_tears_down_the_run_in_progress() {
+    if !common::ready() {
+        return;
+    }
+    let si = StandIn::new("no-landmark");
+    let t = aws_target("capos-intr", AwsFormat::Raw, BootMode::LegacyBios);
+    let ev = si.state().join("evidence");
+    let mut o = options(artifact_for(&t), ev.clone(), &si);
+    o.boot_timeout = Duration::from_secs(300);
+    let runner = std::thread::spawn(move || flow::run(&t, "intr", &o).unwrap());
+    let journal = ev.join("resources.json");
+    let t0 = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        if text.contains("\"aws-instance\"") && text.contains("\"i-") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no instance: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deleted = cloudimg_cloud::cleanup();
+    assert_eq!(deleted, 4, "instance, AMI, snapshot, object");
+    assert_eq!(si.leftovers(), Vec::<String>::new());
+    let s = runner.join().unwrap();
+    assert!(!s.passed);
+    assert_eq!(s.error_kind, Some(ErrorKind::Interrupted), "{s:#?}");
+    assert!(s.teardown.unwrap().is_clean());
+}

@@ -1,0 +1,123 @@
+//! `--plan`: the exact command lines, with the user's names filled in
+//! and `<...>` for ids that exist only at run time.
+
+mod common;
+
+use std::path::Path;
+
+use cloudimg_cloud::{plan, AwsFormat, BootMode, Target};
+
+fn lines(t: &Target, artifact: &str) -> Vec<String> {
+    plan(t, Path::new(artifact))
+}
+
+#[test]
+fn gcp_plan_is_exact() {
+    let want = [
+        "# verify",
+        "cloudimg verify target/cloud-image/disk.raw.tar.gz",
+        "# upload",
+        "gcloud storage cp target/cloud-image/disk.raw.tar.gz gs://bkt/capos-test.tar.gz --project=proj",
+        "# import",
+        "gcloud compute images create capos-test --project=proj --source-uri=gs://bkt/capos-test.tar.gz --guest-os-features=UEFI_COMPATIBLE --format=json",
+        "# boot",
+        "gcloud compute instances create capos-test --project=proj --zone=us-central1-a --image=capos-test --machine-type=e2-small --format=json",
+        "# read serial (repeated, --start=<next>)",
+        "gcloud compute instances get-serial-port-output capos-test --project=proj --zone=us-central1-a --port=1 --start=0 --format=json",
+        "# teardown",
+        "gcloud compute instances delete capos-test --project=proj --zone=us-central1-a --quiet",
+        "gcloud compute images delete capos-test --project=proj --quiet",
+        "gcloud storage rm gs://bkt/capos-test.tar.gz --project=proj",
+    ];
+    assert_eq!(
+        lines(
+            &common::gcp_target("capos-test"),
+            "target/cloud-image/disk.raw.tar.gz"
+        ),
+        want
+    );
+}
+
+#[test]
+fn gcp_plan_with_gsutil_and_without_uefi() {
+    let mut t = common::gcp_target("capos-bios");
+    if let Target::Gcp(g) = &mut t {
+        g.gsutil = true;
+        g.uefi = false;
+        g.zone = "europe-west4-b".into();
+    }
+    let got = lines(&t, "out dir/disk.raw.tar.gz");
+    assert_eq!(got[1], "cloudimg verify 'out dir/disk.raw.tar.gz'");
+    assert_eq!(
+        got[3],
+        "gsutil cp 'out dir/disk.raw.tar.gz' gs://bkt/capos-bios.tar.gz"
+    );
+    assert_eq!(
+        got[5],
+        "gcloud compute images create capos-bios --project=proj --source-uri=gs://bkt/capos-bios.tar.gz --format=json"
+    );
+    assert_eq!(
+        got[7],
+        "gcloud compute instances create capos-bios --project=proj --zone=europe-west4-b --image=capos-bios --machine-type=e2-small --format=json"
+    );
+    assert_eq!(got.last().unwrap(), "gsutil rm gs://bkt/capos-bios.tar.gz");
+}
+
+#[test]
+fn aws_plan_is_exact() {
+    let t = common::aws_target("capos-test", AwsFormat::Vmdk, BootMode::UefiPreferred);
+    let want = [
+        "# verify",
+        "cloudimg verify target/cloud-image/capos-aws.vmdk",
+        "# upload",
+        "aws s3 cp target/cloud-image/capos-aws.vmdk s3://bkt/capos-test.vmdk --region us-east-1",
+        "# import (poll the task until completed)",
+        r#"aws ec2 import-snapshot --description capos-test --disk-container '{"Description":"capos-test","Format":"VMDK","UserBucket":{"S3Bucket":"bkt","S3Key":"capos-test.vmdk"}}' --region us-east-1 --output json"#,
+        "aws ec2 describe-import-snapshot-tasks --import-task-ids '<import-task-id>' --region us-east-1 --output json",
+        "# register",
+        r#"aws ec2 register-image --name capos-test --architecture x86_64 --virtualization-type hvm --root-device-name /dev/xvda --block-device-mappings '[{"DeviceName":"/dev/xvda","Ebs":{"DeleteOnTermination":true,"SnapshotId":"<snapshot-id>"}}]' --ena-support --boot-mode uefi-preferred --region us-east-1 --output json"#,
+        "# boot",
+        r#"aws ec2 run-instances --image-id '<image-id>' --instance-type t3.micro --count 1 --tag-specifications '[{"ResourceType":"instance","Tags":[{"Key":"Name","Value":"capos-test"}]}]' --region us-east-1 --output json"#,
+        "# read console (repeated)",
+        "aws ec2 get-console-output --instance-id '<instance-id>' --latest --region us-east-1 --output json",
+        "# teardown",
+        "aws ec2 terminate-instances --instance-ids '<instance-id>' --region us-east-1 --output json",
+        "aws ec2 deregister-image --image-id '<image-id>' --region us-east-1",
+        "aws ec2 delete-snapshot --snapshot-id '<snapshot-id>' --region us-east-1",
+        "aws s3 rm s3://bkt/capos-test.vmdk --region us-east-1",
+    ];
+    assert_eq!(lines(&t, "target/cloud-image/capos-aws.vmdk"), want);
+}
+
+#[test]
+fn aws_plan_raw_legacy_bios_without_region() {
+    let mut t = common::aws_target("capos-raw", AwsFormat::Raw, BootMode::LegacyBios);
+    if let Target::Aws(a) = &mut t {
+        a.region = None;
+    }
+    let got = lines(&t, "capos-aws.raw");
+    assert_eq!(got[3], "aws s3 cp capos-aws.raw s3://bkt/capos-raw.raw");
+    assert_eq!(
+        got[5],
+        r#"aws ec2 import-snapshot --description capos-raw --disk-container '{"Description":"capos-raw","Format":"RAW","UserBucket":{"S3Bucket":"bkt","S3Key":"capos-raw.raw"}}' --output json"#
+    );
+    assert!(
+        got[8].ends_with("--ena-support --boot-mode legacy-bios --output json"),
+        "{}",
+        got[8]
+    );
+    assert!(got.iter().all(|l| !l.contains("--region")));
+}
+
+#[test]
+fn aws_vhd_plan_declares_vhd() {
+    let t = common::aws_target("capos-vhd", AwsFormat::Vhd, BootMode::Uefi);
+    let got = lines(&t, "capos-aws.vhd");
+    assert!(
+        got[5]
+            .contains(r#""Format":"VHD","UserBucket":{"S3Bucket":"bkt","S3Key":"capos-vhd.vhd"}"#),
+        "{}",
+        got[5]
+    );
+    assert!(got[8].contains("--boot-mode uefi --region"), "{}", got[8]);
+}

@@ -1,0 +1,262 @@
+//! The stand-ins are honest about imports: they apply the providers'
+//! documented rules with tools independent of cloudimg (Python
+//! gzip/tarfile, GNU tar, qemu-img) and fail the way the providers do.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::StandIn;
+
+fn cli(si: &StandIn, args: &[&str], cwd: &Path) -> Output {
+    let mut c = Command::new(args[0]);
+    c.args(&args[1..]).current_dir(cwd);
+    for (k, v) in si.env() {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn sh(cwd: &Path, script: &str) {
+    let out = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+}
+
+/// Upload `file` and try to make a GCP image of it.
+fn gcp_import(si: &StandIn, cwd: &Path, file: &str) -> Output {
+    let up = cli(
+        si,
+        &[
+            "gcloud",
+            "storage",
+            "cp",
+            file,
+            "gs://bkt/t.tar.gz",
+            "--project=p",
+        ],
+        cwd,
+    );
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    cli(
+        si,
+        &[
+            "gcloud",
+            "compute",
+            "images",
+            "create",
+            "t",
+            "--project=p",
+            "--source-uri=gs://bkt/t.tar.gz",
+            "--format=json",
+        ],
+        cwd,
+    )
+}
+
+const NOT_VALID: &str = "ERROR: (gcloud.compute.images.create) Could not fetch resource:\n - The tar archive is not a valid image.\n";
+
+#[test]
+fn gcp_rejects_tarballs_against_its_rules() {
+    if !(common::require_tool("python3")
+        && common::require_tool("tar")
+        && common::require_tool("gzip"))
+    {
+        return;
+    }
+    let si = StandIn::new("");
+    let w = tempfile::tempdir().unwrap();
+    let d = w.path();
+    sh(d, "mkdir m && head -c 1048576 /dev/urandom > m/disk.raw && cp m/disk.raw m/other.raw && truncate -s 1G m/big.raw && printf x | dd of=m/big.raw bs=1 seek=4096 conv=notrunc 2>/dev/null")
+        ;
+    sh(d, "tar -C m --format=pax -czf pax.tar.gz disk.raw");
+    sh(d, "tar -C m --format=ustar -czf ustar.tar.gz disk.raw");
+    sh(d, "tar -C m --format=oldgnu -czf name.tar.gz other.raw");
+    sh(
+        d,
+        "tar -C m --format=oldgnu -czf two.tar.gz disk.raw other.raw",
+    );
+    sh(d, "tar -C m --format=oldgnu -czf small.tar.gz disk.raw");
+    sh(d, "tar -C m --format=oldgnu -cf plain.tar disk.raw");
+    sh(
+        d,
+        "cd m && mv big.raw disk.raw && tar --format=gnu -Sczf ../good.tar.gz disk.raw",
+    );
+    for bad in [
+        "pax.tar.gz",
+        "ustar.tar.gz",
+        "name.tar.gz",
+        "two.tar.gz",
+        "plain.tar",
+    ] {
+        let out = gcp_import(&si, d, bad);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert_eq!(text(&out.stderr), NOT_VALID, "{bad}");
+    }
+    let out = gcp_import(&si, d, "small.tar.gz");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "ERROR: (gcloud.compute.images.create) Could not fetch resource:\n - disk.raw must be a multiple of 1 GB (found 1048576 bytes)\n"
+    );
+    // A GNU sparse tar of a whole-GiB disk is accepted, listed in the
+    // documented JSON shape, and extracted sparse.
+    let out = gcp_import(&si, d, "good.tar.gz");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["name"], "t");
+    assert_eq!(v[0]["status"], "READY");
+    assert_eq!(v[0]["diskSizeGb"], "1");
+    let del = cli(
+        &si,
+        &[
+            "gcloud",
+            "compute",
+            "images",
+            "delete",
+            "t",
+            "--project=p",
+            "--quiet",
+        ],
+        d,
+    );
+    assert!(del.status.success());
+    let again = cli(
+        &si,
+        &[
+            "gcloud",
+            "compute",
+            "images",
+            "delete",
+            "t",
+            "--project=p",
+            "--quiet",
+        ],
+        d,
+    );
+    assert_eq!(
+        text(&again.stderr),
+        "ERROR: (gcloud.compute.images.delete) Could not fetch resource:\n - The resource 'projects/p/global/images/t' was not found\n"
+    );
+}
+
+/// Upload `file`, import it declared as `format`, poll until the task ends.
+fn aws_import(si: &StandIn, cwd: &Path, file: &str, format: &str) -> serde_json::Value {
+    let up = cli(si, &["aws", "s3", "cp", file, "s3://bkt/k"], cwd);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    let dc = format!(r#"{{"Format":"{format}","UserBucket":{{"S3Bucket":"bkt","S3Key":"k"}}}}"#);
+    let out = cli(
+        si,
+        &[
+            "aws",
+            "ec2",
+            "import-snapshot",
+            "--disk-container",
+            &dc,
+            "--output",
+            "json",
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["ImportTaskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let out = cli(
+            si,
+            &[
+                "aws",
+                "ec2",
+                "describe-import-snapshot-tasks",
+                "--import-task-ids",
+                &id,
+                "--output",
+                "json",
+            ],
+            cwd,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let d = v["ImportSnapshotTasks"][0]["SnapshotTaskDetail"].clone();
+        if d["Status"] != "active" {
+            return d;
+        }
+    }
+    panic!("import never ended");
+}
+
+#[test]
+fn aws_rejects_disks_whose_format_does_not_match() {
+    if !(common::require_tool("python3") && common::require_tool("qemu-img")) {
+        return;
+    }
+    let si = StandIn::new("");
+    let w = tempfile::tempdir().unwrap();
+    let d = w.path();
+    sh(d, "head -c 2097152 /dev/urandom > disk.raw \
+        && qemu-img convert -f raw -O vmdk -o subformat=streamOptimized disk.raw stream.vmdk \
+        && qemu-img convert -f raw -O vmdk disk.raw mono.vmdk \
+        && qemu-img convert -f raw -O vpc -o subformat=fixed,force_size disk.raw fixed.vhd \
+        && cp fixed.vhd badsum.vhd && printf x | dd of=badsum.vhd bs=1 seek=$((2097152+28)) conv=notrunc 2>/dev/null");
+    let mismatch = "ClientError: Disk validation failed [Unsupported specified file format]";
+    for (file, fmt, want) in [
+        ("stream.vmdk", "RAW", mismatch),
+        ("disk.raw", "VHD", mismatch),
+        ("disk.raw", "VMDK", mismatch),
+        ("fixed.vhd", "VMDK", mismatch),
+        (
+            "mono.vmdk",
+            "VMDK",
+            "ClientError: Disk validation failed [Unsupported VMDK File Format]",
+        ),
+        (
+            "badsum.vhd",
+            "VHD",
+            "ClientError: Disk validation failed [Unsupported VHD Footer]",
+        ),
+    ] {
+        let det = aws_import(&si, d, file, fmt);
+        assert_eq!(det["Status"], "deleted", "{file} as {fmt}: {det}");
+        assert_eq!(det["StatusMessage"], want, "{file} as {fmt}");
+        assert!(det.get("SnapshotId").is_none());
+    }
+    for (file, fmt) in [
+        ("disk.raw", "RAW"),
+        ("stream.vmdk", "VMDK"),
+        ("fixed.vhd", "VHD"),
+    ] {
+        let det = aws_import(&si, d, file, fmt);
+        assert_eq!(det["Status"], "completed", "{file} as {fmt}: {det}");
+        let snap = det["SnapshotId"].as_str().unwrap();
+        // The snapshot holds exactly the disk's bytes.
+        let raw = std::fs::read(si.state().join(format!("aws/snapshots/{snap}.raw"))).unwrap();
+        assert_eq!(raw, std::fs::read(d.join("disk.raw")).unwrap(), "{file}");
+        let del = cli(
+            &si,
+            &["aws", "ec2", "delete-snapshot", "--snapshot-id", snap],
+            d,
+        );
+        assert!(del.status.success());
+    }
+    let gone = cli(
+        &si,
+        &["aws", "ec2", "delete-snapshot", "--snapshot-id", "snap-0"],
+        d,
+    );
+    assert_eq!(gone.status.code(), Some(254));
+    assert_eq!(
+        text(&gone.stderr),
+        "\nAn error occurred (InvalidSnapshot.NotFound) when calling the DeleteSnapshot operation: The snapshot 'snap-0' does not exist.\n"
+    );
+}
