@@ -36,6 +36,8 @@ enum Cmd {
     Image(cmd::image::Args),
     /// Boot an image or artifact under QEMU and wait for a serial landmark.
     Boot(cmd::boot::Args),
+    /// Import an artifact into GCP or AWS and boot it there.
+    Cloud(cmd::cloud::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Cmd::Inspect(a) => cmd::inspect::run(a),
         Cmd::Image(a) => cmd::image::run(a),
         Cmd::Boot(a) => cmd::boot::run(a),
+        Cmd::Cloud(a) => cmd::cloud::run(a),
     };
     match result {
         Ok(code) => code,

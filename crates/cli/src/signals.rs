@@ -12,7 +12,10 @@ pub fn install() {
     };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
-            let removed = cloudimg_disk::io::cleanup_registered() + cloudimg_boot::cleanup();
+            // Cloud resources first (they cost money), then local ones.
+            let removed = cloudimg_cloud::cleanup()
+                + cloudimg_disk::io::cleanup_registered()
+                + cloudimg_boot::cleanup();
             let name = match sig {
                 SIGINT => "interrupted",
                 SIGTERM => "terminated",
