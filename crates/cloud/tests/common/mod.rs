@@ -150,6 +150,8 @@ pub fn artifacts() -> &'static Path {
             name: "capos".into(),
             shapes: cloudimg_disk::package::Shape::ALL.to_vec(),
             mtime: 1_700_000_000,
+            jobs: 2,
+            progress: None,
         };
         let out = cloudimg_disk::package::package(&req, &mut |_| {}).unwrap();
         assert!(out.failures.is_empty(), "{:?}", out.failures);
