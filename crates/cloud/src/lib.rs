@@ -9,6 +9,30 @@
 //! finishes the job after a crash, and [`cleanup`] (for the CLI's signal
 //! handler) tears down the run in progress. [`plan`] prints the command
 //! lines without running anything.
+//!
+//! # What was checked against the providers' documentation, and what not
+//!
+//! Confirmed from the CLI references: `get-serial-port-output --port/--start`;
+//! the `describe-import-snapshot-tasks` JSON shape; the `register-image
+//! --boot-mode` values; `get-console-output --latest` (the CLI decodes
+//! `Output`); the GCP image resource fields; "URLs matched no objects"
+//! (`gcloud storage`) and "No URLs matched" (`gsutil`).
+//!
+//! Not confirmed from a primary source (the parsers are lenient and the
+//! stand-ins follow these assumptions): that `gcloud ... create
+//! --format=json` prints a list (a list or a single object is accepted);
+//! that `get-serial-port-output --format=json` has `contents`/`next`; that
+//! AWS CLI v2 exits 254 on service errors; the exact wording of the
+//! `vmimport` role error, of GCP quota errors, of the AWS import
+//! `StatusMessage`s ("Unsupported specified file format", "Unsupported VMDK
+//! File Format", "Unsupported VHD Footer", "Invalid S3 source location"), of
+//! GCP's "disk.raw must be a multiple of 1 GB", of `IncorrectState` from
+//! `cancel-import-task` and `InvalidAMIID.NotFound`; and that a GCP image
+//! without `UEFI_COMPATIBLE` boots legacy BIOS.
+//!
+//! Deliberate difference from the operator notes: the console is read with
+//! `get-console-output --latest --output json`, since the text output puts
+//! the instance id and timestamp on the same lines as the console text.
 #![deny(missing_docs)]
 
 pub mod aws;
