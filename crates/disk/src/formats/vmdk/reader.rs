@@ -272,6 +272,21 @@ impl VmdkReader {
         }
     }
 
+    /// Number of allocated grains. Only the grain tables present are
+    /// visited, so the cost is bounded by the file, not by the capacity.
+    pub fn allocated_grains(&self) -> u64 {
+        let per = u64::from(self.header.num_gtes_per_gt);
+        (0..self.gd.len())
+            .filter_map(|i| self.gt(i).map(|t| (i, t)))
+            .map(|(i, t)| {
+                let first = i as u64 * per;
+                (0..t.len() as u64)
+                    .filter(|&j| first + j < self.grain_count() && self.grain_allocated(first + j))
+                    .count() as u64
+            })
+            .sum()
+    }
+
     pub(crate) fn span(&self, n: u64) -> GrainSpan {
         let start = n * self.header.grain_bytes();
         GrainSpan {
