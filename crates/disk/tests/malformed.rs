@@ -1,0 +1,414 @@
+//! Hostile and damaged input: truncation sweeps over every format we
+//! write, flipped bytes in every checksummed structure, allocation and
+//! decompression bombs, and the regressions found by fuzzing (fuzz/).
+//! Each verifier must answer with an error or findings (with offsets),
+//! never panic, never hang.
+
+mod common;
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cloudimg_disk::formats::{gcp, vhd, vmdk, WriteOptions};
+use cloudimg_disk::layout::gpt::{self, GptSpec, NewPartition};
+use cloudimg_disk::layout::{self, Guid};
+use cloudimg_disk::verify::Report;
+use cloudimg_disk::{MemDisk, VirtualDisk};
+
+const GIB: u64 = 1 << 30;
+
+fn opts() -> WriteOptions {
+    WriteOptions { mtime: 1_700_000_000, seed: [5; 32] }
+}
+
+/// A 64 KiB GPT disk with two partitions and some data.
+fn gpt_disk() -> Vec<u8> {
+    let size = 64u64 << 10;
+    let mut spec = GptSpec::new(Guid::v4_from([1; 16]));
+    spec.partitions = vec![
+        NewPartition {
+            type_guid: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B".parse().unwrap(),
+            unique_guid: Guid::v4_from([2; 16]),
+            first_lba: 34,
+            last_lba: 60,
+            attributes: 0,
+            name: "EFI system".into(),
+        },
+        NewPartition {
+            type_guid: "0FC63DAF-8483-4772-8E79-3D69D8477DE4".parse().unwrap(),
+            unique_guid: Guid::v4_from([3; 16]),
+            first_lba: 61,
+            last_lba: 93,
+            attributes: 0,
+            name: "root".into(),
+        },
+    ];
+    let img = gpt::create(&spec, size).unwrap();
+    let mut d = vec![0u8; size as usize];
+    for (o, b) in img.patches() {
+        d[o as usize..o as usize + b.len()].copy_from_slice(b);
+    }
+    let mut rng = common::Rng::new(7);
+    rng.fill(&mut d[34 * 512..40 * 512]);
+    d
+}
+
+fn vhd_bytes(dir: &Path) -> Vec<u8> {
+    let p = dir.join("w.vhd");
+    vhd::write_fixed(&MemDisk::new(gpt_disk()), &File::create(&p).unwrap(), &opts()).unwrap();
+    fs::read(p).unwrap()
+}
+
+fn vmdk_bytes() -> Vec<u8> {
+    vmdk::write_stream_optimized(&MemDisk::new(gpt_disk()), Vec::new(), "disk.vmdk", &opts())
+        .unwrap()
+}
+
+fn targz_bytes() -> Vec<u8> {
+    let grown = gpt::grow(MemDisk::new(gpt_disk()), GIB).unwrap();
+    gcp::write_tar_gz(&grown, Vec::new(), &opts()).unwrap()
+}
+
+/// Run `verify` on `bytes` written to a file, within a time bound.
+fn verify_with(
+    dir: &Path,
+    bytes: &[u8],
+    verify: fn(&File) -> cloudimg_disk::Result<Report>,
+) -> cloudimg_disk::Result<Report> {
+    let p = dir.join("x");
+    fs::write(&p, bytes).unwrap();
+    let t = Instant::now();
+    let r = verify(&File::open(&p).unwrap());
+    assert!(t.elapsed() < Duration::from_secs(20), "verify took {:?}", t.elapsed());
+    r
+}
+
+fn messages(r: &Report) -> Vec<String> {
+    r.findings.iter().map(|f| f.to_string()).collect()
+}
+
+/// Offsets to cut a `len`-byte artifact at: inside the first headers,
+/// the middle, and every few bytes of the last sectors (footers,
+/// trailers).
+fn cuts(len: usize) -> Vec<usize> {
+    let mut c = vec![0, 1, 10, 100, 511, 512, 513, 1024, 1536, len / 3, len / 2];
+    for back in [1536, 1024, 600, 513, 512, 511, 300, 64, 8, 4, 1] {
+        c.push(len.saturating_sub(back));
+    }
+    c.sort_unstable();
+    c.dedup();
+    c.retain(|&n| n < len);
+    c
+}
+
+
+fn cut_file(dir: &Path, bytes: &[u8]) -> File {
+    let p = dir.join("cut");
+    fs::write(&p, bytes).unwrap();
+    File::open(&p).unwrap()
+}
+
+/// Read a few places of a disk and its extent map: errors are fine,
+/// panics are not.
+fn exercise(disk: &dyn VirtualDisk) {
+    let size = disk.size();
+    let _ = disk.extents();
+    let mut buf = vec![0u8; 4096];
+    for off in [0, size / 2, size.saturating_sub(4096)] {
+        let n = (size - off.min(size)).min(4096) as usize;
+        let _ = disk.read_at(&mut buf[..n], off);
+    }
+    assert!(disk.read_at(&mut buf[..512], size.saturating_sub(256)).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Truncation sweeps
+
+#[test]
+fn truncated_fixed_vhd_is_never_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = vhd_bytes(dir.path());
+    let len = good.len();
+    assert!(verify_with(dir.path(), &good, vhd::verify).unwrap().is_ok());
+    for n in cuts(len) {
+        if let Ok(d) = vhd::open(cut_file(dir.path(), &good[..n])) {
+            exercise(&d);
+        }
+        match verify_with(dir.path(), &good[..n], vhd::verify) {
+            Err(e) => {
+                assert!(n < 512, "cut at {n}: {e}");
+                assert_eq!(e.to_string(), format!("file of {n} bytes is too short for a VHD footer"));
+            }
+            Ok(r) => {
+                // The last 512 bytes are taken as the footer: never sound.
+                let m = messages(&r);
+                assert!(
+                    m[0].starts_with(&format!("at byte {}: footer cookie is ", n - 512)),
+                    "cut at {n}: {m:?}"
+                );
+                assert!(
+                    m.iter().any(|f| f.starts_with(&format!(
+                        "at byte {}: footer checksum mismatch",
+                        n - 512 + 64
+                    ))),
+                    "cut at {n}: {m:?}"
+                );
+                assert!(r.findings.iter().all(|f| f.offset.is_some()), "cut at {n}: {m:?}");
+            }
+        }
+    }
+    // One byte short: the footer starts one byte early.
+    let r = verify_with(dir.path(), &good[..len - 1], vhd::verify).unwrap();
+    assert_eq!(
+        messages(&r)[0],
+        format!(
+            "at byte {}: footer cookie is \"\\0conecti\" (00636f6e65637469), expected \"conectix\"",
+            len - 513
+        )
+    );
+}
+
+#[test]
+fn truncated_stream_optimized_vmdk_is_never_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = vmdk_bytes();
+    let len = good.len();
+    assert!(verify_with(dir.path(), &good, vmdk::verify).unwrap().is_ok());
+    for n in cuts(len) {
+        if let Ok(d) = vmdk::open(cut_file(dir.path(), &good[..n])) {
+            exercise(&d);
+        }
+        match verify_with(dir.path(), &good[..n], vmdk::verify) {
+            Err(e) => {
+                assert!(n < 512, "cut at {n}: {e}");
+                assert_eq!(e.to_string(), format!("file of {n} bytes is too short for a VMDK header"));
+            }
+            Ok(r) => {
+                let m = messages(&r);
+                assert!(!m.is_empty(), "cut at {n} passes");
+                assert!(r.virtual_sha256.is_none(), "cut at {n} decodes: {m:?}");
+                // Readers look for the footer 3 sectors before the end.
+                let footer_at = (n as u64 / 512 * 512).saturating_sub(1536);
+                assert!(
+                    m.iter().any(|f| f.starts_with(&format!("at byte {footer_at}: "))
+                        && f.contains("footer")),
+                    "cut at {n}: {m:?}"
+                );
+            }
+        }
+    }
+    let r = verify_with(dir.path(), &good[..512], vmdk::verify).unwrap();
+    assert_eq!(
+        messages(&r),
+        [
+            "at byte 28: the descriptor (20 sectors at sector 1) runs past the end of the file",
+            "at byte 0: file of 512 bytes is too short to hold a footer",
+            "cannot read the grain tables: the grain directory is at the end, but file of 512 bytes is too short to hold a footer",
+            "at byte 512: the stream ends without an end-of-stream marker",
+        ]
+    );
+    // The last sector (end-of-stream marker) missing: where the footer
+    // marker should be is the grain directory (its first entry, 30, reads
+    // as a marker's sector count).
+    let n = len - 512;
+    let r = verify_with(dir.path(), &good[..n], vmdk::verify).unwrap();
+    assert_eq!(
+        messages(&r)[0],
+        format!(
+            "at byte {}: no footer marker at byte {} (3 sectors before the end), found: end-of-stream marker (30 sectors)",
+            n - 1536,
+            n - 1536
+        )
+    );
+}
+
+#[test]
+fn truncated_gcp_tarball_is_an_error_at_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = targz_bytes();
+    let len = good.len();
+    assert!(verify_with(dir.path(), &good, gcp::verify).unwrap().is_ok());
+    for n in cuts(len) {
+        let e = verify_with(dir.path(), &good[..n], gcp::verify)
+            .map(|r| messages(&r))
+            .expect_err(&format!("cut at {n} decodes"));
+        let want = if n < 10 {
+            "gzip file truncated in the header"
+        } else if n >= len - 8 {
+            "gzip file truncated in the trailer (CRC32 and ISIZE)"
+        } else {
+            "gzip file truncated: the deflate stream ends before its final block"
+        };
+        assert_eq!(e.message(), want, "cut at {n}");
+        assert_eq!(e.offset(), Some(n as u64), "cut at {n}");
+        let out = File::create(dir.path().join("out.raw")).unwrap();
+        let e = gcp::extract_disk(&cut_file(dir.path(), &good[..n]), &out).unwrap_err();
+        assert_eq!(e.message(), want, "extracting, cut at {n}");
+    }
+}
+
+#[test]
+fn truncated_gpt_disk_loses_its_backup() {
+    let good = gpt_disk();
+    assert_eq!(gpt::verify(&MemDisk::new(good.clone())), vec![]);
+    for n in cuts(good.len()) {
+        let d = MemDisk::new(good[..n].to_vec());
+        let f: Vec<String> = gpt::verify(&d).iter().map(|f| f.to_string()).collect();
+        let _ = layout::read_table(&d);
+        let _ = gpt::grow(&d, (n as u64).div_ceil(512) * 512 + 4096);
+        if n < 512 {
+            // Not even an MBR: nothing says there is a GPT.
+            assert_eq!(f, Vec::<String>::new(), "cut at {n}");
+            continue;
+        }
+        assert!(!f.is_empty(), "cut at {n} passes");
+        let sectors = n as u64 / 512;
+        if n % 512 != 0 {
+            assert_eq!(
+                f[0],
+                format!("disk size {n} is not a multiple of 512 bytes, so the GPT has no last LBA")
+            );
+        }
+        if sectors >= 3 {
+            let last = sectors - 1;
+            assert!(
+                f.contains(&format!(
+                    "at byte {}: backup GPT header missing: no \"EFI PART\" signature at LBA {last}",
+                    last * 512
+                )),
+                "cut at {n}: {f:?}"
+            );
+        }
+        if sectors >= 34 {
+            // The primary copy is intact and still decodes.
+            match layout::read_table(&d).unwrap() {
+                layout::PartitionTable::Gpt(g) => {
+                    assert_eq!(g.source, "primary");
+                    assert_eq!(g.partitions.len(), 2);
+                }
+                t => panic!("cut at {n}: {t:?}"),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Flipped bytes in checksummed structures
+
+#[test]
+fn every_vhd_footer_byte_is_covered_by_the_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = vhd_bytes(dir.path());
+    let fo = good.len() - 512;
+    for i in 0..512 {
+        let mut bad = good.clone();
+        bad[fo + i] ^= 0x10;
+        let r = verify_with(dir.path(), &bad, vhd::verify).unwrap();
+        let m = messages(&r);
+        let stored = u32::from_be_bytes(bad[fo + 64..fo + 68].try_into().unwrap());
+        assert!(
+            m.iter().any(|f| f.starts_with(&format!("at byte {}: footer checksum mismatch (expected ", fo + 64))
+                && f.ends_with(&format!(", found {stored:08x})"))),
+            "byte {i}: {m:?}"
+        );
+    }
+}
+
+fn gpt_messages(d: &[u8]) -> Vec<String> {
+    gpt::verify(&MemDisk::new(d.to_vec())).iter().map(|f| f.to_string()).collect()
+}
+
+#[test]
+fn every_gpt_header_and_array_byte_is_covered_by_a_crc() {
+    let good = gpt_disk();
+    let last = good.len() as u64 / 512 - 1;
+    let array_sectors = 32u64;
+    let copies = [
+        ("primary", 1u64, 2u64, "backup"),
+        ("backup", last, last - array_sectors, "primary"),
+    ];
+    for (which, hdr_lba, arr_lba, other) in copies {
+        let h = (hdr_lba * 512) as usize;
+        for i in 0..92 {
+            let mut bad = good.clone();
+            bad[h + i] ^= 0x04;
+            let m = gpt_messages(&bad);
+            let crc = format!("at byte {}: {which} header CRC mismatch (expected ", h + 16);
+            let size = format!("at byte {}: {which} header size ", h + 12);
+            let missing = format!(
+                "at byte {h}: {which} GPT header missing: no \"EFI PART\" signature at LBA {hdr_lba}"
+            );
+            assert!(
+                m.iter().any(|f| f.starts_with(&crc)
+                    || (12..16).contains(&i) && f.starts_with(&size)
+                    || i < 8 && *f == missing),
+                "{which} header byte {i}: {m:?}"
+            );
+            if i >= 8 {
+                // The other copy is sound and is used instead.
+                match layout::read_table(&MemDisk::new(bad)).unwrap() {
+                    layout::PartitionTable::Gpt(g) => assert_eq!(g.source, other),
+                    t => panic!("{t:?}"),
+                }
+            }
+        }
+        let a = (arr_lba * 512) as usize;
+        // Every byte of the used entries, then a sample of the empty ones.
+        for i in (0..256).chain((256..16384).step_by(97)) {
+            let mut bad = good.clone();
+            bad[a + i] ^= 0x80;
+            let m = gpt_messages(&bad);
+            let prefix = format!("at byte {a}: {which} partition array CRC mismatch (expected ");
+            assert!(m.iter().any(|f| f.starts_with(&prefix)), "{which} array byte {i}: {m:?}");
+            match layout::read_table(&MemDisk::new(bad)).unwrap() {
+                layout::PartitionTable::Gpt(g) => {
+                    assert_eq!(g.source, other);
+                    assert_eq!(g.partitions.len(), 2);
+                }
+                t => panic!("{t:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn gzip_trailer_bytes_are_all_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = targz_bytes();
+    let n = good.len();
+    let mut bad = good.clone();
+    for b in &mut bad[n - 8..] {
+        *b ^= 0x21;
+    }
+    let crc = u32::from_le_bytes(good[n - 8..n - 4].try_into().unwrap());
+    let isize = u32::from_le_bytes(good[n - 4..].try_into().unwrap());
+    let r = verify_with(dir.path(), &bad, gcp::verify).unwrap();
+    assert_eq!(
+        messages(&r),
+        [
+            format!(
+                "at byte {}: gzip: CRC32 mismatch: trailer says {:08x}, the data has {crc:08x}",
+                n - 8,
+                crc ^ 0x2121_2121
+            ),
+            format!(
+                "at byte {}: gzip: ISIZE mismatch: trailer says {}, the data is {isize} bytes ({isize} mod 2^32)",
+                n - 4,
+                isize ^ 0x2121_2121
+            ),
+        ]
+    );
+    // The extractor refuses the data it cannot trust.
+    let out = File::create(dir.path().join("out.raw")).unwrap();
+    let e = gcp::extract_disk(&cut_file(dir.path(), &bad), &out).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "gzip: CRC32 mismatch: trailer says {:08x}, the data has {crc:08x} (at byte {})",
+            crc ^ 0x2121_2121,
+            n - 8
+        )
+    );
+}
