@@ -412,3 +412,235 @@ fn gzip_trailer_bytes_are_all_checked() {
         )
     );
 }
+
+// ---------------------------------------------------------------------------
+// Allocation and decompression bombs: refused with a clear error, in
+// bounded memory and time.
+
+/// Gzip `data` with our own writer.
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut w = gcp::gzip::GzipWriter::new(Vec::new()).unwrap();
+    w.write_all(data).unwrap();
+    w.finish().unwrap()
+}
+
+fn spec() -> gcp::tar::MemberSpec<'static> {
+    gcp::tar::MemberSpec { name: "disk.raw", mode: 0o644, mtime: 0 }
+}
+
+#[test]
+fn sparse_map_of_millions_of_entries_is_refused() {
+    use gcp::tar::{member_headers, SparseEntry, MAX_SPARSE_ENTRIES};
+    let dir = tempfile::tempdir().unwrap();
+    // One more entry than accepted: 4 in the header, 21 per extension
+    // block (about 25 MB of headers, 2 MB gzipped).
+    let map: Vec<SparseEntry> = (0..=MAX_SPARSE_ENTRIES as u64)
+        .map(|i| SparseEntry { offset: i * 512, numbytes: 0 })
+        .collect();
+    let mut t: Vec<u8> = member_headers(&spec(), GIB, Some(&map)).concat();
+    t.resize(t.len() + 1024, 0);
+    let r = verify_with(dir.path(), &gz(&t), gcp::verify).unwrap();
+    // The entry past the limit is in extension block (MAX - 4) / 21.
+    let block = (MAX_SPARSE_ENTRIES - 4) / 21;
+    assert_eq!(
+        messages(&r),
+        [format!(
+            "at byte {}: tar stream: sparse map has more than 1048576 entries",
+            512 * (1 + block)
+        )]
+    );
+}
+
+#[test]
+fn endless_empty_sparse_extension_blocks_are_refused() {
+    use gcp::tar::{member_headers, SparseEntry, MAX_SPARSE_EXT_BLOCKS};
+    let dir = tempfile::tempdir().unwrap();
+    // Extension blocks that hold no entry but say another follows: before
+    // the fix the reader looped as long as the stream lasted (a few KiB
+    // of gzip inflate to gigabytes of such blocks).
+    let map: Vec<SparseEntry> =
+        (0..5).map(|i| SparseEntry { offset: i * 1024, numbytes: 0 }).collect();
+    let mut t: Vec<u8> = member_headers(&spec(), GIB, Some(&map)).concat();
+    t.truncate(512);
+    let mut empty = [0u8; 512];
+    empty[504] = 1;
+    for _ in 0..MAX_SPARSE_EXT_BLOCKS + 10 {
+        t.extend_from_slice(&empty);
+    }
+    t.resize(t.len() + 1024, 0);
+    let r = verify_with(dir.path(), &gz(&t), gcp::verify).unwrap();
+    assert_eq!(
+        messages(&r),
+        [format!(
+            "at byte {}: tar stream: sparse map has more than 49933 extension blocks",
+            512 * (1 + MAX_SPARSE_EXT_BLOCKS)
+        )]
+    );
+}
+
+/// A gzip file whose member is `tar` followed by `zero_mib` MiB of zeros,
+/// with a trailer (CRC-32, ISIZE) describing `tar` alone. The zeros are
+/// one deflate block repeated, so 1 GiB costs about 1 MB of file.
+fn deflate_bomb(tar: &[u8], zero_mib: usize) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::best(), false);
+    let mut deflate = Vec::with_capacity(tar.len() + (4 << 20));
+    c.compress_vec(tar, &mut deflate, FlushCompress::Full).unwrap();
+    let before = deflate.len();
+    c.compress_vec(&vec![0u8; 1 << 20], &mut deflate, FlushCompress::Full).unwrap();
+    let block = deflate[before..].to_vec();
+    let mut out = gcp::gzip::WRITER_HEADER.to_vec();
+    out.extend_from_slice(&deflate);
+    for _ in 1..zero_mib {
+        out.extend_from_slice(&block);
+    }
+    let mut fin = Vec::with_capacity(64);
+    c.compress_vec(&[], &mut fin, FlushCompress::Finish).unwrap();
+    out.extend_from_slice(&fin);
+    out.extend_from_slice(&crc32fast::hash(tar).to_le_bytes());
+    out.extend_from_slice(&(tar.len() as u32).to_le_bytes());
+    out
+}
+
+#[test]
+fn deflate_bomb_after_the_tar_archive_is_stopped() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut tar = Vec::new();
+    gcp::gzip::GzipReader::new(&targz_bytes()[..]).unwrap().read_to_end(&mut tar).unwrap();
+    // Where the archive ends (after its two zero blocks).
+    let mut tr = gcp::tar::TarReader::new(&tar[..]);
+    while tr.next_entry().unwrap().is_some() {}
+    let end = tr.position();
+    // The tar says disk.raw is 1 GiB of mostly holes; the member goes on
+    // with 1 GiB of zeros that no tar header accounts for.
+    let bomb = deflate_bomb(&tar, 1024);
+    assert!(bomb.len() < 2 << 20, "{}", bomb.len());
+    let t = Instant::now();
+    let r = verify_with(dir.path(), &bomb, gcp::verify).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(
+        messages(&r).iter().map(|m| m.split_once(": ").unwrap().1).collect::<Vec<_>>(),
+        [format!(
+            "gzip: the member inflates to more than {} bytes, over 4194304 past the end of the tar stream \
+             (byte {end}); decompression stopped, so CRC32 and ISIZE were not checked (ISIZE, the file's last \
+             4 bytes, says {})",
+            end + 4194304,
+            tar.len()
+        )]
+    );
+    // The finding is at the compressed byte where decompression stopped.
+    let at = r.findings[0].offset.unwrap();
+    assert!(at > 10 && at < bomb.len() as u64, "{at}");
+    // The disk itself was decoded before the bomb went off.
+    assert_eq!(r.virtual_size, Some(GIB));
+
+    let out = File::create(dir.path().join("out.raw")).unwrap();
+    let e = gcp::extract_disk(&cut_file(dir.path(), &bomb), &out).unwrap_err();
+    assert_eq!(
+        e.message(),
+        "gzip: more than 4194304 bytes follow disk.raw in the tar stream; decompression stopped (a deflate bomb?)"
+    );
+
+    // The same zeros within the limit are just record padding: sound.
+    let padded = deflate_bomb(&tar, 2);
+    let r = verify_with(dir.path(), &padded, gcp::verify).unwrap();
+    assert_eq!(
+        messages(&r),
+        [
+            format!(
+                "at byte {}: gzip: CRC32 mismatch: trailer says {:08x}, the data has {:08x}",
+                padded.len() - 8,
+                crc32fast::hash(&tar),
+                {
+                    let mut h = crc32fast::Hasher::new();
+                    h.update(&tar);
+                    h.update(&vec![0u8; 2 << 20]);
+                    h.finalize()
+                }
+            ),
+            format!(
+                "at byte {}: gzip: ISIZE mismatch: trailer says {}, the data is {} bytes ({} mod 2^32)",
+                padded.len() - 4,
+                tar.len(),
+                tar.len() + (2 << 20),
+                tar.len() + (2 << 20)
+            ),
+        ]
+    );
+}
+
+fn vmdk_header(capacity: u64, gd_offset: u64) -> vmdk::wire::SparseExtentHeader {
+    vmdk::wire::SparseExtentHeader::stream_optimized(capacity, gd_offset)
+}
+
+#[test]
+fn vmdk_claiming_2_pow_40_grain_table_entries_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2^47 sectors of 128-sector grains: 2^40 grain table entries, in
+    // 2^31 tables; the grain directory alone would be 8 GiB.
+    let h = vmdk_header(1 << 47, 1);
+    assert_eq!(h.grain_count(), 1 << 40);
+    let bytes = h.to_bytes();
+    let e = vmdk::open(cut_file(dir.path(), &bytes)).unwrap_err();
+    assert_eq!(
+        e.message(),
+        "the grain directory (2147483648 entries at sector 1) does not fit in the 512-byte file"
+    );
+    let r = verify_with(dir.path(), &bytes, vmdk::verify).unwrap();
+    assert_eq!(
+        messages(&r),
+        [
+            "at byte 28: the descriptor (20 sectors at sector 1) runs past the end of the file",
+            "cannot read the grain tables: the grain directory (2147483648 entries at sector 1) does not fit in the \
+             512-byte file",
+            "at byte 512: the stream ends without an end-of-stream marker",
+        ]
+    );
+    // inspect refuses it too, without counting 2^40 grains.
+    let p = dir.path().join("cut");
+    let e = cloudimg_disk::inspect::inspect(&p).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: the grain directory (2147483648 entries at sector 1) does not fit in the 512-byte file",
+            p.display()
+        )
+    );
+}
+
+#[test]
+fn vmdk_descriptor_of_megabytes_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = vmdk_bytes();
+    // Claim a 4 MiB descriptor (8192 sectors) in a file large enough.
+    let mut bad = good.clone();
+    bad[36..44].copy_from_slice(&8192u64.to_le_bytes());
+    let tail = bad.split_off(512);
+    bad.resize(512 + (4 << 20), b'x');
+    bad.extend_from_slice(&tail);
+    let r = verify_with(dir.path(), &bad, vmdk::verify).unwrap();
+    let m = messages(&r);
+    assert_eq!(
+        m[0],
+        "at byte 36: the descriptor is 8192 sectors, more than the 2048 sectors (1 MiB) cloudimg reads; it was not read"
+    );
+    // A 1 MiB descriptor (the most read) full of junk lines: the first 16
+    // are reported, then a count, not 100,000 findings.
+    let mut junk = b"# Disk DescriptorFile\n".to_vec();
+    while junk.len() < (1 << 20) - 16 {
+        junk.extend_from_slice(b"junk\n");
+    }
+    junk.resize(1 << 20, b'\n');
+    let mut bad = good[..512].to_vec();
+    bad[36..44].copy_from_slice(&2048u64.to_le_bytes());
+    bad.extend_from_slice(&junk);
+    bad.extend_from_slice(&good[512..]);
+    let r = verify_with(dir.path(), &bad, vmdk::verify).unwrap();
+    let lines: Vec<String> =
+        messages(&r).into_iter().filter(|m| m.contains("descriptor line")).collect();
+    assert_eq!(lines.len(), 17, "{lines:?}");
+    assert_eq!(lines[0], "at byte 512: descriptor line 2 is not understood: \"junk\"");
+    let total = junk.split(|&b| b == b'\n').filter(|l| *l == b"junk").count();
+    assert_eq!(lines[16], format!("at byte 512: {} more descriptor lines are not understood", total - 16));
+}
