@@ -644,3 +644,34 @@ fn vmdk_descriptor_of_megabytes_is_not_read() {
     let total = junk.split(|&b| b == b'\n').filter(|l| *l == b"junk").count();
     assert_eq!(lines[16], format!("at byte 512: {} more descriptor lines are not understood", total - 16));
 }
+
+// ---------------------------------------------------------------------------
+// Regressions found by reading the code behind the fuzz targets
+
+/// Set a u64 field of the GPT header at `lba` and fix its CRC.
+fn set_gpt_field(d: &mut [u8], lba: usize, field: usize, v: u64) {
+    let h = lba * 512;
+    d[h + field..h + field + 8].copy_from_slice(&v.to_le_bytes());
+    d[h + 16..h + 20].fill(0);
+    let crc = crc32fast::hash(&d[h..h + 92]);
+    d[h + 16..h + 20].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn grow_with_alternate_lba_at_u64_max_is_refused() {
+    // A sound primary header whose AlternateLBA is 2^64-1: grow looked
+    // for a moved backup at AlternateLBA + 1 (an overflow).
+    let mut d = gpt_disk();
+    set_gpt_field(&mut d, 1, 32, u64::MAX);
+    let disk = MemDisk::new(d);
+    assert_eq!(
+        gpt_messages(disk.bytes()),
+        ["at byte 544: primary header AlternateLBA is 18446744073709551615, but the disk's last LBA is 127"]
+    );
+    let e = gpt::grow(&disk, GIB).map(|_| ()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "GPT is corrupt: primary header AlternateLBA is 18446744073709551615, but the disk's last LBA is 127; \
+         refusing to grow it"
+    );
+}
