@@ -41,7 +41,7 @@ cp "$SEEDS"/gpt/* "$OUT/gpt/"
 cp "$SEEDS"/vhd/* "$OUT/vhd/"
 cp "$SEEDS"/vmdk/* "$OUT/vmdk/"
 cp "$SEEDS"/tar/* "$OUT/tar/"
-cp "$SEEDS"/gzip/* "$OUT/gzip/"
+cp "$SEEDS"/gzip/* "$SEEDS"/tar/* "$OUT/gzip/"
 cp "$SEEDS"/*/* "$OUT/detect/"
 if [ -d "$CORPUS_SRC" ]; then
     c=$CORPUS_SRC

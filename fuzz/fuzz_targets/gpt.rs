@@ -1,6 +1,6 @@
 //! GPT and MBR: `layout::read_table`, `layout::gpt::verify` and
 //! `layout::gpt::grow` (then the grown disk read back) on the input as a
-//! MemDisk.
+//! MemDisk (with the GPT CRCs recomputed when the first byte is odd).
 //!
 //! Seeds (scripts/fuzz.sh does this): `cloudimg-fuzz-seedgen` writes
 //! `gpt-*.img` (GPT disks made by `gpt::create`, protective and hybrid
@@ -13,7 +13,11 @@ use cloudimg_disk::{MemDisk, VirtualDisk};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let disk = MemDisk::new(data.to_vec());
+    let mut bytes = data.to_vec();
+    if cloudimg_fuzz::fixing(data) {
+        cloudimg_fuzz::fix_gpt(&mut bytes);
+    }
+    let disk = MemDisk::new(bytes);
     let _ = layout::read_table(&disk);
     let _ = gpt::verify(&disk);
     // Grow by 0..=255 sectors plus an odd amount chosen by the input.

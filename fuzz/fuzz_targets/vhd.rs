@@ -1,5 +1,6 @@
 //! VHD footer, dynamic header and BAT: `formats::vhd::open` (then reads
-//! and the extent map) and `formats::vhd::verify`, on the input in a memfd.
+//! and the extent map) and `formats::vhd::verify`, on the input in a memfd (with the footer
+//! and dynamic header checksums recomputed when the first byte is odd).
 //!
 //! Seeds (scripts/fuzz.sh): `cloudimg-fuzz-seedgen` writes `vhd-*.vhd`
 //! (fixed VHDs from `vhd::write_fixed`, and a small dynamic VHD built by
@@ -13,7 +14,11 @@ use cloudimg_fuzz::{exercise, memfd, MAX_VERIFY_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let f = memfd(data);
+    let mut bytes = data.to_vec();
+    if cloudimg_fuzz::fixing(data) {
+        cloudimg_fuzz::fix_vhd(&mut bytes);
+    }
+    let f = memfd(&bytes);
     let size = match vhd::open(f.try_clone().unwrap()) {
         Ok(d) => {
             exercise(&d);
