@@ -34,7 +34,12 @@ pub fn exercise(disk: &dyn VirtualDisk) {
     let size = disk.size();
     let _ = disk.extents();
     let mut buf = vec![0u8; 4096];
-    for off in [0, size / 2, size.saturating_sub(4096), size.saturating_sub(100)] {
+    for off in [
+        0,
+        size / 2,
+        size.saturating_sub(4096),
+        size.saturating_sub(100),
+    ] {
         let n = (size - off.min(size)).min(buf.len() as u64) as usize;
         let _ = disk.read_at(&mut buf[..n], off);
     }
@@ -94,7 +99,10 @@ pub fn fix_vhd(d: &mut [u8]) {
             let c = checksum(&d[at..at + 512], off::CHECKSUM);
             d[at + off::CHECKSUM..at + off::CHECKSUM + 4].copy_from_slice(&c.to_be_bytes());
             let ho = u64::from_be_bytes(d[at + 16..at + 24].try_into().unwrap());
-            if let Some(h) = usize::try_from(ho).ok().filter(|&h| h.saturating_add(1024) <= n) {
+            if let Some(h) = usize::try_from(ho)
+                .ok()
+                .filter(|&h| h.saturating_add(1024) <= n)
+            {
                 let c = checksum(&d[h..h + 1024], DYNAMIC_CHECKSUM_OFFSET);
                 d[h + DYNAMIC_CHECKSUM_OFFSET..h + DYNAMIC_CHECKSUM_OFFSET + 4]
                     .copy_from_slice(&c.to_be_bytes());

@@ -20,7 +20,10 @@ use cloudimg_disk::{MemDisk, VirtualDisk};
 const GIB: u64 = 1 << 30;
 
 fn opts() -> WriteOptions {
-    WriteOptions { mtime: 1_700_000_000, seed: [5; 32] }
+    WriteOptions {
+        mtime: 1_700_000_000,
+        seed: [5; 32],
+    }
 }
 
 /// A 64 KiB GPT disk with two partitions and some data.
@@ -57,7 +60,12 @@ fn gpt_disk() -> Vec<u8> {
 
 fn vhd_bytes(dir: &Path) -> Vec<u8> {
     let p = dir.join("w.vhd");
-    vhd::write_fixed(&MemDisk::new(gpt_disk()), &File::create(&p).unwrap(), &opts()).unwrap();
+    vhd::write_fixed(
+        &MemDisk::new(gpt_disk()),
+        &File::create(&p).unwrap(),
+        &opts(),
+    )
+    .unwrap();
     fs::read(p).unwrap()
 }
 
@@ -81,7 +89,11 @@ fn verify_with(
     fs::write(&p, bytes).unwrap();
     let t = Instant::now();
     let r = verify(&File::open(&p).unwrap());
-    assert!(t.elapsed() < Duration::from_secs(20), "verify took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "verify took {:?}",
+        t.elapsed()
+    );
     r
 }
 
@@ -103,7 +115,6 @@ fn cuts(len: usize) -> Vec<usize> {
     c
 }
 
-
 fn cut_file(dir: &Path, bytes: &[u8]) -> File {
     let p = dir.join("cut");
     fs::write(&p, bytes).unwrap();
@@ -120,7 +131,9 @@ fn exercise(disk: &dyn VirtualDisk) {
         let n = (size - off.min(size)).min(4096) as usize;
         let _ = disk.read_at(&mut buf[..n], off);
     }
-    assert!(disk.read_at(&mut buf[..512], size.saturating_sub(256)).is_err());
+    assert!(disk
+        .read_at(&mut buf[..512], size.saturating_sub(256))
+        .is_err());
 }
 
 // ---------------------------------------------------------------------------
@@ -139,7 +152,10 @@ fn truncated_fixed_vhd_is_never_sound() {
         match verify_with(dir.path(), &good[..n], vhd::verify) {
             Err(e) => {
                 assert!(n < 512, "cut at {n}: {e}");
-                assert_eq!(e.to_string(), format!("file of {n} bytes is too short for a VHD footer"));
+                assert_eq!(
+                    e.to_string(),
+                    format!("file of {n} bytes is too short for a VHD footer")
+                );
             }
             Ok(r) => {
                 // The last 512 bytes are taken as the footer: never sound.
@@ -155,7 +171,10 @@ fn truncated_fixed_vhd_is_never_sound() {
                     ))),
                     "cut at {n}: {m:?}"
                 );
-                assert!(r.findings.iter().all(|f| f.offset.is_some()), "cut at {n}: {m:?}");
+                assert!(
+                    r.findings.iter().all(|f| f.offset.is_some()),
+                    "cut at {n}: {m:?}"
+                );
             }
         }
     }
@@ -175,7 +194,9 @@ fn truncated_stream_optimized_vmdk_is_never_sound() {
     let dir = tempfile::tempdir().unwrap();
     let good = vmdk_bytes();
     let len = good.len();
-    assert!(verify_with(dir.path(), &good, vmdk::verify).unwrap().is_ok());
+    assert!(verify_with(dir.path(), &good, vmdk::verify)
+        .unwrap()
+        .is_ok());
     for n in cuts(len) {
         if let Ok(d) = vmdk::open(cut_file(dir.path(), &good[..n])) {
             exercise(&d);
@@ -183,7 +204,10 @@ fn truncated_stream_optimized_vmdk_is_never_sound() {
         match verify_with(dir.path(), &good[..n], vmdk::verify) {
             Err(e) => {
                 assert!(n < 512, "cut at {n}: {e}");
-                assert_eq!(e.to_string(), format!("file of {n} bytes is too short for a VMDK header"));
+                assert_eq!(
+                    e.to_string(),
+                    format!("file of {n} bytes is too short for a VMDK header")
+                );
             }
             Ok(r) => {
                 let m = messages(&r);
@@ -192,8 +216,9 @@ fn truncated_stream_optimized_vmdk_is_never_sound() {
                 // Readers look for the footer 3 sectors before the end.
                 let footer_at = (n as u64 / 512 * 512).saturating_sub(1536);
                 assert!(
-                    m.iter().any(|f| f.starts_with(&format!("at byte {footer_at}: "))
-                        && f.contains("footer")),
+                    m.iter()
+                        .any(|f| f.starts_with(&format!("at byte {footer_at}: "))
+                            && f.contains("footer")),
                     "cut at {n}: {m:?}"
                 );
             }
@@ -309,15 +334,20 @@ fn every_vhd_footer_byte_is_covered_by_the_checksum() {
         let m = messages(&r);
         let stored = u32::from_be_bytes(bad[fo + 64..fo + 68].try_into().unwrap());
         assert!(
-            m.iter().any(|f| f.starts_with(&format!("at byte {}: footer checksum mismatch (expected ", fo + 64))
-                && f.ends_with(&format!(", found {stored:08x})"))),
+            m.iter().any(|f| f.starts_with(&format!(
+                "at byte {}: footer checksum mismatch (expected ",
+                fo + 64
+            )) && f.ends_with(&format!(", found {stored:08x})"))),
             "byte {i}: {m:?}"
         );
     }
 }
 
 fn gpt_messages(d: &[u8]) -> Vec<String> {
-    gpt::verify(&MemDisk::new(d.to_vec())).iter().map(|f| f.to_string()).collect()
+    gpt::verify(&MemDisk::new(d.to_vec()))
+        .iter()
+        .map(|f| f.to_string())
+        .collect()
 }
 
 #[test]
@@ -361,7 +391,10 @@ fn every_gpt_header_and_array_byte_is_covered_by_a_crc() {
             bad[a + i] ^= 0x80;
             let m = gpt_messages(&bad);
             let prefix = format!("at byte {a}: {which} partition array CRC mismatch (expected ");
-            assert!(m.iter().any(|f| f.starts_with(&prefix)), "{which} array byte {i}: {m:?}");
+            assert!(
+                m.iter().any(|f| f.starts_with(&prefix)),
+                "{which} array byte {i}: {m:?}"
+            );
             match layout::read_table(&MemDisk::new(bad)).unwrap() {
                 layout::PartitionTable::Gpt(g) => {
                     assert_eq!(g.source, other);
@@ -425,7 +458,11 @@ fn gz(data: &[u8]) -> Vec<u8> {
 }
 
 fn spec() -> gcp::tar::MemberSpec<'static> {
-    gcp::tar::MemberSpec { name: "disk.raw", mode: 0o644, mtime: 0 }
+    gcp::tar::MemberSpec {
+        name: "disk.raw",
+        mode: 0o644,
+        mtime: 0,
+    }
 }
 
 #[test]
@@ -435,7 +472,10 @@ fn sparse_map_of_millions_of_entries_is_refused() {
     // One more entry than accepted: 4 in the header, 21 per extension
     // block (about 25 MB of headers, 2 MB gzipped).
     let map: Vec<SparseEntry> = (0..=MAX_SPARSE_ENTRIES as u64)
-        .map(|i| SparseEntry { offset: i * 512, numbytes: 0 })
+        .map(|i| SparseEntry {
+            offset: i * 512,
+            numbytes: 0,
+        })
         .collect();
     let mut t: Vec<u8> = member_headers(&spec(), GIB, Some(&map)).concat();
     t.resize(t.len() + 1024, 0);
@@ -458,8 +498,12 @@ fn endless_empty_sparse_extension_blocks_are_refused() {
     // Extension blocks that hold no entry but say another follows: before
     // the fix the reader looped as long as the stream lasted (a few KiB
     // of gzip inflate to gigabytes of such blocks).
-    let map: Vec<SparseEntry> =
-        (0..5).map(|i| SparseEntry { offset: i * 1024, numbytes: 0 }).collect();
+    let map: Vec<SparseEntry> = (0..5)
+        .map(|i| SparseEntry {
+            offset: i * 1024,
+            numbytes: 0,
+        })
+        .collect();
     let mut t: Vec<u8> = member_headers(&spec(), GIB, Some(&map)).concat();
     t.truncate(512);
     let mut empty = [0u8; 512];
@@ -485,9 +529,11 @@ fn deflate_bomb(tar: &[u8], zero_mib: usize) -> Vec<u8> {
     use flate2::{Compress, Compression, FlushCompress};
     let mut c = Compress::new(Compression::best(), false);
     let mut deflate = Vec::with_capacity(tar.len() + (4 << 20));
-    c.compress_vec(tar, &mut deflate, FlushCompress::Full).unwrap();
+    c.compress_vec(tar, &mut deflate, FlushCompress::Full)
+        .unwrap();
     let before = deflate.len();
-    c.compress_vec(&vec![0u8; 1 << 20], &mut deflate, FlushCompress::Full).unwrap();
+    c.compress_vec(&vec![0u8; 1 << 20], &mut deflate, FlushCompress::Full)
+        .unwrap();
     let block = deflate[before..].to_vec();
     let mut out = gcp::gzip::WRITER_HEADER.to_vec();
     out.extend_from_slice(&deflate);
@@ -495,7 +541,8 @@ fn deflate_bomb(tar: &[u8], zero_mib: usize) -> Vec<u8> {
         out.extend_from_slice(&block);
     }
     let mut fin = Vec::with_capacity(64);
-    c.compress_vec(&[], &mut fin, FlushCompress::Finish).unwrap();
+    c.compress_vec(&[], &mut fin, FlushCompress::Finish)
+        .unwrap();
     out.extend_from_slice(&fin);
     out.extend_from_slice(&crc32fast::hash(tar).to_le_bytes());
     out.extend_from_slice(&(tar.len() as u32).to_le_bytes());
@@ -507,7 +554,10 @@ fn deflate_bomb_after_the_tar_archive_is_stopped() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let mut tar = Vec::new();
-    gcp::gzip::GzipReader::new(&targz_bytes()[..]).unwrap().read_to_end(&mut tar).unwrap();
+    gcp::gzip::GzipReader::new(&targz_bytes()[..])
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
     // Where the archive ends (after its two zero blocks).
     let mut tr = gcp::tar::TarReader::new(&tar[..]);
     while tr.next_entry().unwrap().is_some() {}
@@ -637,12 +687,26 @@ fn vmdk_descriptor_of_megabytes_is_not_read() {
     bad.extend_from_slice(&junk);
     bad.extend_from_slice(&good[512..]);
     let r = verify_with(dir.path(), &bad, vmdk::verify).unwrap();
-    let lines: Vec<String> =
-        messages(&r).into_iter().filter(|m| m.contains("descriptor line")).collect();
+    let lines: Vec<String> = messages(&r)
+        .into_iter()
+        .filter(|m| m.contains("descriptor line"))
+        .collect();
     assert_eq!(lines.len(), 17, "{lines:?}");
-    assert_eq!(lines[0], "at byte 512: descriptor line 2 is not understood: \"junk\"");
-    let total = junk.split(|&b| b == b'\n').filter(|l| *l == b"junk").count();
-    assert_eq!(lines[16], format!("at byte 512: {} more descriptor lines are not understood", total - 16));
+    assert_eq!(
+        lines[0],
+        "at byte 512: descriptor line 2 is not understood: \"junk\""
+    );
+    let total = junk
+        .split(|&b| b == b'\n')
+        .filter(|l| *l == b"junk")
+        .count();
+    assert_eq!(
+        lines[16],
+        format!(
+            "at byte 512: {} more descriptor lines are not understood",
+            total - 16
+        )
+    );
 }
 
 // ---------------------------------------------------------------------------

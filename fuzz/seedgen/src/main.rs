@@ -60,7 +60,10 @@ fn gpt_disk(size: u64, entries: u32) -> Vec<u8> {
 }
 
 fn opts() -> WriteOptions {
-    WriteOptions { mtime: 1_700_000_000, seed: [7; 32] }
+    WriteOptions {
+        mtime: 1_700_000_000,
+        seed: [7; 32],
+    }
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
@@ -68,7 +71,9 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 }
 
 fn main() {
-    let out = std::env::args().nth(1).expect("usage: cloudimg-fuzz-seedgen OUTDIR");
+    let out = std::env::args()
+        .nth(1)
+        .expect("usage: cloudimg-fuzz-seedgen OUTDIR");
     let out = Path::new(&out);
     let dirs = ["gpt", "vhd", "vmdk", "tar", "gzip"];
     for d in dirs {
@@ -109,7 +114,11 @@ fn main() {
         let p = tmp.join("x.vhd");
         let f = File::create(&p).expect("creating a scratch file");
         vhd::write_fixed(&disk, &f, &opts()).expect("vhd::write_fixed");
-        write(&out.join("vhd"), &name.replace(".img", ".vhd"), &fs::read(&p).unwrap());
+        write(
+            &out.join("vhd"),
+            &name.replace(".img", ".vhd"),
+            &fs::read(&p).unwrap(),
+        );
         // Stream-optimized VMDK.
         let v = vmdk::write_stream_optimized(&disk, Vec::new(), "disk.vmdk", &opts())
             .expect("vmdk::write_stream_optimized");
@@ -123,7 +132,10 @@ fn main() {
     let targz = gcp::write_tar_gz(&grown, Vec::new(), &opts()).expect("gcp::write_tar_gz");
     write(&out.join("gzip"), "targz-sparse.tar.gz", &targz);
     let mut tar = Vec::new();
-    GzipReader::new(&targz[..]).unwrap().read_to_end(&mut tar).unwrap();
+    GzipReader::new(&targz[..])
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
     write(&out.join("tar"), "tar-sparse.tar", &tar);
     // Many holes: extension blocks in the sparse map.
     let mut bytes = vec![0u8; 256 << 10];
@@ -134,7 +146,10 @@ fn main() {
     let targz = gcp::write_tar_gz(&holes, Vec::new(), &opts()).expect("gcp::write_tar_gz");
     write(&out.join("gzip"), "targz-many-holes.tar.gz", &targz);
     let mut tar = Vec::new();
-    GzipReader::new(&targz[..]).unwrap().read_to_end(&mut tar).unwrap();
+    GzipReader::new(&targz[..])
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
     write(&out.join("tar"), "tar-many-holes.tar", &tar);
     // A plain gzip of some text.
     let mut w = gcp::gzip::GzipWriter::new(Vec::new()).unwrap();
