@@ -642,8 +642,8 @@ fn vmdk_claiming_2_pow_40_grain_table_entries_is_refused() {
         messages(&r),
         [
             "at byte 28: the descriptor (20 sectors at sector 1) runs past the end of the file",
-            "cannot read the grain tables: the grain directory (2147483648 entries at sector 1) does not fit in the \
-             512-byte file",
+            "at byte 512: cannot read the grain tables: the grain directory (2147483648 entries at sector 1) does \
+             not fit in the 512-byte file",
             "at byte 512: the stream ends without an end-of-stream marker",
         ]
     );
@@ -653,7 +653,7 @@ fn vmdk_claiming_2_pow_40_grain_table_entries_is_refused() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{}: the grain directory (2147483648 entries at sector 1) does not fit in the 512-byte file",
+            "{}: the grain directory (2147483648 entries at sector 1) does not fit in the 512-byte file (at byte 512)",
             p.display()
         )
     );
@@ -737,5 +737,32 @@ fn grow_with_alternate_lba_at_u64_max_is_refused() {
         e.to_string(),
         "GPT is corrupt: primary header AlternateLBA is 18446744073709551615, but the disk's last LBA is 127; \
          refusing to grow it"
+    );
+}
+
+#[test]
+fn vmdk_grain_table_errors_carry_their_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = vmdk_bytes();
+    let n = good.len();
+    // The grain directory (GD at the end: the footer, at n - 1024, says
+    // where) has one entry; point it past the end of the file.
+    let gd_sector = u64::from_le_bytes(good[n - 1024 + 56..n - 1024 + 64].try_into().unwrap());
+    let gd_at = (gd_sector * 512) as usize;
+    let mut bad = good.clone();
+    bad[gd_at..gd_at + 4].copy_from_slice(&1_000_000u32.to_le_bytes());
+    let e = vmdk::open(cut_file(dir.path(), &bad)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("grain table 0 at sector 1000000 runs past the end of the {n}-byte file (at byte {gd_at})")
+    );
+    let r = verify_with(dir.path(), &bad, vmdk::verify).unwrap();
+    assert!(
+        messages(&r).contains(&format!(
+            "at byte {gd_at}: cannot read the grain tables: grain table 0 at sector 1000000 runs past the end of \
+             the {n}-byte file"
+        )),
+        "{:?}",
+        messages(&r)
     );
 }

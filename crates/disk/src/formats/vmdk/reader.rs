@@ -382,7 +382,8 @@ fn load_tables(
             return Err(Error::corrupt(format!(
                 "the grain directory ({entries} entries at sector {}) does not fit in the {file_size}-byte file",
                 h.gd_offset
-            )))
+            ))
+            .at(h.gd_offset.saturating_mul(SECTOR_BYTES)))
         }
     }
     let gd_at = gd_at.expect("checked above");
@@ -401,12 +402,14 @@ fn load_tables(
         if at + gt_bytes > file_size {
             return Err(Error::corrupt(format!(
                 "grain table {i} at sector {e} runs past the end of the {file_size}-byte file"
-            )));
+            ))
+            .at(gd_at + 4 * i as u64));
         }
         budget = budget.checked_sub(gt_bytes).ok_or_else(|| {
             Error::corrupt(
                 "the grain tables add up to more than the file size (tables shared or overlapping)",
             )
+            .at(gd_at + 4 * i as u64)
         })?;
         let mut raw = vec![0u8; gt_bytes as usize];
         read_exact_at(file, &mut raw, at).ctx("reading a grain table")?;

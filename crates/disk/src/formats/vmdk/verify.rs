@@ -73,10 +73,11 @@ pub fn verify(file: &File) -> Result<Report> {
     let disk = match VmdkReader::open(file.try_clone().ctx("opening the VMDK again")?) {
         Ok(d) => Some(d),
         Err(e) => {
-            r.push(Finding::whole(format!(
-                "cannot read the grain tables: {}",
-                e.message()
-            )));
+            let msg = format!("cannot read the grain tables: {}", e.message());
+            r.push(match e.offset() {
+                Some(o) => Finding::at(o, msg),
+                None => Finding::whole(msg),
+            });
             None
         }
     };
