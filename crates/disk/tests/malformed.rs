@@ -766,3 +766,25 @@ fn vmdk_grain_table_errors_carry_their_offset() {
         messages(&r)
     );
 }
+
+#[test]
+fn dynamic_vhd_header_outside_the_file_is_reported_at_the_data_offset_field() {
+    let dir = tempfile::tempdir().unwrap();
+    // A dynamic footer (copy at the start and at the end) whose data
+    // offset points past the end of the file.
+    let good = vhd_bytes(dir.path());
+    let mut f = good[good.len() - 512..].to_vec();
+    f[60..64].copy_from_slice(&3u32.to_be_bytes());
+    f[16..24].copy_from_slice(&(1u64 << 40).to_be_bytes());
+    let c = vhd::wire::checksum(&f, 64);
+    f[64..68].copy_from_slice(&c.to_be_bytes());
+    let bytes = [&f[..], &[0u8; 1024][..], &f[..]].concat();
+    let r = verify_with(dir.path(), &bytes, vhd::verify).unwrap();
+    assert_eq!(
+        messages(&r),
+        [
+            "at byte 1552: dynamic disk data offset is 1099511627776, expected 512",
+            "at byte 1552: dynamic header at offset 1099511627776 lies outside the 2048-byte file",
+        ]
+    );
+}
