@@ -255,7 +255,11 @@ fn truncated_gcp_tarball_is_an_error_at_the_cut() {
     let good = targz_bytes();
     let len = good.len();
     assert!(verify_with(dir.path(), &good, gcp::verify).unwrap().is_ok());
-    for n in cuts(len) {
+    // Cuts near the end decode the whole 1 GiB disk (hashing its hole,
+    // about a second) before they reach the damage: keep one of them.
+    let mut cuts = cuts(len);
+    cuts.retain(|&n| n + 1536 < len || n + 4 == len);
+    for n in cuts {
         let e = verify_with(dir.path(), &good[..n], gcp::verify)
             .map(|r| messages(&r))
             .expect_err(&format!("cut at {n} decodes"));
