@@ -792,3 +792,57 @@ fn dynamic_vhd_header_outside_the_file_is_reported_at_the_data_offset_field() {
         ]
     );
 }
+
+#[test]
+fn every_tar_defect_is_reported_at_once_with_its_offset() {
+    use gcp::tar::{header_checksum, member_headers, MemberSpec};
+    let dir = tempfile::tempdir().unwrap();
+    // A pax header, then a ustar member "disk.img" of 1 MiB: four
+    // defects in one archive, each reported with its offset.
+    let pax_rec = b"12 mtime=17\n";
+    let mut pax = member_headers(
+        &MemberSpec {
+            name: "PaxHeaders/disk.img",
+            mode: 0o644,
+            mtime: 0,
+        },
+        12,
+        None,
+    )
+    .remove(0);
+    pax[156] = b'x';
+    let mut h = member_headers(
+        &MemberSpec {
+            name: "disk.img",
+            mode: 0o644,
+            mtime: 0,
+        },
+        1 << 20,
+        None,
+    )
+    .remove(0);
+    h[257..265].copy_from_slice(b"ustar\x0000");
+    for b in [&mut pax, &mut h] {
+        b[148..156].fill(b' ');
+        let s = format!("{:06o}\0 ", header_checksum(b).0);
+        b[148..156].copy_from_slice(s.as_bytes());
+    }
+    let mut t = pax.to_vec();
+    t.extend_from_slice(pax_rec);
+    t.resize(1024, 0);
+    t.extend_from_slice(&h);
+    t.resize(t.len() + (1 << 20) + 1024, 0);
+    t.resize(t.len().div_ceil(10240) * 10240, 0);
+    let r = verify_with(dir.path(), &gz(&t), gcp::verify).unwrap();
+    assert_eq!(
+        messages(&r),
+        [
+            "at byte 0: tar stream: pax extended header (typeflag 'x'): GCP wants plain oldgnu headers",
+            "at byte 1281: tar stream: header magic \"ustar\\0\" version \"00\" is ustar/pax, expected oldgnu \
+             (magic \"ustar \" version \" \\0\")",
+            "at byte 1024: tar stream: member is named \"disk.img\", expected \"disk.raw\"",
+            "at byte 1024: tar stream: \"disk.img\" is 1048576 bytes, not a whole number of GiB",
+        ]
+    );
+    assert_eq!(r.details["tar_mtime"], 17);
+}
