@@ -846,3 +846,102 @@ fn every_tar_defect_is_reported_at_once_with_its_offset() {
     );
     assert_eq!(r.details["tar_mtime"], 17);
 }
+
+/// The tar stream of [`targz_bytes`] cut just before its end-of-archive
+/// blocks.
+fn tar_without_end() -> Vec<u8> {
+    use std::io::Read;
+    let mut tar = Vec::new();
+    gcp::gzip::GzipReader::new(&targz_bytes()[..])
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
+    let mut tr = gcp::tar::TarReader::new(&tar[..]);
+    while tr.next_entry().unwrap().is_some() {}
+    let end = tr.position() as usize - 1024;
+    tar.truncate(end);
+    tar
+}
+
+/// A header block for a member `name` of `size` bytes and typeflag `t`.
+fn header(name: &str, size: u64, t: u8) -> [u8; 512] {
+    use gcp::tar::{header_checksum, member_headers, MemberSpec};
+    let spec = MemberSpec {
+        name,
+        mode: 0o644,
+        mtime: 0,
+    };
+    let mut h = member_headers(&spec, size, None).remove(0);
+    h[156] = t;
+    h[148..156].fill(b' ');
+    let s = format!("{:06o}\0 ", header_checksum(&h).0);
+    h[148..156].copy_from_slice(s.as_bytes());
+    h
+}
+
+#[test]
+fn millions_of_tiny_members_give_a_bounded_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = tar_without_end();
+    let first = t.len();
+    let n = 20_000;
+    for i in 0..n {
+        t.extend_from_slice(&header(&format!("x{i}"), 0, b'0'));
+    }
+    t.resize(t.len() + 1024, 0);
+    let r = verify_with(dir.path(), &gz(&t), gcp::verify).unwrap();
+    let m = messages(&r);
+    assert_eq!(m.len(), 33, "{:?}", &m[..3]);
+    assert_eq!(
+        m[0],
+        format!(
+            "at byte {first}: tar stream: extra member \"x0\": the archive must hold only disk.raw"
+        )
+    );
+    assert_eq!(
+        m[32],
+        format!(
+            "at byte {}: tar stream: {} more pax headers or extra members from here on are not listed",
+            first + 32 * 512,
+            n - 32
+        )
+    );
+}
+
+/// A pax record `"<len> key=value\n"`.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = 3 + key.len() + value.len(); // ' ', '=', '\n'
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    let mut r = format!("{len} {key}=").into_bytes();
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    assert_eq!(r.len(), len);
+    r
+}
+
+#[test]
+fn pax_headers_piling_up_before_one_member_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each pax header is within the 1 MiB bound, but their records
+    // accumulate until a member comes: three of 400 KiB are too many.
+    let rec = pax_record("comment", &vec![b'a'; 400 << 10]);
+    let mut t = Vec::new();
+    for _ in 0..3 {
+        t.extend_from_slice(&header("PaxHeaders/x", rec.len() as u64, b'x'));
+        t.extend_from_slice(&rec);
+        t.resize(t.len().div_ceil(512) * 512, 0);
+    }
+    let third = 2 * (512 + rec.len().div_ceil(512) * 512);
+    t.extend_from_slice(&header("disk.raw", 0, b'0'));
+    t.resize(t.len() + 1024, 0);
+    let r = verify_with(dir.path(), &gz(&t), gcp::verify).unwrap();
+    assert_eq!(
+        messages(&r),
+        [format!(
+            "at byte {third}: tar stream: pax extended headers before one member add up to more than 1048576 bytes"
+        )]
+    );
+}

@@ -588,6 +588,7 @@ impl<R: Read> TarReader<R> {
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         let mut pax: Option<Vec<(String, Vec<u8>)>> = None;
+        let mut pax_bytes = 0u64;
         let (mut long_names, mut long_links) = (0u32, 0u32);
         let mut first_offset = None;
         loop {
@@ -659,6 +660,17 @@ impl<R: Read> TarReader<R> {
                             format!(
                                 "pax extended header has size {} (more than {MAX_PAX_SIZE})",
                                 entry.size
+                            ),
+                        ));
+                    }
+                    // Records of consecutive pax headers accumulate: bound
+                    // their sum too.
+                    pax_bytes += entry.size;
+                    if pax_bytes > MAX_PAX_SIZE {
+                        return Err(terr(
+                            at,
+                            format!(
+                                "pax extended headers before one member add up to more than {MAX_PAX_SIZE} bytes"
                             ),
                         ));
                     }

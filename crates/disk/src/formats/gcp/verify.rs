@@ -40,6 +40,9 @@ fn stored_isize(file: &File, file_size: u64) -> Result<u32> {
     Ok(u32::from_le_bytes(b))
 }
 
+/// Findings about pax headers and extra members listed one by one.
+const MAX_LISTED_HEADER_FINDINGS: usize = 32;
+
 type Tar<'a> = TarReader<GzipReader<FileReader<'a>>>;
 
 /// Decode and check a GCP tarball in full: gzip framing, the tar stream,
@@ -258,29 +261,50 @@ fn check_header(e: &TarEntry, report: &mut Report) {
 
 fn check_tar(tar: &mut Tar<'_>, report: &mut Report, disk: &mut Option<Decoded>) -> Result<()> {
     let mut members = 0u64;
+    // Findings repeated per header (pax headers, extra members) are listed
+    // up to a bound, then counted: a small gzip file can hold millions of
+    // tiny members.
+    let mut listed = 0usize;
+    let mut unlisted: Option<(u64, u64)> = None;
+    let mut note = |report: &mut Report, f: Finding| {
+        if listed < MAX_LISTED_HEADER_FINDINGS {
+            listed += 1;
+            report.push(f);
+        } else {
+            let u = unlisted.get_or_insert((f.offset.unwrap_or(0), 0));
+            u.1 += 1;
+        }
+    };
     while let Some(e) = tar.next_entry()? {
         if e.pax.is_some() {
-            report.push(Finding::at(
-                e.header_offset,
-                "tar stream: pax extended header (typeflag 'x'): GCP wants plain oldgnu headers",
-            ));
+            note(
+                report,
+                Finding::at(
+                    e.header_offset,
+                    "tar stream: pax extended header (typeflag 'x'): GCP wants plain oldgnu headers",
+                ),
+            );
         }
         if e.typeflag == tar::typeflag::PAX_GLOBAL {
-            report.push(Finding::at(
-                e.header_offset,
-                "tar stream: pax global header (typeflag 'g'): GCP wants plain oldgnu headers",
-            ));
+            note(
+                report,
+                Finding::at(
+                    e.header_offset,
+                    "tar stream: pax global header (typeflag 'g'): GCP wants plain oldgnu headers",
+                ),
+            );
             continue;
         }
         members += 1;
         if members > 1 {
-            report.push(Finding::at(
-                e.header_offset,
-                format!(
-                    "tar stream: extra member {:?}: the archive must hold only disk.raw",
-                    e.name_str()
+            let name: String = e.name_str().chars().take(200).collect();
+            note(
+                report,
+                Finding::at(
+                    e.header_offset,
+                    format!("tar stream: extra member {name:?}: the archive must hold only disk.raw"),
                 ),
-            ));
+            );
             continue;
         }
         report.detail("tar_member", e.name_str());
@@ -337,6 +361,12 @@ fn check_tar(tar: &mut Tar<'_>, report: &mut Report, disk: &mut Option<Decoded>)
             Ok(())
         })?;
         *disk = Some(d);
+    }
+    if let Some((at, n)) = unlisted {
+        report.push(Finding::at(
+            at,
+            format!("tar stream: {n} more pax headers or extra members from here on are not listed"),
+        ));
     }
     if members == 0 {
         report.push(Finding::whole(
