@@ -945,3 +945,26 @@ fn pax_headers_piling_up_before_one_member_are_refused() {
         )]
     );
 }
+
+#[test]
+fn deflate_bomb_after_an_unreadable_tar_header_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    // A header with a bad checksum, then 64 MiB of zeros: decoding stops
+    // 4 MiB after the point where the tar stream became unreadable.
+    let mut h = header("disk.raw", GIB, b'0');
+    h[0] = b'D';
+    let bomb = deflate_bomb(&h, 64);
+    let r = verify_with(dir.path(), &bomb, gcp::verify).unwrap();
+    let m = messages(&r);
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert!(
+        m[0].starts_with("at byte 0: tar stream: bad tar header checksum: stored "),
+        "{m:?}"
+    );
+    assert_eq!(
+        m[1].split_once(": ").unwrap().1,
+        "gzip: the member inflates to more than 4194816 bytes, over 4194304 past the unreadable part of the tar \
+         stream (byte 512); decompression stopped, so CRC32 and ISIZE were not checked (ISIZE, the file's last 4 \
+         bytes, says 512)"
+    );
+}
