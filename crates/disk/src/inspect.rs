@@ -83,7 +83,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             d.insert("grain_size_sectors".into(), h.grain_size.into());
             d.insert("compress_algorithm".into(), h.compress_algorithm.into());
             d.insert("gd_offset".into(), h.gd_offset.into());
-            let allocated = (0..r.grain_count()).filter(|&n| r.grain_allocated(n)).count();
+            let allocated = r.allocated_grains();
             d.insert("grains_allocated".into(), allocated.into());
             d.insert("grains_total".into(), r.grain_count().into());
             Some(Box::new(r))

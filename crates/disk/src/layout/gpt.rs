@@ -845,7 +845,7 @@ pub fn grow<D: VirtualDisk>(disk: D, new_size: u64) -> Result<PatchedDisk<D>> {
         .filter(|p| p.sound())
         .map(|p| p.hdr.alternate_lba);
     let ins = match moved {
-        Some(alt) if alt + 1 < size / SECTOR_SIZE && corrupt(&ins).is_some() => {
+        Some(alt) if alt < (size / SECTOR_SIZE).saturating_sub(1) && corrupt(&ins).is_some() => {
             let again = inspect_at(&disk, Some(alt))?;
             if corrupt(&again).is_none() {
                 again

@@ -292,6 +292,17 @@ pub struct GzipFacts {
     pub trailing_bytes: u64,
 }
 
+/// What [`GzipReader::drain_at_most`] decompressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Bytes decompressed.
+    pub bytes: u64,
+    /// How many of them were not zero.
+    pub nonzero: u64,
+    /// Whether the member's end was reached (and its trailer checked).
+    pub complete: bool,
+}
+
 /// A streaming reader of the first gzip member of a stream. Problems that
 /// leave the data readable (CRC/ISIZE mismatch, header CRC, a second
 /// member, trailing garbage) become [`findings`](Self::findings); a
@@ -610,15 +621,35 @@ impl<R: Read> GzipReader<R> {
     /// Decompress and discard the rest of the member, counting how many of
     /// the bytes were not zero. Returns (bytes, non-zero bytes).
     pub fn drain(&mut self) -> Result<(u64, u64)> {
+        let d = self.drain_at_most(u64::MAX)?;
+        Ok((d.bytes, d.nonzero))
+    }
+
+    /// Like [`drain`](Self::drain), but stop once more than `limit` bytes
+    /// have come out (then [`Drained::complete`] is false and the trailer
+    /// is not checked). A consumer that knows how much data the member
+    /// should still hold (a tar archive after its end-of-archive blocks
+    /// holds only record padding) uses this so that a deflate bomb (a
+    /// small file that inflates to terabytes of zeros) costs bounded
+    /// time. At most 64 KiB past `limit` is decompressed.
+    pub fn drain_at_most(&mut self, limit: u64) -> Result<Drained> {
         let mut buf = vec![0u8; 64 * 1024];
-        let (mut total, mut nonzero) = (0u64, 0u64);
+        let mut d = Drained {
+            bytes: 0,
+            nonzero: 0,
+            complete: true,
+        };
         loop {
+            if d.bytes > limit {
+                d.complete = false;
+                return Ok(d);
+            }
             let n = self.read_inner(&mut buf)?;
             if n == 0 {
-                return Ok((total, nonzero));
+                return Ok(d);
             }
-            total += n as u64;
-            nonzero += buf[..n].iter().filter(|&&b| b != 0).count() as u64;
+            d.bytes += n as u64;
+            d.nonzero += buf[..n].iter().filter(|&&b| b != 0).count() as u64;
         }
     }
 }

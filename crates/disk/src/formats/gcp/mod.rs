@@ -136,7 +136,14 @@ pub fn extract_disk(file: &File, out: &File) -> Result<u64> {
         break entry.realsize;
     };
     let mut gz = tar.into_inner();
-    gz.drain()?;
+    let rest = gz.drain_at_most(verify::MAX_AFTER_ARCHIVE)?;
+    if !rest.complete {
+        return Err(Error::corrupt(format!(
+            "gzip: more than {} bytes follow disk.raw in the tar stream; decompression stopped (a deflate bomb?)",
+            verify::MAX_AFTER_ARCHIVE
+        ))
+        .at(gz.file_position()));
+    }
     // A second member or trailing bytes do not change disk.raw; a bad
     // CRC-32 or ISIZE means the data is not what was compressed.
     let damage = |f: &&crate::verify::Finding| {

@@ -88,6 +88,9 @@ pub const MAX_PAX_SIZE: u64 = 1 << 20;
 /// bytes of memory). A disk with more separate data runs than this would
 /// be pathological.
 pub const MAX_SPARSE_ENTRIES: usize = 1 << 20;
+/// Most sparse extension blocks accepted for one member: enough for
+/// [`MAX_SPARSE_ENTRIES`] entries (21 per block).
+pub const MAX_SPARSE_EXT_BLOCKS: usize = MAX_SPARSE_ENTRIES.div_ceil(GNU_SPARSE_IN_EXT);
 
 /// The checksum of a header: the unsigned sum of its bytes with the
 /// checksum field counted as spaces. Also returns the signed sum, which
@@ -585,6 +588,7 @@ impl<R: Read> TarReader<R> {
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         let mut pax: Option<Vec<(String, Vec<u8>)>> = None;
+        let mut pax_bytes = 0u64;
         let (mut long_names, mut long_links) = (0u32, 0u32);
         let mut first_offset = None;
         loop {
@@ -656,6 +660,17 @@ impl<R: Read> TarReader<R> {
                             format!(
                                 "pax extended header has size {} (more than {MAX_PAX_SIZE})",
                                 entry.size
+                            ),
+                        ));
+                    }
+                    // Records of consecutive pax headers accumulate: bound
+                    // their sum too.
+                    pax_bytes += entry.size;
+                    if pax_bytes > MAX_PAX_SIZE {
+                        return Err(terr(
+                            at,
+                            format!(
+                                "pax extended headers before one member add up to more than {MAX_PAX_SIZE} bytes"
                             ),
                         ));
                     }
@@ -825,8 +840,18 @@ impl<R: Read> TarReader<R> {
             &mut map,
         )?;
         let mut extended = header[GNU_ISEXTENDED] != 0;
+        let mut blocks = 0usize;
         while extended {
             let block_at = self.pos;
+            // Extension blocks whose entries are empty add nothing to the
+            // map: bound them too, or a stream of them never ends.
+            blocks += 1;
+            if blocks > MAX_SPARSE_EXT_BLOCKS {
+                return Err(terr(
+                    block_at,
+                    format!("sparse map has more than {MAX_SPARSE_EXT_BLOCKS} extension blocks"),
+                ));
+            }
             let b = self.read_full_block("a sparse extension block")?;
             push_entries(&b[..EXT_ISEXTENDED], GNU_SPARSE_IN_EXT, block_at, &mut map)?;
             extended = b[EXT_ISEXTENDED] != 0;

@@ -26,6 +26,23 @@ const GPT_WINDOW: u64 = 1 << 20;
 /// forged realsize of exabytes would otherwise keep it busy for years.
 const MAX_DECODED_SIZE: u64 = 64 << 40;
 
+/// Most tar-stream bytes decompressed after the end of the archive (or
+/// after the point where the tar stream became unreadable). Writers pad
+/// the archive to a 10 KiB record (GNU tar's default blocking factor; 1 MiB
+/// at its largest), so anything beyond this is not tar: a deflate bomb
+/// would otherwise keep the verifier inflating zeros for hours.
+pub(crate) const MAX_AFTER_ARCHIVE: u64 = 4 << 20;
+
+/// The last 4 bytes of the file: the ISIZE of a single-member gzip file.
+fn stored_isize(file: &File, file_size: u64) -> Result<u32> {
+    let mut b = [0u8; 4];
+    crate::formats::read_up_to(file, &mut b, file_size.saturating_sub(4))?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// Findings about pax headers and extra members listed one by one.
+const MAX_LISTED_HEADER_FINDINGS: usize = 32;
+
 type Tar<'a> = TarReader<GzipReader<FileReader<'a>>>;
 
 /// Decode and check a GCP tarball in full: gzip framing, the tar stream,
@@ -62,12 +79,29 @@ pub fn verify_with<'a>(file: &File, digest: DiskDigest<'a>) -> Result<Report> {
     }
     let tar_pos = tar.position();
     let mut gz = tar.into_inner();
-    let (rest, nonzero) = gz.drain()?;
-    report.detail("tar_stream_size", tar_pos + rest);
-    if nonzero > 0 && tar_result.is_ok() {
+    let rest = gz.drain_at_most(MAX_AFTER_ARCHIVE)?;
+    report.detail("tar_stream_size", tar_pos + rest.bytes);
+    if rest.nonzero > 0 && tar_result.is_ok() {
         report.push(Finding::at(
             tar_pos,
-            format!("tar stream: {nonzero} non-zero bytes after the end of the archive"),
+            format!(
+                "tar stream: {}{} non-zero bytes after the end of the archive",
+                if rest.complete { "" } else { "at least " },
+                rest.nonzero
+            ),
+        ));
+    }
+    if !rest.complete {
+        report.push(Finding::at(
+            gz.file_position(),
+            format!(
+                "gzip: the member inflates to more than {} bytes, over {MAX_AFTER_ARCHIVE} past {} of the tar \
+                 stream (byte {tar_pos}); decompression stopped, so CRC32 and ISIZE were not checked (ISIZE, the \
+                 file's last 4 bytes, says {})",
+                tar_pos + MAX_AFTER_ARCHIVE,
+                if tar_result.is_ok() { "the end" } else { "the unreadable part" },
+                stored_isize(file, file_size)?
+            ),
         ));
     }
     let facts = gz.facts().clone();
@@ -239,29 +273,50 @@ fn check_tar<'a>(
     digest: &mut Option<DiskDigest<'a>>,
 ) -> Result<()> {
     let mut members = 0u64;
+    // Findings repeated per header (pax headers, extra members) are listed
+    // up to a bound, then counted: a small gzip file can hold millions of
+    // tiny members.
+    let mut listed = 0usize;
+    let mut unlisted: Option<(u64, u64)> = None;
+    let mut note = |report: &mut Report, f: Finding| {
+        if listed < MAX_LISTED_HEADER_FINDINGS {
+            listed += 1;
+            report.push(f);
+        } else {
+            let u = unlisted.get_or_insert((f.offset.unwrap_or(0), 0));
+            u.1 += 1;
+        }
+    };
     while let Some(e) = tar.next_entry()? {
         if e.pax.is_some() {
-            report.push(Finding::at(
-                e.header_offset,
-                "tar stream: pax extended header (typeflag 'x'): GCP wants plain oldgnu headers",
-            ));
+            note(
+                report,
+                Finding::at(
+                    e.header_offset,
+                    "tar stream: pax extended header (typeflag 'x'): GCP wants plain oldgnu headers",
+                ),
+            );
         }
         if e.typeflag == tar::typeflag::PAX_GLOBAL {
-            report.push(Finding::at(
-                e.header_offset,
-                "tar stream: pax global header (typeflag 'g'): GCP wants plain oldgnu headers",
-            ));
+            note(
+                report,
+                Finding::at(
+                    e.header_offset,
+                    "tar stream: pax global header (typeflag 'g'): GCP wants plain oldgnu headers",
+                ),
+            );
             continue;
         }
         members += 1;
         if members > 1 {
-            report.push(Finding::at(
-                e.header_offset,
-                format!(
-                    "tar stream: extra member {:?}: the archive must hold only disk.raw",
-                    e.name_str()
+            let name: String = e.name_str().chars().take(200).collect();
+            note(
+                report,
+                Finding::at(
+                    e.header_offset,
+                    format!("tar stream: extra member {name:?}: the archive must hold only disk.raw"),
                 ),
-            ));
+            );
             continue;
         }
         report.detail("tar_member", e.name_str());
@@ -318,6 +373,12 @@ fn check_tar<'a>(
             Ok(())
         })?;
         *disk = Some(d);
+    }
+    if let Some((at, n)) = unlisted {
+        report.push(Finding::at(
+            at,
+            format!("tar stream: {n} more pax headers or extra members from here on are not listed"),
+        ));
     }
     if members == 0 {
         report.push(Finding::whole(

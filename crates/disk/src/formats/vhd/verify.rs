@@ -198,8 +198,10 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
                     Box::new(d)
                 }
                 Err(e) => {
+                    // Errors without an offset concern where the
+                    // footer's data offset points.
                     r.push(Finding {
-                        offset: e.offset(),
+                        offset: e.offset().or(Some(field(off::DATA_OFFSET))),
                         message: e.message().to_string(),
                         layer: crate::verify::Layer::Container,
                     });

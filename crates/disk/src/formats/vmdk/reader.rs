@@ -272,6 +272,21 @@ impl VmdkReader {
         }
     }
 
+    /// Number of allocated grains. Only the grain tables present are
+    /// visited, so the cost is bounded by the file, not by the capacity.
+    pub fn allocated_grains(&self) -> u64 {
+        let per = u64::from(self.header.num_gtes_per_gt);
+        (0..self.gd.len())
+            .filter_map(|i| self.gt(i).map(|t| (i, t)))
+            .map(|(i, t)| {
+                let first = i as u64 * per;
+                (0..t.len() as u64)
+                    .filter(|&j| first + j < self.grain_count() && self.grain_allocated(first + j))
+                    .count() as u64
+            })
+            .sum()
+    }
+
     pub(crate) fn span(&self, n: u64) -> GrainSpan {
         let start = n * self.header.grain_bytes();
         GrainSpan {
@@ -367,7 +382,8 @@ fn load_tables(
             return Err(Error::corrupt(format!(
                 "the grain directory ({entries} entries at sector {}) does not fit in the {file_size}-byte file",
                 h.gd_offset
-            )))
+            ))
+            .at(h.gd_offset.saturating_mul(SECTOR_BYTES)))
         }
     }
     let gd_at = gd_at.expect("checked above");
@@ -386,12 +402,14 @@ fn load_tables(
         if at + gt_bytes > file_size {
             return Err(Error::corrupt(format!(
                 "grain table {i} at sector {e} runs past the end of the {file_size}-byte file"
-            )));
+            ))
+            .at(gd_at + 4 * i as u64));
         }
         budget = budget.checked_sub(gt_bytes).ok_or_else(|| {
             Error::corrupt(
                 "the grain tables add up to more than the file size (tables shared or overlapping)",
             )
+            .at(gd_at + 4 * i as u64)
         })?;
         let mut raw = vec![0u8; gt_bytes as usize];
         read_exact_at(file, &mut raw, at).ctx("reading a grain table")?;

@@ -27,6 +27,8 @@ use crate::verify::{Finding, Report};
 /// Largest embedded descriptor read (sectors): descriptors are a few
 /// hundred bytes; VMware reserves 20 sectors.
 const DESCRIPTOR_SECTORS_MAX: u64 = 2048;
+/// Descriptor lines not understood that are reported one by one.
+const MAX_BAD_LINES: usize = 16;
 
 /// Decode and check a VMDK in full.
 pub fn verify(file: &File) -> Result<Report> {
@@ -77,10 +79,11 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
     let disk = match VmdkReader::open(file.try_clone().ctx("opening the VMDK again")?) {
         Ok(d) => Some(d),
         Err(e) => {
-            r.push(Finding::whole(format!(
-                "cannot read the grain tables: {}",
-                e.message()
-            )));
+            let msg = format!("cannot read the grain tables: {}", e.message());
+            r.push(match e.offset() {
+                Some(o) => Finding::at(o, msg),
+                None => Finding::whole(msg),
+            });
             None
         }
     };
@@ -104,7 +107,7 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
         table_findings(d, walk.as_ref(), &mut r);
         redundant_gd_findings(file, d, &mut r)?;
         consistent &= r.findings.len() == before;
-        r.detail("grains", allocated_grains(d));
+        r.detail("grains", d.allocated_grains());
         r.detail("grain_tables", d.gd().iter().filter(|&&e| e != 0).count());
     } else {
         consistent = false;
@@ -342,7 +345,18 @@ fn descriptor_findings(
         r.push(Finding::at(28, "the file has no embedded descriptor"));
         return Ok(None);
     }
-    let len = h.descriptor_size.min(DESCRIPTOR_SECTORS_MAX) * SECTOR_BYTES;
+    if h.descriptor_size > DESCRIPTOR_SECTORS_MAX {
+        r.push(Finding::at(
+            36,
+            format!(
+                "the descriptor is {} sectors, more than the {DESCRIPTOR_SECTORS_MAX} sectors (1 MiB) cloudimg reads; \
+                 it was not read",
+                h.descriptor_size
+            ),
+        ));
+        return Ok(None);
+    }
+    let len = h.descriptor_size * SECTOR_BYTES;
     if at.checked_add(len).is_none_or(|e| e > file_size) {
         r.push(Finding::at(
             28,
@@ -413,10 +427,20 @@ fn descriptor_findings(
             format!("the descriptor has {} extent lines, expected 1", ex.len()),
         )),
     }
-    for (line, text) in &d.bad_lines {
+    for (line, text) in d.bad_lines.iter().take(MAX_BAD_LINES) {
+        let text: String = text.chars().take(200).collect();
         r.push(Finding::at(
             at,
             format!("descriptor line {line} is not understood: {text:?}"),
+        ));
+    }
+    if d.bad_lines.len() > MAX_BAD_LINES {
+        r.push(Finding::at(
+            at,
+            format!(
+                "{} more descriptor lines are not understood",
+                d.bad_lines.len() - MAX_BAD_LINES
+            ),
         ));
     }
     Ok(Some(d))
@@ -627,19 +651,6 @@ fn walk_stream<'a>(
     }
     r.detail("end_of_stream_marker", eos);
     Ok(w)
-}
-
-/// Number of allocated grains.
-fn allocated_grains(d: &VmdkReader) -> u64 {
-    (0..d.gd().len())
-        .filter_map(|i| d.gt(i).map(|t| (i, t)))
-        .map(|(i, t)| {
-            let first = i as u64 * u64::from(d.header().num_gtes_per_gt);
-            (0..t.len() as u64)
-                .filter(|&j| first + j < d.grain_count() && d.grain_allocated(first + j))
-                .count() as u64
-        })
-        .sum()
 }
 
 /// Check the grain directory and tables: against the walk for a stream,
