@@ -14,9 +14,16 @@ setup:
 build: setup
 	$(CARGO) build --release --locked -p cloudimg
 
-# The whole test suite, with every oracle required (a missing one fails).
+# The whole test suite, with every oracle required (a missing one fails),
+# then every fuzz target for a bounded time (FUZZ_SECONDS each).
+FUZZ_SECONDS ?= 15
 test: setup
 	REQUIRE_ORACLES=1 $(CARGO) test --workspace --locked --release
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+.PHONY: fuzz
+fuzz: setup
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 demo: build
 	scripts/demo.sh

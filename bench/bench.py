@@ -96,6 +96,20 @@ def gpt(path, size):
                     "-n", "3:0:0", "-t", "3:8300", path], check=True, capture_output=True)
 
 
+_TEXT_POOL = {}
+
+
+def text_piece(rng, seed, n):
+    """n bytes of text-like data: a slice of a 16 MiB pool generated once
+    per seed, at a random offset (deflate sees 32 KiB at a time, so slices
+    compress like fresh text; generating it fresh would take minutes)."""
+    pool = _TEXT_POOL.get(seed)
+    if pool is None:
+        pool = _TEXT_POOL[seed] = text_like(random.Random(seed), 16 * MIB + n)
+    at = rng.randrange(0, len(pool) - n)
+    return pool[at:at + n]
+
+
 def fill(path, data_bytes, seed, start):
     """Write data_bytes of data from `start`: half random, half text-like,
     in 4 MiB pieces spread over the disk."""
@@ -109,7 +123,7 @@ def fill(path, data_bytes, seed, start):
         for i in range(n):
             off = start + i * step
             f.seek(off)
-            f.write(rng.randbytes(piece) if i % 2 == 0 else text_like(rng, piece))
+            f.write(rng.randbytes(piece) if i % 2 == 0 else text_piece(rng, seed, piece))
 
 
 def fixture(name, work):
@@ -129,7 +143,7 @@ def fixture(name, work):
         rng = random.Random(3)
         with open(path, "wb") as f:
             for i in range(4 * GIB // (4 * MIB)):
-                f.write(rng.randbytes(4 * MIB) if i % 2 == 0 else text_like(rng, 4 * MIB))
+                f.write(rng.randbytes(4 * MIB) if i % 2 == 0 else text_piece(rng, 3, 4 * MIB))
         subprocess.run(["sgdisk", "-o", "-n", "1:2048:0", path], check=True, capture_output=True)
     return path
 
