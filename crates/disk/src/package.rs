@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::disk::{
@@ -26,7 +26,7 @@ use crate::layout;
 use crate::verify::{disk_findings, Finding, Layer, Report};
 
 /// Which cloud a shape is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     /// Google Compute Engine.
@@ -36,7 +36,7 @@ pub enum Provider {
 }
 
 /// One output shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Shape {
     /// `disk.raw.tar.gz`: gzip'd oldgnu tar of the disk grown to whole GiB.
@@ -183,7 +183,7 @@ pub enum Event {
 }
 
 /// The source image as recorded in the manifest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Source {
     /// File name of the input.
     pub file: String,
@@ -194,7 +194,7 @@ pub struct Source {
 }
 
 /// One verified artifact as recorded in the manifest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Artifact {
     /// File name in the output directory.
     pub file: String,
@@ -216,7 +216,7 @@ pub struct Artifact {
 }
 
 /// `manifest.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     /// The tool that wrote it.
     pub generator: String,
@@ -728,4 +728,84 @@ pub fn verify_path(path: &Path) -> Result<Report> {
     }
     let format = formats::detect_file(&file).map_err(|e| e.with_path(path))?;
     verify_file(&file, format).map_err(|e| e.with_path(path))
+}
+
+/// What re-checking one artifact of a manifest found.
+#[derive(Debug, Serialize)]
+pub struct ManifestCheck {
+    /// The artifact's path.
+    pub path: PathBuf,
+    /// Its verification report, when it could be decoded.
+    pub report: Option<Report>,
+    /// Why it could not be checked, if so.
+    pub error: Option<String>,
+}
+
+/// Re-check every artifact listed in `manifest.json` at `path`: the file
+/// must exist with the recorded size and SHA-256, decode in full (format
+/// detected from content) with no defect, and decode to the recorded
+/// virtual size and SHA-256. Differences are added to each report as
+/// findings.
+pub fn verify_manifest(path: &Path) -> Result<Vec<ManifestCheck>> {
+    let text = fs::read(path).ctx("reading").map_err(|e| e.with_path(path))?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+        Error::invalid_format(format!("is not a cloudimg manifest: {e}")).with_path(path)
+    })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut out = Vec::new();
+    for a in &manifest.artifacts {
+        if a.file.contains('/') || a.file.is_empty() {
+            out.push(ManifestCheck {
+                path: dir.join(&a.file),
+                report: None,
+                error: Some(format!("manifest names {:?}, not a file in its directory", a.file)),
+            });
+            continue;
+        }
+        let file = dir.join(&a.file);
+        let mut report = match verify_path(&file) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(ManifestCheck { path: file, report: None, error: Some(e.to_string()) });
+                continue;
+            }
+        };
+        if report.file_size != a.size {
+            report.push(Finding::whole(format!(
+                "file is {} bytes, the manifest says {}",
+                report.file_size, a.size
+            )));
+        }
+        match sha256_file(&file) {
+            Ok(sha) if sha == a.sha256 => {}
+            Ok(sha) => report.push(Finding::whole(format!(
+                "file SHA-256 is {sha}, the manifest says {}",
+                a.sha256
+            ))),
+            Err(e) => report.push(Finding::whole(format!("cannot hash the file: {e}"))),
+        }
+        if report.format != a.shape.format() {
+            report.push(Finding::whole(format!(
+                "reads as {}, the manifest says {}",
+                report.format,
+                a.shape.format()
+            )));
+        }
+        if report.virtual_size != Some(a.virtual_size) {
+            report.push(Finding::whole(format!(
+                "decodes to {} bytes, the manifest says {}",
+                report.virtual_size.map_or("an unknown number of".into(), |v| v.to_string()),
+                a.virtual_size
+            )));
+        }
+        if report.virtual_sha256 != Some(a.virtual_sha256) {
+            report.push(Finding::whole(format!(
+                "decoded disk SHA-256 is {}, the manifest says {}",
+                report.virtual_sha256.map_or("unknown".into(), |v| v.to_string()),
+                a.virtual_sha256
+            )));
+        }
+        out.push(ManifestCheck { path: file, report: Some(report), error: None });
+    }
+    Ok(out)
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cloudimg_disk::io::Sha256Hex;
-use cloudimg_disk::package::verify_path;
+use cloudimg_disk::package::{verify_manifest, verify_path};
+use cloudimg_disk::verify::Report;
 use cloudimg_disk::verify::Finding;
 
 /// Decode an artifact in full and report every defect found.
@@ -17,8 +18,12 @@ use cloudimg_disk::verify::Finding;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The artifacts to check.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "manifest")]
     pub artifacts: Vec<PathBuf>,
+    /// Re-check every artifact a `manifest.json` lists: file size and
+    /// SHA-256, full decode, decoded size and SHA-256.
+    #[arg(long, value_name = "FILE", conflicts_with = "expect_sha256")]
+    pub manifest: Option<PathBuf>,
     /// The SHA-256 the decoded virtual disk must have (the manifest's
     /// `virtual_sha256`).
     #[arg(long, value_name = "HEX")]
@@ -33,8 +38,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut worst = 0u8;
     let mut json = Vec::new();
     let mut out = std::io::stdout().lock();
+    let mut results: Vec<(PathBuf, Result<Report, String>)> = Vec::new();
+    if let Some(m) = &args.manifest {
+        for c in verify_manifest(m)? {
+            results.push((c.path, c.report.ok_or_else(|| c.error.unwrap_or_default())));
+        }
+    }
     for path in &args.artifacts {
-        match verify_path(path) {
+        results.push((path.clone(), verify_path(path).map_err(|e| e.to_string())));
+    }
+    for (path, result) in results {
+        let path = &path;
+        match result {
             Ok(mut report) => {
                 if let Some(want) = args.expect_sha256 {
                     if report.virtual_sha256 != Some(want) {

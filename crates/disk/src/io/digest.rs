@@ -26,6 +26,13 @@ impl fmt::Debug for Sha256Hex {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::str::FromStr for Sha256Hex {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -11,21 +11,32 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-static REGISTRY: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// The temporary files alive, and whether the process is shutting down.
+/// Files are created and registered under this lock, so a cleanup can
+/// never miss one that is being created at the same moment.
+struct Registry {
+    paths: Vec<PathBuf>,
+    closed: bool,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { paths: Vec::new(), closed: false });
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn register(p: &Path) {
-    REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).push(p.to_path_buf());
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn unregister(p: &Path) {
-    REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).retain(|q| q != p);
+    registry().paths.retain(|q| q != p);
 }
 
-/// Remove every temporary file still registered. Called from signal
-/// handlers and on fatal errors; returns how many were removed.
+/// Remove every temporary file still registered, and refuse to create new
+/// ones from now on (the process is exiting). Called from signal handlers;
+/// returns how many were removed.
 pub fn cleanup_registered() -> usize {
-    let paths = std::mem::take(&mut *REGISTRY.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut r = registry();
+    r.closed = true;
+    let paths = std::mem::take(&mut r.paths);
     paths.iter().filter(|p| fs::remove_file(p).is_ok()).count()
 }
 
@@ -55,8 +66,13 @@ impl OutputFile {
             .into_owned();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let temp = dir.join(format!(".{name}.{}.{n}.partial", std::process::id()));
+        let mut r = registry();
+        if r.closed {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+        }
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&temp)?;
-        register(&temp);
+        r.paths.push(temp.clone());
+        drop(r);
         Ok(OutputFile { file: Some(file), temp, target })
     }
 
