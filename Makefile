@@ -18,8 +18,7 @@ build: setup
 # then every fuzz target for a bounded time (FUZZ_SECONDS each).
 FUZZ_SECONDS ?= 15
 test: setup
-	REQUIRE_ORACLES=1 $(CARGO) test --workspace --locked --release
-	scripts/fuzz.sh $(FUZZ_SECONDS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/test.sh
 
 .PHONY: fuzz
 fuzz: setup
