@@ -255,9 +255,13 @@ pub fn artifact_drive(artifact: &Path, scratch: &Path) -> Result<(PathBuf, Forma
 /// Extract `disk.raw` from a GCP `disk.raw.tar.gz` to the sparse file
 /// `out` (holes stay holes), checking the gzip CRC and length on the way.
 fn extract_gcp_disk(artifact: &Path, out: &Path) -> Result<()> {
-    let bad = |message: String| Error::Artifact { path: artifact.to_path_buf(), message };
+    let bad = |message: String| Error::Artifact {
+        path: artifact.to_path_buf(),
+        message,
+    };
     let input = std::fs::File::open(artifact).map_err(|e| bad(format!("opening: {e}")))?;
-    let output = std::fs::File::create(out).map_err(|e| bad(format!("creating {}: {e}", out.display())))?;
+    let output =
+        std::fs::File::create(out).map_err(|e| bad(format!("creating {}: {e}", out.display())))?;
     cloudimg_disk::formats::gcp::extract_disk(&input, &output)
         .map_err(|e| bad(format!("extracting disk.raw: {}", e.message())))?;
     Ok(())

@@ -18,7 +18,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "cloudimg", version, about, long_about = None, help_expected = true)]
 #[command(max_term_width = 80, term_width = 80)]
-#[command(after_help = "Exit codes: 0 ok, 1 defects found or boot failed, 2 error, 130/143 interrupted.")]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 defects found or boot failed, 2 error, 130/143 interrupted."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -27,7 +27,10 @@ fn assert_error(out: &Output, needles: &[&str]) {
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -82,7 +85,10 @@ fn output_equal_to_input_is_refused() {
     fs::write(t.path().join("capos-aws.raw"), vec![0u8; 4096]).unwrap();
     let out = cloudimg(&["package", "capos-aws.raw", "--aws", "-o", "."], t.path());
     assert_error(&out, &["is the input image itself"]);
-    assert_eq!(fs::read(t.path().join("capos-aws.raw")).unwrap(), vec![0u8; 4096]);
+    assert_eq!(
+        fs::read(t.path().join("capos-aws.raw")).unwrap(),
+        vec![0u8; 4096]
+    );
     assert_eq!(entries(t.path()), vec!["capos-aws.raw"]);
 }
 
@@ -98,7 +104,10 @@ fn unwritable_output_directory_is_refused() {
     fs::create_dir(&ro).unwrap();
     let _m = Mount::tmpfs(&ro, "ro,size=1m");
     let out = cloudimg(&["package", "in.raw", "-o", "ro"], t.path());
-    assert_error(&out, &["ro: writing to the output directory: read-only file system"]);
+    assert_error(
+        &out,
+        &["ro: writing to the output directory: read-only file system"],
+    );
 }
 
 #[test]
@@ -118,7 +127,10 @@ pub fn is_root() -> bool {
 fn rustix_uid() -> u32 {
     // `id -u` keeps this test free of extra dependencies.
     let out = Command::new("id").arg("-u").output().expect("running id");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(1)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(1)
 }
 
 /// A tmpfs mounted for the life of the value.

@@ -48,7 +48,17 @@ fn every_packaged_shape_boots_under_uefi_and_bios() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     ok(cloudimg(&["image", "build", "-o", "capos-image.raw"], d));
-    ok(cloudimg(&["boot", "capos-image.raw", "--firmware", "both", "--log", "ev"], d));
+    ok(cloudimg(
+        &[
+            "boot",
+            "capos-image.raw",
+            "--firmware",
+            "both",
+            "--log",
+            "ev",
+        ],
+        d,
+    ));
     ok(cloudimg(&["package", "capos-image.raw", "-o", "cloud"], d));
     for (artifact, disk) in [
         ("cloud/capos-aws.raw", "nvme"),
@@ -56,7 +66,19 @@ fn every_packaged_shape_boots_under_uefi_and_bios() {
         ("cloud/capos-aws.vmdk", "nvme"),
         ("cloud/disk.raw.tar.gz", "scsi"),
     ] {
-        ok(cloudimg(&["boot", artifact, "--firmware", "both", "--disk", disk, "--log", "ev"], d));
+        ok(cloudimg(
+            &[
+                "boot",
+                artifact,
+                "--firmware",
+                "both",
+                "--disk",
+                disk,
+                "--log",
+                "ev",
+            ],
+            d,
+        ));
         for fw in ["bios", "uefi"] {
             let rec: serde_json::Value = serde_json::from_slice(
                 &std::fs::read(d.join(format!("ev/boot-{fw}-{disk}.json"))).unwrap(),
@@ -64,8 +86,14 @@ fn every_packaged_shape_boots_under_uefi_and_bios() {
             .unwrap();
             assert_eq!(rec["passed"], true, "{artifact} {fw}: {rec}");
             let tail = rec["serial_tail"].as_str().unwrap();
-            assert!(tail.contains("capos kernel starting"), "{artifact} {fw}: {tail}");
-            assert!(tail.contains(&format!("firmware={fw}")), "{artifact} {fw}: {tail}");
+            assert!(
+                tail.contains("capos kernel starting"),
+                "{artifact} {fw}: {tail}"
+            );
+            assert!(
+                tail.contains(&format!("firmware={fw}")),
+                "{artifact} {fw}: {tail}"
+            );
         }
     }
 }
@@ -79,17 +107,45 @@ fn broken_packaged_disk_fails_to_boot() {
     let d = t.path();
     ok(cloudimg(&["image", "build", "-o", "img.raw"], d));
     // Zero the BIOS boot code in the MBR: SeaBIOS has nothing to run.
-    let f = std::fs::OpenOptions::new().write(true).open(d.join("img.raw")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(d.join("img.raw"))
+        .unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 440], 0).unwrap();
     drop(f);
     ok(cloudimg(&["package", "img.raw", "--aws", "-o", "cloud"], d));
     let out = cloudimg(
-        &["boot", "cloud/capos-aws.vhd", "--firmware", "bios", "--timeout", "8", "--log", "ev"],
+        &[
+            "boot",
+            "cloud/capos-aws.vhd",
+            "--firmware",
+            "bios",
+            "--timeout",
+            "8",
+            "--log",
+            "ev",
+        ],
         d,
     );
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let err = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("FAIL bios"), "{err}");
     // UEFI does not need the MBR code: the same disk still boots.
-    ok(cloudimg(&["boot", "cloud/capos-aws.vhd", "--firmware", "uefi", "--log", "ev"], d));
+    ok(cloudimg(
+        &[
+            "boot",
+            "cloud/capos-aws.vhd",
+            "--firmware",
+            "uefi",
+            "--log",
+            "ev",
+        ],
+        d,
+    ));
 }

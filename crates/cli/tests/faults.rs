@@ -21,7 +21,11 @@ fn bin() -> Command {
 }
 
 fn cloudimg(args: &[&str], cwd: &Path) -> Output {
-    bin().args(args).current_dir(cwd).output().expect("running cloudimg")
+    bin()
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("running cloudimg")
 }
 
 fn ok(out: Output) -> String {
@@ -36,7 +40,11 @@ fn ok(out: Output) -> String {
 }
 
 fn sha256(path: &Path) -> String {
-    run(Command::new("sha256sum").arg(path)).split_whitespace().next().unwrap().to_string()
+    run(Command::new("sha256sum").arg(path))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 fn is_root() -> bool {
@@ -55,7 +63,8 @@ fn image(dir: &Path, name: &str, size: u64, data: u64, seed: u64) -> PathBuf {
     let step = size / (data / MIB).max(1);
     for i in 0..data / MIB {
         rng.fill(&mut buf);
-        f.write_all_at(&buf, (i * step).max(MIB) / MIB * MIB).unwrap();
+        f.write_all_at(&buf, (i * step).max(MIB) / MIB * MIB)
+            .unwrap();
     }
     p
 }
@@ -76,8 +85,15 @@ struct Mount(PathBuf);
 impl Mount {
     fn tmpfs(at: &Path, opts: &str) -> Mount {
         fs::create_dir_all(at).unwrap();
-        let st = Command::new("mount").args(["-t", "tmpfs", "-o", opts, "tmpfs"]).arg(at).status();
-        assert!(st.is_ok_and(|s| s.success()), "mounting a tmpfs at {}", at.display());
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(at)
+            .status();
+        assert!(
+            st.is_ok_and(|s| s.success()),
+            "mounting a tmpfs at {}",
+            at.display()
+        );
         Mount(at.to_path_buf())
     }
 }
@@ -109,7 +125,12 @@ fn disk_full_gives_a_clear_error_and_leaves_nothing() {
         assert!(err.contains("no space left on device"), "{shapes:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(leftovers(&full).is_empty(), "{:?}", leftovers(&full));
-        for f in ["capos-aws.raw", "capos-aws.vhd", "capos-aws.vmdk", "disk.raw.tar.gz"] {
+        for f in [
+            "capos-aws.raw",
+            "capos-aws.vhd",
+            "capos-aws.vmdk",
+            "disk.raw.tar.gz",
+        ] {
             if full.join(f).exists() {
                 // Whatever got its final name was verified in full.
                 ok(cloudimg(&["verify", &format!("full/{f}")], t.path()));
@@ -122,8 +143,13 @@ fn disk_full_gives_a_clear_error_and_leaves_nothing() {
 
 /// Start `cloudimg ARGS`, send `sig` once `ready()` holds (or after 30 s),
 /// and return its exit code and stderr.
-fn interrupt(args: &[&str], cwd: &Path, sig: &str, ready: impl Fn() -> bool) -> (Option<i32>, String) {
-    let mut child: Child = bin()
+fn interrupt(
+    args: &[&str],
+    cwd: &Path,
+    sig: &str,
+    ready: impl Fn() -> bool,
+) -> (Option<i32>, String) {
+    let child: Child = bin()
         .args(args)
         .current_dir(cwd)
         .stdout(Stdio::null())
@@ -136,7 +162,10 @@ fn interrupt(args: &[&str], cwd: &Path, sig: &str, ready: impl Fn() -> bool) -> 
     }
     run(Command::new("kill").args(["-s", sig, &child.id().to_string()]));
     let out = child.wait_with_output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -154,8 +183,19 @@ fn signals_during_package_remove_temporary_files() {
             move || !leftovers(&probe).is_empty(),
         );
         assert_eq!(status, Some(code), "SIG{sig}: {err}");
-        assert!(err.contains(if sig == "INT" { "interrupted" } else { "terminated" }), "{err}");
-        assert!(leftovers(&out).is_empty(), "SIG{sig}: {:?}", leftovers(&out));
+        assert!(
+            err.contains(if sig == "INT" {
+                "interrupted"
+            } else {
+                "terminated"
+            }),
+            "{err}"
+        );
+        assert!(
+            leftovers(&out).is_empty(),
+            "SIG{sig}: {:?}",
+            leftovers(&out)
+        );
     }
     assert_eq!(sha256(&img), before, "input untouched");
 }
@@ -179,7 +219,8 @@ fn signal_during_boot_kills_qemu() {
     let img = t.path().join("img.raw");
     let ps = run(Command::new("ps").args(["-eo", "args"]));
     assert!(
-        !ps.lines().any(|l| l.contains("qemu-system") && l.contains(img.to_str().unwrap())),
+        !ps.lines()
+            .any(|l| l.contains("qemu-system") && l.contains(img.to_str().unwrap())),
         "QEMU left running:\n{ps}"
     );
 }
@@ -204,7 +245,10 @@ fn two_runs_into_one_directory_do_not_interleave() {
     assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
     assert!(leftovers(&t.path().join("out")).is_empty());
     // Each final file is whole: one of the two inputs, never a mix.
-    let (sa, sb) = (sha256(&t.path().join("a.raw")), sha256(&t.path().join("b.raw")));
+    let (sa, sb) = (
+        sha256(&t.path().join("a.raw")),
+        sha256(&t.path().join("b.raw")),
+    );
     let raw = sha256(&t.path().join("out/capos-aws.raw"));
     assert!(raw == sa || raw == sb);
     for f in ["capos-aws.vhd", "capos-aws.vmdk"] {
@@ -233,12 +277,23 @@ fn source_date_epoch_changes_only_timestamps() {
     // The VHD differs only in the footer's timestamp and checksum.
     let (a, b) = (read("one", "capos-aws.vhd"), read("two", "capos-aws.vhd"));
     let footer = a.len() - 512;
-    let diff: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).map(|i| i - footer.min(i)).collect();
+    let diff: Vec<usize> = (0..a.len())
+        .filter(|&i| a[i] != b[i])
+        .map(|i| i - footer.min(i))
+        .collect();
     assert!(!diff.is_empty());
-    assert!(diff.iter().all(|&o| (24..28).contains(&o) || (64..68).contains(&o)), "{diff:?}");
+    assert!(
+        diff.iter()
+            .all(|&o| (24..28).contains(&o) || (64..68).contains(&o)),
+        "{diff:?}"
+    );
     // The tarball's tar stream differs only in the header's mtime and checksum.
     let tar = |d: &str| {
-        let out = Command::new("gzip").arg("-dc").arg(t.path().join(d).join("disk.raw.tar.gz")).output().unwrap();
+        let out = Command::new("gzip")
+            .arg("-dc")
+            .arg(t.path().join(d).join("disk.raw.tar.gz"))
+            .output()
+            .unwrap();
         out.stdout
     };
     let (a, b) = (tar("one"), tar("two"));
@@ -253,22 +308,36 @@ fn verify_manifest_rechecks_every_artifact() {
     let t = tempfile::tempdir().unwrap();
     image(t.path(), "in.raw", 64 * MIB, 4 * MIB, 6);
     ok(cloudimg(&["package", "in.raw", "-o", "out"], t.path()));
-    let v = ok(cloudimg(&["verify", "--manifest", "out/manifest.json"], t.path()));
+    let v = ok(cloudimg(
+        &["verify", "--manifest", "out/manifest.json"],
+        t.path(),
+    ));
     assert_eq!(v.lines().filter(|l| l.contains(": ok: ")).count(), 4, "{v}");
 
     // Replace the VMDK with a valid VMDK of another disk: it decodes
     // cleanly, but not to what the manifest recorded.
     image(t.path(), "other.raw", 64 * MIB, 4 * MIB, 7);
-    ok(cloudimg(&["package", "other.raw", "--aws", "-o", "other"], t.path()));
-    fs::copy(t.path().join("other/capos-aws.vmdk"), t.path().join("out/capos-aws.vmdk")).unwrap();
+    ok(cloudimg(
+        &["package", "other.raw", "--aws", "-o", "other"],
+        t.path(),
+    ));
+    fs::copy(
+        t.path().join("other/capos-aws.vmdk"),
+        t.path().join("out/capos-aws.vmdk"),
+    )
+    .unwrap();
     let out = cloudimg(&["verify", "--manifest", "out/manifest.json"], t.path());
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("capos-aws.vmdk: file SHA-256 is"), "{text}");
-    assert!(text.contains("capos-aws.vmdk: decoded disk SHA-256 is"), "{text}");
+    assert!(
+        text.contains("capos-aws.vmdk: decoded disk SHA-256 is"),
+        "{text}"
+    );
     // A listed artifact that is gone is unusable.
     fs::remove_file(t.path().join("out/capos-aws.raw")).unwrap();
     let out = cloudimg(&["verify", "--manifest", "out/manifest.json"], t.path());
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("capos-aws.raw: opening: no such file or directory"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("capos-aws.raw: opening: no such file or directory"));
 }

@@ -27,7 +27,10 @@ fn every_command_has_help_within_80_columns() {
     assert!(commands.contains(&"package".to_string()), "{top}");
     for text in std::iter::once(top.clone()).chain(commands.iter().map(|c| help(&[c]))) {
         for line in text.lines() {
-            assert!(line.chars().count() <= 80, "help line over 80 columns: {line:?}");
+            assert!(
+                line.chars().count() <= 80,
+                "help line over 80 columns: {line:?}"
+            );
         }
     }
 }

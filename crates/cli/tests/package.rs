@@ -35,7 +35,11 @@ fn ok(out: Output) -> String {
 }
 
 fn sha256(path: &Path) -> String {
-    run(Command::new("sha256sum").arg(path)).split_whitespace().next().unwrap().to_string()
+    run(Command::new("sha256sum").arg(path))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// A sparse GPT disk of `size` bytes with three partitions (BIOS boot,
@@ -45,32 +49,78 @@ fn gpt_image(dir: &Path, name: &str, size: u64, seed: u64) -> PathBuf {
     File::create(&p).unwrap().set_len(size).unwrap();
     run(Command::new("sgdisk")
         .args(["-U", "11111111-2222-4333-8444-555555555555"])
-        .args(["-n", "1:2048:+1M", "-t", "1:ef02", "-c", "1:bios", "-u", "1:A1111111-2222-4333-8444-555555555555"])
-        .args(["-n", "2:0:+8M", "-t", "2:ef00", "-c", "2:esp", "-u", "2:B1111111-2222-4333-8444-555555555555"])
-        .args(["-n", "3:0:0", "-t", "3:8300", "-c", "3:root", "-u", "3:C1111111-2222-4333-8444-555555555555"])
+        .args([
+            "-n",
+            "1:2048:+1M",
+            "-t",
+            "1:ef02",
+            "-c",
+            "1:bios",
+            "-u",
+            "1:A1111111-2222-4333-8444-555555555555",
+        ])
+        .args([
+            "-n",
+            "2:0:+8M",
+            "-t",
+            "2:ef00",
+            "-c",
+            "2:esp",
+            "-u",
+            "2:B1111111-2222-4333-8444-555555555555",
+        ])
+        .args([
+            "-n",
+            "3:0:0",
+            "-t",
+            "3:8300",
+            "-c",
+            "3:root",
+            "-u",
+            "3:C1111111-2222-4333-8444-555555555555",
+        ])
         .arg(&p));
     let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
     let mut rng = Rng::new(seed);
     let mut buf = vec![0u8; 300_000];
-    for off in [MIB, 2 * MIB + 4096, 5 * MIB, 11 * MIB + 512, size / 2 + 7 * 512] {
+    for off in [
+        MIB,
+        2 * MIB + 4096,
+        5 * MIB,
+        11 * MIB + 512,
+        size / 2 + 7 * 512,
+    ] {
         if off + buf.len() as u64 <= size - 34 * 512 {
             rng.fill(&mut buf);
             f.write_all_at(&buf, off).unwrap();
         }
     }
     // Text-like, compressible data too.
-    let text: Vec<u8> = b"capos kernel starting\n".iter().cycle().take(200_000).copied().collect();
+    let text: Vec<u8> = b"capos kernel starting\n"
+        .iter()
+        .cycle()
+        .take(200_000)
+        .copied()
+        .collect();
     f.write_all_at(&text, 3 * MIB).unwrap();
     p
 }
 
 /// What `truncate -s SIZE` + `sgdisk -e` make of a copy of `input`.
 fn stock_grown(input: &Path, out: &Path, size: u64) {
-    run(Command::new("cp").args(["--sparse=always"]).arg(input).arg(out));
-    run(Command::new("truncate").args(["-s", &size.to_string()]).arg(out));
+    run(Command::new("cp")
+        .args(["--sparse=always"])
+        .arg(input)
+        .arg(out));
+    run(Command::new("truncate")
+        .args(["-s", &size.to_string()])
+        .arg(out));
     let has_gpt = {
         let mut b = [0u8; 8];
-        File::open(input).unwrap().read_exact_at(&mut b, 512).unwrap();
+        File::open(input)
+            .unwrap()
+            .read_exact_at(&mut b, 512)
+            .unwrap();
         &b == b"EFI PART"
     };
     if has_gpt {
@@ -88,13 +138,26 @@ fn check_all(input: &Path, out_dir: &Path) {
 
     // RAW: identical bytes, same size, no more allocated than the input.
     run(Command::new("cmp").arg(input).arg(&aws_raw));
-    let blocks = |p: &Path| run(Command::new("stat").args(["-c", "%b"]).arg(p)).trim().parse::<u64>().unwrap();
+    let blocks = |p: &Path| {
+        run(Command::new("stat").args(["-c", "%b"]).arg(p))
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
     assert!(blocks(&aws_raw) <= blocks(input) + 8, "holes kept as holes");
 
     // VHD and VMDK: qemu-img reads the same disk.
-    run(Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "vpc"]).arg(input).arg(&vhd));
-    run(Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "vmdk"]).arg(input).arg(&vmdk));
-    run(Command::new("qemu-img").args(["check", "-f", "vmdk"]).arg(&vmdk));
+    run(Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "vpc"])
+        .arg(input)
+        .arg(&vhd));
+    run(Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "vmdk"])
+        .arg(input)
+        .arg(&vmdk));
+    run(Command::new("qemu-img")
+        .args(["check", "-f", "vmdk"])
+        .arg(&vmdk));
     let info: serde_json::Value = serde_json::from_str(&run(Command::new("qemu-img")
         .args(["info", "--output=json", "-f", "vpc"])
         .arg(&vhd)))
@@ -105,10 +168,16 @@ fn check_all(input: &Path, out_dir: &Path) {
         .arg(&vmdk)))
     .unwrap();
     assert_eq!(info["virtual-size"], size);
-    assert_eq!(info["format-specific"]["data"]["create-type"], "streamOptimized");
+    assert_eq!(
+        info["format-specific"]["data"]["create-type"],
+        "streamOptimized"
+    );
     assert_eq!(fs::metadata(&vhd).unwrap().len(), size + 512);
     let mut cookie = [0u8; 8];
-    File::open(&vhd).unwrap().read_exact_at(&mut cookie, size).unwrap();
+    File::open(&vhd)
+        .unwrap()
+        .read_exact_at(&mut cookie, size)
+        .unwrap();
     assert_eq!(&cookie, b"conectix");
 
     // GCP: gzip -t, GNU tar lists exactly disk.raw at the grown size, and
@@ -120,7 +189,11 @@ fn check_all(input: &Path, out_dir: &Path) {
     assert!(listing.contains(&format!(" {grown_size} ")), "{listing}");
     let x = out_dir.join("x");
     fs::create_dir(&x).unwrap();
-    run(Command::new("tar").args(["-xSf"]).arg(&tgz).arg("-C").arg(&x));
+    run(Command::new("tar")
+        .args(["-xSf"])
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&x));
     let expected = out_dir.join("expected.raw");
     stock_grown(input, &expected, grown_size);
     run(Command::new("cmp").arg(&expected).arg(x.join("disk.raw")));
@@ -128,8 +201,10 @@ fn check_all(input: &Path, out_dir: &Path) {
         run(Command::new("sgdisk").arg("-v").arg(x.join("disk.raw")));
     }
     // Python's tarfile reads the same member and content.
-    let py = run(Command::new("python3").arg("-c").arg(
-        "import tarfile,hashlib,sys\n\
+    let py = run(Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import tarfile,hashlib,sys\n\
          t=tarfile.open(sys.argv[1],'r:gz')\n\
          m=t.getmembers()\n\
          assert len(m)==1 and m[0].name=='disk.raw', m\n\
@@ -140,7 +215,8 @@ fn check_all(input: &Path, out_dir: &Path) {
          \x20if not b: break\n\
          \x20h.update(b)\n\
          print(m[0].size, h.hexdigest())",
-    ).arg(&tgz));
+        )
+        .arg(&tgz));
     let expected_sha = sha256(&expected);
     assert_eq!(py.trim(), format!("{grown_size} {expected_sha}"));
 
@@ -164,7 +240,10 @@ fn check_all(input: &Path, out_dir: &Path) {
         }
         // And `cloudimg verify` agrees, given the manifest's hash.
         let vs = a["virtual_sha256"].as_str().unwrap();
-        ok(cloudimg(&["verify", "--expect-sha256", vs, f.to_str().unwrap()], out_dir));
+        ok(cloudimg(
+            &["verify", "--expect-sha256", vs, f.to_str().unwrap()],
+            out_dir,
+        ));
     }
     // Nothing else is left in the directory.
     let mut names: Vec<_> = fs::read_dir(out_dir)
@@ -173,11 +252,22 @@ fn check_all(input: &Path, out_dir: &Path) {
         .filter(|n| n != "x" && n != "expected.raw")
         .collect();
     names.sort();
-    assert_eq!(names, ["capos-aws.raw", "capos-aws.vhd", "capos-aws.vmdk", "disk.raw.tar.gz", "manifest.json"]);
+    assert_eq!(
+        names,
+        [
+            "capos-aws.raw",
+            "capos-aws.vhd",
+            "capos-aws.vmdk",
+            "disk.raw.tar.gz",
+            "manifest.json"
+        ]
+    );
 }
 
 fn oracles() -> bool {
-    ["qemu-img", "sgdisk", "tar", "gzip", "python3", "cmp"].iter().all(|t| require_tool(t))
+    ["qemu-img", "sgdisk", "tar", "gzip", "python3", "cmp"]
+        .iter()
+        .all(|t| require_tool(t))
 }
 
 #[test]
@@ -243,8 +333,16 @@ fn packaging_twice_gives_identical_bytes() {
     gpt_image(t.path(), "disk.img", 40 * MIB, 4);
     ok(cloudimg(&["package", "disk.img", "-o", "a"], t.path()));
     ok(cloudimg(&["package", "disk.img", "-o", "b"], t.path()));
-    for f in ["capos-aws.raw", "capos-aws.vhd", "capos-aws.vmdk", "disk.raw.tar.gz", "manifest.json"] {
-        run(Command::new("cmp").arg(t.path().join("a").join(f)).arg(t.path().join("b").join(f)));
+    for f in [
+        "capos-aws.raw",
+        "capos-aws.vhd",
+        "capos-aws.vmdk",
+        "disk.raw.tar.gz",
+        "manifest.json",
+    ] {
+        run(Command::new("cmp")
+            .arg(t.path().join("a").join(f))
+            .arg(t.path().join("b").join(f)));
     }
 }
 
@@ -257,7 +355,11 @@ fn corrupt_gpt_is_refused_for_gcp_but_packaged_for_aws() {
     let img = gpt_image(t.path(), "bad.img", 40 * MIB, 5);
     // Flip a byte of the first partition's name: the array CRC no longer
     // matches.
-    let f = fs::OpenOptions::new().read(true).write(true).open(&img).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, 1024 + 56).unwrap();
     f.write_all_at(&[b[0] ^ 0x20], 1024 + 56).unwrap();
@@ -266,14 +368,22 @@ fn corrupt_gpt_is_refused_for_gcp_but_packaged_for_aws() {
     let out = cloudimg(&["package", "bad.img", "--gcp", "-o", "gcp"], t.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("disk.raw.tar.gz") && err.contains("GPT") && err.contains("corrupt"), "{err}");
+    assert!(
+        err.contains("disk.raw.tar.gz") && err.contains("GPT") && err.contains("corrupt"),
+        "{err}"
+    );
     assert!(!t.path().join("gcp/disk.raw.tar.gz").exists());
 
     let out = cloudimg(&["package", "bad.img", "--aws", "-o", "aws"], t.path());
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     ok(out);
-    assert!(err.contains("warning: bad.img: at byte 1024: primary partition array CRC mismatch"), "{err}");
-    run(Command::new("cmp").arg(&img).arg(t.path().join("aws/capos-aws.raw")));
+    assert!(
+        err.contains("warning: bad.img: at byte 1024: primary partition array CRC mismatch"),
+        "{err}"
+    );
+    run(Command::new("cmp")
+        .arg(&img)
+        .arg(t.path().join("aws/capos-aws.raw")));
     // `verify` still reports the disk's own defect.
     let v = cloudimg(&["verify", "aws/capos-aws.vmdk"], t.path());
     assert_eq!(v.status.code(), Some(1));
@@ -297,7 +407,10 @@ fn failed_verification_removes_the_artifact() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{victim}: {err}");
-        assert!(err.contains(victim) && err.contains("verification failed"), "{victim}: {err}");
+        assert!(
+            err.contains(victim) && err.contains("verification failed"),
+            "{victim}: {err}"
+        );
         assert!(!dir.join(victim).exists(), "{victim} removed");
         let leftovers: Vec<_> = fs::read_dir(&dir)
             .unwrap()

@@ -186,7 +186,11 @@ impl<D: VirtualDisk> ZeroScanned<D> {
             let mut pos = e.offset;
             while pos < e.end() {
                 let end = ((pos / UNIT + 1) * UNIT).min(e.end());
-                units.push(Extent { offset: pos, len: end - pos, kind: ExtentKind::Data });
+                units.push(Extent {
+                    offset: pos,
+                    len: end - pos,
+                    kind: ExtentKind::Data,
+                });
                 pos = end;
             }
         }
@@ -206,7 +210,10 @@ impl<D: VirtualDisk> ZeroScanned<D> {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("scan threads do not panic")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("scan threads do not panic"))
+                .collect()
         });
         let mut parts: Vec<(usize, Vec<Extent>)> = Vec::with_capacity(units.len());
         for r in scanned {
@@ -226,7 +233,10 @@ impl<D: VirtualDisk> ZeroScanned<D> {
                 out.extend(part);
             }
         }
-        Ok(ZeroScanned { inner, extents: coalesce(out) })
+        Ok(ZeroScanned {
+            inner,
+            extents: coalesce(out),
+        })
     }
 }
 
@@ -242,8 +252,16 @@ fn scan_unit<D: VirtualDisk>(d: &D, u: Extent, buf: &mut [u8]) -> io::Result<Vec
             let end = ((at / ZERO_SCAN_BLOCK + 1) * ZERO_SCAN_BLOCK).min(pos + n as u64);
             let b = &buf[(at - pos) as usize..(end - pos) as usize];
             let zero = b.len() as u64 == ZERO_SCAN_BLOCK && b.iter().all(|&x| x == 0);
-            let kind = if zero { ExtentKind::Zero } else { ExtentKind::Data };
-            out.push(Extent { offset: at, len: end - at, kind });
+            let kind = if zero {
+                ExtentKind::Zero
+            } else {
+                ExtentKind::Data
+            };
+            out.push(Extent {
+                offset: at,
+                len: end - at,
+                kind,
+            });
             at = end;
         }
         pos += n as u64;
@@ -289,7 +307,9 @@ impl VirtualDisk for MemDisk {
         self.bytes.len() as u64
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= self.size());
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= self.size());
         match end {
             Some(end) => {
                 buf.copy_from_slice(&self.bytes[offset as usize..end as usize]);
@@ -303,7 +323,11 @@ impl VirtualDisk for MemDisk {
         let ext = self.bytes.chunks(BLOCK).enumerate().map(|(i, c)| Extent {
             offset: (i * BLOCK) as u64,
             len: c.len() as u64,
-            kind: if c.iter().all(|&b| b == 0) { ExtentKind::Zero } else { ExtentKind::Data },
+            kind: if c.iter().all(|&b| b == 0) {
+                ExtentKind::Zero
+            } else {
+                ExtentKind::Data
+            },
         });
         Ok(coalesce(ext))
     }
@@ -323,8 +347,15 @@ pub struct PatchedDisk<D> {
 impl<D: VirtualDisk> PatchedDisk<D> {
     /// `base` grown (never shrunk) to `size`, with no patches yet.
     pub fn new(base: D, size: u64) -> Self {
-        assert!(size >= base.size(), "a patched disk is never smaller than its base");
-        PatchedDisk { base, size, patches: Vec::new() }
+        assert!(
+            size >= base.size(),
+            "a patched disk is never smaller than its base"
+        );
+        PatchedDisk {
+            base,
+            size,
+            patches: Vec::new(),
+        }
     }
     /// Replace the bytes at `offset` with `bytes`. Panics if the patch
     /// overlaps another or runs past the end: callers build patches from a
@@ -396,21 +427,36 @@ impl<D: VirtualDisk> VirtualDisk for PatchedDisk<D> {
         for e in base {
             let mut pos = e.offset;
             while pos < e.end() {
-                while patches.peek().is_some_and(|(po, pb)| po + pb.len() as u64 <= pos) {
+                while patches
+                    .peek()
+                    .is_some_and(|(po, pb)| po + pb.len() as u64 <= pos)
+                {
                     patches.next();
                 }
                 match patches.peek() {
                     Some((po, pb)) if *po <= pos => {
                         let to = (po + pb.len() as u64).min(e.end());
-                        out.push(Extent { offset: pos, len: to - pos, kind: ExtentKind::Data });
+                        out.push(Extent {
+                            offset: pos,
+                            len: to - pos,
+                            kind: ExtentKind::Data,
+                        });
                         pos = to;
                     }
                     Some((po, _)) if *po < e.end() => {
-                        out.push(Extent { offset: pos, len: po - pos, kind: e.kind });
+                        out.push(Extent {
+                            offset: pos,
+                            len: po - pos,
+                            kind: e.kind,
+                        });
                         pos = *po;
                     }
                     _ => {
-                        out.push(Extent { offset: pos, len: e.end() - pos, kind: e.kind });
+                        out.push(Extent {
+                            offset: pos,
+                            len: e.end() - pos,
+                            kind: e.kind,
+                        });
                         pos = e.end();
                     }
                 }
@@ -438,7 +484,9 @@ mod tests {
             assert_eq!(e.offset, pos);
             assert!(e.len > 0);
             if e.kind == ExtentKind::Zero {
-                assert!(bytes[e.offset as usize..e.end() as usize].iter().all(|&b| b == 0));
+                assert!(bytes[e.offset as usize..e.end() as usize]
+                    .iter()
+                    .all(|&b| b == 0));
             }
             pos = e.end();
         }
@@ -481,6 +529,9 @@ mod tests {
     fn reads_past_end_fail() {
         let d = MemDisk::new(vec![0; 512]);
         let mut b = [0u8; 2];
-        assert_eq!(d.read_at(&mut b, 511).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            d.read_at(&mut b, 511).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
     }
 }

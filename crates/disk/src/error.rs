@@ -40,7 +40,13 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// A new error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), path: None, offset: None, source: None }
+        Error {
+            kind,
+            message: message.into(),
+            path: None,
+            offset: None,
+            source: None,
+        }
     }
     /// Shorthand for [`ErrorKind::InvalidFormat`].
     pub fn invalid_format(message: impl Into<String>) -> Self {
@@ -67,7 +73,13 @@ impl Error {
             ErrorKind::Io
         };
         let message = format!("{}: {}", doing.into(), describe_io(&err));
-        Error { kind, message, path: None, offset: None, source: Some(err) }
+        Error {
+            kind,
+            message,
+            path: None,
+            offset: None,
+            source: Some(err),
+        }
     }
     /// Attach the path this error concerns (kept if already set).
     pub fn with_path(mut self, path: impl AsRef<Path>) -> Self {

@@ -37,8 +37,13 @@ pub struct Inspection {
 
 /// Inspect the file at `path`.
 pub fn inspect(path: &Path) -> Result<Inspection> {
-    let file = File::open(path).ctx("opening").map_err(|e| e.with_path(path))?;
-    let meta = file.metadata().ctx("opening").map_err(|e| e.with_path(path))?;
+    let file = File::open(path)
+        .ctx("opening")
+        .map_err(|e| e.with_path(path))?;
+    let meta = file
+        .metadata()
+        .ctx("opening")
+        .map_err(|e| e.with_path(path))?;
     if meta.is_dir() {
         return Err(Error::invalid_input("is a directory").with_path(path));
     }
@@ -62,7 +67,10 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             let f = formats::vhd::reader::read_footer(&file).map_err(|e| e.with_path(path))?;
             let ft = &f.footer;
             let d = &mut ins.details;
-            d.insert("creator".into(), formats::vhd::wire::VhdFooter::fourcc(&ft.creator_app).into());
+            d.insert(
+                "creator".into(),
+                formats::vhd::wire::VhdFooter::fourcc(&ft.creator_app).into(),
+            );
             d.insert("disk_type".into(), ft.disk_type.into());
             d.insert("current_size".into(), ft.current_size.into());
             d.insert("original_size".into(), ft.original_size.into());
@@ -89,8 +97,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             Some(Box::new(r))
         }
         Format::Gzip => {
-            let (facts, head, size) =
-                formats::gcp::peek(&file).map_err(|e| e.with_path(path))?;
+            let (facts, head, size) = formats::gcp::peek(&file).map_err(|e| e.with_path(path))?;
             ins.details = facts;
             ins.details.insert(
                 "note".into(),

@@ -19,8 +19,8 @@
 pub mod disk;
 pub mod error;
 pub mod formats;
-pub mod io;
 pub mod inspect;
+pub mod io;
 pub mod layout;
 pub mod package;
 pub mod verify;

@@ -51,7 +51,12 @@ pub enum Shape {
 
 impl Shape {
     /// Every shape, in the order they are written.
-    pub const ALL: [Shape; 4] = [Shape::AwsRaw, Shape::AwsVhd, Shape::AwsVmdk, Shape::GcpTarGz];
+    pub const ALL: [Shape; 4] = [
+        Shape::AwsRaw,
+        Shape::AwsVhd,
+        Shape::AwsVmdk,
+        Shape::GcpTarGz,
+    ];
 
     fn index(self) -> usize {
         match self {
@@ -246,7 +251,9 @@ pub struct Outcome {
 /// an output name.
 fn preflight(req: &PackageRequest) -> Result<RawFile> {
     let input = &req.input;
-    let meta = fs::metadata(input).ctx("opening").map_err(|e| e.with_path(input))?;
+    let meta = fs::metadata(input)
+        .ctx("opening")
+        .map_err(|e| e.with_path(input))?;
     if meta.is_dir() {
         return Err(Error::invalid_input("is a directory, not a disk image").with_path(input));
     }
@@ -263,9 +270,13 @@ fn preflight(req: &PackageRequest) -> Result<RawFile> {
         ))
         .with_path(input));
     }
-    let disk = RawFile::open(input).ctx("opening").map_err(|e| e.with_path(input))?;
+    let disk = RawFile::open(input)
+        .ctx("opening")
+        .map_err(|e| e.with_path(input))?;
     let mut probe = [0u8; 512];
-    disk.read_at(&mut probe, 0).ctx("reading").map_err(|e| e.with_path(input))?;
+    disk.read_at(&mut probe, 0)
+        .ctx("reading")
+        .map_err(|e| e.with_path(input))?;
     match formats::detect_file(disk.file()).map_err(|e| e.with_path(input))? {
         Format::Raw => {}
         other => {
@@ -280,8 +291,9 @@ fn preflight(req: &PackageRequest) -> Result<RawFile> {
     let out = &req.out_dir;
     match fs::metadata(out) {
         Ok(m) if !m.is_dir() => {
-            return Err(Error::invalid_input("output path exists and is not a directory")
-                .with_path(out))
+            return Err(
+                Error::invalid_input("output path exists and is not a directory").with_path(out),
+            )
         }
         Ok(_) => {}
         Err(_) => fs::create_dir_all(out)
@@ -299,8 +311,9 @@ fn preflight(req: &PackageRequest) -> Result<RawFile> {
                 .with_path(input));
             }
             if m.is_dir() {
-                return Err(Error::invalid_input("output path is an existing directory")
-                    .with_path(&target));
+                return Err(
+                    Error::invalid_input("output path is an existing directory").with_path(&target)
+                );
             }
         }
     }
@@ -336,14 +349,24 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     // Zero blocks inside data extents are treated as holes from here on.
     let disk: Input = ZeroScanned::scan(preflight(req)?, jobs).map_err(read_err)?;
     let extents = disk.extents().map_err(read_err)?;
-    let data: u64 = extents.iter().filter(|e| e.kind == ExtentKind::Data).map(|e| e.len).sum();
+    let data: u64 = extents
+        .iter()
+        .filter(|e| e.kind == ExtentKind::Data)
+        .map(|e| e.len)
+        .sum();
     if let Some(p) = &req.progress {
         p.data_total.store(data, Ordering::Relaxed);
     }
-    on_event(Event::Started { size: disk.size(), data });
+    on_event(Event::Started {
+        size: disk.size(),
+        data,
+    });
 
     let seed = identity_seed(&disk, &extents, &req.name).map_err(read_err)?;
-    let opts = WriteOptions { mtime: req.mtime, seed };
+    let opts = WriteOptions {
+        mtime: req.mtime,
+        seed,
+    };
     let input_findings = layout::gpt::verify(&disk);
 
     // The GCP disk is planned up front; refusing it fails that shape only.
@@ -402,12 +425,20 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
         for ev in rx.iter() {
             on_event(ev);
         }
-        let written: Vec<(Shape, Result<OutputFile>)> =
-            writers.into_iter().map(|h| h.join().expect("writer threads do not panic")).collect();
-        let (source_sha, vhd_sha) =
-            source_hash.join().expect("hash threads do not panic").map_err(read_err)?;
+        let written: Vec<(Shape, Result<OutputFile>)> = writers
+            .into_iter()
+            .map(|h| h.join().expect("writer threads do not panic"))
+            .collect();
+        let (source_sha, vhd_sha) = source_hash
+            .join()
+            .expect("hash threads do not panic")
+            .map_err(read_err)?;
         let grown_sha = match grown_hash {
-            Some(h) => Some(h.join().expect("hash threads do not panic").map_err(read_err)?),
+            Some(h) => Some(
+                h.join()
+                    .expect("hash threads do not panic")
+                    .map_err(read_err)?,
+            ),
             None => None,
         };
 
@@ -447,15 +478,16 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
         for ev in rx.iter() {
             on_event(ev);
         }
-        Ok(verifiers.into_iter().map(|h| h.join().expect("verifier threads do not panic")).collect())
+        Ok(verifiers
+            .into_iter()
+            .map(|h| h.join().expect("verifier threads do not panic"))
+            .collect())
     })?;
 
-    let source_sha = results
-        .iter()
-        .find_map(|(s, r)| match r {
-            Ok(a) if s.provider() == Provider::Aws => Some(a.virtual_sha256),
-            _ => None,
-        });
+    let source_sha = results.iter().find_map(|(s, r)| match r {
+        Ok(a) if s.provider() == Provider::Aws => Some(a.virtual_sha256),
+        _ => None,
+    });
     let source_sha = match source_sha {
         Some(s) => s,
         None => sha256_disk(&disk).map_err(read_err)?,
@@ -471,7 +503,10 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     let manifest = Manifest {
         generator: format!("cloudimg {}", env!("CARGO_PKG_VERSION")),
         source: Source {
-            file: input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            file: input
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             size: disk.size(),
             sha256: source_sha,
         },
@@ -479,17 +514,28 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     };
     let manifest_path = req.out_dir.join("manifest.json");
     write_manifest(&manifest, &manifest_path)?;
-    Ok(Outcome { manifest, manifest_path, failures, input_findings })
+    Ok(Outcome {
+        manifest,
+        manifest_path,
+        failures,
+        input_findings,
+    })
 }
 
 fn write_manifest(m: &Manifest, path: &Path) -> Result<()> {
-    let out = OutputFile::create(path).ctx("creating").map_err(|e| e.with_path(path))?;
+    let out = OutputFile::create(path)
+        .ctx("creating")
+        .map_err(|e| e.with_path(path))?;
     let mut w = BufWriter::new(out.file());
     serde_json::to_writer_pretty(&mut w, m).map_err(|e| Error::io("writing", e.into()))?;
-    w.write_all(b"\n").ctx("writing").map_err(|e| e.with_path(path))?;
+    w.write_all(b"\n")
+        .ctx("writing")
+        .map_err(|e| e.with_path(path))?;
     w.flush().ctx("writing").map_err(|e| e.with_path(path))?;
     drop(w);
-    out.commit().ctx("renaming").map_err(|e| e.with_path(path))?;
+    out.commit()
+        .ctx("renaming")
+        .map_err(|e| e.with_path(path))?;
     Ok(())
 }
 
@@ -516,7 +562,11 @@ fn feed_hasher(disk: &dyn VirtualDisk, h: &mut Sha256) -> std::io::Result<()> {
 /// SHA-256 is known): its size, its extent map, its first and last MiB
 /// (partition tables, boot code, disk GUID) and the name prefix. The same
 /// input always gives the same seed.
-fn identity_seed(disk: &Input, extents: &[crate::disk::Extent], name: &str) -> std::io::Result<[u8; 32]> {
+fn identity_seed(
+    disk: &Input,
+    extents: &[crate::disk::Extent],
+    name: &str,
+) -> std::io::Result<[u8; 32]> {
     const EDGE: u64 = 1 << 20;
     let mut h = Sha256::new();
     h.update(b"cloudimg seed v2\0");
@@ -550,8 +600,13 @@ fn write_shape(
     counter: Option<&AtomicU64>,
 ) -> Result<OutputFile> {
     let with_target = |e: Error| e.with_path(target);
-    let out = OutputFile::create(target).ctx("creating").map_err(with_target)?;
-    let disk = &Counted { inner: disk, counter };
+    let out = OutputFile::create(target)
+        .ctx("creating")
+        .map_err(with_target)?;
+    let disk = &Counted {
+        inner: disk,
+        counter,
+    };
     match shape {
         Shape::AwsRaw => formats::raw::write(disk, out.file()),
         Shape::AwsVhd => formats::vhd::write_fixed(disk, out.file(), opts),
@@ -562,7 +617,10 @@ fn write_shape(
                 .and_then(finish_buf)
         }
         Shape::GcpTarGz => {
-            let grown = &Counted { inner: grown.expect("the GCP shape is only written with its disk"), counter };
+            let grown = &Counted {
+                inner: grown.expect("the GCP shape is only written with its disk"),
+                counter,
+            };
             let w = BufWriter::with_capacity(crate::disk::BUFFER_SIZE, out.file());
             formats::gcp::write_tar_gz_jobs(grown, w, opts, jobs).and_then(finish_buf)
         }
@@ -596,12 +654,25 @@ fn verify_and_commit(
     // are the input's, reported once as warnings, not conversion defects.
     // The GCP disk is made by cloudimg, so its GPT must be sound.
     let own_disk = shape.provider() == Provider::Gcp;
-    check_report(&report, shape.format(), expected_disk.size(), expected_sha, own_disk)
-        .map_err(with_target)?;
-    let size = out.file().metadata().ctx("reading metadata").map_err(with_target)?.len();
+    check_report(
+        &report,
+        shape.format(),
+        expected_disk.size(),
+        expected_sha,
+        own_disk,
+    )
+    .map_err(with_target)?;
+    let size = out
+        .file()
+        .metadata()
+        .ctx("reading metadata")
+        .map_err(with_target)?
+        .len();
     let sha256 = match file_sha {
         Some(s) => s,
-        None => sha256_file(out.temp_path()).ctx("reading").map_err(with_target)?,
+        None => sha256_file(out.temp_path())
+            .ctx("reading")
+            .map_err(with_target)?,
     };
     out.commit().ctx("renaming").map_err(with_target)?;
     Ok(Artifact {
@@ -628,7 +699,9 @@ fn corrupt_for_tests(file: &File, target: &Path) {
     if target.file_name() != Some(victim.as_os_str()) {
         return;
     }
-    let Ok(len) = file.metadata().map(|m| m.len()) else { return };
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return;
+    };
     let at = len / 2;
     let mut b = [0u8; 1];
     if file.read_exact_at(&mut b, at).is_ok() {
@@ -638,11 +711,16 @@ fn corrupt_for_tests(file: &File, target: &Path) {
 }
 
 fn shape_file_name(target: &Path) -> String {
-    target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn finish_buf<W: Write>(w: BufWriter<W>) -> Result<()> {
-    let mut inner = w.into_inner().map_err(|e| Error::io("writing", e.into_error()))?;
+    let mut inner = w
+        .into_inner()
+        .map_err(|e| Error::io("writing", e.into_error()))?;
     inner.flush().ctx("writing")
 }
 
@@ -712,14 +790,21 @@ pub fn verify_file_with(file: &File, format: Format, digest: DiskDigest<'_>) -> 
         Format::VhdFixed | Format::VhdDynamic => formats::vhd::verify::verify_with(file, digest),
         Format::Vmdk => formats::vmdk::verify_with(file, digest),
         Format::Gzip => formats::gcp::verify_with(file, digest),
-        other => Err(Error::unsupported(format!("cannot verify {other} files yet"))),
+        other => Err(Error::unsupported(format!(
+            "cannot verify {other} files yet"
+        ))),
     }
 }
 
 /// Detect the format of `path` from its content and verify it in full.
 pub fn verify_path(path: &Path) -> Result<Report> {
-    let file = File::open(path).ctx("opening").map_err(|e| e.with_path(path))?;
-    let meta = file.metadata().ctx("opening").map_err(|e| e.with_path(path))?;
+    let file = File::open(path)
+        .ctx("opening")
+        .map_err(|e| e.with_path(path))?;
+    let meta = file
+        .metadata()
+        .ctx("opening")
+        .map_err(|e| e.with_path(path))?;
     if meta.is_dir() {
         return Err(Error::invalid_input("is a directory").with_path(path));
     }
@@ -747,7 +832,9 @@ pub struct ManifestCheck {
 /// virtual size and SHA-256. Differences are added to each report as
 /// findings.
 pub fn verify_manifest(path: &Path) -> Result<Vec<ManifestCheck>> {
-    let text = fs::read(path).ctx("reading").map_err(|e| e.with_path(path))?;
+    let text = fs::read(path)
+        .ctx("reading")
+        .map_err(|e| e.with_path(path))?;
     let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
         Error::invalid_format(format!("is not a cloudimg manifest: {e}")).with_path(path)
     })?;
@@ -758,7 +845,10 @@ pub fn verify_manifest(path: &Path) -> Result<Vec<ManifestCheck>> {
             out.push(ManifestCheck {
                 path: dir.join(&a.file),
                 report: None,
-                error: Some(format!("manifest names {:?}, not a file in its directory", a.file)),
+                error: Some(format!(
+                    "manifest names {:?}, not a file in its directory",
+                    a.file
+                )),
             });
             continue;
         }
@@ -766,7 +856,11 @@ pub fn verify_manifest(path: &Path) -> Result<Vec<ManifestCheck>> {
         let mut report = match verify_path(&file) {
             Ok(r) => r,
             Err(e) => {
-                out.push(ManifestCheck { path: file, report: None, error: Some(e.to_string()) });
+                out.push(ManifestCheck {
+                    path: file,
+                    report: None,
+                    error: Some(e.to_string()),
+                });
                 continue;
             }
         };
@@ -794,18 +888,26 @@ pub fn verify_manifest(path: &Path) -> Result<Vec<ManifestCheck>> {
         if report.virtual_size != Some(a.virtual_size) {
             report.push(Finding::whole(format!(
                 "decodes to {} bytes, the manifest says {}",
-                report.virtual_size.map_or("an unknown number of".into(), |v| v.to_string()),
+                report
+                    .virtual_size
+                    .map_or("an unknown number of".into(), |v| v.to_string()),
                 a.virtual_size
             )));
         }
         if report.virtual_sha256 != Some(a.virtual_sha256) {
             report.push(Finding::whole(format!(
                 "decoded disk SHA-256 is {}, the manifest says {}",
-                report.virtual_sha256.map_or("unknown".into(), |v| v.to_string()),
+                report
+                    .virtual_sha256
+                    .map_or("unknown".into(), |v| v.to_string()),
                 a.virtual_sha256
             )));
         }
-        out.push(ManifestCheck { path: file, report: Some(report), error: None });
+        out.push(ManifestCheck {
+            path: file,
+            report: Some(report),
+            error: None,
+        });
     }
     Ok(out)
 }

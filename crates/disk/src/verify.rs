@@ -36,11 +36,19 @@ pub struct Finding {
 impl Finding {
     /// A finding at `offset`.
     pub fn at(offset: u64, message: impl Into<String>) -> Self {
-        Finding { offset: Some(offset), message: message.into(), layer: Layer::Container }
+        Finding {
+            offset: Some(offset),
+            message: message.into(),
+            layer: Layer::Container,
+        }
     }
     /// A finding about the artifact as a whole.
     pub fn whole(message: impl Into<String>) -> Self {
-        Finding { offset: None, message: message.into(), layer: Layer::Container }
+        Finding {
+            offset: None,
+            message: message.into(),
+            layer: Layer::Container,
+        }
     }
     /// The same finding, about the decoded disk.
     pub fn in_disk(mut self) -> Self {

@@ -46,7 +46,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "file:                {}", ins.path.display())?;
     writeln!(out, "format:              {}", ins.format)?;
-    writeln!(out, "file size:           {} ({})", ins.file_size, human(ins.file_size))?;
+    writeln!(
+        out,
+        "file size:           {} ({})",
+        ins.file_size,
+        human(ins.file_size)
+    )?;
     writeln!(out, "allocated:           {}", human(ins.allocated_size))?;
     if let Some(v) = ins.virtual_size {
         writeln!(out, "virtual size:        {v} ({})", human(v))?;
@@ -62,9 +67,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "partition table: GPT ({} copy), disk GUID {}, usable LBA {}..={}, {} entries",
                 g.source, g.disk_guid, g.first_usable_lba, g.last_usable_lba, g.num_entries
             )?;
-            writeln!(out, "  {:>2}  {:>12}  {:>12}  {:>10}  {:<22}  NAME", "#", "FIRST LBA", "LAST LBA", "SIZE", "TYPE")?;
+            writeln!(
+                out,
+                "  {:>2}  {:>12}  {:>12}  {:>10}  {:<22}  NAME",
+                "#", "FIRST LBA", "LAST LBA", "SIZE", "TYPE"
+            )?;
             for p in &g.partitions {
-                let ty = p.type_name.map_or_else(|| p.type_guid.to_string(), str::to_string);
+                let ty = p
+                    .type_name
+                    .map_or_else(|| p.type_guid.to_string(), str::to_string);
                 writeln!(
                     out,
                     "  {:>2}  {:>12}  {:>12}  {:>10}  {:<22}  {}",

@@ -26,7 +26,12 @@ pub struct Args {
     #[arg(long)]
     pub aws: bool,
     /// Output directory (created if missing).
-    #[arg(short = 'o', long = "output", value_name = "DIR", default_value = "target/cloud-image")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "DIR",
+        default_value = "target/cloud-image"
+    )]
     pub out_dir: PathBuf,
     /// Prefix of the AWS file names.
     #[arg(long, default_value = "capos")]
@@ -46,7 +51,10 @@ pub struct Args {
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.name.is_empty() || args.name.contains('/') {
-        anyhow::bail!("--name {:?} must be a non-empty file name prefix without '/'", args.name);
+        anyhow::bail!(
+            "--name {:?} must be a non-empty file name prefix without '/'",
+            args.name
+        );
     }
     let shapes: Vec<Shape> = Shape::ALL
         .into_iter()
@@ -71,14 +79,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let started = std::time::Instant::now();
     let progress = Arc::new(Progress::default());
-    let req = PackageRequest { progress: Some(Arc::clone(&progress)), ..req };
+    let req = PackageRequest {
+        progress: Some(Arc::clone(&progress)),
+        ..req
+    };
     // A live status line only on a terminal; otherwise one summary line.
     let show = !args.quiet && super::stderr_is_tty();
-    let phases: Arc<Mutex<Vec<(Shape, &'static str)>>> =
-        Arc::new(Mutex::new(req.shapes.iter().map(|&s| (s, "waiting")).collect()));
+    let phases: Arc<Mutex<Vec<(Shape, &'static str)>>> = Arc::new(Mutex::new(
+        req.shapes.iter().map(|&s| (s, "waiting")).collect(),
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = show.then(|| {
-        let (phases, stop, progress) = (Arc::clone(&phases), Arc::clone(&stop), Arc::clone(&progress));
+        let (phases, stop, progress) = (
+            Arc::clone(&phases),
+            Arc::clone(&stop),
+            Arc::clone(&progress),
+        );
         let name = req.name.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -139,7 +155,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else {
-        writeln!(out, "{:<22} {:<8} {:>14}  SHA-256", "FILE", "PROVIDER", "BYTES")?;
+        writeln!(
+            out,
+            "{:<22} {:<8} {:>14}  SHA-256",
+            "FILE", "PROVIDER", "BYTES"
+        )?;
         for a in &outcome.manifest.artifacts {
             let provider = serde_json::to_value(a.provider)?;
             writeln!(

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use cloudimg_disk::io::Sha256Hex;
 use cloudimg_disk::package::{verify_manifest, verify_path};
-use cloudimg_disk::verify::Report;
 use cloudimg_disk::verify::Finding;
+use cloudimg_disk::verify::Report;
 
 /// Decode an artifact in full and report every defect found.
 ///
@@ -55,7 +55,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     if report.virtual_sha256 != Some(want) {
                         report.findings.push(Finding::whole(format!(
                             "decoded disk SHA-256 is {}, expected {want}",
-                            report.virtual_sha256.map_or("unknown".into(), |s| s.to_string())
+                            report
+                                .virtual_sha256
+                                .map_or("unknown".into(), |s| s.to_string())
                         )));
                     }
                 }
@@ -72,7 +74,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     let size = report.virtual_size.map_or("?".into(), |s| s.to_string());
                     let sha = report.virtual_sha256.map_or("?".into(), |s| s.to_string());
                     let verdict = if ok { "ok" } else { "DEFECTIVE" };
-                    writeln!(out, "{}: {verdict}: {}, virtual size {size}, decoded SHA-256 {sha}", path.display(), report.format)?;
+                    writeln!(
+                        out,
+                        "{}: {verdict}: {}, virtual size {size}, decoded SHA-256 {sha}",
+                        path.display(),
+                        report.format
+                    )?;
                     for f in &report.findings {
                         writeln!(out, "{}: {f}", path.display())?;
                     }
@@ -81,7 +88,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 worst = 2;
                 if args.json {
-                    json.push(serde_json::json!({"path": path, "ok": false, "error": e.to_string()}));
+                    json.push(
+                        serde_json::json!({"path": path, "ok": false, "error": e.to_string()}),
+                    );
                 } else {
                     eprintln!("cloudimg: error: {e}");
                 }

@@ -9,7 +9,11 @@ use std::process::Command;
 /// with REQUIRE_ORACLES=1, where a missing oracle fails the test.
 pub fn require_tool(name: &str) -> bool {
     let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).chain(["/usr/sbin".into(), "/sbin".into()]).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .chain(["/usr/sbin".into(), "/sbin".into()])
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default()
         .iter()
         .any(|d| d.join(name).is_file());
@@ -27,7 +31,9 @@ pub fn require_tool(name: &str) -> bool {
 
 /// Run a command, panic with its output if it fails, return stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(
             "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",

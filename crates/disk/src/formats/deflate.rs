@@ -135,7 +135,12 @@ mod tests {
     #[test]
     fn random_is_incompressible_text_and_repeats_are_not() {
         assert!(looks_incompressible(&xorshift(65536, 7)));
-        let text: Vec<u8> = b"capos kernel starting\n".iter().cycle().take(65536).copied().collect();
+        let text: Vec<u8> = b"capos kernel starting\n"
+            .iter()
+            .cycle()
+            .take(65536)
+            .copied()
+            .collect();
         assert!(!looks_incompressible(&text));
         // A random 4 KiB block repeated: flat histogram, but LZ77 wins.
         let block = xorshift(4096, 9);
@@ -150,7 +155,8 @@ mod tests {
         let data = xorshift(100_000, 5);
         let mut z = flate2::Compress::new(flate2::Compression::new(1), true);
         let mut out = Vec::with_capacity(200_000);
-        z.compress_vec(&data, &mut out, flate2::FlushCompress::Finish).unwrap();
+        z.compress_vec(&data, &mut out, flate2::FlushCompress::Finish)
+            .unwrap();
         let tail: [u8; 4] = out[out.len() - 4..].try_into().unwrap();
         assert_eq!(adler32(&data), u32::from_be_bytes(tail));
         assert_eq!(adler32(b""), 1);
@@ -158,7 +164,9 @@ mod tests {
         zlib_stored(&data, &mut stored);
         let mut d = Decompress::new(true);
         let mut back = Vec::with_capacity(data.len());
-        let st = d.decompress_vec(&stored, &mut back, FlushDecompress::Finish).unwrap();
+        let st = d
+            .decompress_vec(&stored, &mut back, FlushDecompress::Finish)
+            .unwrap();
         assert_eq!((st, back), (flate2::Status::StreamEnd, data));
     }
 
@@ -168,10 +176,15 @@ mod tests {
             let data = xorshift(n, n as u64 + 1);
             let mut raw = Vec::new();
             push_stored(&data, true, &mut raw);
-            assert_eq!(raw.len(), n + STORED_BLOCK_HEADER * n.div_ceil(STORED_BLOCK_MAX).max(1));
+            assert_eq!(
+                raw.len(),
+                n + STORED_BLOCK_HEADER * n.div_ceil(STORED_BLOCK_MAX).max(1)
+            );
             let mut d = Decompress::new(false);
             let mut out = Vec::with_capacity(n + 1);
-            let st = d.decompress_vec(&raw, &mut out, FlushDecompress::Finish).unwrap();
+            let st = d
+                .decompress_vec(&raw, &mut out, FlushDecompress::Finish)
+                .unwrap();
             assert_eq!(st, flate2::Status::StreamEnd, "n={n}");
             assert_eq!(out, data);
         }

@@ -103,7 +103,9 @@ pub fn detect_file(file: &File) -> Result<Format> {
 
 /// Detect the format of the file at `path`.
 pub fn detect(path: &Path) -> Result<Format> {
-    let file = File::open(path).ctx("opening").map_err(|e| e.with_path(path))?;
+    let file = File::open(path)
+        .ctx("opening")
+        .map_err(|e| e.with_path(path))?;
     detect_file(&file).map_err(|e| e.with_path(path))
 }
 

@@ -75,7 +75,10 @@ struct Compare<'a> {
 
 impl Default for DiskDigest<'_> {
     fn default() -> Self {
-        DiskDigest { mode: Mode::Hash(Sha256::new()), len: 0 }
+        DiskDigest {
+            mode: Mode::Hash(Sha256::new()),
+            len: 0,
+        }
     }
 }
 
@@ -174,7 +177,9 @@ impl<'a> DiskDigest<'a> {
     pub fn finish(self) -> Sha256Hex {
         self.finish_checked().unwrap_or_else(|at| {
             let mut h = Sha256::new();
-            h.update(format!("cloudimg: content differs from the expected disk at byte {at}"));
+            h.update(format!(
+                "cloudimg: content differs from the expected disk at byte {at}"
+            ));
             Sha256Hex(h.finalize().into())
         })
     }
@@ -200,7 +205,12 @@ impl Compare<'_> {
             return self.fail(pos);
         }
         if self.scratch != data {
-            let i = self.scratch.iter().zip(data).position(|(a, b)| a != b).unwrap_or(0);
+            let i = self
+                .scratch
+                .iter()
+                .zip(data)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
             self.fail(pos + i as u64);
         }
     }
@@ -247,7 +257,10 @@ pub fn sha256_disk(disk: &(impl VirtualDisk + ?Sized)) -> io::Result<Sha256Hex> 
 }
 
 /// Feed a whole disk's content, in order, to `digest`.
-pub fn feed_disk(disk: &(impl VirtualDisk + ?Sized), digest: &mut DiskDigest<'_>) -> io::Result<()> {
+pub fn feed_disk(
+    disk: &(impl VirtualDisk + ?Sized),
+    digest: &mut DiskDigest<'_>,
+) -> io::Result<()> {
     for_each_chunk(disk, |_, c| -> io::Result<()> {
         match c {
             Chunk::Data(b) => digest.data(b),

@@ -19,7 +19,10 @@ struct Registry {
     closed: bool,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry { paths: Vec::new(), closed: false });
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    paths: Vec::new(),
+    closed: false,
+});
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
@@ -70,10 +73,18 @@ impl OutputFile {
         if r.closed {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
         }
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&temp)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
         r.paths.push(temp.clone());
         drop(r);
-        Ok(OutputFile { file: Some(file), temp, target })
+        Ok(OutputFile {
+            file: Some(file),
+            temp,
+            target,
+        })
     }
 
     /// The open temporary file.

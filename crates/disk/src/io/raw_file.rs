@@ -27,17 +27,33 @@ impl RawFile {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         if meta.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory"));
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a directory",
+            ));
         }
         if !meta.is_file() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "is not a regular file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is not a regular file",
+            ));
         }
-        Ok(RawFile { file, size: meta.len(), path: path.to_path_buf(), base: 0 })
+        Ok(RawFile {
+            file,
+            size: meta.len(),
+            path: path.to_path_buf(),
+            base: 0,
+        })
     }
 
     /// Use an open file; `size` bytes starting at `base` form the disk.
     pub fn window(file: File, path: impl AsRef<Path>, base: u64, size: u64) -> Self {
-        RawFile { file, size, path: path.as_ref().to_path_buf(), base }
+        RawFile {
+            file,
+            size,
+            path: path.as_ref().to_path_buf(),
+            base,
+        }
     }
 
     /// The path the file was opened from.
@@ -60,7 +76,8 @@ impl RawFile {
         let end = offset + len;
         while dst < end {
             let want = (end - dst).min(1 << 30) as usize;
-            match rustix::fs::copy_file_range(&self.file, Some(&mut src), out, Some(&mut dst), want) {
+            match rustix::fs::copy_file_range(&self.file, Some(&mut src), out, Some(&mut dst), want)
+            {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -125,13 +142,15 @@ impl VirtualDisk for RawFile {
             Some(end) if end <= self.size => {}
             _ => return Err(eof_error(offset, buf.len(), self.size)),
         }
-        self.file.read_exact_at(buf, self.base + offset).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read")
-            } else {
-                e
-            }
-        })
+        self.file
+            .read_exact_at(buf, self.base + offset)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read")
+                } else {
+                    e
+                }
+            })
     }
 
     fn as_raw_file(&self) -> Option<&RawFile> {
@@ -147,13 +166,21 @@ impl VirtualDisk for RawFile {
                 _ => self.size,
             };
             if data > pos {
-                out.push(Extent { offset: pos, len: data - pos, kind: ExtentKind::Zero });
+                out.push(Extent {
+                    offset: pos,
+                    len: data - pos,
+                    kind: ExtentKind::Zero,
+                });
             }
             if data >= self.size {
                 break;
             }
             let hole = self.next_hole(data)?.clamp(data + 1, self.size);
-            out.push(Extent { offset: data, len: hole - data, kind: ExtentKind::Data });
+            out.push(Extent {
+                offset: data,
+                len: hole - data,
+                kind: ExtentKind::Data,
+            });
             pos = hole;
         }
         Ok(coalesce(out))
@@ -177,7 +204,11 @@ mod tests {
         let d = RawFile::open(&p).unwrap();
         let ex = d.extents().unwrap();
         assert_eq!(ex.iter().map(|e| e.len).sum::<u64>(), 64 << 20);
-        let data: u64 = ex.iter().filter(|e| e.kind == ExtentKind::Data).map(|e| e.len).sum();
+        let data: u64 = ex
+            .iter()
+            .filter(|e| e.kind == ExtentKind::Data)
+            .map(|e| e.len)
+            .sum();
         assert!(data < 1 << 20, "only the written block is data: {ex:?}");
         let mut b = [0u8; 5];
         d.read_at(&mut b, 32 << 20).unwrap();

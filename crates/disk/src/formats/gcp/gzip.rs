@@ -87,7 +87,10 @@ fn compress_block(dict: &[u8], data: &[u8]) -> io::Result<(Vec<u8>, crc32fast::H
     let mut crc = crc32fast::Hasher::new();
     crc.update(data);
     let mut out = Vec::with_capacity(data.len() / 2 + 4096);
-    let stored: Vec<bool> = data.chunks(SEGMENT).map(deflate::looks_incompressible).collect();
+    let stored: Vec<bool> = data
+        .chunks(SEGMENT)
+        .map(deflate::looks_incompressible)
+        .collect();
     let mut seg = 0;
     while seg < stored.len() {
         let start = seg * SEGMENT;

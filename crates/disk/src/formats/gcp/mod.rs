@@ -176,7 +176,11 @@ fn write_nonzero(out: &File, data: &[u8], offset: u64) -> Result<()> {
 
 /// What [`peek`] returns: the first member's facts, the first bytes of
 /// its content, and its logical size (None when there is no member).
-pub type Peek = (serde_json::Map<String, serde_json::Value>, Vec<u8>, Option<u64>);
+pub type Peek = (
+    serde_json::Map<String, serde_json::Value>,
+    Vec<u8>,
+    Option<u64>,
+);
 
 /// How much of the decoded disk [`peek`] keeps: the protective MBR, the
 /// primary GPT and well beyond.
@@ -194,7 +198,10 @@ pub fn peek(file: &File) -> Result<Peek> {
         return Ok((facts, Vec::new(), None));
     };
     facts.insert("member".into(), entry.name_str().into());
-    facts.insert("typeflag".into(), char::from(entry.typeflag).to_string().into());
+    facts.insert(
+        "typeflag".into(),
+        char::from(entry.typeflag).to_string().into(),
+    );
     facts.insert("tar_format".into(), entry.format.name().into());
     facts.insert("realsize".into(), entry.realsize.into());
     facts.insert("stored_size".into(), entry.size.into());
@@ -207,7 +214,10 @@ pub fn peek(file: &File) -> Result<Peek> {
     // Stop early by returning a sentinel error once the window is full.
     let res = tar.read_content(|offset, chunk| {
         if offset >= want as u64 {
-            return Err(Error::new(crate::error::ErrorKind::Interrupted, "peek window full"));
+            return Err(Error::new(
+                crate::error::ErrorKind::Interrupted,
+                "peek window full",
+            ));
         }
         if let tar::TarChunk::Data(d) = chunk {
             let n = d.len().min(want - offset as usize);
@@ -242,4 +252,3 @@ mod tests {
         );
     }
 }
-

@@ -314,7 +314,9 @@ fn check_tar<'a>(
                 report,
                 Finding::at(
                     e.header_offset,
-                    format!("tar stream: extra member {name:?}: the archive must hold only disk.raw"),
+                    format!(
+                        "tar stream: extra member {name:?}: the archive must hold only disk.raw"
+                    ),
                 ),
             );
             continue;
@@ -377,7 +379,9 @@ fn check_tar<'a>(
     if let Some((at, n)) = unlisted {
         report.push(Finding::at(
             at,
-            format!("tar stream: {n} more pax headers or extra members from here on are not listed"),
+            format!(
+                "tar stream: {n} more pax headers or extra members from here on are not listed"
+            ),
         ));
     }
     if members == 0 {

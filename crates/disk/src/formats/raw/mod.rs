@@ -27,7 +27,8 @@ pub fn write_data(disk: &dyn VirtualDisk, out: &File) -> Result<()> {
     if let Some(raw) = disk.as_raw_file() {
         let extents = disk.extents().ctx("listing the data extents")?;
         for e in extents.iter().filter(|e| e.kind == ExtentKind::Data) {
-            raw.copy_range_to(out, e.offset, e.len).ctx("copying data")?;
+            raw.copy_range_to(out, e.offset, e.len)
+                .ctx("copying data")?;
         }
         return Ok(());
     }

@@ -33,7 +33,6 @@ use std::sync::{mpsc, Mutex};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-
 use super::descriptor::{self, DescriptorIds};
 use super::wire::{
     self, Marker, SparseExtentHeader, GD_AT_END, GRAIN_RECORD_HEADER_BYTES, MARKER_FOOTER,
@@ -85,7 +84,6 @@ pub fn write_stream_optimized_jobs<W: Write>(
     opts: &WriteOptions,
     jobs: usize,
 ) -> Result<W> {
-
     let size = disk.size();
     if size == 0 {
         return Err(Error::invalid_input("cannot write an empty disk as a VMDK"));
@@ -260,7 +258,6 @@ fn data_grains(disk: &dyn VirtualDisk, grain_bytes: u64) -> Result<Vec<Range<u64
     Ok(out)
 }
 
-
 /// Compresses grains into complete grain records.
 struct GrainEncoder {
     zlib: Compress,
@@ -290,7 +287,11 @@ impl GrainEncoder {
         if is_zero(data) {
             return Ok(None);
         }
-        Ok(Some(encode_record(&mut self.zlib, grain * h.grain_size, data)))
+        Ok(Some(encode_record(
+            &mut self.zlib,
+            grain * h.grain_size,
+            data,
+        )))
     }
 }
 
