@@ -6,29 +6,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use common::require_tool;
-
-fn cloudimg(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cloudimg"))
-        .args(args)
-        .current_dir(cwd)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .expect("running cloudimg")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "cloudimg failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{cloudimg, ok, require_tool};
 
 fn firmware_present() -> bool {
     let ovmf = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists()

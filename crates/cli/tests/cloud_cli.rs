@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::require_tool;
+use common::{ok, require_tool};
 
 fn standin_bin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,17 +30,6 @@ fn cloudimg(args: &[&str], cwd: &Path, state: &Path) -> Output {
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .expect("running cloudimg")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "cloudimg failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

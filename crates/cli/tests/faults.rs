@@ -7,10 +7,10 @@ mod common;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require_tool, run, Rng};
+use common::{cloudimg, ok, require_tool, run, sha256, Rng};
 
 const MIB: u64 = 1 << 20;
 
@@ -18,33 +18,6 @@ fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cloudimg"));
     c.env("SOURCE_DATE_EPOCH", "1700000000");
     c
-}
-
-fn cloudimg(args: &[&str], cwd: &Path) -> Output {
-    bin()
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("running cloudimg")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "cloudimg failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sha256(path: &Path) -> String {
-    run(Command::new("sha256sum").arg(path))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 fn is_root() -> bool {

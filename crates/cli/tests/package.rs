@@ -7,40 +7,12 @@ mod common;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{require_tool, run, Rng};
+use common::{cloudimg, ok, require_tool, run, sha256, Rng};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
-
-fn cloudimg(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cloudimg"))
-        .args(args)
-        .current_dir(cwd)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .expect("running cloudimg")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "cloudimg failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sha256(path: &Path) -> String {
-    run(Command::new("sha256sum").arg(path))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
 
 /// A sparse GPT disk of `size` bytes with three partitions (BIOS boot,
 /// ESP, Linux) and seeded random data in each, GUIDs fixed.

@@ -2,14 +2,13 @@
 //! the partition table of the disk it holds — without decoding it in full
 //! (that is `verify`'s job).
 
-use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::disk::VirtualDisk;
-use crate::error::{Error, IoContext, Result};
+use crate::error::Result;
 use crate::formats::{self, Format};
 use crate::io::RawFile;
 use crate::layout::{self, PartitionTable};
@@ -37,20 +36,7 @@ pub struct Inspection {
 
 /// Inspect the file at `path`.
 pub fn inspect(path: &Path) -> Result<Inspection> {
-    let file = File::open(path)
-        .ctx("opening")
-        .map_err(|e| e.with_path(path))?;
-    let meta = file
-        .metadata()
-        .ctx("opening")
-        .map_err(|e| e.with_path(path))?;
-    if meta.is_dir() {
-        return Err(Error::invalid_input("is a directory").with_path(path));
-    }
-    if meta.len() == 0 {
-        return Err(Error::invalid_input("is empty").with_path(path));
-    }
-    let format = formats::detect_file(&file).map_err(|e| e.with_path(path))?;
+    let (file, meta, format) = formats::open_detect(path)?;
     let mut ins = Inspection {
         path: path.to_path_buf(),
         format,

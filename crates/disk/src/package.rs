@@ -798,20 +798,7 @@ pub fn verify_file_with(file: &File, format: Format, digest: DiskDigest<'_>) -> 
 
 /// Detect the format of `path` from its content and verify it in full.
 pub fn verify_path(path: &Path) -> Result<Report> {
-    let file = File::open(path)
-        .ctx("opening")
-        .map_err(|e| e.with_path(path))?;
-    let meta = file
-        .metadata()
-        .ctx("opening")
-        .map_err(|e| e.with_path(path))?;
-    if meta.is_dir() {
-        return Err(Error::invalid_input("is a directory").with_path(path));
-    }
-    if meta.len() == 0 {
-        return Err(Error::invalid_input("is empty").with_path(path));
-    }
-    let format = formats::detect_file(&file).map_err(|e| e.with_path(path))?;
+    let (file, _, format) = formats::open_detect(path)?;
     verify_file(&file, format).map_err(|e| e.with_path(path))
 }
 

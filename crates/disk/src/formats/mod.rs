@@ -109,6 +109,26 @@ pub fn detect(path: &Path) -> Result<Format> {
     detect_file(&file).map_err(|e| e.with_path(path))
 }
 
+/// Open an existing artifact or image for reading and detect its format:
+/// a directory or an empty file is refused with an error naming it.
+pub fn open_detect(path: &Path) -> Result<(File, std::fs::Metadata, Format)> {
+    let file = File::open(path)
+        .ctx("opening")
+        .map_err(|e| e.with_path(path))?;
+    let meta = file
+        .metadata()
+        .ctx("opening")
+        .map_err(|e| e.with_path(path))?;
+    if meta.is_dir() {
+        return Err(Error::invalid_input("is a directory").with_path(path));
+    }
+    if meta.len() == 0 {
+        return Err(Error::invalid_input("is empty").with_path(path));
+    }
+    let format = detect_file(&file).map_err(|e| e.with_path(path))?;
+    Ok((file, meta, format))
+}
+
 /// Read as many bytes as the file has at `offset`, up to `buf.len()`.
 pub(crate) fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
     let mut n = 0;
