@@ -80,6 +80,19 @@ fn output_path_that_is_a_file_is_refused() {
 }
 
 #[test]
+fn artifact_path_that_is_a_directory_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("in.raw"), vec![0u8; 4096]).unwrap();
+    fs::create_dir_all(t.path().join("out/capos-aws.vmdk")).unwrap();
+    let out = cloudimg(&["package", "in.raw", "-o", "out"], t.path());
+    assert_error(
+        &out,
+        &["out/capos-aws.vmdk: output path is an existing directory"],
+    );
+    assert_eq!(entries(&t.path().join("out")), vec!["capos-aws.vmdk"]);
+}
+
+#[test]
 fn output_equal_to_input_is_refused() {
     let t = tempfile::tempdir().unwrap();
     fs::write(t.path().join("capos-aws.raw"), vec![0u8; 4096]).unwrap();

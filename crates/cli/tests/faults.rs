@@ -314,3 +314,32 @@ fn verify_manifest_rechecks_every_artifact() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("capos-aws.raw: opening: no such file or directory"));
 }
+
+#[test]
+fn signals_at_any_moment_of_image_build_leave_no_partial_image() {
+    if !(require_tool("grub-mkimage") && require_tool("sgdisk")) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    for (i, delay_ms) in [0u64, 10, 30, 60, 120, 250].into_iter().enumerate() {
+        let out = format!("img{i}.raw");
+        let start = Instant::now();
+        let (status, err) = interrupt(
+            &["image", "build", "--size", "10G", "-o", &out],
+            t.path(),
+            "TERM",
+            move || start.elapsed() >= Duration::from_millis(delay_ms),
+        );
+        // Either the signal came first (143) or the build had finished (0).
+        assert!(
+            matches!(status, Some(143) | Some(0)),
+            "after {delay_ms} ms: {status:?} {err}"
+        );
+        assert!(leftovers(t.path()).is_empty(), "{:?}", leftovers(t.path()));
+        let img = t.path().join(&out);
+        if status == Some(0) || img.exists() {
+            // An image under its final name is whole.
+            run(Command::new("sgdisk").arg("-v").arg(&img));
+        }
+    }
+}
