@@ -11,7 +11,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -215,9 +214,6 @@ pub struct Artifact {
     pub virtual_size: u64,
     /// SHA-256 of the virtual disk it decodes to.
     pub virtual_sha256: Sha256Hex,
-    /// Seconds spent writing and verifying it.
-    #[serde(skip)]
-    pub seconds: f64,
 }
 
 /// `manifest.json`.
@@ -639,7 +635,6 @@ fn verify_and_commit(
     expected: (&dyn VirtualDisk, Sha256Hex),
     file_sha: Option<Sha256Hex>,
 ) -> Result<Artifact> {
-    let started = Instant::now();
     let target = out.target().to_path_buf();
     let with_target = |e: Error| e.with_path(&target);
     let (expected_disk, expected_sha) = expected;
@@ -683,7 +678,6 @@ fn verify_and_commit(
         sha256,
         virtual_size: expected_disk.size(),
         virtual_sha256: expected_sha,
-        seconds: started.elapsed().as_secs_f64(),
     })
 }
 
