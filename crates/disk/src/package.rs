@@ -388,7 +388,8 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     let vhd_footer = crate::formats::vhd::writer::fixed_footer(disk.size(), &opts).to_bytes();
 
     let (tx, rx) = mpsc::channel::<Event>();
-    let results = std::thread::scope(|scope| -> Result<Vec<(Shape, Result<Artifact>)>> {
+    type Results = Vec<(Shape, Result<Artifact>)>;
+    let (results, source_sha) = std::thread::scope(|scope| -> Result<(Results, Sha256Hex)> {
         // Phase 1: hash the source (and the VHD file, which is the source
         // and its footer) and the grown disk, while writing every shape.
         let source_hash = scope.spawn(|| -> std::io::Result<(Sha256Hex, Sha256Hex)> {
@@ -474,20 +475,13 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
         for ev in rx.iter() {
             on_event(ev);
         }
-        Ok(verifiers
+        let results = verifiers
             .into_iter()
             .map(|h| h.join().expect("verifier threads do not panic"))
-            .collect())
+            .collect();
+        Ok((results, source_sha))
     })?;
 
-    let source_sha = results.iter().find_map(|(s, r)| match r {
-        Ok(a) if s.provider() == Provider::Aws => Some(a.virtual_sha256),
-        _ => None,
-    });
-    let source_sha = match source_sha {
-        Some(s) => s,
-        None => sha256_disk(&disk).map_err(read_err)?,
-    };
     let mut artifacts = Vec::new();
     for (shape, r) in results {
         match r {
