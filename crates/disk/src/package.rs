@@ -15,12 +15,10 @@ use std::sync::{mpsc, Arc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::disk::{
-    for_each_chunk, Chunk, ExtentKind, PatchedDisk, VirtualDisk, ZeroScanned, GIB, SECTOR_SIZE,
-};
+use crate::disk::{ExtentKind, MemDisk, PatchedDisk, VirtualDisk, ZeroScanned, GIB, SECTOR_SIZE};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::formats::{self, Format, WriteOptions};
-use crate::io::{sha256_disk, sha256_file, DiskDigest, OutputFile, RawFile, Sha256Hex};
+use crate::io::{sha256_file, sha256x2, DiskDigest, OutputFile, RawFile, Sha256Hex};
 use crate::layout;
 use crate::verify::{disk_findings, Finding, Layer, Report};
 
@@ -392,14 +390,31 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     let (results, source_sha) = std::thread::scope(|scope| -> Result<(Results, Sha256Hex)> {
         // Phase 1: hash the source (and the VHD file, which is the source
         // and its footer) and the grown disk, while writing every shape.
-        let source_hash = scope.spawn(|| -> std::io::Result<(Sha256Hex, Sha256Hex)> {
-            let mut h = Sha256::new();
-            feed_hasher(&disk, &mut h)?;
-            let source = Sha256Hex(h.clone().finalize().into());
-            h.update(vhd_footer);
-            Ok((source, Sha256Hex(h.finalize().into())))
+        // With a grown disk, both are hashed on one thread, in step.
+        let hashes = scope.spawn(|| -> std::io::Result<Hashes> {
+            let (source, grown) = match grown.as_ref() {
+                Some(g) => {
+                    let differs: Vec<_> = g
+                        .patches()
+                        .iter()
+                        .map(|(at, b)| *at..at + b.len() as u64)
+                        .collect();
+                    let (s, g) = sha256x2::hash_two(&disk, g, Some(&differs))?;
+                    (s, Some(Sha256Hex(g.finish())))
+                }
+                None => (
+                    sha256x2::hash_two(&disk, &MemDisk::new(Vec::new()), None)?.0,
+                    None,
+                ),
+            };
+            let mut vhd = source.clone();
+            vhd.update(&vhd_footer);
+            Ok(Hashes {
+                source: Sha256Hex(source.finish()),
+                vhd: Sha256Hex(vhd.finish()),
+                grown,
+            })
         });
-        let grown_hash = grown.as_ref().map(|g| scope.spawn(move || sha256_disk(g)));
         let writers: Vec<_> = shapes
             .iter()
             .map(|&shape| {
@@ -426,18 +441,14 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
             .into_iter()
             .map(|h| h.join().expect("writer threads do not panic"))
             .collect();
-        let (source_sha, vhd_sha) = source_hash
+        let Hashes {
+            source: source_sha,
+            vhd: vhd_sha,
+            grown: grown_sha,
+        } = hashes
             .join()
             .expect("hash threads do not panic")
             .map_err(read_err)?;
-        let grown_sha = match grown_hash {
-            Some(h) => Some(
-                h.join()
-                    .expect("hash threads do not panic")
-                    .map_err(read_err)?,
-            ),
-            None => None,
-        };
 
         // Phase 2: read every artifact back and compare it with its disk.
         let (tx, rx) = mpsc::channel::<Event>();
@@ -529,22 +540,12 @@ fn write_manifest(m: &Manifest, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Feed every byte of `disk` (holes as zeros) to a SHA-256 hasher.
-fn feed_hasher(disk: &dyn VirtualDisk, h: &mut Sha256) -> std::io::Result<()> {
-    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-    for_each_chunk(disk, |_, c| -> std::io::Result<()> {
-        match c {
-            Chunk::Data(b) => h.update(b),
-            Chunk::Zero(mut n) => {
-                while n > 0 {
-                    let k = n.min(ZEROS.len() as u64) as usize;
-                    h.update(&ZEROS[..k]);
-                    n -= k as u64;
-                }
-            }
-        }
-        Ok(())
-    })
+/// The digests the hash thread computes.
+struct Hashes {
+    source: Sha256Hex,
+    /// The fixed VHD file: the source, then its footer.
+    vhd: Sha256Hex,
+    grown: Option<Sha256Hex>,
 }
 
 /// A seed for identifiers (VHD UUID, VMDK CID) derived from the input

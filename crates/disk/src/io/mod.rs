@@ -4,6 +4,7 @@
 mod digest;
 mod output;
 mod raw_file;
+pub mod sha256x2;
 
 pub use digest::{feed_disk, sha256_disk, sha256_file, DiskDigest, Sha256Hex};
 pub use output::{cleanup_registered, OutputFile};

