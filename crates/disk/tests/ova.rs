@@ -330,3 +330,50 @@ fn truncated_archive_is_an_error() {
         )]
     );
 }
+
+#[test]
+fn gnu_headers_and_a_missing_manifest_are_found() {
+    if !require_tool("tar") {
+        return;
+    }
+    let c = case();
+    let x = c.dir.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    run(Command::new("tar").arg("-xf").arg(&c.out).arg("-C").arg(&x));
+    let gnu = c.dir.path().join("gnu.ova");
+    run(Command::new("tar")
+        .args(["--format=gnu", "-cf"])
+        .arg(&gnu)
+        .arg("-C")
+        .arg(&x)
+        .args(["capos.ovf", "capos-disk1.vmdk"]));
+    let vmdk_header = find(&gnu, b"capos-disk1.vmdk\0");
+    assert_eq!(
+        findings(&gnu),
+        [
+            "at byte 0: member \"capos.ovf\" has a gnu header, not POSIX ustar".to_string(),
+            format!("at byte {vmdk_header}: member \"capos-disk1.vmdk\" has a gnu header, not POSIX ustar"),
+            "no manifest (.mf) member".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn capacity_mismatch_is_found() {
+    let c = case();
+    let at = find(&c.out, format!("ovf:capacity=\"{SIZE}\"").as_bytes()) + 14;
+    let f = OpenOptions::new().write(true).open(&c.out).unwrap();
+    // 8388608 -> 9388608: same length, the manifest no longer matches either.
+    f.write_all_at(b"9", at).unwrap();
+    let disk_at = find(&c.out, b"<Disk ");
+    let fs = findings(&c.out);
+    assert_eq!(fs.len(), 2, "{fs:?}");
+    assert!(
+        fs[1].starts_with("at byte 512: capos.mf: SHA256 of \"capos.ovf\" is "),
+        "{fs:?}"
+    );
+    assert_eq!(
+        fs[0],
+        format!("at byte {disk_at}: capos.ovf: Disk capacity is 9388608 bytes but the VMDK holds {SIZE} bytes")
+    );
+}
