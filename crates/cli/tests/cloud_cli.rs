@@ -127,3 +127,259 @@ fn aws_vmdk_run_boots_keeps_evidence_and_leaves_nothing() {
         assert!(!text.contains(state), "{state} left in {text}");
     }
 }
+
+/// A fixed VHD of `size` bytes written by cloudimg's own VHD writer.
+fn fixed_vhd(path: &Path, size: u64) {
+    let disk = cloudimg_disk::MemDisk::new(vec![0; size as usize]);
+    let f = std::fs::File::create(path).unwrap();
+    let opts = cloudimg_disk::formats::WriteOptions {
+        mtime: 1_700_000_000,
+        seed: [1; 32],
+    };
+    cloudimg_disk::formats::vhd::write_fixed(&disk, &f, &opts).unwrap();
+}
+
+fn azure_plan(d: &Path, artifact: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "cloud",
+        "azure",
+        "--resource-group",
+        "capos-rg",
+        "--location",
+        "westeurope",
+        "--storage-account",
+        "caposimages",
+        "--container",
+        "vhds",
+        "--name",
+        "capos-test",
+        "--artifact",
+        artifact,
+        "--plan",
+    ];
+    args.extend_from_slice(extra);
+    cloudimg(&args, d, &d.join("state"))
+}
+
+/// Exit 2 and exactly this one line on stderr.
+fn fails_with(out: Output, line: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err, format!("cloudimg: error: {line}\n"));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn azure_plan_uefi_is_generation_v2_and_runs_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    fixed_vhd(&d.join("capos-azure.vhd"), 32 << 20);
+    let plan = ok(azure_plan(d, "capos-azure.vhd", &[]));
+    let lines: Vec<&str> = plan.lines().collect();
+    assert_eq!(
+        lines[0],
+        "# checked capos-azure.vhd: fixed VHD, virtual size 33554432 bytes (32 MiB), creator \"qem2\"; Hyper-V generation V2 (uefi)"
+    );
+    for l in [
+        "az storage blob upload --account-name caposimages --container-name vhds --name capos-test.vhd --file capos-azure.vhd --type page --auth-mode login --output json",
+        "az image create --resource-group capos-rg --name capos-test --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --os-type Linux --hyper-v-generation V2 --output json",
+        "az vm boot-diagnostics get-boot-log --resource-group capos-rg --name capos-test",
+        "az vm delete --resource-group capos-rg --name capos-test --yes",
+        "az storage blob delete --account-name caposimages --container-name vhds --name capos-test.vhd --auth-mode login",
+    ] {
+        assert!(lines.contains(&l), "{l} missing from\n{plan}");
+    }
+    let vm = lines
+        .iter()
+        .find(|l| l.starts_with("az vm create"))
+        .unwrap();
+    assert!(
+        vm.contains("--image capos-test --size Standard_B1s"),
+        "{vm}"
+    );
+    assert!(
+        vm.contains("--boot-diagnostics-storage caposimages"),
+        "{vm}"
+    );
+    // Teardown is the last step, the blob deleted last.
+    assert!(lines.last().unwrap().starts_with("az storage blob delete"));
+    assert!(!d.join("state").exists(), "--plan runs nothing");
+}
+
+#[test]
+fn azure_plan_bios_is_generation_v1_and_json_parses() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    fixed_vhd(&d.join("capos-azure.vhd"), 20 << 20);
+    let out = ok(azure_plan(
+        d,
+        "capos-azure.vhd",
+        &["--boot-mode", "bios", "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["provider"], "azure");
+    assert_eq!(v["generation"], "V1");
+    assert_eq!(v["boot_mode"], "bios");
+    assert_eq!(v["vhd"]["virtual_size"], 20 << 20);
+    assert_eq!(v["vhd"]["file_size"], (20 << 20) + 512);
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "verify",
+            "upload (page blob)",
+            "import",
+            "boot",
+            "read serial (repeated)",
+            "teardown"
+        ]
+    );
+    let import = &v["steps"][2]["commands"][0];
+    assert_eq!(import["program"], "az");
+    let args: Vec<&str> = import["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let g = args
+        .iter()
+        .position(|&a| a == "--hyper-v-generation")
+        .unwrap();
+    assert_eq!(args[g + 1], "V1");
+    let kinds: Vec<&str> = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "azure-blob",
+            "azure-image",
+            "azure-vnet",
+            "azure-nic",
+            "azure-disk",
+            "azure-vm"
+        ]
+    );
+}
+
+#[test]
+fn azure_plan_refuses_what_azure_refuses() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    fails_with(
+        azure_plan(d, "missing.vhd", &[]),
+        "missing.vhd: does not exist (run `cloudimg package --azure` first)",
+    );
+    fixed_vhd(&d.join("odd.vhd"), (32 << 20) - 512);
+    fails_with(
+        azure_plan(d, "odd.vhd", &[]),
+        "odd.vhd: virtual size 33553920 bytes is not a whole number of MiB, which Azure requires",
+    );
+    fixed_vhd(&d.join("small.vhd"), 10 << 20);
+    fails_with(
+        azure_plan(d, "small.vhd", &[]),
+        "small.vhd: virtual size 10485760 bytes is less than Azure's minimum of 20 MiB",
+    );
+    std::fs::write(d.join("raw.img"), vec![0u8; 32 << 20]).unwrap();
+    fails_with(
+        azure_plan(d, "raw.img", &[]),
+        "raw.img: is not a VHD: no \"conectix\" footer in its last 512 bytes",
+    );
+    // A footer with one byte changed.
+    fixed_vhd(&d.join("bad.vhd"), 32 << 20);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(d.join("bad.vhd"))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"X", (32 << 20) + 28).unwrap();
+    let out = azure_plan(d, "bad.vhd", &[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.starts_with("cloudimg: error: bad.vhd: VHD footer checksum is 0x")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    // Names are checked before the file.
+    fails_with(
+        cloudimg(
+            &[
+                "cloud",
+                "azure",
+                "--resource-group",
+                "g",
+                "--storage-account",
+                "Bad_Account",
+                "--container",
+                "vhds",
+                "--artifact",
+                "odd.vhd",
+                "--plan",
+            ],
+            d,
+            &d.join("state"),
+        ),
+        "Azure storage account \"Bad_Account\" is invalid: use 3-24 lowercase letters and digits",
+    );
+    // Without --plan: refused, nothing run.
+    fixed_vhd(&d.join("ok.vhd"), 32 << 20);
+    fails_with(
+        cloudimg(
+            &[
+                "cloud",
+                "azure",
+                "--resource-group",
+                "g",
+                "--storage-account",
+                "caposimages",
+                "--container",
+                "vhds",
+                "--artifact",
+                "ok.vhd",
+            ],
+            d,
+            &d.join("state"),
+        ),
+        "cloudimg cloud azure only plans for now: add --plan (the full run is not implemented)",
+    );
+}
+
+#[test]
+fn azure_plan_refuses_a_dynamic_vhd() {
+    if !require_tool("qemu-img") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::File::create(d.join("a.raw"))
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    common::run(
+        Command::new("qemu-img")
+            .args([
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vpc",
+                "-o",
+                "subformat=dynamic",
+                "a.raw",
+                "dyn.vhd",
+            ])
+            .current_dir(d),
+    );
+    fails_with(
+        azure_plan(d, "dyn.vhd", &[]),
+        "dyn.vhd: is a dynamic VHD; Azure takes fixed VHDs only",
+    );
+}

@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod aws;
+pub mod azure;
 pub mod command;
 pub mod error;
 pub mod flow;
@@ -44,6 +45,7 @@ pub mod journal;
 pub mod teardown;
 
 pub use aws::{AwsFormat, AwsTarget, BootMode};
+pub use azure::{AzureTarget, Generation};
 pub use command::{CloudCommand, Log, Runner};
 pub use error::{Error, ErrorKind, Result};
 pub use flow::{cleanup, new_run_id, plan, run, RunOptions, Summary, Target};

@@ -1,4 +1,4 @@
-//! `cloudimg cloud gcp|aws|teardown`: import an artifact into a real
+//! `cloudimg cloud gcp|aws|azure|teardown`: import an artifact into a real
 //! cloud through its CLI, boot it, wait for the landmark on the serial
 //! console, and tear everything down (or `--plan` to print the commands).
 
@@ -10,9 +10,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use cloudimg_cloud::aws::DEFAULT_INSTANCE_TYPE;
+use cloudimg_cloud::azure::{
+    self, DEFAULT_LOCATION as AZURE_DEFAULT_LOCATION, DEFAULT_VM_SIZE as AZURE_DEFAULT_VM_SIZE,
+};
 use cloudimg_cloud::gcp::{DEFAULT_MACHINE_TYPE, DEFAULT_ZONE};
 use cloudimg_cloud::{
-    flow, AwsFormat, AwsTarget, BootMode, ErrorKind, GcpTarget, Log, RunOptions, Runner, Target,
+    flow, AwsFormat, AwsTarget, AzureTarget, BootMode, ErrorKind, GcpTarget, Generation, Log,
+    RunOptions, Runner, Target,
 };
 use cloudimg_disk::formats::Format;
 
@@ -33,6 +37,8 @@ enum CloudCmd {
     Gcp(GcpArgs),
     /// Amazon EC2: aws s3 cp, ec2 import-snapshot, register-image, run-instances.
     Aws(AwsArgs),
+    /// Microsoft Azure (--plan only for now): az storage blob upload, image create, vm create.
+    Azure(AzureArgs),
     /// Delete every resource a journal lists (after a crash or --keep).
     Teardown(TeardownArgs),
 }
@@ -128,6 +134,41 @@ struct AwsArgs {
     common: Common,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AzureBootArg {
+    /// Hyper-V generation 2.
+    Uefi,
+    /// Hyper-V generation 1.
+    Bios,
+}
+
+#[derive(Debug, clap::Args)]
+struct AzureArgs {
+    /// The resource group (must exist).
+    #[arg(long)]
+    resource_group: String,
+    /// The location of the image and the VM (the storage account's).
+    #[arg(long, default_value = AZURE_DEFAULT_LOCATION)]
+    location: String,
+    /// The storage account to upload to (must exist; also holds boot diagnostics).
+    #[arg(long)]
+    storage_account: String,
+    /// The blob container (must exist).
+    #[arg(long)]
+    container: String,
+    /// The VM size.
+    #[arg(long, default_value = AZURE_DEFAULT_VM_SIZE)]
+    size: String,
+    /// The firmware: uefi (Hyper-V generation V2) or bios (V1).
+    #[arg(long, value_enum, default_value = "uefi")]
+    boot_mode: AzureBootArg,
+    /// Print the plan as JSON (with --plan).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
 #[derive(Debug, clap::Args)]
 struct TeardownArgs {
     /// The journal (resources.json in the run's evidence directory).
@@ -143,6 +184,7 @@ fn log() -> Log {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.cmd {
         CloudCmd::Teardown(t) => teardown(t),
+        CloudCmd::Azure(a) => azure_plan(a),
         CloudCmd::Gcp(g) => {
             let run_id = flow::new_run_id();
             let artifact = g
@@ -206,6 +248,43 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         }
     }
+}
+
+/// `cloud azure`: check the VHD and print the plan. The full run is not
+/// wired into the flow yet.
+fn azure_plan(a: AzureArgs) -> anyhow::Result<ExitCode> {
+    if !a.common.plan {
+        bail!(
+            "cloudimg cloud azure only plans for now: add --plan (the full run is not implemented)"
+        );
+    }
+    let run_id = flow::new_run_id();
+    let artifact = a
+        .common
+        .artifact
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/cloud-image/capos-azure.vhd"));
+    let target = AzureTarget {
+        resource_group: a.resource_group,
+        location: a.location,
+        storage_account: a.storage_account,
+        container: a.container,
+        vm_size: a.size,
+        generation: match a.boot_mode {
+            AzureBootArg::Uefi => Generation::V2,
+            AzureBootArg::Bios => Generation::V1,
+        },
+        name: name(&a.common, &run_id),
+    };
+    let plan = azure::plan(&target, &artifact)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        for line in plan.lines() {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn name(c: &Common, run_id: &str) -> String {

@@ -1,0 +1,581 @@
+//! Deep verification of an OVA: the tar, the descriptor, the manifest and
+//! the VMDK, decoded in full.
+//!
+//! The tar is read in one pass: every member is hashed (SHA-256) for the
+//! manifest, the `.ovf` and `.mf` are kept in memory (bounded), and the
+//! disk member is copied to an unnamed temporary file that the VMDK
+//! verifier ([`crate::formats::vmdk::verify_with`]) then decodes. The
+//! temporary file goes beside the OVA when its directory is known and
+//! writable, else to [`std::env::temp_dir`].
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use super::ovf::{self, Element};
+use super::VMDK_STREAM_OPTIMIZED_URI;
+use crate::disk::BUFFER_SIZE;
+use crate::error::{Error, IoContext, Result};
+use crate::formats::gcp::tar::{typeflag, TarChunk, TarEnd, TarFormat, TarReader, RECORD_SIZE};
+use crate::formats::{read_up_to, Format};
+use crate::io::DiskDigest;
+use crate::verify::{Finding, Report};
+
+/// Largest `.ovf` or `.mf` member read into memory.
+pub const MAX_TEXT_MEMBER: u64 = 1 << 20;
+
+/// One member as found in the archive.
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    header_offset: u64,
+    data_offset: u64,
+    size: u64,
+    sha256: String,
+}
+
+/// Decode and check an OVA in full.
+pub fn verify(file: &File) -> Result<Report> {
+    verify_with(file, DiskDigest::new())
+}
+
+/// [`verify`], feeding the decoded disk to `digest`.
+pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
+    let file_size = file.metadata().ctx("reading file metadata")?.len();
+    let mut r = Report::new(Format::Tar, file_size);
+    r.detail("container", "ova");
+
+    let mut tar = TarReader::new(BufReader::with_capacity(
+        BUFFER_SIZE,
+        ReadAt { file, pos: 0 },
+    ));
+    let mut members: Vec<Member> = Vec::new();
+    let mut ovf_text: Option<(usize, String)> = None;
+    let mut mf_text: Option<(usize, String)> = None;
+    // The disk member, copied out: (index in `members`, file).
+    let mut disk: Option<(usize, File)> = None;
+    let mut disk_href: Option<String> = None;
+
+    while let Some(e) = tar.next_entry()? {
+        let name = e.name_str();
+        let index = members.len();
+        if e.format != TarFormat::Ustar {
+            r.push(Finding::at(
+                e.main_header_offset,
+                format!(
+                    "member {name:?} has a {} header, not POSIX ustar",
+                    e.format.name()
+                ),
+            ));
+        }
+        if e.long_names + e.long_links > 0 || e.pax.is_some() {
+            r.push(Finding::at(
+                e.header_offset,
+                format!("member {name:?} uses GNU long-name or pax headers, not plain ustar"),
+            ));
+        }
+        if !matches!(e.typeflag, typeflag::REGULAR | typeflag::REGULAR_V7) {
+            r.push(Finding::at(
+                e.main_header_offset,
+                format!(
+                    "member {name:?} is not a regular file (typeflag {:?})",
+                    e.typeflag as char
+                ),
+            ));
+        }
+        if name.contains('/') {
+            r.push(Finding::at(
+                e.main_header_offset,
+                format!("member {name:?} is not at the top level of the archive"),
+            ));
+        }
+        if members.iter().any(|m| m.name == name) {
+            r.push(Finding::at(
+                e.main_header_offset,
+                format!("member {name:?} appears twice"),
+            ));
+        }
+
+        let is_ovf = name.ends_with(".ovf");
+        let is_mf = name.ends_with(".mf");
+        // The disk: the file the descriptor names, or (descriptor not read
+        // yet) the first .vmdk.
+        let is_disk = disk.is_none()
+            && match &disk_href {
+                Some(h) => *h == name,
+                None => name.ends_with(".vmdk"),
+            };
+        let keep_text = (is_ovf || is_mf) && e.size <= MAX_TEXT_MEMBER;
+        if (is_ovf || is_mf) && !keep_text {
+            r.push(Finding::at(
+                e.main_header_offset,
+                format!(
+                    "member {name:?} is {} bytes, more than {MAX_TEXT_MEMBER}: not read",
+                    e.size
+                ),
+            ));
+        }
+        let mut text = Vec::new();
+        let mut copy = if is_disk {
+            Some(BufWriter::with_capacity(BUFFER_SIZE, unnamed_temp(file)?))
+        } else {
+            None
+        };
+        let mut hasher = Sha256::new();
+        tar.read_content(|_, chunk| {
+            if let TarChunk::Data(d) = chunk {
+                hasher.update(d);
+                if keep_text {
+                    text.extend_from_slice(d);
+                }
+                if let Some(w) = copy.as_mut() {
+                    w.write_all(d).ctx("copying the VMDK member")?;
+                }
+            }
+            Ok(())
+        })?;
+        members.push(Member {
+            name: name.clone(),
+            header_offset: e.header_offset,
+            data_offset: e.data_offset,
+            size: e.size,
+            sha256: hex::encode(hasher.finalize()),
+        });
+        if let Some(w) = copy {
+            let f = w
+                .into_inner()
+                .map_err(|e| Error::io("copying the VMDK member", e.into_error()))?;
+            disk = Some((index, f));
+        }
+        if keep_text {
+            let s = match String::from_utf8(text) {
+                Ok(s) => s,
+                Err(_) => {
+                    r.push(Finding::at(
+                        e.data_offset,
+                        format!("member {name:?} is not UTF-8 text"),
+                    ));
+                    continue;
+                }
+            };
+            if is_ovf {
+                if ovf_text.is_some() {
+                    r.push(Finding::at(
+                        e.main_header_offset,
+                        format!("a second descriptor {name:?}"),
+                    ));
+                } else {
+                    if disk.is_none() {
+                        disk_href = first_file_href(&s);
+                    }
+                    ovf_text = Some((index, s));
+                }
+            } else if mf_text.is_some() {
+                r.push(Finding::at(
+                    e.main_header_offset,
+                    format!("a second manifest {name:?}"),
+                ));
+            } else {
+                mf_text = Some((index, s));
+            }
+        }
+    }
+    end_findings(file, file_size, tar.end(), &mut r)?;
+
+    r.detail(
+        "members",
+        members
+            .iter()
+            .map(|m| serde_json::json!({"name": m.name, "size": m.size, "offset": m.data_offset}))
+            .collect::<Vec<_>>(),
+    );
+    order_findings(
+        &members,
+        ovf_text.as_ref().map(|t| t.0),
+        mf_text.as_ref().map(|t| t.0),
+        &mut r,
+    );
+
+    // Decode the disk first: the descriptor's capacity is checked against
+    // it.
+    let mut capacity = None;
+    match &disk {
+        Some((i, f)) => {
+            let m = &members[*i];
+            let vr = crate::formats::vmdk::verify_with(f, digest)?;
+            for mut f in vr.findings {
+                if f.layer == crate::verify::Layer::Container {
+                    f.offset = f.offset.map(|o| o + m.data_offset);
+                    f.message = format!("{}: {}", m.name, f.message);
+                }
+                r.push(f);
+            }
+            r.virtual_size = vr.virtual_size;
+            r.virtual_sha256 = vr.virtual_sha256;
+            capacity = vr.virtual_size;
+            r.detail("vmdk", serde_json::Value::Object(vr.details));
+        }
+        None => r.push(Finding::whole("no VMDK disk member")),
+    }
+
+    match &ovf_text {
+        Some((i, text)) => descriptor_findings(
+            text,
+            &members[*i],
+            &members,
+            disk.as_ref().map(|d| &members[d.0]),
+            capacity,
+            &mut r,
+        ),
+        None => r.push(Finding::whole("no OVF descriptor (.ovf) member")),
+    }
+    match &mf_text {
+        Some((i, text)) => manifest_findings(text, &members[*i], &members, &mut r),
+        None => r.push(Finding::whole("no manifest (.mf) member")),
+    }
+    Ok(r)
+}
+
+/// The `ovf:href` of the first `File` in `References`, if the descriptor
+/// parses.
+fn first_file_href(text: &str) -> Option<String> {
+    let els = ovf::elements(text).ok()?;
+    els.iter()
+        .find(|e| e.local_name() == "File" && e.inside("References"))
+        .and_then(|e| e.ovf_attr("href"))
+        .map(str::to_string)
+}
+
+/// DSP0243: the descriptor first; the manifest right after it or last.
+fn order_findings(members: &[Member], ovf: Option<usize>, mf: Option<usize>, r: &mut Report) {
+    if let Some(first) = members.first() {
+        if ovf != Some(0) {
+            r.push(Finding::at(
+                first.header_offset,
+                format!(
+                    "the first member is {:?}, not the OVF descriptor (DSP0243 wants the .ovf first)",
+                    first.name
+                ),
+            ));
+        }
+    }
+    if let Some(i) = mf {
+        if i != 1 && i + 1 != members.len() {
+            r.push(Finding::at(
+                members[i].header_offset,
+                format!(
+                    "manifest {:?} is member {} of {}: DSP0243 wants it right after the .ovf or last",
+                    members[i].name,
+                    i + 1,
+                    members.len()
+                ),
+            ));
+        }
+    }
+}
+
+/// How the archive ends: two zero blocks, then only zeros up to a record.
+fn end_findings(file: &File, file_size: u64, end: TarEnd, r: &mut Report) -> Result<()> {
+    match end {
+        TarEnd::ZeroBlocks(at) => {
+            let after = at + 1024;
+            let rest = file_size.saturating_sub(after);
+            if rest >= RECORD_SIZE {
+                r.push(Finding::at(
+                    after,
+                    format!("{rest} bytes follow the end of the archive"),
+                ));
+            } else {
+                let mut b = vec![0u8; rest as usize];
+                read_up_to(file, &mut b, after)?;
+                if let Some(p) = b.iter().position(|&x| x != 0) {
+                    r.push(Finding::at(
+                        after + p as u64,
+                        "non-zero bytes after the end of the archive",
+                    ));
+                }
+            }
+        }
+        TarEnd::LoneZeroBlock(at) => r.push(Finding::at(
+            at,
+            "the archive ends with one zero block instead of two",
+        )),
+        TarEnd::Eof(at) => r.push(Finding::at(
+            at,
+            "the archive ends without its two zero blocks",
+        )),
+        TarEnd::NotYet => {}
+    }
+    Ok(())
+}
+
+/// References, DiskSection and the disk member agree.
+fn descriptor_findings(
+    text: &str,
+    ovf_member: &Member,
+    members: &[Member],
+    disk: Option<&Member>,
+    capacity: Option<u64>,
+    r: &mut Report,
+) {
+    let base = ovf_member.data_offset;
+    let els = match ovf::elements(text) {
+        Ok(els) => els,
+        Err(e) => {
+            r.push(Finding::at(
+                base + e.offset as u64,
+                format!("{}: not well-formed XML: {}", ovf_member.name, e.message),
+            ));
+            return;
+        }
+    };
+    let at = |e: &Element| base + e.offset as u64;
+    let name = &ovf_member.name;
+    match els.first() {
+        Some(root) if root.local_name() == "Envelope" => {}
+        _ => r.push(Finding::at(
+            base,
+            format!("{name}: the root element is not Envelope"),
+        )),
+    }
+    // id -> (href, element)
+    let mut files: BTreeMap<String, (String, &Element)> = BTreeMap::new();
+    for e in els
+        .iter()
+        .filter(|e| e.local_name() == "File" && e.inside("References"))
+    {
+        let (Some(href), Some(id)) = (e.ovf_attr("href"), e.ovf_attr("id")) else {
+            r.push(Finding::at(
+                at(e),
+                format!("{name}: File without ovf:href or ovf:id"),
+            ));
+            continue;
+        };
+        files.insert(id.to_string(), (href.to_string(), e));
+        match members.iter().find(|m| m.name == href) {
+            None => r.push(Finding::at(
+                at(e),
+                format!("{name}: File {href:?} is not in the archive"),
+            )),
+            Some(m) => match e.ovf_attr("size").map(str::parse::<u64>) {
+                None => {}
+                Some(Ok(s)) if s == m.size => {}
+                Some(Ok(s)) => r.push(Finding::at(
+                    at(e),
+                    format!(
+                        "{name}: File {href:?} has ovf:size {s} but the member is {} bytes",
+                        m.size
+                    ),
+                )),
+                Some(Err(_)) => r.push(Finding::at(
+                    at(e),
+                    format!("{name}: File {href:?} has a malformed ovf:size"),
+                )),
+            },
+        }
+    }
+    let disks: Vec<&Element> = els
+        .iter()
+        .filter(|e| e.local_name() == "Disk" && e.inside("DiskSection"))
+        .collect();
+    if disks.is_empty() {
+        r.push(Finding::at(
+            base,
+            format!("{name}: no Disk in a DiskSection"),
+        ));
+    }
+    if disks.len() > 1 {
+        r.push(Finding::at(
+            at(disks[1]),
+            format!(
+                "{name}: {} disks; cloudimg checks only the first",
+                disks.len()
+            ),
+        ));
+    }
+    let Some(d) = disks.first() else { return };
+    let href = match d.ovf_attr("fileRef").and_then(|id| files.get(id)) {
+        Some((href, _)) => Some(href.as_str()),
+        None => {
+            r.push(Finding::at(
+                at(d),
+                format!("{name}: Disk's ovf:fileRef names no File in References"),
+            ));
+            None
+        }
+    };
+    if let (Some(href), Some(disk)) = (href, disk) {
+        if href != disk.name {
+            r.push(Finding::at(
+                at(d),
+                format!(
+                    "{name}: Disk refers to {href:?} but the decoded disk member is {:?}",
+                    disk.name
+                ),
+            ));
+        }
+    }
+    if d.ovf_attr("format") != Some(VMDK_STREAM_OPTIMIZED_URI) {
+        r.push(Finding::at(
+            at(d),
+            format!(
+                "{name}: Disk ovf:format is {:?}, not {VMDK_STREAM_OPTIMIZED_URI:?}",
+                d.ovf_attr("format").unwrap_or("")
+            ),
+        ));
+    }
+    let units = d.ovf_attr("capacityAllocationUnits").unwrap_or("byte");
+    let Some(unit) = ovf::allocation_units(units) else {
+        r.push(Finding::at(
+            at(d),
+            format!(
+                "{name}: Disk has capacityAllocationUnits {units:?}, which cloudimg cannot read"
+            ),
+        ));
+        return;
+    };
+    let declared = d
+        .ovf_attr("capacity")
+        .and_then(|c| c.parse::<u64>().ok())
+        .and_then(|c| c.checked_mul(unit));
+    match (declared, capacity) {
+        (None, _) => r.push(Finding::at(
+            at(d),
+            format!("{name}: Disk has a missing or malformed ovf:capacity"),
+        )),
+        (Some(c), Some(v)) if c != v => r.push(Finding::at(
+            at(d),
+            format!("{name}: Disk capacity is {c} bytes but the VMDK holds {v} bytes"),
+        )),
+        _ => {}
+    }
+    if let Some(c) = declared {
+        r.detail("ovf_capacity", c);
+    }
+}
+
+/// Every line `SHA256(<member>)= <hex>` matches, and every other member is
+/// listed.
+fn manifest_findings(text: &str, mf: &Member, members: &[Member], r: &mut Report) {
+    let mut listed = Vec::new();
+    let mut line_at = mf.data_offset;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let at = line_at;
+        line_at += line.len() as u64;
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = line.split_once('(').and_then(|(alg, rest)| {
+            let (file, hex) = rest.split_once(")=")?;
+            Some((alg.trim(), file, hex.trim()))
+        });
+        let Some((alg, file, hex)) = parsed else {
+            r.push(Finding::at(
+                at,
+                format!("{}: line {} is not ALG(file)= digest", mf.name, n + 1),
+            ));
+            continue;
+        };
+        listed.push(file.to_string());
+        let Some(m) = members.iter().find(|m| m.name == file) else {
+            r.push(Finding::at(
+                at,
+                format!(
+                    "{}: line {} names {file:?}, which is not in the archive",
+                    mf.name,
+                    n + 1
+                ),
+            ));
+            continue;
+        };
+        if alg != "SHA256" {
+            r.push(Finding::at(
+                at,
+                format!(
+                    "{}: line {} uses {alg}, which cloudimg does not check (only SHA256)",
+                    mf.name,
+                    n + 1
+                ),
+            ));
+            continue;
+        }
+        if !hex.eq_ignore_ascii_case(&m.sha256) {
+            r.push(Finding::at(
+                m.data_offset,
+                format!(
+                    "{}: SHA256 of {file:?} is {}, the manifest says {hex}",
+                    mf.name, m.sha256
+                ),
+            ));
+        }
+    }
+    for m in members {
+        if m.name != mf.name && !listed.contains(&m.name) {
+            r.push(Finding::at(
+                m.header_offset,
+                format!("{}: member {:?} is not listed", mf.name, m.name),
+            ));
+        }
+    }
+}
+
+/// Reads `file` from offset 0 with positioned reads: the file's own
+/// cursor (shared with its clones) is neither used nor moved.
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// An unnamed temporary file beside `ova` when its directory is known and
+/// writable, else in [`std::env::temp_dir`].
+fn unnamed_temp(ova: &File) -> Result<File> {
+    use std::os::fd::AsRawFd;
+    let beside = std::fs::read_link(format!("/proc/self/fd/{}", ova.as_raw_fd()))
+        .ok()
+        .filter(|p| p.is_absolute())
+        .and_then(|p| p.parent().map(PathBuf::from));
+    if let Some(dir) = beside {
+        if let Ok(f) = temp_in(&dir) {
+            return Ok(f);
+        }
+    }
+    temp_in(&std::env::temp_dir())
+}
+
+fn temp_in(dir: &std::path::Path) -> Result<File> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    for _ in 0..100 {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(".ova-verify.{}.{n}.tmp", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => {
+                std::fs::remove_file(&path)
+                    .ctx("removing the temporary VMDK's name")
+                    .map_err(|e| e.with_path(&path))?;
+                return Ok(f);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("creating a temporary VMDK", e).with_path(&path)),
+        }
+    }
+    Err(Error::invalid_input("cannot find a free temporary file name").with_path(dir))
+}
