@@ -13,6 +13,7 @@ use crate::error::{Error, IoContext, Result};
 
 pub mod deflate;
 pub mod gcp;
+pub mod qcow2;
 pub mod raw;
 pub mod vhd;
 pub mod vmdk;
