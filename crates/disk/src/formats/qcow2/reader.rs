@@ -185,7 +185,10 @@ pub(crate) fn check_header(file: &File, h: &QcowHeader, len: u64, allow: Allow) 
             ))
             .at(off::L1_TABLE_OFFSET));
         }
-        if h.l1_table_offset.checked_add(l1_bytes).is_none_or(|e| e > len) {
+        if h.l1_table_offset
+            .checked_add(l1_bytes)
+            .is_none_or(|e| e > len)
+        {
             return Err(Error::corrupt(format!(
                 "L1 table of {} entries at offset {:#x} runs past the end of the {len}-byte file",
                 h.l1_size, h.l1_table_offset
@@ -370,14 +373,12 @@ impl VirtualDisk for Qcow2Disk {
             match self.mapping(c)? {
                 Mapping::Zero => out.fill(0),
                 Mapping::Data(host) => {
-                    self.file
-                        .read_exact_at(out, host + within)
-                        .map_err(|e| {
-                            io::Error::new(
-                                e.kind(),
-                                format!("reading cluster {c} at file offset {host:#x}: {e}"),
-                            )
-                        })?
+                    self.file.read_exact_at(out, host + within).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("reading cluster {c} at file offset {host:#x}: {e}"),
+                        )
+                    })?
                 }
                 Mapping::Compressed(o, l) => {
                     let z = z.get_or_insert_with(|| Decompress::new(false));

@@ -149,9 +149,8 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
             }
         }
     }
-    let copied_ok = |host: u64| -> Option<bool> {
-        stored.get((host >> cb) as usize).map(|&s| s == 1)
-    };
+    let copied_ok =
+        |host: u64| -> Option<bool> { stored.get((host >> cb) as usize).map(|&s| s == 1) };
 
     // Walk L1 and L2 in virtual order, decoding as we go.
     let region = h.l1_entry_bytes();
@@ -241,7 +240,10 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
                             }
                         }
                         Err(m) => {
-                            r.push(Finding::at(o, format!("virtual cluster {}: {m}", vstart / cs)));
+                            r.push(Finding::at(
+                                o,
+                                format!("virtual cluster {}: {m}", vstart / cs),
+                            ));
                             if live {
                                 decodable = false;
                                 digest.zeros(vlen);
@@ -288,7 +290,9 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
                     } else if le & OFLAG_COPIED != 0 {
                         r.push(Finding::at(
                             eat,
-                            format!("unallocated L2 entry {j} of table {i} has the copied flag set"),
+                            format!(
+                                "unallocated L2 entry {j} of table {i} has the copied flag set"
+                            ),
                         ));
                     }
                     if !live {
@@ -347,7 +351,10 @@ fn check_header_fields(h: &QcowHeader, len: u64, r: &mut Report) {
     if h.refcount_order > 6 {
         r.push(Finding::at(
             off::REFCOUNT_ORDER,
-            format!("refcount order {} is above 6 (64-bit refcounts)", h.refcount_order),
+            format!(
+                "refcount order {} is above 6 (64-bit refcounts)",
+                h.refcount_order
+            ),
         ));
     }
     if h.refcount_table_clusters == 0 {

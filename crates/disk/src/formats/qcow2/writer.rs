@@ -117,7 +117,9 @@ impl Alloc {
         }
         self.free_byte = at + len;
         let first = at / CLUSTER;
-        let last = (at + len).next_multiple_of(COMPRESSED_SECTOR).div_ceil(CLUSTER);
+        let last = (at + len)
+            .next_multiple_of(COMPRESSED_SECTOR)
+            .div_ceil(CLUSTER);
         for c in first..last {
             let r = &mut self.refcounts[c as usize];
             *r = r.checked_add(1).ok_or_else(|| {
