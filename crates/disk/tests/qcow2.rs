@@ -407,7 +407,8 @@ fn bad_images_are_refused_with_clear_errors() {
         )
     );
     // Encryption, extended L2, external data file, corrupt bit.
-    let cases: [(&str, fn(&mut Vec<u8>), &str); 4] = [
+    type Patch = fn(&mut Vec<u8>);
+    let cases: [(&str, Patch, &str); 4] = [
         (
             "crypt",
             |b| b[35] = 2,

@@ -201,17 +201,24 @@ pub(crate) fn check_header(file: &File, h: &QcowHeader, len: u64, allow: Allow) 
 
 /// Raw-inflate a compressed cluster into `out`, which must be filled
 /// exactly (as qemu's `qcow2_decompress`: the stream may end there or have
-/// more to give, but may not end short). Returns a one-line reason.
+/// more to give, but may not end short). Returns whether the stream has
+/// more to give past the cluster, or a one-line reason.
 pub fn inflate_cluster(
     z: &mut Decompress,
     input: &[u8],
     out: &mut [u8],
-) -> std::result::Result<(), String> {
+) -> std::result::Result<bool, String> {
     z.reset(false);
     let res = z.decompress(input, out, FlushDecompress::Finish);
     let produced = z.total_out() as usize;
     match res {
-        Ok(_) if produced == out.len() => Ok(()),
+        Ok(Status::StreamEnd) if produced == out.len() => Ok(false),
+        Ok(_) if produced == out.len() => {
+            let consumed = z.total_in() as usize;
+            let mut more = [0u8; 1];
+            let _ = z.decompress(&input[consumed..], &mut more, FlushDecompress::Finish);
+            Ok(z.total_out() as usize > produced)
+        }
         Ok(Status::StreamEnd) => Err(format!(
             "compressed cluster inflates to {produced} bytes, not the cluster size {}",
             out.len()
@@ -346,7 +353,9 @@ impl Qcow2Disk {
         let n = len.min(self.file_len - offset) as usize;
         let mut input = vec![0u8; n];
         self.file.read_exact_at(&mut input, offset)?;
-        inflate_cluster(z, &input, out).map_err(|m| invalid(format!("{m} (at byte {offset})")))
+        inflate_cluster(z, &input, out)
+            .map(|_| ())
+            .map_err(|m| invalid(format!("{m} (at byte {offset})")))
     }
 }
 
@@ -372,6 +381,11 @@ impl VirtualDisk for Qcow2Disk {
             let out = &mut buf[(pos - offset) as usize..(pos - offset) as usize + n];
             match self.mapping(c)? {
                 Mapping::Zero => out.fill(0),
+                Mapping::Data(host) if host % cs != 0 => {
+                    return Err(invalid(format!(
+                        "cluster {c} maps to file offset {host:#x}, which is not cluster-aligned"
+                    )))
+                }
                 Mapping::Data(host) => {
                     self.file.read_exact_at(out, host + within).map_err(|e| {
                         io::Error::new(

@@ -17,9 +17,10 @@ use crate::verify::{Finding, Report};
 use super::reader::{inflate_cluster, l2_mapping, read_header, Allow, Mapping, Qcow2Disk};
 use super::wire::*;
 
-/// Refcounts are only recomputed for images of at most this many clusters
-/// (the counts take 5 bytes a cluster).
-pub const MAX_CHECKED_CLUSTERS: u64 = 64 << 20;
+/// Refcounts are only recomputed for files of at most this many clusters
+/// (1 TiB of 64 KiB clusters): the stored and recomputed counts take 9
+/// bytes a cluster.
+pub const MAX_CHECKED_CLUSTERS: u64 = 16 << 20;
 
 /// Findings of one repetitive kind reported in detail before summing up.
 const MAX_REPEATED: usize = 50;
@@ -234,7 +235,13 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
                     file.read_exact_at(&mut input, o)
                         .ctx("reading a compressed cluster")?;
                     match inflate_cluster(&mut z, &input, &mut cluster) {
-                        Ok(()) => {
+                        Ok(more) => {
+                            if more {
+                                r.push(Finding::at(
+                                    o,
+                                    format!("virtual cluster {}: compressed cluster inflates to more than the cluster size {cs}", vstart / cs),
+                                ));
+                            }
                             if live {
                                 digest.data(&cluster[..vlen as usize]);
                             }
@@ -475,7 +482,7 @@ fn read_refcounts(
     len: u64,
     file_clusters: u64,
     r: &mut Report,
-) -> Result<Option<Vec<u64>>> {
+) -> Result<Option<Vec<u32>>> {
     let cs = h.cluster_size();
     let bytes = h.refcount_table_clusters as u64 * cs;
     if h.refcount_table_offset % cs != 0
@@ -487,7 +494,7 @@ fn read_refcounts(
     }
     let bits = 1u64 << h.refcount_order;
     let per_block = cs * 8 / bits;
-    let mut stored = vec![0u64; file_clusters as usize];
+    let mut stored = vec![0u32; file_clusters as usize];
     let mut block = vec![0u8; cs as usize];
     for (b, at) in refcount_blocks(file, h, len)? {
         let eat = h.refcount_table_offset + b * 8;
@@ -505,7 +512,8 @@ fn read_refcounts(
         file.read_exact_at(&mut block, at)
             .ctx("reading a refcount block")?;
         for k in 0..per_block.min(file_clusters - first) {
-            stored[(first + k) as usize] = refcount_entry(&block, k, bits);
+            stored[(first + k) as usize] =
+                refcount_entry(&block, k, bits).min(u32::MAX as u64) as u32;
         }
     }
     Ok(Some(stored))
@@ -528,12 +536,11 @@ fn refcount_entry(block: &[u8], k: u64, bits: u64) -> u64 {
 }
 
 /// Stored against recomputed refcounts, and overlapping clusters.
-fn compare_refcounts(uses: &Uses, stored: &[u64], r: &mut Report) {
+fn compare_refcounts(uses: &Uses, stored: &[u32], r: &mut Report) {
     let cb = uses.cluster_bits;
     let (mut leaks, mut wrong, mut overlaps) = (0usize, 0usize, 0usize);
     for (c, (&n, &s)) in uses.count.iter().zip(stored).enumerate() {
         let at = (c as u64) << cb;
-        let n = n as u64;
         if n > 1 && uses.whole[c] {
             overlaps += 1;
             if overlaps <= MAX_REPEATED {

@@ -194,7 +194,7 @@ pub fn write(
                 l2 = Some((region, at, vec![0; L2_ENTRIES as usize]));
             }
             let entry = match enc {
-                Encoded::Zero => unreachable!("zero clusters were skipped"),
+                Encoded::Zero => continue,
                 Encoded::Raw(data) => {
                     let at = alloc.cluster(1);
                     out.write_all_at(&data, at).ctx("writing a data cluster")?;
