@@ -381,3 +381,84 @@ fn is_zero(b: &[u8]) -> bool {
     words.all(|w| u64::from_ne_bytes(w.try_into().expect("chunks of 8 bytes")) == 0)
         && words.remainder().iter().all(|&x| x == 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::MemDisk;
+    use crate::formats::qcow2::reader::Qcow2Disk;
+
+    const OPTS: WriteOptions = WriteOptions {
+        mtime: 0,
+        seed: [0; 32],
+    };
+
+    fn write_mem(bytes: Vec<u8>, compress: bool) -> (tempfile::NamedTempFile, Vec<u8>) {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        write(&MemDisk::new(bytes), tmp.as_file(), &OPTS, compress, 1).unwrap();
+        let out = std::fs::read(tmp.path()).unwrap();
+        (tmp, out)
+    }
+
+    #[test]
+    fn all_zero_disk_has_only_metadata() {
+        let (_t, out) = write_mem(vec![0; 3 << 20], true);
+        // Header, L1, refcount table, one refcount block.
+        assert_eq!(out.len() as u64, 4 * CLUSTER);
+        let rb = &out[3 * CLUSTER as usize..];
+        assert_eq!(&rb[..10], &[0, 1, 0, 1, 0, 1, 0, 1, 0, 0]);
+        assert!(out[CLUSTER as usize..2 * CLUSTER as usize]
+            .iter()
+            .all(|&b| b == 0));
+    }
+
+    #[test]
+    fn compressed_bytes_pack_like_qemu() {
+        let mut a = Alloc {
+            refcounts: vec![1, 1],
+            free_byte: 0,
+        };
+        // First allocation starts a new cluster.
+        assert_eq!(a.bytes(1000).unwrap(), 2 * CLUSTER);
+        assert_eq!(a.bytes(60000).unwrap(), 2 * CLUSTER + 1000);
+        // Does not fit; the next cluster is the next free one: run on.
+        assert_eq!(a.bytes(10000).unwrap(), 2 * CLUSTER + 61000);
+        assert_eq!(a.refcounts, vec![1, 1, 3, 1]);
+        // A metadata cluster is allocated; the partly used cluster 3
+        // still has room, as qemu's free byte offset remembers.
+        a.cluster(1);
+        assert_eq!(a.bytes(60000).unwrap(), 3 * CLUSTER + 5464);
+        assert_eq!(a.bytes(72).unwrap(), 3 * CLUSTER + 65464);
+        assert_eq!(a.refcounts, vec![1, 1, 3, 3, 1]);
+        // Cluster 3 is full and cluster 4 is taken: a fresh cluster.
+        assert_eq!(a.bytes(1).unwrap(), 5 * CLUSTER);
+        assert_eq!(a.refcounts, vec![1, 1, 3, 3, 1, 1]);
+    }
+
+    #[test]
+    fn round_trips_through_the_reader() {
+        let mut bytes = vec![0u8; (2 << 20) + 512];
+        for (i, b) in bytes.iter_mut().enumerate().skip(70_000).take(200_000) {
+            *b = (i % 251) as u8;
+        }
+        let n = bytes.len();
+        bytes[n - 1] = 9;
+        for compress in [false, true] {
+            let (t, _) = write_mem(bytes.clone(), compress);
+            let d = Qcow2Disk::open(File::open(t.path()).unwrap()).unwrap();
+            let mut back = vec![0u8; bytes.len()];
+            d.read_at(&mut back, 0).unwrap();
+            assert!(back == bytes, "compress {compress}");
+        }
+    }
+
+    #[test]
+    fn refuses_sizes_qemu_cannot_represent() {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        let e = write(&MemDisk::new(vec![0; 1000]), tmp.as_file(), &OPTS, false, 1).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "a QCOW2 image needs a disk size that is a non-zero multiple of 512 bytes, not 1000"
+        );
+    }
+}
