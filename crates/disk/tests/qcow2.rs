@@ -49,7 +49,7 @@ fn make_input(path: &Path, size: u64, seed: u64) {
     while off + 300_000 < size - (1 << 16) {
         let n = 4096 * (1 + rng.next_u64() as usize % 40);
         let mut buf = vec![0u8; n];
-        match k % 3 {
+        match k % 4 {
             0 => rng.fill(&mut buf),
             1 => {
                 let line = format!("capos block {k} seed {seed} ");
@@ -57,7 +57,36 @@ fn make_input(path: &Path, size: u64, seed: u64) {
                     *b = line.as_bytes()[i % line.len()];
                 }
             }
-            _ => {} // explicit zeros: a data extent that reads as zero
+            2 => {} // explicit zeros: a data extent that reads as zero
+            _ => {
+                // Text-like: random words from a small vocabulary, which
+                // deflate shrinks by about half.
+                const WORDS: [&str; 16] = [
+                    "the ",
+                    "kernel ",
+                    "capability ",
+                    "of ",
+                    "a ",
+                    "process ",
+                    "ring ",
+                    "buffer ",
+                    "and ",
+                    "page ",
+                    "table ",
+                    "is ",
+                    "mapped ",
+                    "into ",
+                    "memory\n",
+                    "object ",
+                ];
+                let mut i = 0;
+                while i < buf.len() {
+                    let w = WORDS[rng.next_u64() as usize % 16].as_bytes();
+                    let n = w.len().min(buf.len() - i);
+                    buf[i..i + n].copy_from_slice(&w[..n]);
+                    i += n;
+                }
+            }
         }
         f.write_all_at(&buf, off).unwrap();
         off += n as u64 + (rng.next_u64() % 96) * 4096;

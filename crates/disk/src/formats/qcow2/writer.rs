@@ -13,8 +13,8 @@
 //!   clusters is known (compressed sizes are only known after compressing).
 //!
 //! Clusters that read as zeros are left unallocated. With compression,
-//! each cluster is raw-deflated with a 4 KiB window at the default level,
-//! as qemu's `qcow2_compress`, and kept only when it is smaller than a
+//! each cluster is raw-deflated with a 4 KiB window, as qemu's
+//! `qcow2_compress` (level: see [`LEVEL`]), and kept only when it is smaller than a
 //! cluster (qemu gives deflate `cluster_size - 1` bytes of room). The
 //! compressed bytes are packed back to back as qemu's `qcow2_alloc_bytes`
 //! packs them: a compressed cluster may run into the next host cluster
@@ -42,8 +42,12 @@ const L2_ENTRIES: u64 = CLUSTER / 8;
 const REGION: u64 = CLUSTER * L2_ENTRIES;
 /// Refcount entries per refcount block (16-bit refcounts).
 const REFCOUNTS_PER_BLOCK: u64 = CLUSTER * 8 / (1 << WRITE_REFCOUNT_ORDER);
-/// zlib's default level (`Z_DEFAULT_COMPRESSION`), which qemu uses.
-const LEVEL: u32 = 6;
+/// Deflate level. qemu uses zlib's default, 6. The zlib-rs backend (a port
+/// of zlib-ng) uses a faster "medium" strategy at level 6 that came out
+/// about 3% larger than qemu-img's output on 100 MB of /usr/lib; level 9
+/// (lazy matching, as zlib's level 6) came out 0.4% smaller, at about 1.5
+/// times the time of level 6.
+const LEVEL: u32 = 9;
 /// Clusters encoded per batch and worker thread.
 const BATCH_PER_JOB: usize = 16;
 
