@@ -633,3 +633,37 @@ fn ten_gib_sparse_disk_writes_fast_and_checks_clean() {
         assert_eq!(qemu_virtual_size(&out), size);
     }
 }
+
+#[test]
+fn corrupted_images_never_panic() {
+    let d = Dir::new();
+    let raw = d.p("in.raw");
+    make_input(&raw, 2 << 20, 41);
+    let q = d.p("c.qcow2");
+    write_qcow2(&raw, &q, true, 1);
+    let good = std::fs::read(&q).unwrap();
+    let mut rng = Rng::new(99);
+    let meta_end = 3 * 65536; // header, L1, first L2 table
+    for round in 0..300 {
+        let mut b = good.clone();
+        for _ in 0..1 + rng.next_u64() % 4 {
+            let at = if round % 2 == 0 {
+                (rng.next_u64() % 128) as usize
+            } else {
+                (rng.next_u64() % meta_end) as usize
+            };
+            b[at] ^= 1 << (rng.next_u64() % 8);
+        }
+        if round % 7 == 0 {
+            b.truncate((rng.next_u64() % good.len() as u64) as usize);
+        }
+        let p = d.p("fuzz.qcow2");
+        std::fs::write(&p, &b).unwrap();
+        let _ = qcow2::verify(&File::open(&p).unwrap());
+        if let Ok(disk) = qcow2::open(File::open(&p).unwrap()) {
+            let _ = disk.extents();
+            let mut buf = vec![0u8; 300_000];
+            let _ = disk.read_at(&mut buf, 0);
+        }
+    }
+}

@@ -219,17 +219,7 @@ pub fn write(
 
     // Refcount table and blocks: enough blocks for every cluster, their
     // own and the table's included.
-    let used = alloc.refcounts.len() as u64;
-    let (mut rt, mut rb) = (1u64, 1u64);
-    loop {
-        let total = used + rt + rb;
-        let rb2 = total.div_ceil(REFCOUNTS_PER_BLOCK);
-        let rt2 = (rb2 * 8).div_ceil(CLUSTER);
-        if (rb2, rt2) == (rb, rt) {
-            break;
-        }
-        (rb, rt) = (rb2, rt2);
-    }
+    let (rt, rb) = refcount_layout(alloc.refcounts.len() as u64);
     let rt_offset = alloc.next_cluster();
     for _ in 0..rt + rb {
         alloc.cluster(1);
@@ -270,6 +260,22 @@ pub fn write(
     out.set_len(alloc.next_cluster())
         .ctx("setting the file size")?;
     Ok(())
+}
+
+/// Clusters of refcount table and of refcount blocks needed after `used`
+/// clusters, so that the blocks cover every cluster, their own and the
+/// table's included.
+fn refcount_layout(used: u64) -> (u64, u64) {
+    let (mut rt, mut rb) = (1u64, 1u64);
+    loop {
+        let total = used + rt + rb;
+        let rb2 = total.div_ceil(REFCOUNTS_PER_BLOCK);
+        let rt2 = (rb2 * 8).div_ceil(CLUSTER);
+        if (rt2, rb2) == (rt, rb) {
+            return (rt, rb);
+        }
+        (rt, rb) = (rt2, rb2);
+    }
 }
 
 /// Merged ranges of cluster indices that touch a data extent; clusters
@@ -454,6 +460,18 @@ mod tests {
             d.read_at(&mut back, 0).unwrap();
             assert!(back == bytes, "compress {compress}");
         }
+    }
+
+    #[test]
+    fn refcount_blocks_cover_themselves() {
+        assert_eq!(refcount_layout(3), (1, 1));
+        assert_eq!(refcount_layout(32766), (1, 1));
+        assert_eq!(refcount_layout(32767), (1, 2));
+        assert_eq!(refcount_layout(65533), (1, 2));
+        assert_eq!(refcount_layout(65534), (1, 3));
+        // One table cluster lists 8192 blocks (16 TiB of file).
+        assert_eq!(refcount_layout(8192 * 32768 - 8193), (1, 8192));
+        assert_eq!(refcount_layout(8192 * 32768 - 8192), (2, 8193));
     }
 
     #[test]
