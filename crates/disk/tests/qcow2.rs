@@ -667,3 +667,32 @@ fn corrupted_images_never_panic() {
         }
     }
 }
+
+#[test]
+fn images_with_internal_snapshots_read_the_active_state() {
+    if !common::require_tool("qemu-img") {
+        return;
+    }
+    let d = Dir::new();
+    let raw = d.p("in.raw");
+    make_input(&raw, 4 << 20, 51);
+    let q = d.p("snap.qcow2");
+    write_qcow2(&raw, &q, false, 1);
+    run(Command::new("qemu-img")
+        .args(["snapshot", "-c", "s1"])
+        .arg(&q));
+    // Change the active state after the snapshot.
+    run(Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 0xab 1M 64k"])
+        .arg(&q));
+    let f = OpenOptions::new().write(true).open(&raw).unwrap();
+    f.write_all_at(&[0xab; 65536], 1 << 20).unwrap();
+    let want = sha256_disk(&RawFile::open(&raw).unwrap()).unwrap();
+    let disk = qcow2::open(File::open(&q).unwrap()).unwrap();
+    assert_eq!(sha256_disk(&disk).unwrap(), want);
+    let r = qcow2::verify(&File::open(&q).unwrap()).unwrap();
+    assert_eq!(container_findings(&r), Vec::<String>::new());
+    assert_eq!(r.details["nb_snapshots"], 1);
+    assert_eq!(r.details["refcounts_checked"], false);
+    assert_eq!(r.virtual_sha256, Some(want));
+}
