@@ -299,7 +299,7 @@ fn reads_images_made_by_qemu_img() {
 
 #[test]
 fn zero_flagged_clusters_read_as_zero() {
-    if !common::require_tool("qemu-img") {
+    if !common::require_tool("qemu-img") || !common::require_tool("qemu-io") {
         return;
     }
     let d = Dir::new();
@@ -670,7 +670,7 @@ fn corrupted_images_never_panic() {
 
 #[test]
 fn images_with_internal_snapshots_read_the_active_state() {
-    if !common::require_tool("qemu-img") {
+    if !common::require_tool("qemu-img") || !common::require_tool("qemu-io") {
         return;
     }
     let d = Dir::new();
