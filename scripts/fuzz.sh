@@ -4,8 +4,8 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 15: 6 targets, ~90 s)
 #
 # Installs cargo-fuzz (from crates.io, --locked) if it is missing, builds
-# the targets in fuzz/ with nightly (no sanitizer: the library has no
-# unsafe code; debug assertions on, so arithmetic overflow is a crash),
+# the targets in fuzz/ with nightly (no sanitizer: the library's only
+# unsafe code is the SHA-256 intrinsics module, which no parser reaches; debug assertions on, so arithmetic overflow is a crash),
 # seeds each corpus with small images made by our own writers
 # (fuzz/seedgen) and files from the shared corpus, then runs each target.
 # Corpora live in target/fuzz-corpus/<target>/ (kept between runs);

@@ -14,6 +14,7 @@ use crate::error::{Error, IoContext, Result};
 pub mod deflate;
 pub mod gcp;
 pub mod ova;
+pub mod qcow2;
 pub mod raw;
 pub mod vhd;
 pub mod vmdk;
