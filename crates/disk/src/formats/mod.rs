@@ -15,6 +15,7 @@ pub mod deflate;
 pub mod gcp;
 pub mod raw;
 pub mod vhd;
+pub mod vhdx;
 pub mod vmdk;
 
 /// A format cloudimg can recognise.
