@@ -943,7 +943,7 @@ fn replay_log(
     findings.push(Finding::at(
         lo + chain[from],
         format!(
-            "the log (GUID {}) holds {n} entries that were never replayed into the file (sequence {} to {}); they were applied in memory",
+            "the log (GUID {}) was never replayed into the file: its active entries (sequence {} to {}) were applied in memory",
             h.log_guid,
             best_seq + 1 - n as u64,
             best_seq

@@ -191,18 +191,6 @@ fn check_bat(im: &VhdxImage, r: &mut Report) {
             // parser, which refuses them.
             _ => {}
         }
-        if p.leave_blocks_allocated()
-            && state != PAYLOAD_BLOCK_FULLY_PRESENT
-            && block < im.blocks()
-        {
-            r.push(Finding::at(
-                bat_at(idx),
-                format!(
-                    "BAT entry {idx}: block {block} of a fixed disk is {}, not fully present",
-                    payload_state_name(state)
-                ),
-            ));
-        }
     }
     // Overlaps: sort by start; each range must end before the next begins.
     // The fixed regions were checked by the parser.
