@@ -122,7 +122,12 @@ fn round_trip_verifies() {
                 .unwrap()
                 .iter()
                 .any(|e| e.kind == ExtentKind::Data && e.end() == size);
-            present * bs - if last_present { (last + 1) * bs - size } else { 0 }
+            present * bs
+                - if last_present {
+                    (last + 1) * bs - size
+                } else {
+                    0
+                }
         });
         // Data is 1 MiB-aligned and the file is sparse.
         let len = std::fs::metadata(&c.out).unwrap().len();
@@ -137,14 +142,20 @@ fn output_is_reproducible_and_seeded() {
     let c = case(ODD_SIZE, 5);
     let again = c.dir.path().join("again.vhdx");
     write_vhdx(&c.input, &again, &OPTS);
-    assert_eq!(std::fs::read(&c.out).unwrap(), std::fs::read(&again).unwrap());
+    assert_eq!(
+        std::fs::read(&c.out).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
     let other = c.dir.path().join("other.vhdx");
     let opts = WriteOptions {
         seed: [8; 32],
         ..OPTS
     };
     write_vhdx(&c.input, &other, &opts);
-    let (a, b) = (std::fs::read(&c.out).unwrap(), std::fs::read(&other).unwrap());
+    let (a, b) = (
+        std::fs::read(&c.out).unwrap(),
+        std::fs::read(&other).unwrap(),
+    );
     assert_ne!(a, b);
     // Only header GUIDs/checksums and the page 83 GUID differ.
     let r1 = vhdx::verify(&File::open(&c.out).unwrap()).unwrap();
@@ -180,7 +191,15 @@ fn qemu_checks_reads_and_compares() {
         // Size against qemu's own conversion of the same input.
         let q = c.dir.path().join("qemu.vhdx");
         run(Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "vhdx", "-o", "subformat=dynamic"])
+            .args([
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vhdx",
+                "-o",
+                "subformat=dynamic",
+            ])
             .arg(&c.input)
             .arg(&q));
         let ours = std::fs::metadata(&c.out).unwrap().len();
@@ -188,7 +207,10 @@ fn qemu_checks_reads_and_compares() {
         let ratio = ours as f64 / theirs as f64;
         eprintln!("size {size}: ours {ours} bytes, qemu-img {theirs} bytes, ratio {ratio:.3}");
         // qemu leaves 5 MiB after the metadata; we do not.
-        assert!(ours <= theirs && ours + (5 << 20) >= theirs, "ours {ours}, qemu {theirs}");
+        assert!(
+            ours <= theirs && ours + (5 << 20) >= theirs,
+            "ours {ours}, qemu {theirs}"
+        );
         // Both hold the same blocks.
         let rq = vhdx::verify(&File::open(&q).unwrap()).unwrap();
         let ro = vhdx::verify(&File::open(&c.out).unwrap()).unwrap();
@@ -214,11 +236,16 @@ fn four_k_sectors_and_other_block_sizes_round_trip() {
         let r = vhdx::verify(&File::open(&out).unwrap()).unwrap();
         assert_eq!(r.findings, vec![], "{bs} {ls}");
         assert_eq!(r.virtual_sha256, Some(sha256_file(&c.input).unwrap()));
-        assert_eq!(r.details["chunk_ratio"], (1u64 << 23) * ls as u64 / bs as u64);
+        assert_eq!(
+            r.details["chunk_ratio"],
+            (1u64 << 23) * ls as u64 / bs as u64
+        );
         // qemu 7.2 opens only 512-byte logical sectors ("Operation not
         // supported" otherwise).
         if ls == 512 && require_tool("qemu-img") {
-            let check = run(Command::new("qemu-img").args(["check", "-f", "vhdx"]).arg(&out));
+            let check = run(Command::new("qemu-img")
+                .args(["check", "-f", "vhdx"])
+                .arg(&out));
             assert!(check.contains("No errors were found"), "{check}");
             run(Command::new("qemu-img")
                 .args(["compare", "-f", "raw", "-F", "vhdx"])
@@ -291,7 +318,10 @@ fn hyperv_corpus_image_decodes() {
         .collect();
     assert_eq!(container, Vec::<&cloudimg_disk::verify::Finding>::new());
     assert_eq!(r.details["creator"], "Microsoft Windows 6.2.9200.16384");
-    assert_eq!(r.details["header_sequence_numbers"], serde_json::json!([14, 15]));
+    assert_eq!(
+        r.details["header_sequence_numbers"],
+        serde_json::json!([14, 15])
+    );
     assert_eq!(r.details["current_header"], 2);
     assert_eq!(r.details["log_guid"], Guid::ZERO.to_string());
     assert_eq!(r.details["block_size"], 33554432);
@@ -303,7 +333,9 @@ fn hyperv_corpus_image_decodes() {
         "d3d112d8dab7fd360609f7d5a7b769904b7a2a7d7b6b8c535f65a23293c05478"
     );
     let d = vhdx::open(File::open(&p).unwrap()).unwrap();
-    assert!(read_range(&*d, 34603008 - 4096, 4096).iter().all(|&b| b == 0xa5));
+    assert!(read_range(&*d, 34603008 - 4096, 4096)
+        .iter()
+        .all(|&b| b == 0xa5));
     assert!(read_range(&*d, 34603008, 4096).iter().all(|&b| b == 0x96));
     assert!(read_range(&*d, 69206016, 4096).iter().all(|&b| b == 0));
 }
@@ -321,7 +353,10 @@ fn dirty_log_expected(dir: &Path) -> RawFile {
 #[test]
 fn dirty_log_is_replayed_in_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(p) = bunzip("qemu/sample_images/iotest-dirtylog-10G-4M.vhdx.bz2", dir.path()) else {
+    let Some(p) = bunzip(
+        "qemu/sample_images/iotest-dirtylog-10G-4M.vhdx.bz2",
+        dir.path(),
+    ) else {
         return;
     };
     let before = std::fs::read(&p).unwrap();
@@ -333,7 +368,10 @@ fn dirty_log_is_replayed_in_memory() {
     let r = vhdx::verify_with(&File::open(&p).unwrap(), dg).unwrap();
     assert_eq!(r.virtual_sha256, Some(marker), "decoded content differs");
     assert_eq!(r.details["creator"], "QEMU v1.6.50");
-    assert_eq!(r.details["log_guid"], "C82755BC-427F-1245-B72C-DA70AAABE031");
+    assert_eq!(
+        r.details["log_guid"],
+        "C82755BC-427F-1245-B72C-DA70AAABE031"
+    );
     assert_eq!(r.details["log_offset"], 1 << 20);
     assert_eq!(r.details["log_length"], 1 << 20);
     // Every entry's tail names itself (qemu writes and flushes one entry
@@ -350,7 +388,9 @@ fn dirty_log_is_replayed_in_memory() {
         "the log (GUID C82755BC-427F-1245-B72C-DA70AAABE031) was never replayed into the file: its active entries (sequence 7 to 7) were applied in memory"
     );
     let d = vhdx::open(File::open(&p).unwrap()).unwrap();
-    assert!(read_range(&*d, 0x1200000 - 512, 512).iter().all(|&b| b == 0xa5));
+    assert!(read_range(&*d, 0x1200000 - 512, 512)
+        .iter()
+        .all(|&b| b == 0xa5));
     assert!(read_range(&*d, 0x1200000, 512).iter().all(|&b| b == 0));
     assert_eq!(
         data_bytes(d.extents().unwrap()),
@@ -367,7 +407,10 @@ fn dirty_log_is_replayed_in_memory() {
 #[ignore]
 fn dirty_log_sha256_matches_the_corpus() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(p) = bunzip("qemu/sample_images/iotest-dirtylog-10G-4M.vhdx.bz2", dir.path()) else {
+    let Some(p) = bunzip(
+        "qemu/sample_images/iotest-dirtylog-10G-4M.vhdx.bz2",
+        dir.path(),
+    ) else {
         return;
     };
     let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
@@ -402,7 +445,9 @@ fn ten_gib_sparse_disk_writes_fast_and_checks_clean() {
     assert_eq!(r.details["blocks_present"], 3);
     assert_eq!(r.virtual_sha256, Some(marker), "decoded content differs");
     if require_tool("qemu-img") {
-        let check = run(Command::new("qemu-img").args(["check", "-f", "vhdx"]).arg(&out));
+        let check = run(Command::new("qemu-img")
+            .args(["check", "-f", "vhdx"])
+            .arg(&out));
         assert!(check.contains("No errors were found"), "{check}");
         let info = run(Command::new("qemu-img")
             .args(["info", "-f", "vhdx", "--output=json"])
@@ -473,7 +518,10 @@ fn truncated_file_is_refused() {
     assert_eq!(r.virtual_sha256, None);
     // Not a VHDX at all.
     let p = damaged(dir.path(), "zero.vhdx", &[0u8; 4096]);
-    assert_eq!(open_err(&p), "not a VHDX: no \"vhdxfile\" signature at offset 0");
+    assert_eq!(
+        open_err(&p),
+        "not a VHDX: no \"vhdxfile\" signature at offset 0"
+    );
     assert!(vhdx::verify(&File::open(&p).unwrap()).is_err());
 }
 
@@ -531,7 +579,11 @@ fn bat_offset_past_eof_is_reported() {
     let p = damaged(dir.path(), "overlap.vhdx", &b);
     let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
     assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
-    assert!(r.findings[0].message.contains("overlaps block"), "{:?}", r.findings);
+    assert!(
+        r.findings[0].message.contains("overlaps block"),
+        "{:?}",
+        r.findings
+    );
 }
 
 /// Patch a metadata item (by index in our writer's order) in place.

@@ -305,8 +305,11 @@ pub fn parse(file: File, findings: &mut Vec<Finding>) -> Result<VhdxImage> {
     if h.log_version != 0 {
         return Err(fatal(
             findings,
-            Error::unsupported(format!("log version {} is not supported (only 0)", h.log_version))
-                .at(ho + header_off::LOG_VERSION as u64),
+            Error::unsupported(format!(
+                "log version {} is not supported (only 0)",
+                h.log_version
+            ))
+            .at(ho + header_off::LOG_VERSION as u64),
         ));
     }
     let log_end = h.log_offset.saturating_add(h.log_length as u64);
@@ -507,8 +510,11 @@ fn parse_metadata(
     if table_len < 32 {
         return Err(fatal(
             findings,
-            Error::corrupt(format!("metadata region of {} bytes is too small", region.length))
-                .at(mo),
+            Error::corrupt(format!(
+                "metadata region of {} bytes is too small",
+                region.length
+            ))
+            .at(mo),
         ));
     }
     let b = overlay.read_vec(mo, table_len, "metadata table")?;
@@ -616,8 +622,10 @@ fn parse_metadata(
     if params.file_flags & PARAMS_HAS_PARENT != 0 {
         return Err(fatal(
             findings,
-            Error::unsupported("differencing VHDX (the file parameters say it has a parent) is not supported")
-                .at(mo),
+            Error::unsupported(
+                "differencing VHDX (the file parameters say it has a parent) is not supported",
+            )
+            .at(mo),
         ));
     }
     if let Some(at) = has_locator {
@@ -999,7 +1007,10 @@ impl VirtualDisk for VhdxDisk {
                 Some(base) => self.image.file.read_at(out, base + within).map_err(|e| {
                     io::Error::new(
                         e.kind(),
-                        format!("reading block {block} at file offset {}: {e}", base + within),
+                        format!(
+                            "reading block {block} at file offset {}: {e}",
+                            base + within
+                        ),
                     )
                 })?,
             }

@@ -74,9 +74,15 @@ fn details(im: &VhdxImage, r: &mut Report) {
     for i in 0..im.blocks() {
         counts[(im.payload_entry(i) & BAT_STATE_MASK) as usize] += 1;
     }
-    r.detail("blocks_present", counts[PAYLOAD_BLOCK_FULLY_PRESENT as usize]);
+    r.detail(
+        "blocks_present",
+        counts[PAYLOAD_BLOCK_FULLY_PRESENT as usize],
+    );
     r.detail("blocks_zero", counts[PAYLOAD_BLOCK_ZERO as usize]);
-    r.detail("blocks_not_present", counts[PAYLOAD_BLOCK_NOT_PRESENT as usize]);
+    r.detail(
+        "blocks_not_present",
+        counts[PAYLOAD_BLOCK_NOT_PRESENT as usize],
+    );
 }
 
 fn check_headers(im: &VhdxImage, r: &mut Report) {
@@ -85,7 +91,11 @@ fn check_headers(im: &VhdxImage, r: &mut Report) {
         if h.log_version != 0 && s.valid {
             r.push(Finding::at(
                 s.offset + header_off::LOG_VERSION as u64,
-                format!("header {}: log version is {}, expected 0", i + 1, h.log_version),
+                format!(
+                    "header {}: log version is {}, expected 0",
+                    i + 1,
+                    h.log_version
+                ),
             ));
         }
     }
@@ -131,10 +141,16 @@ fn check_bat(im: &VhdxImage, r: &mut Report) {
     let file_len = im.file.len();
     let bat_at = |idx: u64| im.bat_region.file_offset + 8 * idx;
     // Occupied file ranges: (start, end, what, entry offset).
-    let mut used: Vec<(u64, u64, String, u64)> = vec![(0, HEADER_SECTION_END, "the header section".into(), 0)];
+    let mut used: Vec<(u64, u64, String, u64)> =
+        vec![(0, HEADER_SECTION_END, "the header section".into(), 0)];
     let h = im.header();
     if h.log_length != 0 {
-        used.push((h.log_offset, h.log_offset + h.log_length as u64, "the log".into(), 0));
+        used.push((
+            h.log_offset,
+            h.log_offset + h.log_length as u64,
+            "the log".into(),
+            0,
+        ));
     }
     for e in &im.regions.entries {
         used.push((e.file_offset, e.end(), format!("region {}", e.guid), 0));

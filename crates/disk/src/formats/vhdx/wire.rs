@@ -50,22 +50,62 @@ pub const MAX_SECTORS_PER_BLOCK: u64 = 1 << 23;
 pub const LOG_SECTOR_SIZE: u64 = 4096;
 
 /// Region table GUIDs (spec 2.2.3.1).
-pub const BAT_GUID: Guid = guid(0x2dc2_7766, 0xf623, 0x4200, [0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08]);
+pub const BAT_GUID: Guid = guid(
+    0x2dc2_7766,
+    0xf623,
+    0x4200,
+    [0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08],
+);
 /// Metadata region.
-pub const METADATA_GUID: Guid = guid(0x8b7c_a206, 0x4790, 0x4b9a, [0xb8, 0xfe, 0x57, 0x5f, 0x05, 0x0f, 0x88, 0x6e]);
+pub const METADATA_GUID: Guid = guid(
+    0x8b7c_a206,
+    0x4790,
+    0x4b9a,
+    [0xb8, 0xfe, 0x57, 0x5f, 0x05, 0x0f, 0x88, 0x6e],
+);
 
 /// Metadata item GUIDs (spec 2.6.2).
-pub const FILE_PARAMETERS_GUID: Guid = guid(0xcaa1_6737, 0xfa36, 0x4d43, [0xb3, 0xb6, 0x33, 0xf0, 0xaa, 0x44, 0xe7, 0x6b]);
+pub const FILE_PARAMETERS_GUID: Guid = guid(
+    0xcaa1_6737,
+    0xfa36,
+    0x4d43,
+    [0xb3, 0xb6, 0x33, 0xf0, 0xaa, 0x44, 0xe7, 0x6b],
+);
 /// Virtual disk size (u64).
-pub const VIRTUAL_DISK_SIZE_GUID: Guid = guid(0x2fa5_4224, 0xcd1b, 0x4876, [0xb2, 0x11, 0x5d, 0xbe, 0xd8, 0x3b, 0xf4, 0xb8]);
+pub const VIRTUAL_DISK_SIZE_GUID: Guid = guid(
+    0x2fa5_4224,
+    0xcd1b,
+    0x4876,
+    [0xb2, 0x11, 0x5d, 0xbe, 0xd8, 0x3b, 0xf4, 0xb8],
+);
 /// SCSI page 83 identifier (GUID).
-pub const PAGE83_GUID: Guid = guid(0xbeca_12ab, 0xb2e6, 0x4523, [0x93, 0xef, 0xc3, 0x09, 0xe0, 0x00, 0xc7, 0x46]);
+pub const PAGE83_GUID: Guid = guid(
+    0xbeca_12ab,
+    0xb2e6,
+    0x4523,
+    [0x93, 0xef, 0xc3, 0x09, 0xe0, 0x00, 0xc7, 0x46],
+);
 /// Logical sector size (u32).
-pub const LOGICAL_SECTOR_SIZE_GUID: Guid = guid(0x8141_bf1d, 0xa96f, 0x4709, [0xba, 0x47, 0xf2, 0x33, 0xa8, 0xfa, 0xab, 0x5f]);
+pub const LOGICAL_SECTOR_SIZE_GUID: Guid = guid(
+    0x8141_bf1d,
+    0xa96f,
+    0x4709,
+    [0xba, 0x47, 0xf2, 0x33, 0xa8, 0xfa, 0xab, 0x5f],
+);
 /// Physical sector size (u32).
-pub const PHYSICAL_SECTOR_SIZE_GUID: Guid = guid(0xcda3_48c7, 0x445d, 0x4471, [0x9c, 0xc9, 0xe9, 0x88, 0x52, 0x51, 0xc5, 0x56]);
+pub const PHYSICAL_SECTOR_SIZE_GUID: Guid = guid(
+    0xcda3_48c7,
+    0x445d,
+    0x4471,
+    [0x9c, 0xc9, 0xe9, 0x88, 0x52, 0x51, 0xc5, 0x56],
+);
 /// Parent locator (differencing disks only).
-pub const PARENT_LOCATOR_GUID: Guid = guid(0xa8d3_5f2d, 0xb30b, 0x454d, [0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c]);
+pub const PARENT_LOCATOR_GUID: Guid = guid(
+    0xa8d3_5f2d,
+    0xb30b,
+    0x454d,
+    [0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c],
+);
 
 /// File parameters flag: blocks stay allocated (a fixed disk).
 pub const PARAMS_LEAVE_BLOCKS_ALLOCATED: u32 = 1;
@@ -136,7 +176,11 @@ const CRC32C_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0x82f6_3b78 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82f6_3b78
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         t[i] = c;
@@ -494,7 +538,10 @@ mod tests {
     #[test]
     fn guids_match_their_text() {
         assert_eq!(BAT_GUID.to_string(), "2DC27766-F623-4200-9D64-115E9BFD4A08");
-        assert_eq!(METADATA_GUID.to_string(), "8B7CA206-4790-4B9A-B8FE-575F050F886E");
+        assert_eq!(
+            METADATA_GUID.to_string(),
+            "8B7CA206-4790-4B9A-B8FE-575F050F886E"
+        );
         assert_eq!(&BAT_GUID.0[..4], &[0x66, 0x77, 0xc2, 0x2d]);
     }
 
@@ -509,7 +556,10 @@ mod tests {
         assert!(!is_bitmap_index(129, cr));
         // 200 GiB in 32 MiB blocks (qemu-img create: 6449 entries).
         assert_eq!(bat_entries(200 << 30, 32 << 20, cr), 6449);
-        assert_eq!(bat_entries(10 << 30, 1 << 20, chunk_ratio(512, 1 << 20)), 10242);
+        assert_eq!(
+            bat_entries(10 << 30, 1 << 20, chunk_ratio(512, 1 << 20)),
+            10242
+        );
     }
 
     #[test]

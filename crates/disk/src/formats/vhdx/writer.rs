@@ -110,7 +110,12 @@ fn plan(size: u64, layout: &VhdxLayout) -> Plan {
 
 /// The header section and metadata region of a new file (everything but
 /// the BAT and the blocks), as (offset, bytes) pieces.
-fn fixed_structures(size: u64, layout: &VhdxLayout, p: &Plan, opts: &WriteOptions) -> Vec<(u64, Vec<u8>)> {
+fn fixed_structures(
+    size: u64,
+    layout: &VhdxLayout,
+    p: &Plan,
+    opts: &WriteOptions,
+) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
     let mut id = vec![0u8; CREATOR_OFFSET + CREATOR_SIZE];
     id[..8].copy_from_slice(&FILE_SIGNATURE);
@@ -162,8 +167,16 @@ fn fixed_structures(size: u64, layout: &VhdxLayout, p: &Plan, opts: &WriteOption
         }),
         (VIRTUAL_DISK_SIZE_GUID, vd, size.to_le_bytes().to_vec()),
         (PAGE83_GUID, vd, seeded_guid("page83", opts).0.to_vec()),
-        (LOGICAL_SECTOR_SIZE_GUID, vd, layout.logical_sector_size.to_le_bytes().to_vec()),
-        (PHYSICAL_SECTOR_SIZE_GUID, vd, layout.physical_sector_size.to_le_bytes().to_vec()),
+        (
+            LOGICAL_SECTOR_SIZE_GUID,
+            vd,
+            layout.logical_sector_size.to_le_bytes().to_vec(),
+        ),
+        (
+            PHYSICAL_SECTOR_SIZE_GUID,
+            vd,
+            layout.physical_sector_size.to_le_bytes().to_vec(),
+        ),
     ];
     let mut entries = Vec::new();
     let mut data = Vec::new();
@@ -223,7 +236,8 @@ pub fn write_dynamic_with(
     let p = plan(size, layout);
     out.set_len(0).ctx("truncating the output")?;
     for (off, bytes) in fixed_structures(size, layout, &p, opts) {
-        out.write_all_at(&bytes, off).ctx("writing the VHDX headers")?;
+        out.write_all_at(&bytes, off)
+            .ctx("writing the VHDX headers")?;
     }
     let mut bat = vec![0u64; p.bat_entries as usize];
     for i in 0..payload_blocks(size, bs) {
@@ -256,7 +270,8 @@ pub fn write_dynamic_with(
         Ok(())
     })?;
     let raw: Vec<u8> = bat.iter().flat_map(|e| e.to_le_bytes()).collect();
-    out.write_all_at(&raw, p.bat_offset).ctx("writing the VHDX BAT")?;
+    out.write_all_at(&raw, p.bat_offset)
+        .ctx("writing the VHDX BAT")?;
     out.set_len(next).ctx("setting the file size")?;
     Ok(())
 }
