@@ -665,3 +665,153 @@ fn bad_log_region_is_refused_when_it_must_be_replayed() {
     let e = open_err(&p);
     assert!(e.starts_with("the log (1048576 bytes at offset 1099511627776) must be replayed but runs past the end of the"), "{e}");
 }
+
+/// One log descriptor for [`log_entry`]: 4 KiB of data, or a zeroed range.
+enum LogOp {
+    Data(u64, Vec<u8>),
+    Zero(u64, u64),
+}
+
+/// A log entry as the spec lays it out (2.3.1): header and descriptors in
+/// the first sector(s), then one data sector per data descriptor.
+fn log_entry(seq: u64, tail: u32, guid: Guid, file_len: u64, ops: &[LogOp]) -> Vec<u8> {
+    let desc_sectors = (ops.len() + 2).div_ceil(128);
+    let data: Vec<&Vec<u8>> = ops
+        .iter()
+        .filter_map(|o| match o {
+            LogOp::Data(_, d) => Some(d),
+            LogOp::Zero(..) => None,
+        })
+        .collect();
+    let len = (desc_sectors + data.len()) * 4096;
+    let mut e = vec![0u8; len];
+    e[0..4].copy_from_slice(b"loge");
+    e[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+    e[12..16].copy_from_slice(&tail.to_le_bytes());
+    e[16..24].copy_from_slice(&seq.to_le_bytes());
+    e[24..28].copy_from_slice(&(ops.len() as u32).to_le_bytes());
+    e[32..48].copy_from_slice(&guid.0);
+    e[48..56].copy_from_slice(&file_len.to_le_bytes());
+    e[56..64].copy_from_slice(&file_len.to_le_bytes());
+    let mut ds = desc_sectors * 4096;
+    for (i, op) in ops.iter().enumerate() {
+        let d = 64 + 32 * i;
+        match op {
+            LogOp::Data(off, bytes) => {
+                e[d..d + 4].copy_from_slice(b"desc");
+                e[d + 4..d + 8].copy_from_slice(&bytes[4092..]);
+                e[d + 8..d + 16].copy_from_slice(&bytes[..8]);
+                e[d + 16..d + 24].copy_from_slice(&off.to_le_bytes());
+                e[ds..ds + 4].copy_from_slice(b"data");
+                e[ds + 4..ds + 8].copy_from_slice(&((seq >> 32) as u32).to_le_bytes());
+                e[ds + 8..ds + 4092].copy_from_slice(&bytes[8..4092]);
+                e[ds + 4092..ds + 4096].copy_from_slice(&(seq as u32).to_le_bytes());
+                ds += 4096;
+            }
+            LogOp::Zero(off, n) => {
+                e[d..d + 4].copy_from_slice(b"zero");
+                e[d + 8..d + 16].copy_from_slice(&n.to_le_bytes());
+                e[d + 16..d + 24].copy_from_slice(&off.to_le_bytes());
+            }
+        }
+        e[d + 24..d + 32].copy_from_slice(&seq.to_le_bytes());
+    }
+    let crc = wire::checksum(&e, 4);
+    e[4..8].copy_from_slice(&crc.to_le_bytes());
+    e
+}
+
+#[test]
+fn crafted_log_sequence_is_replayed_from_its_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.raw");
+    make_input(&input, ODD_SIZE, 11);
+    let out = dir.path().join("good.vhdx");
+    write_vhdx(&input, &out, &OPTS);
+    let good = std::fs::read(&out).unwrap();
+    let raw = std::fs::read(&input).unwrap();
+    let (bat, bs) = (2usize << 20, 8u64 << 20);
+    let entry =
+        |i: usize| u64::from_le_bytes(good[bat + 8 * i..bat + 8 * i + 8].try_into().unwrap());
+    assert_eq!(entry(0) & 7, 6);
+    assert_eq!(entry(2) & 7, 6);
+    // Entry A (sequence 10) rewrites the BAT page: block 0 becomes ZERO.
+    let mut page = good[bat..bat + 4096].to_vec();
+    page[..8].copy_from_slice(&wire::bat_entry(2, 0).to_le_bytes());
+    // Entry B (sequence 11) zeroes the 4 KiB of block 2 holding the 0x5a
+    // sector.
+    let vo = ODD_SIZE - 64 * 1024;
+    let within = (vo - 2 * bs) & !4095;
+    let zero_at = (entry(2) & !0xfffff) + within;
+    let guid = Guid([0x42; 16]);
+    let len = good.len() as u64;
+    let a = log_entry(10, 0, guid, len, &[LogOp::Data(bat as u64, page)]);
+    let expected = |replay_a: bool| {
+        let mut e = raw.clone();
+        if replay_a {
+            e[..bs as usize].fill(0);
+        }
+        let v = (2 * bs + within) as usize;
+        e[v..v + 4096].fill(0);
+        cloudimg_disk::MemDisk::new(e)
+    };
+    for (b_tail, replay_a) in [(0u32, true), (a.len() as u32, false)] {
+        let b = log_entry(11, b_tail, guid, len, &[LogOp::Zero(zero_at, 4096)]);
+        let mut img = good.clone();
+        let lo = 1 << 20;
+        img[lo..lo + a.len()].copy_from_slice(&a);
+        img[lo + a.len()..lo + a.len() + b.len()].copy_from_slice(&b);
+        put_header(&mut img, 1, |h| h.log_guid = guid);
+        let p = damaged(dir.path(), "log.vhdx", &img);
+        let want = expected(replay_a);
+        let d = vhdx::open(File::open(&p).unwrap()).unwrap();
+        assert_eq!(
+            sha256_disk(&d).unwrap(),
+            sha256_disk(&want).unwrap(),
+            "tail {b_tail}"
+        );
+        let mut r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+        assert_eq!(
+            r.details["log_entries_replayed"],
+            if replay_a { 2 } else { 1 }
+        );
+        // Replaying A wipes the GPT in block 0: only container findings.
+        r.findings
+            .retain(|f| f.layer == cloudimg_disk::verify::Layer::Container);
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        let from = if replay_a { 10 } else { 11 };
+        assert_eq!(
+            r.findings[0].message,
+            format!("the log (GUID 42424242-4242-4242-4242-424242424242) was never replayed into the file: its active entries (sequence {from} to 11) were applied in memory")
+        );
+        // qemu replays the same log when allowed to write.
+        if require_tool("qemu-img") {
+            let q = dir.path().join("q.vhdx");
+            std::fs::copy(&p, &q).unwrap();
+            run(Command::new("qemu-img")
+                .args(["check", "-r", "all", "-f", "vhdx"])
+                .arg(&q));
+            let qd = vhdx::open(File::open(&q).unwrap()).unwrap();
+            // qemu (vhdx_log_search) ignores the tail field and replays the
+            // whole chain, so it agrees only when the tail is the chain's
+            // start; when B's tail names B, the spec makes A inactive.
+            assert_eq!(
+                sha256_disk(&qd).unwrap() == sha256_disk(&want).unwrap(),
+                replay_a,
+                "tail {b_tail}"
+            );
+        }
+    }
+    // A damaged entry B (bad checksum) leaves only A, which is replayed.
+    let mut img = good.clone();
+    let mut b = log_entry(11, 0, guid, len, &[LogOp::Zero(zero_at, 4096)]);
+    b[100] ^= 1;
+    let lo = 1 << 20;
+    img[lo..lo + a.len()].copy_from_slice(&a);
+    img[lo + a.len()..lo + a.len() + b.len()].copy_from_slice(&b);
+    put_header(&mut img, 1, |h| h.log_guid = guid);
+    let p = damaged(dir.path(), "log-a.vhdx", &img);
+    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    assert_eq!(r.details["log_entries_replayed"], 1);
+    assert_eq!(r.details["blocks_present"], 1);
+}

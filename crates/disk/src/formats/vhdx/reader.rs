@@ -313,8 +313,7 @@ pub fn parse(file: File, findings: &mut Vec<Finding>) -> Result<VhdxImage> {
         ));
     }
     let log_end = h.log_offset.saturating_add(h.log_length as u64);
-    if h.log_offset < HEADER_SECTION_END
-        || h.log_offset % MIB != 0
+    if h.log_length != 0 && (h.log_offset < HEADER_SECTION_END || h.log_offset % MIB != 0)
         || h.log_length as u64 % MIB != 0
         || log_end > len
     {
