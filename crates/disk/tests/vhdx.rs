@@ -815,3 +815,87 @@ fn crafted_log_sequence_is_replayed_from_its_tail() {
     assert_eq!(r.details["log_entries_replayed"], 1);
     assert_eq!(r.details["blocks_present"], 1);
 }
+
+#[test]
+fn random_damage_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.raw");
+    make_input(&input, 4 << 20, 12);
+    let out = dir.path().join("good.vhdx");
+    let layout = VhdxLayout {
+        block_size: 1 << 20,
+        logical_sector_size: 512,
+        physical_sector_size: 4096,
+    };
+    vhdx::writer::write_dynamic_with(
+        &RawFile::open(&input).unwrap(),
+        &File::create(&out).unwrap(),
+        &OPTS,
+        &layout,
+    )
+    .unwrap();
+    let good = std::fs::read(&out).unwrap();
+    // Structure areas: identifier, headers, region tables, BAT page,
+    // metadata table and items.
+    let areas: [(usize, usize); 5] = [
+        (0, 1024),
+        (64 << 10, 128),
+        (128 << 10, 128),
+        (192 << 10, 256),
+        (2 << 20, 256),
+    ];
+    let meta = (3usize << 20, (64 << 10) + 64);
+    let mut rng = Rng::new(99);
+    let p = dir.path().join("bad.vhdx");
+    let (mut opened, mut refused) = (0, 0);
+    for _ in 0..150 {
+        let mut b = good.clone();
+        for _ in 0..1 + rng.next_u64() % 4 {
+            let (start, len) = if rng.next_u64() % 3 == 0 {
+                meta
+            } else {
+                areas[(rng.next_u64() % areas.len() as u64) as usize]
+            };
+            let at = start + (rng.next_u64() % len as u64) as usize;
+            if rng.next_u64() % 2 == 0 {
+                b[at] ^= 1 << (rng.next_u64() % 8);
+            } else {
+                let v = rng.next_u64().to_le_bytes();
+                let n = v.len().min(b.len() - at);
+                b[at..at + n].copy_from_slice(&v[..n]);
+            }
+        }
+        // Headers with valid checksums over the damage, so that it is
+        // parsed and not just refused.
+        for i in 0..2 {
+            if rng.next_u64() % 2 == 0 {
+                let o = wire::HEADER_OFFSETS[i] as usize;
+                let crc = wire::checksum(&b[o..o + 4096], 4);
+                b[o + 4..o + 8].copy_from_slice(&crc.to_le_bytes());
+            }
+        }
+        for &o in &wire::REGION_TABLE_OFFSETS {
+            let o = o as usize;
+            let crc = wire::checksum(&b[o..o + 65536], 4);
+            b[o + 4..o + 8].copy_from_slice(&crc.to_le_bytes());
+        }
+        if rng.next_u64() % 8 == 0 {
+            b.truncate((rng.next_u64() % b.len() as u64) as usize);
+        }
+        std::fs::write(&p, &b).unwrap();
+        match vhdx::open(File::open(&p).unwrap()) {
+            Ok(d) => {
+                opened += 1;
+                let _ = d.extents().unwrap();
+                let _ = sha256_disk(&d);
+            }
+            Err(e) => {
+                refused += 1;
+                assert!(!e.to_string().is_empty());
+            }
+        }
+        let _ = vhdx::verify(&File::open(&p).unwrap());
+    }
+    eprintln!("opened {opened}, refused {refused}");
+    assert!(opened > 0 && refused > 0);
+}

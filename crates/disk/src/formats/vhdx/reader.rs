@@ -863,7 +863,7 @@ fn replay_log(
             .at(at),
         ));
     }
-    if lo + ll > overlay.file_len {
+    if lo.saturating_add(ll) > overlay.file_len {
         return Err(fatal(
             findings,
             Error::corrupt(format!(
@@ -952,7 +952,7 @@ fn replay_log(
         format!(
             "the log (GUID {}) was never replayed into the file: its active entries (sequence {} to {}) were applied in memory",
             h.log_guid,
-            best_seq + 1 - n as u64,
+            best_seq - (n as u64 - 1),
             best_seq
         ),
     ));

@@ -171,7 +171,7 @@ fn check_bat(im: &VhdxImage, r: &mut Report) {
             match state {
                 SB_BLOCK_NOT_PRESENT => {}
                 SB_BLOCK_PRESENT => {
-                    if off < HEADER_SECTION_END || off + MIB > file_len {
+                    if off < HEADER_SECTION_END || off.saturating_add(MIB) > file_len {
                         r.push(Finding::at(
                             bat_at(idx),
                             format!(
