@@ -17,6 +17,7 @@ pub mod ova;
 pub mod qcow2;
 pub mod raw;
 pub mod vhd;
+pub mod vhdx;
 pub mod vmdk;
 
 /// A format cloudimg can recognise.
