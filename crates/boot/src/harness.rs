@@ -245,6 +245,15 @@ pub fn artifact_drive(artifact: &Path, scratch: &Path) -> Result<(PathBuf, Forma
             extract_gcp_disk(artifact, &out)?;
             return Ok((out, format, "raw"));
         }
+        Format::Ova => {
+            let out = scratch.join("disk.vmdk");
+            let input = std::fs::File::open(artifact).map_err(|e| bad(format!("opening: {e}")))?;
+            let output = std::fs::File::create(&out)
+                .map_err(|e| bad(format!("creating {}: {e}", out.display())))?;
+            formats::open::extract_ova_vmdk(&input, &output)
+                .map_err(|e| bad(format!("extracting the VMDK: {}", e.message())))?;
+            return Ok((out, format, "vmdk"));
+        }
         Format::Tar | Format::VmdkDescriptor => {
             return Err(bad(format!("a {format} cannot be booted directly")));
         }

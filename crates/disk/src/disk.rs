@@ -14,6 +14,8 @@ use std::ops::Range;
 /// sectors (GPT LBAs, VHD, VMDK, tar blocks).
 pub const SECTOR_SIZE: u64 = 512;
 
+/// One MiB, the unit Azure image sizes must be a multiple of.
+pub const MIB: u64 = 1 << 20;
 /// One GiB, the unit GCP image sizes must be a multiple of.
 pub const GIB: u64 = 1 << 30;
 

@@ -94,7 +94,11 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             // GPT, not for the backup at the end.
             size.map(|s| Box::new(HeadDisk { head, size: s }) as Box<dyn VirtualDisk>)
         }
-        _ => None,
+        Format::Qcow2 | Format::Vhdx | Format::Ova => Some(
+            formats::open::open_file_disk(file, meta.len(), format, path)
+                .map_err(|e| e.with_path(path))?,
+        ),
+        Format::Tar | Format::VmdkDescriptor => None,
     };
     if let Some(disk) = disk {
         ins.virtual_size = Some(disk.size());

@@ -15,10 +15,13 @@ use std::sync::{mpsc, Arc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::disk::{ExtentKind, MemDisk, PatchedDisk, VirtualDisk, ZeroScanned, GIB, SECTOR_SIZE};
+use crate::disk::{
+    ExtentKind, MemDisk, PatchedDisk, VirtualDisk, ZeroScanned, GIB, MIB, SECTOR_SIZE,
+};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::formats::{self, Format, WriteOptions};
-use crate::io::{sha256_file, sha256x2, DiskDigest, OutputFile, RawFile, Sha256Hex};
+use crate::io::sha256x2::{self, Lane};
+use crate::io::{sha256_file, DiskDigest, OutputFile, RawFile, Sha256Hex};
 use crate::layout;
 use crate::verify::{disk_findings, Finding, Layer, Report};
 
@@ -30,6 +33,14 @@ pub enum Provider {
     Gcp,
     /// Amazon EC2 (VM Import/Export).
     Aws,
+    /// Microsoft Azure (page-blob VHD).
+    Azure,
+    /// OpenStack, Oracle OCI, Proxmox and libvirt (QCOW2).
+    Openstack,
+    /// Microsoft Hyper-V (VHDX).
+    Hyperv,
+    /// VMware vSphere (OVA).
+    Vsphere,
 }
 
 /// One output shape.
@@ -44,11 +55,31 @@ pub enum Shape {
     AwsVhd,
     /// `<name>-aws.vmdk`: stream-optimized VMDK.
     AwsVmdk,
+    /// `<name>-azure.vhd`: fixed VHD of the disk grown to a whole MiB.
+    AzureVhd,
+    /// `<name>.qcow2`: QCOW2 v3, sparse.
+    Qcow2,
+    /// `<name>.vhdx`: dynamic VHDX.
+    Vhdx,
+    /// `<name>.ova`: OVF descriptor, stream-optimized VMDK, manifest.
+    Ova,
 }
 
 impl Shape {
     /// Every shape, in the order they are written.
-    pub const ALL: [Shape; 4] = [
+    pub const ALL: [Shape; 8] = [
+        Shape::AwsRaw,
+        Shape::AwsVhd,
+        Shape::AwsVmdk,
+        Shape::GcpTarGz,
+        Shape::AzureVhd,
+        Shape::Qcow2,
+        Shape::Vhdx,
+        Shape::Ova,
+    ];
+
+    /// The shapes made when none are asked for: GCP's and AWS's.
+    pub const DEFAULT: [Shape; 4] = [
         Shape::AwsRaw,
         Shape::AwsVhd,
         Shape::AwsVmdk,
@@ -61,6 +92,22 @@ impl Shape {
             Shape::AwsVhd => 1,
             Shape::AwsVmdk => 2,
             Shape::GcpTarGz => 3,
+            Shape::AzureVhd => 4,
+            Shape::Qcow2 => 5,
+            Shape::Vhdx => 6,
+            Shape::Ova => 7,
+        }
+    }
+
+    /// The provider's name, for messages.
+    pub fn provider_name(self) -> &'static str {
+        match self.provider() {
+            Provider::Gcp => "GCP",
+            Provider::Aws => "AWS",
+            Provider::Azure => "Azure",
+            Provider::Openstack => "QCOW2",
+            Provider::Hyperv => "VHDX",
+            Provider::Vsphere => "OVA",
         }
     }
 
@@ -68,7 +115,11 @@ impl Shape {
     pub fn provider(self) -> Provider {
         match self {
             Shape::GcpTarGz => Provider::Gcp,
-            _ => Provider::Aws,
+            Shape::AwsRaw | Shape::AwsVhd | Shape::AwsVmdk => Provider::Aws,
+            Shape::AzureVhd => Provider::Azure,
+            Shape::Qcow2 => Provider::Openstack,
+            Shape::Vhdx => Provider::Hyperv,
+            Shape::Ova => Provider::Vsphere,
         }
     }
 
@@ -79,6 +130,10 @@ impl Shape {
             Shape::AwsRaw => format!("{name}-aws.raw"),
             Shape::AwsVhd => format!("{name}-aws.vhd"),
             Shape::AwsVmdk => format!("{name}-aws.vmdk"),
+            Shape::AzureVhd => format!("{name}-azure.vhd"),
+            Shape::Qcow2 => format!("{name}.qcow2"),
+            Shape::Vhdx => format!("{name}.vhdx"),
+            Shape::Ova => format!("{name}.ova"),
         }
     }
 
@@ -89,6 +144,10 @@ impl Shape {
             Shape::AwsRaw => Format::Raw,
             Shape::AwsVhd => Format::VhdFixed,
             Shape::AwsVmdk => Format::Vmdk,
+            Shape::AzureVhd => Format::VhdFixed,
+            Shape::Qcow2 => Format::Qcow2,
+            Shape::Vhdx => Format::Vhdx,
+            Shape::Ova => Format::Ova,
         }
     }
 
@@ -99,6 +158,10 @@ impl Shape {
             Shape::AwsRaw => "raw",
             Shape::AwsVhd => "fixed VHD",
             Shape::AwsVmdk => "stream-optimized VMDK",
+            Shape::AzureVhd => "fixed VHD of the disk grown to a whole MiB",
+            Shape::Qcow2 => "QCOW2 v3, sparse",
+            Shape::Vhdx => "dynamic VHDX",
+            Shape::Ova => "OVA: OVF descriptor, stream-optimized VMDK, SHA-256 manifest",
         }
     }
 }
@@ -106,7 +169,7 @@ impl Shape {
 /// What to package.
 #[derive(Debug, Clone)]
 pub struct PackageRequest {
-    /// The raw input image.
+    /// The input image, in any format cloudimg reads.
     pub input: PathBuf,
     /// The output directory (created if missing).
     pub out_dir: PathBuf,
@@ -118,6 +181,8 @@ pub struct PackageRequest {
     pub mtime: u64,
     /// Threads for each compressing writer (at least 1).
     pub jobs: usize,
+    /// Deflate the QCOW2's clusters (as `qemu-img convert -c`).
+    pub qcow2_compressed: bool,
     /// Counters the caller can poll to show progress.
     pub progress: Option<Arc<Progress>>,
 }
@@ -128,7 +193,7 @@ pub struct PackageRequest {
 pub struct Progress {
     /// Bytes of data (not holes) in the input, once known.
     pub data_total: AtomicU64,
-    read: [AtomicU64; 4],
+    read: [AtomicU64; 8],
 }
 
 impl Progress {
@@ -139,12 +204,12 @@ impl Progress {
 }
 
 /// A disk that counts the bytes read through it.
-struct Counted<'a, D> {
-    inner: &'a D,
+struct Counted<'a> {
+    inner: &'a dyn VirtualDisk,
     counter: Option<&'a AtomicU64>,
 }
 
-impl<D: VirtualDisk> VirtualDisk for Counted<'_, D> {
+impl VirtualDisk for Counted<'_> {
     fn size(&self) -> u64 {
         self.inner.size()
     }
@@ -240,10 +305,10 @@ pub struct Outcome {
 }
 
 /// Checks made before any work: the input is a readable, non-empty
-/// regular file whose size is a multiple of 512, and the output
-/// directory is a writable directory that does not hold the input under
-/// an output name.
-fn preflight(req: &PackageRequest) -> Result<RawFile> {
+/// regular file holding a disk (in any format cloudimg reads) whose size
+/// is a multiple of 512, and the output directory is a writable directory
+/// that does not hold the input under an output name.
+fn preflight(req: &PackageRequest) -> Result<Box<dyn VirtualDisk>> {
     let input = &req.input;
     let meta = fs::metadata(input)
         .ctx("opening")
@@ -254,33 +319,27 @@ fn preflight(req: &PackageRequest) -> Result<RawFile> {
     if !meta.is_file() {
         return Err(Error::invalid_input("is not a regular file").with_path(input));
     }
-    if meta.len() == 0 {
-        return Err(Error::invalid_input("is empty").with_path(input));
-    }
-    if meta.len() % SECTOR_SIZE != 0 {
+    let (file, meta, format) = formats::open_detect(input)?;
+    if format == Format::Raw && meta.len() % SECTOR_SIZE != 0 {
         return Err(Error::invalid_input(format!(
             "size {} is not a multiple of 512 bytes",
             meta.len()
         ))
         .with_path(input));
     }
-    let disk = RawFile::open(input)
-        .ctx("opening")
+    let disk = formats::open::open_file_disk(file, meta.len(), format, input)
         .map_err(|e| e.with_path(input))?;
+    if disk.size() == 0 || disk.size() % SECTOR_SIZE != 0 {
+        return Err(Error::invalid_input(format!(
+            "holds a disk of {} bytes, not a non-zero multiple of 512",
+            disk.size()
+        ))
+        .with_path(input));
+    }
     let mut probe = [0u8; 512];
     disk.read_at(&mut probe, 0)
         .ctx("reading")
         .map_err(|e| e.with_path(input))?;
-    match formats::detect_file(disk.file()).map_err(|e| e.with_path(input))? {
-        Format::Raw => {}
-        other => {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("is a {other} file, not a raw disk image (convert it to raw first)"),
-            )
-            .with_path(input))
-        }
-    }
 
     let out = &req.out_dir;
     match fs::metadata(out) {
@@ -323,6 +382,11 @@ pub fn gcp_size(size: u64) -> u64 {
     size.div_ceil(GIB) * GIB
 }
 
+/// The size Azure requires: the next whole MiB (an exact multiple stays).
+pub fn azure_size(size: u64) -> u64 {
+    size.div_ceil(MIB) * MIB
+}
+
 /// Package `req.input` into `req.shapes`, calling `on_event` (on this
 /// thread) as work progresses. Fails before any work for unusable input
 /// or output; a shape that cannot be made (e.g. GCP for an image with a
@@ -363,36 +427,75 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     };
     let input_findings = layout::gpt::verify(&disk);
 
-    // The GCP disk is planned up front; refusing it fails that shape only.
-    let wants_gcp = req.shapes.contains(&Shape::GcpTarGz);
+    // The grown disks are planned up front; refusing one fails that shape
+    // only. Azure's is the input itself when it is a whole MiB already.
     let mut failures: Vec<(Shape, Error)> = Vec::new();
-    let grown = match wants_gcp.then(|| layout::gpt::grow(&disk, gcp_size(disk.size()))) {
-        Some(Ok(g)) => Some(g),
-        Some(Err(e)) => {
-            let e = Error::new(e.kind(), format!("refusing the GCP shape: {}", e.message()))
-                .with_path(input);
-            on_event(Event::Failed(Shape::GcpTarGz, e.to_string()));
-            failures.push((Shape::GcpTarGz, e));
-            None
+    let mut plan_grown = |shape: Shape, size: u64| -> Option<PatchedDisk<&Input>> {
+        if !req.shapes.contains(&shape) {
+            return None;
         }
-        None => None,
+        if shape == Shape::AzureVhd && size == disk.size() {
+            return Some(PatchedDisk::new(&disk, size));
+        }
+        match layout::gpt::grow(&disk, size) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                let e = Error::new(
+                    e.kind(),
+                    format!(
+                        "refusing the {} shape: {}",
+                        shape.provider_name(),
+                        e.message()
+                    ),
+                )
+                .with_path(input);
+                on_event(Event::Failed(shape, e.to_string()));
+                failures.push((shape, e));
+                None
+            }
+        }
     };
+    let grown = plan_grown(Shape::GcpTarGz, gcp_size(disk.size()));
+    let azure = plan_grown(Shape::AzureVhd, azure_size(disk.size()));
+    // Whether the Azure disk is byte for byte the input.
+    let azure_is_input = azure
+        .as_ref()
+        .is_some_and(|a| a.patches().is_empty() && a.size() == disk.size());
     let shapes: Vec<Shape> = req
         .shapes
         .iter()
         .copied()
-        .filter(|s| *s != Shape::GcpTarGz || grown.is_some())
+        .filter(|s| match s {
+            Shape::GcpTarGz => grown.is_some(),
+            Shape::AzureVhd => azure.is_some(),
+            _ => true,
+        })
         .collect();
     let vhd_footer = crate::formats::vhd::writer::fixed_footer(disk.size(), &opts).to_bytes();
+    let azure_footer = azure
+        .as_ref()
+        .map(|a| crate::formats::vhd::writer::fixed_footer(a.size(), &opts).to_bytes());
+    // The disk each shape holds.
+    let shape_disk = |shape: Shape| -> &dyn VirtualDisk {
+        match shape {
+            Shape::GcpTarGz => grown
+                .as_ref()
+                .expect("the GCP shape is only made with its disk"),
+            Shape::AzureVhd => azure
+                .as_ref()
+                .expect("the Azure shape is only made with its disk"),
+            _ => &disk,
+        }
+    };
 
     let (tx, rx) = mpsc::channel::<Event>();
     type Results = Vec<(Shape, Result<Artifact>)>;
     let (results, source_sha) = std::thread::scope(|scope| -> Result<(Results, Sha256Hex)> {
         // Phase 1: hash the source (and the VHD file, which is the source
-        // and its footer) and the grown disk, while writing every shape.
-        // With a grown disk, both are hashed on one thread, in step.
-        let hashes = scope.spawn(|| -> std::io::Result<Hashes> {
-            let (source, grown) = match grown.as_ref() {
+        // and its footer) and the grown disks, while writing every shape.
+        // The input and the GCP disk are hashed on one thread, in step.
+        let hashes = scope.spawn(|| -> std::io::Result<(Lane, Option<Sha256Hex>)> {
+            match grown.as_ref() {
                 Some(g) => {
                     let differs: Vec<_> = g
                         .patches()
@@ -400,31 +503,28 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                         .map(|(at, b)| *at..at + b.len() as u64)
                         .collect();
                     let (s, g) = sha256x2::hash_two(&disk, g, Some(&differs))?;
-                    (s, Some(Sha256Hex(g.finish())))
+                    Ok((s, Some(Sha256Hex(g.finish()))))
                 }
-                None => (
+                None => Ok((
                     sha256x2::hash_two(&disk, &MemDisk::new(Vec::new()), None)?.0,
                     None,
-                ),
-            };
-            let mut vhd = source.clone();
-            vhd.update(&vhd_footer);
-            Ok(Hashes {
-                source: Sha256Hex(source.finish()),
-                vhd: Sha256Hex(vhd.finish()),
-                grown,
-            })
+                )),
+            }
         });
+        let azure_hash = azure
+            .as_ref()
+            .filter(|_| !azure_is_input)
+            .map(|a| scope.spawn(move || sha256x2::hash_two(a, &MemDisk::new(Vec::new()), None)));
         let writers: Vec<_> = shapes
             .iter()
             .map(|&shape| {
                 let tx = tx.clone();
-                let (disk, grown, opts) = (&disk, grown.as_ref(), &opts);
+                let (opts, shape_disk) = (&opts, &shape_disk);
                 let target = req.out_dir.join(shape.file_name(&req.name));
                 let counter = req.progress.as_deref().map(|p| &p.read[shape.index()]);
                 scope.spawn(move || {
                     let _ = tx.send(Event::Writing(shape));
-                    let r = write_shape(shape, disk, grown, &target, opts, jobs, counter);
+                    let r = write_shape(shape, shape_disk(shape), &target, opts, req, counter);
                     if let Err(e) = &r {
                         let _ = tx.send(Event::Failed(shape, e.to_string()));
                     }
@@ -441,14 +541,30 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
             .into_iter()
             .map(|h| h.join().expect("writer threads do not panic"))
             .collect();
-        let Hashes {
-            source: source_sha,
-            vhd: vhd_sha,
-            grown: grown_sha,
-        } = hashes
+        let (source_lane, grown_sha) = hashes
             .join()
             .expect("hash threads do not panic")
             .map_err(read_err)?;
+        let azure_lane = match azure_hash {
+            Some(h) => Some(
+                h.join()
+                    .expect("hash threads do not panic")
+                    .map_err(read_err)?
+                    .0,
+            ),
+            None => azure_is_input.then(|| source_lane.clone()),
+        };
+        let with_footer = |lane: &Lane, footer: &[u8]| {
+            let mut l = lane.clone();
+            l.update(footer);
+            Sha256Hex(l.finish())
+        };
+        let vhd_sha = with_footer(&source_lane, &vhd_footer);
+        let azure_shas = azure_lane.map(|l| {
+            let footer = azure_footer.expect("the Azure footer is made with its disk");
+            (Sha256Hex(l.clone().finish()), with_footer(&l, &footer))
+        });
+        let source_sha = Sha256Hex(source_lane.finish());
 
         // Phase 2: read every artifact back and compare it with its disk.
         let (tx, rx) = mpsc::channel::<Event>();
@@ -456,23 +572,32 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
             .into_iter()
             .map(|(shape, w)| {
                 let tx = tx.clone();
-                let (disk, grown) = (&disk, grown.as_ref());
+                let shape_disk = &shape_disk;
                 scope.spawn(move || {
                     let r = w.and_then(|out| {
                         let _ = tx.send(Event::Verifying(shape));
-                        let expected: (&dyn VirtualDisk, Sha256Hex) = match shape {
-                            Shape::GcpTarGz => (
-                                grown.expect("the GCP shape is only written with its disk"),
-                                grown_sha.expect("the grown disk is hashed"),
-                            ),
-                            _ => (disk, source_sha),
+                        let expected_sha = match shape {
+                            Shape::GcpTarGz => grown_sha.expect("the grown disk is hashed"),
+                            Shape::AzureVhd => azure_shas.expect("the Azure disk is hashed").0,
+                            _ => source_sha,
                         };
                         let file_sha = match shape {
                             Shape::AwsRaw => Some(source_sha),
                             Shape::AwsVhd => Some(vhd_sha),
+                            Shape::AzureVhd => azure_shas.map(|s| s.1),
                             _ => None,
                         };
-                        verify_and_commit(shape, out, expected, file_sha)
+                        // The grown disks are cloudimg's work: their GPT
+                        // must be sound. The others carry the input as it is.
+                        let own_disk = shape == Shape::GcpTarGz
+                            || (shape == Shape::AzureVhd && !azure_is_input);
+                        verify_and_commit(
+                            shape,
+                            out,
+                            (shape_disk(shape), expected_sha),
+                            file_sha,
+                            own_disk,
+                        )
                     });
                     match &r {
                         Ok(a) => drop(tx.send(Event::Done(a.clone()))),
@@ -540,14 +665,6 @@ fn write_manifest(m: &Manifest, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The digests the hash thread computes.
-struct Hashes {
-    source: Sha256Hex,
-    /// The fixed VHD file: the source, then its footer.
-    vhd: Sha256Hex,
-    grown: Option<Sha256Hex>,
-}
-
 /// A seed for identifiers (VHD UUID, VMDK CID) derived from the input
 /// without reading all of it (the identifiers are written before its
 /// SHA-256 is known): its size, its extent map, its first and last MiB
@@ -577,17 +694,17 @@ fn identity_seed(
     Ok(h.finalize().into())
 }
 
-/// The input as the writers see it: the raw file, zero blocks as holes.
-type Input = ZeroScanned<RawFile>;
+/// The input as the writers see it: its disk, zero blocks as holes.
+type Input = ZeroScanned<Box<dyn VirtualDisk>>;
 
-/// Write one shape to a temporary file beside its target.
+/// Write one shape of `disk` (the disk that shape holds) to a temporary
+/// file beside its target.
 fn write_shape(
     shape: Shape,
-    disk: &Input,
-    grown: Option<&PatchedDisk<&Input>>,
+    disk: &dyn VirtualDisk,
     target: &Path,
     opts: &WriteOptions,
-    jobs: usize,
+    req: &PackageRequest,
     counter: Option<&AtomicU64>,
 ) -> Result<OutputFile> {
     let with_target = |e: Error| e.with_path(target);
@@ -598,22 +715,25 @@ fn write_shape(
         inner: disk,
         counter,
     };
+    let jobs = req.jobs.max(1);
+    let buffered = || BufWriter::with_capacity(crate::disk::BUFFER_SIZE, out.file());
     match shape {
         Shape::AwsRaw => formats::raw::write(disk, out.file()),
-        Shape::AwsVhd => formats::vhd::write_fixed(disk, out.file(), opts),
+        Shape::AwsVhd | Shape::AzureVhd => formats::vhd::write_fixed(disk, out.file(), opts),
         Shape::AwsVmdk => {
             let name = shape_file_name(target);
-            let w = BufWriter::with_capacity(crate::disk::BUFFER_SIZE, out.file());
-            formats::vmdk::write_stream_optimized_jobs(disk, w, &name, opts, jobs)
+            formats::vmdk::write_stream_optimized_jobs(disk, buffered(), &name, opts, jobs)
                 .and_then(finish_buf)
         }
         Shape::GcpTarGz => {
-            let grown = &Counted {
-                inner: grown.expect("the GCP shape is only written with its disk"),
-                counter,
-            };
-            let w = BufWriter::with_capacity(crate::disk::BUFFER_SIZE, out.file());
-            formats::gcp::write_tar_gz_jobs(grown, w, opts, jobs).and_then(finish_buf)
+            formats::gcp::write_tar_gz_jobs(disk, buffered(), opts, jobs).and_then(finish_buf)
+        }
+        Shape::Qcow2 => formats::qcow2::write(disk, out.file(), opts, req.qcow2_compressed, jobs),
+        Shape::Vhdx => formats::vhdx::write_dynamic(disk, out.file(), opts),
+        Shape::Ova => {
+            let mut w = buffered();
+            formats::ova::write_in(disk, &mut w, &req.name, opts, jobs, &req.out_dir)
+                .and_then(|()| finish_buf(w))
         }
     }
     .map_err(with_target)?;
@@ -629,6 +749,7 @@ fn verify_and_commit(
     out: OutputFile,
     expected: (&dyn VirtualDisk, Sha256Hex),
     file_sha: Option<Sha256Hex>,
+    own_disk: bool,
 ) -> Result<Artifact> {
     let target = out.target().to_path_buf();
     let with_target = |e: Error| e.with_path(&target);
@@ -639,11 +760,10 @@ fn verify_and_commit(
     let report = verify_file_with(out.file(), shape.format(), digest).map_err(|e| {
         Error::new(e.kind(), format!("verification failed: {}", e.message())).with_path(&target)
     })?;
-    // The AWS shapes carry the input unchanged: once the decoded disk is
+    // Most shapes carry the input unchanged: once the decoded disk is
     // proven identical to the input, problems inside that disk (its GPT)
     // are the input's, reported once as warnings, not conversion defects.
-    // The GCP disk is made by cloudimg, so its GPT must be sound.
-    let own_disk = shape.provider() == Provider::Gcp;
+    // A grown disk is made by cloudimg (`own_disk`): its GPT must be sound.
     check_report(
         &report,
         shape.format(),
@@ -779,6 +899,9 @@ pub fn verify_file_with(file: &File, format: Format, digest: DiskDigest<'_>) -> 
         Format::VhdFixed | Format::VhdDynamic => formats::vhd::verify::verify_with(file, digest),
         Format::Vmdk => formats::vmdk::verify_with(file, digest),
         Format::Gzip => formats::gcp::verify_with(file, digest),
+        Format::Qcow2 => formats::qcow2::verify_with(file, digest),
+        Format::Vhdx => formats::vhdx::verify_with(file, digest),
+        Format::Ova => formats::ova::verify_with(file, digest),
         other => Err(Error::unsupported(format!(
             "cannot verify {other} files yet"
         ))),

@@ -10,21 +10,43 @@ use std::time::Duration;
 
 use cloudimg_disk::package::{self, Event, PackageRequest, Progress, Shape};
 
-/// Package a raw disk image into the GCP and AWS shapes.
+/// Package a disk image into cloud shapes.
 ///
-/// Writes disk.raw.tar.gz (GCP), NAME-aws.raw, NAME-aws.vhd and
-/// NAME-aws.vmdk (AWS) and manifest.json into the output directory. Every
-/// artifact is decoded back and checked before it gets its final name.
+/// The input may be raw, VHD, VMDK, QCOW2, VHDX, a GCP disk.raw.tar.gz or
+/// an OVA (told from its content). Without shape options, writes the GCP
+/// and AWS shapes: disk.raw.tar.gz (GCP), NAME-aws.raw, NAME-aws.vhd and
+/// NAME-aws.vmdk (AWS). --azure, --qcow2, --vhdx and --ova add
+/// NAME-azure.vhd, NAME.qcow2, NAME.vhdx and NAME.ova; --all makes every
+/// shape. manifest.json lists what was made. Every artifact is decoded
+/// back and checked before it gets its final name.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The raw disk image to package (never modified).
+    /// The disk image to package (never modified), in any format read.
     pub image: PathBuf,
-    /// Only the GCP shape (disk.raw.tar.gz). With --aws: both.
+    /// The GCP shape (disk.raw.tar.gz: grown to a whole GiB).
     #[arg(long)]
     pub gcp: bool,
-    /// Only the AWS shapes (raw, VHD, VMDK). With --gcp: both.
+    /// The AWS shapes (raw, fixed VHD, stream-optimized VMDK).
     #[arg(long)]
     pub aws: bool,
+    /// The Azure shape (fixed VHD of the disk grown to a whole MiB).
+    #[arg(long)]
+    pub azure: bool,
+    /// A QCOW2 v3 (OpenStack, Oracle OCI, Proxmox, libvirt).
+    #[arg(long)]
+    pub qcow2: bool,
+    /// A dynamic VHDX (Hyper-V).
+    #[arg(long)]
+    pub vhdx: bool,
+    /// An OVA (vSphere): OVF descriptor, stream-optimized VMDK, manifest.
+    #[arg(long)]
+    pub ova: bool,
+    /// Every shape.
+    #[arg(long)]
+    pub all: bool,
+    /// Deflate the QCOW2's clusters, as `qemu-img convert -c` does.
+    #[arg(long)]
+    pub compress_qcow2: bool,
     /// Output directory (created if missing).
     #[arg(
         short = 'o',
@@ -56,14 +78,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.name
         );
     }
-    let shapes: Vec<Shape> = Shape::ALL
-        .into_iter()
-        .filter(|s| match (args.gcp, args.aws) {
-            (false, false) | (true, true) => true,
-            (true, false) => s.provider() == package::Provider::Gcp,
-            (false, true) => s.provider() == package::Provider::Aws,
-        })
-        .collect();
+    use package::Provider;
+    let wanted = [
+        (args.gcp, Provider::Gcp),
+        (args.aws, Provider::Aws),
+        (args.azure, Provider::Azure),
+        (args.qcow2, Provider::Openstack),
+        (args.vhdx, Provider::Hyperv),
+        (args.ova, Provider::Vsphere),
+    ];
+    let shapes: Vec<Shape> = if args.all {
+        Shape::ALL.to_vec()
+    } else if wanted.iter().any(|(on, _)| *on) {
+        Shape::ALL
+            .into_iter()
+            .filter(|s| wanted.iter().any(|(on, p)| *on && s.provider() == *p))
+            .collect()
+    } else {
+        Shape::DEFAULT.to_vec()
+    };
     let req = PackageRequest {
         input: args.image.clone(),
         out_dir: args.out_dir.clone(),
@@ -75,6 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
+        qcow2_compressed: args.compress_qcow2,
         progress: None,
     };
     let started = std::time::Instant::now();
@@ -198,7 +232,12 @@ fn status_line(
     for (shape, phase) in &phases {
         let file = shape.file_name(name);
         let done = (progress.read(*shape) as f64 / total as f64).min(1.0);
-        if *phase == "writing" && matches!(shape, Shape::AwsVmdk | Shape::GcpTarGz) {
+        if *phase == "writing"
+            && matches!(
+                shape,
+                Shape::AwsVmdk | Shape::GcpTarGz | Shape::Qcow2 | Shape::Ova
+            )
+        {
             slowest = slowest.min(done);
             parts.push(format!("{file} {:>3.0}%", done * 100.0));
         } else {

@@ -13,6 +13,7 @@ use crate::error::{Error, IoContext, Result};
 
 pub mod deflate;
 pub mod gcp;
+pub mod open;
 pub mod ova;
 pub mod qcow2;
 pub mod raw;
@@ -38,6 +39,8 @@ pub enum Format {
     Gzip,
     /// An uncompressed tar archive.
     Tar,
+    /// An OVA: a tar whose first member is an OVF descriptor.
+    Ova,
     /// A QCOW2 image.
     Qcow2,
     /// A VHDX image.
@@ -55,6 +58,7 @@ impl Format {
             Format::VmdkDescriptor => "vmdk descriptor",
             Format::Gzip => "gzip (tar.gz)",
             Format::Tar => "tar",
+            Format::Ova => "ova",
             Format::Qcow2 => "qcow2",
             Format::Vhdx => "vhdx",
         }
@@ -99,6 +103,11 @@ pub fn detect_file(file: &File) -> Result<Format> {
         }
     }
     if head.len() >= 263 && &head[257..262] == b"ustar" {
+        let name = &head[..100];
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(100)];
+        if name.to_ascii_lowercase().ends_with(b".ovf") {
+            return Ok(Format::Ova);
+        }
         return Ok(Format::Tar);
     }
     Ok(Format::Raw)

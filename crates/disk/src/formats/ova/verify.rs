@@ -46,7 +46,7 @@ pub fn verify(file: &File) -> Result<Report> {
 /// [`verify`], feeding the decoded disk to `digest`.
 pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
     let file_size = file.metadata().ctx("reading file metadata")?.len();
-    let mut r = Report::new(Format::Tar, file_size);
+    let mut r = Report::new(Format::Ova, file_size);
     r.detail("container", "ova");
 
     let mut tar = TarReader::new(BufReader::with_capacity(
@@ -541,7 +541,7 @@ impl Read for ReadAt<'_> {
 
 /// An unnamed temporary file beside `ova` when its directory is known and
 /// writable, else in [`std::env::temp_dir`].
-fn unnamed_temp(ova: &File) -> Result<File> {
+pub(crate) fn unnamed_temp(ova: &File) -> Result<File> {
     use std::os::fd::AsRawFd;
     let beside = std::fs::read_link(format!("/proc/self/fd/{}", ova.as_raw_fd()))
         .ok()

@@ -1,0 +1,111 @@
+//! Open any image cloudimg reads as a [`VirtualDisk`], its format told from
+//! its content: raw, VHD (fixed, dynamic), VMDK (stream-optimized,
+//! monolithic sparse), QCOW2, VHDX, a GCP `disk.raw.tar.gz` and an OVA.
+//!
+//! The compressed containers cannot be read at random: the disk of a GCP
+//! tarball is first extracted (sparse) and the VMDK of an OVA copied, each
+//! to an unnamed temporary file beside the input (or in `$TMPDIR`) that
+//! disappears with the returned disk.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::disk::VirtualDisk;
+use crate::error::{Error, IoContext, Result};
+use crate::formats::{self, gcp, ova, Format};
+use crate::io::RawFile;
+
+/// Open the image at `path` for reading, whatever its format; return the
+/// disk it holds and the format found. Errors name `path`.
+pub fn open_disk(path: &Path) -> Result<(Box<dyn VirtualDisk>, Format)> {
+    let (file, meta, format) = formats::open_detect(path)?;
+    let disk = open_file_disk(file, meta.len(), format, path).map_err(|e| e.with_path(path))?;
+    Ok((disk, format))
+}
+
+/// [`open_disk`] for an already open `file` of `len` bytes, detected as
+/// `format`; `path` only names it in errors of later reads.
+pub fn open_file_disk(
+    file: File,
+    len: u64,
+    format: Format,
+    path: &Path,
+) -> Result<Box<dyn VirtualDisk>> {
+    Ok(match format {
+        Format::Raw => Box::new(RawFile::window(file, path, 0, len)),
+        Format::VhdFixed | Format::VhdDynamic => formats::vhd::open(file)?,
+        Format::Vmdk => Box::new(formats::vmdk::open(file)?),
+        Format::Qcow2 => formats::qcow2::open(file)?,
+        Format::Vhdx => formats::vhdx::open(file)?,
+        Format::Gzip => {
+            let out = ova::verify::unnamed_temp(&file)?;
+            let size = gcp::extract_disk(&file, &out)?;
+            Box::new(RawFile::window(out, path, 0, size))
+        }
+        Format::Ova => {
+            let tmp = ova_vmdk(&file)?;
+            Box::new(formats::vmdk::open(tmp)?)
+        }
+        Format::VmdkDescriptor => {
+            return Err(Error::unsupported(
+                "is a VMDK text descriptor: give the extent file it names instead",
+            ))
+        }
+        Format::Tar => {
+            return Err(Error::unsupported(
+                "is a tar archive that is neither a GCP disk.raw.tar.gz nor an OVA",
+            ))
+        }
+    })
+}
+
+/// Copy the first `.vmdk` member of an OVA to an unnamed temporary file.
+fn ova_vmdk(file: &File) -> Result<File> {
+    let out = ova::verify::unnamed_temp(file)?;
+    extract_ova_vmdk(file, &out)?;
+    Ok(out)
+}
+
+/// Copy the first `.vmdk` member of the OVA `file` into `out` (from its
+/// start); return the member's size.
+pub fn extract_ova_vmdk(file: &File, out: &File) -> Result<u64> {
+    let mut tar = gcp::tar::TarReader::new(ReadAt { file, pos: 0 });
+    while let Some(entry) = tar.next_entry()? {
+        if !entry.name_str().to_ascii_lowercase().ends_with(".vmdk") {
+            continue;
+        }
+        let mut buf = vec![0u8; crate::disk::BUFFER_SIZE];
+        let mut done = 0u64;
+        while done < entry.size {
+            let k = (entry.size - done).min(buf.len() as u64) as usize;
+            file.read_exact_at(&mut buf[..k], entry.data_offset + done)
+                .map_err(|e| {
+                    Error::io(
+                        "reading the OVA's VMDK member (the archive is truncated?)",
+                        e,
+                    )
+                })?;
+            out.write_all_at(&buf[..k], done)
+                .ctx("copying the OVA's VMDK to a temporary file")?;
+            done += k as u64;
+        }
+        return Ok(entry.size);
+    }
+    Err(Error::invalid_format("the OVA has no .vmdk member"))
+}
+
+/// Sequential reads of a file by position.
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
