@@ -1640,13 +1640,17 @@ mod fat {
         /// The clusters of a chain starting at `first`, at most `max`.
         fn chain(&self, first: u32, max: u64) -> Result<Vec<u32>, String> {
             let mut v = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             let mut c = Some(first);
             while let Some(n) = c {
                 if n < 2 || n >= self.clusters + 2 {
-                    return Err(format!("chain reaches invalid cluster {n}"));
+                    return Err(format!("a cluster chain reaches invalid cluster {n}"));
                 }
                 if v.len() as u64 >= max.min(u64::from(self.clusters)) {
                     break;
+                }
+                if !seen.insert(n) {
+                    return Err(format!("a cluster chain loops back to cluster {n}"));
                 }
                 v.push(n);
                 c = self.next(n)?;
