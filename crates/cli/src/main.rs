@@ -32,7 +32,7 @@ enum Cmd {
     Package(cmd::package::Args),
     /// Decode an artifact in full and report every defect found.
     Verify(cmd::verify::Args),
-    /// Say whether an image can boot on each cloud and firmware path, and why not.
+    /// Say whether an image can boot on each cloud and firmware, and why not.
     Check(cmd::check::Args),
     /// Show a file's format, sizes, header facts and partition table.
     Inspect(cmd::inspect::Args),

@@ -24,6 +24,7 @@
 //! | `alignment` | partitions start on 1 MiB (warn otherwise) | never |
 //! | `kernel` | the kernel the GRUB / Limine config names exists, non-empty | every path |
 //! | `size:gcp` `size:aws` `size:azure` | each cloud's size rules | that cloud |
+//! | `size:aws-bios` | only over 2 TiB: old AWS limit for BIOS boot volumes (warn) | never |
 //!
 //! Sources for the size rules: /work/shared/reference/cloud-formats.md
 //! (GCP whole GiB; AWS VHD ≤ 2040 GiB (qemu), stream-optimized VMDK
@@ -384,7 +385,9 @@ pub fn check(disk: &dyn VirtualDisk, clouds: &[Cloud]) -> Result<Checklist> {
 fn check_mbr(cx: &mut Ctx<'_>, m: &Mbr) {
     let sectors = cx.disk.size() / SECTOR_SIZE;
     let subject = "protective MBR";
-    let rebuild = fix("write a protective MBR: sgdisk -z is too much; use gdisk's recovery menu (r, then n: new protective MBR) and w");
+    let rebuild = fix(
+        "write a new protective MBR: gdisk IMAGE, then x (expert menu), n (new protective MBR), w",
+    );
     match m.kind {
         MbrKind::Invalid => cx.push(
             "mbr",
@@ -448,7 +451,7 @@ fn check_mbr(cx: &mut Ctx<'_>, m: &Mbr) {
                         e.index,
                         others.join(", ")
                     ),
-                    fix("unless a BIOS loader needs the MBR entries, make it protective (gdisk: x, n, w)"),
+                    fix("unless a BIOS loader needs the MBR entries, make it protective: gdisk IMAGE, then x, n, w"),
                     None,
                 );
             } else if ees > 1 {
@@ -782,9 +785,9 @@ fn limine_stage2(cx: &mut Ctx<'_>, sector0: &[u8; 512]) {
         }
         let mut buf = vec![0u8; *len as usize];
         match cx.disk.read_at(&mut buf, *at) {
-            Ok(()) if buf.iter().all(|&b| b == 0) => {
-                problems.push(format!("the {name} half ({len} bytes at byte {at}) is all zero"))
-            }
+            Ok(()) if buf.iter().all(|&b| b == 0) => problems.push(format!(
+                "the {name} half ({len} bytes at byte {at}) is all zero"
+            )),
             Ok(()) => {}
             Err(e) => problems.push(format!("the {name} half cannot be read: {e}")),
         }
@@ -868,7 +871,11 @@ fn check_uefi<'a>(cx: &mut Ctx<'a>, parts: Option<&[Part]>) -> Option<Esp<'a>> {
     cx.push(
         "esp",
         format!("EFI system partition {}", p.index),
-        if esps.len() > 1 { Status::Warn } else { Status::Pass },
+        if esps.len() > 1 {
+            Status::Warn
+        } else {
+            Status::Pass
+        },
         if esps.len() > 1 {
             format!(
                 "{} ESPs; firmware may boot any of them; partition {} checked ({fat})",
@@ -876,7 +883,10 @@ fn check_uefi<'a>(cx: &mut Ctx<'a>, parts: Option<&[Part]>) -> Option<Esp<'a>> {
                 p.index
             )
         } else {
-            format!("partition {} (LBA {}+{}), {fat}", p.index, p.first_lba, p.sectors)
+            format!(
+                "partition {} (LBA {}+{}), {fat}",
+                p.index, p.first_lba, p.sectors
+            )
         },
         fix("keep one ESP"),
         uefi,
@@ -907,7 +917,10 @@ fn check_uefi<'a>(cx: &mut Ctx<'a>, parts: Option<&[Part]>) -> Option<Esp<'a>> {
                     "efi-loader",
                     subject,
                     Status::Pass,
-                    format!("{} bytes, PE32+ x86-64 EFI application ({who})", bytes.len()),
+                    format!(
+                        "{} bytes, PE32+ x86-64 EFI application ({who})",
+                        bytes.len()
+                    ),
                     None,
                     uefi,
                 );
@@ -932,7 +945,9 @@ pub fn pe_efi_app(b: &[u8]) -> std::result::Result<(), String> {
     }
     let pe = u32at(0x3C).ok_or("is not a PE image: truncated DOS header")? as usize;
     if b.get(pe..pe + 4) != Some(b"PE\0\0") {
-        return Err(format!("is not a PE image: no PE\\0\\0 signature at byte {pe}"));
+        return Err(format!(
+            "is not a PE image: no PE\\0\\0 signature at byte {pe}"
+        ));
     }
     let machine = u16at(pe + 4).ok_or("is a truncated PE image")?;
     if machine != PE_MACHINE_X86_64 {
@@ -1039,7 +1054,11 @@ fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
             grub_paths.push(format!("{}/grub.cfg", p.trim_end_matches('/')));
         }
     }
-    for p in ["/EFI/BOOT/grub.cfg", "/boot/grub/grub.cfg", "/grub/grub.cfg"] {
+    for p in [
+        "/EFI/BOOT/grub.cfg",
+        "/boot/grub/grub.cfg",
+        "/grub/grub.cfg",
+    ] {
         if !grub_paths.iter().any(|q| q.eq_ignore_ascii_case(p)) {
             grub_paths.push(p.into());
         }
@@ -1216,7 +1235,10 @@ fn grub_kernels(esp: &Esp<'_>, cfg: &str, depth: usize) -> Vec<KernelRef> {
         let words: Vec<&str> = line.split_whitespace().collect();
         let first = words[0];
         if let Some(v) = line.strip_prefix("set default=") {
-            default = v.trim_matches(|c| c == '"' || c == '\'').parse().unwrap_or(0);
+            default = v
+                .trim_matches(|c| c == '"' || c == '\'')
+                .parse()
+                .unwrap_or(0);
         }
         if first == "menuentry" && depth_braces == 0 {
             entries.push(Vec::new());
@@ -1349,16 +1371,17 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
     };
     let subject = format!("size for {}", cloud.name());
     let paths: Vec<Target> = Target::of(cloud).to_vec();
-    let push = |cx: &mut Ctx<'_>, status: Status, msg: String, fix: Option<String>, paths: Vec<Target>| {
-        cx.checks.push(Check {
-            id,
-            subject: subject.clone(),
-            status,
-            message: msg,
-            fix: if status == Status::Pass { None } else { fix },
-            paths,
-        });
-    };
+    let push =
+        |cx: &mut Ctx<'_>, status: Status, msg: String, fix: Option<String>, paths: Vec<Target>| {
+            cx.checks.push(Check {
+                id,
+                subject: subject.clone(),
+                status,
+                message: msg,
+                fix: if status == Status::Pass { None } else { fix },
+                paths,
+            });
+        };
     match cloud {
         Cloud::Gcp => {
             let grown = size.div_ceil(GIB).max(1) * GIB;
@@ -1375,9 +1398,9 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
         Cloud::Aws => {
             let mut notes = Vec::new();
             if size > AWS_VHD_MAX {
-                notes.push(format!(
-                    "larger than 2040 GiB, the most a VHD holds: use the raw shape"
-                ));
+                notes.push(
+                    "larger than 2040 GiB, the most a VHD holds: use the raw shape".to_string(),
+                );
             }
             if size > VMDK_MAX {
                 notes.push("larger than 2 TiB, the most a stream-optimized VMDK's grain offsets address: use the raw shape".to_string());
@@ -1420,7 +1443,7 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
         }
         Cloud::Azure => {
             let grown = size.div_ceil(MIB) * MIB;
-            if grown < AZURE_MIN || grown > AZURE_MAX {
+            if !(AZURE_MIN..=AZURE_MAX).contains(&grown) {
                 push(
                     cx,
                     Status::Fail,
@@ -1720,7 +1743,11 @@ mod fat {
                     .fold(0u8, |s, &b| s.rotate_right(1).wrapping_add(b));
                 let long_name = if !long.is_empty()
                     && long.iter().all(|(_, c, _)| *c == sum)
-                    && long.iter().rev().map(|(o, _, _)| *o).eq(1..=long.len() as u8)
+                    && long
+                        .iter()
+                        .rev()
+                        .map(|(o, _, _)| *o)
+                        .eq(1..=long.len() as u8)
                 {
                     let units: Vec<u16> = long
                         .iter()
@@ -1735,7 +1762,11 @@ mod fat {
                 let matches = short.eq_ignore_ascii_case(name)
                     || long_name.is_some_and(|l| l.to_lowercase() == name.to_lowercase());
                 if matches {
-                    let hi = if self.kind == Kind::Fat32 { le16(e, 20) } else { 0 };
+                    let hi = if self.kind == Kind::Fat32 {
+                        le16(e, 20)
+                    } else {
+                        0
+                    };
                     return Ok(Some(Entry {
                         first_cluster: ((hi << 16) | le16(e, 26)) as u32,
                         size: le32(e, 28),
@@ -1768,7 +1799,9 @@ mod fat {
                     return Err(format!("{d} is not a directory"));
                 }
                 // ".." to the root is cluster 0.
-                dir = (e.first_cluster != 0).then_some(e.first_cluster).or(self.root());
+                dir = (e.first_cluster != 0)
+                    .then_some(e.first_cluster)
+                    .or(self.root());
             }
             let e = self.find(dir, last)?.ok_or_else(|| format!("no {last}"))?;
             if e.dir {
@@ -1892,7 +1925,14 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["gcp-uefi", "gcp-bios", "aws-uefi", "aws-bios", "azure-gen2", "azure-gen1"]
+            [
+                "gcp-uefi",
+                "gcp-bios",
+                "aws-uefi",
+                "aws-bios",
+                "azure-gen2",
+                "azure-gen1"
+            ]
         );
     }
 }

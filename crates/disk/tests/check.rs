@@ -157,9 +157,7 @@ fn default_img() -> Img {
 }
 
 fn status(l: &Checklist, id: &str) -> (Status, String) {
-    let c = l
-        .get(id)
-        .unwrap_or_else(|| panic!("no check {id}: {l:#?}"));
+    let c = l.get(id).unwrap_or_else(|| panic!("no check {id}: {l:#?}"));
     (c.status, c.message.clone())
 }
 
@@ -200,10 +198,7 @@ fn clean_limine_image_is_ready_everywhere() {
         status(&l, "kernel").1,
         "/limine.conf boots /boot/capos-kernel.elf (5000 bytes)"
     );
-    assert_eq!(
-        status(&l, "esp").1,
-        "partition 2 (LBA 4096+81920), FAT32"
-    );
+    assert_eq!(status(&l, "esp").1, "partition 2 (LBA 4096+81920), FAT32");
 }
 
 #[test]

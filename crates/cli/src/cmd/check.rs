@@ -66,9 +66,9 @@ pub enum ProviderArg {
 pub fn open_disk(path: &Path) -> anyhow::Result<Box<dyn VirtualDisk>> {
     let (file, _meta, format) = formats::open_detect(path)?;
     let disk: Box<dyn VirtualDisk> = match format {
-        Format::Raw => Box::new(
-            RawFile::open(path).with_context(|| format!("opening {}", path.display()))?,
-        ),
+        Format::Raw => {
+            Box::new(RawFile::open(path).with_context(|| format!("opening {}", path.display()))?)
+        }
         Format::VhdFixed | Format::VhdDynamic => {
             formats::vhd::open(file).map_err(|e| e.with_path(path))?
         }
@@ -126,7 +126,11 @@ fn human(out: &mut impl Write, path: &Path, list: &Checklist) -> anyhow::Result<
             Status::Warn => "WARN",
             Status::Fail => "FAIL",
         };
-        writeln!(out, "{:<w$}  {status:<6}  {}: {}", c.id, c.subject, c.message)?;
+        writeln!(
+            out,
+            "{:<w$}  {status:<6}  {}: {}",
+            c.id, c.subject, c.message
+        )?;
         if let Some(f) = &c.fix {
             writeln!(out, "{:<w$}  {:<6}  fix: {f}", "", "")?;
         }
