@@ -996,7 +996,7 @@ fn check_alignment(cx: &mut Ctx<'_>, parts: Option<&[Part]>) {
             "partition alignment",
             Status::Warn,
             format!(
-                "not 4 KiB aligned: partition {}; every write then straddles the clouds' 4 KiB physical blocks",
+                "not 4 KiB aligned: partition {}; its 4 KiB blocks then straddle two of the volume's (read-modify-write on 4K-sector volumes)",
                 off4k.join(", partition ")
             ),
             fix_it,

@@ -218,6 +218,45 @@ fn fat16_and_fat12_esps_are_read() {
 }
 
 #[test]
+fn names_are_matched_without_case() {
+    if !tools() {
+        return;
+    }
+    let img = default_img();
+    let esp = img.esp();
+    let dir = tempfile::tempdir().unwrap();
+    let efi = dir.path().join("bootx64.efi");
+    fs::write(&efi, pe(0x8664, 10, b"")).unwrap();
+    let conf = dir.path().join("LIMINE.CONF");
+    fs::write(&conf, "/x\nPATH: boot():/BOOT/CAPOS-KERNEL.ELF\n").unwrap();
+    common::run(Command::new("mdeltree").args(["-i", &esp, "::/EFI"]));
+    common::run(Command::new("mdel").args(["-i", &esp, "::/limine.conf"]));
+    common::run(Command::new("mmd").args(["-i", &esp, "::/efi", "::/efi/boot"]));
+    common::run(
+        Command::new("mcopy")
+            .args(["-i", &esp])
+            .arg(&efi)
+            .arg("::/efi/boot/bootx64.efi"),
+    );
+    common::run(
+        Command::new("mcopy")
+            .args(["-i", &esp])
+            .arg(&conf)
+            .arg("::/LIMINE.CONF"),
+    );
+    let listing = common::run(Command::new("mdir").args(["-i", &esp, "::/efi/boot"]));
+    // mtools keeps an all-lowercase 8.3 name as a short name with the
+    // lowercase flags (no long name).
+    assert!(listing.contains("bootx64  efi"), "{listing}");
+    let l = img.check(&[]);
+    assert_eq!(status(&l, "efi-loader").0, Status::Pass, "{l:#?}");
+    assert_eq!(
+        status(&l, "kernel").1,
+        "/limine.conf boots /BOOT/CAPOS-KERNEL.ELF (5000 bytes)"
+    );
+}
+
+#[test]
 fn zero_mbr_code_fails_bios_paths_only() {
     if !tools() {
         return;
