@@ -82,7 +82,7 @@ fn demo_image_is_ready_everywhere() {
     assert!(text.contains(
         "bios-boot-code  pass    MBR boot code: GRUB boot.img (\"GRUB \" string at byte 0..440)\n"
     ));
-    assert!(text.contains("bios-stage2     pass    GRUB core.img: boot.img loads core.img from LBA 2048, the start of BIOS boot partition 1 (non-zero)\n"), "{text}");
+    assert!(text.contains("bios-stage2     pass    GRUB core.img: boot.img loads core.img from LBA 2048, in BIOS boot partition 1; its blocklist loads "), "{text}");
     assert!(
         text.contains("kernel (/EFI/BOOT/grub.cfg): /EFI/BOOT/grub.cfg boots /capos/kernel.elf ("),
         "{text}"
@@ -166,6 +166,27 @@ fn zeroed_core_img_makes_bios_paths_not_ready() {
     );
     assert_eq!(not_ready(&v), ["gcp-bios", "aws-bios", "azure-gen1"]);
     assert_eq!(v["ready"], false);
+}
+
+#[test]
+fn empty_core_img_blocklist_makes_bios_paths_not_ready() {
+    let t = tempfile::tempdir().unwrap();
+    if !build(t.path()) {
+        return;
+    }
+    // diskboot.img's first blocklist entry: LBA u64 at 500, sectors u16 at 508.
+    zero(&t.path().join("demo.raw"), 2048 * 512 + 508, 2);
+    let out = cloudimg(
+        &["check", "demo.raw", "--json", "--provider", "azure"],
+        t.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(
+        check_of(&v, "bios-stage2")["message"],
+        "core.img's first sector at LBA 2048 (BIOS boot partition 1) has an empty blocklist: the rest of core.img is never loaded"
+    );
+    assert_eq!(not_ready(&v), ["azure-gen1"]);
 }
 
 #[test]

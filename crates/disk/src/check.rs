@@ -71,6 +71,9 @@ pub const AZURE_MAX: u64 = 32 << 40;
 pub const GRUB_BOOT_MARK: &[u8] = b"GRUB ";
 /// Offset of the 64-bit LBA of core.img in GRUB's boot.img.
 pub const GRUB_KERNEL_SECTOR: usize = 0x5C;
+/// Offset of the first blocklist entry in GRUB's diskboot.img (the first
+/// sector of core.img; grub-core/boot/i386/pc/diskboot.S `firstlist`).
+pub const GRUB_CORE_BLOCKLIST: usize = 512 - 12;
 /// Offset of Limine's stage-2 sizes (2 x u16) and byte offsets (2 x u64)
 /// in its MBR code (limine stage1/hdd/bootsect.asm).
 pub const LIMINE_STAGE2_INFO: usize = 0x1A4;
@@ -714,50 +717,83 @@ fn grub_core(cx: &mut Ctx<'_>, lba: u64, bios_parts: &[&Part]) {
         return;
     }
     let inside = bios_parts.iter().find(|p| p.contains_lba(lba));
-    match first_sector_zero(cx.disk, lba) {
-        Err(e) => cx.push(
+    let mut first = [0u8; 512];
+    if let Err(e) = cx.disk.read_at(&mut first, lba * SECTOR_SIZE) {
+        cx.push(
             "bios-stage2",
             subject,
             Status::Fail,
             format!("cannot read LBA {lba}, where boot.img loads core.img from: {e}"),
             reinstall,
             bios,
-        ),
-        Ok(true) => cx.push(
+        );
+        return;
+    }
+    let place = match inside {
+        Some(p) => format!(" (BIOS boot partition {})", p.index),
+        None => String::new(),
+    };
+    if first.iter().all(|&b| b == 0) {
+        cx.push(
             "bios-stage2",
             subject,
             Status::Fail,
-            match inside {
-                Some(p) => format!(
-                    "boot.img loads core.img from LBA {lba} (BIOS boot partition {}), but that sector is all zero",
-                    p.index
-                ),
-                None => format!("boot.img loads core.img from LBA {lba}, but that sector is all zero"),
-            },
+            format!("boot.img loads core.img from LBA {lba}{place}, but that sector is all zero"),
             reinstall,
             bios,
+        );
+        return;
+    }
+    // diskboot.img (core.img's first sector) loads the rest by its first
+    // blocklist entry: start LBA (u64), sectors (u16), segment (u16).
+    let bl = &first[GRUB_CORE_BLOCKLIST..];
+    let start = u64::from_le_bytes(bl[..8].try_into().expect("8 bytes"));
+    let len = u64::from(u16::from_le_bytes([bl[8], bl[9]]));
+    let problem = if len == 0 {
+        Some(format!(
+            "core.img's first sector at LBA {lba}{place} has an empty blocklist: the rest of core.img is never loaded"
+        ))
+    } else if start == 0 || start.saturating_add(len) > sectors {
+        Some(format!(
+            "core.img's blocklist loads {len} sectors from LBA {start}, outside the {sectors}-sector disk"
+        ))
+    } else if inside.is_some_and(|p| !p.contains_lba(start) || !p.contains_lba(start + len - 1)) {
+        Some(format!(
+            "core.img's blocklist loads {len} sectors from LBA {start}, past the end of its BIOS boot partition"
+        ))
+    } else {
+        match first_sector_zero(cx.disk, start) {
+            Ok(true) => Some(format!(
+                "core.img's blocklist loads {len} sectors from LBA {start}, but the first of them is all zero"
+            )),
+            Ok(false) => None,
+            Err(e) => Some(format!("cannot read LBA {start}: {e}")),
+        }
+    };
+    if let Some(m) = problem {
+        cx.push("bios-stage2", subject, Status::Fail, m, reinstall, bios);
+        return;
+    }
+    match inside {
+        Some(p) => cx.push(
+            "bios-stage2",
+            subject,
+            Status::Pass,
+            format!(
+                "boot.img loads core.img from LBA {lba}, in BIOS boot partition {}; its blocklist loads {len} more sectors from LBA {start}",
+                p.index
+            ),
+            None,
+            bios,
         ),
-        Ok(false) => match inside {
-            Some(p) => cx.push(
-                "bios-stage2",
-                subject,
-                Status::Pass,
-                format!(
-                    "boot.img loads core.img from LBA {lba}, the start of BIOS boot partition {} (non-zero)",
-                    p.index
-                ),
-                None,
-                bios,
-            ),
-            None => cx.push(
-                "bios-stage2",
-                subject,
-                Status::Warn,
-                format!("core.img at LBA {lba} lies outside any BIOS boot partition: partitioning tools may overwrite it"),
-                fix("give GRUB a BIOS boot partition (type EF02) and reinstall it"),
-                bios,
-            ),
-        },
+        None => cx.push(
+            "bios-stage2",
+            subject,
+            Status::Warn,
+            format!("core.img at LBA {lba} lies outside any BIOS boot partition: partitioning tools may overwrite it"),
+            fix("give GRUB a BIOS boot partition (type EF02) and reinstall it"),
+            bios,
+        ),
     }
 }
 
