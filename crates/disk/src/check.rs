@@ -26,9 +26,11 @@
 //! | `size:gcp` `size:aws` `size:azure` | each cloud's size rules | that cloud |
 //! | `size:aws-bios` | only over 2 TiB: old AWS limit for BIOS boot volumes (warn) | never |
 //!
-//! Sources for the size rules: /work/shared/reference/cloud-formats.md
-//! (GCP whole GiB; AWS VHD ≤ 2040 GiB (qemu), stream-optimized VMDK
-//! ≤ 2 TiB, old MBR boot limit 2 TiB; Azure whole MiB, 20 MiB ..= 32 TiB).
+//! Size rules (the project's cloud-formats reference, §1-3): GCP whole
+//! GiB (cloudimg grows the disk); AWS VHD ≤ 2040 GiB (qemu block/vpc.c),
+//! stream-optimized VMDK ≤ 2 TiB (sector offsets), 2 TiB for BIOS boot
+//! volumes (awsdocs vmie_prereqs.md, 2019); Azure whole MiB, 20 MiB ..=
+//! 32 TiB (Azure DiskCreationData.UploadSizeBytes, less the footer).
 
 use std::io;
 
