@@ -2,9 +2,9 @@
 //! libraries. Logs and progress go to stderr, data (tables, `--json`) to
 //! stdout.
 //!
-//! Exit codes: 0 success; 1 `verify` found defects or a `boot` did not
-//! reach its landmark; 2 error (bad input, failed step); 130 interrupted
-//! by SIGINT; 143 terminated by SIGTERM.
+//! Exit codes: 0 success; 1 `verify` found defects, `check` found a path
+//! not ready or a `boot` did not reach its landmark; 2 error (bad input,
+//! failed step); 130 interrupted by SIGINT; 143 terminated by SIGTERM.
 
 mod cmd;
 mod signals;
@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "cloudimg", version, about, long_about = None, help_expected = true)]
 #[command(max_term_width = 80, term_width = 80)]
 #[command(
-    after_help = "Exit codes: 0 ok, 1 defects found or boot failed, 2 error, 130/143 interrupted."
+    after_help = "Exit codes: 0 ok, 1 defects found, not ready or boot failed, 2 error,\n130/143 interrupted."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +32,8 @@ enum Cmd {
     Package(cmd::package::Args),
     /// Decode an artifact in full and report every defect found.
     Verify(cmd::verify::Args),
+    /// Say whether an image can boot on each cloud and firmware, and why not.
+    Check(cmd::check::Args),
     /// Show a file's format, sizes, header facts and partition table.
     Inspect(cmd::inspect::Args),
     /// Build the hybrid BIOS+UEFI disk image.
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Package(a) => cmd::package::run(a),
         Cmd::Verify(a) => cmd::verify::run(a),
+        Cmd::Check(a) => cmd::check::run(a),
         Cmd::Inspect(a) => cmd::inspect::run(a),
         Cmd::Image(a) => cmd::image::run(a),
         Cmd::Boot(a) => cmd::boot::run(a),

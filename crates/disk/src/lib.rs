@@ -16,6 +16,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod check;
 pub mod disk;
 pub mod error;
 pub mod formats;

@@ -1,6 +1,7 @@
 //! One module per subcommand: clap arguments and a `run` function.
 
 pub mod boot;
+pub mod check;
 pub mod cloud;
 pub mod image;
 pub mod inspect;

@@ -1,0 +1,157 @@
+//! `cloudimg check IMAGE`: before any upload, can the image boot on each
+//! cloud and firmware path, and if not, why not.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use cloudimg_disk::check::{check, Checklist, Cloud, Status};
+use cloudimg_disk::formats::{self, Format};
+use cloudimg_disk::io::RawFile;
+use cloudimg_disk::VirtualDisk;
+
+/// Say whether an image can boot on each cloud and firmware path, and
+/// why not.
+///
+/// Checks, read-only: the size, the protective MBR, both GPT copies, the
+/// BIOS boot code and the stage it loads (GRUB or Limine), the EFI system
+/// partition and /EFI/BOOT/BOOTX64.EFI (PE32+, x86-64, EFI application),
+/// partition alignment, the kernel the GRUB or Limine config names, and
+/// each cloud's size rules. Paths: gcp-uefi, gcp-bios, aws-uefi,
+/// aws-bios, azure-gen2 (UEFI), azure-gen1 (BIOS). A `fail` makes the
+/// paths it names not ready; a `warn` does not.
+///
+/// Reads raw images, VHD (fixed or dynamic) and VMDK (hosted sparse).
+/// Exit status: 0 every requested path ready, 1 some path not ready,
+/// 2 the image could not be read.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Checks (read-only): size-sector, mbr, gpt, bios-boot-code, bios-stage2 (GRUB
+core.img or Limine stage 2), esp, efi-loader (/EFI/BOOT/BOOTX64.EFI: PE32+,
+x86-64, EFI application), alignment, kernel (named by grub.cfg or
+limine.conf), size:gcp, size:aws, size:azure. A fail makes the paths it names
+not ready: gcp-uefi, gcp-bios, aws-uefi, aws-bios, azure-gen2 (UEFI),
+azure-gen1 (BIOS). A warn does not.
+
+Reads raw images, VHD and VMDK. --json prints the same checks and verdicts.
+
+Exit codes: 0 every requested path ready, 1 some path not ready, 2 the image
+could not be read.")]
+pub struct Args {
+    /// The disk image.
+    pub image: PathBuf,
+    /// The clouds to check (repeat or separate with commas).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    pub provider: Vec<ProviderArg>,
+    /// Print the checks and verdicts as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A `--provider` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderArg {
+    /// Google Compute Engine.
+    Gcp,
+    /// Amazon EC2.
+    Aws,
+    /// Microsoft Azure.
+    Azure,
+    /// All three.
+    All,
+}
+
+/// Open an image of any format cloudimg reads as a virtual disk.
+pub fn open_disk(path: &Path) -> anyhow::Result<Box<dyn VirtualDisk>> {
+    let (file, _meta, format) = formats::open_detect(path)?;
+    let disk: Box<dyn VirtualDisk> = match format {
+        Format::Raw => {
+            Box::new(RawFile::open(path).with_context(|| format!("opening {}", path.display()))?)
+        }
+        Format::VhdFixed | Format::VhdDynamic => {
+            formats::vhd::open(file).map_err(|e| e.with_path(path))?
+        }
+        Format::Vmdk => Box::new(formats::vmdk::open(file).map_err(|e| e.with_path(path))?),
+        other => bail!(
+            "{}: cannot check a {other} file: give the raw disk image (or a VHD or VMDK)",
+            path.display()
+        ),
+    };
+    Ok(disk)
+}
+
+/// Run the command.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let clouds: Vec<Cloud> = if args.provider.contains(&ProviderArg::All) {
+        Cloud::ALL.to_vec()
+    } else {
+        args.provider
+            .iter()
+            .map(|p| match p {
+                ProviderArg::Gcp => Cloud::Gcp,
+                ProviderArg::Aws => Cloud::Aws,
+                ProviderArg::Azure | ProviderArg::All => Cloud::Azure,
+            })
+            .collect()
+    };
+    let disk = open_disk(&args.image)?;
+    let list = check(disk.as_ref(), &clouds).map_err(|e| e.with_path(&args.image))?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut v = serde_json::to_value(&list)?;
+        v["path"] = serde_json::json!(args.image);
+        v["ready"] = serde_json::json!(list.ready());
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+    } else {
+        human(&mut out, &args.image, &list)?;
+    }
+    Ok(ExitCode::from(if list.ready() { 0 } else { 1 }))
+}
+
+fn human(out: &mut impl Write, path: &Path, list: &Checklist) -> anyhow::Result<()> {
+    writeln!(out, "{}: {} bytes", path.display(), list.virtual_size)?;
+    let w = list
+        .checks
+        .iter()
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    writeln!(out, "{:<w$}  STATUS  MESSAGE", "CHECK")?;
+    for c in &list.checks {
+        let status = match c.status {
+            Status::Pass => "pass",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        };
+        writeln!(
+            out,
+            "{:<w$}  {status:<6}  {}: {}",
+            c.id, c.subject, c.message
+        )?;
+        if let Some(f) = &c.fix {
+            writeln!(out, "{:<w$}  {:<6}  fix: {f}", "", "")?;
+        }
+    }
+    writeln!(out)?;
+    for v in &list.verdicts {
+        if v.ready {
+            let warn = if v.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(" (warnings: {})", v.warnings.join(", "))
+            };
+            writeln!(out, "{:<11} ready{warn}", v.target.name())?;
+        } else {
+            writeln!(
+                out,
+                "{:<11} NOT READY: {}",
+                v.target.name(),
+                v.failing.join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}

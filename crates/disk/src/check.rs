@@ -1,0 +1,1976 @@
+//! Preflight: can this disk boot on each cloud and firmware path, and if
+//! not, why not. Read-only; nothing is written to the disk.
+//!
+//! [`check`] runs every check once and gives each a status:
+//!
+//! * `fail`: the paths it names will not boot, or the cloud will refuse
+//!   the import;
+//! * `warn`: it will probably boot, but something is fragile, slow or
+//!   cannot be told from the disk alone;
+//! * `pass`: checked and fine (the message says what was seen, e.g. the
+//!   size the disk is grown to).
+//!
+//! A path (e.g. `aws-bios`) is ready when no `fail` check names it.
+//!
+//! | id | what | fails |
+//! |----|------|-------|
+//! | `size-sector` | virtual size a multiple of 512 | every path |
+//! | `mbr` | `55 AA`, one 0xEE entry at LBA 1 covering the disk (hybrid: warn) | every path |
+//! | `gpt` | both headers and arrays (CRCs, locations, agreement), backup at the last LBA | every path |
+//! | `bios-boot-code` | MBR bytes 0..440 not all zero; GRUB / Limine recognised | BIOS paths |
+//! | `bios-stage2` | the loader's next stage is where its boot code points, non-zero | BIOS paths |
+//! | `esp` | an EFI system partition with a FAT file system | UEFI paths |
+//! | `efi-loader` | `/EFI/BOOT/BOOTX64.EFI`, PE32+, x86-64, EFI application | UEFI paths |
+//! | `alignment` | partitions start on 1 MiB (warn otherwise) | never |
+//! | `kernel` | the kernel the GRUB / Limine config names exists, non-empty | every path |
+//! | `size:gcp` `size:aws` `size:azure` | each cloud's size rules | that cloud |
+//! | `size:aws-bios` | only over 2 TiB: old AWS limit for BIOS boot volumes (warn) | never |
+//!
+//! Size rules (the project's cloud-formats reference, §1-3): GCP whole
+//! GiB (cloudimg grows the disk); AWS VHD ≤ 2040 GiB (qemu block/vpc.c),
+//! stream-optimized VMDK ≤ 2 TiB (sector offsets), 2 TiB for BIOS boot
+//! volumes (awsdocs vmie_prereqs.md, 2019); Azure whole MiB, 20 MiB ..=
+//! 32 TiB (Azure DiskCreationData.UploadSizeBytes, less the footer).
+
+use std::io;
+
+use serde::Serialize;
+
+use crate::disk::{VirtualDisk, GIB, SECTOR_SIZE};
+use crate::error::Result;
+use crate::layout::gpt;
+use crate::layout::mbr::{self, Mbr, MbrKind};
+use crate::layout::{Guid, PartitionTable};
+
+/// One MiB, the alignment partitions should start on and the unit Azure
+/// sizes must be a multiple of.
+pub const MIB: u64 = 1 << 20;
+/// GPT type of the EFI system partition.
+pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// GPT type of the BIOS boot partition (GRUB's core.img).
+pub const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
+/// MBR partition type of an EFI system partition.
+pub const MBR_ESP_TYPE: u8 = 0xEF;
+/// The removable-media loader path UEFI firmware boots (UEFI 2.10 §3.5.1.1).
+pub const EFI_LOADER_PATH: &str = "/EFI/BOOT/BOOTX64.EFI";
+/// PE machine type of x86-64 (PE format, "Machine Types").
+pub const PE_MACHINE_X86_64: u16 = 0x8664;
+/// PE optional header magic of PE32+.
+pub const PE32_PLUS_MAGIC: u16 = 0x20B;
+/// PE subsystem of an EFI application.
+pub const PE_SUBSYSTEM_EFI_APPLICATION: u16 = 10;
+/// Largest AWS VHD (qemu's VHD limit, 0xFF000000 sectors = 2040 GiB).
+pub const AWS_VHD_MAX: u64 = 2040 * GIB;
+/// Largest stream-optimized VMDK whose grain offsets fit (2 TiB).
+pub const VMDK_MAX: u64 = 2 << 40;
+/// Old AWS VM Import limit for MBR (BIOS) boot volumes (2 TiB).
+pub const AWS_BIOS_BOOT_MAX: u64 = 2 << 40;
+/// Smallest Azure managed disk upload (20 MiB, footer excluded).
+pub const AZURE_MIN: u64 = 20 * MIB;
+/// Largest Azure managed disk upload (32 TiB, footer excluded).
+pub const AZURE_MAX: u64 = 32 << 40;
+/// GRUB's boot.img carries this string (its "GRUB " error prefix).
+pub const GRUB_BOOT_MARK: &[u8] = b"GRUB ";
+/// Offset of the 64-bit LBA of core.img in GRUB's boot.img.
+pub const GRUB_KERNEL_SECTOR: usize = 0x5C;
+/// Offset of the first blocklist entry in GRUB's diskboot.img (the first
+/// sector of core.img; grub-core/boot/i386/pc/diskboot.S `firstlist`).
+pub const GRUB_CORE_BLOCKLIST: usize = 512 - 12;
+/// Offset of Limine's stage-2 sizes (2 x u16) and byte offsets (2 x u64)
+/// in its MBR code (limine stage1/hdd/bootsect.asm).
+pub const LIMINE_STAGE2_INFO: usize = 0x1A4;
+/// Limine's MBR code starts with `jmp short 0x5A; nop` (it zero-fills the
+/// BPB area 3..0x5A); bootsect.asm, every version read.
+pub const LIMINE_JUMP: [u8; 3] = [0xEB, 0x58, 0x90];
+/// Largest file read whole from the ESP (loaders, configs).
+pub const MAX_FILE_READ: u64 = 64 << 20;
+/// Largest number of directory entries looked at in one directory (a
+/// cyclic cluster chain would otherwise never end).
+pub const MAX_DIR_ENTRIES: usize = 65_536;
+/// GRUB configs followed through `configfile`/`source` at most.
+const MAX_CONFIG_DEPTH: usize = 4;
+
+/// A cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cloud {
+    /// Google Compute Engine.
+    Gcp,
+    /// Amazon EC2.
+    Aws,
+    /// Microsoft Azure.
+    Azure,
+}
+
+impl Cloud {
+    /// Every cloud.
+    pub const ALL: [Cloud; 3] = [Cloud::Gcp, Cloud::Aws, Cloud::Azure];
+
+    /// `gcp`, `aws`, `azure`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Gcp => "gcp",
+            Cloud::Aws => "aws",
+            Cloud::Azure => "azure",
+        }
+    }
+}
+
+/// How the firmware starts the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// Legacy BIOS: MBR boot code.
+    Bios,
+    /// UEFI: `/EFI/BOOT/BOOTX64.EFI` on the ESP.
+    Uefi,
+}
+
+/// One cloud and firmware path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The cloud.
+    pub cloud: Cloud,
+    /// The firmware.
+    pub firmware: Firmware,
+}
+
+impl Target {
+    /// The paths of `cloud`: UEFI first.
+    pub fn of(cloud: Cloud) -> [Target; 2] {
+        [Firmware::Uefi, Firmware::Bios].map(|firmware| Target { cloud, firmware })
+    }
+
+    /// `gcp-uefi`, `gcp-bios`, `aws-uefi`, `aws-bios`, `azure-gen2` (UEFI),
+    /// `azure-gen1` (BIOS).
+    pub fn name(self) -> &'static str {
+        match (self.cloud, self.firmware) {
+            (Cloud::Gcp, Firmware::Uefi) => "gcp-uefi",
+            (Cloud::Gcp, Firmware::Bios) => "gcp-bios",
+            (Cloud::Aws, Firmware::Uefi) => "aws-uefi",
+            (Cloud::Aws, Firmware::Bios) => "aws-bios",
+            (Cloud::Azure, Firmware::Uefi) => "azure-gen2",
+            (Cloud::Azure, Firmware::Bios) => "azure-gen1",
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Checked and fine.
+    Pass,
+    /// Probably boots, but fragile or not fully checkable.
+    Warn,
+    /// The paths in [`Check::paths`] will not boot (or import).
+    Fail,
+}
+
+impl Status {
+    /// `pass`, `warn`, `fail`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Stable identifier (see the module table).
+    pub id: &'static str,
+    /// What was looked at, e.g. "protective MBR", "/EFI/BOOT/BOOTX64.EFI".
+    pub subject: String,
+    /// Pass, warn or fail.
+    pub status: Status,
+    /// What was found, in one line.
+    pub message: String,
+    /// What to do about it (none when it passed).
+    pub fix: Option<String>,
+    /// The paths this check is about: a `fail` makes exactly these not ready.
+    pub paths: Vec<Target>,
+}
+
+/// Whether one path is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The path.
+    pub target: Target,
+    /// The cloud.
+    pub cloud: Cloud,
+    /// The firmware.
+    pub firmware: Firmware,
+    /// No failing check names this path.
+    pub ready: bool,
+    /// Ids of the failing checks that name it.
+    pub failing: Vec<&'static str>,
+    /// Ids of the warning checks that name it.
+    pub warnings: Vec<&'static str>,
+}
+
+/// Every check and a verdict per path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checklist {
+    /// Virtual size of the disk in bytes.
+    pub virtual_size: u64,
+    /// The checks, in the order they ran.
+    pub checks: Vec<Check>,
+    /// One per path of each requested cloud, UEFI first.
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Checklist {
+    /// Whether every path checked is ready.
+    pub fn ready(&self) -> bool {
+        self.verdicts.iter().all(|v| v.ready)
+    }
+    /// The check with `id`, if it ran.
+    pub fn get(&self, id: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.id == id)
+    }
+}
+
+/// A partition, from a GPT or a classic MBR.
+#[derive(Debug, Clone)]
+struct Part {
+    index: u32,
+    first_lba: u64,
+    sectors: u64,
+    esp: bool,
+    bios_boot: bool,
+}
+
+impl Part {
+    fn offset(&self) -> u64 {
+        self.first_lba.saturating_mul(SECTOR_SIZE)
+    }
+    fn len(&self) -> u64 {
+        self.sectors.saturating_mul(SECTOR_SIZE)
+    }
+    fn contains_lba(&self, lba: u64) -> bool {
+        lba >= self.first_lba && lba - self.first_lba < self.sectors
+    }
+}
+
+struct Ctx<'a> {
+    disk: &'a dyn VirtualDisk,
+    clouds: Vec<Cloud>,
+    checks: Vec<Check>,
+}
+
+impl Ctx<'_> {
+    fn targets(&self, firmware: Option<Firmware>) -> Vec<Target> {
+        self.clouds
+            .iter()
+            .flat_map(|&c| Target::of(c))
+            .filter(|t| firmware.is_none_or(|f| t.firmware == f))
+            .collect()
+    }
+    fn push(
+        &mut self,
+        id: &'static str,
+        subject: impl Into<String>,
+        status: Status,
+        message: impl Into<String>,
+        fix: Option<String>,
+        firmware: Option<Firmware>,
+    ) {
+        let paths = self.targets(firmware);
+        self.checks.push(Check {
+            id,
+            subject: subject.into(),
+            status,
+            message: message.into(),
+            fix: if status == Status::Pass { None } else { fix },
+            paths,
+        });
+    }
+}
+
+fn fix(s: &str) -> Option<String> {
+    Some(s.to_string())
+}
+
+/// Check `disk` for booting on every path of `clouds` (all three when
+/// empty). `Err` only when the disk cannot be read at all (its first
+/// sector); every other problem is a check.
+pub fn check(disk: &dyn VirtualDisk, clouds: &[Cloud]) -> Result<Checklist> {
+    let mut clouds: Vec<Cloud> = Cloud::ALL
+        .into_iter()
+        .filter(|c| clouds.is_empty() || clouds.contains(c))
+        .collect();
+    clouds.dedup();
+    let (mbr, sector0) = Mbr::read(disk)?;
+    let mut cx = Ctx {
+        disk,
+        clouds,
+        checks: Vec::new(),
+    };
+    let size = disk.size();
+
+    // Size in whole sectors.
+    if size % SECTOR_SIZE != 0 {
+        cx.push(
+            "size-sector",
+            "disk size",
+            Status::Fail,
+            format!(
+                "size {size} is not a multiple of 512 bytes ({} bytes over): no cloud imports it and the GPT has no last LBA",
+                size % SECTOR_SIZE
+            ),
+            fix("pad the image to a whole sector (truncate -s %512) and move the backup GPT to the end (sgdisk -e)"),
+            None,
+        );
+    } else {
+        cx.push(
+            "size-sector",
+            "disk size",
+            Status::Pass,
+            format!("{size} bytes = {} sectors of 512", size / SECTOR_SIZE),
+            None,
+            None,
+        );
+    }
+
+    check_mbr(&mut cx, &mbr);
+    let parts = check_gpt(&mut cx, &mbr);
+    check_bios(&mut cx, &sector0, parts.as_deref());
+    let esp = check_uefi(&mut cx, parts.as_deref());
+    check_alignment(&mut cx, parts.as_deref());
+    check_kernel(&mut cx, esp.as_ref());
+    for c in cx.clouds.clone() {
+        check_size(&mut cx, c, size);
+    }
+
+    let verdicts = cx
+        .targets(None)
+        .into_iter()
+        .map(|t| {
+            let with = |s: Status| -> Vec<&'static str> {
+                cx.checks
+                    .iter()
+                    .filter(|c| c.status == s && c.paths.contains(&t))
+                    .map(|c| c.id)
+                    .collect()
+            };
+            let failing = with(Status::Fail);
+            Verdict {
+                target: t,
+                cloud: t.cloud,
+                firmware: t.firmware,
+                ready: failing.is_empty(),
+                failing,
+                warnings: with(Status::Warn),
+            }
+        })
+        .collect();
+    Ok(Checklist {
+        virtual_size: size,
+        checks: cx.checks,
+        verdicts,
+    })
+}
+
+fn check_mbr(cx: &mut Ctx<'_>, m: &Mbr) {
+    let sectors = cx.disk.size() / SECTOR_SIZE;
+    let subject = "protective MBR";
+    let rebuild = fix(
+        "write a new protective MBR: gdisk IMAGE, then x (expert menu), n (new protective MBR), w",
+    );
+    match m.kind {
+        MbrKind::Invalid => cx.push(
+            "mbr",
+            subject,
+            Status::Fail,
+            "LBA 0 has no 55 AA signature: neither BIOS nor UEFI firmware takes it for a partitioned disk",
+            rebuild,
+            None,
+        ),
+        MbrKind::Classic => cx.push(
+            "mbr",
+            subject,
+            Status::Warn,
+            format!(
+                "classic MBR with no 0xEE entry ({} partitions): not a GPT disk",
+                m.partitions.len()
+            ),
+            fix("convert to GPT (sgdisk -g) if the disk should boot with UEFI from a GPT"),
+            None,
+        ),
+        MbrKind::Protective | MbrKind::Hybrid => {
+            let e = *m
+                .protective_entry()
+                .expect("protective and hybrid MBRs have an 0xEE entry");
+            let want = mbr::protective_entry(sectors).sectors;
+            let ees = m
+                .partitions
+                .iter()
+                .filter(|p| p.kind == mbr::TYPE_GPT_PROTECTIVE)
+                .count();
+            if e.start_lba != 1 {
+                cx.push(
+                    "mbr",
+                    subject,
+                    Status::Fail,
+                    format!(
+                        "the 0xEE entry (#{}) starts at LBA {}, not 1: UEFI firmware does not take the disk for GPT",
+                        e.index, e.start_lba
+                    ),
+                    rebuild,
+                    None,
+                );
+            } else if m.kind == MbrKind::Hybrid {
+                let others: Vec<String> = m
+                    .partitions
+                    .iter()
+                    .filter(|p| p.kind != mbr::TYPE_GPT_PROTECTIVE)
+                    .map(|p| {
+                        format!(
+                            "#{} type {:#04x} LBA {}+{}",
+                            p.index, p.kind, p.start_lba, p.sectors
+                        )
+                    })
+                    .collect();
+                cx.push(
+                    "mbr",
+                    subject,
+                    Status::Warn,
+                    format!(
+                        "hybrid MBR: besides the 0xEE entry #{} it has {}; some UEFI firmware then ignores the GPT",
+                        e.index,
+                        others.join(", ")
+                    ),
+                    fix("unless a BIOS loader needs the MBR entries, make it protective: gdisk IMAGE, then x, n, w"),
+                    None,
+                );
+            } else if ees > 1 {
+                cx.push(
+                    "mbr",
+                    subject,
+                    Status::Warn,
+                    format!("{ees} 0xEE entries; a protective MBR has one"),
+                    rebuild,
+                    None,
+                );
+            } else if e.sectors != want {
+                cx.push(
+                    "mbr",
+                    subject,
+                    Status::Warn,
+                    format!(
+                        "the 0xEE entry covers {} sectors, expected {want} (the disk has {sectors}): the disk was resized without updating it",
+                        e.sectors
+                    ),
+                    fix("sgdisk -e IMAGE (cloudimg package rewrites it for GCP)"),
+                    None,
+                );
+            } else {
+                cx.push(
+                    "mbr",
+                    subject,
+                    Status::Pass,
+                    format!(
+                        "55 AA, one 0xEE entry (#{}) at LBA 1 covering {} sectors",
+                        e.index, e.sectors
+                    ),
+                    None,
+                    None,
+                );
+            }
+        }
+    }
+}
+
+/// The GPT check; the partitions (from the GPT, or a classic MBR), or
+/// `None` when there is no readable table.
+fn check_gpt(cx: &mut Ctx<'_>, m: &Mbr) -> Option<Vec<Part>> {
+    let table = crate::layout::read_table(cx.disk);
+    // MBR findings (offsets inside LBA 0) belong to the `mbr` check.
+    let findings: Vec<String> = gpt::verify(cx.disk)
+        .into_iter()
+        .filter(|f| f.offset.is_none_or(|o| o >= SECTOR_SIZE))
+        .map(|f| f.to_string())
+        .collect();
+    let esp_type: Guid = ESP_TYPE.parse().expect("constant GUID parses");
+    let bios_type: Guid = BIOS_BOOT_TYPE.parse().expect("constant GUID parses");
+    match table {
+        Ok(PartitionTable::Gpt(g)) => {
+            if findings.is_empty() {
+                cx.push(
+                    "gpt",
+                    "GPT",
+                    Status::Pass,
+                    format!(
+                        "primary (LBA 1) and backup (LBA {}) headers and arrays sound and in agreement; {} partitions",
+                        g.backup_header_lba,
+                        g.partitions.len()
+                    ),
+                    None,
+                    None,
+                );
+            } else {
+                cx.push(
+                    "gpt",
+                    "GPT",
+                    Status::Fail,
+                    format!(
+                        "{} problem(s): {}",
+                        findings.len(),
+                        findings.join("; ")
+                    ),
+                    fix("repair it from the sound copy: sgdisk -e IMAGE (or gdisk: r, b/c/d/e as needed, w), then sgdisk -v IMAGE"),
+                    None,
+                );
+            }
+            Some(
+                g.partitions
+                    .iter()
+                    .map(|p| Part {
+                        index: p.index,
+                        first_lba: p.first_lba,
+                        sectors: p.last_lba.saturating_sub(p.first_lba).saturating_add(1),
+                        esp: p.type_guid == esp_type,
+                        bios_boot: p.type_guid == bios_type,
+                    })
+                    .collect(),
+            )
+        }
+        Ok(PartitionTable::Mbr(_)) => {
+            cx.push(
+                "gpt",
+                "GPT",
+                Status::Warn,
+                "no GPT: partitions are taken from the classic MBR (an ESP is type 0xEF there)",
+                fix("use GPT (sgdisk -g IMAGE) for UEFI clouds"),
+                None,
+            );
+            Some(
+                m.partitions
+                    .iter()
+                    .map(|p| Part {
+                        index: u32::from(p.index),
+                        first_lba: u64::from(p.start_lba),
+                        sectors: u64::from(p.sectors),
+                        esp: p.kind == MBR_ESP_TYPE,
+                        bios_boot: false,
+                    })
+                    .collect(),
+            )
+        }
+        Ok(PartitionTable::None) => {
+            cx.push(
+                "gpt",
+                "GPT",
+                Status::Fail,
+                "no partition table: no 0xEE MBR entry and no \"EFI PART\" header at LBA 1 or the last LBA",
+                fix("partition the disk (sgdisk) with an EFI system partition and a BIOS boot partition, or build it with cloudimg image build"),
+                None,
+            );
+            None
+        }
+        Err(e) => {
+            let msg = if findings.is_empty() {
+                e.message().to_string()
+            } else {
+                findings.join("; ")
+            };
+            cx.push(
+                "gpt",
+                "GPT",
+                Status::Fail,
+                format!("no sound copy: {msg}"),
+                fix("rewrite the partition table (gdisk's recovery menu), or rebuild the image"),
+                None,
+            );
+            None
+        }
+    }
+}
+
+fn check_bios(cx: &mut Ctx<'_>, sector0: &[u8; 512], parts: Option<&[Part]>) {
+    let code = &sector0[..mbr::BOOT_CODE_LEN];
+    let bios = Some(Firmware::Bios);
+    let install = "install a BIOS loader (grub-install --target=i386-pc, or limine bios-install), or rebuild with cloudimg image build";
+    if code.iter().all(|&b| b == 0) {
+        cx.push(
+            "bios-boot-code",
+            "MBR boot code",
+            Status::Fail,
+            "MBR bytes 0..440 are all zero: BIOS firmware has no code to run",
+            fix(install),
+            bios,
+        );
+        return;
+    }
+    let bios_parts: Vec<&Part> = parts
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.bios_boot)
+        .collect();
+    if find(code, GRUB_BOOT_MARK).is_some() {
+        cx.push(
+            "bios-boot-code",
+            "MBR boot code",
+            Status::Pass,
+            "GRUB boot.img (\"GRUB \" string at byte 0..440)",
+            None,
+            bios,
+        );
+        let lba = u64::from_le_bytes(
+            code[GRUB_KERNEL_SECTOR..GRUB_KERNEL_SECTOR + 8]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        grub_core(cx, lba, &bios_parts);
+    } else if code[..3] == LIMINE_JUMP {
+        cx.push(
+            "bios-boot-code",
+            "MBR boot code",
+            Status::Pass,
+            "Limine stage 1 (recognised by its EB 58 90 jump and stage-2 locations at 0x1A4; a heuristic, Limine's MBR code carries no name)",
+            None,
+            bios,
+        );
+        limine_stage2(cx, sector0);
+    } else {
+        cx.push(
+            "bios-boot-code",
+            "MBR boot code",
+            Status::Pass,
+            "unrecognised boot code (not GRUB, not Limine): present, but its next stage is not checked",
+            None,
+            bios,
+        );
+        match bios_parts.first() {
+            Some(p) => match first_sector_zero(cx.disk, p.first_lba) {
+                Ok(true) => cx.push(
+                    "bios-stage2",
+                    format!("BIOS boot partition {}", p.index),
+                    Status::Warn,
+                    format!("BIOS boot partition {} starts with a zero sector: nothing seems installed there", p.index),
+                    fix(install),
+                    bios,
+                ),
+                Ok(false) => cx.push(
+                    "bios-stage2",
+                    format!("BIOS boot partition {}", p.index),
+                    Status::Pass,
+                    format!("BIOS boot partition {} holds data", p.index),
+                    None,
+                    bios,
+                ),
+                Err(e) => cx.push(
+                    "bios-stage2",
+                    format!("BIOS boot partition {}", p.index),
+                    Status::Warn,
+                    format!("cannot read it: {e}"),
+                    None,
+                    bios,
+                ),
+            },
+            None => cx.push(
+                "bios-stage2",
+                "BIOS stage 2",
+                Status::Warn,
+                "cannot tell where this boot code loads its next stage from",
+                fix("use GRUB or Limine if the BIOS path matters"),
+                bios,
+            ),
+        }
+    }
+}
+
+fn first_sector_zero(disk: &dyn VirtualDisk, lba: u64) -> io::Result<bool> {
+    let mut s = [0u8; 512];
+    disk.read_at(&mut s, lba.saturating_mul(SECTOR_SIZE))?;
+    Ok(s.iter().all(|&b| b == 0))
+}
+
+fn grub_core(cx: &mut Ctx<'_>, lba: u64, bios_parts: &[&Part]) {
+    let bios = Some(Firmware::Bios);
+    let subject = "GRUB core.img";
+    let reinstall = fix("reinstall GRUB for BIOS (grub-install --target=i386-pc, with a 1 MiB BIOS boot partition, type EF02), or rebuild with cloudimg image build");
+    let sectors = cx.disk.size() / SECTOR_SIZE;
+    if lba == 0 || lba >= sectors {
+        cx.push(
+            "bios-stage2",
+            subject,
+            Status::Fail,
+            format!("boot.img points at LBA {lba} for core.img, outside the {sectors}-sector disk"),
+            reinstall,
+            bios,
+        );
+        return;
+    }
+    let inside = bios_parts.iter().find(|p| p.contains_lba(lba));
+    let mut first = [0u8; 512];
+    if let Err(e) = cx.disk.read_at(&mut first, lba * SECTOR_SIZE) {
+        cx.push(
+            "bios-stage2",
+            subject,
+            Status::Fail,
+            format!("cannot read LBA {lba}, where boot.img loads core.img from: {e}"),
+            reinstall,
+            bios,
+        );
+        return;
+    }
+    let place = match inside {
+        Some(p) => format!(" (BIOS boot partition {})", p.index),
+        None => String::new(),
+    };
+    if first.iter().all(|&b| b == 0) {
+        cx.push(
+            "bios-stage2",
+            subject,
+            Status::Fail,
+            format!("boot.img loads core.img from LBA {lba}{place}, but that sector is all zero"),
+            reinstall,
+            bios,
+        );
+        return;
+    }
+    // diskboot.img (core.img's first sector) loads the rest by its first
+    // blocklist entry: start LBA (u64), sectors (u16), segment (u16).
+    let bl = &first[GRUB_CORE_BLOCKLIST..];
+    let start = u64::from_le_bytes(bl[..8].try_into().expect("8 bytes"));
+    let len = u64::from(u16::from_le_bytes([bl[8], bl[9]]));
+    let problem = if len == 0 {
+        Some(format!(
+            "core.img's first sector at LBA {lba}{place} has an empty blocklist: the rest of core.img is never loaded"
+        ))
+    } else if start == 0 || start.saturating_add(len) > sectors {
+        Some(format!(
+            "core.img's blocklist loads {len} sectors from LBA {start}, outside the {sectors}-sector disk"
+        ))
+    } else if inside.is_some_and(|p| !p.contains_lba(start) || !p.contains_lba(start + len - 1)) {
+        Some(format!(
+            "core.img's blocklist loads {len} sectors from LBA {start}, past the end of its BIOS boot partition"
+        ))
+    } else {
+        match first_sector_zero(cx.disk, start) {
+            Ok(true) => Some(format!(
+                "core.img's blocklist loads {len} sectors from LBA {start}, but the first of them is all zero"
+            )),
+            Ok(false) => None,
+            Err(e) => Some(format!("cannot read LBA {start}: {e}")),
+        }
+    };
+    if let Some(m) = problem {
+        cx.push("bios-stage2", subject, Status::Fail, m, reinstall, bios);
+        return;
+    }
+    match inside {
+        Some(p) => cx.push(
+            "bios-stage2",
+            subject,
+            Status::Pass,
+            format!(
+                "boot.img loads core.img from LBA {lba}, in BIOS boot partition {}; its blocklist loads {len} more sectors from LBA {start}",
+                p.index
+            ),
+            None,
+            bios,
+        ),
+        None => cx.push(
+            "bios-stage2",
+            subject,
+            Status::Warn,
+            format!("core.img at LBA {lba} lies outside any BIOS boot partition: partitioning tools may overwrite it"),
+            fix("give GRUB a BIOS boot partition (type EF02) and reinstall it"),
+            bios,
+        ),
+    }
+}
+
+fn limine_stage2(cx: &mut Ctx<'_>, sector0: &[u8; 512]) {
+    let bios = Some(Firmware::Bios);
+    let o = LIMINE_STAGE2_INFO;
+    let u16at = |i: usize| u64::from(u16::from_le_bytes([sector0[i], sector0[i + 1]]));
+    let u64at = |i: usize| u64::from_le_bytes(sector0[i..i + 8].try_into().expect("8 bytes"));
+    let halves = [(u16at(o), u64at(o + 4)), (u16at(o + 2), u64at(o + 12))];
+    let size = cx.disk.size();
+    let mut problems = Vec::new();
+    for (i, (len, at)) in halves.iter().enumerate() {
+        let name = ["first", "second"][i];
+        if *len == 0 {
+            if i == 0 {
+                problems.push(format!("the {name} half has size 0"));
+            }
+            continue;
+        }
+        if at.checked_add(*len).is_none_or(|e| e > size) || *at < SECTOR_SIZE {
+            problems.push(format!(
+                "the {name} half ({len} bytes at byte {at}) is not inside the disk after LBA 0"
+            ));
+            continue;
+        }
+        let mut buf = vec![0u8; *len as usize];
+        match cx.disk.read_at(&mut buf, *at) {
+            Ok(()) if buf.iter().all(|&b| b == 0) => problems.push(format!(
+                "the {name} half ({len} bytes at byte {at}) is all zero"
+            )),
+            Ok(()) => {}
+            Err(e) => problems.push(format!("the {name} half cannot be read: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        cx.push(
+            "bios-stage2",
+            "Limine stage 2",
+            Status::Pass,
+            format!(
+                "stage 2 halves of {} and {} bytes at bytes {} and {} hold data",
+                halves[0].0, halves[1].0, halves[0].1, halves[1].1
+            ),
+            None,
+            bios,
+        );
+    } else {
+        cx.push(
+            "bios-stage2",
+            "Limine stage 2",
+            Status::Fail,
+            problems.join("; "),
+            fix("run limine bios-install IMAGE again (it rewrites the stage 2 halves and their locations); moving the backup GPT without copying its old area loses the second half"),
+            bios,
+        );
+    }
+}
+
+/// The ESP, opened.
+struct Esp<'a> {
+    index: u32,
+    fs: fat::Fat<'a>,
+}
+
+/// Read a file whole (at most [`MAX_FILE_READ`] bytes).
+fn read_file(esp: &Esp<'_>, path: &str) -> std::result::Result<Vec<u8>, String> {
+    let f = esp.fs.lookup(path)?;
+    esp.fs.read(&f, MAX_FILE_READ)
+}
+
+fn check_uefi<'a>(cx: &mut Ctx<'a>, parts: Option<&[Part]>) -> Option<Esp<'a>> {
+    let uefi = Some(Firmware::Uefi);
+    let Some(parts) = parts else {
+        cx.push(
+            "esp",
+            "EFI system partition",
+            Status::Fail,
+            "no readable partition table, so no ESP",
+            fix("see the gpt check"),
+            uefi,
+        );
+        return None;
+    };
+    let esps: Vec<&Part> = parts.iter().filter(|p| p.esp).collect();
+    let Some(p) = esps.first() else {
+        cx.push(
+            "esp",
+            "EFI system partition",
+            Status::Fail,
+            format!("no partition of the ESP type {ESP_TYPE} among {}", parts.len()),
+            fix("add an ESP (sgdisk -n 0:0:+128M -t 0:EF00) with a FAT32 file system holding /EFI/BOOT/BOOTX64.EFI"),
+            uefi,
+        );
+        return None;
+    };
+    let fs = match fat::Fat::open(cx.disk, p.offset(), p.len()) {
+        Ok(fs) => fs,
+        Err(e) => {
+            cx.push(
+                "esp",
+                format!("EFI system partition {}", p.index),
+                Status::Fail,
+                format!("partition {}: {e}", p.index),
+                fix("format it FAT32 (mkfs.fat -F 32) and install the loader again"),
+                uefi,
+            );
+            return None;
+        }
+    };
+    let fat = fs.kind();
+    cx.push(
+        "esp",
+        format!("EFI system partition {}", p.index),
+        if esps.len() > 1 {
+            Status::Warn
+        } else {
+            Status::Pass
+        },
+        if esps.len() > 1 {
+            format!(
+                "{} ESPs; firmware may boot any of them; partition {} checked ({fat})",
+                esps.len(),
+                p.index
+            )
+        } else {
+            format!(
+                "partition {} (LBA {}+{}), {fat}",
+                p.index, p.first_lba, p.sectors
+            )
+        },
+        fix("keep one ESP"),
+        uefi,
+    );
+    let esp = Esp { index: p.index, fs };
+    let subject = EFI_LOADER_PATH;
+    let reinstall = fix("install a x86-64 UEFI loader at /EFI/BOOT/BOOTX64.EFI (grub-install --target=x86_64-efi --removable, or copy Limine's BOOTX64.EFI)");
+    match read_file(&esp, EFI_LOADER_PATH) {
+        Err(e) => cx.push(
+            "efi-loader",
+            subject,
+            Status::Fail,
+            format!("not on the ESP ({e}): UEFI firmware has nothing to boot from this disk"),
+            reinstall,
+            uefi,
+        ),
+        Ok(bytes) => match pe_efi_app(&bytes) {
+            Err(e) => cx.push("efi-loader", subject, Status::Fail, e, reinstall, uefi),
+            Ok(()) => {
+                let who = if find(&bytes, b"GNU GRUB").is_some() {
+                    "GRUB"
+                } else if find(&bytes, b"Limine").is_some() {
+                    "Limine"
+                } else {
+                    "unrecognised loader"
+                };
+                cx.push(
+                    "efi-loader",
+                    subject,
+                    Status::Pass,
+                    format!(
+                        "{} bytes, PE32+ x86-64 EFI application ({who})",
+                        bytes.len()
+                    ),
+                    None,
+                    uefi,
+                );
+            }
+        },
+    }
+    Some(esp)
+}
+
+/// Whether `b` is a PE32+ x86-64 EFI application; the first reason not.
+pub fn pe_efi_app(b: &[u8]) -> std::result::Result<(), String> {
+    let u16at = |i: usize| b.get(i..i + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
+    let u32at = |i: usize| {
+        b.get(i..i + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    if b.is_empty() {
+        return Err("is empty".into());
+    }
+    if !b.starts_with(b"MZ") {
+        return Err("is not a PE image: no MZ signature".into());
+    }
+    let pe = u32at(0x3C).ok_or("is not a PE image: truncated DOS header")? as usize;
+    if b.get(pe..pe + 4) != Some(b"PE\0\0") {
+        return Err(format!(
+            "is not a PE image: no PE\\0\\0 signature at byte {pe}"
+        ));
+    }
+    let machine = u16at(pe + 4).ok_or("is a truncated PE image")?;
+    if machine != PE_MACHINE_X86_64 {
+        let what = match machine {
+            0x014C => " (i386)",
+            0xAA64 => " (arm64)",
+            0x5064 => " (riscv64)",
+            _ => "",
+        };
+        return Err(format!(
+            "is a PE image for machine {machine:#06x}{what}, not x86-64 (0x8664)"
+        ));
+    }
+    let opt = pe + 24;
+    let magic = u16at(opt).ok_or("is a truncated PE image (no optional header)")?;
+    if magic != PE32_PLUS_MAGIC {
+        return Err(format!(
+            "has optional header magic {magic:#06x}, not PE32+ (0x020b)"
+        ));
+    }
+    let subsystem = u16at(opt + 68).ok_or("is a truncated PE image (short optional header)")?;
+    if subsystem != PE_SUBSYSTEM_EFI_APPLICATION {
+        return Err(format!(
+            "has PE subsystem {subsystem}, not EFI application (10)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_alignment(cx: &mut Ctx<'_>, parts: Option<&[Part]>) {
+    let Some(parts) = parts else { return };
+    let mut off4k = Vec::new();
+    let mut off1m = Vec::new();
+    for p in parts {
+        let o = p.offset();
+        if o % 4096 != 0 {
+            off4k.push(format!("{} at LBA {}", p.index, p.first_lba));
+        } else if o % MIB != 0 {
+            off1m.push(format!("{} at LBA {}", p.index, p.first_lba));
+        }
+    }
+    let fix_it = fix("start partitions on multiples of 2048 sectors (sgdisk's default alignment); rebuild the image or move them (gparted)");
+    if !off4k.is_empty() {
+        cx.push(
+            "alignment",
+            "partition alignment",
+            Status::Warn,
+            format!(
+                "not 4 KiB aligned: partition {}; its 4 KiB blocks then straddle two of the volume's (read-modify-write on 4K-sector volumes)",
+                off4k.join(", partition ")
+            ),
+            fix_it,
+            None,
+        );
+    } else if !off1m.is_empty() {
+        cx.push(
+            "alignment",
+            "partition alignment",
+            Status::Warn,
+            format!(
+                "4 KiB but not 1 MiB aligned: partition {}",
+                off1m.join(", partition ")
+            ),
+            fix_it,
+            None,
+        );
+    } else {
+        cx.push(
+            "alignment",
+            "partition alignment",
+            Status::Pass,
+            format!("all {} partitions start on a 1 MiB boundary", parts.len()),
+            None,
+            None,
+        );
+    }
+}
+
+/// What a boot loader config names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KernelRef {
+    /// A path on the ESP.
+    Path(String),
+    /// A path elsewhere or through a variable: cannot be checked.
+    Unknown(String),
+}
+
+fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
+    let Some(esp) = esp else {
+        cx.push(
+            "kernel",
+            "kernel",
+            Status::Warn,
+            "no readable ESP, so no boot loader config to read: cannot tell which kernel boots",
+            fix("see the esp check"),
+            None,
+        );
+        return;
+    };
+    // GRUB: the prefix its embedded early config sets, then the usual places.
+    let mut grub_paths: Vec<String> = Vec::new();
+    if let Ok(efi) = read_file(esp, EFI_LOADER_PATH) {
+        if let Some(p) = embedded_grub_prefix(&efi) {
+            grub_paths.push(format!("{}/grub.cfg", p.trim_end_matches('/')));
+        }
+    }
+    for p in [
+        "/EFI/BOOT/grub.cfg",
+        "/boot/grub/grub.cfg",
+        "/grub/grub.cfg",
+    ] {
+        if !grub_paths.iter().any(|q| q.eq_ignore_ascii_case(p)) {
+            grub_paths.push(p.into());
+        }
+    }
+    let mut found: Option<(String, Vec<KernelRef>)> = None;
+    for p in &grub_paths {
+        if let Ok(cfg) = read_file(esp, p) {
+            let refs = grub_kernels(esp, &String::from_utf8_lossy(&cfg), 0);
+            found = Some((p.clone(), refs));
+            break;
+        }
+    }
+    if found.is_none() {
+        for p in [
+            "/limine.conf",
+            "/limine/limine.conf",
+            "/boot/limine.conf",
+            "/boot/limine/limine.conf",
+            "/EFI/BOOT/limine.conf",
+            "/limine.cfg",
+            "/limine/limine.cfg",
+            "/boot/limine.cfg",
+            "/boot/limine/limine.cfg",
+            "/EFI/BOOT/limine.cfg",
+        ] {
+            if let Ok(cfg) = read_file(esp, p) {
+                let refs = limine_kernels(&String::from_utf8_lossy(&cfg), esp.index);
+                found = Some((p.to_string(), refs));
+                break;
+            }
+        }
+    }
+    let Some((cfg, refs)) = found else {
+        cx.push(
+            "kernel",
+            "kernel",
+            Status::Warn,
+            format!(
+                "no grub.cfg ({}) or limine.conf on ESP partition {}: cannot tell which kernel boots",
+                grub_paths.join(", "),
+                esp.index
+            ),
+            fix("put the boot loader config on the ESP, where cloudimg can read it"),
+            None,
+        );
+        return;
+    };
+    if refs.is_empty() {
+        cx.push(
+            "kernel",
+            "kernel",
+            Status::Warn,
+            format!("{cfg} names no kernel (no multiboot2/multiboot/linux/chainloader line, or no path: key): cannot tell which kernel boots"),
+            fix("check the boot entry in the config"),
+            None,
+        );
+        return;
+    }
+    let mut missing = Vec::new();
+    let mut unknown = Vec::new();
+    let mut present = Vec::new();
+    for r in &refs {
+        match r {
+            KernelRef::Unknown(s) => unknown.push(s.clone()),
+            KernelRef::Path(p) => match esp.fs.lookup(p) {
+                Ok(f) => {
+                    let len = f.size;
+                    if len == 0 {
+                        missing.push(format!("{p} is empty"));
+                    } else {
+                        present.push(format!("{p} ({len} bytes)"));
+                    }
+                }
+                Err(e) => missing.push(format!("{p} is missing ({e})")),
+            },
+        }
+    }
+    let subject = format!("kernel ({cfg})");
+    if !missing.is_empty() {
+        cx.push(
+            "kernel",
+            subject,
+            Status::Fail,
+            format!("{cfg} boots {}: {}", names(&refs), missing.join("; ")),
+            fix("copy the kernel to that path on the ESP (mcopy -i ESP.img kernel ::/path), or fix the path in the config"),
+            None,
+        );
+    } else if !unknown.is_empty() {
+        cx.push(
+            "kernel",
+            subject,
+            Status::Warn,
+            format!(
+                "{cfg} names {}, which cloudimg cannot resolve on the ESP{}",
+                unknown.join(", "),
+                if present.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (found {})", present.join(", "))
+                }
+            ),
+            fix("use a plain path on the ESP so that it can be checked"),
+            None,
+        );
+    } else {
+        cx.push(
+            "kernel",
+            subject,
+            Status::Pass,
+            format!("{cfg} boots {}", present.join(", ")),
+            None,
+            None,
+        );
+    }
+}
+
+fn names(refs: &[KernelRef]) -> String {
+    refs.iter()
+        .map(|r| match r {
+            KernelRef::Path(p) | KernelRef::Unknown(p) => p.as_str(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `prefix` GRUB's embedded early config sets (`set prefix=($root)/X`
+/// as cloudimg writes it): `/X`.
+fn embedded_grub_prefix(efi: &[u8]) -> Option<String> {
+    let at = find(efi, b"set prefix=")? + b"set prefix=".len();
+    let rest = &efi[at..efi.len().min(at + 256)];
+    let end = rest
+        .iter()
+        .position(|&b| b == b'\n' || b == 0 || b == b' ' || b == b';')
+        .unwrap_or(rest.len());
+    let v = std::str::from_utf8(&rest[..end]).ok()?;
+    let v = v.trim_matches(|c| c == '"' || c == '\'');
+    let path = strip_grub_device(v)?;
+    path.starts_with('/').then(|| path.to_string())
+}
+
+/// `(dev)/path` or `/path` → `/path`; anything with a variable left → None.
+fn strip_grub_device(s: &str) -> Option<&str> {
+    let p = if s.starts_with('(') {
+        &s[s.find(')')? + 1..]
+    } else {
+        s
+    };
+    (!p.contains('$') && p.starts_with('/')).then_some(p)
+}
+
+/// The kernels the default entry of a GRUB config loads.
+fn grub_kernels(esp: &Esp<'_>, cfg: &str, depth: usize) -> Vec<KernelRef> {
+    const LOADERS: [&str; 8] = [
+        "multiboot2",
+        "multiboot",
+        "linux",
+        "linuxefi",
+        "linux16",
+        "chainloader",
+        "kernel",
+        "knetbsd",
+    ];
+    let mut default = 0usize;
+    let mut entries: Vec<Vec<KernelRef>> = Vec::new();
+    let mut top: Vec<KernelRef> = Vec::new();
+    let mut includes: Vec<String> = Vec::new();
+    let mut depth_braces = 0usize;
+    let mut in_entry = false;
+    for line in cfg.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let first = words[0];
+        if let Some(v) = line.strip_prefix("set default=") {
+            default = v
+                .trim_matches(|c| c == '"' || c == '\'')
+                .parse()
+                .unwrap_or(0);
+        }
+        if first == "menuentry" && depth_braces == 0 {
+            entries.push(Vec::new());
+            in_entry = true;
+        }
+        let opens = line.matches('{').count();
+        let closes = line.matches('}').count();
+        if LOADERS.contains(&first) {
+            let r = match words.iter().skip(1).find(|w| !w.starts_with("--")) {
+                Some(w) => {
+                    let w = w.trim_matches(|c| c == '"' || c == '\'');
+                    match strip_grub_device(w) {
+                        Some(p) => KernelRef::Path(p.to_string()),
+                        None => KernelRef::Unknown(w.to_string()),
+                    }
+                }
+                None => KernelRef::Unknown(format!("{first} without a path")),
+            };
+            match (in_entry, entries.last_mut()) {
+                (true, Some(e)) => e.push(r),
+                _ => top.push(r),
+            }
+        }
+        if (first == "configfile" || first == "source") && words.len() > 1 {
+            includes.push(words[1].to_string());
+        }
+        depth_braces = (depth_braces + opens).saturating_sub(closes);
+        if depth_braces == 0 {
+            in_entry = false;
+        }
+    }
+    let chosen = entries
+        .get(default)
+        .or(entries.first())
+        .cloned()
+        .unwrap_or_default();
+    let mut refs = if chosen.is_empty() { top } else { chosen };
+    if refs.is_empty() && depth < MAX_CONFIG_DEPTH {
+        for inc in includes {
+            let inc = inc.trim_matches(|c| c == '"' || c == '\'');
+            match strip_grub_device(inc) {
+                Some(p) => {
+                    if let Ok(c) = read_file(esp, p) {
+                        refs = grub_kernels(esp, &String::from_utf8_lossy(&c), depth + 1);
+                        if !refs.is_empty() {
+                            break;
+                        }
+                    }
+                }
+                None => refs.push(KernelRef::Unknown(format!("configfile {inc}"))),
+            }
+        }
+    }
+    refs
+}
+
+/// The kernel of the default entry of a Limine config: `path:` /
+/// `kernel_path:` / `image_path:` (limine.conf, v8+) or `KERNEL_PATH=`
+/// (limine.cfg, older), with a `boot():/p`, `boot(N):/p`, `boot:///p` or
+/// `boot://N/p` URI; `esp` is the partition index the config was read from.
+fn limine_kernels(cfg: &str, esp: u32) -> Vec<KernelRef> {
+    let mut default = 1usize;
+    let mut entries: Vec<Option<String>> = Vec::new();
+    for line in cfg.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if line.starts_with('/') || line.starts_with(':') {
+            entries.push(None);
+            continue;
+        }
+        let (k, v) = match (line.find(':'), line.find('=')) {
+            (Some(c), Some(e)) if e < c => (&line[..e], &line[e + 1..]),
+            (Some(c), _) => (&line[..c], &line[c + 1..]),
+            (None, Some(e)) => (&line[..e], &line[e + 1..]),
+            (None, None) => continue,
+        };
+        let k = k.trim().to_ascii_lowercase();
+        let v = v.trim();
+        match k.as_str() {
+            "default_entry" => default = v.parse().unwrap_or(1),
+            "path" | "kernel_path" | "image_path" => {
+                if let Some(e) = entries.last_mut() {
+                    e.get_or_insert_with(|| v.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    let pick = entries
+        .get(default.saturating_sub(1))
+        .and_then(|e| e.clone())
+        .or_else(|| entries.iter().flatten().next().cloned());
+    let Some(uri) = pick else { return Vec::new() };
+    vec![limine_uri(&uri, esp)]
+}
+
+fn limine_uri(uri: &str, esp: u32) -> KernelRef {
+    let u = uri.trim_start_matches('$');
+    let u = u.split('#').next().unwrap_or(u);
+    let unknown = || KernelRef::Unknown(uri.to_string());
+    let (part, path) = if let Some(r) = u.strip_prefix("boot(") {
+        let Some(close) = r.find(')') else {
+            return unknown();
+        };
+        let Some(path) = r[close + 1..].strip_prefix(':') else {
+            return unknown();
+        };
+        (&r[..close], path)
+    } else if let Some(r) = u.strip_prefix("boot://") {
+        let slash = r.find('/').unwrap_or(r.len());
+        (&r[..slash], &r[slash..])
+    } else {
+        return unknown();
+    };
+    let same = part.is_empty() || part.parse::<u32>().is_ok_and(|n| n == esp);
+    if same && path.starts_with('/') && !path.contains("..") {
+        KernelRef::Path(path.to_string())
+    } else {
+        unknown()
+    }
+}
+
+fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
+    let id = match cloud {
+        Cloud::Gcp => "size:gcp",
+        Cloud::Aws => "size:aws",
+        Cloud::Azure => "size:azure",
+    };
+    let subject = format!("size for {}", cloud.name());
+    let paths: Vec<Target> = Target::of(cloud).to_vec();
+    let push =
+        |cx: &mut Ctx<'_>, status: Status, msg: String, fix: Option<String>, paths: Vec<Target>| {
+            cx.checks.push(Check {
+                id,
+                subject: subject.clone(),
+                status,
+                message: msg,
+                fix: if status == Status::Pass { None } else { fix },
+                paths,
+            });
+        };
+    match cloud {
+        Cloud::Gcp => {
+            let grown = size.div_ceil(GIB).max(1) * GIB;
+            let msg = if grown == size {
+                format!("{} GiB, a whole number of GiB as GCP requires", size / GIB)
+            } else {
+                format!(
+                    "{size} bytes is not a whole GiB; cloudimg package grows it to {} GiB ({grown} bytes) and moves the backup GPT",
+                    grown / GIB
+                )
+            };
+            push(cx, Status::Pass, msg, None, paths);
+        }
+        Cloud::Aws => {
+            let mut notes = Vec::new();
+            if size > AWS_VHD_MAX {
+                notes.push(
+                    "larger than 2040 GiB, the most a VHD holds: use the raw shape".to_string(),
+                );
+            }
+            if size > VMDK_MAX {
+                notes.push("larger than 2 TiB, the most a stream-optimized VMDK's grain offsets address: use the raw shape".to_string());
+            }
+            if notes.is_empty() {
+                push(
+                    cx,
+                    Status::Pass,
+                    format!(
+                        "{size} bytes fits every AWS shape (raw any size, VHD ≤ 2040 GiB, VMDK ≤ 2 TiB); the volume is rounded up to {} GiB",
+                        size.div_ceil(GIB).max(1)
+                    ),
+                    None,
+                    paths,
+                );
+            } else {
+                push(
+                    cx,
+                    Status::Warn,
+                    notes.join("; "),
+                    fix("import the raw shape (cloudimg package writes it)"),
+                    paths,
+                );
+            }
+            if size > AWS_BIOS_BOOT_MAX {
+                cx.checks.push(Check {
+                    id: "size:aws-bios",
+                    subject: "size for aws legacy BIOS".into(),
+                    status: Status::Warn,
+                    message: format!(
+                        "{size} bytes is over 2 TiB, the old VM Import limit for BIOS (MBR) boot volumes"
+                    ),
+                    fix: fix("boot it with UEFI (register-image --boot-mode uefi), or keep it at 2 TiB or less"),
+                    paths: vec![Target {
+                        cloud: Cloud::Aws,
+                        firmware: Firmware::Bios,
+                    }],
+                });
+            }
+        }
+        Cloud::Azure => {
+            let grown = size.div_ceil(MIB) * MIB;
+            if !(AZURE_MIN..=AZURE_MAX).contains(&grown) {
+                push(
+                    cx,
+                    Status::Fail,
+                    format!(
+                        "{size} bytes is outside Azure's range for uploaded disks, 20 MiB ..= 32 TiB"
+                    ),
+                    if grown < AZURE_MIN {
+                        fix("grow the image to at least 20 MiB (truncate -s 20M IMAGE; sgdisk -e IMAGE)")
+                    } else {
+                        fix("shrink the image to at most 32 TiB")
+                    },
+                    paths,
+                );
+            } else if grown != size {
+                push(
+                    cx,
+                    Status::Pass,
+                    format!(
+                        "{size} bytes is not a whole MiB, which Azure requires; it must be grown to {} MiB ({grown} bytes) with the backup GPT moved (truncate -s {grown}, sgdisk -e)",
+                        grown / MIB
+                    ),
+                    None,
+                    paths,
+                );
+            } else {
+                push(
+                    cx,
+                    Status::Pass,
+                    format!("{} MiB, a whole MiB inside 20 MiB ..= 32 TiB", size / MIB),
+                    None,
+                    paths,
+                );
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A minimal read-only FAT12/16/32 reader with long file names, bounded
+/// everywhere (cluster chains by the volume's cluster count, directories
+/// by [`MAX_DIR_ENTRIES`], reads by the caller's limit). Layout:
+/// Microsoft "FAT: General Overview of On-Disk Format" (fatgen103): BPB
+/// fields, FAT type by cluster count (< 4085 FAT12, < 65525 FAT16),
+/// 32-byte directory entries, LFN entries (attribute 0x0F) with the
+/// short-name checksum.
+mod fat {
+    use crate::disk::VirtualDisk;
+
+    /// A directory entry that was found.
+    #[derive(Debug, Clone)]
+    pub struct Entry {
+        pub first_cluster: u32,
+        pub size: u64,
+        pub dir: bool,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        Fat12,
+        Fat16,
+        Fat32,
+    }
+
+    /// An opened FAT volume inside a disk.
+    pub struct Fat<'a> {
+        disk: &'a dyn VirtualDisk,
+        base: u64,
+        kind: Kind,
+        cluster_bytes: u64,
+        fat_offset: u64,
+        root_dir_offset: u64,
+        root_entries: u64,
+        root_cluster: u32,
+        data_offset: u64,
+        clusters: u32,
+    }
+
+    fn le16(b: &[u8], o: usize) -> u64 {
+        u64::from(u16::from_le_bytes([b[o], b[o + 1]]))
+    }
+    fn le32(b: &[u8], o: usize) -> u64 {
+        u64::from(u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]))
+    }
+
+    impl<'a> Fat<'a> {
+        /// Open the volume of `len` bytes at byte `base` of `disk`.
+        pub fn open(disk: &'a dyn VirtualDisk, base: u64, len: u64) -> Result<Self, String> {
+            if base.checked_add(len).is_none_or(|e| e > disk.size()) || len < 512 {
+                return Err(format!(
+                    "the partition ({len} bytes at byte {base}) does not lie inside the disk"
+                ));
+            }
+            let mut b = [0u8; 512];
+            disk.read_at(&mut b, base)
+                .map_err(|e| format!("reading its boot sector: {e}"))?;
+            let bps = le16(&b, 11);
+            let spc = u64::from(b[13]);
+            let reserved = le16(&b, 14);
+            let nfats = u64::from(b[16]);
+            let root_entries = le16(&b, 17);
+            let total = match le16(&b, 19) {
+                0 => le32(&b, 32),
+                n => n,
+            };
+            let fat_sectors = match le16(&b, 22) {
+                0 => le32(&b, 36),
+                n => n,
+            };
+            if b[510..512] != [0x55, 0xAA] {
+                return Err("no FAT file system: no 55 AA boot sector signature".into());
+            }
+            if !(512..=4096).contains(&bps) || !bps.is_power_of_two() {
+                return Err(format!("no FAT file system: {bps} bytes per sector"));
+            }
+            if spc == 0 || !spc.is_power_of_two() {
+                return Err(format!("no FAT file system: {spc} sectors per cluster"));
+            }
+            if reserved == 0 || nfats == 0 || fat_sectors == 0 || total == 0 {
+                return Err(format!(
+                    "no FAT file system: reserved sectors {reserved}, FATs {nfats}, FAT size {fat_sectors}, total sectors {total}"
+                ));
+            }
+            if total * bps > len {
+                return Err(format!(
+                    "the FAT file system claims {} bytes, more than its {len}-byte partition",
+                    total * bps
+                ));
+            }
+            let root_dir_sectors = (root_entries * 32).div_ceil(bps);
+            let meta = reserved + nfats * fat_sectors + root_dir_sectors;
+            if meta >= total {
+                return Err("no FAT file system: no room for data after its FATs".into());
+            }
+            let clusters = (total - meta) / spc;
+            let kind = if clusters < 4085 {
+                Kind::Fat12
+            } else if clusters < 65525 {
+                Kind::Fat16
+            } else {
+                Kind::Fat32
+            };
+            let fat_bytes_needed = match kind {
+                Kind::Fat12 => (clusters + 2) * 3 / 2 + 1,
+                Kind::Fat16 => (clusters + 2) * 2,
+                Kind::Fat32 => (clusters + 2) * 4,
+            };
+            if fat_sectors * bps < fat_bytes_needed {
+                return Err(format!(
+                    "the FAT ({} bytes) is too small for {clusters} clusters",
+                    fat_sectors * bps
+                ));
+            }
+            if kind == Kind::Fat32 && root_entries != 0 {
+                return Err("FAT32 volume with a fixed root directory".into());
+            }
+            Ok(Fat {
+                disk,
+                base,
+                kind,
+                cluster_bytes: spc * bps,
+                fat_offset: reserved * bps,
+                root_dir_offset: (reserved + nfats * fat_sectors) * bps,
+                root_entries,
+                root_cluster: le32(&b, 44) as u32,
+                data_offset: meta * bps,
+                clusters: clusters as u32,
+            })
+        }
+
+        /// "FAT12", "FAT16" or "FAT32".
+        pub fn kind(&self) -> &'static str {
+            match self.kind {
+                Kind::Fat12 => "FAT12",
+                Kind::Fat16 => "FAT16",
+                Kind::Fat32 => "FAT32",
+            }
+        }
+
+        fn read_raw(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
+            self.disk
+                .read_at(buf, self.base + off)
+                .map_err(|e| format!("reading byte {} of the disk: {e}", self.base + off))
+        }
+
+        /// The cluster after `n`, or None at the end of the chain.
+        fn next(&self, n: u32) -> Result<Option<u32>, String> {
+            let (off, width) = match self.kind {
+                Kind::Fat12 => (u64::from(n) * 3 / 2, 2),
+                Kind::Fat16 => (u64::from(n) * 2, 2),
+                Kind::Fat32 => (u64::from(n) * 4, 4),
+            };
+            let mut b = [0u8; 4];
+            self.read_raw(&mut b[..width], self.fat_offset + off)?;
+            let v = u32::from_le_bytes(b);
+            let (v, end, bad) = match self.kind {
+                Kind::Fat12 => {
+                    let v = if n % 2 == 1 { v >> 4 } else { v & 0xFFF };
+                    (v, 0xFF8, 0xFF7)
+                }
+                Kind::Fat16 => (v, 0xFFF8, 0xFFF7),
+                Kind::Fat32 => (v & 0x0FFF_FFFF, 0x0FFF_FFF8, 0x0FFF_FFF7),
+            };
+            if v >= end {
+                Ok(None)
+            } else if v == bad {
+                Err(format!("cluster {n} is followed by a bad-cluster mark"))
+            } else if v < 2 || v >= self.clusters + 2 {
+                Err(format!("cluster {n} is followed by invalid cluster {v}"))
+            } else {
+                Ok(Some(v))
+            }
+        }
+
+        /// The clusters of a chain starting at `first`, at most `max`.
+        fn chain(&self, first: u32, max: u64) -> Result<Vec<u32>, String> {
+            let mut v = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            let mut c = Some(first);
+            while let Some(n) = c {
+                if n < 2 || n >= self.clusters + 2 {
+                    return Err(format!("a cluster chain reaches invalid cluster {n}"));
+                }
+                if v.len() as u64 >= max.min(u64::from(self.clusters)) {
+                    break;
+                }
+                if !seen.insert(n) {
+                    return Err(format!("a cluster chain loops back to cluster {n}"));
+                }
+                v.push(n);
+                c = self.next(n)?;
+            }
+            Ok(v)
+        }
+
+        fn cluster_offset(&self, n: u32) -> u64 {
+            self.data_offset + u64::from(n - 2) * self.cluster_bytes
+        }
+
+        /// The raw 32-byte entries of a directory (bounded).
+        fn dir_bytes(&self, first_cluster: Option<u32>) -> Result<Vec<u8>, String> {
+            let max = super::MAX_DIR_ENTRIES as u64 * 32;
+            match first_cluster {
+                None => {
+                    let mut v = vec![0u8; (self.root_entries * 32).min(max) as usize];
+                    self.read_raw(&mut v, self.root_dir_offset)?;
+                    Ok(v)
+                }
+                Some(c) => {
+                    let mut v = Vec::new();
+                    for n in self.chain(c, max.div_ceil(self.cluster_bytes))? {
+                        let at = v.len();
+                        v.resize(at + self.cluster_bytes as usize, 0);
+                        self.read_raw(&mut v[at..], self.cluster_offset(n))?;
+                    }
+                    Ok(v)
+                }
+            }
+        }
+
+        /// Find `name` (case-insensitively, long or 8.3 name) in a directory.
+        fn find(&self, dir: Option<u32>, name: &str) -> Result<Option<Entry>, String> {
+            let bytes = self.dir_bytes(dir)?;
+            let mut lfn: Vec<(u8, u8, [u16; 13])> = Vec::new();
+            for e in bytes.chunks_exact(32) {
+                match e[0] {
+                    0 => break,
+                    0xE5 => {
+                        lfn.clear();
+                        continue;
+                    }
+                    _ => {}
+                }
+                if e[11] & 0x3F == 0x0F {
+                    let mut units = [0u16; 13];
+                    for (i, o) in [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        units[i] = u16::from_le_bytes([e[o], e[o + 1]]);
+                    }
+                    if e[0] & 0x40 != 0 {
+                        lfn.clear();
+                    }
+                    lfn.push((e[0] & 0x1F, e[13], units));
+                    continue;
+                }
+                let long = std::mem::take(&mut lfn);
+                if e[11] & 0x08 != 0 {
+                    continue; // volume label
+                }
+                let short = short_name(&e[..11]);
+                let sum = e[..11]
+                    .iter()
+                    .fold(0u8, |s, &b| s.rotate_right(1).wrapping_add(b));
+                let long_name = if !long.is_empty()
+                    && long.iter().all(|(_, c, _)| *c == sum)
+                    && long
+                        .iter()
+                        .rev()
+                        .map(|(o, _, _)| *o)
+                        .eq(1..=long.len() as u8)
+                {
+                    let units: Vec<u16> = long
+                        .iter()
+                        .rev()
+                        .flat_map(|(_, _, u)| u.iter().copied())
+                        .take_while(|&u| u != 0)
+                        .collect();
+                    Some(String::from_utf16_lossy(&units))
+                } else {
+                    None
+                };
+                let matches = short.eq_ignore_ascii_case(name)
+                    || long_name.is_some_and(|l| l.to_lowercase() == name.to_lowercase());
+                if matches {
+                    let hi = if self.kind == Kind::Fat32 {
+                        le16(e, 20)
+                    } else {
+                        0
+                    };
+                    return Ok(Some(Entry {
+                        first_cluster: ((hi << 16) | le16(e, 26)) as u32,
+                        size: le32(e, 28),
+                        dir: e[11] & 0x10 != 0,
+                    }));
+                }
+            }
+            Ok(None)
+        }
+
+        fn root(&self) -> Option<u32> {
+            match self.kind {
+                Kind::Fat32 => Some(self.root_cluster),
+                _ => None,
+            }
+        }
+
+        /// Look up an absolute path.
+        pub fn lookup(&self, path: &str) -> Result<Entry, String> {
+            let names: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            let Some((last, dirs)) = names.split_last() else {
+                return Err("empty path".into());
+            };
+            let mut dir = self.root();
+            for d in dirs {
+                let e = self
+                    .find(dir, d)?
+                    .ok_or_else(|| format!("no directory {d}"))?;
+                if !e.dir {
+                    return Err(format!("{d} is not a directory"));
+                }
+                // ".." to the root is cluster 0.
+                dir = (e.first_cluster != 0)
+                    .then_some(e.first_cluster)
+                    .or(self.root());
+            }
+            let e = self.find(dir, last)?.ok_or_else(|| format!("no {last}"))?;
+            if e.dir {
+                return Err(format!("{last} is a directory"));
+            }
+            Ok(e)
+        }
+
+        /// A file's bytes, at most `max`.
+        pub fn read(&self, e: &Entry, max: u64) -> Result<Vec<u8>, String> {
+            let want = e.size.min(max);
+            if want == 0 {
+                return Ok(Vec::new());
+            }
+            let n = want.div_ceil(self.cluster_bytes);
+            let chain = self.chain(e.first_cluster, n)?;
+            if (chain.len() as u64) < n {
+                return Err(format!(
+                    "its cluster chain ends after {} clusters, short of its {} bytes",
+                    chain.len(),
+                    e.size
+                ));
+            }
+            let mut v = vec![0u8; want as usize];
+            for (i, c) in chain.iter().enumerate() {
+                let at = i as u64 * self.cluster_bytes;
+                let len = (want - at).min(self.cluster_bytes) as usize;
+                let off = self.cluster_offset(*c);
+                self.read_raw(&mut v[at as usize..at as usize + len], off)?;
+            }
+            Ok(v)
+        }
+    }
+
+    fn short_name(n: &[u8]) -> String {
+        let mut base: Vec<u8> = n[..8].to_vec();
+        if base[0] == 0x05 {
+            base[0] = 0xE5;
+        }
+        let base = String::from_utf8_lossy(&base).trim_end().to_string();
+        let ext = String::from_utf8_lossy(&n[8..11]).trim_end().to_string();
+        if ext.is_empty() {
+            base
+        } else {
+            format!("{base}.{ext}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pe_checks_name_the_reason() {
+        let mut b = vec![0u8; 512];
+        b[0..2].copy_from_slice(b"MZ");
+        b[0x3C] = 0x80;
+        b[0x80..0x84].copy_from_slice(b"PE\0\0");
+        b[0x84..0x86].copy_from_slice(&0x8664u16.to_le_bytes());
+        b[0x98..0x9A].copy_from_slice(&0x20Bu16.to_le_bytes());
+        b[0x98 + 68..0x98 + 70].copy_from_slice(&10u16.to_le_bytes());
+        assert_eq!(pe_efi_app(&b), Ok(()));
+        b[0x84..0x86].copy_from_slice(&0xAA64u16.to_le_bytes());
+        assert_eq!(
+            pe_efi_app(&b).unwrap_err(),
+            "is a PE image for machine 0xaa64 (arm64), not x86-64 (0x8664)"
+        );
+        b[0x84..0x86].copy_from_slice(&0x8664u16.to_le_bytes());
+        b[0x98 + 68] = 3;
+        assert_eq!(
+            pe_efi_app(&b).unwrap_err(),
+            "has PE subsystem 3, not EFI application (10)"
+        );
+        b[0x3C] = 0xFF;
+        b[0x3D] = 0xFF;
+        assert_eq!(
+            pe_efi_app(&b).unwrap_err(),
+            "is not a PE image: no PE\\0\\0 signature at byte 65535"
+        );
+        assert_eq!(pe_efi_app(b"").unwrap_err(), "is empty");
+    }
+
+    #[test]
+    fn limine_uris() {
+        let p = |s: &str| KernelRef::Path(s.into());
+        assert_eq!(limine_uri("boot():/boot/kernel", 2), p("/boot/kernel"));
+        assert_eq!(limine_uri("boot(2):/k#abcd", 2), p("/k"));
+        assert_eq!(limine_uri("$boot:///k.gz", 2), p("/k.gz"));
+        assert_eq!(limine_uri("boot://2/k", 2), p("/k"));
+        assert_eq!(
+            limine_uri("boot(3):/k", 2),
+            KernelRef::Unknown("boot(3):/k".into())
+        );
+        assert_eq!(
+            limine_uri("guid://x/k", 2),
+            KernelRef::Unknown("guid://x/k".into())
+        );
+        let conf = "timeout: 0\n\n/capOS\n    protocol: multiboot2\n    kernel_path: boot():/capos/kernel.elf\n/Other\n    path: boot():/other\n";
+        assert_eq!(limine_kernels(conf, 1), vec![p("/capos/kernel.elf")]);
+        let conf2 = format!("default_entry: 2\n{conf}");
+        assert_eq!(limine_kernels(&conf2, 1), vec![p("/other")]);
+        let old = "TIMEOUT=0\n:capOS\nPROTOCOL=multiboot2\nKERNEL_PATH=boot:///kernel.elf\n";
+        assert_eq!(limine_kernels(old, 1), vec![p("/kernel.elf")]);
+    }
+
+    #[test]
+    fn grub_prefix_and_devices() {
+        let efi = b"\0\0search --fs-uuid --set=root 1234-abcd\nset prefix=($root)/EFI/BOOT\n\0";
+        assert_eq!(embedded_grub_prefix(efi).as_deref(), Some("/EFI/BOOT"));
+        assert_eq!(strip_grub_device("(hd0,gpt2)/k"), Some("/k"));
+        assert_eq!(strip_grub_device("$prefix/k"), None);
+    }
+
+    #[test]
+    fn target_names() {
+        let names: Vec<&str> = Cloud::ALL
+            .iter()
+            .flat_map(|&c| Target::of(c))
+            .map(Target::name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "gcp-uefi",
+                "gcp-bios",
+                "aws-uefi",
+                "aws-bios",
+                "azure-gen2",
+                "azure-gen1"
+            ]
+        );
+    }
+}
