@@ -5,10 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
 use cloudimg_disk::check::{check, Checklist, Cloud, Status};
-use cloudimg_disk::formats::{self, Format};
-use cloudimg_disk::io::RawFile;
+use cloudimg_disk::formats;
 use cloudimg_disk::VirtualDisk;
 
 /// Say whether an image can boot on each cloud and firmware path, and
@@ -64,21 +62,7 @@ pub enum ProviderArg {
 
 /// Open an image of any format cloudimg reads as a virtual disk.
 pub fn open_disk(path: &Path) -> anyhow::Result<Box<dyn VirtualDisk>> {
-    let (file, _meta, format) = formats::open_detect(path)?;
-    let disk: Box<dyn VirtualDisk> = match format {
-        Format::Raw => {
-            Box::new(RawFile::open(path).with_context(|| format!("opening {}", path.display()))?)
-        }
-        Format::VhdFixed | Format::VhdDynamic => {
-            formats::vhd::open(file).map_err(|e| e.with_path(path))?
-        }
-        Format::Vmdk => Box::new(formats::vmdk::open(file).map_err(|e| e.with_path(path))?),
-        other => bail!(
-            "{}: cannot check a {other} file: give the raw disk image (or a VHD or VMDK)",
-            path.display()
-        ),
-    };
-    Ok(disk)
+    Ok(formats::open::open_disk(path)?.0)
 }
 
 /// Run the command.
