@@ -50,6 +50,7 @@ pub fn artifacts() -> &'static Path {
             shapes: cloudimg_disk::package::Shape::ALL.to_vec(),
             mtime: 1_700_000_000,
             jobs: 2,
+            qcow2_compressed: false,
             progress: None,
         };
         let out = cloudimg_disk::package::package(&req, &mut |_| {}).unwrap();
