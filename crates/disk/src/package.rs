@@ -515,7 +515,10 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
             .as_ref()
             .filter(|_| !azure_is_input)
             .map(|a| scope.spawn(move || sha256x2::hash_two(a, &MemDisk::new(Vec::new()), None)));
-        let writers: Vec<_> = shapes
+        // Each shape is written, then read back and decoded, comparing
+        // its content with its disk, on its own thread: a shape finished
+        // early is verified while the others are still being written.
+        let workers: Vec<_> = shapes
             .iter()
             .map(|&shape| {
                 let tx = tx.clone();
@@ -524,7 +527,11 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                 let counter = req.progress.as_deref().map(|p| &p.read[shape.index()]);
                 scope.spawn(move || {
                     let _ = tx.send(Event::Writing(shape));
-                    let r = write_shape(shape, shape_disk(shape), &target, opts, req, counter);
+                    let disk = shape_disk(shape);
+                    let r = write_shape(shape, disk, &target, opts, req, counter).and_then(|out| {
+                        let _ = tx.send(Event::Verifying(shape));
+                        decode_written(shape, out, disk)
+                    });
                     if let Err(e) = &r {
                         let _ = tx.send(Event::Failed(shape, e.to_string()));
                     }
@@ -533,13 +540,13 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
             })
             .collect();
         drop(tx);
-        // Deliver events while the writers run.
+        // Deliver events while the workers run.
         for ev in rx.iter() {
             on_event(ev);
         }
-        let written: Vec<(Shape, Result<OutputFile>)> = writers
+        let decoded: Vec<(Shape, Result<Decoded>)> = workers
             .into_iter()
-            .map(|h| h.join().expect("writer threads do not panic"))
+            .map(|h| h.join().expect("worker threads do not panic"))
             .collect();
         let (source_lane, grown_sha) = hashes
             .join()
@@ -566,54 +573,42 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
         });
         let source_sha = Sha256Hex(source_lane.finish());
 
-        // Phase 2: read every artifact back and compare it with its disk.
-        let (tx, rx) = mpsc::channel::<Event>();
-        let verifiers: Vec<_> = written
+        // Now that the digests are known: check every report and give each
+        // artifact its final name.
+        let results = decoded
             .into_iter()
-            .map(|(shape, w)| {
-                let tx = tx.clone();
-                let shape_disk = &shape_disk;
-                scope.spawn(move || {
-                    let r = w.and_then(|out| {
-                        let _ = tx.send(Event::Verifying(shape));
-                        let expected_sha = match shape {
-                            Shape::GcpTarGz => grown_sha.expect("the grown disk is hashed"),
-                            Shape::AzureVhd => azure_shas.expect("the Azure disk is hashed").0,
-                            _ => source_sha,
-                        };
-                        let file_sha = match shape {
-                            Shape::AwsRaw => Some(source_sha),
-                            Shape::AwsVhd => Some(vhd_sha),
-                            Shape::AzureVhd => azure_shas.map(|s| s.1),
-                            _ => None,
-                        };
-                        // The grown disks are cloudimg's work: their GPT
-                        // must be sound. The others carry the input as it is.
-                        let own_disk = shape == Shape::GcpTarGz
-                            || (shape == Shape::AzureVhd && !azure_is_input);
-                        verify_and_commit(
-                            shape,
-                            out,
-                            (shape_disk(shape), expected_sha),
-                            file_sha,
-                            own_disk,
-                        )
-                    });
-                    match &r {
-                        Ok(a) => drop(tx.send(Event::Done(a.clone()))),
-                        Err(e) => drop(tx.send(Event::Failed(shape, e.to_string()))),
-                    }
-                    (shape, r)
-                })
+            .map(|(shape, d)| {
+                let expected_sha = match shape {
+                    Shape::GcpTarGz => grown_sha.expect("the grown disk is hashed"),
+                    Shape::AzureVhd => azure_shas.expect("the Azure disk is hashed").0,
+                    _ => source_sha,
+                };
+                let file_sha = match shape {
+                    Shape::AwsRaw => Some(source_sha),
+                    Shape::AwsVhd => Some(vhd_sha),
+                    Shape::AzureVhd => azure_shas.map(|s| s.1),
+                    _ => None,
+                };
+                // The grown disks are cloudimg's work: their GPT must be
+                // sound. The others carry the input as it is.
+                let own_disk =
+                    shape == Shape::GcpTarGz || (shape == Shape::AzureVhd && !azure_is_input);
+                let r = d.and_then(|d| {
+                    commit_verified(
+                        shape,
+                        d,
+                        shape_disk(shape),
+                        expected_sha,
+                        file_sha,
+                        own_disk,
+                    )
+                });
+                match &r {
+                    Ok(a) => on_event(Event::Done(a.clone())),
+                    Err(e) => on_event(Event::Failed(shape, e.to_string())),
+                }
+                (shape, r)
             })
-            .collect();
-        drop(tx);
-        for ev in rx.iter() {
-            on_event(ev);
-        }
-        let results = verifiers
-            .into_iter()
-            .map(|h| h.join().expect("verifier threads do not panic"))
             .collect();
         Ok((results, source_sha))
     })?;
@@ -742,24 +737,66 @@ fn write_shape(
     Ok(out)
 }
 
-/// Read a written artifact back, decode it in full comparing its content
-/// with `expected`, check its structure, and give it its final name.
-fn verify_and_commit(
-    shape: Shape,
+/// Stands for the expected disk's SHA-256 while the digest is still being
+/// computed: a comparing [`DiskDigest`] returns it when the content matched
+/// in full (and never otherwise), and [`commit_verified`] replaces it.
+const PENDING_SHA: Sha256Hex = Sha256Hex([0xA5; 32]);
+
+/// A written artifact, read back and decoded.
+struct Decoded {
     out: OutputFile,
-    expected: (&dyn VirtualDisk, Sha256Hex),
+    report: Report,
+    /// SHA-256 of the file, for the shapes whose file is not the disk
+    /// (and its footer) itself.
     file_sha: Option<Sha256Hex>,
-    own_disk: bool,
-) -> Result<Artifact> {
+}
+
+/// Read a written artifact back and decode it in full, comparing its
+/// content with `expected`, the disk it must hold.
+fn decode_written(shape: Shape, out: OutputFile, expected: &dyn VirtualDisk) -> Result<Decoded> {
     let target = out.target().to_path_buf();
     let with_target = |e: Error| e.with_path(&target);
-    let (expected_disk, expected_sha) = expected;
-    let digest = DiskDigest::comparing(expected_disk, expected_sha)
+    let digest = DiskDigest::comparing(expected, PENDING_SHA)
         .ctx("listing the expected disk's extents")
         .map_err(with_target)?;
     let report = verify_file_with(out.file(), shape.format(), digest).map_err(|e| {
         Error::new(e.kind(), format!("verification failed: {}", e.message())).with_path(&target)
     })?;
+    let file_sha = match shape {
+        Shape::AwsRaw | Shape::AwsVhd | Shape::AzureVhd => None,
+        _ => Some(
+            sha256_file(out.temp_path())
+                .ctx("reading")
+                .map_err(with_target)?,
+        ),
+    };
+    Ok(Decoded {
+        out,
+        report,
+        file_sha,
+    })
+}
+
+/// Check a decoded artifact's report against its disk, whose SHA-256 is
+/// now known, and give the artifact its final name.
+fn commit_verified(
+    shape: Shape,
+    d: Decoded,
+    expected_disk: &dyn VirtualDisk,
+    expected_sha: Sha256Hex,
+    file_sha: Option<Sha256Hex>,
+    own_disk: bool,
+) -> Result<Artifact> {
+    let Decoded {
+        out,
+        mut report,
+        file_sha: read_sha,
+    } = d;
+    let target = out.target().to_path_buf();
+    let with_target = |e: Error| e.with_path(&target);
+    if report.virtual_sha256 == Some(PENDING_SHA) {
+        report.virtual_sha256 = Some(expected_sha);
+    }
     // Most shapes carry the input unchanged: once the decoded disk is
     // proven identical to the input, problems inside that disk (its GPT)
     // are the input's, reported once as warnings, not conversion defects.
@@ -778,7 +815,7 @@ fn verify_and_commit(
         .ctx("reading metadata")
         .map_err(with_target)?
         .len();
-    let sha256 = match file_sha {
+    let sha256 = match file_sha.or(read_sha) {
         Some(s) => s,
         None => sha256_file(out.temp_path())
             .ctx("reading")

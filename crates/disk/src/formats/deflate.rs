@@ -128,6 +128,313 @@ fn push_stored_block(c: &[u8], last: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(c);
 }
 
+/// Turn a complete raw deflate stream (RFC 1951, as libdeflate writes
+/// one) into a *sync-flushed, non-final* piece that more deflate data can
+/// follow: clear the BFINAL bit of its last block, cut the stream right
+/// after that block's end-of-block code and append an empty stored block
+/// (3 header bits, padding to the byte, `00 00 FF FF`), as zlib's
+/// `Z_SYNC_FLUSH` does. Pieces made this way concatenate into one stream.
+///
+/// This needs the bit position where the last block ends, which deflate
+/// does not record: the blocks are walked, decoding every Huffman code
+/// (but writing no output). Fails on a malformed stream.
+pub fn make_nonfinal(stream: &mut Vec<u8>) -> Result<(), &'static str> {
+    let mut r = BitReader {
+        data: stream,
+        pos: 0,
+    };
+    loop {
+        let header_at = r.pos;
+        let last = r.bits(1)? == 1;
+        match r.bits(2)? {
+            0 => {
+                r.pos = r.pos.div_ceil(8) * 8;
+                let len = r.bits(16)?;
+                let nlen = r.bits(16)?;
+                if len != !nlen & 0xffff {
+                    return Err("stored block length check failed");
+                }
+                r.skip(len as usize * 8)?;
+            }
+            1 => {
+                let mut lens = [0u8; 288];
+                lens[..144].fill(8);
+                lens[144..256].fill(9);
+                lens[256..280].fill(7);
+                lens[280..].fill(8);
+                let lit = Huffman::new(&lens)?;
+                let dist = Huffman::new(&[5u8; 30])?;
+                r.codes(&lit, &dist)?;
+            }
+            2 => {
+                let (lit, dist) = r.dynamic_tables()?;
+                r.codes(&lit, &dist)?;
+            }
+            _ => return Err("reserved block type 3"),
+        }
+        if last {
+            let end = r.pos;
+            // Clear BFINAL, cut after the end-of-block code, then 3 zero
+            // bits (non-final stored block), padding, LEN 0, NLEN FFFF.
+            stream[header_at / 8] &= !(1 << (header_at % 8));
+            let keep = (end + 3).div_ceil(8);
+            stream.resize(keep, 0);
+            if end % 8 != 0 {
+                let mask = (1u16 << (end % 8)) - 1;
+                stream[end / 8] &= mask as u8;
+            }
+            for b in stream.iter_mut().skip(end.div_ceil(8)) {
+                *b = 0;
+            }
+            stream.extend_from_slice(&[0, 0, 0xff, 0xff]);
+            return Ok(());
+        }
+    }
+}
+
+/// Reads bits least significant first, as deflate packs them.
+struct BitReader<'a> {
+    data: &'a [u8],
+    /// Position in bits.
+    pos: usize,
+}
+
+impl BitReader<'_> {
+    /// Up to 32 bits without consuming them (zeros past the end).
+    fn peek(&self, n: u32) -> u32 {
+        let byte = self.pos / 8;
+        let mut word = [0u8; 8];
+        if let Some(rest) = self.data.get(byte..) {
+            let avail = rest.len().min(8);
+            word[..avail].copy_from_slice(&rest[..avail]);
+        }
+        let v = u64::from_le_bytes(word) >> (self.pos % 8);
+        (v & ((1u64 << n) - 1)) as u32
+    }
+
+    /// Up to 32 bits at bit position `at` (zeros past the end).
+    fn peek_at(&self, at: usize, n: u32) -> u32 {
+        BitReader {
+            data: self.data,
+            pos: at,
+        }
+        .peek(n)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), &'static str> {
+        if self.pos + n > self.data.len() * 8 {
+            return Err("stream ends early");
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    fn bits(&mut self, n: u32) -> Result<u32, &'static str> {
+        let v = self.peek(n);
+        self.skip(n as usize)?;
+        Ok(v)
+    }
+
+    fn decode(&mut self, h: &Huffman) -> Result<u16, &'static str> {
+        let (sym, len) = h.lookup(u64::from(self.peek(16)));
+        if len == 0 {
+            return Err("invalid Huffman code");
+        }
+        self.skip(len as usize)?;
+        Ok(sym)
+    }
+
+    /// Walk literal/length and distance codes up to the end-of-block code.
+    /// The hot loop of [`make_nonfinal`]: bits are taken from a 64-bit
+    /// buffer refilled 7 bytes at a time while far from the end.
+    fn codes(&mut self, lit: &Huffman, dist: &Huffman) -> Result<(), &'static str> {
+        const LEN_EXTRA: [u8; 29] = [
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+        ];
+        const DIST_EXTRA: [u8; 32] = [
+            0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12,
+            12, 13, 13, 0xff, 0xff,
+        ];
+        let data = self.data;
+        let total_bits = data.len() * 8;
+        let mut pos = self.pos;
+        loop {
+            // At most 15 + 5 + 15 + 13 = 48 bits per symbol: one refill.
+            let byte = pos / 8;
+            let buf = if byte + 8 <= data.len() {
+                u64::from_le_bytes(data[byte..byte + 8].try_into().expect("8 bytes")) >> (pos % 8)
+            } else {
+                self.pos = pos;
+                self.peek(32) as u64 | (u64::from(self.peek_at(pos + 32, 24)) << 32)
+            };
+            let (sym, len) = lit.lookup(buf);
+            if len == 0 {
+                return Err("invalid Huffman code");
+            }
+            let mut used = len;
+            match sym {
+                0..=255 => {}
+                256 => {
+                    pos += used as usize;
+                    if pos > total_bits {
+                        return Err("stream ends early");
+                    }
+                    self.pos = pos;
+                    return Ok(());
+                }
+                257..=285 => {
+                    used += u32::from(LEN_EXTRA[usize::from(sym - 257)]);
+                    let (d, dlen) = dist.lookup(buf >> used);
+                    let extra = DIST_EXTRA[usize::from(d & 0x1f)];
+                    if dlen == 0 || extra == 0xff {
+                        return Err("invalid distance code");
+                    }
+                    used += dlen + u32::from(extra);
+                }
+                _ => return Err("invalid length code"),
+            }
+            pos += used as usize;
+            if pos > total_bits {
+                return Err("stream ends early");
+            }
+        }
+    }
+
+    /// The code tables of a dynamic block (RFC 1951 §3.2.7).
+    fn dynamic_tables(&mut self) -> Result<(Huffman, Huffman), &'static str> {
+        const ORDER: [usize; 19] = [
+            16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+        ];
+        let hlit = self.bits(5)? as usize + 257;
+        let hdist = self.bits(5)? as usize + 1;
+        let hclen = self.bits(4)? as usize + 4;
+        let mut cl = [0u8; 19];
+        for &i in &ORDER[..hclen] {
+            cl[i] = self.bits(3)? as u8;
+        }
+        let clh = Huffman::new(&cl)?;
+        let mut lens = [0u8; 286 + 32];
+        let mut i = 0;
+        while i < hlit + hdist {
+            let sym = self.decode(&clh)?;
+            let (value, repeat) = match sym {
+                0..=15 => (sym as u8, 1),
+                16 => {
+                    let prev = *lens[..i].last().ok_or("repeat with no previous length")?;
+                    (prev, 3 + self.bits(2)? as usize)
+                }
+                17 => (0, 3 + self.bits(3)? as usize),
+                _ => (0, 11 + self.bits(7)? as usize),
+            };
+            if i + repeat > hlit + hdist {
+                return Err("code lengths overflow");
+            }
+            lens[i..i + repeat].fill(value);
+            i += repeat;
+        }
+        Ok((
+            Huffman::new(&lens[..hlit])?,
+            Huffman::new(&lens[hlit..hlit + hdist])?,
+        ))
+    }
+}
+
+/// A canonical Huffman code as lookup tables: a primary table indexed by
+/// the next [`Huffman::PRIMARY`] input bits (small enough to stay in the
+/// L1 cache), and subtables for the longer codes. See [`Huffman::lookup`].
+struct Huffman {
+    /// Entry: `symbol | length << 16` for a code of up to `PRIMARY` bits;
+    /// `SUB | offset | sub_bits << 24` for a prefix of longer codes; 0 for
+    /// no code.
+    primary: Vec<u32>,
+    /// Entries `symbol | length << 16` (length counted from the start).
+    sub: Vec<u32>,
+}
+
+impl Huffman {
+    const PRIMARY: u32 = 10;
+    const SUB: u32 = 1 << 31;
+
+    fn new(lens: &[u8]) -> Result<Self, &'static str> {
+        let mut count = [0u16; 16];
+        for &l in lens {
+            count[usize::from(l)] += 1;
+        }
+        count[0] = 0;
+        let mut next = [0u32; 16];
+        let mut code = 0u32;
+        for bits in 1..16 {
+            code = (code + u32::from(count[bits - 1])) << 1;
+            next[bits] = code;
+        }
+        // Every code, bit-reversed (deflate sends codes most significant
+        // bit first into a stream read least significant bit first).
+        let mut codes = Vec::with_capacity(lens.len());
+        for (sym, &l) in lens.iter().enumerate() {
+            if l == 0 {
+                continue;
+            }
+            let l = u32::from(l);
+            let c = next[l as usize];
+            next[l as usize] += 1;
+            if c >= 1 << l {
+                return Err("over-subscribed Huffman code");
+            }
+            codes.push((sym as u32, l, c.reverse_bits() >> (32 - l)));
+        }
+        let p = Self::PRIMARY;
+        let pmask = (1u32 << p) - 1;
+        let mut primary = vec![0u32; 1 << p];
+        // Longest code length beyond `p` for each primary prefix.
+        let mut sub_bits = vec![0u32; 1 << p];
+        for &(sym, l, rev) in &codes {
+            if l <= p {
+                let mut i = rev as usize;
+                while i < primary.len() {
+                    primary[i] = sym | l << 16;
+                    i += 1 << l;
+                }
+            } else {
+                let pre = (rev & pmask) as usize;
+                sub_bits[pre] = sub_bits[pre].max(l - p);
+            }
+        }
+        let mut sub = Vec::new();
+        for (pre, &bits) in sub_bits.iter().enumerate() {
+            if bits > 0 {
+                primary[pre] = Self::SUB | sub.len() as u32 | bits << 24;
+                sub.resize(sub.len() + (1 << bits), 0);
+            }
+        }
+        for &(sym, l, rev) in &codes {
+            if l > p {
+                let e = primary[(rev & pmask) as usize];
+                let (offset, bits) = ((e & 0xffff) as usize, (e >> 24) & 0x1f);
+                let mut i = (rev >> p) as usize;
+                while i < 1 << bits {
+                    sub[offset + i] = sym | l << 16;
+                    i += 1 << (l - p);
+                }
+            }
+        }
+        Ok(Huffman { primary, sub })
+    }
+
+    /// The symbol and code length at the start of `bits` (length 0: no
+    /// such code).
+    #[inline]
+    fn lookup(&self, bits: u64) -> (u16, u32) {
+        let e = self.primary[(bits & ((1 << Self::PRIMARY) - 1)) as usize];
+        let e = if e & Self::SUB == 0 {
+            e
+        } else {
+            let (offset, n) = ((e & 0xffff) as usize, (e >> 24) & 0x1f);
+            self.sub[offset + ((bits >> Self::PRIMARY) & ((1 << n) - 1)) as usize]
+        };
+        ((e & 0xffff) as u16, e >> 16)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +488,52 @@ mod tests {
             .decompress_vec(&stored, &mut back, FlushDecompress::Finish)
             .unwrap();
         assert_eq!((st, back), (flate2::Status::StreamEnd, data));
+    }
+
+    #[test]
+    fn nonfinal_pieces_concatenate_into_one_stream() {
+        let text: Vec<u8> = (0..300_000u32)
+            .map(|i| {
+                b"capos kernel starting, firmware=uefi\n"[(i % 37) as usize] ^ (i / 4099) as u8
+            })
+            .collect();
+        let random = xorshift(70_000, 11);
+        let pieces: Vec<&[u8]> = vec![&text[..100_000], &random, b"", &text[100_000..], b"x"];
+        for level in [1, 4, 6, 12] {
+            let mut c =
+                libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level).unwrap());
+            let mut stream = Vec::new();
+            for p in &pieces {
+                let mut out = vec![0u8; c.deflate_compress_bound(p.len())];
+                let n = c.deflate_compress(p, &mut out).unwrap();
+                out.truncate(n);
+                make_nonfinal(&mut out).unwrap();
+                assert_eq!(&out[out.len() - 4..], &[0, 0, 0xff, 0xff]);
+                stream.extend_from_slice(&out);
+            }
+            push_stored(&[], true, &mut stream);
+            let mut d = Decompress::new(false);
+            let mut back = Vec::with_capacity(text.len() + random.len() + 10);
+            let st = d
+                .decompress_vec(&stream, &mut back, FlushDecompress::Finish)
+                .unwrap();
+            assert_eq!(st, flate2::Status::StreamEnd, "level {level}");
+            assert_eq!(back, pieces.concat(), "level {level}");
+        }
+        assert!(make_nonfinal(&mut vec![0xff]).is_err());
+        assert!(make_nonfinal(&mut Vec::new()).is_err());
+        // Garbage, and every truncation of a real piece: errors, no panic.
+        for seed in 0..2000u64 {
+            let mut junk = xorshift((seed % 300) as usize, seed + 1);
+            let _ = make_nonfinal(&mut junk);
+        }
+        let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(6).unwrap());
+        let mut out = vec![0u8; c.deflate_compress_bound(text.len())];
+        let n = c.deflate_compress(&text[..20_000], &mut out).unwrap();
+        for cut in 0..n {
+            let mut piece = out[..cut].to_vec();
+            assert!(make_nonfinal(&mut piece).is_err(), "cut {cut}");
+        }
     }
 
     #[test]
