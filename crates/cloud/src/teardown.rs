@@ -1,5 +1,5 @@
 //! Remove what a journal lists, newest first (instance, image/AMI,
-//! snapshot, import task, object). Idempotent: a resource already gone
+//! snapshot, import task, object; on Azure VM, NIC, vnet, disk, blob). Idempotent: a resource already gone
 //! counts as removed, deleted entries are skipped, and every outcome is
 //! written back to the journal.
 
@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::aws;
+use crate::azure;
 use crate::command::{classify, failure_error, CloudCommand, Failure, Runner};
 use crate::error::{Error, Result};
 use crate::gcp;
@@ -60,6 +61,9 @@ fn delete_all(runner: &Runner, cmds: &[CloudCommand]) -> Result<Outcome> {
 }
 
 fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Result<Outcome> {
+    if let Some(cmd) = azure::delete(r) {
+        return delete(runner, &cmd);
+    }
     match r {
         Resource::GcpInstance {
             name,
@@ -125,6 +129,11 @@ fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Resu
             }
             Ok(if any { Outcome::Deleted } else { Outcome::Gone })
         }
+        Resource::AzureBlob { .. }
+        | Resource::AzureDisk { .. }
+        | Resource::AzureVnet { .. }
+        | Resource::AzureNic { .. }
+        | Resource::AzureVm { .. } => Ok(Outcome::Gone), // handled above
     }
 }
 
@@ -286,6 +295,7 @@ pub fn removal_commands(journal: &Journal) -> Vec<String> {
             Resource::AwsImportTask {
                 id: None, region, ..
             } => aws::list_imports(region.as_deref()).line(),
+            r => azure::delete(r).map(|c| c.line()).unwrap_or_default(),
         })
         .collect()
 }
