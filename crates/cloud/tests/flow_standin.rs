@@ -419,3 +419,55 @@ fn azure_refuses_a_vhd_azure_would_refuse_before_any_upload() {
     );
     assert!(!si.state().join("calls.log").exists(), "no CLI ran");
 }
+
+#[test]
+fn azure_v2_needs_a_uefi_bootable_disk_v1_does_not() {
+    if !(common::ready() && common::require_tool("mdel") && common::require_tool("sgdisk")) {
+        return;
+    }
+    // The demo disk without its UEFI loader (EFI/BOOT/BOOTX64.EFI, deleted
+    // with mtools in a copy): OVMF (V2) finds nothing to boot, SeaBIOS (V1)
+    // still boots it through the BIOS boot partition.
+    let w = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let raw = w.path().join("bios-only.raw");
+    let demo = common::artifacts().parent().unwrap().join("demo.raw");
+    common::run(
+        std::process::Command::new("cp")
+            .args(["--sparse=always"])
+            .arg(&demo)
+            .arg(&raw),
+    );
+    let table = common::run(std::process::Command::new("sgdisk").arg("-p").arg(&raw));
+    let esp_start: u64 = table
+        .lines()
+        .find(|l| l.contains(" EF00 "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    common::run(
+        std::process::Command::new("mdel")
+            .arg("-i")
+            .arg(format!("{}@@{}", raw.display(), esp_start * 512))
+            .arg("::/EFI/BOOT/BOOTX64.EFI"),
+    );
+    let vhd = w.path().join("bios-only.vhd");
+    common::azure_vhd(&raw, &vhd);
+
+    let si = StandIn::new("");
+    let t = common::azure_target("capos-az", cloudimg_cloud::Generation::V2);
+    let (s, _ev) = run(&t, &si, |o| {
+        o.artifact = vhd.clone();
+        o.boot_timeout = std::time::Duration::from_secs(15);
+    });
+    assert!(!s.passed, "{s:#?}");
+    assert_eq!(s.error_kind, Some(ErrorKind::Timeout), "{s:#?}");
+    assert!(s.teardown.as_ref().unwrap().is_clean());
+    assert_eq!(si.leftovers(), Vec::<String>::new());
+
+    let si = StandIn::new("");
+    let t = common::azure_target("capos-az", cloudimg_cloud::Generation::V1);
+    let (s, _ev) = run(&t, &si, |o| o.artifact = vhd.clone());
+    assert!(s.passed, "{s:#?}");
+    assert_eq!(si.leftovers(), Vec::<String>::new());
+}

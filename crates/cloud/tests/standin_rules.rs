@@ -415,7 +415,14 @@ fn azure_rejects_vhds_against_its_rules() {
         text(&out.stderr)
     );
 
-    // Deletes really remove; deleting again is a not-found (exit 3).
+    // Listing shows what exists; deletes really remove; deleting again is
+    // a not-found (exit 3).
+    let listed = |si: &StandIn| -> serde_json::Value {
+        let out = az(si, d, &["resource", "list", "--resource-group", "capos-rg"]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(listed(&si)[0]["type"], "Microsoft.Compute/disks");
+    assert_eq!(listed(&si)[0]["name"], "d");
     let del = [
         "disk",
         "delete",
@@ -427,6 +434,7 @@ fn azure_rejects_vhds_against_its_rules() {
     ];
     assert!(az(&si, d, &del).status.success());
     assert!(!si.state().join("azure/capos-rg/disks/d.raw").exists());
+    assert_eq!(listed(&si), serde_json::json!([]));
     let again = az(&si, d, &del);
     assert_eq!(again.status.code(), Some(3));
     assert_eq!(
