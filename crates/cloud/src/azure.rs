@@ -52,7 +52,7 @@
 //! with `--os-type` and `--hyper-v-generation`; `az vm create
 //! --boot-diagnostics-storage <account>`.
 //!
-//! Not confirmed [U]: `--overwrite` on `az storage blob upload` (so that
+//! Not confirmed (\[U\]): `--overwrite` on `az storage blob upload` (so that
 //! an upload retried after a lost answer does not fail with
 //! `BlobAlreadyExists`); `--auth-mode login` on the blob commands (the
 //! alternative is an account key in the environment); whether `az disk
@@ -65,7 +65,15 @@
 //! lines, exit 1; `ResourceNotFound` with exit 3), and of the VHD
 //! rejections by `az disk create`; whether `az vm delete` of a VM that
 //! does not exist fails with `ResourceNotFound` or succeeds (both count
-//! as gone).
+//! as gone); the JSON shapes of `az network vnet create` (`newVNet`) and
+//! `az network nic create` (`NewNIC`) and of `az vm create` (`id`,
+//! `powerState`; the parser takes `id`, else `name`, at the top or under
+//! those keys); that `--nics` combines with `--attach-os-disk`; that
+//! `az vm delete` waits until the VM is gone and leaves an attached OS
+//! disk in place (its delete option defaults to Detach, so the disk is
+//! deleted on its own, after the VM); the wording of ARM's in-use
+//! refusals the stand-in applies (`NicInUse`,
+//! `InUseSubnetCannotBeDeleted`, a disk attached to a VM).
 
 use std::fs::File;
 use std::path::Path;
@@ -120,7 +128,7 @@ impl Generation {
 pub struct AzureTarget {
     /// The resource group (exists).
     pub resource_group: String,
-    /// The location of the image and the VM (the storage account's).
+    /// The location of the disk, network and VM (the storage account's).
     pub location: String,
     /// The storage account (exists; also holds boot diagnostics).
     pub storage_account: String,
@@ -130,8 +138,8 @@ pub struct AzureTarget {
     pub vm_size: String,
     /// UEFI (V2) or BIOS (V1).
     pub generation: Generation,
-    /// Image and VM name; the blob is `NAME.vhd`, the OS disk
-    /// `NAME-osdisk`, the network `NAME-vnet`.
+    /// The VM's name; the blob is `NAME.vhd`, the OS disk `NAME-osdisk`,
+    /// the network `NAME-vnet` and `NAME-nic`.
     pub name: String,
 }
 

@@ -299,3 +299,40 @@ pub fn removal_commands(journal: &Journal) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_azure_resources_are_removed_newest_first() {
+        let t = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(&t.path().join("resources.json"), "azure", "r").unwrap();
+        let target = crate::azure::AzureTarget {
+            resource_group: "rg".into(),
+            location: "eastus".into(),
+            storage_account: "acct".into(),
+            container: "vhds".into(),
+            vm_size: "Standard_B1s".into(),
+            generation: crate::azure::Generation::V1,
+            name: "n".into(),
+        };
+        for r in target.resources() {
+            j.add(r, State::Created).unwrap();
+        }
+        assert_eq!(
+            removal_commands(&j),
+            [
+                "az vm delete --resource-group rg --name n --yes",
+                "az network nic delete --resource-group rg --name n-nic",
+                "az network vnet delete --resource-group rg --name n-vnet",
+                "az disk delete --resource-group rg --name n-osdisk --yes",
+                "az storage blob delete --account-name acct --container-name vhds --name n.vhd --auth-mode login",
+            ]
+        );
+        assert_eq!(
+            j.live()[0].1.to_string(),
+            "blob https://acct.blob.core.windows.net/vhds/n.vhd"
+        );
+    }
+}
