@@ -1,4 +1,4 @@
-"""Local stand-ins for `gcloud`, `gsutil` and `aws`, for testing cloudimg's
+"""Local stand-ins for `gcloud`, `gsutil`, `aws` and `az`, for testing cloudimg's
 cloud flow where no cloud is reachable.
 
 They accept the real CLIs' argument syntax for the subset cloudimg uses,
@@ -13,6 +13,8 @@ in the directory named by CLOUDIMG_STANDIN_STATE:
     aws/snapshots/<id>.json|.raw
     aws/images/<id>.json          registered AMIs
     aws/instances/<id>/           instance.json, serial.log, OVMF vars
+    blob/<account>/<container>/   Azure blobs (see azure.py)
+    azure/<group>/                Azure disks, vnets, NICs, VMs (see azure.py)
     calls.log                     one line per invocation
 
 Import applies the providers' documented rules with tools independent of
@@ -24,13 +26,16 @@ separated):
     import-fail            GCP images create / AWS import task fail
     no-landmark            instances boot with the serial going nowhere
     transient=OP[:N]       OP fails with a transient error N times (1)
-    lost-response=OP[:N]   OP is done, then fails as transient (run-instances)
+    lost-response=OP[:N]   OP is done, then fails as transient (run-instances,
+                           vm-create)
     quota=OP               OP fails with the provider's quota error
     permission=OP          OP fails with the provider's permission error
     no-vmimport            AWS import-snapshot: the vmimport role is missing
 OP is the operation key, e.g. storage-cp, images-create, instances-create,
 get-serial-port-output, s3-cp, import-snapshot, register-image,
-run-instances, get-console-output, describe-import-snapshot-tasks.
+run-instances, get-console-output, describe-import-snapshot-tasks; Azure:
+blob-upload, disk-create, vnet-create, nic-create, vm-create, get-boot-log,
+vm-delete, nic-delete, vnet-delete, disk-delete, blob-delete.
 """
 
 import base64

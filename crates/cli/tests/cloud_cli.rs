@@ -181,25 +181,20 @@ fn azure_plan_uefi_is_generation_v2_and_runs_nothing() {
         "# checked capos-azure.vhd: fixed VHD, virtual size 33554432 bytes (32 MiB), creator \"qem2\"; Hyper-V generation V2 (uefi)"
     );
     for l in [
-        "az storage blob upload --account-name caposimages --container-name vhds --name capos-test.vhd --file capos-azure.vhd --type page --auth-mode login --output json",
-        "az image create --resource-group capos-rg --name capos-test --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --os-type Linux --hyper-v-generation V2 --output json",
+        "az storage blob upload --account-name caposimages --container-name vhds --name capos-test.vhd --file capos-azure.vhd --type page --overwrite --auth-mode login --output json",
+        "az disk create --resource-group capos-rg --name capos-test-osdisk --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --os-type Linux --hyper-v-generation V2 --output json",
+        "az vm create --resource-group capos-rg --name capos-test --location westeurope --attach-os-disk capos-test-osdisk --os-type Linux --size Standard_B1s --nics capos-test-nic --boot-diagnostics-storage caposimages --output json",
         "az vm boot-diagnostics get-boot-log --resource-group capos-rg --name capos-test",
         "az vm delete --resource-group capos-rg --name capos-test --yes",
+        "az disk delete --resource-group capos-rg --name capos-test-osdisk --yes",
         "az storage blob delete --account-name caposimages --container-name vhds --name capos-test.vhd --auth-mode login",
     ] {
         assert!(lines.contains(&l), "{l} missing from\n{plan}");
     }
-    let vm = lines
-        .iter()
-        .find(|l| l.starts_with("az vm create"))
-        .unwrap();
+    // The specialized-disk route: no image, no admin credentials.
     assert!(
-        vm.contains("--image capos-test --size Standard_B1s"),
-        "{vm}"
-    );
-    assert!(
-        vm.contains("--boot-diagnostics-storage caposimages"),
-        "{vm}"
+        !plan.contains("--image") && !plan.contains("--admin"),
+        "{plan}"
     );
     // Teardown is the last step, the blob deleted last.
     assert!(lines.last().unwrap().starts_with("az storage blob delete"));
@@ -233,8 +228,9 @@ fn azure_plan_bios_is_generation_v1_and_json_parses() {
         [
             "verify",
             "upload (page blob)",
-            "import",
-            "boot",
+            "import (managed disk from the blob)",
+            "network",
+            "boot (OS disk attached)",
             "read serial (repeated)",
             "teardown"
         ]
@@ -262,10 +258,9 @@ fn azure_plan_bios_is_generation_v1_and_json_parses() {
         kinds,
         [
             "azure-blob",
-            "azure-image",
+            "azure-disk",
             "azure-vnet",
             "azure-nic",
-            "azure-disk",
             "azure-vm"
         ]
     );
@@ -329,27 +324,6 @@ fn azure_plan_refuses_what_azure_refuses() {
         ),
         "Azure storage account \"Bad_Account\" is invalid: use 3-24 lowercase letters and digits",
     );
-    // Without --plan: refused, nothing run.
-    fixed_vhd(&d.join("ok.vhd"), 32 << 20);
-    fails_with(
-        cloudimg(
-            &[
-                "cloud",
-                "azure",
-                "--resource-group",
-                "g",
-                "--storage-account",
-                "caposimages",
-                "--container",
-                "vhds",
-                "--artifact",
-                "ok.vhd",
-            ],
-            d,
-            &d.join("state"),
-        ),
-        "cloudimg cloud azure only plans for now: add --plan (the full run is not implemented)",
-    );
 }
 
 #[test]
@@ -382,4 +356,190 @@ fn azure_plan_refuses_a_dynamic_vhd() {
         azure_plan(d, "dyn.vhd", &[]),
         "dyn.vhd: is a dynamic VHD; Azure takes fixed VHDs only",
     );
+}
+
+// ------------------------------------------------------- azure full run ----
+
+/// A built demo image as a fixed VHD (until `package --azure` lands: the
+/// 256 MiB image is a whole MiB, written with cloudimg's VHD writer), and
+/// a stand-in state with the resource group and the container.
+fn azure_setup(d: &Path) -> PathBuf {
+    let state = d.join("state");
+    std::fs::create_dir_all(state.join("blob/caposimages/vhds")).unwrap();
+    std::fs::create_dir_all(state.join("azure/capos-rg")).unwrap();
+    ok(cloudimg(&["image", "build", "-o", "img.raw"], d, &state));
+    std::fs::create_dir_all(d.join("cloud")).unwrap();
+    let raw = cloudimg_disk::io::RawFile::open(d.join("img.raw")).unwrap();
+    let f = std::fs::File::create(d.join("cloud/capos-azure.vhd")).unwrap();
+    let opts = cloudimg_disk::formats::WriteOptions {
+        mtime: 1_700_000_000,
+        seed: [1; 32],
+    };
+    cloudimg_disk::formats::vhd::write_fixed(&raw, &f, &opts).unwrap();
+    state
+}
+
+fn azure_run_args<'a>(boot: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "cloud",
+        "azure",
+        "--resource-group",
+        "capos-rg",
+        "--storage-account",
+        "caposimages",
+        "--container",
+        "vhds",
+        "--boot-mode",
+        boot,
+        "--artifact",
+        "cloud/capos-azure.vhd",
+        "--name",
+        "capos-cli",
+        "--poll",
+        "1",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+/// Whatever the stand-in still holds for the run.
+fn azure_leftovers(state: &Path) -> Vec<String> {
+    let mut left = Vec::new();
+    for sub in [
+        "blob/caposimages/vhds",
+        "azure/capos-rg/disks",
+        "azure/capos-rg/vnets",
+        "azure/capos-rg/nics",
+        "azure/capos-rg/vms",
+    ] {
+        if let Ok(rd) = std::fs::read_dir(state.join(sub)) {
+            left.extend(rd.flatten().map(|e| e.path().display().to_string()));
+        }
+    }
+    left
+}
+
+#[test]
+fn azure_run_boots_uefi_and_bios_with_json_summaries() {
+    if !(require_tool("qemu-system-x86_64") && require_tool("python3")) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let state = azure_setup(d);
+    for (boot, gen, firmware) in [("uefi", "V2", "uefi"), ("bios", "V1", "bios")] {
+        let ev = format!("ev-{boot}");
+        let out = ok(cloudimg(
+            &azure_run_args(boot, &["--evidence", &ev, "--json", "--timeout", "120"]),
+            d,
+            &state,
+        ));
+        let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(s["passed"], true, "{s}");
+        assert_eq!(s["provider"], "azure");
+        assert_eq!(s["boot_mode"], gen);
+        assert_eq!(s["teardown"]["deleted"].as_array().unwrap().len(), 5, "{s}");
+        assert_eq!(
+            s,
+            serde_json::from_slice::<serde_json::Value>(
+                &std::fs::read(d.join(&ev).join("summary.json")).unwrap()
+            )
+            .unwrap()
+        );
+        let serial = std::fs::read_to_string(d.join(&ev).join("serial.log")).unwrap();
+        assert!(
+            serial.contains("capos kernel starting")
+                && serial.contains(&format!("firmware={firmware}")),
+            "{serial}"
+        );
+        assert_eq!(azure_leftovers(&state), Vec::<String>::new(), "{boot}");
+    }
+    // Text output: the PASS line.
+    let out = ok(cloudimg(
+        &azure_run_args("bios", &["--evidence", "ev-text", "--timeout", "120"]),
+        d,
+        &state,
+    ));
+    assert!(
+        out.starts_with("PASS azure: capos-cli reached \"capos kernel starting\" after "),
+        "{out}"
+    );
+    assert!(out.contains("boot mode V1"), "{out}");
+}
+
+#[test]
+fn azure_killed_run_is_cleaned_up_by_cloud_teardown() {
+    if !(require_tool("qemu-system-x86_64") && require_tool("python3")) {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let state = azure_setup(d);
+    let path = format!(
+        "{}:{}",
+        standin_bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudimg"))
+        .args(azure_run_args(
+            "bios",
+            &["--evidence", "ev", "--timeout", "300"],
+        ))
+        .current_dir(d)
+        .env("PATH", &path)
+        .env("CLOUDIMG_STANDIN_STATE", &state)
+        .env("CLOUDIMG_STANDIN_FAULTS", "no-landmark")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let journal = d.join("ev/resources.json");
+    let t0 = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let vm_up = v["resources"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|r| r["resource"]["kind"] == "azure-vm" && r["state"] == "created")
+        });
+        if vm_up {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 120, "no VM: {text}");
+        assert!(child.try_wait().unwrap().is_none(), "ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let k = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(k.success());
+    child.wait().unwrap();
+    // Blob (+ its metadata), disk (+ its data), vnet, NIC, VM.
+    assert_eq!(
+        azure_leftovers(&state).len(),
+        7,
+        "{:?}",
+        azure_leftovers(&state)
+    );
+    let out = ok(cloudimg(
+        &["cloud", "teardown", "--journal", "ev/resources.json"],
+        d,
+        &state,
+    ));
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "deleted Azure VM capos-cli (resource group capos-rg)",
+            "deleted Azure NIC capos-cli-nic (resource group capos-rg)",
+            "deleted Azure vnet capos-cli-vnet (resource group capos-rg)",
+            "deleted Azure disk capos-cli-osdisk (resource group capos-rg)",
+            "deleted blob https://caposimages.blob.core.windows.net/vhds/capos-cli.vhd",
+        ]
+    );
+    assert_eq!(azure_leftovers(&state), Vec::<String>::new());
+    let calls = std::fs::read_to_string(state.join("calls.log")).unwrap();
+    assert!(calls.contains("[\"az\", \"vm\", \"delete\""), "{calls}");
 }

@@ -1,14 +1,28 @@
-//! Microsoft Azure through the `az` CLI: a fixed VHD uploaded as a page
-//! blob, a managed image made from it, one VM booted from the image, its
-//! serial console read through boot diagnostics.
+//! Microsoft Azure through the `az` CLI, by the specialized-disk route:
+//! the fixed VHD uploaded as a page blob, a managed disk made from the
+//! blob, one VM that attaches that disk as its OS disk, its serial
+//! console read through boot diagnostics.
 //!
-//! `az storage blob upload --type page`, `az image create --source <blob
-//! URL> --os-type Linux --hyper-v-generation V2|V1`, `az vm create --image
-//! --boot-diagnostics-storage`, `az vm boot-diagnostics get-boot-log`;
-//! teardown in reverse: `az vm delete`, `az network nic delete`, `az
-//! network vnet delete`, `az disk delete` (the OS disk), `az image delete`,
-//! `az storage blob delete`. The resource group, storage account and
-//! container must exist; cloudimg creates nothing else.
+//! Why not a managed image: `az vm create --image` treats an image as
+//! generalized and waits for the guest to report provisioning through the
+//! Azure agent; capOS has none, so the deployment would end in
+//! `OSProvisioningTimedOut`. A VM whose OS disk is attached
+//! (`--attach-os-disk`) is specialized: nothing is provisioned, no admin
+//! user or SSH key is asked for.
+//!
+//! The commands: `az storage blob upload --type page`, `az disk create
+//! --source <blob URL> --os-type Linux --hyper-v-generation V2|V1` (V2
+//! boots UEFI, V1 BIOS), `az network vnet create` and `az network nic
+//! create` (named here, so that teardown never has to guess what `az vm
+//! create` would have made), `az vm create --attach-os-disk --nics
+//! --boot-diagnostics-storage`, `az vm boot-diagnostics get-boot-log`
+//! until the landmark; teardown in reverse creation order: `az vm
+//! delete`, `az network nic delete`, `az network vnet delete`, `az disk
+//! delete`, `az storage blob delete`. The resource group, storage account
+//! and container must exist; cloudimg creates nothing else. Every name is
+//! derived from the run's name, so a create retried after a lost answer
+//! updates the same resource (ARM's PUT is create-or-update) instead of
+//! making a second one.
 //!
 //! Before anything is uploaded, [`check_artifact`] reads the VHD footer:
 //! a fixed VHD (Azure takes no dynamic VHD and no VHDX), a valid footer
@@ -21,27 +35,45 @@
 //!
 //! Confirmed from the `az vm boot-diagnostics` reference
 //! (learn.microsoft.com/cli/azure/vm/boot-diagnostics): `get-boot-log`
-//! with `--name`/`--resource-group`.
+//! with `--name`/`--resource-group`. Confirmed from Microsoft's own CLI
+//! sample (Azure-Samples/azure-cli-samples,
+//! create-vm-attach-existing-managed-os-disk.sh, used by the
+//! "Create a VM by attaching a managed disk as OS disk" docs page, which
+//! lists "a managed disk that was created from a specialized VHD file"):
+//! `az vm create --attach-os-disk <disk> --os-type linux` with no admin
+//! user, password or SSH key; and from the API reference that
+//! `createOption: Attach` "is used when you are using a specialized disk".
+//! The `az vm create` reference page itself was not retrieved.
 //!
-//! Seen only in Microsoft's older how-to pages and third-party scripts,
-//! not in the reference pages themselves: `az storage blob upload
-//! --account-name --container-name --type page --file --name`; `az image
-//! create --resource-group --name --os-type Linux --hyper-v-generation V2
-//! --source <VHD blob URL>`; `az vm create --boot-diagnostics-storage
-//! <account>` (the CLI changelog: "Added `--boot-diagnostics-storage` to
-//! `vm create` to capture boot log").
+//! Seen only in Microsoft's how-to pages, samples and third-party
+//! scripts, not in the reference pages: `az storage blob upload
+//! --account-name --container-name --type page --file --name`; `az disk
+//! create --source <VHD blob URL>` (sample create-managed-data-disks-from-vhd.sh)
+//! with `--os-type` and `--hyper-v-generation`; `az vm create
+//! --boot-diagnostics-storage <account>`.
 //!
-//! Not confirmed [U]: `--auth-mode login` on the blob commands (the
-//! alternative is an account key in the environment); that `az vm create`
-//! names the NIC it creates `<vm>VMNic`; that `--public-ip-address ""` and
-//! `--nsg ""` create none; `--os-disk-name`; that `get-boot-log` prints
-//! the serial log as plain text; and, importantly, how `az vm create`
-//! behaves with an image whose guest runs no Azure agent: Azure waits for
-//! the guest to report provisioning and may fail the deployment with
-//! `OSProvisioningTimedOut` while the VM still runs. A specialized OS disk
-//! (`az disk create --source <blob URL> --hyper-v-generation`, then `az vm
-//! create --attach-os-disk`) would avoid that wait and the admin
-//! credentials; it is not what this plan does.
+//! Not confirmed (\[U\]): `--overwrite` on `az storage blob upload` (so that
+//! an upload retried after a lost answer does not fail with
+//! `BlobAlreadyExists`); `--auth-mode login` on the blob commands (the
+//! alternative is an account key in the environment); whether `az disk
+//! create --source <blob URL>` also needs `--source-storage-account-id`
+//! (documented for a blob in another subscription); that `get-boot-log`
+//! prints the serial log as plain text on stdout, and what it prints
+//! before the VM has written any (the flow treats a `BlobNotFound` answer
+//! as "nothing yet"); the exact wording of the service errors the
+//! stand-in prints (`ERROR: (Code) Message` then `Code:`/`Message:`
+//! lines, exit 1; `ResourceNotFound` with exit 3), and of the VHD
+//! rejections by `az disk create`; whether `az vm delete` of a VM that
+//! does not exist fails with `ResourceNotFound` or succeeds (both count
+//! as gone); the JSON shapes of `az network vnet create` (`newVNet`) and
+//! `az network nic create` (`NewNIC`) and of `az vm create` (`id`,
+//! `powerState`; the parser takes `id`, else `name`, at the top or under
+//! those keys); that `--nics` combines with `--attach-os-disk`; that
+//! `az vm delete` waits until the VM is gone and leaves an attached OS
+//! disk in place (its delete option defaults to Detach, so the disk is
+//! deleted on its own, after the VM); the wording of ARM's in-use
+//! refusals the stand-in applies (`NicInUse`,
+//! `InUseSubnetCannotBeDeleted`, a disk attached to a VM).
 
 use std::fs::File;
 use std::path::Path;
@@ -55,6 +87,7 @@ use cloudimg_disk::formats::vhd::wire::{
 
 use crate::command::CloudCommand;
 use crate::error::{Error, ErrorKind, Result};
+use crate::journal::Resource;
 
 /// One MiB: Azure's alignment for a VHD's virtual size.
 pub const MIB: u64 = 1 << 20;
@@ -64,9 +97,6 @@ pub const MIN_VIRTUAL_SIZE: u64 = 20 * MIB;
 pub const DEFAULT_VM_SIZE: &str = "Standard_B1s";
 /// The default location.
 pub const DEFAULT_LOCATION: &str = "eastus";
-/// The admin user `az vm create` insists on for a Linux image.
-pub const ADMIN_USER: &str = "capos";
-
 /// The Hyper-V generation: Gen2 boots UEFI, Gen1 BIOS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Generation {
@@ -98,7 +128,7 @@ impl Generation {
 pub struct AzureTarget {
     /// The resource group (exists).
     pub resource_group: String,
-    /// The location of the image and the VM (the storage account's).
+    /// The location of the disk, network and VM (the storage account's).
     pub location: String,
     /// The storage account (exists; also holds boot diagnostics).
     pub storage_account: String,
@@ -108,8 +138,8 @@ pub struct AzureTarget {
     pub vm_size: String,
     /// UEFI (V2) or BIOS (V1).
     pub generation: Generation,
-    /// Image and VM name; the blob is `NAME.vhd`, the OS disk
-    /// `NAME-osdisk`, the network `NAME-vnet`.
+    /// The VM's name; the blob is `NAME.vhd`, the OS disk `NAME-osdisk`,
+    /// the network `NAME-vnet` and `NAME-nic`.
     pub name: String,
 }
 
@@ -188,23 +218,31 @@ impl AzureTarget {
         )
     }
 
-    /// The VM's OS disk: `NAME-osdisk`.
+    /// The managed OS disk: `NAME-osdisk`.
     pub fn os_disk(&self) -> String {
         format!("{}-osdisk", self.name)
     }
 
-    /// The virtual network `az vm create` makes: `NAME-vnet`.
+    /// The virtual network: `NAME-vnet` (subnet `default`).
     pub fn vnet(&self) -> String {
         format!("{}-vnet", self.name)
     }
 
-    /// The NIC `az vm create` makes: `NAMEVMNic` [U].
+    /// The network interface: `NAME-nic`.
     pub fn nic(&self) -> String {
-        format!("{}VMNic", self.name)
+        format!("{}-nic", self.name)
     }
 
-    fn rg(&self) -> [String; 2] {
-        ["--resource-group".into(), self.resource_group.clone()]
+    fn group_cmd(&self, what: &[&str], rest: &[&str]) -> CloudCommand {
+        let mut a: Vec<String> = what.iter().map(|s| s.to_string()).collect();
+        a.extend(
+            ["--resource-group", &self.resource_group]
+                .iter()
+                .chain(rest)
+                .map(|s| s.to_string()),
+        );
+        a.extend(["--output".to_string(), "json".to_string()]);
+        CloudCommand::new("az", a)
     }
 
     /// Upload the VHD as a page blob.
@@ -225,6 +263,7 @@ impl AzureTarget {
                 artifact,
                 "--type",
                 "page",
+                "--overwrite",
                 "--auth-mode",
                 "login",
                 "--output",
@@ -233,14 +272,13 @@ impl AzureTarget {
         )
     }
 
-    /// Make the managed image from the blob.
-    pub fn create_image(&self) -> CloudCommand {
-        let mut a: Vec<String> = ["image", "create"].map(String::from).to_vec();
-        a.extend(self.rg());
-        a.extend(
-            [
+    /// Make the managed OS disk from the blob (the import).
+    pub fn create_disk(&self) -> CloudCommand {
+        self.group_cmd(
+            &["disk", "create"],
+            &[
                 "--name",
-                &self.name,
+                &self.os_disk(),
                 "--location",
                 &self.location,
                 "--source",
@@ -249,223 +287,215 @@ impl AzureTarget {
                 "Linux",
                 "--hyper-v-generation",
                 self.generation.api_name(),
-                "--output",
-                "json",
-            ]
-            .map(String::from),
-        );
-        CloudCommand::new("az", a)
+            ],
+        )
     }
 
-    /// Boot a VM from the image, with boot diagnostics in the storage
-    /// account, no public IP and no NSG.
-    pub fn create_vm(&self) -> CloudCommand {
-        let mut a: Vec<String> = ["vm", "create"].map(String::from).to_vec();
-        a.extend(self.rg());
-        a.extend(
-            [
+    /// The virtual network with one subnet, `default`.
+    pub fn create_vnet(&self) -> CloudCommand {
+        self.group_cmd(
+            &["network", "vnet", "create"],
+            &[
                 "--name",
-                &self.name,
+                &self.vnet(),
                 "--location",
                 &self.location,
-                "--image",
-                &self.name,
-                "--size",
-                &self.vm_size,
-                "--os-disk-name",
-                &self.os_disk(),
+                "--address-prefixes",
+                "10.0.0.0/16",
+                "--subnet-name",
+                "default",
+                "--subnet-prefixes",
+                "10.0.0.0/24",
+            ],
+        )
+    }
+
+    /// The NIC in that subnet: no public IP, no NSG.
+    pub fn create_nic(&self) -> CloudCommand {
+        self.group_cmd(
+            &["network", "nic", "create"],
+            &[
+                "--name",
+                &self.nic(),
+                "--location",
+                &self.location,
                 "--vnet-name",
                 &self.vnet(),
                 "--subnet",
                 "default",
-                "--public-ip-address",
-                "",
-                "--nsg",
-                "",
+            ],
+        )
+    }
+
+    /// Boot the VM with the disk attached as its (specialized) OS disk,
+    /// boot diagnostics in the storage account.
+    pub fn create_vm(&self) -> CloudCommand {
+        self.group_cmd(
+            &["vm", "create"],
+            &[
+                "--name",
+                &self.name,
+                "--location",
+                &self.location,
+                "--attach-os-disk",
+                &self.os_disk(),
+                "--os-type",
+                "Linux",
+                "--size",
+                &self.vm_size,
+                "--nics",
+                &self.nic(),
                 "--boot-diagnostics-storage",
                 &self.storage_account,
-                "--admin-username",
-                ADMIN_USER,
-                "--generate-ssh-keys",
-                "--output",
-                "json",
-            ]
-            .map(String::from),
-        );
-        CloudCommand::new("az", a)
+            ],
+        )
     }
 
     /// The serial log captured by boot diagnostics.
     pub fn boot_log(&self) -> CloudCommand {
-        let mut a: Vec<String> = ["vm", "boot-diagnostics", "get-boot-log"]
-            .map(String::from)
-            .to_vec();
-        a.extend(self.rg());
-        a.extend(["--name".to_string(), self.name.clone()]);
-        CloudCommand::new("az", a)
+        CloudCommand::new(
+            "az",
+            [
+                "vm",
+                "boot-diagnostics",
+                "get-boot-log",
+                "--resource-group",
+                &self.resource_group,
+                "--name",
+                &self.name,
+            ],
+        )
     }
 
-    /// Every resource a run creates, in creation order.
-    pub fn resources(&self) -> Vec<AzureResource> {
-        let rg = self.resource_group.clone();
+    /// The blob, as journaled.
+    pub fn blob_resource(&self) -> Resource {
+        Resource::AzureBlob {
+            account: self.storage_account.clone(),
+            container: self.container.clone(),
+            name: self.blob_name(),
+        }
+    }
+
+    /// Every resource a run creates, in creation order (blob, disk, vnet,
+    /// NIC, VM).
+    pub fn resources(&self) -> Vec<Resource> {
+        let rg = || self.resource_group.clone();
         vec![
-            AzureResource::AzureBlob {
-                account: self.storage_account.clone(),
-                container: self.container.clone(),
-                name: self.blob_name(),
-            },
-            AzureResource::AzureImage {
-                resource_group: rg.clone(),
-                name: self.name.clone(),
-            },
-            AzureResource::AzureVnet {
-                resource_group: rg.clone(),
-                name: self.vnet(),
-            },
-            AzureResource::AzureNic {
-                resource_group: rg.clone(),
-                name: self.nic(),
-            },
-            AzureResource::AzureDisk {
-                resource_group: rg.clone(),
+            self.blob_resource(),
+            Resource::AzureDisk {
+                resource_group: rg(),
                 name: self.os_disk(),
             },
-            AzureResource::AzureVm {
-                resource_group: rg,
+            Resource::AzureVnet {
+                resource_group: rg(),
+                name: self.vnet(),
+            },
+            Resource::AzureNic {
+                resource_group: rg(),
+                name: self.nic(),
+            },
+            Resource::AzureVm {
+                resource_group: rg(),
                 name: self.name.clone(),
             },
         ]
     }
 
-    /// The teardown commands: the VM, then what depends on nothing any
-    /// more, the blob last.
+    /// The teardown commands, in reverse creation order.
     pub fn teardown(&self) -> Vec<CloudCommand> {
-        let mut r = self.resources();
-        // Creation order is blob, image, vnet, nic, disk, vm; the NIC
-        // must go before its vnet.
-        r.reverse();
-        let order = |x: &AzureResource| match x {
-            AzureResource::AzureVm { .. } => 0,
-            AzureResource::AzureNic { .. } => 1,
-            AzureResource::AzureVnet { .. } => 2,
-            AzureResource::AzureDisk { .. } => 3,
-            AzureResource::AzureImage { .. } => 4,
-            AzureResource::AzureBlob { .. } => 5,
-        };
-        r.sort_by_key(order);
-        r.iter().map(AzureResource::delete).collect()
+        self.resources().iter().rev().filter_map(delete).collect()
     }
 }
 
-/// An Azure resource a run creates, in the shape of the journal's
-/// entries (for the lead to add to `journal::Resource`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum AzureResource {
-    /// The uploaded page blob.
-    AzureBlob {
-        /// Storage account.
-        account: String,
-        /// Container.
-        container: String,
-        /// Blob name.
-        name: String,
-    },
-    /// The managed image.
-    AzureImage {
-        /// Resource group.
-        resource_group: String,
-        /// Image name.
-        name: String,
-    },
-    /// The virtual network `az vm create` made.
-    AzureVnet {
-        /// Resource group.
-        resource_group: String,
-        /// VNet name.
-        name: String,
-    },
-    /// The NIC `az vm create` made.
-    AzureNic {
-        /// Resource group.
-        resource_group: String,
-        /// NIC name.
-        name: String,
-    },
-    /// The VM's OS disk.
-    AzureDisk {
-        /// Resource group.
-        resource_group: String,
-        /// Disk name.
-        name: String,
-    },
-    /// The VM.
-    AzureVm {
-        /// Resource group.
-        resource_group: String,
-        /// VM name.
-        name: String,
-    },
-}
-
-impl AzureResource {
-    /// The command that deletes it.
-    pub fn delete(&self) -> CloudCommand {
-        let rg_cmd = |what: &[&str], rg: &str, name: &str, yes: bool| {
-            let mut a: Vec<String> = what.iter().map(|s| s.to_string()).collect();
-            a.extend(
-                ["--resource-group", rg, "--name", name]
-                    .iter()
-                    .map(|s| s.to_string()),
-            );
-            if yes {
-                a.push("--yes".into());
-            }
-            CloudCommand::new("az", a)
-        };
-        match self {
-            AzureResource::AzureBlob {
-                account,
-                container,
-                name,
-            } => CloudCommand::new(
-                "az",
-                [
-                    "storage",
-                    "blob",
-                    "delete",
-                    "--account-name",
-                    account,
-                    "--container-name",
-                    container,
-                    "--name",
-                    name,
-                    "--auth-mode",
-                    "login",
-                ],
-            ),
-            AzureResource::AzureImage {
-                resource_group,
-                name,
-            } => rg_cmd(&["image", "delete"], resource_group, name, false),
-            AzureResource::AzureVnet {
-                resource_group,
-                name,
-            } => rg_cmd(&["network", "vnet", "delete"], resource_group, name, false),
-            AzureResource::AzureNic {
-                resource_group,
-                name,
-            } => rg_cmd(&["network", "nic", "delete"], resource_group, name, false),
-            AzureResource::AzureDisk {
-                resource_group,
-                name,
-            } => rg_cmd(&["disk", "delete"], resource_group, name, true),
-            AzureResource::AzureVm {
-                resource_group,
-                name,
-            } => rg_cmd(&["vm", "delete"], resource_group, name, true),
+/// The command that deletes an Azure resource (None for the other
+/// providers' resources).
+pub fn delete(r: &Resource) -> Option<CloudCommand> {
+    let in_group = |what: &[&str], rg: &str, name: &str, yes: bool| {
+        let mut a: Vec<String> = what.iter().map(|s| s.to_string()).collect();
+        a.extend(
+            ["--resource-group", rg, "--name", name]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        if yes {
+            a.push("--yes".into());
         }
-    }
+        CloudCommand::new("az", a)
+    };
+    Some(match r {
+        Resource::AzureBlob {
+            account,
+            container,
+            name,
+        } => CloudCommand::new(
+            "az",
+            [
+                "storage",
+                "blob",
+                "delete",
+                "--account-name",
+                account,
+                "--container-name",
+                container,
+                "--name",
+                name,
+                "--auth-mode",
+                "login",
+            ],
+        ),
+        Resource::AzureDisk {
+            resource_group,
+            name,
+        } => in_group(&["disk", "delete"], resource_group, name, true),
+        Resource::AzureVnet {
+            resource_group,
+            name,
+        } => in_group(&["network", "vnet", "delete"], resource_group, name, false),
+        Resource::AzureNic {
+            resource_group,
+            name,
+        } => in_group(&["network", "nic", "delete"], resource_group, name, false),
+        Resource::AzureVm {
+            resource_group,
+            name,
+        } => in_group(&["vm", "delete"], resource_group, name, true),
+        _ => return None,
+    })
+}
+
+fn parse_json(stdout: &str, what: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(stdout).map_err(|e| {
+        Error::new(
+            ErrorKind::BadOutput,
+            format!("az {what} printed no JSON: {e}"),
+        )
+    })
+}
+
+/// The resource id (else the name) from the JSON `az disk create`, `az
+/// vm create` and the network commands print.
+pub fn parse_id(stdout: &str, what: &str) -> Result<String> {
+    let v = parse_json(stdout, what)?;
+    // `az network vnet create` wraps it in `newVNet`, `nic create` in
+    // `NewNIC`.
+    let obj = ["newVNet", "NewNIC"]
+        .iter()
+        .find_map(|k| v.get(*k))
+        .unwrap_or(&v);
+    obj["id"]
+        .as_str()
+        .or_else(|| obj["name"].as_str())
+        .map(str::to_string)
+        .ok_or_else(|| Error::new(ErrorKind::BadOutput, format!("az {what} output has no id")))
+}
+
+/// The disk's `hyperVGeneration` from `az disk create` (None if absent).
+pub fn parse_generation(stdout: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(stdout)
+        .ok()?
+        .get("hyperVGeneration")?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// What [`check_artifact`] read from the VHD.
@@ -602,7 +632,7 @@ pub struct AzurePlan {
     /// `bios` or `uefi`.
     pub boot_mode: &'static str,
     /// The resources a run creates, in creation order.
-    pub resources: Vec<AzureResource>,
+    pub resources: Vec<Resource>,
     /// The steps.
     pub steps: Vec<PlanStep>,
 }
@@ -648,8 +678,12 @@ pub fn plan(target: &AzureTarget, artifact: &Path) -> Result<AzurePlan> {
         steps: vec![
             step("verify", &[verify]),
             step("upload (page blob)", &[target.upload(&art)]),
-            step("import", &[target.create_image()]),
-            step("boot", &[target.create_vm()]),
+            step(
+                "import (managed disk from the blob)",
+                &[target.create_disk()],
+            ),
+            step("network", &[target.create_vnet(), target.create_nic()]),
+            step("boot (OS disk attached)", &[target.create_vm()]),
             step("read serial (repeated)", &[target.boot_log()]),
             step("teardown", &target.teardown()),
         ],
@@ -677,16 +711,24 @@ mod tests {
         let t = target();
         assert_eq!(
             t.upload("cloud/capos-azure.vhd").line(),
-            "az storage blob upload --account-name caposimages --container-name vhds --name capos-test.vhd --file cloud/capos-azure.vhd --type page --auth-mode login --output json"
+            "az storage blob upload --account-name caposimages --container-name vhds --name capos-test.vhd --file cloud/capos-azure.vhd --type page --overwrite --auth-mode login --output json"
         );
         assert_eq!(
-            t.create_image().line(),
-            "az image create --resource-group capos-rg --name capos-test --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --os-type Linux --hyper-v-generation V2 --output json"
+            t.create_disk().line(),
+            "az disk create --resource-group capos-rg --name capos-test-osdisk --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --os-type Linux --hyper-v-generation V2 --output json"
         );
-        assert!(t
-            .create_vm()
-            .line()
-            .contains("--public-ip-address '' --nsg '' --boot-diagnostics-storage caposimages"));
+        assert_eq!(
+            t.create_vnet().line(),
+            "az network vnet create --resource-group capos-rg --name capos-test-vnet --location westeurope --address-prefixes 10.0.0.0/16 --subnet-name default --subnet-prefixes 10.0.0.0/24 --output json"
+        );
+        assert_eq!(
+            t.create_nic().line(),
+            "az network nic create --resource-group capos-rg --name capos-test-nic --location westeurope --vnet-name capos-test-vnet --subnet default --output json"
+        );
+        assert_eq!(
+            t.create_vm().line(),
+            "az vm create --resource-group capos-rg --name capos-test --location westeurope --attach-os-disk capos-test-osdisk --os-type Linux --size Standard_B1s --nics capos-test-nic --boot-diagnostics-storage caposimages --output json"
+        );
         assert_eq!(
             t.boot_log().line(),
             "az vm boot-diagnostics get-boot-log --resource-group capos-rg --name capos-test"
@@ -696,13 +738,31 @@ mod tests {
             down,
             [
                 "az vm delete --resource-group capos-rg --name capos-test --yes",
-                "az network nic delete --resource-group capos-rg --name capos-testVMNic",
+                "az network nic delete --resource-group capos-rg --name capos-test-nic",
                 "az network vnet delete --resource-group capos-rg --name capos-test-vnet",
                 "az disk delete --resource-group capos-rg --name capos-test-osdisk --yes",
-                "az image delete --resource-group capos-rg --name capos-test",
                 "az storage blob delete --account-name caposimages --container-name vhds --name capos-test.vhd --auth-mode login",
             ]
         );
+    }
+
+    #[test]
+    fn ids_parse_from_the_documented_shapes() {
+        let disk = r#"{"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d", "name": "d", "hyperVGeneration": "V2"}"#;
+        assert!(parse_id(disk, "disk create").unwrap().ends_with("/disks/d"));
+        assert_eq!(parse_generation(disk).as_deref(), Some("V2"));
+        let vnet = r#"{"newVNet": {"id": "/x/virtualNetworks/v", "name": "v"}}"#;
+        assert_eq!(
+            parse_id(vnet, "network vnet create").unwrap(),
+            "/x/virtualNetworks/v"
+        );
+        let nic = r#"{"NewNIC": {"name": "n"}}"#;
+        assert_eq!(parse_id(nic, "network nic create").unwrap(), "n");
+        assert_eq!(
+            parse_id("{}", "vm create").unwrap_err().message,
+            "az vm create output has no id"
+        );
+        assert!(parse_id("oops", "vm create").is_err());
     }
 
     #[test]

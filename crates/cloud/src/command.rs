@@ -82,6 +82,15 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// How to get `program` (`aws`, `az`, else the Google Cloud CLI).
+pub fn install_hint(program: &str) -> &'static str {
+    match program {
+        "aws" => "install the AWS CLI v2 (https://aws.amazon.com/cli/)",
+        "az" => "install the Azure CLI (https://learn.microsoft.com/cli/azure/install-azure-cli)",
+        _ => "install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install)",
+    }
+}
+
 /// What a command printed and how it ended.
 #[derive(Debug, Clone)]
 pub struct CmdOutput {
@@ -143,6 +152,14 @@ pub fn classify(stderr: &str) -> Failure {
         "backendError",
         "Connection reset by peer",
         "TLS handshake timeout",
+        // Azure (ARM error codes as `az` prints them: `ERROR: (Code) ...`).
+        "(TooManyRequests)",
+        "(InternalServerError)",
+        "(GatewayTimeout)",
+        "(RetryableError)",
+        "ErrorCode:ServerBusy",
+        "ErrorCode:InternalError",
+        "ErrorCode:OperationTimedOut",
     ]) {
         return Failure::Transient;
     }
@@ -157,6 +174,8 @@ pub fn classify(stderr: &str) -> Failure {
         "InvalidAMIID.Unavailable",
         "NoSuchKey",
         "InvalidConversionTaskId",
+        "(ResourceNotFound)",
+        "ErrorCode:BlobNotFound",
     ]) {
         return Failure::NotFound;
     }
@@ -173,6 +192,10 @@ pub fn classify(stderr: &str) -> Failure {
         "HTTPError 401",
         "does not have storage.",
         "You do not currently have an active account selected",
+        "(AuthorizationFailed)",
+        "AuthorizationPermissionMismatch",
+        "Please run 'az login'",
+        "You do not have the required permissions needed to perform this operation",
     ]) {
         return Failure::Permission;
     }
@@ -182,6 +205,8 @@ pub fn classify(stderr: &str) -> Failure {
         "Quota '",
         "ResourceLimitExceeded",
         "InsufficientInstanceCapacity",
+        "(QuotaExceeded)",
+        "(OperationNotAllowed) Operation could not be completed as it results in exceeding approved",
     ]) || lower.contains("quota exceeded")
     {
         return Failure::Quota;
@@ -304,10 +329,7 @@ impl Runner {
         let mut child = match c.spawn() {
             Ok(ch) => ch,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let hint = match cmd.program.as_str() {
-                    "aws" => "install the AWS CLI v2 (https://aws.amazon.com/cli/)",
-                    _ => "install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install)",
-                };
+                let hint = install_hint(&cmd.program);
                 self.record(cmd, attempt, wall, 0.0, None, "", "not found on PATH");
                 return Err(Error::new(
                     ErrorKind::MissingCli,
@@ -501,6 +523,24 @@ mod tests {
         assert_eq!(
             classify("ERROR: (gcloud.compute.images.create) Could not fetch resource:\n - The tar archive is not a valid image.\n"),
             Failure::Other
+        );
+        // az: ARM errors as `ERROR: (Code) Message`, blob errors with an
+        // `ErrorCode:` line.
+        let arm = |code: &str| format!("ERROR: ({code}) x\nCode: {code}\nMessage: x\n");
+        assert_eq!(classify(&arm("TooManyRequests")), Failure::Transient);
+        assert_eq!(classify(&arm("ResourceNotFound")), Failure::NotFound);
+        assert_eq!(classify(&arm("AuthorizationFailed")), Failure::Permission);
+        assert_eq!(classify(&arm("QuotaExceeded")), Failure::Quota);
+        assert_eq!(classify(&arm("BadRequest")), Failure::Other);
+        assert_eq!(
+            classify(
+                "The specified blob does not exist.\nRequestId:1\nTime:t\nErrorCode:BlobNotFound\n"
+            ),
+            Failure::NotFound
+        );
+        assert_eq!(
+            classify("The server is busy.\nErrorCode:ServerBusy\n"),
+            Failure::Transient
         );
     }
 }

@@ -14,6 +14,7 @@ use cloudimg_disk::formats::Format;
 use cloudimg_disk::package::verify_path;
 
 use crate::aws::{self, AwsFormat, AwsTarget};
+use crate::azure::{self, AzureTarget};
 use crate::command::{interrupted, CloudCommand, Log, Runner, INTERRUPTED};
 use crate::error::{Error, ErrorKind, Result};
 use crate::gcp::{self, GcpTarget};
@@ -27,6 +28,8 @@ pub enum Target {
     Gcp(GcpTarget),
     /// Amazon EC2.
     Aws(AwsTarget),
+    /// Microsoft Azure.
+    Azure(AzureTarget),
 }
 
 impl Target {
@@ -35,6 +38,7 @@ impl Target {
         match self {
             Target::Gcp(_) => "gcp",
             Target::Aws(_) => "aws",
+            Target::Azure(_) => "azure",
         }
     }
 
@@ -44,6 +48,7 @@ impl Target {
             Target::Gcp(g) if g.uefi => "UEFI_COMPATIBLE".into(),
             Target::Gcp(_) => "legacy-bios".into(),
             Target::Aws(a) => a.boot_mode.api_name().into(),
+            Target::Azure(z) => z.generation.api_name().into(),
         }
     }
 
@@ -51,6 +56,7 @@ impl Target {
         match self {
             Target::Gcp(g) => g.validate(),
             Target::Aws(a) => a.validate(),
+            Target::Azure(z) => z.validate(),
         }
     }
 }
@@ -108,7 +114,7 @@ impl RunOptions {
 /// `summary.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    /// `gcp` or `aws`.
+    /// `gcp`, `aws` or `azure`.
     pub provider: String,
     /// The run id.
     pub run_id: String,
@@ -118,9 +124,9 @@ pub struct Summary {
     pub artifact: PathBuf,
     /// Its detected format.
     pub artifact_format: Option<String>,
-    /// The image (GCP name / AMI id).
+    /// The image (GCP name / AMI id / Azure managed disk id).
     pub image_id: Option<String>,
-    /// The instance (GCP name / instance id).
+    /// The instance (GCP name / instance id / Azure VM id).
     pub instance_id: Option<String>,
     /// The boot mode.
     pub boot_mode: String,
@@ -265,6 +271,14 @@ pub fn plan(target: &Target, artifact: &Path) -> Vec<String> {
                 ],
             );
         }
+        Target::Azure(z) => {
+            step("upload (page blob)", vec![z.upload(&art)]);
+            step("import (managed disk from the blob)", vec![z.create_disk()]);
+            step("network", vec![z.create_vnet(), z.create_nic()]);
+            step("boot (OS disk attached)", vec![z.create_vm()]);
+            step("read serial (repeated)", vec![z.boot_log()]);
+            step("teardown", z.teardown());
+        }
     }
     out.join("\n").lines().map(str::to_string).collect()
 }
@@ -310,11 +324,13 @@ fn check_artifact(target: &Target, opts: &RunOptions) -> Result<String> {
                 | (AwsFormat::Vhd, Format::VhdFixed | Format::VhdDynamic)
                 | (AwsFormat::Vmdk, Format::Vmdk)
         ),
+        Target::Azure(_) => matches!(report.format, Format::VhdFixed),
     };
     if !wanted {
         let want = match target {
             Target::Gcp(_) => "a GCP disk.raw.tar.gz".to_string(),
             Target::Aws(a) => format!("{} (--format {})", a.format.api_name(), a.format.ext()),
+            Target::Azure(_) => "a fixed VHD (cloudimg package --azure)".to_string(),
         };
         return Err(Error::new(
             ErrorKind::Artifact,
@@ -324,6 +340,11 @@ fn check_artifact(target: &Target, opts: &RunOptions) -> Result<String> {
                 report.format
             ),
         ));
+    }
+    if let Target::Azure(_) = target {
+        // Azure's own rules (MiB-aligned, >= 20 MiB), which a verified
+        // fixed VHD may still break.
+        azure::check_artifact(art)?;
     }
     // The manifest entry beside the artifact, else one computed here.
     let file = art
@@ -609,6 +630,56 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    fn run_azure(&mut self, z: &AzureTarget) -> Result<()> {
+        let art = self.opts.artifact.display().to_string();
+        let [blob, disk, vnet, nic, vm] = <[Resource; 5]>::try_from(z.resources())
+            .map_err(|_| Error::new(ErrorKind::InvalidInput, "internal: Azure resource list"))?;
+        self.create(blob, &z.upload(&art))?;
+        let (_, out) = self.create(disk, &z.create_disk()).map_err(|e| {
+            if e.kind == ErrorKind::CommandFailed {
+                Error::new(
+                    ErrorKind::ImportFailed,
+                    format!("Azure rejected the import: {}", e.message),
+                )
+            } else {
+                e
+            }
+        })?;
+        let disk_id = azure::parse_id(&out, "disk create")?;
+        if let Some(g) = azure::parse_generation(&out) {
+            if g != z.generation.api_name() {
+                return Err(Error::new(
+                    ErrorKind::BadOutput,
+                    format!(
+                        "az disk create made a {g} disk, {} was asked for",
+                        z.generation.api_name()
+                    ),
+                ));
+            }
+        }
+        self.log(&format!("imported disk {disk_id}"));
+        self.summary.image_id = Some(disk_id);
+        self.create(vnet, &z.create_vnet())?;
+        self.create(nic, &z.create_nic())?;
+        let (_, out) = self.create(vm, &z.create_vm())?;
+        self.summary.instance_id = Some(azure::parse_id(&out, "vm create")?);
+        let started = Instant::now();
+        let cmd = z.boot_log();
+        self.wait_landmark(started, |c| {
+            let out = c.runner.run_raw(&cmd)?;
+            if out.success() {
+                return Ok(out.stdout);
+            }
+            // Nothing written yet [U].
+            if out.stderr.contains("BlobNotFound") {
+                return Ok(String::new());
+            }
+            Err(crate::command::failure_error(&cmd, &out))
+        })
+    }
+}
+
 /// The CLIs `target` needs must be on PATH (the PATH in `opts.env` if
 /// given) before anything is created.
 fn preflight(target: &Target, opts: &RunOptions) -> Result<()> {
@@ -624,14 +695,11 @@ fn preflight(target: &Target, opts: &RunOptions) -> Result<()> {
         Target::Gcp(g) if g.gsutil => &["gcloud", "gsutil"],
         Target::Gcp(_) => &["gcloud"],
         Target::Aws(_) => &["aws"],
+        Target::Azure(_) => &["az"],
     };
     for prog in needed {
         if !std::env::split_paths(&path).any(|d| d.join(prog).is_file()) {
-            let hint = if *prog == "aws" {
-                "install the AWS CLI v2 (https://aws.amazon.com/cli/)"
-            } else {
-                "install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install)"
-            };
+            let hint = crate::command::install_hint(prog);
             return Err(Error::new(
                 ErrorKind::MissingCli,
                 format!("`{prog}` not found on PATH: {hint}; `--plan` prints the commands without running them"),
@@ -665,6 +733,7 @@ pub fn run(target: &Target, name_run_id: &str, opts: &RunOptions) -> Result<Summ
     let name = match target {
         Target::Gcp(g) => g.name.clone(),
         Target::Aws(a) => a.name.clone(),
+        Target::Azure(z) => z.name.clone(),
     };
     let mut summary = Summary {
         provider: target.provider().into(),
@@ -732,6 +801,7 @@ pub fn run(target: &Target, name_run_id: &str, opts: &RunOptions) -> Result<Summ
     let result = match target {
         Target::Gcp(g) => ctx.run_gcp(g),
         Target::Aws(a) => ctx.run_aws(a),
+        Target::Azure(z) => ctx.run_azure(z),
     };
     let mut summary = ctx.summary;
     summary.passed = result.is_ok();

@@ -86,6 +86,43 @@ pub enum Resource {
         /// The region.
         region: Option<String>,
     },
+    /// An uploaded Azure page blob.
+    AzureBlob {
+        /// Storage account.
+        account: String,
+        /// Container.
+        container: String,
+        /// Blob name.
+        name: String,
+    },
+    /// An Azure managed disk (the VM's specialized OS disk).
+    AzureDisk {
+        /// Resource group.
+        resource_group: String,
+        /// Disk name.
+        name: String,
+    },
+    /// An Azure virtual network.
+    AzureVnet {
+        /// Resource group.
+        resource_group: String,
+        /// VNet name.
+        name: String,
+    },
+    /// An Azure network interface.
+    AzureNic {
+        /// Resource group.
+        resource_group: String,
+        /// NIC name.
+        name: String,
+    },
+    /// An Azure VM.
+    AzureVm {
+        /// Resource group.
+        resource_group: String,
+        /// VM name.
+        name: String,
+    },
 }
 
 impl std::fmt::Display for Resource {
@@ -112,6 +149,30 @@ impl std::fmt::Display for Resource {
             Resource::AwsInstance { id: None, name, .. } => {
                 write!(f, "instance tagged Name={name}")
             }
+            Resource::AzureBlob {
+                account,
+                container,
+                name,
+            } => write!(
+                f,
+                "blob https://{account}.blob.core.windows.net/{container}/{name}"
+            ),
+            Resource::AzureDisk {
+                resource_group,
+                name,
+            } => write!(f, "Azure disk {name} (resource group {resource_group})"),
+            Resource::AzureVnet {
+                resource_group,
+                name,
+            } => write!(f, "Azure vnet {name} (resource group {resource_group})"),
+            Resource::AzureNic {
+                resource_group,
+                name,
+            } => write!(f, "Azure NIC {name} (resource group {resource_group})"),
+            Resource::AzureVm {
+                resource_group,
+                name,
+            } => write!(f, "Azure VM {name} (resource group {resource_group})"),
         }
     }
 }
@@ -149,7 +210,7 @@ pub struct Entry {
 pub struct JournalData {
     /// Format version (1).
     pub version: u32,
-    /// `gcp` or `aws`.
+    /// `gcp`, `aws` or `azure`.
     pub provider: String,
     /// The run's id.
     pub run_id: String,

@@ -1,8 +1,10 @@
 //! cloudimg-cloud: take a verified artifact to a real cloud and prove it
-//! boots, through the providers' own CLIs (`gcloud`/`gsutil`, `aws`).
+//! boots, through the providers' own CLIs (`gcloud`/`gsutil`, `aws`,
+//! `az`).
 //!
 //! A run ([`run`]) verifies the artifact, uploads it, imports it (GCP
-//! `images create`; AWS `import-snapshot` + `register-image`), boots an
+//! `images create`; AWS `import-snapshot` + `register-image`; Azure `disk
+//! create` from a page blob, attached as a specialized OS disk), boots an
 //! instance, waits for the landmark on the serial console and tears
 //! everything down. Every resource is written to a journal
 //! (`resources.json`) before it is created, so [`teardown_journal`]
@@ -29,6 +31,12 @@
 //! GCP's "disk.raw must be a multiple of 1 GB", of `IncorrectState` from
 //! `cancel-import-task` and `InvalidAMIID.NotFound`; and that a GCP image
 //! without `UEFI_COMPATIBLE` boots legacy BIOS.
+//!
+//! Azure: what is confirmed and what is not is listed in [`azure`]'s
+//! documentation (in short: the specialized-disk route without admin
+//! credentials is from Microsoft's CLI sample, the blob/disk/boot-log
+//! command shapes from how-to pages; the error wordings, exit statuses and
+//! the `get-boot-log` output format are the stand-in's assumptions).
 //!
 //! Deliberate difference from the operator notes: the console is read with
 //! `get-console-output --latest --output json`, since the text output puts

@@ -1,5 +1,5 @@
 //! Remove what a journal lists, newest first (instance, image/AMI,
-//! snapshot, import task, object). Idempotent: a resource already gone
+//! snapshot, import task, object; on Azure VM, NIC, vnet, disk, blob). Idempotent: a resource already gone
 //! counts as removed, deleted entries are skipped, and every outcome is
 //! written back to the journal.
 
@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::aws;
+use crate::azure;
 use crate::command::{classify, failure_error, CloudCommand, Failure, Runner};
 use crate::error::{Error, Result};
 use crate::gcp;
@@ -60,6 +61,9 @@ fn delete_all(runner: &Runner, cmds: &[CloudCommand]) -> Result<Outcome> {
 }
 
 fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Result<Outcome> {
+    if let Some(cmd) = azure::delete(r) {
+        return delete(runner, &cmd);
+    }
     match r {
         Resource::GcpInstance {
             name,
@@ -125,6 +129,11 @@ fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Resu
             }
             Ok(if any { Outcome::Deleted } else { Outcome::Gone })
         }
+        Resource::AzureBlob { .. }
+        | Resource::AzureDisk { .. }
+        | Resource::AzureVnet { .. }
+        | Resource::AzureNic { .. }
+        | Resource::AzureVm { .. } => Ok(Outcome::Gone), // handled above
     }
 }
 
@@ -286,6 +295,44 @@ pub fn removal_commands(journal: &Journal) -> Vec<String> {
             Resource::AwsImportTask {
                 id: None, region, ..
             } => aws::list_imports(region.as_deref()).line(),
+            r => azure::delete(r).map(|c| c.line()).unwrap_or_default(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_azure_resources_are_removed_newest_first() {
+        let t = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(&t.path().join("resources.json"), "azure", "r").unwrap();
+        let target = crate::azure::AzureTarget {
+            resource_group: "rg".into(),
+            location: "eastus".into(),
+            storage_account: "acct".into(),
+            container: "vhds".into(),
+            vm_size: "Standard_B1s".into(),
+            generation: crate::azure::Generation::V1,
+            name: "n".into(),
+        };
+        for r in target.resources() {
+            j.add(r, State::Created).unwrap();
+        }
+        assert_eq!(
+            removal_commands(&j),
+            [
+                "az vm delete --resource-group rg --name n --yes",
+                "az network nic delete --resource-group rg --name n-nic",
+                "az network vnet delete --resource-group rg --name n-vnet",
+                "az disk delete --resource-group rg --name n-osdisk --yes",
+                "az storage blob delete --account-name acct --container-name vhds --name n.vhd --auth-mode login",
+            ]
+        );
+        assert_eq!(
+            j.live()[0].1.to_string(),
+            "blob https://acct.blob.core.windows.net/vhds/n.vhd"
+        );
+    }
 }

@@ -26,10 +26,10 @@ fn child_flow() {
     let evidence = PathBuf::from(std::env::var_os("CLOUDIMG_TEST_CHILD_EVIDENCE").unwrap());
     let artifact = PathBuf::from(std::env::var_os("CLOUDIMG_TEST_CHILD_ARTIFACT").unwrap());
     let provider = std::env::var("CLOUDIMG_TEST_CHILD_PROVIDER").unwrap();
-    let target = if provider == "gcp" {
-        gcp_target("capos-crash")
-    } else {
-        aws_target("capos-crash", AwsFormat::Raw, BootMode::LegacyBios)
+    let target = match provider.as_str() {
+        "gcp" => gcp_target("capos-crash"),
+        "azure" => common::azure_target("capos-crash", cloudimg_cloud::Generation::V1),
+        _ => aws_target("capos-crash", AwsFormat::Raw, BootMode::LegacyBios),
     };
     let mut paths = vec![common::standin_bin()];
     paths.extend(std::env::split_paths(
@@ -150,4 +150,22 @@ fn aws_killed_while_starting_the_import() {
     // The task's id was never returned: teardown finds it by description.
     let t = aws_target("capos-crash", AwsFormat::Raw, BootMode::LegacyBios);
     kill_then_teardown(&t, "aws", "aws-import-task", "creating");
+}
+
+#[test]
+fn azure_killed_while_vm_runs() {
+    if !common::ready() {
+        return;
+    }
+    let t = common::azure_target("capos-crash", cloudimg_cloud::Generation::V1);
+    kill_then_teardown(&t, "azure", "azure-vm", "created");
+}
+
+#[test]
+fn azure_killed_after_the_disk_was_made() {
+    if !common::ready() {
+        return;
+    }
+    let t = common::azure_target("capos-crash", cloudimg_cloud::Generation::V1);
+    kill_then_teardown(&t, "azure", "azure-disk", "created");
 }

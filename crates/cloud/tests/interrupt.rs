@@ -1,6 +1,6 @@
 //! Ctrl-C: the CLI's signal handler calls `cloudimg_cloud::cleanup()`
 //! while a run waits for its landmark; the run's resources are torn down
-//! and the run ends as interrupted. (Its own test binary: `cleanup` acts
+//! and the run ends as interrupted (AWS, then Azure). (Its own test binary: `cleanup` acts
 //! on the process-wide run in progress.)
 
 mod common;
@@ -39,6 +39,36 @@ fn cleanup_tears_down_the_run_in_progress() {
     assert_eq!(si.leftovers(), Vec::<String>::new());
     let s = runner.join().unwrap();
     assert!(!s.passed);
+    assert_eq!(s.error_kind, Some(ErrorKind::Interrupted), "{s:#?}");
+    assert!(s.teardown.unwrap().is_clean());
+
+    // The same on Azure (in this test: `cleanup` acts on the one run in
+    // progress).
+    let si = StandIn::new("no-landmark");
+    let t = common::azure_target("capos-intr", cloudimg_cloud::Generation::V1);
+    let ev = si.state().join("evidence");
+    let mut o = options(artifact_for(&t), ev.clone(), &si);
+    o.boot_timeout = Duration::from_secs(300);
+    let runner = std::thread::spawn(move || flow::run(&t, "intr-az", &o).unwrap());
+    let journal = ev.join("resources.json");
+    let t0 = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let vm_up = v["resources"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|r| r["resource"]["kind"] == "azure-vm" && r["state"] == "created")
+        });
+        if vm_up {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "no VM: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deleted = cloudimg_cloud::cleanup();
+    assert_eq!(deleted, 5, "VM, NIC, vnet, disk, blob");
+    assert_eq!(si.leftovers(), Vec::<String>::new());
+    let s = runner.join().unwrap();
     assert_eq!(s.error_kind, Some(ErrorKind::Interrupted), "{s:#?}");
     assert!(s.teardown.unwrap().is_clean());
 }

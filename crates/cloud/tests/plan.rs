@@ -121,3 +121,30 @@ fn aws_vhd_plan_declares_vhd() {
     );
     assert!(got[8].contains("--boot-mode uefi --region"), "{}", got[8]);
 }
+
+#[test]
+fn azure_plan_is_exact() {
+    let t = common::azure_target("capos-test", cloudimg_cloud::Generation::V1);
+    let want = [
+        "# verify",
+        "cloudimg verify cloud/capos-azure.vhd",
+        "# upload (page blob)",
+        "az storage blob upload --account-name caposimages --container-name vhds --name capos-test.vhd --file cloud/capos-azure.vhd --type page --overwrite --auth-mode login --output json",
+        "# import (managed disk from the blob)",
+        "az disk create --resource-group capos-rg --name capos-test-osdisk --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --os-type Linux --hyper-v-generation V1 --output json",
+        "# network",
+        "az network vnet create --resource-group capos-rg --name capos-test-vnet --location westeurope --address-prefixes 10.0.0.0/16 --subnet-name default --subnet-prefixes 10.0.0.0/24 --output json",
+        "az network nic create --resource-group capos-rg --name capos-test-nic --location westeurope --vnet-name capos-test-vnet --subnet default --output json",
+        "# boot (OS disk attached)",
+        "az vm create --resource-group capos-rg --name capos-test --location westeurope --attach-os-disk capos-test-osdisk --os-type Linux --size Standard_B1s --nics capos-test-nic --boot-diagnostics-storage caposimages --output json",
+        "# read serial (repeated)",
+        "az vm boot-diagnostics get-boot-log --resource-group capos-rg --name capos-test",
+        "# teardown",
+        "az vm delete --resource-group capos-rg --name capos-test --yes",
+        "az network nic delete --resource-group capos-rg --name capos-test-nic",
+        "az network vnet delete --resource-group capos-rg --name capos-test-vnet",
+        "az disk delete --resource-group capos-rg --name capos-test-osdisk --yes",
+        "az storage blob delete --account-name caposimages --container-name vhds --name capos-test.vhd --auth-mode login",
+    ];
+    assert_eq!(lines(&t, "cloud/capos-azure.vhd"), want);
+}

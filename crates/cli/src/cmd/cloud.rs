@@ -20,7 +20,7 @@ use cloudimg_cloud::{
 };
 use cloudimg_disk::formats::Format;
 
-/// Import an artifact into GCP or AWS, boot it and watch its serial
+/// Import an artifact into GCP, AWS or Azure, boot it and watch its serial
 /// console for the landmark; every resource is journaled and torn down.
 ///
 /// Exit status: 0 landmark seen, 1 not seen in time, 2 error (including
@@ -37,13 +37,13 @@ enum CloudCmd {
     Gcp(GcpArgs),
     /// Amazon EC2: aws s3 cp, ec2 import-snapshot, register-image, run-instances.
     Aws(AwsArgs),
-    /// Microsoft Azure (--plan only for now): az storage blob upload, image create, vm create.
+    /// Microsoft Azure: az storage blob upload (page blob), disk create, vm create --attach-os-disk.
     Azure(AzureArgs),
     /// Delete every resource a journal lists (after a crash or --keep).
     Teardown(TeardownArgs),
 }
 
-/// Options shared by both providers.
+/// Options shared by the providers.
 #[derive(Debug, clap::Args)]
 struct Common {
     /// The artifact to upload.
@@ -147,7 +147,7 @@ struct AzureArgs {
     /// The resource group (must exist).
     #[arg(long)]
     resource_group: String,
-    /// The location of the image and the VM (the storage account's).
+    /// The location of the disk and the VM (the storage account's).
     #[arg(long, default_value = AZURE_DEFAULT_LOCATION)]
     location: String,
     /// The storage account to upload to (must exist; also holds boot diagnostics).
@@ -162,7 +162,7 @@ struct AzureArgs {
     /// The firmware: uefi (Hyper-V generation V2) or bios (V1).
     #[arg(long, value_enum, default_value = "uefi")]
     boot_mode: AzureBootArg,
-    /// Print the plan as JSON (with --plan).
+    /// Print the plan (with --plan) or the run's summary as JSON on stdout.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -184,7 +184,7 @@ fn log() -> Log {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.cmd {
         CloudCmd::Teardown(t) => teardown(t),
-        CloudCmd::Azure(a) => azure_plan(a),
+        CloudCmd::Azure(a) => azure(a),
         CloudCmd::Gcp(g) => {
             let run_id = flow::new_run_id();
             let artifact = g
@@ -250,14 +250,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `cloud azure`: check the VHD and print the plan. The full run is not
-/// wired into the flow yet.
-fn azure_plan(a: AzureArgs) -> anyhow::Result<ExitCode> {
-    if !a.common.plan {
-        bail!(
-            "cloudimg cloud azure only plans for now: add --plan (the full run is not implemented)"
-        );
-    }
+/// `cloud azure`: with --plan, check the VHD and print the plan (text or
+/// JSON); else the full run.
+fn azure(a: AzureArgs) -> anyhow::Result<ExitCode> {
     let run_id = flow::new_run_id();
     let artifact = a
         .common
@@ -276,6 +271,16 @@ fn azure_plan(a: AzureArgs) -> anyhow::Result<ExitCode> {
         },
         name: name(&a.common, &run_id),
     };
+    if !a.common.plan {
+        return run_target(
+            Target::Azure(target),
+            artifact,
+            &a.common,
+            &run_id,
+            Duration::from_secs(3600),
+            a.json,
+        );
+    }
     let plan = azure::plan(&target, &artifact)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -297,6 +302,17 @@ fn go(
     c: &Common,
     run_id: &str,
     import_timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    run_target(target, artifact, c, run_id, import_timeout, false)
+}
+
+fn run_target(
+    target: Target,
+    artifact: PathBuf,
+    c: &Common,
+    run_id: &str,
+    import_timeout: Duration,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
     if c.plan {
         for line in flow::plan(&target, &artifact) {
@@ -324,7 +340,9 @@ fn go(
     let s = flow::run(&target, run_id, &opts)
         .with_context(|| format!("writing evidence to {}", evidence.display()))?;
     let left = s.teardown.as_ref().map_or(0, |t| t.failed.len());
-    if s.passed {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if s.passed {
         println!(
             "PASS {}: {} reached {:?} after {:.1} s (image {}, boot mode {}); evidence: {}",
             s.provider,
@@ -348,11 +366,13 @@ fn go(
     let why = s.error.unwrap_or_else(|| "failed".into());
     match s.error_kind {
         Some(ErrorKind::Timeout) if s.instance_id.is_some() => {
-            println!(
-                "FAIL {}: {why}; evidence: {}",
-                s.provider,
-                evidence.display()
-            );
+            if !json {
+                println!(
+                    "FAIL {}: {why}; evidence: {}",
+                    s.provider,
+                    evidence.display()
+                );
+            }
             Ok(ExitCode::from(1))
         }
         Some(ErrorKind::Interrupted) => Ok(ExitCode::from(130)),

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use cloudimg_cloud::{AwsFormat, AwsTarget, BootMode, GcpTarget, RunOptions, Target};
+use cloudimg_cloud::{
+    AwsFormat, AwsTarget, AzureTarget, BootMode, GcpTarget, Generation, RunOptions, Target,
+};
 
 /// Everything the flow tests need: qemu, qemu-img, OVMF, GRUB, python3, tar.
 pub fn ready() -> bool {
@@ -55,8 +57,28 @@ pub fn artifacts() -> &'static Path {
         };
         let out = cloudimg_disk::package::package(&req, &mut |_| {}).unwrap();
         assert!(out.failures.is_empty(), "{:?}", out.failures);
+        // The Azure VHD: the 256 MiB image (a whole MiB) as a fixed VHD,
+        // unless `package` made one already.
+        let vhd = d.join("cloud/capos-azure.vhd");
+        if !vhd.exists() {
+            azure_vhd(&d.join("demo.raw"), &vhd);
+        }
         d.join("cloud")
     })
+}
+
+/// Write `raw` (a whole number of MiB) as a fixed VHD with cloudimg's
+/// own writer.
+pub fn azure_vhd(raw: &Path, out: &Path) {
+    let disk = cloudimg_disk::io::RawFile::open(raw).unwrap();
+    use cloudimg_disk::VirtualDisk;
+    assert_eq!(disk.size() % (1 << 20), 0, "not a whole MiB");
+    let f = std::fs::File::create(out).unwrap();
+    let opts = cloudimg_disk::formats::WriteOptions {
+        mtime: 1_700_000_000,
+        seed: [1; 32],
+    };
+    cloudimg_disk::formats::vhd::write_fixed(&disk, &f, &opts).unwrap();
 }
 
 /// The stand-ins' bin directory.
@@ -81,6 +103,8 @@ impl StandIn {
             .unwrap();
         std::fs::create_dir_all(dir.path().join("gcs/bkt")).unwrap();
         std::fs::create_dir_all(dir.path().join("s3/bkt")).unwrap();
+        std::fs::create_dir_all(dir.path().join("blob/caposimages/vhds")).unwrap();
+        std::fs::create_dir_all(dir.path().join("azure/capos-rg")).unwrap();
         StandIn {
             dir,
             faults: faults.to_string(),
@@ -117,6 +141,11 @@ impl StandIn {
             "aws/snapshots",
             "aws/images",
             "aws/instances",
+            "blob/caposimages/vhds",
+            "azure/capos-rg/disks",
+            "azure/capos-rg/vnets",
+            "azure/capos-rg/nics",
+            "azure/capos-rg/vms",
         ] {
             walk(&s.join(sub), &mut out);
         }
@@ -214,11 +243,24 @@ pub fn aws_target(name: &str, format: AwsFormat, boot_mode: BootMode) -> Target 
     })
 }
 
+pub fn azure_target(name: &str, generation: Generation) -> Target {
+    Target::Azure(AzureTarget {
+        resource_group: "capos-rg".into(),
+        location: "westeurope".into(),
+        storage_account: "caposimages".into(),
+        container: "vhds".into(),
+        vm_size: "Standard_B1s".into(),
+        generation,
+        name: name.into(),
+    })
+}
+
 /// The artifact for a target.
 pub fn artifact_for(t: &Target) -> PathBuf {
     let d = artifacts();
     match t {
         Target::Gcp(_) => d.join("disk.raw.tar.gz"),
         Target::Aws(a) => d.join(format!("capos-aws.{}", a.format.ext())),
+        Target::Azure(_) => d.join("capos-azure.vhd"),
     }
 }
