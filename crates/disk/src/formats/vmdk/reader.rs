@@ -107,6 +107,16 @@ pub(crate) enum Inflated {
 /// Inflate the zlib stream `input` into `out`; when it is longer than
 /// `out`, keep counting (up to 4 × `out.len()`) without storing.
 pub(crate) fn inflate(z: &mut Decompress, input: &[u8], out: &mut [u8]) -> Inflated {
+    // The common case, a sound stream that fits, by libdeflate (about
+    // 1.6 times zlib-rs's speed); anything else again by zlib, whose
+    // streaming API tells the exact story (truncated, too long, invalid).
+    thread_local! {
+        static FAST: std::cell::RefCell<libdeflater::Decompressor> =
+            std::cell::RefCell::new(libdeflater::Decompressor::new());
+    }
+    if let Ok(n) = FAST.with(|d| d.borrow_mut().zlib_decompress(input, out)) {
+        return Inflated::Bytes(n as u64);
+    }
     z.reset(true);
     loop {
         let (i, o) = (z.total_in() as usize, z.total_out() as usize);
