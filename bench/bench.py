@@ -187,7 +187,11 @@ def run_fixture(name, work, runs):
         "stock-pigz": lambda o: stock_script(img, o, "pigz"),
         "cloudimg": lambda o: cloudimg_script(img, o),
     }
-    result = {"fixture": name, "image_size": os.path.getsize(img), "sides": {}}
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"warning: load average {load:.2f} before fixture ({name}): other work shares the machine, "
+              "and the parallel side suffers more from it", file=sys.stderr)
+    result = {"fixture": name, "image_size": os.path.getsize(img), "load_before": load, "sides": {}}
     for side, script in sides.items():
         out = os.path.join(work, f"out-{name}-{side}")
         ms = [measure(script(out)) for _ in range(runs)]
@@ -231,6 +235,8 @@ def main():
     results = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip(),
         "fixtures": [],
     }
     for name in args.fixtures.split(","):
