@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Package a raw disk image into the GCP and AWS shapes, each verified.
+    /// Package a disk image into cloud shapes, each verified.
     Package(cmd::package::Args),
     /// Decode an artifact in full and report every defect found.
     Verify(cmd::verify::Args),
@@ -40,7 +40,7 @@ enum Cmd {
     Image(cmd::image::Args),
     /// Boot an image or artifact under QEMU and wait for a serial landmark.
     Boot(cmd::boot::Args),
-    /// Import an artifact into GCP or AWS and boot it there.
+    /// Import an artifact into GCP, AWS or Azure and boot it there.
     Cloud(cmd::cloud::Args),
 }
 

@@ -55,7 +55,7 @@ pub struct Args {
         default_value = "target/cloud-image"
     )]
     pub out_dir: PathBuf,
-    /// Prefix of the AWS file names.
+    /// Prefix of the file names (NAME-aws.vhd, NAME.qcow2, ...).
     #[arg(long, default_value = "capos")]
     pub name: String,
     /// Threads for each compressing writer (default: all cores). The
