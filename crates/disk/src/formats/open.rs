@@ -61,6 +61,40 @@ pub fn open_file_disk(
     })
 }
 
+/// For a disk whose every read costs decompression (a stream-optimized or
+/// OVA's VMDK, a QCOW2 that may hold compressed clusters): decode it once
+/// into an unnamed sparse temporary file beside `near` (or in `$TMPDIR`)
+/// and read that instead. Others are returned as they are. `package` reads
+/// its input several times (zero scan, digests, every shape, every
+/// verification); this keeps that to one decode.
+pub fn decoded_once(
+    disk: Box<dyn VirtualDisk>,
+    format: Format,
+    near: &File,
+    path: &Path,
+) -> Result<Box<dyn VirtualDisk>> {
+    if !matches!(format, Format::Vmdk | Format::Ova | Format::Qcow2) {
+        return Ok(disk);
+    }
+    let out = ova::verify::unnamed_temp(near)?;
+    out.set_len(disk.size())
+        .ctx("sizing the temporary decoded disk")?;
+    let mut buf = vec![0u8; crate::disk::BUFFER_SIZE];
+    for e in disk.extents().ctx("listing the disk's extents")? {
+        if e.kind != crate::disk::ExtentKind::Data {
+            continue;
+        }
+        let mut at = e.offset;
+        while at < e.end() {
+            let k = (e.end() - at).min(buf.len() as u64) as usize;
+            disk.read_at(&mut buf[..k], at).ctx("reading")?;
+            gcp::write_nonzero(&out, &buf[..k], at)?;
+            at += k as u64;
+        }
+    }
+    Ok(Box::new(RawFile::window(out, path, 0, disk.size())))
+}
+
 /// Copy the first `.vmdk` member of an OVA to an unnamed temporary file.
 fn ova_vmdk(file: &File) -> Result<File> {
     let out = ova::verify::unnamed_temp(file)?;

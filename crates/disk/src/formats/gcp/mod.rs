@@ -158,7 +158,7 @@ pub fn extract_disk(file: &File, out: &File) -> Result<u64> {
 
 /// Write `data` at `offset`, skipping all-zero blocks aligned to
 /// [`EXTRACT_HOLE_BLOCK`] so they stay holes.
-fn write_nonzero(out: &File, data: &[u8], offset: u64) -> Result<()> {
+pub(crate) fn write_nonzero(out: &File, data: &[u8], offset: u64) -> Result<()> {
     let mut i = 0usize;
     while i < data.len() {
         let abs = offset + i as u64;
