@@ -2,8 +2,11 @@
 //! VHD, QCOW2, VHDX, OVA) and packaging from any input format, each
 //! checked by tools we did not write: `qemu-img` (check, compare, info,
 //! convert), GNU tar, Python's tarfile and XML parser, `sha256sum`,
-//! `truncate` + `sgdisk -e` / `sgdisk -v`. Inputs are the demo image
-//! `cloudimg image build` makes and small GPT images made by sgdisk.
+//! `truncate` + `sgdisk -e` / `sgdisk -v`; and by `cloudimg verify`,
+//! `inspect` and `check`. Also: the new shapes are reproducible whatever
+//! the threads, a corrupted one is caught and removed, and input that is
+//! no disk is refused. Inputs are the demo image `cloudimg image build`
+//! makes and small GPT images made by sgdisk.
 
 mod common;
 
@@ -462,6 +465,13 @@ fn azure_grows_to_the_next_mib_like_truncate_and_sgdisk_e() {
     assert_eq!(be64(40), grown, "original size");
     assert_eq!(be64(48), grown, "current size");
     assert_eq!(u32::from_be_bytes(footer[60..64].try_into().unwrap()), 2);
+    // The checksum: ones' complement of the sum of the other bytes.
+    let sum = footer
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(64..68).contains(i))
+        .fold(0u32, |s, (_, b)| s.wrapping_add(u32::from(*b)));
+    assert_eq!(u32::from_be_bytes(footer[64..68].try_into().unwrap()), !sum);
 
     let m = manifest(&d.join("az"));
     assert_eq!(m["source"]["size"], size);
@@ -669,6 +679,94 @@ fn verify_inspect_and_check_read_every_new_shape() {
         assert!(verdicts.iter().all(|v| v["ready"] == true), "{file}: {c:#}");
         let text = ok(cloudimg(&["check", file], d));
         assert!(text.lines().any(|l| l == "azure-gen2  ready"), "{text}");
+    }
+}
+
+/// Every new shape is the same bytes whatever the number of threads, and
+/// from one run to the next.
+#[test]
+fn new_shapes_are_reproducible_whatever_the_threads() {
+    if !oracles() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    gpt_image(d, "disk.img", 24 * MIB + 512, 10);
+    for (out, jobs) in [("a", "1"), ("b", "2"), ("c", "2")] {
+        ok(cloudimg(
+            &["package", "disk.img", "--all", "-j", jobs, "-o", out],
+            d,
+        ));
+        ok(cloudimg(
+            &[
+                "package",
+                "disk.img",
+                "--qcow2",
+                "--compress-qcow2",
+                "-j",
+                jobs,
+                "-o",
+                &format!("{out}-deflated"),
+            ],
+            d,
+        ));
+    }
+    for other in ["b", "c"] {
+        for dir in ["", "-deflated"] {
+            let (a, b) = (d.join(format!("a{dir}")), d.join(format!("{other}{dir}")));
+            assert_eq!(entries(&a), entries(&b));
+            for f in entries(&a) {
+                run(Command::new("cmp").arg(a.join(&f)).arg(b.join(&f)));
+            }
+        }
+    }
+}
+
+/// A new shape that does not decode back to the input (one byte flipped
+/// by the test hook after writing) is reported and removed; the other
+/// shapes are still made.
+#[test]
+fn failed_verification_removes_each_new_shape() {
+    if !oracles() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    gpt_image(d, "disk.img", 24 * MIB + 512, 11);
+    for victim in ["capos-azure.vhd", "capos.qcow2", "capos.vhdx", "capos.ova"] {
+        let dir = d.join(format!("out-{victim}"));
+        let out = Command::new(env!("CARGO_BIN_EXE_cloudimg"))
+            .args(["package", "disk.img", "--all", "-q", "-o"])
+            .arg(&dir)
+            .current_dir(d)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .env("CLOUDIMG_TEST_CORRUPT_AFTER_WRITE", victim)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{victim}: {err}");
+        assert_eq!(err.lines().count(), 1, "{victim}: {err}");
+        assert!(
+            err.starts_with(&format!("cloudimg: error: {victim}: "))
+                && err.contains("verification failed"),
+            "{victim}: {err}"
+        );
+        let left = entries(&dir);
+        assert!(!left.contains(&victim.to_string()), "{victim}: {left:?}");
+        assert_eq!(
+            left.len(),
+            8,
+            "the 7 other shapes and the manifest: {left:?}"
+        );
+        let m = manifest(&dir);
+        let files: Vec<_> = m["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["file"].as_str().unwrap())
+            .collect();
+        assert_eq!(files.len(), 7, "{files:?}");
+        assert!(!files.contains(&victim), "{files:?}");
     }
 }
 
