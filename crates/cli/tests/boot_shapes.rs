@@ -116,8 +116,9 @@ fn assert_booted(log: &Path, artifact: &str, fw: &str, disk: &str, qemu_format: 
     }
 }
 
-/// The shapes added for Azure, OpenStack (QCOW2, plain and deflated),
-/// Hyper-V (VHDX) and vSphere (OVA), each over one disk interface.
+/// The shapes added for Azure (a disk a whole MiB already, and one grown
+/// to the MiB), OpenStack (QCOW2, plain and deflated), Hyper-V (VHDX) and
+/// vSphere (OVA), each over one disk interface.
 #[test]
 fn every_new_shape_boots_under_uefi_and_bios() {
     if !(require_tool("qemu-system-x86_64") && require_tool("grub-mkimage") && firmware_present()) {
@@ -150,8 +151,26 @@ fn every_new_shape_boots_under_uefi_and_bios() {
         ],
         d,
     ));
+    // The demo image is a whole MiB, so its Azure VHD holds it unchanged;
+    // one that is not is grown, its backup GPT moved, and must still boot.
+    ok(cloudimg(
+        &[
+            "image",
+            "build",
+            "--size",
+            &(200 * 1024 * 1024 + 4096).to_string(),
+            "-o",
+            "odd.raw",
+        ],
+        d,
+    ));
+    ok(cloudimg(&["package", "odd.raw", "--azure", "-o", "odd"], d));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("odd/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["artifacts"][0]["virtual_size"], 201u64 << 20, "{m}");
     for (artifact, disk, qemu_format) in [
         ("cloud/capos-azure.vhd", "scsi", "vpc"),
+        ("odd/capos-azure.vhd", "scsi", "vpc"),
         ("cloud/capos.qcow2", "virtio", "qcow2"),
         ("deflated/capos.qcow2", "virtio", "qcow2"),
         ("cloud/capos.vhdx", "scsi", "vhdx"),
