@@ -560,6 +560,37 @@ fn any_input_format_packages_to_the_same_bytes() {
         assert_eq!(package_default(d, name, &out), reference, "{name}");
         same_outputs(d, "ref", &out, false);
     }
+
+    // Containers made by GNU tar: GCP's documented recipe (oldgnu, sparse,
+    // gzip) of the image as it is, and an OVA (ustar) of an OVF and the
+    // stream-optimized VMDK qemu-img made.
+    let gtar = d.join("gtar");
+    fs::create_dir(&gtar).unwrap();
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&img)
+        .arg(gtar.join("disk.raw")));
+    run(Command::new("tar")
+        .args(["--format=oldgnu", "-Sczf", "disk.raw.tar.gz", "disk.raw"])
+        .current_dir(&gtar));
+    fs::copy(d.join("in-stream.vmdk"), gtar.join("x-disk1.vmdk")).unwrap();
+    fs::write(
+        gtar.join("x.ovf"),
+        "<?xml version=\"1.0\"?>\n<Envelope xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\" \
+         xmlns:ovf=\"http://schemas.dmtf.org/ovf/envelope/1\"><References>\
+         <File ovf:href=\"x-disk1.vmdk\" ovf:id=\"file1\"/></References></Envelope>\n",
+    )
+    .unwrap();
+    run(Command::new("tar")
+        .args(["--format=ustar", "-cf", "x.ova", "x.ovf", "x-disk1.vmdk"])
+        .current_dir(&gtar));
+    for (name, out) in [
+        ("gtar/disk.raw.tar.gz", "out-gtar"),
+        ("gtar/x.ova", "out-gtar-ova"),
+    ] {
+        assert_eq!(package_default(d, name, out), reference, "{name}");
+        same_outputs(d, "ref", out, false);
+    }
 }
 
 /// cloudimg's own containers as input: its OVA holds the input as it is;
@@ -768,6 +799,38 @@ fn failed_verification_removes_each_new_shape() {
         assert_eq!(files.len(), 7, "{files:?}");
         assert!(!files.contains(&victim), "{files:?}");
     }
+}
+
+/// A pax (POSIX) sparse tarball is not a GCP tarball (GCP wants oldgnu;
+/// shared/reference/cloud-formats.md §1), so refusing it is right, but
+/// the refusal should say so: GNU tar lists its member as disk.raw.
+#[test]
+#[ignore = "bug: package of a pax sparse tar.gz says \"the tar archive has no disk.raw member\" (crates/disk/src/formats/gcp/mod.rs:112), though GNU tar and Python list disk.raw; expected a message naming the pax sparse format"]
+fn pax_sparse_tarball_is_refused_saying_why() {
+    if !oracles() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    gpt_image(d, "disk.raw", 24 * MIB, 12);
+    run(Command::new("tar")
+        .args(["--format=posix", "-Sczf", "posix.tar.gz", "disk.raw"])
+        .current_dir(d));
+    assert_eq!(
+        run(Command::new("tar")
+            .args(["-tf", "posix.tar.gz"])
+            .current_dir(d)),
+        "disk.raw\n"
+    );
+    let out = cloudimg(&["package", "posix.tar.gz", "-o", "out"], d);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.strip_prefix("cloudimg: error: posix.tar.gz: ")
+            .is_some_and(|m| m.contains("pax")),
+        "{err}"
+    );
 }
 
 /// Input that is no disk cloudimg reads: one line naming the file, exit 2,
