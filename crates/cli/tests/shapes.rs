@@ -706,6 +706,13 @@ fn verify_inspect_and_check_read_every_new_shape() {
     ));
     let m = manifest(&d.join("out"));
     let source_sha = m["source"]["sha256"].clone();
+    // The whole manifest re-checks: 8 artifacts, each sound.
+    let out = cloudimg(&["verify", "--json", "--manifest", "out/manifest.json"], d);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = json(&out);
+    let reports = v.as_array().unwrap();
+    assert_eq!(reports.len(), 8, "{v:#}");
+    assert!(reports.iter().all(|r| r["ok"] == true), "{v:#}");
     let raw = json(&cloudimg(&["inspect", "--json", "capos-image.raw"], d));
     let table = &raw["partition_table"];
     assert_eq!(table["kind"], "gpt", "{raw:#}");
