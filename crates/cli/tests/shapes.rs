@@ -946,3 +946,53 @@ fn unreadable_inputs_are_refused_naming_the_file() {
         }
     }
 }
+
+/// cloudimg's own containers cut short are refused the same way: one line
+/// naming the file and what is missing, exit 2, nothing written.
+#[test]
+fn cut_short_containers_are_refused_naming_the_file() {
+    if !oracles() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    gpt_image(d, "disk.img", 16 * MIB, 13);
+    ok(cloudimg(
+        &[
+            "package", "disk.img", "--vhdx", "--ova", "--aws", "-o", "made",
+        ],
+        d,
+    ));
+    let cut = |file: &str, keep: fn(usize) -> usize, name: &str| {
+        let bytes = fs::read(d.join("made").join(file)).unwrap();
+        fs::write(d.join(name), &bytes[..keep(bytes.len())]).unwrap();
+    };
+    cut("capos.vhdx", |n| n / 2, "half.vhdx");
+    cut("capos.ova", |n| n / 2, "half.ova");
+    cut("capos-aws.vmdk", |n| n - 700, "short.vmdk");
+    for (input, phrase) in [
+        ("half.vhdx", "runs past the end of the"),
+        ("half.ova", "the archive is truncated?"),
+        ("short.vmdk", "no footer marker"),
+    ] {
+        let out_dir = d.join(format!("out-{input}"));
+        fs::create_dir(&out_dir).unwrap();
+        let out = cloudimg(
+            &["package", input, "--all", "-o", out_dir.to_str().unwrap()],
+            d,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{input}: {err}");
+        assert_eq!(err.lines().count(), 1, "{input}: {err}");
+        assert!(
+            err.strip_prefix(&format!("cloudimg: error: {input}: "))
+                .is_some_and(|m| m.contains(phrase)),
+            "{input}: {err}"
+        );
+        assert!(
+            entries(&out_dir).is_empty(),
+            "{input}: {:?}",
+            entries(&out_dir)
+        );
+    }
+}
