@@ -1,7 +1,9 @@
 //! The main job's promise, in CI: the demo image and every packaged shape
-//! (raw, VHD, VMDK, the disk inside the GCP tarball) reach the landmark
-//! under OVMF (UEFI) and SeaBIOS (BIOS), over the disk interfaces the
-//! clouds use (NVMe as on AWS Nitro, virtio-scsi as on GCE).
+//! (raw, VHD, VMDK, the disk inside the GCP tarball, and the Azure VHD,
+//! QCOW2 plain and compressed, VHDX and OVA) reach the landmark under OVMF
+//! (UEFI) and SeaBIOS (BIOS), over the disk interfaces the clouds use
+//! (NVMe as on AWS Nitro, virtio-scsi as on GCE and for Azure's Hyper-V
+//! SCSI, virtio for OpenStack's QCOW2).
 
 mod common;
 
@@ -73,6 +75,123 @@ fn every_packaged_shape_boots_under_uefi_and_bios() {
                 tail.contains(&format!("firmware={fw}")),
                 "{artifact} {fw}: {tail}"
             );
+        }
+    }
+}
+
+/// Check the JSON record `cloudimg boot --log` left for one firmware: it
+/// passed, the kernel said which firmware started it, and QEMU opened the
+/// artifact itself in `qemu_format` (no conversion to raw first), or, for
+/// an OVA, the VMDK extracted from it.
+fn assert_booted(log: &Path, artifact: &str, fw: &str, disk: &str, qemu_format: &str) {
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(log.join(format!("boot-{fw}-{disk}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(rec["passed"], true, "{artifact} {fw}: {rec}");
+    let tail = rec["serial_tail"].as_str().unwrap();
+    assert!(
+        tail.contains("capos kernel starting"),
+        "{artifact} {fw}: {tail}"
+    );
+    assert!(
+        tail.contains(&format!("firmware={fw}")),
+        "{artifact} {fw}: {tail}"
+    );
+    let drive = rec["qemu_command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .find(|a| a.contains("id=disk0"))
+        .unwrap_or_else(|| panic!("{artifact} {fw}: no disk drive in {rec}"));
+    assert!(
+        drive.contains(&format!(",format={qemu_format},")),
+        "{artifact} {fw}: {drive}"
+    );
+    if !artifact.ends_with(".ova") {
+        assert!(
+            drive.starts_with(&format!("file={artifact},")),
+            "{artifact} {fw}: {drive}"
+        );
+    }
+}
+
+/// The shapes added for Azure (a disk a whole MiB already, and one grown
+/// to the MiB), OpenStack (QCOW2, plain and deflated), Hyper-V (VHDX) and
+/// vSphere (OVA), each over one disk interface.
+#[test]
+fn every_new_shape_boots_under_uefi_and_bios() {
+    if !(require_tool("qemu-system-x86_64") && require_tool("grub-mkimage") && firmware_present()) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    ok(cloudimg(&["image", "build", "-o", "capos-image.raw"], d));
+    ok(cloudimg(
+        &[
+            "package",
+            "capos-image.raw",
+            "--azure",
+            "--qcow2",
+            "--vhdx",
+            "--ova",
+            "-o",
+            "cloud",
+        ],
+        d,
+    ));
+    ok(cloudimg(
+        &[
+            "package",
+            "capos-image.raw",
+            "--qcow2",
+            "--compress-qcow2",
+            "-o",
+            "deflated",
+        ],
+        d,
+    ));
+    // The demo image is a whole MiB, so its Azure VHD holds it unchanged;
+    // one that is not is grown, its backup GPT moved, and must still boot.
+    ok(cloudimg(
+        &[
+            "image",
+            "build",
+            "--size",
+            &(200 * 1024 * 1024 + 4096).to_string(),
+            "-o",
+            "odd.raw",
+        ],
+        d,
+    ));
+    ok(cloudimg(&["package", "odd.raw", "--azure", "-o", "odd"], d));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("odd/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["artifacts"][0]["virtual_size"], 201u64 << 20, "{m}");
+    for (artifact, disk, qemu_format) in [
+        ("cloud/capos-azure.vhd", "scsi", "vpc"),
+        ("odd/capos-azure.vhd", "scsi", "vpc"),
+        ("cloud/capos.qcow2", "virtio", "qcow2"),
+        ("deflated/capos.qcow2", "virtio", "qcow2"),
+        ("cloud/capos.vhdx", "scsi", "vhdx"),
+        ("cloud/capos.ova", "nvme", "vmdk"),
+    ] {
+        let log = d.join("ev").join(artifact.replace('/', "-"));
+        ok(cloudimg(
+            &[
+                "boot",
+                artifact,
+                "--firmware",
+                "both",
+                "--disk",
+                disk,
+                "--log",
+                log.to_str().unwrap(),
+            ],
+            d,
+        ));
+        for fw in ["bios", "uefi"] {
+            assert_booted(&log, artifact, fw, disk, qemu_format);
         }
     }
 }
