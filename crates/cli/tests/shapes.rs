@@ -844,7 +844,6 @@ fn failed_verification_removes_each_new_shape() {
 /// shared/reference/cloud-formats.md §1), so refusing it is right, but
 /// the refusal should say so: GNU tar lists its member as disk.raw.
 #[test]
-#[ignore = "bug: package of a pax sparse tar.gz says \"the tar archive has no disk.raw member\" (crates/disk/src/formats/gcp/mod.rs:112), though GNU tar and Python list disk.raw; expected a message naming the pax sparse format"]
 fn pax_sparse_tarball_is_refused_saying_why() {
     if !oracles() {
         return;

@@ -1500,7 +1500,7 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
                     cx,
                     Status::Pass,
                     format!(
-                        "{size} bytes is not a whole MiB, which Azure requires; it must be grown to {} MiB ({grown} bytes) with the backup GPT moved (truncate -s {grown}, sgdisk -e)",
+                        "{size} bytes is not a whole MiB, which Azure requires; `cloudimg package --azure` grows it to {} MiB ({grown} bytes) and moves the backup GPT",
                         grown / MIB
                     ),
                     None,

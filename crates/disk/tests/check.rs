@@ -460,7 +460,7 @@ fn azure_sizes() {
         status(&l, "size:azure"),
         (
             Status::Pass,
-            "67109376 bytes is not a whole MiB, which Azure requires; it must be grown to 65 MiB (68157440 bytes) with the backup GPT moved (truncate -s 68157440, sgdisk -e)".into()
+            "67109376 bytes is not a whole MiB, which Azure requires; `cloudimg package --azure` grows it to 65 MiB (68157440 bytes) and moves the backup GPT".into()
         )
     );
     assert!(l.get("size:gcp").is_none(), "only the clouds asked for");

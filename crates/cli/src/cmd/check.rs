@@ -20,7 +20,8 @@ use cloudimg_disk::VirtualDisk;
 /// aws-bios, azure-gen2 (UEFI), azure-gen1 (BIOS). A `fail` makes the
 /// paths it names not ready; a `warn` does not.
 ///
-/// Reads raw images, VHD (fixed or dynamic) and VMDK (hosted sparse).
+/// Reads every image format cloudimg reads (raw, VHD, VMDK, QCOW2, VHDX,
+/// a GCP disk.raw.tar.gz, an OVA), told from its content.
 /// Exit status: 0 every requested path ready, 1 some path not ready,
 /// 2 the image could not be read.
 #[derive(Debug, clap::Args)]
@@ -32,7 +33,8 @@ limine.conf), size:gcp, size:aws, size:azure. A fail makes the paths it names
 not ready: gcp-uefi, gcp-bios, aws-uefi, aws-bios, azure-gen2 (UEFI),
 azure-gen1 (BIOS). A warn does not.
 
-Reads raw images, VHD and VMDK. --json prints the same checks and verdicts.
+Reads any image format cloudimg reads. --json prints the same checks and
+verdicts.
 
 Exit codes: 0 every requested path ready, 1 some path not ready, 2 the image
 could not be read.")]

@@ -114,6 +114,19 @@ pub fn extract_disk(file: &File, out: &File) -> Result<u64> {
             }
             Err(e) => return Err(fatal(&mut tar, e)),
         };
+        // GNU tar's pax sparse formats (`--format=posix -S`) name the member
+        // in `GNU.sparse.name` and keep the sparse map out of the header.
+        let pax_sparse = entry.pax.as_ref().is_some_and(|p| {
+            p.iter().any(|(k, v)| {
+                k == "GNU.sparse.name" && v.as_slice() == MEMBER_NAME.as_bytes()
+                    || k.starts_with("GNU.sparse.") && entry.name.ends_with(MEMBER_NAME.as_bytes())
+            })
+        });
+        if pax_sparse {
+            return Err(Error::unsupported(
+                "disk.raw is a pax (GNU.sparse) sparse member, which cloudimg does not read and GCP does not accept: make the tarball with tar --format=oldgnu -S",
+            ));
+        }
         if entry.name != MEMBER_NAME.as_bytes()
             || !matches!(
                 entry.typeflag,
