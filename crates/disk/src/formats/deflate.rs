@@ -308,6 +308,11 @@ impl BitReader<'_> {
         let hlit = self.bits(5)? as usize + 257;
         let hdist = self.bits(5)? as usize + 1;
         let hclen = self.bits(4)? as usize + 4;
+        // RFC 1951 §3.2.7: 257-286 literal/length codes, 1-32 distance
+        // codes of which only 30 are used (zlib refuses more as well).
+        if hlit > 286 || hdist > 30 {
+            return Err("too many length or distance codes");
+        }
         let mut cl = [0u8; 19];
         for &i in &ORDER[..hclen] {
             cl[i] = self.bits(3)? as u8;
@@ -521,6 +526,13 @@ mod tests {
             assert_eq!(back, pieces.concat(), "level {level}");
         }
         assert!(make_nonfinal(&mut vec![0xff]).is_err());
+        // HLIT 288 and HDIST 31 (found by fuzzing): refused, as zlib does.
+        let mut bad = vec![0xfd, 0xfe, 0xff];
+        bad.resize(40, 0);
+        assert_eq!(
+            make_nonfinal(&mut bad),
+            Err("too many length or distance codes")
+        );
         assert!(make_nonfinal(&mut Vec::new()).is_err());
         // Garbage, and every truncation of a real piece: errors, no panic.
         for seed in 0..2000u64 {

@@ -209,7 +209,7 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
             let vr = crate::formats::vmdk::verify_with(f, digest)?;
             for mut f in vr.findings {
                 if f.layer == crate::verify::Layer::Container {
-                    f.offset = f.offset.map(|o| o + m.data_offset);
+                    f.offset = f.offset.map(|o| o.saturating_add(m.data_offset));
                     f.message = format!("{}: {}", m.name, f.message);
                 }
                 r.push(f);

@@ -498,7 +498,7 @@ fn read_refcounts(
     let mut block = vec![0u8; cs as usize];
     for (b, at) in refcount_blocks(file, h, len)? {
         let eat = h.refcount_table_offset + b * 8;
-        if at % cs != 0 || at + cs > len {
+        if at % cs != 0 || at.checked_add(cs).is_none_or(|end| end > len) {
             r.push(Finding::at(
                 eat,
                 format!("refcount table entry {b} points at {at:#x}, not a cluster inside the {len}-byte file"),
