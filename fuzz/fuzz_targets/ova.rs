@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use cloudimg_disk::formats::{open, ova, Format};
-use cloudimg_fuzz::{agree, exercise, memfd, read_all, MAX_READ_BYTES};
+use cloudimg_fuzz::{agree, exercise, memfd, read_all, skip_known, MAX_READ_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -43,7 +43,9 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(_) => (None, None),
     };
-    if size.is_none_or(|s| s <= MAX_READ_BYTES) {
+    // Known bug, reported: see `cloudimg_fuzz::ova_vmdk_finding_overflows`.
+    let known = skip_known() && cloudimg_fuzz::ova_vmdk_finding_overflows(&f, bytes.len() as u64);
+    if size.is_none_or(|s| s <= MAX_READ_BYTES) && !known {
         let report = ova::verify(&f);
         agree(read, &report);
     }

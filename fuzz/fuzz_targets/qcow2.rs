@@ -19,7 +19,7 @@
 #![no_main]
 
 use cloudimg_disk::formats::qcow2;
-use cloudimg_fuzz::{agree, exercise, input_file, read_all, MAX_READ_BYTES};
+use cloudimg_fuzz::{agree, exercise, input_file, read_all, skip_known, MAX_READ_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +32,9 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => None,
     };
     let declared = qcow2::reader::read_header(&f).ok().map(|(h, _)| h.size);
-    if declared.is_none_or(|s| s <= MAX_READ_BYTES) {
+    // Known bug, reported: see `cloudimg_fuzz::qcow2_refcount_entry_overflows`.
+    let known = skip_known() && cloudimg_fuzz::qcow2_refcount_entry_overflows(&f);
+    if declared.is_none_or(|s| s <= MAX_READ_BYTES) && !known {
         let report = qcow2::verify(&f);
         agree(read, &report);
     }

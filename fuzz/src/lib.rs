@@ -307,3 +307,54 @@ pub fn fix_vhdx(d: &mut [u8]) {
         at += 4096;
     }
 }
+
+/// Whether to skip inputs that hit a known library bug that has been
+/// reported but not fixed yet (`CLOUDIMG_FUZZ_SKIP_KNOWN=1`), so that a
+/// local run can look past it. scripts/fuzz.sh does not set it: known
+/// bugs fail the run until they are fixed.
+pub fn skip_known() -> bool {
+    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SKIP.get_or_init(|| std::env::var_os("CLOUDIMG_FUZZ_SKIP_KNOWN").is_some_and(|v| v == "1"))
+}
+
+/// Known bug (artifacts/qcow2/refcount-entry-overflow.pages): a QCOW2
+/// refcount table entry within one cluster of 2^64 makes
+/// `qcow2::verify` overflow (`at + cs` in `read_refcounts`). True when
+/// the file has such an entry.
+pub fn qcow2_refcount_entry_overflows(f: &File) -> bool {
+    use cloudimg_disk::formats::qcow2::{reader::read_header, wire::REFTABLE_OFFSET_MASK};
+    let Ok((h, len)) = read_header(f) else {
+        return false;
+    };
+    if !(9..=21).contains(&h.cluster_bits) {
+        return false;
+    }
+    let cs = h.cluster_size();
+    let bytes =
+        (h.refcount_table_clusters as u64 * cs).min(len.saturating_sub(h.refcount_table_offset));
+    let mut t = vec![0u8; bytes.min(64 << 20) as usize];
+    if f.read_exact_at(&mut t, h.refcount_table_offset).is_err() {
+        return false;
+    }
+    t.chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap()) & REFTABLE_OFFSET_MASK)
+        .any(|at| at.checked_add(cs).is_none())
+}
+
+/// Known bug (artifacts/ova/vmdk-finding-offset-overflow.ova): the VMDK
+/// verifier reports a finding at an offset near 2^64 (a grain directory
+/// sector beyond the file, saturated to bytes), and `ova::verify` adds
+/// the member's data offset to it (overflow). True when the OVA's first
+/// `.vmdk` member, verified alone, has a finding within `slack` of 2^64.
+pub fn ova_vmdk_finding_overflows(f: &File, slack: u64) -> bool {
+    use cloudimg_disk::formats::{open::extract_ova_vmdk, vmdk};
+    let out = memfd(&[]);
+    if extract_ova_vmdk(f, &out).is_err() {
+        return false;
+    }
+    vmdk::verify(&out).is_ok_and(|r| {
+        r.findings
+            .iter()
+            .any(|x| x.offset.is_some_and(|o| o.checked_add(slack).is_none()))
+    })
+}
