@@ -15,6 +15,7 @@
 #![no_main]
 
 use cloudimg_disk::formats::deflate::make_nonfinal;
+use cloudimg_fuzz::skip_known;
 use libdeflater::{CompressionLvl, Compressor, Decompressor};
 use libfuzzer_sys::fuzz_target;
 
@@ -39,10 +40,15 @@ fn deflate(data: &[u8], level: i32) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    // 1. Any input.
+    // 1. Any input. Known bug, reported (artifacts/deflate/
+    // hlit-288-hdist-31.deflate): a dynamic block declaring more than 286
+    // literal/length or 30 distance codes indexes past the code length
+    // array; `CLOUDIMG_FUZZ_SKIP_KNOWN=1` walks only the inputs libdeflate
+    // inflates.
+    let want = inflate(data, 1 << 20);
     let mut s = data.to_vec();
-    if make_nonfinal(&mut s).is_ok() {
-        if let Some(want) = inflate(data, 1 << 20) {
+    if !(skip_known() && want.is_none()) && make_nonfinal(&mut s).is_ok() {
+        if let Some(want) = want {
             s.extend_from_slice(&FINAL_EMPTY);
             let got = inflate(&s, want.len() + 1);
             assert!(
