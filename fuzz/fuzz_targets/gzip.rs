@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     // The input as a tar stream (header checksums fixed) gzipped by our
     // writer: reaches the verifier's tar checks, which a mutated gzip
     // stream rarely does.
-    if data.len() >= 1024 && data.len() % 512 == 0 {
+    if data.len() >= 1024 && data.len().is_multiple_of(512) {
         let mut tar = data.to_vec();
         cloudimg_fuzz::fix_tar(&mut tar);
         let mut small = true;
