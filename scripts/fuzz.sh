@@ -5,7 +5,8 @@
 #
 # Installs cargo-fuzz (from crates.io, --locked) if it is missing, builds
 # the targets in fuzz/ with nightly (no sanitizer: the library's only
-# unsafe code is the SHA-256 intrinsics module, which no parser reaches; debug assertions on, so arithmetic overflow is a crash),
+# unsafe code is the SHA-256 intrinsics module, which no parser reaches;
+# debug assertions on, so arithmetic overflow is a crash),
 # seeds each corpus with small images made by our own writers
 # (fuzz/seedgen) and files from the shared corpus, then runs each target.
 # Corpora live in target/fuzz-corpus/<target>/ (kept between runs);
@@ -15,12 +16,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECS=${1:-15}
-# qcow2, ova and deflate are left out of the default list until the library
-# bugs they found are fixed (reproducers in fuzz/artifacts/{qcow2,ova,deflate}/;
-# fuzz/README.md says what each is); add them back then. Meanwhile
-# CLOUDIMG_FUZZ_SKIP_KNOWN=1 FUZZ_TARGETS="qcow2 ova deflate" runs them,
-# skipping only the inputs that hit those bugs.
-TARGETS=${FUZZ_TARGETS:-"gpt vhd vmdk tar gzip detect vhdx check"}
+# The reproducers of bugs the targets found are kept in fuzz/artifacts/
+# (fuzz/README.md says what each was); libFuzzer replays none by itself,
+# so the script runs each against its target first.
+TARGETS=${FUZZ_TARGETS:-"gpt vhd vmdk tar gzip detect qcow2 vhdx ova check deflate"}
 CORPUS_SRC=${CLOUDIMG_CORPUS:-$ROOT/../shared/corpus}
 OUT=$ROOT/target/fuzz-corpus
 
@@ -95,8 +94,19 @@ for t in $TARGETS; do
         vhdx) max_len=150000 ;;
         *) max_len=70000 ;;
     esac
-    echo "fuzz.sh: fuzzing $t for ${SECS}s"
     mkdir -p "fuzz/artifacts/$t"
+    repro=(fuzz/artifacts/"$t"/*)
+    if [ -e "${repro[0]}" ]; then
+        echo "fuzz.sh: replaying ${#repro[@]} reproducer(s) of $t"
+        if ! (cd fuzz && cargo +nightly fuzz run -s none -a "$t" "${repro[@]/#fuzz\//}" \
+                > "$ROOT/target/fuzz-$t-replay.log" 2>&1); then
+            echo "fuzz.sh: $t fails on a kept reproducer; its log:" >&2
+            tail -40 "$ROOT/target/fuzz-$t-replay.log" >&2
+            failed+=("$t")
+            continue
+        fi
+    fi
+    echo "fuzz.sh: fuzzing $t for ${SECS}s"
     # -timeout: one input taking this long is a hang; -rss_limit_mb: an
     # input needing this much memory is an allocation bomb.
     if ! (cd fuzz && cargo +nightly fuzz run -s none -a "$t" "$OUT/$t" -- \

@@ -145,7 +145,7 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
     }
     if refcounts_checked {
         for (_, at) in refcount_blocks(file, &h, len)? {
-            if at % cs == 0 && at + cs <= len {
+            if at % cs == 0 && at.checked_add(cs).is_some_and(|end| end <= len) {
                 uses.add(at, cs, true);
             }
         }
