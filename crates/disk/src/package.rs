@@ -764,17 +764,19 @@ fn decode_written(shape: Shape, out: OutputFile, expected: &dyn VirtualDisk) -> 
     let digest = DiskDigest::comparing(expected, PENDING_SHA)
         .ctx("listing the expected disk's extents")
         .map_err(with_target)?;
-    let report = verify_file_with(out.file(), shape.format(), digest).map_err(|e| {
+    // The file's own SHA-256 (for the shapes whose file is not the disk
+    // and a footer) is computed beside the decoding, not after it.
+    let needs_file_sha = !matches!(shape, Shape::AwsRaw | Shape::AwsVhd | Shape::AzureVhd);
+    let (report, file_sha) = std::thread::scope(|s| {
+        let file_sha = needs_file_sha.then(|| s.spawn(|| sha256_file(out.temp_path())));
+        let report = verify_file_with(out.file(), shape.format(), digest);
+        let file_sha = file_sha.map(|h| h.join().expect("hash threads do not panic"));
+        (report, file_sha)
+    });
+    let report = report.map_err(|e| {
         Error::new(e.kind(), format!("verification failed: {}", e.message())).with_path(&target)
     })?;
-    let file_sha = match shape {
-        Shape::AwsRaw | Shape::AwsVhd | Shape::AzureVhd => None,
-        _ => Some(
-            sha256_file(out.temp_path())
-                .ctx("reading")
-                .map_err(with_target)?,
-        ),
-    };
+    let file_sha = file_sha.transpose().ctx("reading").map_err(with_target)?;
     Ok(Decoded {
         out,
         report,
