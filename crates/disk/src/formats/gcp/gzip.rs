@@ -71,19 +71,22 @@ pub struct GzipWriter<W: Write> {
     jobs: usize,
     /// Blocks being compressed, oldest first (at most `2 * jobs`); each
     /// is written once done, in order.
-    in_flight: VecDeque<std::thread::JoinHandle<io::Result<(Vec<u8>, crc32fast::Hasher)>>>,
+    in_flight: VecDeque<std::thread::JoinHandle<io::Result<Compressed>>>,
     /// The block being filled.
     cur: Vec<u8>,
     crc: crc32fast::Hasher,
     len: u64,
 }
 
+/// A compressed block and the CRC-32 of its input.
+type Compressed = (Vec<u8>, crc32fast::Hasher);
+
 /// Raw-deflate `data`, ending in a sync flush; also return its CRC-32.
 /// Segments of [`SEGMENT`] bytes that look incompressible are written as
 /// stored blocks; each run of compressible segments is deflated on its own
 /// by libdeflate and made a non-final, byte-aligned piece
 /// ([`deflate::make_nonfinal`]).
-fn compress_block(data: &[u8]) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
+fn compress_block(data: &[u8]) -> io::Result<Compressed> {
     const SEGMENT: usize = 64 * 1024;
     let mut crc = crc32fast::Hasher::new();
     crc.update(data);
