@@ -194,7 +194,13 @@ def run_fixture(name, work, runs):
     result = {"fixture": name, "image_size": os.path.getsize(img), "load_before": load, "sides": {}}
     for side, script in sides.items():
         out = os.path.join(work, f"out-{name}-{side}")
-        ms = [measure(script(out)) for _ in range(runs)]
+        ms = []
+        for _ in range(runs):
+            # Each side starts with no dirty pages of the previous one left to
+            # write back (cloudimg fsyncs its artifacts; the stock tools do
+            # not, so their writeback would otherwise land in the next run).
+            subprocess.run(["sync"], check=True)
+            ms.append(measure(script(out)))
         result["sides"][side] = {
             "wall_s": median([m["wall"] for m in ms]),
             "cpu_s": median([m["cpu"] for m in ms]),
