@@ -11,8 +11,6 @@ use cloudimg_disk::error::ErrorKind;
 use cloudimg_disk::formats::qcow2;
 use cloudimg_disk::formats::{Format, WriteOptions};
 use cloudimg_disk::io::{sha256_disk, DiskDigest, RawFile};
-use cloudimg_disk::layout::gpt::{create, GptSpec, NewPartition};
-use cloudimg_disk::layout::Guid;
 use cloudimg_disk::verify::Layer;
 use cloudimg_disk::{ExtentKind, VirtualDisk};
 use common::{run, Rng};
@@ -25,24 +23,7 @@ const OPTS: WriteOptions = WriteOptions {
 /// A sparse raw disk of `size` bytes with a GPT, seeded random runs,
 /// compressible text runs and holes, and a run of explicit zeros.
 fn make_input(path: &Path, size: u64, seed: u64) {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.set_len(size).unwrap();
-    let mut spec = GptSpec::new(Guid::v4_from([seed as u8; 16]));
-    spec.partitions.push(NewPartition {
-        type_guid: "0FC63DAF-8483-4772-8E79-3D69D8477DE4".parse().unwrap(),
-        unique_guid: Guid::v4_from([3; 16]),
-        first_lba: 2048,
-        last_lba: size / 512 - 34,
-        attributes: 0,
-        name: "data".into(),
-    });
-    create(&spec, size).unwrap().write_to(&f).unwrap();
+    let f = common::gpt_file(path, size, seed);
     let mut rng = Rng::new(seed);
     let mut off = 1 << 20;
     let mut k = 0u64;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +11,6 @@ use std::time::Instant;
 use cloudimg_disk::formats::vhdx::{self, wire, writer::VhdxLayout};
 use cloudimg_disk::formats::{Format, WriteOptions};
 use cloudimg_disk::io::{sha256_disk, sha256_file, DiskDigest, RawFile};
-use cloudimg_disk::layout::gpt::{create, GptSpec, NewPartition};
 use cloudimg_disk::layout::Guid;
 use cloudimg_disk::{ExtentKind, VirtualDisk};
 use common::{require_tool, run, Rng};
@@ -25,24 +24,7 @@ const OPTS: WriteOptions = WriteOptions {
 /// runs separated by holes, plus a few long runs so that some blocks are
 /// wholly zero and some wholly data.
 fn make_input(path: &Path, size: u64, seed: u64) {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.set_len(size).unwrap();
-    let mut spec = GptSpec::new(Guid::v4_from([seed as u8; 16]));
-    spec.partitions.push(NewPartition {
-        type_guid: "0FC63DAF-8483-4772-8E79-3D69D8477DE4".parse().unwrap(),
-        unique_guid: Guid::v4_from([3; 16]),
-        first_lba: 2048,
-        last_lba: size / 512 - 34,
-        attributes: 0,
-        name: "data".into(),
-    });
-    create(&spec, size).unwrap().write_to(&f).unwrap();
+    let f = common::gpt_file(path, size, seed);
     let mut rng = Rng::new(seed);
     let mut off = 1 << 20;
     // Data for the first ~third of the disk, then nothing but one sector
