@@ -44,7 +44,7 @@ use crate::layout::{Guid, PartitionTable};
 
 /// One MiB, the alignment partitions should start on and the unit Azure
 /// sizes must be a multiple of.
-pub const MIB: u64 = 1 << 20;
+pub use crate::disk::MIB;
 /// GPT type of the EFI system partition.
 pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 /// GPT type of the BIOS boot partition (GRUB's core.img).

@@ -15,9 +15,7 @@ use std::sync::{mpsc, Arc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::disk::{
-    ExtentKind, MemDisk, PatchedDisk, VirtualDisk, ZeroScanned, GIB, MIB, SECTOR_SIZE,
-};
+use crate::disk::{ExtentKind, PatchedDisk, VirtualDisk, ZeroScanned, GIB, MIB, SECTOR_SIZE};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::formats::{self, Format, WriteOptions};
 use crate::io::sha256x2::{self, Lane};
@@ -510,16 +508,13 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                     let (s, g) = sha256x2::hash_two(&disk, g, Some(&differs))?;
                     Ok((s, Some(Sha256Hex(g.finish()))))
                 }
-                None => Ok((
-                    sha256x2::hash_two(&disk, &MemDisk::new(Vec::new()), None)?.0,
-                    None,
-                )),
+                None => Ok((sha256x2::hash_one(&disk)?, None)),
             }
         });
         let azure_hash = azure
             .as_ref()
             .filter(|_| !azure_is_input)
-            .map(|a| scope.spawn(move || sha256x2::hash_two(a, &MemDisk::new(Vec::new()), None)));
+            .map(|a| scope.spawn(move || sha256x2::hash_one(a)));
         // Each shape is written, then read back and decoded, comparing
         // its content with its disk, on its own thread: a shape finished
         // early is verified while the others are still being written.
@@ -561,8 +556,7 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
             Some(h) => Some(
                 h.join()
                     .expect("hash threads do not panic")
-                    .map_err(read_err)?
-                    .0,
+                    .map_err(read_err)?,
             ),
             None => azure_is_input.then(|| source_lane.clone()),
         };

@@ -8,14 +8,13 @@
 //! disappears with the returned disk.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::disk::VirtualDisk;
 use crate::error::{Error, IoContext, Result};
-use crate::formats::{self, gcp, ova, Format};
-use crate::io::RawFile;
+use crate::formats::{self, gcp, Format};
+use crate::io::{unnamed_temp_beside, FileReader, RawFile};
 
 /// Open the image at `path` for reading, whatever its format; return the
 /// disk it holds and the format found. Errors name `path`.
@@ -40,7 +39,7 @@ pub fn open_file_disk(
         Format::Qcow2 => formats::qcow2::open(file)?,
         Format::Vhdx => formats::vhdx::open(file)?,
         Format::Gzip => {
-            let out = ova::verify::unnamed_temp(&file)?;
+            let out = unnamed_temp_beside(&file, "a temporary extracted disk")?;
             let size = gcp::extract_disk(&file, &out)?;
             Box::new(RawFile::window(out, path, 0, size))
         }
@@ -76,7 +75,7 @@ pub fn decoded_once(
     if !matches!(format, Format::Vmdk | Format::Ova | Format::Qcow2) {
         return Ok(disk);
     }
-    let out = ova::verify::unnamed_temp(near)?;
+    let out = unnamed_temp_beside(near, "a temporary decoded disk")?;
     out.set_len(disk.size())
         .ctx("sizing the temporary decoded disk")?;
     let mut buf = vec![0u8; crate::disk::BUFFER_SIZE];
@@ -97,7 +96,7 @@ pub fn decoded_once(
 
 /// Copy the first `.vmdk` member of an OVA to an unnamed temporary file.
 fn ova_vmdk(file: &File) -> Result<File> {
-    let out = ova::verify::unnamed_temp(file)?;
+    let out = unnamed_temp_beside(file, "a temporary VMDK")?;
     extract_ova_vmdk(file, &out)?;
     Ok(out)
 }
@@ -105,7 +104,7 @@ fn ova_vmdk(file: &File) -> Result<File> {
 /// Copy the first `.vmdk` member of the OVA `file` into `out` (from its
 /// start); return the member's size.
 pub fn extract_ova_vmdk(file: &File, out: &File) -> Result<u64> {
-    let mut tar = gcp::tar::TarReader::new(ReadAt { file, pos: 0 });
+    let mut tar = gcp::tar::TarReader::new(FileReader::new(file));
     while let Some(entry) = tar.next_entry()? {
         if !entry.name_str().to_ascii_lowercase().ends_with(".vmdk") {
             continue;
@@ -128,18 +127,4 @@ pub fn extract_ova_vmdk(file: &File, out: &File) -> Result<u64> {
         return Ok(entry.size);
     }
     Err(Error::invalid_format("the OVA has no .vmdk member"))
-}
-
-/// Sequential reads of a file by position.
-struct ReadAt<'a> {
-    file: &'a File,
-    pos: u64,
-}
-
-impl Read for ReadAt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
 }

@@ -5,7 +5,9 @@ mod digest;
 mod output;
 mod raw_file;
 pub mod sha256x2;
+mod temp;
 
 pub use digest::{feed_disk, sha256_disk, sha256_file, DiskDigest, Sha256Hex};
 pub use output::{cleanup_registered, OutputFile};
 pub use raw_file::RawFile;
+pub use temp::{unnamed_temp_beside, unnamed_temp_in, FileReader};

@@ -19,12 +19,13 @@
 //! projects (tests/tar_gzip_corpus.rs).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 
 use crate::disk::{VirtualDisk, GIB};
 use crate::error::{Error, IoContext, Result};
 use crate::formats::WriteOptions;
+use crate::io::FileReader;
 
 pub mod gzip;
 pub mod tar;
@@ -68,27 +69,6 @@ pub fn write_tar_gz_jobs<W: Write>(
     };
     tar::write_disk_tar(disk, &spec, &mut gz)?;
     gz.finish()
-}
-
-/// A [`Read`] over a file through positioned reads, so the file's own
-/// cursor is neither used nor moved.
-pub(crate) struct FileReader<'a> {
-    file: &'a File,
-    pos: u64,
-}
-
-impl<'a> FileReader<'a> {
-    pub(crate) fn new(file: &'a File) -> Self {
-        FileReader { file, pos: 0 }
-    }
-}
-
-impl Read for FileReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
 }
 
 /// Block size used to leave all-zero blocks of the extracted disk as holes.

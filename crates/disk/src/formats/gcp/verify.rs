@@ -11,11 +11,12 @@ use std::sync::Mutex;
 
 use super::gzip::GzipReader;
 use super::tar::{self, TarChunk, TarEnd, TarEntry, TarReader, MAGIC_GNU};
-use super::{FileReader, MEMBER_NAME};
+use super::MEMBER_NAME;
 use crate::disk::{Extent, ExtentKind, VirtualDisk, GIB};
 use crate::error::{IoContext, Result};
 use crate::formats::Format;
 use crate::io::DiskDigest;
+use crate::io::FileReader;
 use crate::verify::{Finding, Report};
 
 /// Bytes kept from each end of the decoded disk for the GPT check (the

@@ -10,9 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::io::{BufReader, BufWriter, Write};
 
 use sha2::{Digest, Sha256};
 
@@ -22,7 +20,7 @@ use crate::disk::BUFFER_SIZE;
 use crate::error::{Error, IoContext, Result};
 use crate::formats::gcp::tar::{typeflag, TarChunk, TarEnd, TarFormat, TarReader, RECORD_SIZE};
 use crate::formats::{read_up_to, Format};
-use crate::io::DiskDigest;
+use crate::io::{unnamed_temp_beside, DiskDigest, FileReader};
 use crate::verify::{Finding, Report};
 
 /// Largest `.ovf` or `.mf` member read into memory.
@@ -49,10 +47,7 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
     let mut r = Report::new(Format::Ova, file_size);
     r.detail("container", "ova");
 
-    let mut tar = TarReader::new(BufReader::with_capacity(
-        BUFFER_SIZE,
-        ReadAt { file, pos: 0 },
-    ));
+    let mut tar = TarReader::new(BufReader::with_capacity(BUFFER_SIZE, FileReader::new(file)));
     let mut members: Vec<Member> = Vec::new();
     let mut ovf_text: Option<(usize, String)> = None;
     let mut mf_text: Option<(usize, String)> = None;
@@ -121,7 +116,10 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
         }
         let mut text = Vec::new();
         let mut copy = if is_disk {
-            Some(BufWriter::with_capacity(BUFFER_SIZE, unnamed_temp(file)?))
+            Some(BufWriter::with_capacity(
+                BUFFER_SIZE,
+                unnamed_temp_beside(file, "a temporary VMDK")?,
+            ))
         } else {
             None
         };
@@ -522,60 +520,4 @@ fn manifest_findings(text: &str, mf: &Member, members: &[Member], r: &mut Report
             ));
         }
     }
-}
-
-/// Reads `file` from offset 0 with positioned reads: the file's own
-/// cursor (shared with its clones) is neither used nor moved.
-struct ReadAt<'a> {
-    file: &'a File,
-    pos: u64,
-}
-
-impl Read for ReadAt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-/// An unnamed temporary file beside `ova` when its directory is known and
-/// writable, else in [`std::env::temp_dir`].
-pub(crate) fn unnamed_temp(ova: &File) -> Result<File> {
-    use std::os::fd::AsRawFd;
-    let beside = std::fs::read_link(format!("/proc/self/fd/{}", ova.as_raw_fd()))
-        .ok()
-        .filter(|p| p.is_absolute())
-        .and_then(|p| p.parent().map(PathBuf::from));
-    if let Some(dir) = beside {
-        if let Ok(f) = temp_in(&dir) {
-            return Ok(f);
-        }
-    }
-    temp_in(&std::env::temp_dir())
-}
-
-fn temp_in(dir: &std::path::Path) -> Result<File> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    for _ in 0..100 {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".ova-verify.{}.{n}.tmp", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => {
-                std::fs::remove_file(&path)
-                    .ctx("removing the temporary VMDK's name")
-                    .map_err(|e| e.with_path(&path))?;
-                return Ok(f);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::io("creating a temporary VMDK", e).with_path(&path)),
-        }
-    }
-    Err(Error::invalid_input("cannot find a free temporary file name").with_path(dir))
 }

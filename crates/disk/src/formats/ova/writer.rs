@@ -2,10 +2,8 @@
 //! size must be in its tar header and in the descriptor before its bytes),
 //! then the archive is written in one pass.
 
-use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -15,6 +13,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::formats::gcp::tar::{pad, BLOCK_SIZE, RECORD_SIZE};
 use crate::formats::vmdk::write_stream_optimized_jobs;
 use crate::formats::WriteOptions;
+use crate::io::unnamed_temp_in;
 
 /// Write `disk` as the OVA `name` to `out`, with `jobs` VMDK compression
 /// workers; the temporary VMDK goes to [`std::env::temp_dir`]. The bytes
@@ -45,7 +44,7 @@ pub fn write_in(
     let (ovf_name, vmdk_name, mf_name) = member_names(name);
     let capacity = disk.size();
 
-    let mut tmp = unnamed_temp(temp_dir, name)?;
+    let mut tmp = unnamed_temp_in(temp_dir, "the temporary VMDK")?;
     {
         let w = BufWriter::with_capacity(BUFFER_SIZE, &tmp);
         let w = write_stream_optimized_jobs(disk, w, &vmdk_name, opts, jobs)?;
@@ -113,32 +112,4 @@ fn put_member(out: &mut impl Write, name: &str, data: &[u8], mtime: u64) -> Resu
     out.write_all(&[0u8; 512][..pad(len) as usize])
         .ctx("writing the OVA")?;
     Ok(BLOCK_SIZE + len + pad(len))
-}
-
-/// Create a file in `dir` and remove its name at once: the open file is
-/// the only reference left.
-fn unnamed_temp(dir: &Path, name: &str) -> Result<File> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    for _ in 0..100 {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".{name}-disk1.vmdk.{}.{n}.tmp", std::process::id()));
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => {
-                std::fs::remove_file(&path)
-                    .ctx("removing the temporary VMDK's name")
-                    .map_err(|e| e.with_path(&path))?;
-                return Ok(f);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(Error::io("creating the temporary VMDK", e).with_path(&path));
-            }
-        }
-    }
-    Err(Error::invalid_input("cannot find a free temporary VMDK name").with_path(dir))
 }

@@ -7,7 +7,7 @@
 use crate::layout::Guid;
 
 /// One MiB: the alignment of every region, log and payload block.
-pub const MIB: u64 = 1 << 20;
+pub use crate::disk::MIB;
 /// File type identifier signature at offset 0 (spec 2.2.1).
 pub const FILE_SIGNATURE: [u8; 8] = *b"vhdxfile";
 /// Creator field: 256 UTF-16LE code units after the signature.
