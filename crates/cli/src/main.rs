@@ -56,6 +56,7 @@ fn main() -> ExitCode {
         Cmd::Boot(a) => cmd::boot::run(a),
         Cmd::Cloud(a) => cmd::cloud::run(a),
     };
+    signals::settle();
     match result {
         Ok(code) => code,
         Err(e) => {

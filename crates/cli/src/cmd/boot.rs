@@ -87,7 +87,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         opts.expect = args.expect.clone();
         opts.timeout = Duration::from_secs_f64(args.timeout);
         opts.log_dir = args.log.clone();
-        let record = cloudimg_boot::boot(&args.artifact, &opts)
+        let record = cloudimg_boot::boot(&args.artifact, &opts);
+        // A signal kills QEMU: that boot's failure is not worth reporting.
+        crate::signals::settle();
+        let record = record
             .with_context(|| format!("booting {} with {}", args.artifact.display(), fw.name()))?;
         println!("{}", record.summary());
         if !record.passed {
