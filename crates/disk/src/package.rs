@@ -526,6 +526,9 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                 let target = req.out_dir.join(shape.file_name(&req.name));
                 let counter = req.progress.as_deref().map(|p| &p.read[shape.index()]);
                 scope.spawn(move || {
+                    // The hashes above are the one pass that cannot be
+                    // split: let them go first (see io::priority).
+                    crate::io::priority::lower_this_thread();
                     let _ = tx.send(Event::Writing(shape));
                     let disk = shape_disk(shape);
                     let r = write_shape(shape, disk, &target, opts, req, counter).and_then(|out| {

@@ -3,6 +3,7 @@
 
 mod digest;
 mod output;
+pub mod priority;
 mod raw_file;
 pub mod sha256x2;
 mod temp;
