@@ -62,23 +62,24 @@ pub fn looks_incompressible(data: &[u8]) -> bool {
     if entropy < ENTROPY_THRESHOLD_BITS {
         return false;
     }
-    // Repeats: remember where each (hashed) 8-byte sequence was last seen,
-    // every 4th position, and count confirmed repeats.
+    // Repeats: remember the 8-byte sequence last seen at each hash slot,
+    // every 4th position, and count the sequences seen again. Keeping the
+    // sequence itself rather than where it was saves a second, random
+    // read per position (2.5 times faster on random data). An empty slot
+    // holds a sequence that does not hash to it (0 hashes to slot 0, so
+    // slot 0 starts with 1), so it never counts as a repeat.
     const TABLE_BITS: u32 = 12;
-    let mut table = [u32::MAX; 1 << TABLE_BITS];
+    let slot = |w: u64| (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize;
+    let mut table = [0u64; 1 << TABLE_BITS];
+    table[0] = 1;
+    debug_assert!(slot(0) == 0 && slot(1) != 0);
     let mut repeats = 0usize;
     let mut i = 0usize;
     while i + 8 <= data.len() {
         let w = u64::from_le_bytes(data[i..i + 8].try_into().expect("8 bytes"));
-        let h = (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize;
-        let prev = table[h];
-        if prev != u32::MAX {
-            let p = prev as usize;
-            if data[p..p + 8] == data[i..i + 8] {
-                repeats += 1;
-            }
-        }
-        table[h] = i as u32;
+        let h = slot(w);
+        repeats += usize::from(table[h] == w);
+        table[h] = w;
         i += 4;
     }
     // One confirmed repeat in 512 sampled positions is already worth
@@ -262,7 +263,58 @@ impl BitReader<'_> {
         ];
         let data = self.data;
         let total_bits = data.len() * 8;
-        let mut pos = self.pos;
+        // Fast path, while 8 bytes can be loaded: a 64-bit bit buffer kept
+        // in a register and topped up before each symbol to at least 56
+        // bits (libdeflate's refill: the bytes that fit whole are counted,
+        // the bits of a partial one are loaded again next time). A symbol
+        // takes at most 48 bits, so the buffer never runs dry and every
+        // bit read is within the data.
+        let (mut next, mut have) = (self.pos / 8, 0u32);
+        let mut buf = 0u64;
+        if next + 8 <= data.len() {
+            buf = u64::from_le_bytes(data[next..next + 8].try_into().expect("8 bytes"));
+            let skip = (self.pos % 8) as u32;
+            buf >>= skip;
+            have = 64 - skip;
+            next += 8;
+        }
+        while next + 8 <= data.len() {
+            if have < 56 {
+                let word = u64::from_le_bytes(data[next..next + 8].try_into().expect("8 bytes"));
+                buf |= word << have;
+                next += ((63 - have) / 8) as usize;
+                have |= 56;
+            }
+            let (sym, len) = lit.lookup(buf);
+            if len == 0 {
+                return Err("invalid Huffman code");
+            }
+            let used = match sym {
+                0..=255 => len,
+                256 => {
+                    self.pos = next * 8 - have as usize + len as usize;
+                    return Ok(());
+                }
+                257..=285 => {
+                    let l = len + u32::from(LEN_EXTRA[usize::from(sym - 257)]);
+                    let (d, dlen) = dist.lookup(buf >> l);
+                    let extra = DIST_EXTRA[usize::from(d & 0x1f)];
+                    if dlen == 0 || extra == 0xff {
+                        return Err("invalid distance code");
+                    }
+                    l + dlen + u32::from(extra)
+                }
+                _ => return Err("invalid length code"),
+            };
+            buf >>= used;
+            have -= used;
+        }
+        // The last bytes, read with bounds checks.
+        let mut pos = if have == 0 {
+            self.pos
+        } else {
+            next * 8 - have as usize
+        };
         loop {
             // At most 15 + 5 + 15 + 13 = 48 bits per symbol: one refill.
             let byte = pos / 8;
@@ -478,6 +530,56 @@ mod tests {
         assert!(!looks_incompressible(&repeated));
         assert!(!looks_incompressible(&[0u8; 65536]));
         assert!(!looks_incompressible(&xorshift(1000, 3)));
+    }
+
+    /// The repeat check as first written: a table of positions, the
+    /// sequence at the remembered position read again to confirm.
+    fn repeats_by_position(data: &[u8]) -> usize {
+        let mut table = [u32::MAX; 1 << 12];
+        let (mut repeats, mut i) = (0, 0);
+        while i + 8 <= data.len() {
+            let w = u64::from_le_bytes(data[i..i + 8].try_into().unwrap());
+            let h = (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize;
+            if table[h] != u32::MAX {
+                let p = table[h] as usize;
+                repeats += usize::from(data[p..p + 8] == data[i..i + 8]);
+            }
+            table[h] = i as u32;
+            i += 4;
+        }
+        repeats
+    }
+
+    #[test]
+    fn repeat_check_decides_as_the_position_table_did() {
+        // Random data with more and more copied runs, across the
+        // threshold (one repeat in 512 sampled positions), and runs of
+        // zeros (whose sequence hashes to slot 0).
+        for copies in [0usize, 1, 4, 8, 15, 16, 17, 24, 32, 64, 200] {
+            for zeros in [false, true] {
+                let mut d = xorshift(65536, copies as u64 + 1);
+                let mut x = 12345u64 + copies as u64;
+                for k in 0..copies {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let from = (x >> 33) as usize % 60000;
+                    let to = (from + 64 + k * 4) % 60000;
+                    let run: Vec<u8> = if zeros {
+                        vec![0; 32]
+                    } else {
+                        d[from..from + 32].to_vec()
+                    };
+                    d[to..to + 32].copy_from_slice(&run);
+                }
+                let want = repeats_by_position(&d) * 512 < d.len() / 4;
+                assert_eq!(
+                    looks_incompressible(&d),
+                    want,
+                    "{copies} copies, zeros {zeros}"
+                );
+            }
+        }
     }
 
     #[test]
