@@ -375,19 +375,22 @@ where
         for _ in 0..jobs {
             let done_tx = done_tx.clone();
             let job_rx = &job_rx;
-            scope.spawn(move || {
-                let mut enc = GrainEncoder::new(h.grain_bytes());
-                loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(g) = job else { return };
-                    if done_tx.send((g, enc.encode(disk, h, g))).is_err() {
-                        return;
+            let spawned = std::thread::Builder::new()
+                .name("vmdk".into())
+                .spawn_scoped(scope, move || {
+                    let mut enc = GrainEncoder::new(h.grain_bytes());
+                    loop {
+                        let job = match job_rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(g) = job else { return };
+                        if done_tx.send((g, enc.encode(disk, h, g))).is_err() {
+                            return;
+                        }
                     }
-                }
-            });
+                });
+            spawned.map_err(|e| Error::io("starting a compression thread", e))?;
         }
         drop(done_tx);
 
