@@ -392,3 +392,39 @@ fn failed_verification_removes_the_artifact() {
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
+
+#[test]
+fn phase_trace_only_when_asked() {
+    let t = tempfile::tempdir().unwrap();
+    gpt_image(t.path(), "disk.img", 24 * MIB, 6);
+    let run_with = |trace: Option<&str>, out: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cloudimg"));
+        c.args(["package", "disk.img", "-q", "-o", out])
+            .current_dir(t.path())
+            .env_remove("CLOUDIMG_TRACE");
+        if let Some(v) = trace {
+            c.env("CLOUDIMG_TRACE", v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    assert_eq!(run_with(None, "a"), "");
+    assert_eq!(run_with(Some("0"), "b"), "");
+    let err = run_with(Some("1"), "c");
+    for phase in [
+        "input scanned, shapes planned",
+        "input and grown disk hashed",
+        "aws-raw written",
+        "aws-vhd decoded back",
+        "aws-vmdk decoded back",
+        "gcp-tar-gz decoded back",
+        "manifest written",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("cloudimg: trace ") && l.ends_with(phase)),
+            "no {phase:?} in:\n{err}"
+        );
+    }
+}

@@ -24,6 +24,7 @@ pub mod inspect;
 pub mod io;
 pub mod layout;
 pub mod package;
+pub mod trace;
 pub mod verify;
 
 pub use disk::{Extent, ExtentKind, MemDisk, VirtualDisk, SECTOR_SIZE};

@@ -21,6 +21,7 @@ use crate::formats::{self, Format, WriteOptions};
 use crate::io::sha256x2::{self, Lane};
 use crate::io::{sha256_file, DiskDigest, OutputFile, RawFile, Sha256Hex};
 use crate::layout;
+use crate::trace;
 use crate::verify::{disk_findings, Finding, Layer, Report};
 
 /// Which cloud a shape is for.
@@ -404,15 +405,6 @@ pub fn azure_size(size: u64) -> u64 {
     size.div_ceil(MIB) * MIB
 }
 
-static T0: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-fn tr(what: &str) {
-    eprintln!(
-        "TRACE {:6.2} {what}",
-        T0.get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_secs_f64()
-    );
-}
 /// Package `req.input` into `req.shapes`, calling `on_event` (on this
 /// thread) as work progresses. Fails before any work for unusable input
 /// or output; a shape that cannot be made (e.g. GCP for an image with a
@@ -427,7 +419,7 @@ fn tr(what: &str) {
 /// has equal SHA-256, so the manifest's digests are never guessed: they
 /// are the hashes of disks proven identical to the decoded artifacts.
 pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<Outcome> {
-    tr("start");
+    trace::begin();
     let input = &req.input;
     let read_err = |e: std::io::Error| Error::io("reading", e).with_path(input);
     let jobs = req.jobs.max(1);
@@ -515,7 +507,7 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
         }
     };
 
-    tr("planned");
+    trace::phase(|| "input scanned, shapes planned".into());
     let (tx, rx) = mpsc::channel::<Event>();
     type Results = Vec<(Shape, Result<Artifact>)>;
     let (results, source_sha) = std::thread::scope(|scope| -> Result<(Results, Sha256Hex)> {
@@ -534,10 +526,14 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                             .map(|(at, b)| *at..at + b.len() as u64)
                             .collect();
                         let (s, g) = sha256x2::hash_two(&disk, g, Some(&differs))?;
-                        tr("hash done");
+                        trace::phase(|| "input and grown disk hashed".into());
                         Ok((s, Some(Sha256Hex(g.finish()))))
                     }
-                    None => Ok((sha256x2::hash_one(&disk)?, None)),
+                    None => {
+                        let s = sha256x2::hash_one(&disk)?;
+                        trace::phase(|| "input hashed".into());
+                        Ok((s, None))
+                    }
                 }
             },
         );
@@ -562,10 +558,10 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                     let _ = tx.send(Event::Writing(shape));
                     let disk = shape_disk(shape);
                     let r = write_shape(shape, disk, &target, opts, req, counter).and_then(|out| {
-                        tr(&format!("{shape:?} written"));
+                        trace::phase(|| format!("{} written", shape.thread_name()));
                         let _ = tx.send(Event::Verifying(shape));
                         let r = decode_written(shape, out, disk);
-                        tr(&format!("{shape:?} verified"));
+                        trace::phase(|| format!("{} decoded back", shape.thread_name()));
                         r
                     });
                     if let Err(e) = &r {
@@ -668,10 +664,9 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
         },
         artifacts,
     };
-    tr("committed");
     let manifest_path = req.out_dir.join("manifest.json");
     write_manifest(&manifest, &manifest_path)?;
-    tr("manifest");
+    trace::phase(|| "manifest written".into());
     Ok(Outcome {
         manifest,
         manifest_path,
@@ -786,9 +781,7 @@ fn write_shape(
         }
     }
     .map_err(with_target)?;
-    tr(&format!("{shape:?} fsync start"));
     out.file().sync_all().ctx("flushing").map_err(with_target)?;
-    tr(&format!("{shape:?} fsync end"));
     corrupt_for_tests(out.file(), target);
     Ok(out)
 }
