@@ -428,3 +428,50 @@ fn phase_trace_only_when_asked() {
         );
     }
 }
+
+/// The raw and fixed VHD artifacts are written and read back with direct
+/// I/O where the filesystem offers it: after packaging, almost none of
+/// their data is in the page cache (util-linux `fincore` counts the
+/// resident pages), while the compressed artifacts, written through the
+/// cache, are all there.
+#[test]
+fn raw_copies_bypass_the_page_cache() {
+    if !require_tool("fincore") {
+        return;
+    }
+    let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let fs = run(Command::new("stat").args(["-f", "-c", "%T"]).arg(t.path()));
+    if fs.trim() == "tmpfs" {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI builds on a disk filesystem"
+        );
+        eprintln!("SKIP: {} is a tmpfs: no direct I/O", t.path().display());
+        return;
+    }
+    let img = t.path().join("disk.img");
+    let f = File::create(&img).unwrap();
+    f.set_len(64 * MIB).unwrap();
+    let mut data = vec![0u8; 40 * MIB as usize];
+    Rng::new(8).fill(&mut data);
+    f.write_all_at(&data, 8 * MIB).unwrap();
+    drop(f);
+    ok(cloudimg(
+        &["package", "disk.img", "--aws", "-o", "out"],
+        t.path(),
+    ));
+    let resident = |name: &str| -> u64 {
+        let out = run(Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--output", "RES"])
+            .arg(t.path().join("out").join(name)));
+        out.trim().parse().unwrap()
+    };
+    for name in ["capos-aws.raw", "capos-aws.vhd"] {
+        assert!(
+            resident(name) < MIB,
+            "{name}: {} bytes cached",
+            resident(name)
+        );
+    }
+    assert!(resident("capos-aws.vmdk") > 30 * MIB);
+}

@@ -18,8 +18,9 @@ use sha2::{Digest, Sha256};
 use crate::disk::{ExtentKind, PatchedDisk, VirtualDisk, ZeroScanned, GIB, MIB, SECTOR_SIZE};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::formats::{self, Format, WriteOptions};
+use crate::io::direct::{self, Direct};
 use crate::io::sha256x2::{self, Lane};
-use crate::io::{sha256_file, DiskDigest, OutputFile, RawFile, Sha256Hex};
+use crate::io::{sha256_file, DiskDigest, OutputFile, RawFile, ReadBack, Sha256Hex};
 use crate::layout;
 use crate::trace;
 use crate::verify::{disk_findings, Finding, Layer, Report};
@@ -96,6 +97,13 @@ impl Shape {
             Shape::Vhdx => 6,
             Shape::Ova => 7,
         }
+    }
+
+    /// Whether the shape is a plain copy of its disk (raw, fixed VHD):
+    /// those are written and read back with direct I/O where possible
+    /// ([`crate::io::direct`]), the others through the page cache.
+    fn reads_back_from_device(self) -> bool {
+        matches!(self, Shape::AwsRaw | Shape::AwsVhd | Shape::AzureVhd)
     }
 
     /// The name of the thread that writes and verifies the shape.
@@ -761,9 +769,18 @@ fn write_shape(
     };
     let jobs = req.jobs.max(1);
     let buffered = || BufWriter::with_capacity(crate::disk::BUFFER_SIZE, out.file());
+    // The plain copies of the disk go to the device directly where the
+    // filesystem allows it and cannot share extents (io::direct).
+    let direct = || {
+        (shape.reads_back_from_device() && !direct::copies_without_data(out.file()))
+            .then(|| Direct::reopen(out.file(), true))
+            .flatten()
+    };
     match shape {
-        Shape::AwsRaw => formats::raw::write(disk, out.file()),
-        Shape::AwsVhd | Shape::AzureVhd => formats::vhd::write_fixed(disk, out.file(), opts),
+        Shape::AwsRaw => formats::raw::write_with(disk, out.file(), direct().as_ref()),
+        Shape::AwsVhd | Shape::AzureVhd => {
+            formats::vhd::writer::write_fixed_with(disk, out.file(), direct().as_ref(), opts)
+        }
         Shape::AwsVmdk => {
             let name = shape_file_name(target);
             formats::vmdk::write_stream_optimized_jobs(disk, buffered(), &name, opts, jobs)
@@ -814,7 +831,12 @@ fn decode_written(shape: Shape, out: OutputFile, expected: &dyn VirtualDisk) -> 
     let (report, file_sha) = std::thread::scope(|s| {
         let file_sha =
             needs_file_sha.then(|| spawn_named(s, "sha256-file", || sha256_file(out.temp_path())));
-        let report = verify_file_with(out.file(), shape.format(), digest);
+        let from = if shape.reads_back_from_device() {
+            ReadBack::Device
+        } else {
+            ReadBack::PageCache
+        };
+        let report = verify_file_from(out.file(), shape.format(), digest, from);
         let file_sha = file_sha.map(|h| h.join().expect("hash threads do not panic"));
         (report, file_sha)
     });
@@ -976,16 +998,29 @@ pub fn verify_file(file: &File, format: Format) -> Result<Report> {
 
 /// [`verify_file`], feeding the decoded disk to `digest`.
 pub fn verify_file_with(file: &File, format: Format, digest: DiskDigest<'_>) -> Result<Report> {
+    verify_file_from(file, format, digest, ReadBack::PageCache)
+}
+
+/// [`verify_file_with`], reading a raw or fixed VHD file's data as `from`
+/// says (the other formats are read through the page cache).
+pub fn verify_file_from(
+    file: &File,
+    format: Format,
+    digest: DiskDigest<'_>,
+    from: ReadBack,
+) -> Result<Report> {
     match format {
         Format::Raw => {
-            let mut report = formats::raw::verify_with(file, digest)?;
+            let mut report = formats::raw::verify_from(file, digest, from)?;
             let len = report.file_size;
             let f = file.try_clone().ctx("opening")?;
             let disk = RawFile::window(f, "", 0, len);
             report.findings.extend(disk_findings(&disk));
             Ok(report)
         }
-        Format::VhdFixed | Format::VhdDynamic => formats::vhd::verify::verify_with(file, digest),
+        Format::VhdFixed | Format::VhdDynamic => {
+            formats::vhd::verify::verify_from(file, digest, from)
+        }
         Format::Vmdk => formats::vmdk::verify_with(file, digest),
         Format::Gzip => formats::gcp::verify_with(file, digest),
         Format::Qcow2 => formats::qcow2::verify_with(file, digest),

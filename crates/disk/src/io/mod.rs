@@ -2,6 +2,7 @@
 //! and output files that only get their final name once verified.
 
 mod digest;
+pub mod direct;
 mod output;
 pub mod priority;
 mod raw_file;
@@ -9,6 +10,7 @@ pub mod sha256x2;
 mod temp;
 
 pub use digest::{feed_disk, sha256_disk, sha256_file, DiskDigest, Sha256Hex};
+pub use direct::ReadBack;
 pub use output::{cleanup_registered, OutputFile};
 pub use raw_file::RawFile;
 pub use temp::{unnamed_temp_beside, unnamed_temp_in, FileReader};

@@ -10,6 +10,8 @@ use rustix::fs::SeekFrom;
 
 use crate::disk::{coalesce, eof_error, Extent, ExtentKind, VirtualDisk};
 
+use super::direct::Direct;
+
 /// A regular file read as a disk. The size is fixed when it is opened.
 #[derive(Debug)]
 pub struct RawFile {
@@ -18,6 +20,8 @@ pub struct RawFile {
     path: PathBuf,
     /// Where the disk starts in the file (non-zero for a window of a file).
     base: u64,
+    /// A direct-I/O handle reads go through, if asked for and available.
+    direct: Option<Direct>,
 }
 
 impl RawFile {
@@ -43,6 +47,7 @@ impl RawFile {
             size: meta.len(),
             path: path.to_path_buf(),
             base: 0,
+            direct: None,
         })
     }
 
@@ -53,7 +58,20 @@ impl RawFile {
             size,
             path: path.as_ref().to_path_buf(),
             base,
+            direct: None,
         }
+    }
+
+    /// Read from the device rather than the page cache ([`Direct`]), when
+    /// the filesystem offers direct I/O for the file; else as before.
+    pub fn with_direct_reads(mut self) -> Self {
+        self.direct = Direct::reopen(&self.file, false);
+        self
+    }
+
+    /// Whether reads go to the device (see [`RawFile::with_direct_reads`]).
+    pub fn reads_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// The path the file was opened from.
@@ -142,15 +160,17 @@ impl VirtualDisk for RawFile {
             Some(end) if end <= self.size => {}
             _ => return Err(eof_error(offset, buf.len(), self.size)),
         }
-        self.file
-            .read_exact_at(buf, self.base + offset)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::UnexpectedEof {
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read")
-                } else {
-                    e
-                }
-            })
+        match &self.direct {
+            Some(d) => d.read_exact_at(buf, self.base + offset),
+            None => self.file.read_exact_at(buf, self.base + offset),
+        }
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read")
+            } else {
+                e
+            }
+        })
     }
 
     fn as_raw_file(&self) -> Option<&RawFile> {

@@ -9,15 +9,63 @@ use std::os::unix::fs::FileExt;
 
 use crate::disk::{for_each_chunk, Chunk, ExtentKind, VirtualDisk};
 use crate::error::{Error, IoContext, Result};
-use crate::io::{feed_disk, DiskDigest, RawFile};
+use crate::io::direct::{self, AlignedBuf, Direct};
+use crate::io::{feed_disk, DiskDigest, RawFile, ReadBack};
 use crate::verify::Report;
 
 use super::Format;
 
 /// Copy `disk` into `out`, which must be empty; zero extents stay holes.
 pub fn write(disk: &dyn VirtualDisk, out: &File) -> Result<()> {
-    write_data(disk, out)?;
+    write_with(disk, out, None)
+}
+
+/// [`write`], the data going through `direct` (a direct-I/O handle on
+/// `out`) when given: see [`write_data_with`].
+pub fn write_with(disk: &dyn VirtualDisk, out: &File, direct: Option<&Direct>) -> Result<()> {
+    write_data_with(disk, out, direct)?;
     out.set_len(disk.size()).ctx("setting the file size")?;
+    Ok(())
+}
+
+/// Copy the data extents of `disk` to the same offsets of `out`. With
+/// `direct` (a direct-I/O handle on `out`, [`crate::io::direct`]), each
+/// extent's aligned blocks are read into an aligned buffer and written to
+/// the device, bypassing the page cache, and only its unaligned edges go
+/// through `out`. Without, as [`write_data`].
+pub fn write_data_with(disk: &dyn VirtualDisk, out: &File, direct: Option<&Direct>) -> Result<()> {
+    let Some(direct) = direct else {
+        return write_data(disk, out);
+    };
+    let a = direct.offset_align();
+    let mut buf = AlignedBuf::new(direct::CHUNK, direct.mem_align());
+    let cached = |from: u64, to: u64| -> Result<()> {
+        if from < to {
+            let mut b = vec![0u8; (to - from) as usize];
+            disk.read_at(&mut b, from).ctx("reading the disk")?;
+            out.write_all_at(&b, from).ctx("writing")?;
+        }
+        Ok(())
+    };
+    let extents = disk.extents().ctx("listing the data extents")?;
+    for e in extents.iter().filter(|e| e.kind == ExtentKind::Data) {
+        let (start, end) = (e.offset, e.end());
+        let (first, last) = (start.div_ceil(a) * a, end / a * a);
+        if first >= last {
+            cached(start, end)?;
+            continue;
+        }
+        cached(start, first)?;
+        let mut pos = first;
+        while pos < last {
+            let n = (last - pos).min(direct::CHUNK as u64) as usize;
+            let b = &mut buf.as_mut_slice()[..n];
+            disk.read_at(b, pos).ctx("reading the disk")?;
+            direct.write_aligned(b, pos).ctx("writing")?;
+            pos += n as u64;
+        }
+        cached(last, end)?;
+    }
     Ok(())
 }
 
@@ -48,10 +96,15 @@ pub fn verify(file: &File) -> Result<Report> {
 
 /// [`verify`], feeding the content to `digest` (which may compare it with
 /// an expected disk instead of hashing it).
-pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
+pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
+    verify_from(file, digest, ReadBack::PageCache)
+}
+
+/// [`verify_with`], reading the file as `from` says.
+pub fn verify_from(file: &File, mut digest: DiskDigest<'_>, from: ReadBack) -> Result<Report> {
     let len = file.metadata().ctx("reading metadata")?.len();
     let f = file.try_clone().ctx("opening")?;
-    let disk = RawFile::window(f, "", 0, len);
+    let disk = from.raw_file(RawFile::window(f, "", 0, len));
     let mut report = Report::new(Format::Raw, len);
     report.virtual_size = Some(len);
     if len % 512 != 0 {

@@ -5,7 +5,7 @@ use std::fs::File;
 
 use crate::error::{Error, IoContext, Result};
 use crate::formats::Format;
-use crate::io::{feed_disk, DiskDigest, RawFile};
+use crate::io::{feed_disk, DiskDigest, RawFile, ReadBack};
 use crate::verify::{Finding, Report};
 
 use super::reader::{read_footer, DynamicVhd};
@@ -21,7 +21,12 @@ pub fn verify(file: &File) -> Result<Report> {
 
 /// [`verify`], feeding the decoded disk to `digest` (which may compare it
 /// with an expected disk instead of hashing it).
-pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
+pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
+    verify_from(file, digest, ReadBack::PageCache)
+}
+
+/// [`verify_with`], reading a fixed disk's data as `from` says.
+pub fn verify_from(file: &File, mut digest: DiskDigest<'_>, from: ReadBack) -> Result<Report> {
     let len = file.metadata().ctx("reading metadata")?.len();
     let at = read_footer(file)?;
     let f = &at.footer;
@@ -214,12 +219,12 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
                 // Cannot decode a disk the file does not hold.
                 return Ok(r);
             }
-            Box::new(RawFile::window(
+            Box::new(from.raw_file(RawFile::window(
                 file.try_clone().ctx("opening")?,
                 "",
                 0,
                 vsize,
-            ))
+            )))
         }
     };
     r.virtual_size = Some(vsize);

@@ -63,13 +63,24 @@ pub fn fixed_footer(size: u64, opts: &WriteOptions) -> VhdFooter {
 /// footer at `disk.size()`. The disk size must be a non-zero multiple of
 /// 512 bytes (it is never rounded: a VHD's size is its disk's size).
 pub fn write_fixed(disk: &dyn VirtualDisk, out: &File, opts: &WriteOptions) -> Result<()> {
+    write_fixed_with(disk, out, None, opts)
+}
+
+/// [`write_fixed`], the data going through `direct` (a direct-I/O handle
+/// on `out`) when given ([`crate::formats::raw::write_data_with`]).
+pub fn write_fixed_with(
+    disk: &dyn VirtualDisk,
+    out: &File,
+    direct: Option<&crate::io::direct::Direct>,
+    opts: &WriteOptions,
+) -> Result<()> {
     let size = disk.size();
     if size == 0 || size % SECTOR_SIZE != 0 {
         return Err(Error::invalid_input(format!(
             "a VHD needs a disk size that is a non-zero multiple of 512 bytes, not {size}"
         )));
     }
-    crate::formats::raw::write_data(disk, out)?;
+    crate::formats::raw::write_data_with(disk, out, direct)?;
     let footer = fixed_footer(size, opts).to_bytes();
     out.write_all_at(&footer, size)
         .ctx("writing the VHD footer")?;
