@@ -926,7 +926,10 @@ fn unreadable_inputs_are_refused_naming_the_file() {
         ),
         (
             "short-data.qcow2",
-            format!("reading: reading cluster {last} at file offset {at:#x}: failed to fill whole buffer"),
+            format!(
+                "reading: reading cluster {last} at file offset {at:#x}: 65536 bytes at byte {at} run past the end of the file ({} bytes)",
+                full.len() - 65536
+            ),
         ),
     ] {
         for all in [false, true] {

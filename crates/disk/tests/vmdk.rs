@@ -670,7 +670,10 @@ fn reader_rejects_grain_pointing_past_eof() {
     let e = r.read_at(&mut buf, GRAIN as u64).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "12 bytes at byte 8589934592 run past the end of the file"
+        format!(
+            "12 bytes at byte 8589934592 run past the end of the file ({} bytes)",
+            s.bytes.len()
+        )
     );
     r.read_at(&mut buf, 0).unwrap();
     assert_eq!(buf, [0xAB; 512]);

@@ -113,13 +113,14 @@ pub fn extract_ova_vmdk(file: &File, out: &File) -> Result<u64> {
         let mut done = 0u64;
         while done < entry.size {
             let k = (entry.size - done).min(buf.len() as u64) as usize;
-            file.read_exact_at(&mut buf[..k], entry.data_offset + done)
-                .map_err(|e| {
+            crate::io::read_exact_at(file, &mut buf[..k], entry.data_offset + done).map_err(
+                |e| {
                     Error::io(
                         "reading the OVA's VMDK member (the archive is truncated?)",
                         e,
                     )
-                })?;
+                },
+            )?;
             out.write_all_at(&buf[..k], done)
                 .ctx("copying the OVA's VMDK to a temporary file")?;
             done += k as u64;

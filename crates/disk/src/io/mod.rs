@@ -6,6 +6,7 @@ pub mod direct;
 mod output;
 pub mod priority;
 mod raw_file;
+mod read;
 pub mod sha256x2;
 mod temp;
 
@@ -13,4 +14,5 @@ pub use digest::{feed_disk, sha256_disk, sha256_file, DiskDigest, Sha256Hex};
 pub use direct::ReadBack;
 pub use output::{cleanup_registered, OutputFile};
 pub use raw_file::RawFile;
+pub use read::read_exact_at;
 pub use temp::{unnamed_temp_beside, unnamed_temp_in, FileReader};

@@ -11,7 +11,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
 use flate2::{Decompress, FlushDecompress, Status};
@@ -261,7 +260,7 @@ impl Qcow2Disk {
         let (header, file_len) = read_header(&file)?;
         check_header(&file, &header, file_len, allow)?;
         let mut raw = vec![0u8; header.l1_size as usize * 8];
-        file.read_exact_at(&mut raw, header.l1_table_offset)
+        crate::io::read_exact_at(&file, &mut raw, header.l1_table_offset)
             .ctx("reading the L1 table")?;
         let l1 = raw
             .chunks_exact(8)
@@ -307,7 +306,7 @@ impl Qcow2Disk {
     /// Read the L2 table at `offset`.
     pub fn read_l2(&self, offset: u64) -> io::Result<Vec<u64>> {
         let mut raw = vec![0u8; self.cluster_size() as usize];
-        self.file.read_exact_at(&mut raw, offset)?;
+        crate::io::read_exact_at(&self.file, &mut raw, offset)?;
         Ok(raw
             .chunks_exact(8)
             .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
@@ -352,7 +351,7 @@ impl Qcow2Disk {
         }
         let n = len.min(self.file_len - offset) as usize;
         let mut input = vec![0u8; n];
-        self.file.read_exact_at(&mut input, offset)?;
+        crate::io::read_exact_at(&self.file, &mut input, offset)?;
         inflate_cluster(z, &input, out)
             .map(|_| ())
             .map_err(|m| invalid(format!("{m} (at byte {offset})")))
@@ -386,14 +385,13 @@ impl VirtualDisk for Qcow2Disk {
                         "cluster {c} maps to file offset {host:#x}, which is not cluster-aligned"
                     )))
                 }
-                Mapping::Data(host) => {
-                    self.file.read_exact_at(out, host + within).map_err(|e| {
+                Mapping::Data(host) => crate::io::read_exact_at(&self.file, out, host + within)
+                    .map_err(|e| {
                         io::Error::new(
                             e.kind(),
                             format!("reading cluster {c} at file offset {host:#x}: {e}"),
                         )
-                    })?
-                }
+                    })?,
                 Mapping::Compressed(o, l) => {
                     let z = z.get_or_insert_with(|| Decompress::new(false));
                     cluster.resize(cs as usize, 0);

@@ -5,7 +5,6 @@
 //! its GPT.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use flate2::Decompress;
 
@@ -232,7 +231,7 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
                     uses.add(o, l, false);
                     let n = l.min(len - o) as usize;
                     let mut input = vec![0u8; n];
-                    file.read_exact_at(&mut input, o)
+                    crate::io::read_exact_at(file, &mut input, o)
                         .ctx("reading a compressed cluster")?;
                     match inflate_cluster(&mut z, &input, &mut cluster) {
                         Ok(more) => {
@@ -307,7 +306,7 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
                     }
                     match m {
                         Mapping::Data(host) => {
-                            file.read_exact_at(&mut cluster[..vlen as usize], host)
+                            crate::io::read_exact_at(file, &mut cluster[..vlen as usize], host)
                                 .ctx("reading a data cluster")?;
                             digest.data(&cluster[..vlen as usize]);
                         }
@@ -459,7 +458,7 @@ fn refcount_blocks(file: &File, h: &QcowHeader, len: u64) -> Result<Vec<(u64, u6
         return Ok(Vec::new());
     }
     let mut raw = vec![0u8; bytes as usize];
-    file.read_exact_at(&mut raw, h.refcount_table_offset)
+    crate::io::read_exact_at(file, &mut raw, h.refcount_table_offset)
         .ctx("reading the refcount table")?;
     Ok(raw
         .chunks_exact(8)
@@ -509,8 +508,7 @@ fn read_refcounts(
         if first >= file_clusters {
             continue;
         }
-        file.read_exact_at(&mut block, at)
-            .ctx("reading a refcount block")?;
+        crate::io::read_exact_at(file, &mut block, at).ctx("reading a refcount block")?;
         for k in 0..per_block.min(file_clusters - first) {
             stored[(first + k) as usize] =
                 refcount_entry(&block, k, bits).min(u32::MAX as u64) as u32;

@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use crate::disk::{coalesce, eof_error, Extent, ExtentKind, VirtualDisk, SECTOR_SIZE};
 use crate::error::{Error, IoContext, Result};
@@ -40,8 +39,7 @@ pub fn read_footer(file: &File) -> Result<FooterAt> {
         )));
     }
     let mut bytes = [0u8; 512];
-    file.read_exact_at(&mut bytes, len - FOOTER_SIZE)
-        .ctx("reading the VHD footer")?;
+    crate::io::read_exact_at(file, &mut bytes, len - FOOTER_SIZE).ctx("reading the VHD footer")?;
     let mut at = len - FOOTER_SIZE;
     if bytes[..8] != FOOTER_COOKIE {
         let mut head = [0u8; 512];
@@ -85,8 +83,7 @@ impl DynamicVhd {
             )));
         }
         let mut hb = [0u8; DYNAMIC_HEADER_SIZE];
-        file.read_exact_at(&mut hb, ho)
-            .ctx("reading the dynamic header")?;
+        crate::io::read_exact_at(&file, &mut hb, ho).ctx("reading the dynamic header")?;
         let header = VhdDynamicHeader::parse(&hb);
         if header.cookie != DYNAMIC_COOKIE {
             return Err(Error::invalid_format(format!(
@@ -123,7 +120,7 @@ impl DynamicVhd {
             .at(ho + 28));
         }
         let mut raw = vec![0u8; (entries * 4) as usize];
-        file.read_exact_at(&mut raw, header.table_offset)
+        crate::io::read_exact_at(&file, &mut raw, header.table_offset)
             .ctx("reading the block allocation table")?;
         let bat = raw
             .chunks_exact(4)
@@ -187,15 +184,17 @@ impl VirtualDisk for DynamicVhd {
             let out = &mut buf[(pos - offset) as usize..(pos - offset) as usize + n];
             match self.block_data(block) {
                 None => out.fill(0),
-                Some(base) => self.file.read_exact_at(out, base + within).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!(
-                            "reading block {block} at file offset {}: {e}",
-                            base + within
-                        ),
-                    )
-                })?,
+                Some(base) => {
+                    crate::io::read_exact_at(&self.file, out, base + within).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "reading block {block} at file offset {}: {e}",
+                                base + within
+                            ),
+                        )
+                    })?
+                }
             }
             pos += n as u64;
         }

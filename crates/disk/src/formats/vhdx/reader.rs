@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use crate::disk::{coalesce, eof_error, Extent, ExtentKind, VirtualDisk};
 use crate::error::{Error, ErrorKind, IoContext, Result};
@@ -84,7 +83,7 @@ impl Overlay {
             })?;
         let phys = end.min(self.file_len).saturating_sub(offset) as usize;
         if phys > 0 {
-            self.file.read_exact_at(&mut buf[..phys], offset)?;
+            crate::io::read_exact_at(&self.file, &mut buf[..phys], offset)?;
         }
         buf[phys..].fill(0);
         for w in &self.writes {
@@ -231,7 +230,7 @@ pub fn parse(file: File, findings: &mut Vec<Finding>) -> Result<VhdxImage> {
         ));
     }
     let mut creator = [0u8; CREATOR_SIZE];
-    file.read_exact_at(&mut creator, CREATOR_OFFSET as u64)
+    crate::io::read_exact_at(&file, &mut creator, CREATOR_OFFSET as u64)
         .ctx("reading the creator")?;
     let creator = creator_string(&creator);
 
@@ -239,7 +238,7 @@ pub fn parse(file: File, findings: &mut Vec<Finding>) -> Result<VhdxImage> {
     let mut slots = Vec::with_capacity(2);
     for (i, &off) in HEADER_OFFSETS.iter().enumerate() {
         let mut b = [0u8; HEADER_SIZE];
-        file.read_exact_at(&mut b, off).ctx("reading a header")?;
+        crate::io::read_exact_at(&file, &mut b, off).ctx("reading a header")?;
         let header = VhdxHeader::parse(&b);
         let computed = checksum(&b, header_off::CHECKSUM);
         let mut problems = Vec::new();

@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
 use flate2::{Decompress, FlushDecompress, Status};
@@ -28,23 +27,7 @@ pub(crate) fn max_compressed_bytes(grain_bytes: u64) -> u64 {
     2 * grain_bytes + 4096
 }
 
-/// Read exactly `buf.len()` bytes at `offset`, failing with a clear
-/// message at end of file.
-pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    file.read_exact_at(buf, offset).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "{} bytes at byte {offset} run past the end of the file",
-                    buf.len()
-                ),
-            )
-        } else {
-            e
-        }
-    })
-}
+pub(crate) use crate::io::read_exact_at;
 
 /// Read and check the footer of a GD_AT_END file: footer marker at
 /// EOF-1536, header copy at EOF-1024, end-of-stream marker at EOF-512 (where
