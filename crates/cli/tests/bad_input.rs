@@ -106,6 +106,40 @@ fn output_equal_to_input_is_refused() {
 }
 
 #[test]
+fn names_no_artifact_can_carry_are_refused_before_any_work() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("in.raw"), vec![0u8; 4096]).unwrap();
+    let out = cloudimg(
+        &[
+            "package", "in.raw", "--ova", "--name", "my disk", "-o", "out",
+        ],
+        t.path(),
+    );
+    assert_error(&out, &["--name cannot name the OVA", "\"my disk\""]);
+    assert!(entries(&t.path().join("out")).is_empty());
+    // The same name is fine for the shapes that are plain file names.
+    let ok = cloudimg(
+        &[
+            "package", "in.raw", "--aws", "--name", "my disk", "-o", "aws",
+        ],
+        t.path(),
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(t.path().join("aws/my disk-aws.vmdk").is_file());
+    let long = "n".repeat(195);
+    let out = cloudimg(
+        &["package", "in.raw", "--name", &long, "-o", "long"],
+        t.path(),
+    );
+    assert_error(&out, &["is too long", "over 200"]);
+    assert!(entries(&t.path().join("long")).is_empty());
+}
+
+#[test]
 fn unwritable_output_directory_is_refused() {
     if !is_root() {
         eprintln!("SKIP: needs root to mount a read-only filesystem");

@@ -817,8 +817,15 @@ fn failed_verification_removes_each_new_shape() {
         assert_eq!(out.status.code(), Some(2), "{victim}: {err}");
         assert_eq!(err.lines().count(), 1, "{victim}: {err}");
         assert!(
-            err.starts_with(&format!("cloudimg: error: {victim}: "))
-                && err.contains("verification failed"),
+            err.starts_with(&format!(
+                "cloudimg: error: {}: ",
+                dir.join(victim).display()
+            )) && err.contains("verification failed")
+                && !err
+                    .split_once(&format!("{victim}: "))
+                    .unwrap()
+                    .1
+                    .contains(victim),
             "{victim}: {err}"
         );
         let left = entries(&dir);

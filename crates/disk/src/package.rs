@@ -325,12 +325,35 @@ pub struct Outcome {
     pub input_findings: Vec<Finding>,
 }
 
+/// Longest artifact file name: its temporary name (`.NAME.PID.N.partial`)
+/// must stay within the 255 bytes most filesystems allow.
+const MAX_FILE_NAME: usize = 200;
+
 /// Checks made before any work: the input is a readable, non-empty
 /// regular file holding a disk (in any format cloudimg reads) whose size
 /// is a multiple of 512, and the output directory is a writable directory
 /// that does not hold the input under an output name.
 fn preflight(req: &PackageRequest) -> Result<Box<dyn VirtualDisk>> {
     let input = &req.input;
+    // The name prefix, before any work: it must make file names the
+    // filesystem takes (with the temporary names' decoration) and, for an
+    // OVA, names its descriptor and manifest can hold unescaped.
+    if let Some(long) = req
+        .shapes
+        .iter()
+        .map(|s| s.file_name(&req.name))
+        .find(|f| f.len() > MAX_FILE_NAME)
+    {
+        return Err(Error::invalid_input(format!(
+            "--name {:?} is too long: {long:?} is {} bytes, over {MAX_FILE_NAME}",
+            req.name,
+            long.len()
+        )));
+    }
+    if req.shapes.contains(&Shape::Ova) {
+        formats::ova::check_name(&req.name)
+            .map_err(|m| Error::invalid_input(format!("--name cannot name the OVA: {m}")))?;
+    }
     let meta = fs::metadata(input)
         .ctx("opening")
         .map_err(|e| e.with_path(input))?;

@@ -211,7 +211,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         for (shape, e) in &outcome.failures {
-            eprintln!("cloudimg: error: {}: {e}", shape.file_name(&req.name));
+            // Name the shape's file once: an error about the file itself
+            // starts with its path already.
+            let file = shape.file_name(&req.name);
+            let msg = e.to_string();
+            if msg.starts_with(&format!("{}: ", req.out_dir.join(&file).display())) {
+                eprintln!("cloudimg: error: {msg}");
+            } else {
+                eprintln!("cloudimg: error: {file}: {msg}");
+            }
         }
         Ok(ExitCode::from(2))
     }
