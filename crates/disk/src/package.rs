@@ -99,10 +99,11 @@ impl Shape {
         }
     }
 
-    /// Whether the shape is a plain copy of its disk (raw, fixed VHD):
-    /// those are written and read back with direct I/O where possible
-    /// ([`crate::io::direct`]), the others through the page cache.
-    fn reads_back_from_device(self) -> bool {
+    /// Whether the shape is a plain copy of its disk (raw, fixed VHD): its
+    /// file's SHA-256 follows from the disk's, and it is written and read
+    /// back with direct I/O where possible ([`crate::io::direct`]); the
+    /// other shapes go through the page cache.
+    fn is_plain_copy(self) -> bool {
         matches!(self, Shape::AwsRaw | Shape::AwsVhd | Shape::AzureVhd)
     }
 
@@ -795,7 +796,7 @@ fn write_shape(
     // The plain copies of the disk go to the device directly where the
     // filesystem allows it and cannot share extents (io::direct).
     let direct = || {
-        (shape.reads_back_from_device() && !direct::copies_without_data(out.file()))
+        (shape.is_plain_copy() && !direct::copies_without_data(out.file()))
             .then(|| Direct::reopen(out.file(), true))
             .flatten()
     };
@@ -850,11 +851,11 @@ fn decode_written(shape: Shape, out: OutputFile, expected: &dyn VirtualDisk) -> 
         .map_err(with_target)?;
     // The file's own SHA-256 (for the shapes whose file is not the disk
     // and a footer) is computed beside the decoding, not after it.
-    let needs_file_sha = !matches!(shape, Shape::AwsRaw | Shape::AwsVhd | Shape::AzureVhd);
+    let needs_file_sha = !shape.is_plain_copy();
     let (report, file_sha) = std::thread::scope(|s| {
         let file_sha =
             needs_file_sha.then(|| spawn_named(s, "sha256-file", || sha256_file(out.temp_path())));
-        let from = if shape.reads_back_from_device() {
+        let from = if shape.is_plain_copy() {
             ReadBack::Device
         } else {
             ReadBack::PageCache
