@@ -265,6 +265,10 @@ pub enum Event {
     Writing(Shape),
     /// Decoding a written shape back.
     Verifying(Shape),
+    /// A shape is decoded back in full and its content matched its disk;
+    /// its findings are judged, and it gets its name, once the disks'
+    /// SHA-256 are known.
+    Decoded(Shape),
     /// A shape is written, verified and has its final name.
     Done(Artifact),
     /// A shape could not be made; the others go on.
@@ -594,6 +598,9 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                         let _ = tx.send(Event::Verifying(shape));
                         let r = decode_written(shape, out, disk);
                         trace::phase(|| format!("{} decoded back", shape.thread_name()));
+                        if r.is_ok() {
+                            let _ = tx.send(Event::Decoded(shape));
+                        }
                         r
                     });
                     if let Err(e) = &r {

@@ -151,6 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Event::Started { .. } => {}
             Event::Writing(shape) => set(shape, "writing"),
             Event::Verifying(shape) => set(shape, "verifying"),
+            Event::Decoded(shape) => set(shape, "decoded"),
             Event::Done(a) => set(a.shape, "ok"),
             Event::Failed(shape, _) => set(shape, "FAILED"),
         }
