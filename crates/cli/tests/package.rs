@@ -345,6 +345,13 @@ fn corrupt_gpt_is_refused_for_gcp_but_packaged_for_aws() {
         "{err}"
     );
     assert!(!t.path().join("gcp/disk.raw.tar.gz").exists());
+    // Nothing made: no manifest listing nothing, no table.
+    assert!(!t.path().join("gcp/manifest.json").exists());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let out = cloudimg(&["package", "bad.img", "--aws", "-o", "aws"], t.path());
     let err = String::from_utf8_lossy(&out.stderr).into_owned();

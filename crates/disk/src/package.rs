@@ -322,8 +322,9 @@ pub struct Manifest {
 pub struct Outcome {
     /// Written and verified artifacts (also written as `manifest.json`).
     pub manifest: Manifest,
-    /// Path of `manifest.json`.
-    pub manifest_path: PathBuf,
+    /// Path of `manifest.json`; none when every shape failed (nothing
+    /// was made, and no manifest written).
+    pub manifest_path: Option<PathBuf>,
     /// Shapes refused or failed.
     pub failures: Vec<(Shape, Error)>,
     /// Problems in the input's own partition table (offsets in the input).
@@ -703,8 +704,15 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
         },
         artifacts,
     };
-    let manifest_path = req.out_dir.join("manifest.json");
-    write_manifest(&manifest, &manifest_path)?;
+    // A run that made nothing writes no manifest: one listing nothing
+    // would replace a previous run's, whose artifacts are still there.
+    let manifest_path = if manifest.artifacts.is_empty() && !failures.is_empty() {
+        None
+    } else {
+        let p = req.out_dir.join("manifest.json");
+        write_manifest(&manifest, &p)?;
+        Some(p)
+    };
     trace::phase(|| "manifest written".into());
     Ok(Outcome {
         manifest,

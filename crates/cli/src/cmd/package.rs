@@ -189,7 +189,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         v["input_findings"] = serde_json::to_value(&outcome.input_findings)?;
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
-    } else {
+    } else if let Some(manifest_path) = &outcome.manifest_path {
         writeln!(
             out,
             "{:<22} {:<8} {:>14}  SHA-256",
@@ -206,7 +206,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 a.sha256
             )?;
         }
-        writeln!(out, "manifest: {}", outcome.manifest_path.display())?;
+        writeln!(out, "manifest: {}", manifest_path.display())?;
     }
     if outcome.failures.is_empty() {
         Ok(ExitCode::SUCCESS)
