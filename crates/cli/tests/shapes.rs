@@ -934,7 +934,7 @@ fn unreadable_inputs_are_refused_naming_the_file() {
         (
             "short-data.qcow2",
             format!(
-                "reading: reading cluster {last} at file offset {at:#x}: 65536 bytes at byte {at} run past the end of the file ({} bytes)",
+                "reading: cluster {last} at file offset {at:#x}: 65536 bytes at byte {at} run past the end of the file ({} bytes)",
                 full.len() - 65536
             ),
         ),

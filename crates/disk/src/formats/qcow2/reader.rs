@@ -389,7 +389,7 @@ impl VirtualDisk for Qcow2Disk {
                     .map_err(|e| {
                         io::Error::new(
                             e.kind(),
-                            format!("reading cluster {c} at file offset {host:#x}: {e}"),
+                            format!("cluster {c} at file offset {host:#x}: {e}"),
                         )
                     })?,
                 Mapping::Compressed(o, l) => {

@@ -189,7 +189,7 @@ impl VirtualDisk for DynamicVhd {
                         io::Error::new(
                             e.kind(),
                             format!(
-                                "reading block {block} at file offset {}: {e}",
+                                "block {block} at file offset {}: {e}",
                                 base + within
                             ),
                         )

@@ -1006,7 +1006,7 @@ impl VirtualDisk for VhdxDisk {
                     io::Error::new(
                         e.kind(),
                         format!(
-                            "reading block {block} at file offset {}: {e}",
+                            "block {block} at file offset {}: {e}",
                             base + within
                         ),
                     )
