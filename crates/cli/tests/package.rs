@@ -482,3 +482,60 @@ fn raw_copies_bypass_the_page_cache() {
     }
     assert!(resident("capos-aws.vmdk") > 30 * MIB);
 }
+
+/// On a terminal (a pty made by util-linux `script`), a status line per
+/// shape is drawn and redrawn in place, each cut to the terminal's width,
+/// and erased before the summary; off a terminal, only the one summary
+/// line.
+#[test]
+fn status_lines_on_a_terminal_and_one_summary_line_otherwise() {
+    if !require_tool("script") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    gpt_image(t.path(), "disk.img", 24 * MIB, 7);
+    let bin = env!("CARGO_BIN_EXE_cloudimg");
+    // What the terminal received: script's own output (its typescript
+    // file, with a header of its own, is not kept).
+    let text = run(Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("stty cols 20; {bin} package disk.img -o tty"))
+        .arg("/dev/null")
+        .current_dir(t.path()));
+    // Frames: the lines between redraws (ESC [ 4 F goes back 4 lines).
+    let frames: Vec<&str> = text.split("\x1b[4F").collect();
+    assert!(frames.len() >= 2, "no redraw in {text:?}");
+    let first: Vec<&str> = frames[0]
+        .split("\x1b[K")
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(first.len(), 4, "a line per shape: {first:?}");
+    // 20 columns: "disk.raw.tar.gz  waiting" is cut to 19 characters.
+    assert!(first[0].starts_with("capos-aws.raw "), "{first:?}");
+    assert_eq!(first[3].trim_end(), "disk.raw.tar.gz  wa", "{first:?}");
+    for frame in &frames[..frames.len() - 1] {
+        for line in frame.split("\x1b[K").filter(|l| !l.is_empty()) {
+            let shown = line.trim_end_matches(['\r', '\n']);
+            assert!(
+                shown.chars().count() < 20,
+                "{shown:?} is wider than the terminal"
+            );
+        }
+    }
+    let last = frames.last().unwrap();
+    assert!(last.starts_with("\x1b[J"), "the block is erased: {last:?}");
+    assert!(
+        last.contains("cloudimg: packaged 4 artifact(s)"),
+        "{last:?}"
+    );
+
+    let out = cloudimg(&["package", "disk.img", "-o", "plain"], t.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(
+        err.starts_with("cloudimg: packaged 4 artifact(s) from disk.img"),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b'), "{err:?}");
+}

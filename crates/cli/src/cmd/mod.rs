@@ -14,6 +14,15 @@ pub fn stderr_is_tty() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// The width of the terminal on stderr, in columns (80 when it cannot be
+/// told).
+pub fn stderr_columns() -> usize {
+    match rustix::termios::tcgetwinsize(std::io::stderr()) {
+        Ok(w) if w.ws_col > 0 => usize::from(w.ws_col),
+        _ => 80,
+    }
+}
+
 /// `SOURCE_DATE_EPOCH` as Unix seconds, or 0 when unset. A set but
 /// unparsable value is an error rather than silently ignored.
 pub fn source_date_epoch() -> anyhow::Result<u64> {

@@ -131,12 +131,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         let name = req.name.clone();
         std::thread::spawn(move || {
+            // One line per shape, redrawn in place: back to the first
+            // line (`ESC [ n F`), each line cleared (`ESC [ K`) and
+            // rewritten; at the end the block is erased (`ESC [ J`).
+            let mut drawn = 0;
             while !stop.load(Ordering::Relaxed) {
-                let line = status_line(&phases, &progress, &name, started.elapsed().as_secs_f64());
-                eprint!("\r\x1b[K{line}");
+                let lines =
+                    status_lines(&phases, &progress, &name, started.elapsed().as_secs_f64());
+                let mut frame = String::new();
+                if drawn > 0 {
+                    frame.push_str(&format!("\x1b[{drawn}F"));
+                }
+                // A line wider than the terminal would wrap and throw the
+                // redraw off: cut each to the width.
+                let columns = super::stderr_columns().saturating_sub(1).max(1);
+                for l in &lines {
+                    let l: String = l.chars().take(columns).collect();
+                    frame.push_str(&format!("\x1b[K{l}\n"));
+                }
+                eprint!("{frame}");
+                drawn = lines.len();
                 std::thread::sleep(Duration::from_millis(200));
             }
-            eprint!("\r\x1b[K");
+            if drawn > 0 {
+                eprint!("\x1b[{drawn}F\x1b[J");
+            }
         })
     });
     let mut on_event = |ev: Event| {
@@ -226,39 +245,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// One status line: each shape's phase, with the share of the input's data
-/// its writer has read; the overall rate and an estimate of the time left.
-fn status_line(
+/// The status display: a line per shape with its phase; for a shape being
+/// written, the input data its writer has read so far (of the input's
+/// total), its rate and the time it has left at that rate.
+fn status_lines(
     phases: &Mutex<Vec<(Shape, &'static str)>>,
     progress: &Progress,
     name: &str,
     elapsed: f64,
-) -> String {
-    let total = progress.data_total.load(Ordering::Relaxed).max(1);
+) -> Vec<String> {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let total = progress.data_total.load(Ordering::Relaxed);
     let phases = phases.lock().map(|p| p.clone()).unwrap_or_default();
-    let mut parts = Vec::new();
-    let mut slowest = 1.0f64;
-    for (shape, phase) in &phases {
-        let file = shape.file_name(name);
-        let done = (progress.read(*shape) as f64 / total as f64).min(1.0);
-        if *phase == "writing"
-            && matches!(
-                shape,
-                Shape::AwsVmdk | Shape::GcpTarGz | Shape::Qcow2 | Shape::Ova
-            )
-        {
-            slowest = slowest.min(done);
-            parts.push(format!("{file} {:>3.0}%", done * 100.0));
-        } else {
-            parts.push(format!("{file} {phase}"));
-        }
-    }
-    let rate = slowest * total as f64 / elapsed.max(0.001) / 1e6;
-    let eta = if slowest > 0.0 && slowest < 1.0 {
-        format!(", ETA {:.0} s", elapsed * (1.0 - slowest) / slowest)
-    } else {
-        String::new()
-    };
-    let line = format!("{} | {rate:.0} MB/s{eta}", parts.join(" | "));
-    line.chars().take(160).collect()
+    let width = phases
+        .iter()
+        .map(|(s, _)| s.file_name(name).len())
+        .max()
+        .unwrap_or(0);
+    phases
+        .iter()
+        .map(|(shape, phase)| {
+            let file = shape.file_name(name);
+            let line = if *phase == "writing" && total > 0 {
+                let read = progress.read(*shape).min(total);
+                let done = read as f64 / total as f64;
+                let rate = read as f64 / elapsed.max(0.001);
+                let eta = if done > 0.0 && done < 1.0 {
+                    format!("  ETA {:.0} s", elapsed * (1.0 - done) / done)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{file:<width$}  writing  {:>3.0}%  {:.0}/{:.0} MiB  {:.0} MB/s{eta}",
+                    done * 100.0,
+                    read as f64 / MIB,
+                    total as f64 / MIB,
+                    rate / 1e6
+                )
+            } else {
+                format!("{file:<width$}  {phase}")
+            };
+            line
+        })
+        .collect()
 }

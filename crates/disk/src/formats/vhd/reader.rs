@@ -188,10 +188,7 @@ impl VirtualDisk for DynamicVhd {
                     crate::io::read_exact_at(&self.file, out, base + within).map_err(|e| {
                         io::Error::new(
                             e.kind(),
-                            format!(
-                                "block {block} at file offset {}: {e}",
-                                base + within
-                            ),
+                            format!("block {block} at file offset {}: {e}", base + within),
                         )
                     })?
                 }

@@ -1005,10 +1005,7 @@ impl VirtualDisk for VhdxDisk {
                 Some(base) => self.image.file.read_at(out, base + within).map_err(|e| {
                     io::Error::new(
                         e.kind(),
-                        format!(
-                            "block {block} at file offset {}: {e}",
-                            base + within
-                        ),
+                        format!("block {block} at file offset {}: {e}", base + within),
                     )
                 })?,
             }
