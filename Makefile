@@ -2,9 +2,25 @@
 # targets are the names capOS operators know, each a thin wrapper.
 SHELL := /bin/bash
 CARGO ?= cargo
-CLOUDIMG := target/release/cloudimg
-IMAGE ?= target/capos-image.raw
+# The cloudimg binary. Left at its default it is built first (`build`);
+# given (e.g. CLOUDIMG=/path/to/cloudimg) it is used as it is.
+DEFAULT_CLOUDIMG := target/release/cloudimg
+CLOUDIMG ?= $(DEFAULT_CLOUDIMG)
+# The image the package, boot and check targets work on. They never
+# rebuild it: the demo image is built only when IMAGE is left at its
+# default and that file does not exist yet.
+DEFAULT_IMAGE := target/capos-image.raw
+IMAGE ?= $(DEFAULT_IMAGE)
 OUT ?= target/cloud-image
+# The Limine release `make limine-image` builds from.
+LIMINE_DIR ?= ../shared/corpus/limine/limine-8.2.0
+LIMINE_IMAGE ?= target/limine-image.raw
+
+ifeq ($(CLOUDIMG),$(DEFAULT_CLOUDIMG))
+CLOUDIMG_DEP := build
+else
+CLOUDIMG_DEP :=
+endif
 
 .PHONY: setup build test demo package-cloud-image package-gcp-image package-aws-image bench
 
@@ -24,29 +40,47 @@ test: setup
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-demo: build
-	scripts/demo.sh
+demo: | $(CLOUDIMG_DEP)
+	CLOUDIMG="$(CLOUDIMG)" scripts/demo.sh
 
-package-cloud-image: image
-	$(CLOUDIMG) package $(IMAGE) -o $(OUT)
+# Package, boot or check $(IMAGE) as it is (a missing IMAGE other than
+# the default is an error: make has no rule to make it).
+package-cloud-image: $(IMAGE) | $(CLOUDIMG_DEP)
+	$(CLOUDIMG) package "$(IMAGE)" -o "$(OUT)"
 
-package-gcp-image: image
-	$(CLOUDIMG) package $(IMAGE) --gcp -o $(OUT)
+package-gcp-image: $(IMAGE) | $(CLOUDIMG_DEP)
+	$(CLOUDIMG) package "$(IMAGE)" --gcp -o "$(OUT)"
 
-package-aws-image: image
-	$(CLOUDIMG) package $(IMAGE) --aws -o $(OUT)
+package-aws-image: $(IMAGE) | $(CLOUDIMG_DEP)
+	$(CLOUDIMG) package "$(IMAGE)" --aws -o "$(OUT)"
 
-# capOS operator names: build and boot the local image.
-.PHONY: image run-disk run-disk-bios capos-cloudboot-image
-image: build
-	$(CLOUDIMG) image build -o $(IMAGE)
+# The demo image, only when it does not exist (no prerequisites, so an
+# existing file is never rebuilt).
+$(DEFAULT_IMAGE): | $(CLOUDIMG_DEP)
+	$(CLOUDIMG) image build -o "$@"
 
-run-disk: image
-	$(CLOUDIMG) boot $(IMAGE) --firmware uefi --log target/boot-evidence
+# capOS operator names: build, boot and check the local image.
+.PHONY: image run-disk run-disk-bios check-image limine-image capos-cloudboot-image
+# Build the demo image at IMAGE; an existing file is refused unless FORCE=1.
+image: | $(CLOUDIMG_DEP)
+	$(CLOUDIMG) image build -o "$(IMAGE)" $(if $(FORCE),--force)
 
-run-disk-bios: image
-	$(CLOUDIMG) boot $(IMAGE) --firmware bios --log target/boot-evidence
+run-disk: $(IMAGE) | $(CLOUDIMG_DEP)
+	$(CLOUDIMG) boot "$(IMAGE)" --firmware uefi --log target/boot-evidence
 
-# The from-scratch cloud-sized disk (sparse).
-capos-cloudboot-image: build
-	$(CLOUDIMG) image build --size 10G -o target/capos-cloudboot-image.raw
+run-disk-bios: $(IMAGE) | $(CLOUDIMG_DEP)
+	$(CLOUDIMG) boot "$(IMAGE)" --firmware bios --log target/boot-evidence
+
+check-image: $(IMAGE) | $(CLOUDIMG_DEP)
+	$(CLOUDIMG) check "$(IMAGE)"
+
+# An example Limine image (capOS's layout) from a Limine binary release,
+# built only when it does not exist.
+limine-image: $(LIMINE_IMAGE)
+$(LIMINE_IMAGE): | $(CLOUDIMG_DEP)
+	$(CLOUDIMG) image build --loader limine --limine "$(LIMINE_DIR)" -o "$@"
+
+# The from-scratch cloud-sized disk (sparse); refused if it exists,
+# unless FORCE=1.
+capos-cloudboot-image: | $(CLOUDIMG_DEP)
+	$(CLOUDIMG) image build --size 10G -o target/capos-cloudboot-image.raw $(if $(FORCE),--force)

@@ -10,13 +10,16 @@
 # synthetic SCSI), the QCOW2 over virtio (OpenStack, Proxmox, libvirt),
 # the VHDX over SCSI (Hyper-V) and the OVA over NVMe (vSphere's NVMe
 # controller; `cloudimg boot` runs the VMDK inside it).
-# Evidence (serial logs, JSON records) is kept under target/demo/evidence.
+# Everything the demo makes is under target/demo: its own image (rebuilt
+# with --force on every run; an operator's target/capos-image.raw is never
+# touched), the packaged shapes and the evidence (serial logs, JSON
+# records).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLOUDIMG=${CLOUDIMG:-target/release/cloudimg}
-IMAGE=target/capos-image.raw
-OUT=target/cloud-image
+IMAGE=target/demo/capos-image.raw
+OUT=target/demo/cloud-image
 EVIDENCE=target/demo/evidence
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 
@@ -26,7 +29,8 @@ mkdir -p "$EVIDENCE"
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "build $IMAGE"
-"$CLOUDIMG" image build -o "$IMAGE"
+mkdir -p "$(dirname "$IMAGE")"
+"$CLOUDIMG" image build --force -o "$IMAGE"
 
 step "boot $IMAGE (UEFI and BIOS)"
 "$CLOUDIMG" boot "$IMAGE" --firmware both --disk virtio --log "$EVIDENCE/image"

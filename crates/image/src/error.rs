@@ -21,6 +21,10 @@ pub enum Error {
     /// A GRUB file is missing or malformed.
     #[error("grub: {0}")]
     Grub(String),
+    /// A Limine release is incomplete, inconsistent or cannot install
+    /// into the asked layout.
+    #[error("limine: {0}")]
+    Limine(String),
     /// An external tool (grub-mkimage) failed or is missing.
     #[error("running {tool}: {message}")]
     Tool {
@@ -32,6 +36,9 @@ pub enum Error {
     /// Building the FAT file system failed.
     #[error("building the EFI system partition: {0}")]
     Esp(String),
+    /// The output file exists and replacing it was not asked for.
+    #[error("{} exists; not replacing it (pass --force to replace it)", .0.display())]
+    OutputExists(PathBuf),
     /// Writing the image failed.
     #[error("{doing}: {source}")]
     Io {

@@ -1,5 +1,7 @@
 //! The EFI system partition: a FAT32 file system built in memory with the
-//! `fatfs` crate, deterministically (fixed volume id and label, file
+//! `fatfs` crate (with its `alloc` feature, which writes a long-name entry
+//! beside every short name, so that names such as `limine-bios.sys` are
+//! found by loaders that look them up by their long name), deterministically (fixed volume id and label, file
 //! times from SOURCE_DATE_EPOCH), holding only the chunks that were
 //! written so that a large ESP costs only its used clusters.
 
@@ -293,7 +295,7 @@ pub fn build_esp(spec: &EspSpec) -> Result<SparseVolume> {
         }
         fs.unmount().map_err(|e| esp_err("unmounting", e))?;
     }
-    fix_dotdot_of_root_subdirs(&mut vol)?;
+    tidy_directories(&mut vol)?;
     set_hidden_sectors(&mut vol, spec.hidden_sectors)?;
     Ok(vol)
 }
@@ -324,40 +326,116 @@ fn set_hidden_sectors(vol: &mut SparseVolume, hidden: u32) -> Result<()> {
     Ok(())
 }
 
-/// fatfs 0.3 writes the root's cluster number into the `..` entry of a
-/// directory made in the root of a FAT32 volume; the FAT specification
-/// (and fsck.fat) wants 0 there. Rewrite those entries.
-fn fix_dotdot_of_root_subdirs(vol: &mut SparseVolume) -> Result<()> {
-    let mut bs = [0u8; 512];
-    read_at(vol, 0, &mut bs)?;
-    let le16 = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
-    let le32 = |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
-    let (bytes_per_sector, sectors_per_cluster) = (le16(11), u64::from(bs[13]));
-    let (reserved, fats, fat_sectors, root_cluster) =
-        (le16(14), u64::from(bs[16]), le32(36), le32(44));
-    let cluster_bytes = bytes_per_sector * sectors_per_cluster;
-    let data_start = (reserved + fats * fat_sectors) * bytes_per_sector;
-    let cluster_offset = |c: u64| data_start + (c - 2) * cluster_bytes;
-    // The directories this builder makes fit in the root's first cluster.
-    let mut root = vec![0u8; cluster_bytes as usize];
-    read_at(vol, cluster_offset(root_cluster), &mut root)?;
-    for entry in root.chunks(32) {
-        if entry[0] == 0 {
-            break;
+/// Geometry of the FAT32 volume, from its boot sector.
+struct FatGeometry {
+    cluster_bytes: u64,
+    fat_offset: u64,
+    data_start: u64,
+    root_cluster: u64,
+}
+
+impl FatGeometry {
+    fn read(vol: &mut SparseVolume) -> Result<Self> {
+        let mut bs = [0u8; 512];
+        read_at(vol, 0, &mut bs)?;
+        let le16 = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
+        let le32 =
+            |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
+        let (bytes_per_sector, sectors_per_cluster) = (le16(11), u64::from(bs[13]));
+        let (reserved, fats, fat_sectors) = (le16(14), u64::from(bs[16]), le32(36));
+        Ok(FatGeometry {
+            cluster_bytes: bytes_per_sector * sectors_per_cluster,
+            fat_offset: reserved * bytes_per_sector,
+            data_start: (reserved + fats * fat_sectors) * bytes_per_sector,
+            root_cluster: le32(44),
+        })
+    }
+
+    fn cluster_offset(&self, c: u64) -> u64 {
+        self.data_start + (c - 2) * self.cluster_bytes
+    }
+
+    /// The clusters of a chain, in order (FAT32 entries are 28 bits;
+    /// 0x0FFFFFF8 and above end a chain).
+    fn chain(&self, vol: &mut SparseVolume, first: u64) -> Result<Vec<u64>> {
+        let mut chain = vec![first];
+        let mut c = first;
+        loop {
+            let mut e = [0u8; 4];
+            read_at(vol, self.fat_offset + c * 4, &mut e)?;
+            c = u64::from(u32::from_le_bytes(e) & 0x0FFF_FFFF);
+            if !(2..0x0FFF_FFF8).contains(&c) || chain.len() > 1 << 20 {
+                return Ok(chain);
+            }
+            chain.push(c);
         }
-        let is_dir = entry[11] & 0x10 != 0 && entry[11] != 0x0F && entry[0] != 0xE5;
-        let cluster = u64::from(u16::from_le_bytes([entry[20], entry[21]])) << 16
-            | u64::from(u16::from_le_bytes([entry[26], entry[27]]));
-        if !is_dir || cluster < 2 {
-            continue;
+    }
+}
+
+/// The checksum of a short name that its long-name entries carry (FAT
+/// specification, "Checksum generation").
+fn short_name_checksum(name: &[u8]) -> u8 {
+    name.iter()
+        .fold(0u8, |sum, b| sum.rotate_right(1).wrapping_add(*b))
+}
+
+/// Tidy what fatfs 0.3 leaves in every directory it made, as the FAT
+/// specification (and fsck.fat) wants it:
+/// * with its `alloc` feature it writes long-name entries before the
+///   `.` and `..` entries, which must stand alone in a directory's first
+///   two slots: they are removed and the rest moved up;
+/// * it writes the root's cluster number into the `..` entry of a
+///   directory made in the root of a FAT32 volume, where 0 belongs.
+fn tidy_directories(vol: &mut SparseVolume) -> Result<()> {
+    let geo = FatGeometry::read(vol)?;
+    // (first cluster, whether it is the root, whether its parent is)
+    let mut todo = vec![(geo.root_cluster, true, false)];
+    while let Some((first, is_root, parent_is_root)) = todo.pop() {
+        let chain = geo.chain(vol, first)?;
+        let mut bytes = vec![0u8; (chain.len() as u64 * geo.cluster_bytes) as usize];
+        for (i, c) in chain.iter().enumerate() {
+            let at = i * geo.cluster_bytes as usize;
+            read_at(
+                vol,
+                geo.cluster_offset(*c),
+                &mut bytes[at..at + geo.cluster_bytes as usize],
+            )?;
         }
-        let dotdot = cluster_offset(cluster) + 32;
-        let mut e = [0u8; 32];
-        read_at(vol, dotdot, &mut e)?;
-        if &e[..11] == b"..         " {
-            e[20..22].fill(0);
-            e[26..28].fill(0);
-            write_at(vol, dotdot, &e)?;
+        let entries: Vec<&[u8]> = bytes.chunks(32).take_while(|e| e[0] != 0).collect();
+        let mut kept: Vec<[u8; 32]> = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let is_lfn = e[11] == 0x0F;
+            let owner = entries[i..].iter().find(|x| x[11] != 0x0F);
+            let dot = |x: &[u8]| &x[..11] == b".          " || &x[..11] == b"..         ";
+            if is_lfn && owner.is_some_and(|o| dot(o) && e[13] == short_name_checksum(&o[..11])) {
+                continue;
+            }
+            let mut entry = [0u8; 32];
+            entry.copy_from_slice(e);
+            if !is_lfn && &e[..11] == b"..         " && parent_is_root {
+                entry[20..22].fill(0);
+                entry[26..28].fill(0);
+            }
+            let cluster = u64::from(u16::from_le_bytes([e[20], e[21]])) << 16
+                | u64::from(u16::from_le_bytes([e[26], e[27]]));
+            if !is_lfn && e[11] & 0x10 != 0 && e[0] != 0xE5 && !dot(e) && cluster >= 2 {
+                todo.push((cluster, false, is_root));
+            }
+            kept.push(entry);
+        }
+        let mut out = vec![0u8; bytes.len()];
+        for (i, e) in kept.iter().enumerate() {
+            out[i * 32..i * 32 + 32].copy_from_slice(e);
+        }
+        if out != bytes {
+            for (i, c) in chain.iter().enumerate() {
+                let at = i * geo.cluster_bytes as usize;
+                write_at(
+                    vol,
+                    geo.cluster_offset(*c),
+                    &out[at..at + geo.cluster_bytes as usize],
+                )?;
+            }
         }
     }
     Ok(())

@@ -43,7 +43,7 @@ pub const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
 pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 /// Sectors the backup GPT takes at the end of the disk: the 128-entry
 /// array and the header.
-const BACKUP_GPT_SECTORS: u64 =
+pub(crate) const BACKUP_GPT_SECTORS: u64 =
     (gpt::DEFAULT_ENTRIES as u64 * gpt::ENTRY_SIZE as u64).div_ceil(SECTOR_SIZE) + 1;
 
 /// What to build.
@@ -63,6 +63,11 @@ pub struct ImageOptions {
     pub seed: u64,
     /// Where GRUB is.
     pub grub: GrubPaths,
+    /// Whether an existing file at the output path may be replaced
+    /// (true here; the CLI sets it only with `--force`). When false the
+    /// image is still written under a temporary name and then linked to
+    /// its final name only if that name is free.
+    pub overwrite: bool,
 }
 
 impl ImageOptions {
@@ -76,6 +81,7 @@ impl ImageOptions {
             source_date_epoch: DEFAULT_EPOCH,
             seed: 0,
             grub: GrubPaths::default(),
+            overwrite: true,
         }
     }
 }
@@ -137,7 +143,7 @@ fn seeded(seed: u64, what: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn seeded_guid(seed: u64, what: &str) -> Guid {
+pub(crate) fn seeded_guid(seed: u64, what: &str) -> Guid {
     let h = seeded(seed, what);
     let mut b = [0u8; 16];
     b.copy_from_slice(&h[..16]);
@@ -299,9 +305,7 @@ pub fn build_image(opts: &ImageOptions, out: &Path) -> Result<BuiltImage> {
         put(chunk, esp.offset() + off)?;
     }
     put(&gpt.tail, gpt.tail_offset)?;
-    let path = output
-        .commit()
-        .map_err(|e| Error::io(format!("finishing {}", out.display()), e))?;
+    let path = commit(output, opts.overwrite)?;
     Ok(BuiltImage {
         path,
         size: opts.size,
@@ -310,6 +314,21 @@ pub fn build_image(opts: &ImageOptions, out: &Path) -> Result<BuiltImage> {
         esp,
         esp_volume_id: volume_id,
         bytes_written: written,
+    })
+}
+
+/// Give a finished image its final name: replacing an existing file only
+/// when `overwrite`, else failing with [`Error::OutputExists`].
+pub(crate) fn commit(output: cloudimg_disk::io::OutputFile, overwrite: bool) -> Result<PathBuf> {
+    let out = output.target().to_path_buf();
+    let done = if overwrite {
+        output.commit()
+    } else {
+        output.commit_new()
+    };
+    done.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::OutputExists(out.clone()),
+        _ => Error::io(format!("finishing {}", out.display()), e),
     })
 }
 

@@ -103,3 +103,53 @@ pub fn require_grub() -> bool {
         && require_file("/usr/lib/grub/x86_64-efi/multiboot2.mod")
         && require_file("/usr/lib/grub/i386-pc/boot.img")
 }
+
+/// A Limine release from the corpus (`limine/limine-<version>`), ready
+/// for `cloudimg image build --limine DIR`: a directory under
+/// `target/limine-host/` holding copies of its `BOOTX64.EFI` and
+/// `limine-bios.sys` and its host tool compiled from `limine.c` with
+/// `cc -O2 -std=c99` (the release's own instructions), once per test
+/// binary (and reused while limine.c is unchanged). None (or a panic
+/// under CI) when the corpus or `cc` is missing.
+pub fn limine_release(version: &str) -> Option<std::path::PathBuf> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static READY: OnceLock<Mutex<HashMap<String, std::path::PathBuf>>> = OnceLock::new();
+    let src = corpus(&format!("limine/limine-{version}"))?;
+    if !require_tool("cc") {
+        return None;
+    }
+    let mut ready = READY
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = ready.get(version) {
+        return Some(dir.clone());
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/limine-host")
+        .join(version);
+    std::fs::create_dir_all(&dir).expect("creating target/limine-host");
+    for name in ["BOOTX64.EFI", "limine-bios.sys", "limine.c"] {
+        let bytes = std::fs::read(src.join(name))
+            .unwrap_or_else(|e| panic!("reading {}: {e}", src.join(name).display()));
+        let dst = dir.join(name);
+        if std::fs::read(&dst).ok().as_deref() != Some(&bytes[..]) {
+            let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+            std::fs::write(&tmp, &bytes).expect("copying a Limine file");
+            std::fs::rename(&tmp, &dst).expect("renaming a Limine file");
+            let _ = std::fs::remove_file(dir.join("limine"));
+        }
+    }
+    if !dir.join("limine").is_file() {
+        let tmp = dir.join(format!(".limine.{}", std::process::id()));
+        run(Command::new("cc")
+            .args(["-O2", "-std=c99"])
+            .arg(dir.join("limine.c"))
+            .arg("-o")
+            .arg(&tmp));
+        std::fs::rename(&tmp, dir.join("limine")).expect("renaming the Limine host tool");
+    }
+    ready.insert(version.to_string(), dir.clone());
+    Some(dir)
+}

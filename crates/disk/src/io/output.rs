@@ -102,6 +102,22 @@ impl OutputFile {
         &self.target
     }
 
+    /// Flush the file to stable storage and give it its final name only
+    /// if nothing has that name yet: the file is hard-linked to its final
+    /// name (which fails with `AlreadyExists` when the name is taken, even
+    /// by a dangling symlink, and never follows one), then the temporary
+    /// name is removed. On failure the temporary file is removed.
+    pub fn commit_new(mut self) -> io::Result<PathBuf> {
+        let file = self.file.take().expect("file is open until commit");
+        let linked = file
+            .sync_all()
+            .and_then(|()| fs::hard_link(&self.temp, &self.target));
+        drop(file);
+        let _ = fs::remove_file(&self.temp);
+        unregister(&self.temp);
+        linked.map(|()| self.target.clone())
+    }
+
     /// Flush the file to stable storage and give it its final name.
     pub fn commit(mut self) -> io::Result<PathBuf> {
         let file = self.file.take().expect("file is open until commit");
@@ -135,6 +151,24 @@ mod tests {
         out.file().write_all(b"x").unwrap();
         drop(out);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn commit_new_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.raw");
+        fs::write(&target, b"mine").unwrap();
+        let out = OutputFile::create(&target).unwrap();
+        out.file().write_all(b"x").unwrap();
+        let err = out.commit_new().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&target).unwrap(), b"mine");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        fs::remove_file(&target).unwrap();
+        let out = OutputFile::create(&target).unwrap();
+        out.file().write_all(b"x").unwrap();
+        assert_eq!(fs::read(out.commit_new().unwrap()).unwrap(), b"x");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
