@@ -250,7 +250,13 @@ impl LimineTool {
             .arg(&source)
             .arg("-o")
             .arg(&path);
-        run_tool("cc", &mut cc)?;
+        run_tool("cc", &mut cc).map_err(|e| {
+            Error::Limine(format!(
+                "compiling {} with cc -O2 -std=c99: {e} (or put a ready `{RELEASE_TOOL}` executable in {})",
+                source.display(),
+                release.dir.display()
+            ))
+        })?;
         Ok(LimineTool {
             path,
             _dir: Some(dir),

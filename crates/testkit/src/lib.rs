@@ -107,7 +107,8 @@ pub fn require_grub() -> bool {
 /// A Limine release from the corpus (`limine/limine-<version>`), ready
 /// for `cloudimg image build --limine DIR`: a directory under
 /// `target/limine-host/` holding copies of its `BOOTX64.EFI` and
-/// `limine-bios.sys` and its host tool compiled from `limine.c` with
+/// `limine-bios.sys` and its host tool compiled from `limine.c` (and
+/// `limine-bios-hdd.h`, stage 1 and 2 as a C array) with
 /// `cc -O2 -std=c99` (the release's own instructions), once per test
 /// binary (and reused while limine.c is unchanged). None (or a panic
 /// under CI) when the corpus or `cc` is missing.
@@ -130,7 +131,12 @@ pub fn limine_release(version: &str) -> Option<std::path::PathBuf> {
         .join("../../target/limine-host")
         .join(version);
     std::fs::create_dir_all(&dir).expect("creating target/limine-host");
-    for name in ["BOOTX64.EFI", "limine-bios.sys", "limine.c"] {
+    for name in [
+        "BOOTX64.EFI",
+        "limine-bios.sys",
+        "limine.c",
+        "limine-bios-hdd.h",
+    ] {
         let bytes = std::fs::read(src.join(name))
             .unwrap_or_else(|e| panic!("reading {}: {e}", src.join(name).display()));
         let dst = dir.join(name);
