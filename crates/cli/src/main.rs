@@ -36,7 +36,7 @@ enum Cmd {
     Check(cmd::check::Args),
     /// Show a file's format, sizes, header facts and partition table.
     Inspect(cmd::inspect::Args),
-    /// Build the hybrid BIOS+UEFI disk image (GRUB, or Limine from a release).
+    /// Build a hybrid BIOS+UEFI disk image with GRUB or Limine.
     Image(cmd::image::Args),
     /// Boot an image or artifact under QEMU and wait for a serial landmark.
     Boot(cmd::boot::Args),

@@ -194,6 +194,22 @@ fn limine_layouts_pass_the_oracles() {
     // Reproducible: the same inputs give the same bytes.
     let again = build(d, "a2.raw", "8.2.0", &[]).unwrap();
     assert_eq!(sha256(&again), sha256(&d.join("a.raw")));
+    // Straight from the (read-only) corpus folder, which has limine.c but
+    // no `limine`: the host tool is compiled in a private directory, and
+    // the image is the same.
+    let corpus_dir = cloudimg_testkit::corpus("limine/limine-8.2.0").unwrap();
+    ok(cloudimg(
+        &[
+            "image",
+            "build",
+            "--limine",
+            corpus_dir.to_str().unwrap(),
+            "-o",
+            "direct.raw",
+        ],
+        d,
+    ));
+    assert_eq!(sha256(&d.join("direct.raw")), sha256(&d.join("a.raw")));
 }
 
 fn fails(out: std::process::Output) -> String {
