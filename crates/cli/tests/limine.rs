@@ -674,3 +674,28 @@ fn limine_8_hybrid_mbr_boots_in_every_shape() {
 fn limine_10_bios_boot_partition_boots_in_every_shape() {
     every_shape_boots("10.4.0", &["--bios-boot-partition"]);
 }
+
+#[test]
+fn make_limine_image_builds_the_example_from_the_corpus_once() {
+    if !(tools() && require_tool("make"))
+        || cloudimg_testkit::corpus("limine/limine-8.2.0").is_none()
+    {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("limine-image.raw");
+    let var = format!("LIMINE_IMAGE={}", img.display());
+    let out = make(&["limine-image", &var]);
+    assert!(out.status.success(), "{out:?}");
+    let v = run(Command::new("sgdisk").arg("-v").arg(&img));
+    assert!(v.contains("No problems found"), "{v}");
+    assert_eq!(&read_at(&img, 3, 8), b"LIMINE  ");
+    let first = sha256(&img);
+    let out = make(&["limine-image", &var]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("image build"),
+        "rebuilt: {out:?}"
+    );
+    assert_eq!(sha256(&img), first);
+}
