@@ -699,3 +699,37 @@ fn make_limine_image_builds_the_example_from_the_corpus_once() {
     );
     assert_eq!(sha256(&img), first);
 }
+
+/// Limine 10.x with a BIOS boot partition and a hybrid MBR boots under
+/// both firmwares, and the command line reaches the kernel through
+/// limine.conf's `cmdline:`.
+#[test]
+fn limine_10_hybrid_mbr_boots_with_its_cmdline() {
+    if !(tools() && firmware_present()) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let flags = [
+        "--bios-boot-partition",
+        "--hybrid-mbr",
+        "--cmdline",
+        "console=ttyS0 capos.x=1",
+    ];
+    if build(d, "d.raw", "10.4.0", &flags).is_none() {
+        return;
+    }
+    boot(d, "d.raw", "virtio");
+    for fw in ["bios", "uefi"] {
+        let log = d.join("ev/d.raw-virtio");
+        let rec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(log.join(format!("boot-{fw}-virtio.json"))).unwrap(),
+        )
+        .unwrap();
+        let tail = rec["serial_tail"].as_str().unwrap();
+        assert!(
+            tail.contains("capos demo kernel: cmdline=console=ttyS0 capos.x=1"),
+            "{fw}: {tail}"
+        );
+    }
+}
