@@ -71,6 +71,9 @@ pub const MBR_TYPE_ESP: u8 = 0xEF;
 /// Minimum size of a BIOS boot partition for Limine 10.x (limine.c:
 /// "Partition %u is smaller than 32KiB").
 pub const LIMINE_MIN_BIOS_BOOT_BYTES: u64 = 32 * 1024;
+const _: () = assert!(
+    (LIMINE_ESP_FIRST_LBA - LIMINE_BIOS_BOOT_FIRST_LBA) * SECTOR_SIZE >= LIMINE_MIN_BIOS_BOOT_BYTES
+);
 
 /// A Limine release version, as `Limine X.Y.Z` in its binaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -511,9 +514,6 @@ pub fn build_limine_image(
         return Err(Error::Limine(format!(
             "Limine {version} installs its BIOS stage 2 only into a BIOS boot partition on a GPT disk: add --bios-boot-partition"
         )));
-    }
-    if let Some(b) = layout.bios_boot {
-        debug_assert!(b.len() >= LIMINE_MIN_BIOS_BOOT_BYTES);
     }
     if !crate::kernel::has_multiboot2_header(&opts.kernel) {
         return Err(Error::InvalidLayout(
