@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 
 pub mod deflate;
+pub mod foreign;
 pub mod gcp;
 pub mod open;
 pub mod ova;
@@ -72,12 +73,23 @@ impl std::fmt::Display for Format {
 }
 
 /// Detect the format of an open file from its first and last sectors.
+/// A file cloudimg does not read (compressed data, a VDI, ...; see
+/// [`foreign`]) is an error saying what it is and what to do.
 pub fn detect_file(file: &File) -> Result<Format> {
+    detect_file_named(file, None)
+}
+
+/// [`detect_file`], naming `path` in the command a refusal suggests.
+fn detect_file_named(file: &File, path: Option<&Path>) -> Result<Format> {
+    let refuse = |f: foreign::Foreign| Err(Error::unsupported(f.refusal(path)));
     let len = file.metadata().ctx("reading file metadata")?.len();
     let mut head = [0u8; 512];
     let n = read_up_to(file, &mut head, 0)?;
     let head = &head[..n];
-    if head.starts_with(&[0x1f, 0x8b]) {
+    if head.starts_with(foreign::GZIP_MAGIC) && !foreign::looks_partitioned(head) {
+        if !foreign::gzip_holds_tar(file) {
+            return refuse(foreign::Foreign::Gzip);
+        }
         return Ok(Format::Gzip);
     }
     if head.starts_with(b"KDMV") {
@@ -110,7 +122,10 @@ pub fn detect_file(file: &File) -> Result<Format> {
         }
         return Ok(Format::Tar);
     }
-    Ok(Format::Raw)
+    match foreign::sniff(head) {
+        Some(f) => refuse(f),
+        None => Ok(Format::Raw),
+    }
 }
 
 /// Detect the format of the file at `path`.
@@ -118,7 +133,7 @@ pub fn detect(path: &Path) -> Result<Format> {
     let file = File::open(path)
         .ctx("opening")
         .map_err(|e| e.with_path(path))?;
-    detect_file(&file).map_err(|e| e.with_path(path))
+    detect_file_named(&file, Some(path)).map_err(|e| e.with_path(path))
 }
 
 /// Open an existing artifact or image for reading and detect its format:
@@ -137,7 +152,7 @@ pub fn open_detect(path: &Path) -> Result<(File, std::fs::Metadata, Format)> {
     if meta.len() == 0 {
         return Err(Error::invalid_input("is empty").with_path(path));
     }
-    let format = detect_file(&file).map_err(|e| e.with_path(path))?;
+    let format = detect_file_named(&file, Some(path)).map_err(|e| e.with_path(path))?;
     Ok((file, meta, format))
 }
 
