@@ -1065,6 +1065,7 @@ pub fn verify_file_from(
         Format::Qcow2 => formats::qcow2::verify_with(file, digest),
         Format::Vhdx => formats::vhdx::verify_with(file, digest),
         Format::Ova => formats::ova::verify_with(file, digest),
+        Format::VmdkDescriptor => Err(Error::unsupported(formats::open::descriptor_refusal(file)?)),
         other => Err(Error::unsupported(format!(
             "cannot verify {other} files yet"
         ))),

@@ -95,7 +95,7 @@ fn detect_file_named(file: &File, path: Option<&Path>) -> Result<Format> {
     if head.starts_with(b"KDMV") {
         return Ok(Format::Vmdk);
     }
-    if head.starts_with(b"# Disk DescriptorFile") {
+    if vmdk::descriptor::is_text_descriptor(head) {
         return Ok(Format::VmdkDescriptor);
     }
     if head.starts_with(b"QFI\xfb") {

@@ -47,16 +47,32 @@ pub fn open_file_disk(
             let tmp = ova_vmdk(&file)?;
             Box::new(formats::vmdk::open(tmp)?)
         }
-        Format::VmdkDescriptor => {
-            return Err(Error::unsupported(
-                "is a VMDK text descriptor: give the extent file it names instead",
-            ))
-        }
+        Format::VmdkDescriptor => return Err(Error::unsupported(descriptor_refusal(&file)?)),
         Format::Tar => {
             return Err(Error::unsupported(
                 "is a tar archive that is neither a GCP disk.raw.tar.gz nor an OVA",
             ))
         }
+    })
+}
+
+/// Why a VMDK text descriptor file is not read, and what to give instead:
+/// its one extent file (cloudimg reads a sparse extent as a VMDK and a
+/// flat one as a raw disk), or a conversion when it has several.
+pub(crate) fn descriptor_refusal(file: &File) -> Result<String> {
+    let mut head = vec![0u8; 64 << 10];
+    let n = formats::read_up_to(file, &mut head, 0)?;
+    let d = formats::vmdk::descriptor::Descriptor::parse(&head[..n]);
+    Ok(match d.extents.as_slice() {
+        [e] => format!(
+            "is a VMDK text descriptor without data: give the extent file it names instead ({:?})",
+            e.file
+        ),
+        [] => "is a VMDK text descriptor that names no extent file".to_string(),
+        ex => format!(
+            "is a VMDK text descriptor of {} extent files: convert it first (qemu-img convert -O raw) and give the result",
+            ex.len()
+        ),
     })
 }
 
