@@ -243,6 +243,12 @@ pub fn parse(text: &str) -> Result<Envelope, ParseError> {
     })
 }
 
+/// The `ovf:href` of the first `File` in `References`, if the descriptor
+/// parses: the disk member the reader and the verifier decode.
+pub fn first_file_href(text: &str) -> Option<String> {
+    parse(text).ok()?.files.into_iter().next()?.href
+}
+
 /// `{namespace}local`, or `local` (no namespace), for messages.
 fn describe(name: roxmltree::ExpandedName) -> String {
     match name.namespace() {

@@ -168,7 +168,7 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
                     ));
                 } else {
                     if disk.is_none() {
-                        disk_href = first_file_href(&s);
+                        disk_href = ovf::first_file_href(&s);
                     }
                     ovf_text = Some((index, s));
                 }
@@ -236,12 +236,6 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
         None => r.push(Finding::whole("no manifest (.mf) member")),
     }
     Ok(r)
-}
-
-/// The `ovf:href` of the first `File` in `References`, if the descriptor
-/// parses.
-fn first_file_href(text: &str) -> Option<String> {
-    ovf::parse(text).ok()?.files.into_iter().next()?.href
 }
 
 /// DSP0243: the descriptor first; the manifest right after it or last.
