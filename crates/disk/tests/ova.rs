@@ -487,3 +487,66 @@ fn ovf_in_another_namespace_is_refused_in_one_line() {
         )]
     );
 }
+
+/// An OVA with another `.vmdk` before the one its descriptor names: the
+/// reader (what `package` decodes) and the verifier both take the named
+/// one, which holds the input.
+#[test]
+fn reader_takes_the_disk_the_descriptor_names() {
+    if !require_tool("python3") || !require_tool("qemu-img") {
+        return;
+    }
+    let c = case();
+    let other_raw = c.dir.path().join("other.raw");
+    make_input(&other_raw, 2 << 20, 6);
+    let decoy = c.dir.path().join("decoy.vmdk");
+    run(Command::new("qemu-img")
+        .args([
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+        ])
+        .arg(&other_raw)
+        .arg(&decoy));
+    let dst = c.dir.path().join("two.ova");
+    // Python's tarfile writes: .ovf, aaa.vmdk (the decoy), the named
+    // VMDK, then a manifest listing all three.
+    run(Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import hashlib, io, sys, tarfile
+src, decoy, dst = sys.argv[1:4]
+with tarfile.open(src) as t:
+    m = [(x.name, t.extractfile(x).read()) for x in t.getmembers()]
+ovf, vmdk = m[0], m[1]
+members = [ovf, ("aaa.vmdk", open(decoy, "rb").read()), vmdk]
+mf = "".join("SHA256(%s)= %s\n" % (n, hashlib.sha256(d).hexdigest()) for n, d in members)
+members.append(("capos.mf", mf.encode()))
+with tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as t:
+    for n, d in members:
+        i = tarfile.TarInfo(n)
+        i.size = len(d)
+        t.addfile(i, io.BytesIO(d))
+"#,
+        )
+        .arg(&c.out)
+        .arg(&decoy)
+        .arg(&dst));
+    let input_sha = sha256_disk(&RawFile::open(&c.input).unwrap()).unwrap();
+    let r = ova::verify(&File::open(&dst).unwrap()).unwrap();
+    assert_eq!(r.findings, vec![]);
+    assert_eq!(r.virtual_sha256, Some(input_sha));
+    let disk = cloudimg_disk::formats::open::open_file_disk(
+        File::open(&dst).unwrap(),
+        std::fs::metadata(&dst).unwrap().len(),
+        cloudimg_disk::formats::Format::Ova,
+        &dst,
+    )
+    .unwrap();
+    assert_eq!(sha256_disk(&*disk).unwrap(), input_sha);
+}
