@@ -1,7 +1,9 @@
 //! Disk image formats, one folder each: `wire` (on-disk structures),
 //! `writer`, `reader`, `verify`.
 //!
-//! [`detect`] tells the format from content, never from the file name.
+//! [`detect`] tells the format from content, never from the file name,
+//! and refuses what cloudimg does not read (compressed data, VDI, QED, ...:
+//! [`foreign`]) in one line saying what to do.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -26,7 +28,9 @@ pub mod vmdk;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
-    /// A raw disk image (anything not recognised as another format).
+    /// A raw disk image (anything not recognised as another format, nor
+    /// refused as compressed data or an image format cloudimg does not
+    /// read: see [`foreign`]).
     Raw,
     /// A fixed VHD: the disk's bytes followed by a 512-byte footer.
     VhdFixed,
