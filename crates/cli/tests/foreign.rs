@@ -148,3 +148,53 @@ fn a_disk_whose_boot_code_starts_with_a_magic_is_still_a_disk() {
     ok(cloudimg(&["package", "disk.raw", "-o", "out"], dir));
     assert!(dir.join("out/manifest.json").exists());
 }
+
+/// A VMDK text descriptor whose first line is another comment is still a
+/// descriptor (qemu-img reads it as one), not a raw disk of text: it is
+/// refused naming the extent file to give instead.
+#[test]
+fn text_descriptor_with_another_first_comment_names_its_extent() {
+    if !require_tool("qemu-img") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    run(Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            "subformat=monolithicFlat",
+            "flat.vmdk",
+            "1M",
+        ])
+        .current_dir(dir));
+    let text = fs::read_to_string(dir.join("flat.vmdk")).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    assert_eq!(first, "# Disk DescriptorFile");
+    fs::write(
+        dir.join("d.vmdk"),
+        format!("# Description file written by another tool\n{rest}"),
+    )
+    .unwrap();
+    // The oracle still reads it as a VMDK.
+    let info = run(Command::new("qemu-img")
+        .args(["info", "--output=json", "d.vmdk"])
+        .current_dir(dir));
+    assert!(info.contains("\"format\": \"vmdk\""), "{info}");
+    for args in [
+        ["package", "d.vmdk", "-o", "out"].as_slice(),
+        ["verify", "d.vmdk"].as_slice(),
+    ] {
+        let out = cloudimg(args, dir);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "cloudimg: error: d.vmdk: is a VMDK text descriptor without data: \
+             give the extent file it names instead (\"flat-flat.vmdk\")\n"
+        );
+    }
+    assert!(!dir.join("out").exists());
+}
