@@ -1,5 +1,5 @@
-//! OVA: the tar, the OVF descriptor (XML mini-parser), the SHA-256
-//! manifest and the VMDK inside: `formats::ova::ovf::elements` on the raw
+//! OVA: the tar, the OVF descriptor (roxmltree), the SHA-256
+//! manifest and the VMDK inside: `formats::ova::ovf::parse` on the raw
 //! input, `formats::open::open_file_disk` as an OVA (the VMDK member
 //! copied out and opened; a few reads, then the whole disk when at most
 //! 64 MiB) and `formats::ova::verify`, on the input in a memfd (tar header
@@ -23,7 +23,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = ova::ovf::elements(text);
+        let _ = ova::ovf::parse(text);
     }
     let mut bytes = data.to_vec();
     if cloudimg_fuzz::fixing(data) {

@@ -232,8 +232,7 @@ pub fn artifact_drive(artifact: &Path, scratch: &Path) -> Result<(PathBuf, Forma
         path: artifact.to_path_buf(),
         message,
     };
-    let format =
-        formats::detect(artifact).map_err(|e| bad(format!("detecting the format: {e}")))?;
+    let format = formats::detect(artifact).map_err(|e| bad(e.message().to_string()))?;
     let qemu_format = match format {
         Format::Raw => "raw",
         Format::VhdFixed | Format::VhdDynamic => "vpc",

@@ -544,3 +544,151 @@ fn status_lines_on_a_terminal_and_one_summary_line_otherwise() {
     );
     assert!(!err.contains('\x1b'), "{err:?}");
 }
+
+fn manifest_of(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn manifest_files(m: &serde_json::Value) -> Vec<String> {
+    m["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["file"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `out/NAME` for every entry of `out`, sorted: what the shell's
+/// `out/*` gives.
+fn glob(dir: &Path, out: &str) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir.join(out))
+        .unwrap()
+        .map(|e| format!("{out}/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `package` (GCP+AWS), then `package --azure` into the same directory:
+/// the manifest lists all five artifacts, the first four exactly as the
+/// first run recorded them, and `verify out/*` checks each once through
+/// the manifest. A kept file changed since is dropped from the next
+/// manifest, and a run from another image drops the first image's
+/// entries, each saying so on stderr.
+#[test]
+fn manifest_describes_the_directory_across_runs() {
+    if !oracles() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    gpt_image(d, "disk.img", 20 * MIB, 7);
+    ok(cloudimg(&["package", "disk.img", "-o", "out"], d));
+    let first = manifest_of(&d.join("out"));
+    let out = cloudimg(&["package", "disk.img", "--azure", "-o", "out"], d);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        err.contains(
+            "cloudimg: the manifest also lists 4 artifact(s) of the same image from an earlier run: \
+             capos-aws.raw, capos-aws.vhd, capos-aws.vmdk, disk.raw.tar.gz\n"
+        ),
+        "{err}"
+    );
+    let m = manifest_of(&d.join("out"));
+    assert_eq!(
+        manifest_files(&m),
+        [
+            "capos-aws.raw",
+            "capos-aws.vhd",
+            "capos-aws.vmdk",
+            "disk.raw.tar.gz",
+            "capos-azure.vhd"
+        ]
+    );
+    assert_eq!(m["source"], first["source"]);
+    assert_eq!(
+        m["artifacts"].as_array().unwrap()[..4],
+        first["artifacts"].as_array().unwrap()[..]
+    );
+
+    // The natural glob, manifest included: every artifact once, all ok.
+    let files = glob(d, "out");
+    assert_eq!(files.len(), 6, "{files:?}");
+    let mut args = vec!["verify"];
+    args.extend(files.iter().map(String::as_str));
+    let stdout = ok(cloudimg(&args, d));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    for f in manifest_files(&m) {
+        let n = lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("out/{f}: ok: ")))
+            .count();
+        assert_eq!(n, 1, "{f}: {stdout}");
+    }
+    // Given both ways, an artifact is still reported once.
+    let stdout = ok(cloudimg(
+        &[
+            "verify",
+            "out/capos-aws.raw",
+            "--manifest",
+            "out/manifest.json",
+            "out/manifest.json",
+        ],
+        d,
+    ));
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    // Judged by content, not name: a disk called manifest.json is a disk.
+    fs::create_dir(d.join("x")).unwrap();
+    fs::copy(d.join("disk.img"), d.join("x/manifest.json")).unwrap();
+    let stdout = ok(cloudimg(&["verify", "x/manifest.json"], d));
+    assert!(stdout.starts_with("x/manifest.json: ok: raw, "), "{stdout}");
+
+    // A kept file changed since its run is left out, with a note.
+    let vmdk = d.join("out/capos-aws.vmdk");
+    let size = fs::metadata(&vmdk).unwrap().len();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&vmdk)
+        .unwrap()
+        .write_all_at(b"x", size)
+        .unwrap();
+    let out = cloudimg(&["package", "disk.img", "--qcow2", "-o", "out"], d);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        err.contains(&format!(
+            "cloudimg: note: out/manifest.json: no longer lists capos-aws.vmdk: the file is {} bytes, the manifest said {size}\n",
+            size + 1
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        manifest_files(&manifest_of(&d.join("out"))),
+        [
+            "capos-aws.raw",
+            "capos-aws.vhd",
+            "disk.raw.tar.gz",
+            "capos-azure.vhd",
+            "capos.qcow2"
+        ]
+    );
+
+    // Another image into the same directory: the first image's entries go.
+    gpt_image(d, "other.img", 20 * MIB, 8);
+    let out = cloudimg(&["package", "other.img", "--azure", "-o", "out"], d);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    let sha = sha256(&d.join("disk.img"));
+    assert!(
+        err.contains(&format!(
+            "cloudimg: note: out/manifest.json: no longer lists 4 artifact(s) made from another image \
+             (disk.img, SHA-256 {sha}): capos-aws.raw, capos-aws.vhd, disk.raw.tar.gz, capos.qcow2\n"
+        )),
+        "{err}"
+    );
+    let m = manifest_of(&d.join("out"));
+    assert_eq!(manifest_files(&m), ["capos-azure.vhd"]);
+    assert_eq!(m["source"]["file"], "other.img");
+}

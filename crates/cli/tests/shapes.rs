@@ -925,7 +925,7 @@ fn unreadable_inputs_are_refused_naming_the_file() {
         ),
         (
             "flat.vmdk",
-            "is a VMDK text descriptor: give the extent file it names instead".to_string(),
+            "is a VMDK text descriptor without data: give the extent file it names instead (\"flat-flat.vmdk\")".to_string(),
         ),
         (
             "short-tables.qcow2",

@@ -329,6 +329,12 @@ pub struct Outcome {
     pub failures: Vec<(Shape, Error)>,
     /// Problems in the input's own partition table (offsets in the input).
     pub input_findings: Vec<Finding>,
+    /// Artifacts of the same source listed by the directory's previous
+    /// manifest and kept in this one (their files still match it).
+    pub kept: Vec<String>,
+    /// Entries of the previous manifest left out of this one, each with
+    /// why (another source, file gone or changed), one line each.
+    pub dropped: Vec<String>,
 }
 
 /// Longest artifact file name: its temporary name (`.NAME.PID.N.partial`)
@@ -706,10 +712,13 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     };
     // A run that made nothing writes no manifest: one listing nothing
     // would replace a previous run's, whose artifacts are still there.
+    let mut manifest = manifest;
+    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
     let manifest_path = if manifest.artifacts.is_empty() && !failures.is_empty() {
         None
     } else {
         let p = req.out_dir.join("manifest.json");
+        (kept, dropped) = merge_previous(&p, &mut manifest);
         write_manifest(&manifest, &p)?;
         Some(p)
     };
@@ -719,7 +728,111 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
         manifest_path,
         failures,
         input_findings,
+        kept,
+        dropped,
     })
+}
+
+/// Make `m` (this run's manifest) describe the directory: add the entries
+/// of the manifest already at `path` that were made from the same source
+/// (same SHA-256), that this run did not replace (same file name), and
+/// whose file is still there with the recorded size and SHA-256 (hashed
+/// again: a file changed since is not listed; decoding it again is left
+/// to `verify`). Entries of another source, or whose file is gone or
+/// changed, are left out and returned as one-line notes; so is a previous
+/// manifest that cannot be read. Returns (kept file names, notes).
+fn merge_previous(path: &Path, m: &mut Manifest) -> (Vec<String>, Vec<String>) {
+    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+    let text = match fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (kept, dropped),
+        Err(e) => {
+            dropped.push(format!(
+                "{}: the previous manifest cannot be read ({}); it is replaced",
+                path.display(),
+                Error::io("reading", e).message()
+            ));
+            return (kept, dropped);
+        }
+    };
+    let old: Manifest = match serde_json::from_slice(&text) {
+        Ok(old) => old,
+        Err(e) => {
+            dropped.push(format!(
+                "{}: the previous manifest is not one cloudimg reads ({e}); it is replaced",
+                path.display()
+            ));
+            return (kept, dropped);
+        }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let (same, other): (Vec<Artifact>, Vec<Artifact>) = old
+        .artifacts
+        .into_iter()
+        .filter(|a| !m.artifacts.iter().any(|n| n.file == a.file))
+        .partition(|_| old.source.sha256 == m.source.sha256);
+    if !other.is_empty() {
+        let files: Vec<&str> = other.iter().map(|a| a.file.as_str()).collect();
+        dropped.push(format!(
+            "{}: no longer lists {} artifact(s) made from another image ({}, SHA-256 {}): {}",
+            path.display(),
+            files.len(),
+            old.source.file,
+            old.source.sha256,
+            files.join(", ")
+        ));
+    }
+    for a in same {
+        match previous_file_problem(dir, &a) {
+            Some(why) => dropped.push(format!(
+                "{}: no longer lists {}: {why}",
+                path.display(),
+                a.file
+            )),
+            None => {
+                kept.push(a.file.clone());
+                m.artifacts.push(a);
+            }
+        }
+    }
+    m.artifacts
+        .sort_by_key(|a| (a.shape.index(), a.file.clone()));
+    (kept, dropped)
+}
+
+/// Why the artifact `a` of a previous manifest is no longer in `dir` as
+/// recorded: not a plain file name, gone, not a regular file, another size
+/// or another SHA-256.
+fn previous_file_problem(dir: &Path, a: &Artifact) -> Option<String> {
+    if a.file.is_empty() || a.file.contains('/') || a.file == "manifest.json" {
+        return Some("not a file name in the directory".into());
+    }
+    let p = dir.join(&a.file);
+    let meta = match fs::symlink_metadata(&p) {
+        Ok(m) => m,
+        Err(_) => return Some("the file is gone".into()),
+    };
+    if !meta.is_file() {
+        return Some("not a regular file".into());
+    }
+    if meta.len() != a.size {
+        return Some(format!(
+            "the file is {} bytes, the manifest said {}",
+            meta.len(),
+            a.size
+        ));
+    }
+    match sha256_file(&p) {
+        Ok(sha) if sha == a.sha256 => None,
+        Ok(sha) => Some(format!(
+            "the file's SHA-256 is {sha}, the manifest said {}",
+            a.sha256
+        )),
+        Err(e) => Some(format!(
+            "the file cannot be hashed ({})",
+            Error::io("reading", e).message()
+        )),
+    }
 }
 
 fn write_manifest(m: &Manifest, path: &Path) -> Result<()> {
@@ -1065,6 +1178,7 @@ pub fn verify_file_from(
         Format::Qcow2 => formats::qcow2::verify_with(file, digest),
         Format::Vhdx => formats::vhdx::verify_with(file, digest),
         Format::Ova => formats::ova::verify_with(file, digest),
+        Format::VmdkDescriptor => Err(Error::unsupported(formats::open::descriptor_refusal(file)?)),
         other => Err(Error::unsupported(format!(
             "cannot verify {other} files yet"
         ))),
@@ -1075,6 +1189,44 @@ pub fn verify_file_from(
 pub fn verify_path(path: &Path) -> Result<Report> {
     let (file, _, format) = formats::open_detect(path)?;
     verify_file(&file, format).map_err(|e| e.with_path(path))
+}
+
+/// Largest file read as a possible manifest (a manifest lists at most a
+/// few dozen artifacts: a few KiB).
+const MANIFEST_MAX_BYTES: u64 = 16 << 20;
+
+/// Read and parse the `manifest.json` at `path`.
+pub fn read_manifest(path: &Path) -> Result<Manifest> {
+    let text = fs::read(path)
+        .ctx("reading")
+        .map_err(|e| e.with_path(path))?;
+    serde_json::from_slice(&text).map_err(|e| {
+        Error::invalid_format(format!("is not a cloudimg manifest: {e}")).with_path(path)
+    })
+}
+
+/// Whether the file at `path` is a cloudimg manifest, judged by its
+/// content (whatever its name): a small regular file holding a JSON object
+/// that parses as a [`Manifest`]. A disk image never is one.
+pub fn is_manifest(path: &Path) -> bool {
+    let Ok(meta) = fs::metadata(path) else {
+        return false;
+    };
+    if !meta.is_file() || meta.len() > MANIFEST_MAX_BYTES {
+        return false;
+    }
+    let mut head = [0u8; 1];
+    let first = File::open(path).and_then(|f| {
+        use std::io::Read;
+        let mut r = std::io::BufReader::new(f);
+        loop {
+            r.read_exact(&mut head)?;
+            if !head[0].is_ascii_whitespace() {
+                return Ok(head[0]);
+            }
+        }
+    });
+    first.is_ok_and(|b| b == b'{') && read_manifest(path).is_ok()
 }
 
 /// What re-checking one artifact of a manifest found.
@@ -1094,12 +1246,7 @@ pub struct ManifestCheck {
 /// virtual size and SHA-256. Differences are added to each report as
 /// findings.
 pub fn verify_manifest(path: &Path) -> Result<Vec<ManifestCheck>> {
-    let text = fs::read(path)
-        .ctx("reading")
-        .map_err(|e| e.with_path(path))?;
-    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
-        Error::invalid_format(format!("is not a cloudimg manifest: {e}")).with_path(path)
-    })?;
+    let manifest = read_manifest(path)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut out = Vec::new();
     for a in &manifest.artifacts {

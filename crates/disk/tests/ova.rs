@@ -358,3 +358,195 @@ fn capacity_mismatch_is_found() {
         format!("at byte {disk_at}: capos.ovf: Disk capacity is 9388608 bytes but the VMDK holds {SIZE} bytes")
     );
 }
+
+// ---------------------------------------------------------------------------
+// The OVF read with namespaces, whatever the prefix
+
+/// Python: rewrite the `.ovf` of the OVA `src` as `mode` says, re-hash it
+/// into the `.mf`, write the members in the same order as a ustar OVA at
+/// `dst` (Python's tarfile), and print what Python's ElementTree (an
+/// independent, namespace-aware parser) reads: the `File` and `Disk`
+/// attributes, by the OVF namespace URI.
+const REWRITE_OVF: &str = r#"
+import hashlib, io, json, sys, tarfile
+import xml.etree.ElementTree as ET
+src, dst, mode = sys.argv[1:4]
+OVF = "http://schemas.dmtf.org/ovf/envelope/1"
+members = []
+with tarfile.open(src) as t:
+    for m in t.getmembers():
+        members.append((m.name, t.extractfile(m).read()))
+ovf_name, ovf = members[0]
+if mode == "ns0":
+    # ElementTree's own serialisation: every namespace gets an nsN prefix.
+    root = ET.fromstring(ovf)
+    ovf = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+elif mode == "default":
+    # The OVF namespace as the default one and under the prefix "o" (our
+    # writer binds it to both the default and "ovf").
+    ovf = ovf.replace(b'xmlns:ovf="' + OVF.encode(), b'xmlns:o="' + OVF.encode())
+    ovf = ovf.replace(b" ovf:", b" o:").replace(b'"ovf:/disk', b'"o:/disk')
+elif mode == "foreign":
+    ovf = ovf.replace(OVF.encode(), b"http://example.com/not-ovf")
+else:
+    raise SystemExit("unknown mode " + mode)
+out = []
+for name, data in members:
+    if name == ovf_name:
+        data = ovf
+    elif name.endswith(".mf"):
+        lines = []
+        for line in data.decode().splitlines():
+            if line.startswith("SHA256(%s)=" % ovf_name):
+                line = "SHA256(%s)= %s" % (ovf_name, hashlib.sha256(ovf).hexdigest())
+            lines.append(line)
+        data = ("\n".join(lines) + "\n").encode()
+    out.append((name, data))
+with tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as t:
+    for name, data in out:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+root = ET.fromstring(ovf)
+ns = {"o": OVF}
+a = lambda e, k: e.get("{%s}%s" % (OVF, k))
+print(json.dumps({
+    "ovf": ovf.decode(),
+    "files": [[a(f, "href"), a(f, "id"), a(f, "size")] for f in root.findall("o:References/o:File", ns)],
+    "disks": [[a(d, "capacity"), a(d, "fileRef"), a(d, "format")] for d in root.findall("o:DiskSection/o:Disk", ns)],
+}))
+"#;
+
+fn rewrite_ovf(c: &Case, mode: &str) -> (PathBuf, serde_json::Value) {
+    let dst = c.dir.path().join(format!("{mode}.ova"));
+    let out = run(Command::new("python3")
+        .args(["-c", REWRITE_OVF])
+        .arg(&c.out)
+        .arg(&dst)
+        .arg(mode));
+    (dst, serde_json::from_str(&out).unwrap())
+}
+
+#[test]
+fn ovf_with_any_prefix_for_the_namespace_is_read() {
+    if !require_tool("python3") {
+        return;
+    }
+    let c = case();
+    for mode in ["ns0", "default"] {
+        let (ova_path, oracle) = rewrite_ovf(&c, mode);
+        let text = oracle["ovf"].as_str().unwrap();
+        if mode == "ns0" {
+            assert!(
+                text.contains("<ns0:Envelope ") && !text.contains(" ovf:"),
+                "{text}"
+            );
+        } else {
+            assert!(
+                text.contains(" o:href=") && !text.contains(" ovf:"),
+                "{text}"
+            );
+        }
+        // Our parser reads what ElementTree reads.
+        let env = ova::ovf::parse(text).unwrap();
+        let files: Vec<_> = env
+            .files
+            .iter()
+            .map(|f| serde_json::json!([f.href, f.id, f.size]))
+            .collect();
+        let disks: Vec<_> = env
+            .disks
+            .iter()
+            .map(|d| serde_json::json!([d.capacity, d.file_ref, d.format]))
+            .collect();
+        assert_eq!(serde_json::Value::from(files), oracle["files"], "{mode}");
+        assert_eq!(serde_json::Value::from(disks), oracle["disks"], "{mode}");
+        assert_eq!(oracle["files"].as_array().unwrap().len(), 1);
+        // And the whole OVA verifies clean.
+        assert_eq!(findings(&ova_path), Vec::<String>::new(), "{mode}");
+    }
+}
+
+#[test]
+fn ovf_in_another_namespace_is_refused_in_one_line() {
+    if !require_tool("python3") {
+        return;
+    }
+    let c = case();
+    let (ova_path, oracle) = rewrite_ovf(&c, "foreign");
+    assert_eq!(oracle["files"], serde_json::json!([]));
+    let text = oracle["ovf"].as_str().unwrap();
+    let root_at = text.find("<Envelope").unwrap();
+    // The .ovf is the first member: its data starts after one header.
+    assert_eq!(
+        findings(&ova_path),
+        vec![format!(
+            "at byte {}: capos.ovf: the root element is {{http://example.com/not-ovf}}Envelope, \
+             not an OVF Envelope (namespace http://schemas.dmtf.org/ovf/envelope/1)",
+            512 + root_at
+        )]
+    );
+}
+
+/// An OVA with another `.vmdk` before the one its descriptor names: the
+/// reader (what `package` decodes) and the verifier both take the named
+/// one, which holds the input.
+#[test]
+fn reader_takes_the_disk_the_descriptor_names() {
+    if !require_tool("python3") || !require_tool("qemu-img") {
+        return;
+    }
+    let c = case();
+    let other_raw = c.dir.path().join("other.raw");
+    make_input(&other_raw, 2 << 20, 6);
+    let decoy = c.dir.path().join("decoy.vmdk");
+    run(Command::new("qemu-img")
+        .args([
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+        ])
+        .arg(&other_raw)
+        .arg(&decoy));
+    let dst = c.dir.path().join("two.ova");
+    // Python's tarfile writes: .ovf, aaa.vmdk (the decoy), the named
+    // VMDK, then a manifest listing all three.
+    run(Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import hashlib, io, sys, tarfile
+src, decoy, dst = sys.argv[1:4]
+with tarfile.open(src) as t:
+    m = [(x.name, t.extractfile(x).read()) for x in t.getmembers()]
+ovf, vmdk = m[0], m[1]
+members = [ovf, ("aaa.vmdk", open(decoy, "rb").read()), vmdk]
+mf = "".join("SHA256(%s)= %s\n" % (n, hashlib.sha256(d).hexdigest()) for n, d in members)
+members.append(("capos.mf", mf.encode()))
+with tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as t:
+    for n, d in members:
+        i = tarfile.TarInfo(n)
+        i.size = len(d)
+        t.addfile(i, io.BytesIO(d))
+"#,
+        )
+        .arg(&c.out)
+        .arg(&decoy)
+        .arg(&dst));
+    let input_sha = sha256_disk(&RawFile::open(&c.input).unwrap()).unwrap();
+    let r = ova::verify(&File::open(&dst).unwrap()).unwrap();
+    assert_eq!(r.findings, vec![]);
+    assert_eq!(r.virtual_sha256, Some(input_sha));
+    let disk = cloudimg_disk::formats::open::open_file_disk(
+        File::open(&dst).unwrap(),
+        std::fs::metadata(&dst).unwrap().len(),
+        cloudimg_disk::formats::Format::Ova,
+        &dst,
+    )
+    .unwrap();
+    assert_eq!(sha256_disk(&*disk).unwrap(), input_sha);
+}

@@ -812,3 +812,119 @@ fn grains_out_of_order() {
     raw[3 * GRAIN..].fill(0xCD);
     assert_eq!(r.virtual_sha256.unwrap().to_string(), sha_hex(&raw));
 }
+
+// ---------------------------------------------------------------------------
+// Descriptors judged by their content, not their first comment
+
+/// `bytes` (a VMDK we wrote) with its embedded descriptor (20 sectors at
+/// sector 1) replaced by `text`, padded with NULs.
+fn with_descriptor(bytes: &[u8], text: &str) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    let area = &mut b[512..21 * 512];
+    area.fill(0);
+    area[..text.len()].copy_from_slice(text.as_bytes());
+    b
+}
+
+/// A descriptor shaped like the one Red Hat's VMDK-stream-converter
+/// (github.com/imcleod/VMDK-stream-converter, `VMDKstream.py`, used to
+/// upload images to ESX through the vSphere API) embeds in the
+/// stream-optimized files it writes: its first line is a comment other
+/// than `# Disk DescriptorFile`, comments sit between the settings, the
+/// extent is `RDONLY` and names another file, the DDB comes in another
+/// order and the text ends without a newline. Written in our words after
+/// that sample, with this disk's capacity.
+fn stream_converter_descriptor(sectors: u64) -> String {
+    format!(
+        "# Description file written by a VMDK stream converter\n\
+         version=1\n\
+         # a random content id\n\
+         CID=7e5b80a7\n\
+         # no parent\n\
+         parentCID=ffffffff\n\
+         createType=\"streamOptimized\"\n\
+         \n\
+         # Extent description\n\
+         RDONLY {sectors} SPARSE \"call-me-stream.vmdk\"\n\
+         \n\
+         # The Disk Data Base\n\
+         #DDB\n\
+         \n\
+         ddb.adapterType = \"lsilogic\"\n\
+         ddb.geometry.cylinders = \"1\"\n\
+         ddb.geometry.heads = \"255\"\n\
+         ddb.geometry.sectors = \"63\"\n\
+         ddb.longContentID = \"8f15b3d0009d9a3f456ff7b28d324d2a\"\n\
+         ddb.virtualHWVersion = \"7\""
+    )
+}
+
+#[test]
+fn descriptor_with_another_first_comment_is_read_like_qemu() {
+    if !require_tool("qemu-img") {
+        return;
+    }
+    let raw = mixed_disk(2 << 20, 31);
+    let w = write_vmdk(&MemDisk::new(raw.clone()), &raw);
+    let ours = fs::read(&w.vmdk).unwrap();
+    let text = stream_converter_descriptor(raw.len() as u64 / 512);
+    assert!(!text.starts_with("# Disk DescriptorFile"));
+    fs::write(&w.vmdk, with_descriptor(&ours, &text)).unwrap();
+
+    // The oracle reads it and agrees with the raw disk...
+    let info = run(Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&w.vmdk));
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["format"], "vmdk");
+    run(Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "vmdk"])
+        .arg(&w.raw)
+        .arg(&w.vmdk));
+    // ...and so do our verifier (no finding) and reader.
+    let report = vmdk::verify(&File::open(&w.vmdk).unwrap()).unwrap();
+    assert_eq!(report.findings, Vec::<Finding>::new());
+    assert_eq!(report.virtual_sha256.unwrap().to_string(), sha_hex(&raw));
+    let r = vmdk::open(File::open(&w.vmdk).unwrap()).unwrap();
+    assert_eq!(sha256_disk(&r).unwrap().to_string(), sha_hex(&raw));
+}
+
+#[test]
+fn descriptor_qemu_refuses_is_refused_in_one_line() {
+    if !require_tool("qemu-img") {
+        return;
+    }
+    let raw = mixed_disk(1 << 20, 32);
+    let w = write_vmdk(&MemDisk::new(raw.clone()), &raw);
+    let ours = fs::read(&w.vmdk).unwrap();
+    let cases = [
+        (
+            "# Disk DescriptorFile\nversion=1\ncreateType=\"streamOptimized\"\n",
+            "the embedded descriptor has no CID",
+        ),
+        (
+            "version=1\nCID=xyz\nparentCID=ffffffff\n",
+            "the embedded descriptor's CID \"xyz\" is not 1 to 8 hex digits",
+        ),
+        (
+            "version=1\nCID=1234abcd\nparentCID=ffffffff\nparentFileNameHint=\"base.vmdk\"\n",
+            "is a delta disk of the parent \"base.vmdk\" (parentFileNameHint): convert the pair first (qemu-img convert -O raw) and give the result",
+        ),
+    ];
+    for (text, message) in cases {
+        fs::write(&w.vmdk, with_descriptor(&ours, text)).unwrap();
+        let q = Command::new("qemu-img")
+            .args(["convert", "-f", "vmdk", "-O", "raw"])
+            .arg(&w.vmdk)
+            .arg(w.dir.path().join("out.raw"))
+            .output()
+            .unwrap();
+        assert!(!q.status.success(), "qemu-img reads {text:?}");
+        let e = vmdk::open(File::open(&w.vmdk).unwrap()).err().unwrap();
+        assert_eq!(e.to_string(), message);
+        // The verifier still decodes it and says what is wrong.
+        let report = vmdk::verify(&File::open(&w.vmdk).unwrap()).unwrap();
+        assert!(!report.findings.is_empty(), "{text:?}");
+        assert_eq!(report.virtual_sha256.unwrap().to_string(), sha_hex(&raw));
+    }
+}

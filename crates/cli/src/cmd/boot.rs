@@ -71,6 +71,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !(args.timeout > 0.0 && args.timeout.is_finite()) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
+    // A file cloudimg does not read (compressed, VDI, ...) is refused in
+    // one line before any firmware is tried.
+    cloudimg_disk::formats::detect(&args.artifact)?;
     let mut all_passed = true;
     for &fw in firmwares {
         let mut opts = BootOptions::new(fw);

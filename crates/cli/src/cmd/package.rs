@@ -185,13 +185,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let data = progress.data_total.load(Ordering::Relaxed);
         eprintln!(
             "cloudimg: packaged {} artifact(s) from {} ({} bytes of data) in {:.2} s",
-            outcome.manifest.artifacts.len(),
+            outcome.manifest.artifacts.len() - outcome.kept.len(),
             args.image.display(),
             data,
             started.elapsed().as_secs_f64()
         );
     }
 
+    if !args.quiet && !outcome.kept.is_empty() {
+        eprintln!(
+            "cloudimg: the manifest also lists {} artifact(s) of the same image from an earlier run: {}",
+            outcome.kept.len(),
+            outcome.kept.join(", ")
+        );
+    }
+    for note in &outcome.dropped {
+        eprintln!("cloudimg: note: {note}");
+    }
     for f in &outcome.input_findings {
         eprintln!("cloudimg: warning: {}: {f}", args.image.display());
     }
@@ -206,6 +216,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         v["manifest"] = serde_json::json!(outcome.manifest_path);
         v["failures"] = serde_json::json!(failures);
         v["input_findings"] = serde_json::to_value(&outcome.input_findings)?;
+        v["kept"] = serde_json::json!(outcome.kept);
+        v["dropped"] = serde_json::json!(outcome.dropped);
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else if let Some(manifest_path) = &outcome.manifest_path {

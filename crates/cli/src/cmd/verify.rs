@@ -1,12 +1,13 @@
 //! `cloudimg verify ARTIFACT`: decode an artifact in full and report
 //! every defect.
 
+use std::collections::HashSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cloudimg_disk::io::Sha256Hex;
-use cloudimg_disk::package::{verify_manifest, verify_path};
+use cloudimg_disk::package::{is_manifest, read_manifest, verify_manifest, verify_path};
 use cloudimg_disk::verify::Finding;
 use cloudimg_disk::verify::Report;
 
@@ -14,7 +15,10 @@ use cloudimg_disk::verify::Report;
 ///
 /// The format is detected from the content, not the file name: raw
 /// images, fixed VHD, stream-optimized VMDK and the GCP disk.raw.tar.gz.
-/// Exit status: 0 sound, 1 defects found, 2 unusable (cannot be decoded).
+/// A cloudimg `manifest.json` among the artifacts is checked as
+/// `--manifest`, so `cloudimg verify target/cloud-image/*` checks a whole
+/// output directory. Exit status: 0 sound, 1 defects found, 2 unusable
+/// (cannot be decoded).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The artifacts to check.
@@ -33,25 +37,70 @@ pub struct Args {
     pub json: bool,
 }
 
+/// One thing to check, in the order given.
+enum Item {
+    /// A `manifest.json`: every artifact it lists.
+    Manifest(PathBuf),
+    /// An artifact on its own.
+    Artifact(PathBuf),
+}
+
+/// What to check: `--manifest`, then the arguments in order. An argument
+/// that is a cloudimg manifest by its content is checked as `--manifest`
+/// (so `verify dir/*` works); an artifact a manifest lists is checked
+/// once, through the manifest; a manifest given twice is checked once.
+fn plan(args: &Args) -> anyhow::Result<Vec<Item>> {
+    let key = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut manifests: Vec<PathBuf> = args.manifest.iter().cloned().collect();
+    manifests.extend(args.artifacts.iter().filter(|p| is_manifest(p)).cloned());
+    let mut seen = HashSet::new();
+    let mut listed = HashSet::new();
+    let mut items = Vec::new();
+    for m in manifests {
+        if !seen.insert(key(&m)) {
+            continue;
+        }
+        // An unreadable --manifest is reported by verify_manifest.
+        if let Ok(manifest) = read_manifest(&m) {
+            let dir = m.parent().map(Path::to_path_buf).unwrap_or_default();
+            listed.extend(manifest.artifacts.iter().map(|a| key(&dir.join(&a.file))));
+        }
+        items.push(Item::Manifest(m));
+    }
+    for p in &args.artifacts {
+        let k = key(p);
+        if !seen.contains(&k) && !listed.contains(&k) {
+            items.push(Item::Artifact(p.clone()));
+        }
+    }
+    Ok(items)
+}
+
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut worst = 0u8;
     let mut json = Vec::new();
     let mut out = std::io::stdout().lock();
-    let mut results: Vec<(PathBuf, Result<Report, String>)> = Vec::new();
-    if let Some(m) = &args.manifest {
-        for c in verify_manifest(m)? {
-            results.push((c.path, c.report.ok_or_else(|| c.error.unwrap_or_default())));
+    let mut results: Vec<(PathBuf, Result<Report, String>, bool)> = Vec::new();
+    for item in plan(&args)? {
+        match item {
+            Item::Manifest(m) => {
+                for c in verify_manifest(&m)? {
+                    let r = c.report.ok_or_else(|| c.error.unwrap_or_default());
+                    results.push((c.path, r, false));
+                }
+            }
+            Item::Artifact(path) => {
+                let r = verify_path(&path).map_err(|e| e.to_string());
+                results.push((path, r, true));
+            }
         }
     }
-    for path in &args.artifacts {
-        results.push((path.clone(), verify_path(path).map_err(|e| e.to_string())));
-    }
-    for (path, result) in results {
+    for (path, result, plain) in results {
         let path = &path;
         match result {
             Ok(mut report) => {
-                if let Some(want) = args.expect_sha256 {
+                if let Some(want) = args.expect_sha256.filter(|_| plain) {
                     if report.virtual_sha256 != Some(want) {
                         report.findings.push(Finding::whole(format!(
                             "decoded disk SHA-256 is {}, expected {want}",

@@ -1,7 +1,9 @@
 //! Disk image formats, one folder each: `wire` (on-disk structures),
 //! `writer`, `reader`, `verify`.
 //!
-//! [`detect`] tells the format from content, never from the file name.
+//! [`detect`] tells the format from content, never from the file name,
+//! and refuses what cloudimg does not read (compressed data, VDI, QED, ...:
+//! [`foreign`]) in one line saying what to do.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -12,6 +14,7 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 
 pub mod deflate;
+pub mod foreign;
 pub mod gcp;
 pub mod open;
 pub mod ova;
@@ -25,7 +28,9 @@ pub mod vmdk;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
-    /// A raw disk image (anything not recognised as another format).
+    /// A raw disk image (anything not recognised as another format, nor
+    /// refused as compressed data or an image format cloudimg does not
+    /// read: see [`foreign`]).
     Raw,
     /// A fixed VHD: the disk's bytes followed by a 512-byte footer.
     VhdFixed,
@@ -72,18 +77,29 @@ impl std::fmt::Display for Format {
 }
 
 /// Detect the format of an open file from its first and last sectors.
+/// A file cloudimg does not read (compressed data, a VDI, ...; see
+/// [`foreign`]) is an error saying what it is and what to do.
 pub fn detect_file(file: &File) -> Result<Format> {
+    detect_file_named(file, None)
+}
+
+/// [`detect_file`], naming `path` in the command a refusal suggests.
+fn detect_file_named(file: &File, path: Option<&Path>) -> Result<Format> {
+    let refuse = |f: foreign::Foreign| Err(Error::unsupported(f.refusal(path)));
     let len = file.metadata().ctx("reading file metadata")?.len();
     let mut head = [0u8; 512];
     let n = read_up_to(file, &mut head, 0)?;
     let head = &head[..n];
-    if head.starts_with(&[0x1f, 0x8b]) {
+    if head.starts_with(foreign::GZIP_MAGIC) && !foreign::looks_partitioned(head) {
+        if !foreign::gzip_holds_tar(file) {
+            return refuse(foreign::Foreign::Gzip);
+        }
         return Ok(Format::Gzip);
     }
     if head.starts_with(b"KDMV") {
         return Ok(Format::Vmdk);
     }
-    if head.starts_with(b"# Disk DescriptorFile") {
+    if vmdk::descriptor::is_text_descriptor(head) {
         return Ok(Format::VmdkDescriptor);
     }
     if head.starts_with(b"QFI\xfb") {
@@ -110,7 +126,10 @@ pub fn detect_file(file: &File) -> Result<Format> {
         }
         return Ok(Format::Tar);
     }
-    Ok(Format::Raw)
+    match foreign::sniff(head) {
+        Some(f) => refuse(f),
+        None => Ok(Format::Raw),
+    }
 }
 
 /// Detect the format of the file at `path`.
@@ -118,7 +137,7 @@ pub fn detect(path: &Path) -> Result<Format> {
     let file = File::open(path)
         .ctx("opening")
         .map_err(|e| e.with_path(path))?;
-    detect_file(&file).map_err(|e| e.with_path(path))
+    detect_file_named(&file, Some(path)).map_err(|e| e.with_path(path))
 }
 
 /// Open an existing artifact or image for reading and detect its format:
@@ -137,7 +156,7 @@ pub fn open_detect(path: &Path) -> Result<(File, std::fs::Metadata, Format)> {
     if meta.len() == 0 {
         return Err(Error::invalid_input("is empty").with_path(path));
     }
-    let format = detect_file(&file).map_err(|e| e.with_path(path))?;
+    let format = detect_file_named(&file, Some(path)).map_err(|e| e.with_path(path))?;
     Ok((file, meta, format))
 }
 

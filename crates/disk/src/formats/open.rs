@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::disk::VirtualDisk;
 use crate::error::{Error, IoContext, Result};
-use crate::formats::{self, gcp, Format};
+use crate::formats::{self, gcp, ova, Format};
 use crate::io::{unnamed_temp_beside, FileReader, RawFile};
 
 /// Open the image at `path` for reading, whatever its format; return the
@@ -47,16 +47,32 @@ pub fn open_file_disk(
             let tmp = ova_vmdk(&file)?;
             Box::new(formats::vmdk::open(tmp)?)
         }
-        Format::VmdkDescriptor => {
-            return Err(Error::unsupported(
-                "is a VMDK text descriptor: give the extent file it names instead",
-            ))
-        }
+        Format::VmdkDescriptor => return Err(Error::unsupported(descriptor_refusal(&file)?)),
         Format::Tar => {
             return Err(Error::unsupported(
                 "is a tar archive that is neither a GCP disk.raw.tar.gz nor an OVA",
             ))
         }
+    })
+}
+
+/// Why a VMDK text descriptor file is not read, and what to give instead:
+/// its one extent file (cloudimg reads a sparse extent as a VMDK and a
+/// flat one as a raw disk), or a conversion when it has several.
+pub(crate) fn descriptor_refusal(file: &File) -> Result<String> {
+    let mut head = vec![0u8; 64 << 10];
+    let n = formats::read_up_to(file, &mut head, 0)?;
+    let d = formats::vmdk::descriptor::Descriptor::parse(&head[..n]);
+    Ok(match d.extents.as_slice() {
+        [e] => format!(
+            "is a VMDK text descriptor without data: give the extent file it names instead ({:?})",
+            e.file
+        ),
+        [] => "is a VMDK text descriptor that names no extent file".to_string(),
+        ex => format!(
+            "is a VMDK text descriptor of {} extent files: convert it first (qemu-img convert -O raw) and give the result",
+            ex.len()
+        ),
     })
 }
 
@@ -101,12 +117,35 @@ fn ova_vmdk(file: &File) -> Result<File> {
     Ok(out)
 }
 
-/// Copy the first `.vmdk` member of the OVA `file` into `out` (from its
-/// start); return the member's size.
+/// Copy the disk member of the OVA `file` into `out` (from its start);
+/// return the member's size. The disk member is chosen as the verifier
+/// chooses it: the file the descriptor's first `References/File` names
+/// when the descriptor (the first `.ovf` member, UTF-8, at most
+/// [`ova::verify::MAX_TEXT_MEMBER`] bytes) comes before any disk member,
+/// else the first `.vmdk` member.
 pub fn extract_ova_vmdk(file: &File, out: &File) -> Result<u64> {
     let mut tar = gcp::tar::TarReader::new(FileReader::new(file));
+    let mut href: Option<String> = None;
+    let mut seen_ovf = false;
     while let Some(entry) = tar.next_entry()? {
-        if !entry.name_str().to_ascii_lowercase().ends_with(".vmdk") {
+        let name = entry.name_str();
+        if !seen_ovf && name.ends_with(".ovf") {
+            seen_ovf = true;
+            if entry.size <= ova::verify::MAX_TEXT_MEMBER {
+                let mut text = vec![0u8; entry.size as usize];
+                crate::io::read_exact_at(file, &mut text, entry.data_offset)
+                    .map_err(|e| Error::io("reading the OVA's descriptor", e))?;
+                href = String::from_utf8(text)
+                    .ok()
+                    .and_then(|t| ova::ovf::first_file_href(&t));
+            }
+            continue;
+        }
+        let is_disk = match &href {
+            Some(h) => *h == name,
+            None => name.ends_with(".vmdk"),
+        };
+        if !is_disk {
             continue;
         }
         let mut buf = vec![0u8; crate::disk::BUFFER_SIZE];

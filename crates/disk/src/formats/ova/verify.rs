@@ -14,7 +14,7 @@ use std::io::{BufReader, BufWriter, Write};
 
 use sha2::{Digest, Sha256};
 
-use super::ovf::{self, Element};
+use super::ovf;
 use super::VMDK_STREAM_OPTIMIZED_URI;
 use crate::disk::BUFFER_SIZE;
 use crate::error::{Error, IoContext, Result};
@@ -168,7 +168,7 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
                     ));
                 } else {
                     if disk.is_none() {
-                        disk_href = first_file_href(&s);
+                        disk_href = ovf::first_file_href(&s);
                     }
                     ovf_text = Some((index, s));
                 }
@@ -236,16 +236,6 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
         None => r.push(Finding::whole("no manifest (.mf) member")),
     }
     Ok(r)
-}
-
-/// The `ovf:href` of the first `File` in `References`, if the descriptor
-/// parses.
-fn first_file_href(text: &str) -> Option<String> {
-    let els = ovf::elements(text).ok()?;
-    els.iter()
-        .find(|e| e.local_name() == "File" && e.inside("References"))
-        .and_then(|e| e.ovf_attr("href"))
-        .map(str::to_string)
 }
 
 /// DSP0243: the descriptor first; the manifest right after it or last.
@@ -321,86 +311,73 @@ fn descriptor_findings(
     r: &mut Report,
 ) {
     let base = ovf_member.data_offset;
-    let els = match ovf::elements(text) {
-        Ok(els) => els,
+    let name = &ovf_member.name;
+    let env = match ovf::parse(text) {
+        Ok(env) => env,
         Err(e) => {
             r.push(Finding::at(
                 base + e.offset as u64,
-                format!("{}: not well-formed XML: {}", ovf_member.name, e.message),
+                format!("{name}: {}", e.message),
             ));
             return;
         }
     };
-    let at = |e: &Element| base + e.offset as u64;
-    let name = &ovf_member.name;
-    match els.first() {
-        Some(root) if root.local_name() == "Envelope" => {}
-        _ => r.push(Finding::at(
-            base,
-            format!("{name}: the root element is not Envelope"),
-        )),
-    }
-    // id -> (href, element)
-    let mut files: BTreeMap<String, (String, &Element)> = BTreeMap::new();
-    for e in els
-        .iter()
-        .filter(|e| e.local_name() == "File" && e.inside("References"))
-    {
-        let (Some(href), Some(id)) = (e.ovf_attr("href"), e.ovf_attr("id")) else {
+    r.detail("ovf_namespace", env.namespace);
+    let at = |offset: usize| base + offset as u64;
+    // id -> href
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for e in &env.files {
+        let (Some(href), Some(id)) = (&e.href, &e.id) else {
             r.push(Finding::at(
-                at(e),
+                at(e.offset),
                 format!("{name}: File without ovf:href or ovf:id"),
             ));
             continue;
         };
-        files.insert(id.to_string(), (href.to_string(), e));
-        match members.iter().find(|m| m.name == href) {
+        files.insert(id.clone(), href.clone());
+        match members.iter().find(|m| m.name == *href) {
             None => r.push(Finding::at(
-                at(e),
+                at(e.offset),
                 format!("{name}: File {href:?} is not in the archive"),
             )),
-            Some(m) => match e.ovf_attr("size").map(str::parse::<u64>) {
+            Some(m) => match e.size.as_deref().map(str::parse::<u64>) {
                 None => {}
                 Some(Ok(s)) if s == m.size => {}
                 Some(Ok(s)) => r.push(Finding::at(
-                    at(e),
+                    at(e.offset),
                     format!(
                         "{name}: File {href:?} has ovf:size {s} but the member is {} bytes",
                         m.size
                     ),
                 )),
                 Some(Err(_)) => r.push(Finding::at(
-                    at(e),
+                    at(e.offset),
                     format!("{name}: File {href:?} has a malformed ovf:size"),
                 )),
             },
         }
     }
-    let disks: Vec<&Element> = els
-        .iter()
-        .filter(|e| e.local_name() == "Disk" && e.inside("DiskSection"))
-        .collect();
-    if disks.is_empty() {
+    if env.disks.is_empty() {
         r.push(Finding::at(
             base,
             format!("{name}: no Disk in a DiskSection"),
         ));
     }
-    if disks.len() > 1 {
+    if env.disks.len() > 1 {
         r.push(Finding::at(
-            at(disks[1]),
+            at(env.disks[1].offset),
             format!(
                 "{name}: {} disks; cloudimg checks only the first",
-                disks.len()
+                env.disks.len()
             ),
         ));
     }
-    let Some(d) = disks.first() else { return };
-    let href = match d.ovf_attr("fileRef").and_then(|id| files.get(id)) {
-        Some((href, _)) => Some(href.as_str()),
+    let Some(d) = env.disks.first() else { return };
+    let href = match d.file_ref.as_ref().and_then(|id| files.get(id)) {
+        Some(href) => Some(href.as_str()),
         None => {
             r.push(Finding::at(
-                at(d),
+                at(d.offset),
                 format!("{name}: Disk's ovf:fileRef names no File in References"),
             ));
             None
@@ -409,7 +386,7 @@ fn descriptor_findings(
     if let (Some(href), Some(disk)) = (href, disk) {
         if href != disk.name {
             r.push(Finding::at(
-                at(d),
+                at(d.offset),
                 format!(
                     "{name}: Disk refers to {href:?} but the decoded disk member is {:?}",
                     disk.name
@@ -417,19 +394,19 @@ fn descriptor_findings(
             ));
         }
     }
-    if d.ovf_attr("format") != Some(VMDK_STREAM_OPTIMIZED_URI) {
+    if d.format.as_deref() != Some(VMDK_STREAM_OPTIMIZED_URI) {
         r.push(Finding::at(
-            at(d),
+            at(d.offset),
             format!(
                 "{name}: Disk ovf:format is {:?}, not {VMDK_STREAM_OPTIMIZED_URI:?}",
-                d.ovf_attr("format").unwrap_or("")
+                d.format.as_deref().unwrap_or("")
             ),
         ));
     }
-    let units = d.ovf_attr("capacityAllocationUnits").unwrap_or("byte");
+    let units = d.capacity_units.as_deref().unwrap_or("byte");
     let Some(unit) = ovf::allocation_units(units) else {
         r.push(Finding::at(
-            at(d),
+            at(d.offset),
             format!(
                 "{name}: Disk has capacityAllocationUnits {units:?}, which cloudimg cannot read"
             ),
@@ -437,16 +414,17 @@ fn descriptor_findings(
         return;
     };
     let declared = d
-        .ovf_attr("capacity")
+        .capacity
+        .as_deref()
         .and_then(|c| c.parse::<u64>().ok())
         .and_then(|c| c.checked_mul(unit));
     match (declared, capacity) {
         (None, _) => r.push(Finding::at(
-            at(d),
+            at(d.offset),
             format!("{name}: Disk has a missing or malformed ovf:capacity"),
         )),
         (Some(c), Some(v)) if c != v => r.push(Finding::at(
-            at(d),
+            at(d.offset),
             format!("{name}: Disk capacity is {c} bytes but the VMDK holds {v} bytes"),
         )),
         _ => {}

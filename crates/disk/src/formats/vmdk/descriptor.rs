@@ -5,6 +5,21 @@
 //! derived from the caller's seed instead of a random generator. Parsed
 //! with a small line parser: `key=value` and `key = "value"` lines, and
 //! extent lines `ACCESS SECTORS TYPE "FILE" [OFFSET]`.
+//!
+//! A descriptor is judged by its content, never by its first comment:
+//! `# Disk DescriptorFile` is what VMware and qemu write, but other
+//! producers of stream-optimized VMDKs start with another comment (Red
+//! Hat's VMDK-stream-converter, `VMDKstream.py` in
+//! github.com/imcleod/VMDK-stream-converter, writes `# Description file
+//! created by VMDK stream converter`, comment lines between the settings
+//! and an `RDONLY` extent line), and qemu reads them. What qemu 7.2 needs of
+//! the descriptor embedded in a sparse extent (`block/vmdk.c`,
+//! `vmdk_open` -> `vmdk_read_cid`, `vmdk_parent_open`): a hexadecimal
+//! `CID` and `parentCID`, and a `parentFileNameHint` only for a disk with a
+//! parent; `createType` and the extent lines are not read (checked with
+//! qemu-img 7.2 on edited files). A text descriptor file is recognised as
+//! qemu's `vmdk_probe` does: after comment and blank lines, the first line
+//! is `version=1`, `2` or `3`.
 
 use sha2::{Digest, Sha256};
 
@@ -114,8 +129,10 @@ pub struct ExtentLine {
 /// The parts of a descriptor cloudimg looks at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Descriptor {
-    /// Whether the text starts with `# Disk DescriptorFile`.
-    pub has_signature: bool,
+    /// `version`, as written.
+    pub version: Option<String>,
+    /// `parentFileNameHint`, without quotes: the disk has a parent.
+    pub parent_hint: Option<String>,
     /// `createType`, without quotes.
     pub create_type: Option<String>,
     /// `CID`, as written.
@@ -142,10 +159,7 @@ impl Descriptor {
     pub fn parse(bytes: &[u8]) -> Self {
         let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
         let text = String::from_utf8_lossy(&bytes[..end]);
-        let mut d = Descriptor {
-            has_signature: text.starts_with("# Disk DescriptorFile"),
-            ..Default::default()
-        };
+        let mut d = Descriptor::default();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -157,6 +171,8 @@ impl Descriptor {
                     "createType" => d.create_type = Some(v),
                     "CID" => d.cid = Some(v),
                     "parentCID" => d.parent_cid = Some(v),
+                    "version" => d.version = Some(v),
+                    "parentFileNameHint" => d.parent_hint = Some(v),
                     _ => {}
                 }
                 continue;
@@ -168,6 +184,63 @@ impl Descriptor {
         }
         d
     }
+
+    /// Why the disk cannot be read alone, as qemu-img 7.2 would refuse it
+    /// too: no hexadecimal `CID` or `parentCID` (qemu: "Invalid
+    /// argument"), or a parent disk (`parentCID` other than `ffffffff`, or
+    /// a `parentFileNameHint`: qemu opens the parent as a backing file).
+    pub fn reading_problem(&self) -> Option<String> {
+        let cid = |name: &str, v: &Option<String>| match v {
+            None => Some(format!("the embedded descriptor has no {name}")),
+            Some(c) if !is_cid(c) => Some(format!(
+                "the embedded descriptor's {name} {c:?} is not 1 to 8 hex digits"
+            )),
+            Some(_) => None,
+        };
+        if let Some(p) = cid("CID", &self.cid).or_else(|| cid("parentCID", &self.parent_cid)) {
+            return Some(p);
+        }
+        if let Some(hint) = &self.parent_hint {
+            return Some(format!(
+                "is a delta disk of the parent {hint:?} (parentFileNameHint): convert the pair first (qemu-img convert -O raw) and give the result"
+            ));
+        }
+        match self.parent_cid.as_deref() {
+            Some(p) if !p.eq_ignore_ascii_case("ffffffff") => Some(format!(
+                "is a delta disk (parentCID {p}): its parent is needed; convert the pair first (qemu-img convert -O raw) and give the result"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `head` (a file's first bytes) is a VMDK text descriptor file as
+/// qemu's `vmdk_probe` (`block/vmdk.c`) tells one: skipping lines that
+/// start with `#` and lines of spaces, the first line is `version=1`,
+/// `version=2` or `version=3` (ending `\n` or `\r\n`). A text starting
+/// `# Disk DescriptorFile` is one too (what VMware writes first).
+pub fn is_text_descriptor(head: &[u8]) -> bool {
+    if head.starts_with(b"# Disk DescriptorFile") {
+        return true;
+    }
+    let mut rest = head;
+    while !rest.is_empty() {
+        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.starts_with(b"#") || line.iter().all(|&b| b == b' ') {
+            match next {
+                Some(n) => rest = n,
+                None => return false,
+            }
+            continue;
+        }
+        // The version line must be complete (qemu compares "version=N\n").
+        return next.is_some() && matches!(line, b"version=1" | b"version=2" | b"version=3");
+    }
+    false
 }
 
 fn parse_extent(line: &str) -> Option<ExtentLine> {
@@ -203,7 +276,9 @@ mod tests {
         let ids = DescriptorIds::from_seed(&[7; 32]);
         let text = render("disk.vmdk", 20480, &ids);
         let d = Descriptor::parse(text.as_bytes());
-        assert!(d.has_signature);
+        assert_eq!(d.version.as_deref(), Some("1"));
+        assert_eq!(d.reading_problem(), None);
+        assert!(is_text_descriptor(text.as_bytes()));
         assert_eq!(d.create_type.as_deref(), Some("streamOptimized"));
         assert_eq!(d.cid, Some(format!("{:08x}", ids.cid)));
         assert_eq!(d.parent_cid.as_deref(), Some("ffffffff"));
@@ -243,6 +318,41 @@ mod tests {
         assert_eq!(geometry_cylinders(1), 1);
         assert_eq!(geometry_cylinders(255 * 63 + 1), 2);
         assert_eq!(geometry_cylinders(1 << 40), 65535);
+    }
+
+    #[test]
+    fn text_descriptors_are_told_as_qemu_probes_them() {
+        assert!(is_text_descriptor(b"# Disk DescriptorFile\nCID=1\n"));
+        assert!(is_text_descriptor(
+            b"# Description file created by VMDK stream converter\nversion=1\nCID=7e5b80a7\n"
+        ));
+        assert!(is_text_descriptor(b"\n   \n#x\r\nversion=3\r\nCID=1"));
+        assert!(!is_text_descriptor(b"# comment\nCID=1\nversion=1\n"));
+        assert!(!is_text_descriptor(b"version=4\n"));
+        assert!(!is_text_descriptor(b"version=1"));
+        assert!(!is_text_descriptor(b"\xEB\x63\x90version=1\n"));
+    }
+
+    #[test]
+    fn what_qemu_refuses_is_a_reading_problem() {
+        let problem = |t: &[u8]| Descriptor::parse(t).reading_problem();
+        assert_eq!(
+            problem(b"createType=\"streamOptimized\"\n"),
+            Some("the embedded descriptor has no CID".into())
+        );
+        assert_eq!(
+            problem(b"CID=zz\nparentCID=ffffffff\n"),
+            Some("the embedded descriptor's CID \"zz\" is not 1 to 8 hex digits".into())
+        );
+        assert!(problem(b"CID=1\nparentCID=2\n")
+            .unwrap()
+            .starts_with("is a delta disk (parentCID 2)"));
+        assert!(
+            problem(b"CID=1\nparentCID=ffffffff\nparentFileNameHint=\"b.vmdk\"\n")
+                .unwrap()
+                .starts_with("is a delta disk of the parent \"b.vmdk\"")
+        );
+        assert_eq!(problem(b"CID=1\nparentCID=ffffffff\n"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use flate2::{Decompress, FlushDecompress, Status};
 
+use super::descriptor::Descriptor;
 use super::wire::{
     self, Marker, SparseExtentHeader, GD_AT_END, GRAIN_RECORD_HEADER_BYTES, GTE_ZEROED, MARKER_EOS,
     MARKER_FOOTER, SECTOR_BYTES,
@@ -171,9 +172,20 @@ impl std::fmt::Debug for VmdkReader {
     }
 }
 
-/// Open a hosted sparse VMDK extent for random access.
+/// Open a hosted sparse VMDK extent for random access, as a whole disk:
+/// refused, as qemu-img refuses it, when its embedded descriptor has no
+/// usable CID or names a parent disk ([`Descriptor::reading_problem`]).
+/// The verifier opens it with [`VmdkReader::open`], which does not look
+/// at the descriptor, and reports those as findings.
 pub fn open(file: File) -> Result<VmdkReader> {
-    VmdkReader::open(file)
+    let r = VmdkReader::open(file)?;
+    if let Some(p) = read_descriptor(&r.file, r.file_size, &r.leading)?
+        .as_ref()
+        .and_then(Descriptor::reading_problem)
+    {
+        return Err(Error::unsupported(p));
+    }
+    Ok(r)
 }
 
 impl VmdkReader {
@@ -343,6 +355,35 @@ impl VmdkReader {
             Inflated::Invalid(m) => Err(bad(format!("grain at LBA {lba}: {m}"))),
         }
     }
+}
+
+/// Largest embedded descriptor read, in sectors (1 MiB): descriptors are a
+/// few hundred bytes; VMware reserves 20 sectors, and qemu reads at most 20
+/// (`DESC_SIZE` in `block/vmdk.c`).
+pub(crate) const DESCRIPTOR_SECTORS_MAX: u64 = 2048;
+
+/// The embedded descriptor the header `h` points at, parsed; none when
+/// there is none or it lies outside the file or is larger than
+/// [`DESCRIPTOR_SECTORS_MAX`] (the verifier reports those).
+fn read_descriptor(
+    file: &File,
+    file_size: u64,
+    h: &SparseExtentHeader,
+) -> Result<Option<Descriptor>> {
+    if h.descriptor_offset == 0
+        || h.descriptor_size == 0
+        || h.descriptor_size > DESCRIPTOR_SECTORS_MAX
+    {
+        return Ok(None);
+    }
+    let at = h.descriptor_offset.saturating_mul(SECTOR_BYTES);
+    let len = h.descriptor_size * SECTOR_BYTES;
+    if at.checked_add(len).is_none_or(|e| e > file_size) {
+        return Ok(None);
+    }
+    let mut b = vec![0u8; len as usize];
+    read_exact_at(file, &mut b, at).ctx("reading the embedded descriptor")?;
+    Ok(Some(Descriptor::parse(&b)))
 }
 
 /// Read and parse the header at sector 0.

@@ -24,9 +24,7 @@ use crate::formats::Format;
 use crate::io::DiskDigest;
 use crate::verify::{Finding, Report};
 
-/// Largest embedded descriptor read (sectors): descriptors are a few
-/// hundred bytes; VMware reserves 20 sectors.
-const DESCRIPTOR_SECTORS_MAX: u64 = 2048;
+use super::reader::DESCRIPTOR_SECTORS_MAX;
 /// Descriptor lines not understood that are reported one by one.
 const MAX_BAD_LINES: usize = 16;
 
@@ -369,13 +367,8 @@ fn descriptor_findings(
     }
     let mut b = vec![0u8; len as usize];
     read_exact_at(file, &mut b, at).ctx("reading the descriptor")?;
+    // Judged by its content, not its first comment (see `descriptor`).
     let d = Descriptor::parse(&b);
-    if !d.has_signature {
-        r.push(Finding::at(
-            at,
-            "the descriptor does not start with \"# Disk DescriptorFile\"",
-        ));
-    }
     match &d.create_type {
         Some(t) => r.detail("create_type", t.as_str()),
         None => r.push(Finding::at(at, "the descriptor has no createType")),
@@ -403,6 +396,14 @@ fn descriptor_findings(
             format!("parentCID is {p}: the disk has a parent and cannot be decoded alone"),
         )),
         None => r.push(Finding::at(at, "the descriptor has no parentCID")),
+    }
+    if let Some(hint) = &d.parent_hint {
+        r.push(Finding::at(
+            at,
+            format!(
+                "parentFileNameHint is {hint:?}: the disk has a parent and cannot be decoded alone"
+            ),
+        ));
     }
     match d.extents.as_slice() {
         [e] => {
