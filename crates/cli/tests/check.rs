@@ -106,8 +106,9 @@ fn json_shape() {
     keys.sort();
     assert_eq!(
         keys,
-        ["checks", "path", "ready", "verdicts", "virtual_size"]
+        ["checks", "limine", "path", "ready", "verdicts", "virtual_size"]
     );
+    assert_eq!(v["limine"], serde_json::Value::Null, "a GRUB image");
     assert_eq!(v["path"], "demo.raw");
     assert_eq!(v["ready"], true);
     assert_eq!(v["virtual_size"], 256u64 << 20);

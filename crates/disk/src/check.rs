@@ -12,17 +12,22 @@
 //!
 //! A path (e.g. `aws-bios`) is ready when no `fail` check names it.
 //!
+//! Limine is told by its MBR code and its layout family (see [`limine`]);
+//! its config is found as each firmware path of its release finds it.
+//!
 //! | id | what | fails |
 //! |----|------|-------|
 //! | `size-sector` | virtual size a multiple of 512 | every path |
 //! | `mbr` | `55 AA`, one 0xEE entry at LBA 1 covering the disk (hybrid: warn) | every path |
 //! | `gpt` | both headers and arrays (CRCs, locations, agreement), backup at the last LBA | every path |
 //! | `bios-boot-code` | MBR bytes 0..440 not all zero; GRUB / Limine recognised | BIOS paths |
-//! | `bios-stage2` | the loader's next stage is where its boot code points, non-zero | BIOS paths |
+//! | `bios-stage2` | the loader's next stage is where its boot code points, non-zero; Limine: inside the disk, clear of partitions (but its BIOS boot partition) and GPT areas | BIOS paths |
+//! | `bios-stage3` | Limine only: `limine-bios.sys` where its stage 2 looks, of the MBR code's family | BIOS paths |
 //! | `esp` | an EFI system partition with a FAT file system | UEFI paths |
 //! | `efi-loader` | `/EFI/BOOT/BOOTX64.EFI`, PE32+, x86-64, EFI application | UEFI paths |
 //! | `alignment` | partitions start on 1 MiB (warn otherwise) | never |
 //! | `kernel` | the kernel the GRUB / Limine config names exists, non-empty | every path |
+//! | `kernel:uefi` `kernel:bios` | instead of `kernel` when Limine's UEFI and BIOS paths read different configs | that firmware |
 //! | `size:gcp` `size:aws` `size:azure` | each cloud's size rules | that cloud |
 //! | `size:aws-bios` | only over 2 TiB: old AWS limit for BIOS boot volumes (warn) | never |
 //!
@@ -41,6 +46,10 @@ use crate::error::Result;
 use crate::layout::gpt;
 use crate::layout::mbr::{self, Mbr, MbrKind};
 use crate::layout::{Guid, PartitionTable};
+
+pub mod limine;
+
+pub use limine::{LimineReport, LoaderBytes};
 
 /// One MiB, the alignment partitions should start on and the unit Azure
 /// sizes must be a multiple of.
@@ -76,12 +85,6 @@ pub const GRUB_KERNEL_SECTOR: usize = 0x5C;
 /// Offset of the first blocklist entry in GRUB's diskboot.img (the first
 /// sector of core.img; grub-core/boot/i386/pc/diskboot.S `firstlist`).
 pub const GRUB_CORE_BLOCKLIST: usize = 512 - 12;
-/// Offset of Limine's stage-2 sizes (2 x u16) and byte offsets (2 x u64)
-/// in its MBR code (limine stage1/hdd/bootsect.asm).
-pub const LIMINE_STAGE2_INFO: usize = 0x1A4;
-/// Limine's MBR code starts with `jmp short 0x5A; nop` (it zero-fills the
-/// BPB area 3..0x5A); bootsect.asm, every version read.
-pub const LIMINE_JUMP: [u8; 3] = [0xEB, 0x58, 0x90];
 /// Largest file read whole from the ESP (loaders, configs).
 pub const MAX_FILE_READ: u64 = 64 << 20;
 /// Largest number of directory entries looked at in one directory (a
@@ -124,6 +127,16 @@ pub enum Firmware {
     Bios,
     /// UEFI: `/EFI/BOOT/BOOTX64.EFI` on the ESP.
     Uefi,
+}
+
+impl Firmware {
+    /// `BIOS`, `UEFI`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Bios => "BIOS",
+            Firmware::Uefi => "UEFI",
+        }
+    }
 }
 
 /// One cloud and firmware path.
@@ -233,6 +246,10 @@ pub struct Checklist {
     pub checks: Vec<Check>,
     /// One per path of each requested cloud, UEFI first.
     pub verdicts: Vec<Verdict>,
+    /// What was found of Limine (MBR family, versions, stage 2 bytes,
+    /// stage 3, the config each firmware reads); `None` when the disk
+    /// shows no Limine.
+    pub limine: Option<LimineReport>,
 }
 
 impl Checklist {
@@ -272,6 +289,12 @@ struct Ctx<'a> {
     disk: &'a dyn VirtualDisk,
     clouds: Vec<Cloud>,
     checks: Vec<Check>,
+    /// Whether the disk has a GPT (from the `gpt` check).
+    gpt: bool,
+    /// Limine, when its MBR code or loader was found.
+    limine: Option<LimineReport>,
+    /// The Limine MBR code, when recognised.
+    limine_mbr: Option<limine::LimineMbr>,
 }
 
 impl Ctx<'_> {
@@ -321,6 +344,9 @@ pub fn check(disk: &dyn VirtualDisk, clouds: &[Cloud]) -> Result<Checklist> {
         disk,
         clouds,
         checks: Vec::new(),
+        gpt: false,
+        limine: None,
+        limine_mbr: None,
     };
     let size = disk.size();
 
@@ -353,7 +379,7 @@ pub fn check(disk: &dyn VirtualDisk, clouds: &[Cloud]) -> Result<Checklist> {
     check_bios(&mut cx, &sector0, parts.as_deref());
     let esp = check_uefi(&mut cx, parts.as_deref());
     check_alignment(&mut cx, parts.as_deref());
-    check_kernel(&mut cx, esp.as_ref());
+    check_kernel(&mut cx, esp.as_ref(), parts.as_deref());
     for c in cx.clouds.clone() {
         check_size(&mut cx, c, size);
     }
@@ -384,6 +410,7 @@ pub fn check(disk: &dyn VirtualDisk, clouds: &[Cloud]) -> Result<Checklist> {
         virtual_size: size,
         checks: cx.checks,
         verdicts,
+        limine: cx.limine,
     })
 }
 
@@ -511,6 +538,7 @@ fn check_gpt(cx: &mut Ctx<'_>, m: &Mbr) -> Option<Vec<Part>> {
     let bios_type: Guid = BIOS_BOOT_TYPE.parse().expect("constant GUID parses");
     match table {
         Ok(PartitionTable::Gpt(g)) => {
+            cx.gpt = true;
             if findings.is_empty() {
                 cx.push(
                     "gpt",
@@ -606,6 +634,7 @@ fn check_gpt(cx: &mut Ctx<'_>, m: &Mbr) -> Option<Vec<Part>> {
 fn check_bios(cx: &mut Ctx<'_>, sector0: &[u8; 512], parts: Option<&[Part]>) {
     let code = &sector0[..mbr::BOOT_CODE_LEN];
     let bios = Some(Firmware::Bios);
+    let gpt = cx.gpt;
     let install = "install a BIOS loader (grub-install --target=i386-pc, or limine bios-install), or rebuild with cloudimg image build";
     if code.iter().all(|&b| b == 0) {
         cx.push(
@@ -638,16 +667,31 @@ fn check_bios(cx: &mut Ctx<'_>, sector0: &[u8; 512], parts: Option<&[Part]>) {
                 .expect("8 bytes"),
         );
         grub_core(cx, lba, &bios_parts);
-    } else if code[..3] == LIMINE_JUMP {
+    } else if let Some(m) = limine::recognise(sector0) {
+        let at = cx.checks.len();
         cx.push(
             "bios-boot-code",
             "MBR boot code",
             Status::Pass,
-            "Limine stage 1 (recognised by its EB 58 90 jump and stage-2 locations at 0x1A4; a heuristic, Limine's MBR code carries no name)",
+            format!(
+                "Limine stage 1 (EB 3C 90 \"LIMINE  \"), {} layout ({})",
+                match m.family {
+                    limine::Family::UpTo9 => "9.x-or-earlier",
+                    limine::Family::From10 => "10.x-or-later",
+                },
+                m.evidence
+            ),
             None,
             bios,
         );
-        limine_stage2(cx, sector0);
+        let report = limine::check_bios(cx, &m, parts, gpt);
+        if let Some(v) = report.bios_version {
+            cx.checks[at]
+                .message
+                .push_str(&format!("; limine-bios.sys is Limine {v}"));
+        }
+        cx.limine = Some(report);
+        cx.limine_mbr = Some(m);
     } else {
         cx.push(
             "bios-boot-code",
@@ -796,61 +840,6 @@ fn grub_core(cx: &mut Ctx<'_>, lba: u64, bios_parts: &[&Part]) {
             fix("give GRUB a BIOS boot partition (type EF02) and reinstall it"),
             bios,
         ),
-    }
-}
-
-fn limine_stage2(cx: &mut Ctx<'_>, sector0: &[u8; 512]) {
-    let bios = Some(Firmware::Bios);
-    let o = LIMINE_STAGE2_INFO;
-    let u16at = |i: usize| u64::from(u16::from_le_bytes([sector0[i], sector0[i + 1]]));
-    let u64at = |i: usize| u64::from_le_bytes(sector0[i..i + 8].try_into().expect("8 bytes"));
-    let halves = [(u16at(o), u64at(o + 4)), (u16at(o + 2), u64at(o + 12))];
-    let size = cx.disk.size();
-    let mut problems = Vec::new();
-    for (i, (len, at)) in halves.iter().enumerate() {
-        let name = ["first", "second"][i];
-        if *len == 0 {
-            if i == 0 {
-                problems.push(format!("the {name} half has size 0"));
-            }
-            continue;
-        }
-        if at.checked_add(*len).is_none_or(|e| e > size) || *at < SECTOR_SIZE {
-            problems.push(format!(
-                "the {name} half ({len} bytes at byte {at}) is not inside the disk after LBA 0"
-            ));
-            continue;
-        }
-        let mut buf = vec![0u8; *len as usize];
-        match cx.disk.read_at(&mut buf, *at) {
-            Ok(()) if buf.iter().all(|&b| b == 0) => problems.push(format!(
-                "the {name} half ({len} bytes at byte {at}) is all zero"
-            )),
-            Ok(()) => {}
-            Err(e) => problems.push(format!("the {name} half cannot be read: {e}")),
-        }
-    }
-    if problems.is_empty() {
-        cx.push(
-            "bios-stage2",
-            "Limine stage 2",
-            Status::Pass,
-            format!(
-                "stage 2 halves of {} and {} bytes at bytes {} and {} hold data",
-                halves[0].0, halves[1].0, halves[0].1, halves[1].1
-            ),
-            None,
-            bios,
-        );
-    } else {
-        cx.push(
-            "bios-stage2",
-            "Limine stage 2",
-            Status::Fail,
-            problems.join("; "),
-            fix("run limine bios-install IMAGE again (it rewrites the stage 2 halves and their locations); moving the backup GPT without copying its old area loses the second half"),
-            bios,
-        );
     }
 }
 
@@ -1019,8 +1008,17 @@ fn check_alignment(cx: &mut Ctx<'_>, parts: Option<&[Part]>) {
     let Some(parts) = parts else { return };
     let mut off4k = Vec::new();
     let mut off1m = Vec::new();
+    let mut exempt = Vec::new();
     for p in parts {
         let o = p.offset();
+        // A BIOS boot partition wholly inside the first MiB (Limine 10.x
+        // and GRUB put it at e.g. LBA 34 or 40 to 2047) is read once by
+        // the BIOS loader, in the gap before the first aligned partition:
+        // its alignment does not matter.
+        if p.bios_boot && o.saturating_add(p.len()) <= MIB {
+            exempt.push(format!("{} at LBA {}", p.index, p.first_lba));
+            continue;
+        }
         if o % 4096 != 0 {
             off4k.push(format!("{} at LBA {}", p.index, p.first_lba));
         } else if o % MIB != 0 {
@@ -1057,7 +1055,15 @@ fn check_alignment(cx: &mut Ctx<'_>, parts: Option<&[Part]>) {
             "alignment",
             "partition alignment",
             Status::Pass,
-            format!("all {} partitions start on a 1 MiB boundary", parts.len()),
+            if exempt.is_empty() {
+                format!("all {} partitions start on a 1 MiB boundary", parts.len())
+            } else {
+                format!(
+                    "the other {} partition(s) start on a 1 MiB boundary; BIOS boot partition {} lies inside the first MiB and needs no alignment",
+                    parts.len() - exempt.len(),
+                    exempt.join(", ")
+                )
+            },
             None,
             None,
         );
@@ -1073,7 +1079,15 @@ enum KernelRef {
     Unknown(String),
 }
 
-fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
+fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>, parts: Option<&[Part]>) {
+    let efi = esp.and_then(|e| read_file(e, EFI_LOADER_PATH).ok());
+    let efi_limine = efi
+        .as_ref()
+        .is_some_and(|b| find(b, b"Limine").is_some() && find(b, b"GNU GRUB").is_none());
+    if cx.limine_mbr.is_some() || efi_limine {
+        limine_kernel(cx, esp, parts.unwrap_or_default(), efi_limine);
+        return;
+    }
     let Some(esp) = esp else {
         cx.push(
             "kernel",
@@ -1087,10 +1101,8 @@ fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
     };
     // GRUB: the prefix its embedded early config sets, then the usual places.
     let mut grub_paths: Vec<String> = Vec::new();
-    if let Ok(efi) = read_file(esp, EFI_LOADER_PATH) {
-        if let Some(p) = embedded_grub_prefix(&efi) {
-            grub_paths.push(format!("{}/grub.cfg", p.trim_end_matches('/')));
-        }
+    if let Some(p) = efi.as_deref().and_then(embedded_grub_prefix) {
+        grub_paths.push(format!("{}/grub.cfg", p.trim_end_matches('/')));
     }
     for p in [
         "/EFI/BOOT/grub.cfg",
@@ -1109,27 +1121,15 @@ fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
             break;
         }
     }
-    if found.is_none() {
-        for p in [
-            "/limine.conf",
-            "/limine/limine.conf",
-            "/boot/limine.conf",
-            "/boot/limine/limine.conf",
-            "/EFI/BOOT/limine.conf",
-            "/limine.cfg",
-            "/limine/limine.cfg",
-            "/boot/limine.cfg",
-            "/boot/limine/limine.cfg",
-            "/EFI/BOOT/limine.cfg",
-        ] {
-            if let Ok(cfg) = read_file(esp, p) {
-                let refs = limine_kernels(&String::from_utf8_lossy(&cfg), esp.index);
-                found = Some((p.to_string(), refs));
-                break;
-            }
-        }
-    }
     let Some((cfg, refs)) = found else {
+        // No GRUB config: a Limine config without Limine's MBR code or
+        // loader (e.g. a BIOS-less image with another EFI loader).
+        let all = parts.unwrap_or_default();
+        let s = limine::config_search(Firmware::Uefi, None, None);
+        if limine::find_config(cx.disk, all, Some(esp.index), &s, Firmware::Uefi).is_ok() {
+            limine_kernel(cx, Some(esp), all, false);
+            return;
+        }
         cx.push(
             "kernel",
             "kernel",
@@ -1155,39 +1155,78 @@ fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
         );
         return;
     }
+    let resolved: Vec<Resolved> = refs
+        .iter()
+        .map(|r| match r {
+            KernelRef::Unknown(s) => Resolved::Unknown(s.clone()),
+            KernelRef::Path(p) => lookup_kernel(&esp.fs, p, p),
+        })
+        .collect();
+    push_kernel(
+        cx,
+        KernelCheck {
+            id: "kernel",
+            subject: format!("kernel ({cfg})"),
+            cfg: &cfg,
+            note: String::new(),
+            names: names(&refs),
+            firmware: None,
+        },
+        resolved,
+    );
+}
+
+/// A kernel a config names, looked up.
+enum Resolved {
+    /// Found: its display name and size.
+    Present(String, u64),
+    /// Missing or empty: why.
+    Missing(String),
+    /// Cannot be resolved on a FAT partition.
+    Unknown(String),
+}
+
+fn lookup_kernel(fs: &fat::Fat<'_>, path: &str, shown: &str) -> Resolved {
+    match fs.lookup(path) {
+        Ok(f) if f.size == 0 => Resolved::Missing(format!("{shown} is empty")),
+        Ok(f) => Resolved::Present(shown.to_string(), f.size),
+        Err(e) => Resolved::Missing(format!("{shown} is missing ({e})")),
+    }
+}
+
+/// How one `kernel` check is named and worded.
+struct KernelCheck<'s> {
+    id: &'static str,
+    subject: String,
+    /// The config, as named at the start of the message.
+    cfg: &'s str,
+    /// Appended to the message: who reads the config, and why that one.
+    note: String,
+    /// The kernels named, for a failure.
+    names: String,
+    firmware: Option<Firmware>,
+}
+
+fn push_kernel(cx: &mut Ctx<'_>, k: KernelCheck<'_>, resolved: Vec<Resolved>) {
     let mut missing = Vec::new();
     let mut unknown = Vec::new();
     let mut present = Vec::new();
-    for r in &refs {
+    for r in resolved {
         match r {
-            KernelRef::Unknown(s) => unknown.push(s.clone()),
-            KernelRef::Path(p) => match esp.fs.lookup(p) {
-                Ok(f) => {
-                    let len = f.size;
-                    if len == 0 {
-                        missing.push(format!("{p} is empty"));
-                    } else {
-                        present.push(format!("{p} ({len} bytes)"));
-                    }
-                }
-                Err(e) => missing.push(format!("{p} is missing ({e})")),
-            },
+            Resolved::Present(p, len) => present.push(format!("{p} ({len} bytes)")),
+            Resolved::Missing(m) => missing.push(m),
+            Resolved::Unknown(u) => unknown.push(u),
         }
     }
-    let subject = format!("kernel ({cfg})");
-    if !missing.is_empty() {
-        cx.push(
-            "kernel",
-            subject,
+    let cfg = k.cfg;
+    let (status, message, fix_it) = if !missing.is_empty() {
+        (
             Status::Fail,
-            format!("{cfg} boots {}: {}", names(&refs), missing.join("; ")),
+            format!("{cfg} boots {}: {}", k.names, missing.join("; ")),
             fix("copy the kernel to that path on the ESP (mcopy -i ESP.img kernel ::/path), or fix the path in the config"),
-            None,
-        );
+        )
     } else if !unknown.is_empty() {
-        cx.push(
-            "kernel",
-            subject,
+        (
             Status::Warn,
             format!(
                 "{cfg} names {}, which cloudimg cannot resolve on the ESP{}",
@@ -1199,17 +1238,154 @@ fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
                 }
             ),
             fix("use a plain path on the ESP so that it can be checked"),
-            None,
-        );
+        )
+    } else if present.is_empty() {
+        (
+            Status::Warn,
+            format!("{cfg} names no kernel (no path:/kernel_path: key in its default entry): cannot tell which kernel boots"),
+            fix("check the boot entry in the config"),
+        )
     } else {
-        cx.push(
-            "kernel",
-            subject,
+        (
             Status::Pass,
             format!("{cfg} boots {}", present.join(", ")),
             None,
-            None,
-        );
+        )
+    };
+    cx.push(
+        k.id,
+        k.subject,
+        status,
+        format!("{message}{}", k.note),
+        fix_it,
+        k.firmware,
+    );
+}
+
+/// The config each firmware path of Limine reads, in its release's search
+/// order, and the kernel its default entry boots. One `kernel` check when
+/// both read the same file; else `kernel:uefi` and `kernel:bios`.
+fn limine_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>, parts: &[Part], efi_limine: bool) {
+    let esp_index = esp.map(|e| e.index);
+    let family = cx.limine_mbr.map(|m| m.family);
+    let uefi_version = limine::uefi_version(cx.disk, parts, esp_index);
+    let bios_version = cx.limine.as_ref().and_then(|r| r.bios_version);
+    let mut found = Vec::new();
+    for (fw, version) in [
+        (Firmware::Uefi, uefi_version),
+        (Firmware::Bios, bios_version),
+    ] {
+        let search = limine::config_search(fw, version, family);
+        let r = if fw == Firmware::Uefi && esp_index.is_none() {
+            Err("no readable EFI system partition, so no UEFI Limine to read a config".to_string())
+        } else {
+            limine::find_config(cx.disk, parts, esp_index, &search, fw)
+        };
+        found.push((fw, r));
+    }
+    let report = cx.limine.get_or_insert_with(LimineReport::default);
+    report.uefi_version = uefi_version;
+    report.uefi_config = found[0].1.as_ref().ok().map(|c| c.place());
+    report.bios_config = found[1].1.as_ref().ok().map(|c| c.place());
+    let same = match (&found[0].1, &found[1].1) {
+        (Ok(a), Ok(b)) => a.part == b.part && a.path == b.path,
+        (Err(_), Err(_)) => true,
+        _ => false,
+    };
+    // Which firmware surely runs Limine (a missing config then stops it).
+    let bios_limine = cx.limine_mbr.is_some();
+    let runs = |fw: Firmware| match fw {
+        Firmware::Uefi => efi_limine && esp_index.is_some(),
+        Firmware::Bios => bios_limine,
+    };
+    let jobs: Vec<(&'static str, Option<Firmware>, usize)> = if same {
+        vec![("kernel", None, 0)]
+    } else {
+        vec![
+            ("kernel:uefi", Some(Firmware::Uefi), 0),
+            ("kernel:bios", Some(Firmware::Bios), 1),
+        ]
+    };
+    for (id, firmware, i) in jobs {
+        let who = match firmware {
+            None => "UEFI and BIOS".to_string(),
+            Some(Firmware::Uefi) => "UEFI".to_string(),
+            Some(Firmware::Bios) => "BIOS".to_string(),
+        };
+        let sure = match firmware {
+            None => runs(Firmware::Uefi) || runs(Firmware::Bios),
+            Some(f) => runs(f),
+        };
+        match &found[i].1 {
+            Err(e) => cx.push(
+                id,
+                format!("Limine config ({who})"),
+                if sure { Status::Fail } else { Status::Warn },
+                format!("Limine {who}: {e}"),
+                fix("put limine.conf in /boot/limine/ on the ESP (and nowhere else Limine looks first)"),
+                firmware,
+            ),
+            Ok(c) => {
+                let refs = limine_kernels(&c.text, c.part);
+                let names = refs
+                    .iter()
+                    .map(|r| match r {
+                        Ok((_, p)) => p.clone(),
+                        Err(u) => u.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let resolved = refs
+                    .iter()
+                    .map(|r| match r {
+                        Err(u) => Resolved::Unknown(u.clone()),
+                        Ok((part, p)) => {
+                            let shown = if *part == c.part {
+                                p.clone()
+                            } else {
+                                format!("{p} on partition {part}")
+                            };
+                            match limine::fat_of(cx.disk, parts, *part) {
+                                Some(fs) => lookup_kernel(&fs, p, &shown),
+                                None => Resolved::Unknown(format!(
+                                    "{shown} (partition {part} is not a readable FAT partition)"
+                                )),
+                            }
+                        }
+                    })
+                    .collect();
+                push_kernel(
+                    cx,
+                    KernelCheck {
+                        id,
+                        subject: format!("kernel ({})", c.path),
+                        cfg: &c.path,
+                        note: format!(
+                            " (Limine {who} read{} {} on partition {}: the first found in {}{})",
+                            if firmware.is_none() { "" } else { "s" },
+                            c.path,
+                            c.part,
+                            c.basis,
+                            match firmware {
+                                None => String::new(),
+                                Some(_) => match &found[1 - i].1 {
+                                    Ok(o) => format!(
+                                        "; {} reads {} on partition {} instead",
+                                        found[1 - i].0.name(),
+                                        o.path,
+                                        o.part
+                                    ),
+                                    Err(_) => format!("; {} finds none", found[1 - i].0.name()),
+                                },
+                            }
+                        ),
+                        names,
+                        firmware,
+                    },
+                    resolved,
+                );
+            }
+        }
     }
 }
 
@@ -1334,10 +1510,18 @@ fn grub_kernels(esp: &Esp<'_>, cfg: &str, depth: usize) -> Vec<KernelRef> {
 }
 
 /// The kernel of the default entry of a Limine config: `path:` /
-/// `kernel_path:` / `image_path:` (limine.conf, v8+) or `KERNEL_PATH=`
-/// (limine.cfg, older), with a `boot():/p`, `boot(N):/p`, `boot:///p` or
-/// `boot://N/p` URI; `esp` is the partition index the config was read from.
-fn limine_kernels(cfg: &str, esp: u32) -> Vec<KernelRef> {
+/// `kernel_path:` / `image_path:` (limine.conf, v8+; keys case-insensitive,
+/// config.c `strncasecmp`) or `KERNEL_PATH=` (limine.cfg, older), as
+/// `Ok((partition, path))`, or `Err(uri)` when it is not on a partition of
+/// this disk. `boot_part` is the partition the config was read from.
+///
+/// Entries are lines starting with `/` (limine.conf; `//` for sub-entries)
+/// or `:` (limine.cfg). `default_entry` is 1-based (CONFIG.md v8.x: "If
+/// unspecified, it is 1"); an entry without a path (a directory) makes
+/// the first entry with one be taken. NOT modelled: how Limine counts
+/// directories and sub-entries for `default_entry`, `remember_last_entry`,
+/// and `${macros}` (a path using one is reported as unresolvable).
+fn limine_kernels(cfg: &str, boot_part: u32) -> Vec<std::result::Result<(u32, String), String>> {
     let mut default = 1usize;
     let mut entries: Vec<Option<String>> = Vec::new();
     for line in cfg.lines() {
@@ -1372,13 +1556,17 @@ fn limine_kernels(cfg: &str, esp: u32) -> Vec<KernelRef> {
         .and_then(|e| e.clone())
         .or_else(|| entries.iter().flatten().next().cloned());
     let Some(uri) = pick else { return Vec::new() };
-    vec![limine_uri(&uri, esp)]
+    vec![limine_uri(&uri, boot_part)]
 }
 
-fn limine_uri(uri: &str, esp: u32) -> KernelRef {
+/// A Limine URI on the boot drive: `boot():/p` (the partition the config
+/// came from), `boot(N):/p`, and the older `boot:///p`, `boot://N/p`; a
+/// `#hash` suffix and a leading `$` (compressed) are dropped. Anything
+/// else (guid, uuid, fslabel, hdd, odd, tftp, macros) is `Err`.
+fn limine_uri(uri: &str, boot_part: u32) -> std::result::Result<(u32, String), String> {
     let u = uri.trim_start_matches('$');
     let u = u.split('#').next().unwrap_or(u);
-    let unknown = || KernelRef::Unknown(uri.to_string());
+    let unknown = || Err(uri.to_string());
     let (part, path) = if let Some(r) = u.strip_prefix("boot(") {
         let Some(close) = r.find(')') else {
             return unknown();
@@ -1393,9 +1581,16 @@ fn limine_uri(uri: &str, esp: u32) -> KernelRef {
     } else {
         return unknown();
     };
-    let same = part.is_empty() || part.parse::<u32>().is_ok_and(|n| n == esp);
-    if same && path.starts_with('/') && !path.contains("..") {
-        KernelRef::Path(path.to_string())
+    let part = if part.is_empty() {
+        boot_part
+    } else {
+        match part.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => return unknown(),
+        }
+    };
+    if path.starts_with('/') && !path.contains("..") && !path.contains("${") {
+        Ok((part, path.to_string()))
     } else {
         unknown()
     }
@@ -1925,25 +2120,45 @@ mod tests {
 
     #[test]
     fn limine_uris() {
-        let p = |s: &str| KernelRef::Path(s.into());
-        assert_eq!(limine_uri("boot():/boot/kernel", 2), p("/boot/kernel"));
-        assert_eq!(limine_uri("boot(2):/k#abcd", 2), p("/k"));
-        assert_eq!(limine_uri("$boot:///k.gz", 2), p("/k.gz"));
-        assert_eq!(limine_uri("boot://2/k", 2), p("/k"));
+        let p = |n: u32, s: &str| Ok((n, s.to_string()));
+        assert_eq!(limine_uri("boot():/boot/kernel", 2), p(2, "/boot/kernel"));
+        assert_eq!(limine_uri("boot(2):/k#abcd", 1), p(2, "/k"));
+        assert_eq!(limine_uri("$boot:///k.gz", 2), p(2, "/k.gz"));
+        assert_eq!(limine_uri("boot://3/k", 2), p(3, "/k"));
+        assert_eq!(limine_uri("guid://x/k", 2), Err("guid://x/k".into()));
         assert_eq!(
-            limine_uri("boot(3):/k", 2),
-            KernelRef::Unknown("boot(3):/k".into())
-        );
-        assert_eq!(
-            limine_uri("guid://x/k", 2),
-            KernelRef::Unknown("guid://x/k".into())
+            limine_uri("boot():/${ARCH}/k", 2),
+            Err("boot():/${ARCH}/k".into())
         );
         let conf = "timeout: 0\n\n/capOS\n    protocol: multiboot2\n    kernel_path: boot():/capos/kernel.elf\n/Other\n    path: boot():/other\n";
-        assert_eq!(limine_kernels(conf, 1), vec![p("/capos/kernel.elf")]);
+        assert_eq!(limine_kernels(conf, 1), vec![p(1, "/capos/kernel.elf")]);
         let conf2 = format!("default_entry: 2\n{conf}");
-        assert_eq!(limine_kernels(&conf2, 1), vec![p("/other")]);
+        assert_eq!(limine_kernels(&conf2, 1), vec![p(1, "/other")]);
         let old = "TIMEOUT=0\n:capOS\nPROTOCOL=multiboot2\nKERNEL_PATH=boot:///kernel.elf\n";
-        assert_eq!(limine_kernels(old, 1), vec![p("/kernel.elf")]);
+        assert_eq!(limine_kernels(old, 1), vec![p(1, "/kernel.elf")]);
+    }
+
+    #[test]
+    fn limine_versions_and_search_orders() {
+        use limine::{config_search, version_in, Family, Version};
+        assert_eq!(
+            version_in(b"xx Limine boot Limine 10.4.0 (x86-64, UEFI)"),
+            Some(Version(10, 4, 0))
+        );
+        assert_eq!(version_in(b"Limine 8.2"), Some(Version(8, 2, 0)));
+        assert_eq!(version_in(b"no version"), None);
+        let u = config_search(Firmware::Uefi, Some(Version(10, 4, 0)), None);
+        assert_eq!(u.app_dir, Some("/EFI/BOOT/limine.conf"));
+        assert_eq!(u.per_partition[0], "/boot/limine/limine.conf");
+        let b = config_search(Firmware::Bios, Some(Version(10, 4, 0)), None);
+        assert_eq!(b.app_dir, None);
+        let b8 = config_search(Firmware::Bios, Some(Version(8, 2, 0)), None);
+        assert_eq!(b8.per_partition[0], "/limine.conf");
+        assert_eq!(b8.per_partition[4], "/EFI/BOOT/limine.conf");
+        let u9 = config_search(Firmware::Uefi, Some(Version(10, 2, 1)), None);
+        assert_eq!(u9.per_partition.last(), Some(&"/EFI/limine/limine.conf"));
+        let guess = config_search(Firmware::Uefi, None, Some(Family::From10));
+        assert_eq!(guess.app_dir, Some("/EFI/BOOT/limine.conf"));
     }
 
     #[test]

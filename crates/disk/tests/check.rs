@@ -38,14 +38,16 @@ fn pe(machine: u16, subsystem: u16, tag: &[u8]) -> Vec<u8> {
     b
 }
 
-/// Limine-style MBR code: `EB 58 90`, zero BPB area, some code, and the
-/// two stage-2 halves (512 bytes each) at LBA 40 and 41.
+/// Limine-style MBR code of the 9.x-and-earlier layout: `EB 3C 90
+/// "LIMINE  "`, `mov di, 0x7DA8` at 0x76 (as in 8.2.0), filler code, and
+/// the two stage-2 halves (512 bytes each) at LBA 40 and 41.
 fn limine_mbr() -> Vec<u8> {
     let mut c = vec![0u8; 440];
-    c[..3].copy_from_slice(&[0xEB, 0x58, 0x90]);
-    for (i, b) in c[0x5A..0x1A4].iter_mut().enumerate() {
+    c[..11].copy_from_slice(b"\xEB\x3C\x90LIMINE  ");
+    for (i, b) in c[0x3E..0x1A4].iter_mut().enumerate() {
         *b = (i % 251) as u8 + 1;
     }
+    c[0x76..0x79].copy_from_slice(&[0xBF, 0xA8, 0x7D]);
     c[0x1A4..0x1A6].copy_from_slice(&512u16.to_le_bytes());
     c[0x1A6..0x1A8].copy_from_slice(&512u16.to_le_bytes());
     c[0x1A8..0x1B0].copy_from_slice(&(40u64 * 512).to_le_bytes());
@@ -126,8 +128,19 @@ fn build(size: u64, esp_mib: u64, fat: u32) -> Img {
     )
     .unwrap();
     fs::write(files.join("capos-kernel.elf"), vec![0x7Fu8; 5000]).unwrap();
+    fs::write(
+        files.join("limine-bios.sys"),
+        b"stage 3 Limine 8.2.0 (x86-64, BIOS)",
+    )
+    .unwrap();
     let i = format!("{}", esp.display());
     common::run(Command::new("mmd").args(["-i", &i, "::/EFI", "::/EFI/BOOT", "::/boot"]));
+    common::run(
+        Command::new("mcopy")
+            .args(["-i", &i])
+            .arg(files.join("limine-bios.sys"))
+            .arg("::/limine-bios.sys"),
+    );
     common::run(
         Command::new("mcopy")
             .args(["-i", &i])
@@ -170,6 +183,10 @@ fn not_ready(l: &Checklist) -> Vec<&'static str> {
         .collect()
 }
 
+/// How the kernel messages of the synthetic image end: both firmware
+/// paths read /limine.conf (no version string in the fake binaries).
+const N8: &str = " (Limine UEFI and BIOS read /limine.conf on partition 2: the first found in the 8.x search order (version unread))";
+
 const BIOS: [&str; 3] = ["gcp-bios", "aws-bios", "azure-gen1"];
 const UEFI: [&str; 3] = ["gcp-uefi", "aws-uefi", "azure-gen2"];
 
@@ -188,7 +205,11 @@ fn clean_limine_image_is_ready_everywhere() {
     assert!(status(&l, "bios-boot-code").1.starts_with("Limine stage 1"));
     assert_eq!(
         status(&l, "bios-stage2").1,
-        "stage 2 halves of 512 and 512 bytes at bytes 20480 and 20992 hold data"
+        "two halves (9.x or earlier layout): half A (512 bytes at byte 20480, LBA 40-40); half B (512 bytes at byte 20992, LBA 41-41); present, inside the disk, clear of the partitions and GPT areas"
+    );
+    assert_eq!(
+        status(&l, "bios-stage3").1,
+        "/limine-bios.sys on partition 2, 35 bytes, Limine 8.2.0"
     );
     assert_eq!(
         status(&l, "efi-loader").1,
@@ -196,7 +217,7 @@ fn clean_limine_image_is_ready_everywhere() {
     );
     assert_eq!(
         status(&l, "kernel").1,
-        "/limine.conf boots /boot/capos-kernel.elf (5000 bytes)"
+        format!("/limine.conf boots /boot/capos-kernel.elf (5000 bytes){N8}")
     );
     assert_eq!(status(&l, "esp").1, "partition 2 (LBA 4096+81920), FAT32");
 }
@@ -252,7 +273,7 @@ fn names_are_matched_without_case() {
     assert_eq!(status(&l, "efi-loader").0, Status::Pass, "{l:#?}");
     assert_eq!(
         status(&l, "kernel").1,
-        "/limine.conf boots /BOOT/CAPOS-KERNEL.ELF (5000 bytes)"
+        format!("/limine.conf boots /BOOT/CAPOS-KERNEL.ELF (5000 bytes){N8}")
     );
 }
 
@@ -289,7 +310,7 @@ fn zeroed_limine_stage2_fails_bios_paths() {
         status(&l, "bios-stage2"),
         (
             Status::Fail,
-            "the second half (512 bytes at byte 20992) is all zero".into()
+            "stage 2 is damaged or misplaced (two halves, 9.x or earlier layout): half B (512 bytes at byte 20992, LBA 41-41): has an all-zero sector at LBA 41 (Limine's stage 2 has none): it was overwritten".into()
         )
     );
     assert_eq!(not_ready(&l), ["gcp-bios"]);
@@ -429,14 +450,14 @@ fn missing_kernel_fails_every_path() {
         status(&l, "kernel"),
         (
             Status::Fail,
-            "/limine.conf boots /boot/capos-kernel.elf: /boot/capos-kernel.elf is missing (no capos-kernel.elf)".into()
+            format!("/limine.conf boots /boot/capos-kernel.elf: /boot/capos-kernel.elf is missing (no capos-kernel.elf){N8}")
         )
     );
     assert_eq!(not_ready(&l).len(), 6);
 }
 
 #[test]
-fn missing_config_warns() {
+fn missing_limine_config_fails_every_path() {
     if !tools() {
         return;
     }
@@ -444,9 +465,12 @@ fn missing_config_warns() {
     common::run(Command::new("mdel").args(["-i", &img.esp(), "::/limine.conf"]));
     let l = img.check(&[]);
     let (s, m) = status(&l, "kernel");
-    assert_eq!(s, Status::Warn);
-    assert!(m.ends_with("cannot tell which kernel boots"), "{m}");
-    assert!(l.ready());
+    assert_eq!(s, Status::Fail);
+    assert_eq!(
+        m,
+        "Limine UEFI and BIOS: no limine.conf on FAT partition(s) 2 (searched /limine.conf, /limine/limine.conf, /boot/limine.conf, /boot/limine/limine.conf, /EFI/BOOT/limine.conf, /limine.cfg, /limine/limine.cfg, /boot/limine.cfg, /boot/limine/limine.cfg, /EFI/BOOT/limine.cfg, the 8.x search order (version unread)): Limine stops with \"config file not found\""
+    );
+    assert_eq!(not_ready(&l).len(), 6);
 }
 
 #[test]
@@ -490,7 +514,9 @@ fn no_esp_fails_uefi_and_cannot_tell_the_kernel() {
     let l = img.check(&[]);
     assert_eq!(status(&l, "esp").0, Status::Fail);
     assert!(l.get("efi-loader").is_none());
-    assert_eq!(status(&l, "kernel").0, Status::Warn);
+    // BIOS Limine still reads /limine.conf from the FAT partition.
+    assert_eq!(status(&l, "kernel:uefi").0, Status::Warn);
+    assert_eq!(status(&l, "kernel:bios").0, Status::Pass);
     assert_eq!(not_ready(&l), UEFI);
 }
 
