@@ -570,3 +570,422 @@ fn paths_of_the_disk_are_only_read() {
     img.check(&[]);
     assert!(fs::read(&img.path).unwrap() == before);
 }
+
+// ---------------------------------------------------------------------
+// Real Limine images: the host tool `limine` compiled from the corpus's
+// limine.c (8.2.0 and 10.4.0), partitions by sgdisk, FAT by mkfs.fat,
+// files by mtools, Limine's own BOOTX64.EFI and limine-bios.sys. Where
+// the host tool says where it put stage 2, that is the oracle.
+// ---------------------------------------------------------------------
+
+mod real_limine {
+    use super::*;
+    use std::sync::OnceLock;
+
+    /// First LBA of the ESP in both layouts.
+    const ESP_LBA: u64 = 2048;
+    /// capOS's disk: 256 MiB, one 128 MiB ESP at 1 MiB.
+    const DISK: u64 = 256 * MIB;
+
+    fn tools() -> bool {
+        super::tools() && common::require_tool("cc") && common::require_tool("mmd")
+    }
+
+    /// The corpus folder of a release.
+    fn release(v: &str) -> Option<PathBuf> {
+        common::corpus(&format!("limine/limine-{v}/limine.c"))
+            .map(|p| p.parent().unwrap().to_path_buf())
+    }
+
+    /// The host tool of release `v`, compiled once per test binary
+    /// (`cc -O2 -std=c99`, as the corpus README says) into the target's
+    /// scratch directory.
+    fn host_tool(v: &'static str) -> PathBuf {
+        static T8: OnceLock<PathBuf> = OnceLock::new();
+        static T10: OnceLock<PathBuf> = OnceLock::new();
+        let cell = if v == "8.2.0" { &T8 } else { &T10 };
+        cell.get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("limine-host-check");
+            fs::create_dir_all(&dir).unwrap();
+            let out = dir.join(format!("limine-{v}"));
+            let tmp = dir.join(format!("limine-{v}.{}", std::process::id()));
+            common::run(
+                Command::new("cc")
+                    .args(["-O2", "-std=c99"])
+                    .arg(release(v).unwrap().join("limine.c"))
+                    .arg("-o")
+                    .arg(&tmp),
+            );
+            fs::rename(&tmp, &out).unwrap();
+            out
+        })
+        .clone()
+    }
+
+    struct Limg {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        /// What `limine bios-install` printed (stderr).
+        install_log: String,
+    }
+
+    impl Limg {
+        fn esp(&self) -> String {
+            format!("{}@@{}", self.path.display(), ESP_LBA * 512)
+        }
+        fn check(&self, clouds: &[Cloud]) -> Checklist {
+            check(&RawFile::open(&self.path).unwrap(), clouds).unwrap()
+        }
+        fn put(&self, bytes: &[u8], to: &str) {
+            let f = self._dir.path().join("put.tmp");
+            fs::write(&f, bytes).unwrap();
+            common::run(
+                Command::new("mcopy")
+                    .args(["-o", "-i", &self.esp()])
+                    .arg(&f)
+                    .arg(format!("::{to}")),
+            );
+        }
+    }
+
+    /// A capOS-style Limine image of release `v`: 256 MiB GPT, a 128 MiB
+    /// FAT32 ESP at LBA 2048 (and for 10.x a BIOS boot partition at LBA
+    /// 40-2047 first), BOOTX64.EFI, /boot/limine/limine-bios.sys,
+    /// /boot/limine/limine.conf booting /boot/capos.elf, then
+    /// `limine bios-install`.
+    fn build(v: &'static str) -> Limg {
+        let src = release(v).unwrap();
+        let tool = host_tool(v);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("limine.raw");
+        File::create(&path).unwrap().set_len(DISK).unwrap();
+        let mut sg = Command::new("sgdisk");
+        if v.starts_with("10.") {
+            sg.args(["-a", "1", "-n", "1:40:2047", "-t", "1:EF02", "-a", "2048"]);
+            sg.args(["-n", "2:2048:+128M", "-t", "2:EF00"]);
+        } else {
+            sg.args(["-n", "1:2048:+128M", "-t", "1:EF00"]);
+        }
+        common::run(sg.arg(&path));
+        common::run(
+            Command::new("mkfs.fat")
+                .args(["-F", "32", "-i", "12345678", "--offset", "2048"])
+                .arg(&path)
+                .arg((128 * 1024).to_string()),
+        );
+        let key = if v.starts_with("10.") {
+            "path"
+        } else {
+            "kernel_path"
+        };
+        let img = Limg {
+            _dir: dir,
+            path,
+            install_log: String::new(),
+        };
+        let esp = img.esp();
+        common::run(Command::new("mmd").args([
+            "-i",
+            &esp,
+            "::/EFI",
+            "::/EFI/BOOT",
+            "::/boot",
+            "::/boot/limine",
+        ]));
+        img.put(
+            &fs::read(src.join("BOOTX64.EFI")).unwrap(),
+            "/EFI/BOOT/BOOTX64.EFI",
+        );
+        img.put(
+            &fs::read(src.join("limine-bios.sys")).unwrap(),
+            "/boot/limine/limine-bios.sys",
+        );
+        img.put(
+            format!("timeout: 0\nserial: yes\n\n/capOS\n    protocol: multiboot2\n    {key}: boot():/boot/capos.elf\n").as_bytes(),
+            "/boot/limine/limine.conf",
+        );
+        img.put(&[0x7F; 7000], "/boot/capos.elf");
+        let out = Command::new(&tool)
+            .arg("bios-install")
+            .arg(&img.path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        Limg {
+            install_log: String::from_utf8_lossy(&out.stderr).into_owned(),
+            ..img
+        }
+    }
+
+    /// The byte offsets the host tool says it wrote stage 2 at: "Stage 2
+    /// to be located at 0xA and 0xB." (8.2.0) or "... at byte offset 0xA."
+    /// (10.4.0).
+    fn logged_stage2(log: &str) -> Vec<u64> {
+        let line = log
+            .lines()
+            .find(|l| l.starts_with("Stage 2 to be located at"))
+            .unwrap_or_else(|| panic!("{log}"));
+        line.split(|c: char| c == ' ' || c == '.')
+            .filter_map(|w| w.strip_prefix("0x"))
+            .map(|h| u64::from_str_radix(h, 16).unwrap())
+            .collect()
+    }
+
+    fn msg(l: &Checklist, id: &str) -> String {
+        status(l, id).1
+    }
+
+    #[test]
+    fn limine_8_capos_layout_is_named_and_ready() {
+        if !tools() || release("8.2.0").is_none() {
+            return;
+        }
+        let img = build("8.2.0");
+        let at = logged_stage2(&img.install_log);
+        assert_eq!(at.len(), 2, "{}", img.install_log);
+        let l = img.check(&[]);
+        for c in &l.checks {
+            assert_eq!(c.status, Status::Pass, "{c:?}");
+        }
+        assert!(l.ready());
+        assert_eq!(
+            msg(&l, "bios-boot-code"),
+            "Limine stage 1 (EB 3C 90 \"LIMINE  \"), 9.x-or-earlier layout (`mov di, 0x7DA8`: two stage-2 sizes and locations at 0x1A4); limine-bios.sys is Limine 8.2.0"
+        );
+        let s2 = msg(&l, "bios-stage2");
+        assert!(
+            s2.starts_with("two halves (9.x or earlier layout): half A ("),
+            "{s2}"
+        );
+        for a in &at {
+            assert!(s2.contains(&format!(" bytes at byte {a}, ")), "{a}: {s2}");
+        }
+        assert_eq!(
+            msg(&l, "bios-stage3"),
+            "/boot/limine/limine-bios.sys on partition 1, 209492 bytes, Limine 8.2.0"
+        );
+        assert_eq!(
+            msg(&l, "kernel"),
+            "/boot/limine/limine.conf boots /boot/capos.elf (7000 bytes) (Limine UEFI and BIOS read /boot/limine/limine.conf on partition 1: the first found in Limine 8.2.0's search order)"
+        );
+        let r = l.limine.as_ref().unwrap();
+        assert_eq!(r.uefi_version.unwrap().to_string(), "8.2.0");
+        assert_eq!(r.bios_version.unwrap().to_string(), "8.2.0");
+        assert_eq!(
+            r.stage2.iter().map(|b| b.offset).collect::<Vec<_>>(),
+            at,
+            "the report's stage 2 bytes are where the host tool put them"
+        );
+        assert_eq!(
+            r.uefi_config.as_deref(),
+            Some("partition 1: /boot/limine/limine.conf")
+        );
+        // sgdisk agrees the shrunk GPT is sound.
+        assert!(common::run(Command::new("sgdisk").arg("-v").arg(&img.path))
+            .contains("No problems found"));
+    }
+
+    #[test]
+    fn limine_10_with_a_bios_boot_partition_is_named_and_ready() {
+        if !tools() || release("10.4.0").is_none() {
+            return;
+        }
+        let img = build("10.4.0");
+        let at = logged_stage2(&img.install_log);
+        assert_eq!(at, [40 * 512], "{}", img.install_log);
+        let l = img.check(&[]);
+        for c in &l.checks {
+            assert_eq!(c.status, Status::Pass, "{c:?}");
+        }
+        assert!(l.ready());
+        assert!(l.verdicts.iter().all(|v| v.warnings.is_empty()));
+        assert_eq!(
+            msg(&l, "bios-boot-code"),
+            "Limine stage 1 (EB 3C 90 \"LIMINE  \"), 10.x-or-later layout (`mov di, 0x7DA4`: one stage-2 location at 0x1A4); limine-bios.sys is Limine 10.4.0"
+        );
+        assert_eq!(
+            msg(&l, "bios-stage2"),
+            "one piece (10.x or later layout): stage 2 (32256 bytes at byte 20480, LBA 40-102) in BIOS boot partition 1; present, inside the disk, clear of the partitions and GPT areas"
+        );
+        assert_eq!(
+            msg(&l, "alignment"),
+            "the other 1 partition(s) start on a 1 MiB boundary; BIOS boot partition 1 at LBA 40 lies inside the first MiB and needs no alignment"
+        );
+        assert_eq!(
+            msg(&l, "kernel"),
+            "/boot/limine/limine.conf boots /boot/capos.elf (7000 bytes) (Limine UEFI and BIOS read /boot/limine/limine.conf on partition 2: the first found in Limine 10.4.0's search order)"
+        );
+        let r = l.limine.as_ref().unwrap();
+        assert_eq!(r.uefi_version.unwrap().to_string(), "10.4.0");
+        assert_eq!(
+            r.stage3.as_deref(),
+            Some("partition 2: /boot/limine/limine-bios.sys")
+        );
+    }
+
+    /// The issue's case: a good /boot/limine/limine.conf and a second
+    /// /EFI/BOOT/limine.conf naming a missing kernel. Limine 10.4.0 UEFI
+    /// reads the one next to BOOTX64.EFI (measured: corpus README); BIOS
+    /// reads /boot/limine/limine.conf.
+    #[test]
+    fn limine_10_uefi_reads_the_config_next_to_its_loader() {
+        if !tools() || release("10.4.0").is_none() {
+            return;
+        }
+        let img = build("10.4.0");
+        img.put(
+            b"timeout: 0\n\n/other\n    protocol: multiboot2\n    path: boot():/boot/missing.elf\n",
+            "/EFI/BOOT/limine.conf",
+        );
+        let l = img.check(&[]);
+        assert!(l.get("kernel").is_none());
+        assert_eq!(
+            status(&l, "kernel:uefi"),
+            (
+                Status::Fail,
+                "/EFI/BOOT/limine.conf boots /boot/missing.elf: /boot/missing.elf is missing (no missing.elf) (Limine UEFI reads /EFI/BOOT/limine.conf on partition 2: the first found in Limine 10.4.0's search order; BIOS reads /boot/limine/limine.conf on partition 2 instead)".into()
+            )
+        );
+        assert_eq!(status(&l, "kernel:bios").0, Status::Pass);
+        assert_eq!(not_ready(&l), UEFI);
+        let r = l.limine.as_ref().unwrap();
+        assert_eq!(
+            r.uefi_config.as_deref(),
+            Some("partition 2: /EFI/BOOT/limine.conf")
+        );
+        assert_eq!(
+            r.bios_config.as_deref(),
+            Some("partition 2: /boot/limine/limine.conf")
+        );
+    }
+
+    /// Limine 8.2.0 reads the first of /limine.conf ... /boot/limine/
+    /// limine.conf on both paths: a /limine.conf shadows the good one
+    /// everywhere.
+    #[test]
+    fn limine_8_root_config_shadows_boot_limine() {
+        if !tools() || release("8.2.0").is_none() {
+            return;
+        }
+        let img = build("8.2.0");
+        img.put(
+            b"timeout: 0\n\n/other\n    protocol: multiboot2\n    kernel_path: boot():/gone.elf\n",
+            "/limine.conf",
+        );
+        let l = img.check(&[Cloud::Gcp]);
+        let (s, m) = status(&l, "kernel");
+        assert_eq!(s, Status::Fail);
+        assert!(
+            m.starts_with("/limine.conf boots /gone.elf: /gone.elf is missing"),
+            "{m}"
+        );
+        assert_eq!(not_ready(&l), ["gcp-uefi", "gcp-bios"]);
+    }
+
+    /// `truncate` a few sectors off, then `sgdisk -e`: the stock tools
+    /// call the GPT sound, but half B of stage 2 is cut off and under the
+    /// new backup header.
+    #[test]
+    fn limine_8_shrunk_with_sgdisk_loses_stage2() {
+        if !tools() || release("8.2.0").is_none() {
+            return;
+        }
+        let img = build("8.2.0");
+        let f = OpenOptions::new().write(true).open(&img.path).unwrap();
+        f.set_len(DISK - 5 * 512).unwrap();
+        drop(f);
+        common::run(Command::new("sgdisk").arg("-e").arg(&img.path));
+        assert!(common::run(Command::new("sgdisk").arg("-v").arg(&img.path))
+            .contains("No problems found"));
+        let l = img.check(&[]);
+        let (s, m) = status(&l, "bios-stage2");
+        assert_eq!(s, Status::Fail);
+        assert_eq!(
+            m,
+            "stage 2 is damaged or misplaced (two halves, 9.x or earlier layout): half B (10240 bytes at byte 268424704, LBA 524267-524286): is not inside the disk's 524283 sectors after the MBR, overlaps the backup GPT header (LBA 524282)"
+        );
+        assert_eq!(not_ready(&l), BIOS);
+    }
+
+    /// Growing by a few sectors, then `sgdisk -e`: the new backup array
+    /// (its 44 entries at LBA 524260-524270) lands on half B.
+    #[test]
+    fn limine_8_grown_with_sgdisk_overwrites_stage2() {
+        if !tools() || release("8.2.0").is_none() {
+            return;
+        }
+        let img = build("8.2.0");
+        let f = OpenOptions::new().write(true).open(&img.path).unwrap();
+        f.set_len(DISK + 5 * 512).unwrap();
+        drop(f);
+        common::run(Command::new("sgdisk").arg("-e").arg(&img.path));
+        let l = img.check(&[Cloud::Azure]);
+        let (s, m) = status(&l, "bios-stage2");
+        assert_eq!(s, Status::Fail);
+        assert!(
+            m.starts_with("stage 2 is damaged or misplaced (two halves, 9.x or earlier layout): half B (10240 bytes at byte 268424704, LBA 524267-524286): overlaps the backup GPT array (LBA "),
+            "{m}"
+        );
+        assert!(m.contains("has an all-zero sector at LBA "), "{m}");
+        assert_eq!(not_ready(&l), ["azure-gen1"]);
+    }
+
+    #[test]
+    fn limine_10_zeroed_stage2_fails_bios_paths() {
+        if !tools() || release("10.4.0").is_none() {
+            return;
+        }
+        let img = build("10.4.0");
+        let f = OpenOptions::new().write(true).open(&img.path).unwrap();
+        f.write_all_at(&[0u8; 512], 40 * 512).unwrap();
+        let l = img.check(&[Cloud::Aws]);
+        assert_eq!(
+            status(&l, "bios-stage2"),
+            (
+                Status::Fail,
+                "stage 2 is damaged or misplaced (one piece, 10.x or later layout): stage 2 (32256 bytes at byte 20480, LBA 40-102): has an all-zero sector at LBA 40 (Limine's stage 2 has none): it was overwritten".into()
+            )
+        );
+        assert_eq!(not_ready(&l), ["aws-bios"]);
+    }
+
+    #[test]
+    fn missing_limine_bios_sys_fails_bios_paths() {
+        if !tools() || release("10.4.0").is_none() {
+            return;
+        }
+        let img = build("10.4.0");
+        common::run(Command::new("mdel").args([
+            "-i",
+            &img.esp(),
+            "::/boot/limine/limine-bios.sys",
+        ]));
+        let l = img.check(&[]);
+        assert_eq!(
+            status(&l, "bios-stage3"),
+            (
+                Status::Fail,
+                "no limine-bios.sys in /, /limine, /boot or /boot/limine of any FAT partition (partition 1 not FAT, not read): Limine's stage 2 stops with \"Stage 3 file not found\"".into()
+            )
+        );
+        assert_eq!(not_ready(&l), BIOS);
+    }
+
+    /// Stage 3 of another release than the MBR code: stage 2 refuses it.
+    #[test]
+    fn limine_bios_sys_of_another_family_fails() {
+        if !tools() || release("10.4.0").is_none() || release("8.2.0").is_none() {
+            return;
+        }
+        let img = build("10.4.0");
+        img.put(
+            &fs::read(release("8.2.0").unwrap().join("limine-bios.sys")).unwrap(),
+            "/boot/limine/limine-bios.sys",
+        );
+        let l = img.check(&[Cloud::Gcp]);
+        let (s, m) = status(&l, "bios-stage3");
+        assert_eq!(s, Status::Fail);
+        assert!(m.starts_with("/boot/limine/limine-bios.sys on partition 2 is Limine 8.2.0, but the MBR code is the 10.x or later layout"), "{m}");
+        assert_eq!(not_ready(&l), ["gcp-bios"]);
+    }
+}
