@@ -725,7 +725,7 @@ mod real_limine {
             .lines()
             .find(|l| l.starts_with("Stage 2 to be located at"))
             .unwrap_or_else(|| panic!("{log}"));
-        line.split(|c: char| c == ' ' || c == '.')
+        line.split([' ', '.'])
             .filter_map(|w| w.strip_prefix("0x"))
             .map(|h| u64::from_str_radix(h, 16).unwrap())
             .collect()
