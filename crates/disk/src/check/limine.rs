@@ -801,3 +801,93 @@ pub(super) fn fat_of<'a>(
 ) -> Option<fat::Fat<'a>> {
     open_fat(disk, parts.iter().find(|p| p.index == index)?)
 }
+
+/// The kernel of the default entry of a Limine config: `path:` /
+/// `kernel_path:` / `image_path:` (limine.conf, v8+; keys case-insensitive,
+/// config.c `strncasecmp`) or `KERNEL_PATH=` (limine.cfg, older), as
+/// `Ok((partition, path))`, or `Err(uri)` when it is not on a partition of
+/// this disk. `boot_part` is the partition the config was read from.
+///
+/// Entries are lines starting with `/` (limine.conf; `//` for sub-entries)
+/// or `:` (limine.cfg). `default_entry` is 1-based (CONFIG.md v8.x: "If
+/// unspecified, it is 1"); an entry without a path (a directory) makes
+/// the first entry with one be taken. NOT modelled: how Limine counts
+/// directories and sub-entries for `default_entry`, `remember_last_entry`,
+/// and `${macros}` (a path using one is reported as unresolvable).
+pub(super) fn limine_kernels(
+    cfg: &str,
+    boot_part: u32,
+) -> Vec<std::result::Result<(u32, String), String>> {
+    let mut default = 1usize;
+    let mut entries: Vec<Option<String>> = Vec::new();
+    for line in cfg.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if line.starts_with('/') || line.starts_with(':') {
+            entries.push(None);
+            continue;
+        }
+        let (k, v) = match (line.find(':'), line.find('=')) {
+            (Some(c), Some(e)) if e < c => (&line[..e], &line[e + 1..]),
+            (Some(c), _) => (&line[..c], &line[c + 1..]),
+            (None, Some(e)) => (&line[..e], &line[e + 1..]),
+            (None, None) => continue,
+        };
+        let k = k.trim().to_ascii_lowercase();
+        let v = v.trim();
+        match k.as_str() {
+            "default_entry" => default = v.parse().unwrap_or(1),
+            "path" | "kernel_path" | "image_path" => {
+                if let Some(e) = entries.last_mut() {
+                    e.get_or_insert_with(|| v.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    let pick = entries
+        .get(default.saturating_sub(1))
+        .and_then(|e| e.clone())
+        .or_else(|| entries.iter().flatten().next().cloned());
+    let Some(uri) = pick else { return Vec::new() };
+    vec![limine_uri(&uri, boot_part)]
+}
+
+/// A Limine URI on the boot drive: `boot():/p` (the partition the config
+/// came from), `boot(N):/p`, and the older `boot:///p`, `boot://N/p`; a
+/// `#hash` suffix and a leading `$` (compressed) are dropped. Anything
+/// else (guid, uuid, fslabel, hdd, odd, tftp, macros) is `Err`.
+pub(super) fn limine_uri(uri: &str, boot_part: u32) -> std::result::Result<(u32, String), String> {
+    let u = uri.trim_start_matches('$');
+    let u = u.split('#').next().unwrap_or(u);
+    let unknown = || Err(uri.to_string());
+    let (part, path) = if let Some(r) = u.strip_prefix("boot(") {
+        let Some(close) = r.find(')') else {
+            return unknown();
+        };
+        let Some(path) = r[close + 1..].strip_prefix(':') else {
+            return unknown();
+        };
+        (&r[..close], path)
+    } else if let Some(r) = u.strip_prefix("boot://") {
+        let slash = r.find('/').unwrap_or(r.len());
+        (&r[..slash], &r[slash..])
+    } else {
+        return unknown();
+    };
+    let part = if part.is_empty() {
+        boot_part
+    } else {
+        match part.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => return unknown(),
+        }
+    };
+    if path.starts_with('/') && !path.contains("..") && !path.contains("${") {
+        Ok((part, path.to_string()))
+    } else {
+        unknown()
+    }
+}
