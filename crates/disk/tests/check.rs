@@ -1040,6 +1040,35 @@ mod real_limine {
         assert_eq!(not_ready(&l), BIOS);
     }
 
+    /// Two copies of limine-bios.sys on one partition: stage 2 takes the
+    /// first present in its release's order (measured by booting: 8.2.0
+    /// tries /, /limine, /boot, /boot/limine; 10.4.0 the reverse) and
+    /// stops on a bad one.
+    #[test]
+    fn stage3_is_taken_in_the_release_order() {
+        if !tools() || release("10.4.0").is_none() || release("8.2.0").is_none() {
+            return;
+        }
+        let sys = |v| fs::read(release(v).unwrap().join("limine-bios.sys")).unwrap();
+        let img = build("10.4.0");
+        img.put(&sys("8.2.0"), "/limine-bios.sys");
+        let l = img.check(&[Cloud::Gcp]);
+        assert_eq!(
+            status(&l, "bios-stage3"),
+            (
+                Status::Pass,
+                "/boot/limine/limine-bios.sys on partition 2, 214276 bytes, Limine 10.4.0 (taken before /limine-bios.sys, by 10.3+'s order)".into()
+            )
+        );
+        let img = build("8.2.0");
+        img.put(&sys("10.4.0"), "/limine-bios.sys");
+        let l = img.check(&[Cloud::Gcp]);
+        let (s, m) = status(&l, "bios-stage3");
+        assert_eq!(s, Status::Fail);
+        assert!(m.starts_with("/limine-bios.sys on partition 1 is Limine 10.4.0, but the MBR code is the 9.x or earlier layout"), "{m}");
+        assert_eq!(not_ready(&l), ["gcp-bios"]);
+    }
+
     /// Stage 3 of another release than the MBR code: stage 2 refuses it.
     #[test]
     fn limine_bios_sys_of_another_family_fails() {

@@ -25,10 +25,10 @@
 //! * Stage 3: "Remember to copy the limine-bios.sys file in either the
 //!   root, /boot, /limine, or /boot/limine directories of one of the
 //!   partitions" (`limine.c` 8.2.0 line 1050, 10.4.0 line 1117); the four
-//!   paths are strings in both `limine-bios.sys`. 10.3.0's ChangeLog:
-//!   "Change default path ordering for stage 3 file search on BIOS
-//!   ports" (order inside a partition NOT confirmed from source: presence
-//!   in any of the four is what is checked).
+//!   paths are strings in both `limine-bios.sys`. The order inside a
+//!   partition was measured by booting (see [`STAGE3_PATHS`]); 10.3.0's
+//!   ChangeLog: "Change default path ordering for stage 3 file search on
+//!   BIOS ports".
 //! * Config search: see [`config_search`].
 
 use super::{fat, find, fix, Ctx, Firmware, Part, Status};
@@ -54,12 +54,25 @@ pub const STAGE2_READ_10X: u64 = 0x7E00;
 /// The BIOS boot partition Limine 10.x needs is at least this big
 /// (limine.c 10.4.0: "Partition %u is smaller than 32KiB").
 pub const MIN_BIOS_BOOT_10X: u64 = 32 * 1024;
-/// Where Limine's BIOS stage 2 looks for stage 3, on every partition.
+/// Where Limine's BIOS stage 2 looks for stage 3 on each partition, in
+/// order, up to 10.2. Measured with 8.2.0 under SeaBIOS (a good copy in
+/// one place, a bad one in the others: the first present path is taken,
+/// a bad copy there stops it; the four paths are strings in
+/// limine-bios.sys). The 10.0 to 10.2 order is NOT measured (assumed
+/// unchanged until the 10.3.0 ChangeLog's "Change default path ordering
+/// for stage 3 file search on BIOS ports").
 pub const STAGE3_PATHS: [&str; 4] = [
     "/limine-bios.sys",
     "/limine/limine-bios.sys",
     "/boot/limine-bios.sys",
     "/boot/limine/limine-bios.sys",
+];
+/// The same from 10.3 on; measured the same way with 10.4.0.
+pub const STAGE3_PATHS_10_3: [&str; 4] = [
+    "/boot/limine/limine-bios.sys",
+    "/boot/limine-bios.sys",
+    "/limine/limine-bios.sys",
+    "/limine-bios.sys",
 ];
 
 /// Which layout the MBR code uses for stage 2.
@@ -489,77 +502,133 @@ fn zero_sector(disk: &dyn VirtualDisk, r: &Range, family: Family) -> std::io::Re
     Ok(None)
 }
 
+/// The stage-3 paths in the order the stage 2 of `family` tries them;
+/// 10.x: by the version of the copies found (10.3+ when unread).
+fn stage3_order(family: Family, found: Option<Version>) -> [&'static str; 4] {
+    match (family, found) {
+        (Family::UpTo9, _) => STAGE3_PATHS,
+        (Family::From10, Some(v)) if v < Version(10, 3, 0) => STAGE3_PATHS,
+        (Family::From10, _) => STAGE3_PATHS_10_3,
+    }
+}
+
+/// What stage 2 finds on each partition, first partition first: the
+/// first present path in its order. A bad copy there fails that
+/// partition and stage 2 goes on to the next (common/entry.s2.c
+/// `volume_iterate_parts(... if (stage3_init(_PART)) break;)`).
 fn stage3(cx: &mut Ctx<'_>, m: &LimineMbr, parts: &[Part], report: &mut LimineReport) {
     let bios = Some(Firmware::Bios);
-    let mut found = None;
+    let copy = fix("copy limine-bios.sys of the same release as the MBR code to /boot/limine/ on the ESP (mcopy -i IMAGE@@OFFSET limine-bios.sys ::/boot/limine/)");
     let mut unreadable = Vec::new();
-    'parts: for p in parts {
+    let mut rejected = Vec::new();
+    for p in parts {
         let Some(fs) = open_fat(cx.disk, p) else {
             unreadable.push(p.index.to_string());
             continue;
         };
-        for path in STAGE3_PATHS {
-            if let Ok(e) = fs.lookup(path) {
+        let present: Vec<(&str, u64, Option<Version>)> = STAGE3_PATHS
+            .iter()
+            .filter_map(|&path| {
+                let e = fs.lookup(path).ok()?;
                 let bytes = fs.read(&e, super::MAX_FILE_READ).unwrap_or_default();
-                found = Some((p.index, path, e.size, version_in(&bytes)));
-                break 'parts;
-            }
+                Some((path, e.size, version_in(&bytes)))
+            })
+            .collect();
+        if present.is_empty() {
+            continue;
         }
-    }
-    let copy = fix("copy limine-bios.sys of the same release as the MBR code to /boot/limine/ on the ESP (mcopy -i IMAGE@@OFFSET limine-bios.sys ::/boot/limine/)");
-    let Some((index, path, len, version)) = found else {
+        // The stage 2 in the MBR gap is of the MBR code's family: its
+        // release is told by the copies of that family.
+        let guess = present
+            .iter()
+            .filter_map(|f| f.2)
+            .filter(|v| (v.0 >= 10) == (m.family == Family::From10))
+            .max();
+        let order = stage3_order(m.family, guess);
+        let (path, len, version) = order
+            .iter()
+            .find_map(|o| present.iter().find(|f| f.0 == *o))
+            .copied()
+            .expect("a present path is in the order");
+        let index = p.index;
+        let v = version.map_or("no version string".to_string(), |v| format!("Limine {v}"));
+        let wrong_family = version.is_some_and(|v| (v.0 >= 10) != (m.family == Family::From10));
+        if wrong_family {
+            rejected.push(format!(
+                "{path} on partition {index} is {v}, but the MBR code is the {} layout: stage 2 rejects a stage 3 of another build (\"build ID mismatch\")",
+                m.family.name()
+            ));
+            continue;
+        }
+        if len == 0 {
+            rejected.push(format!("{path} on partition {index} is empty"));
+            continue;
+        }
+        report.stage3 = Some(format!("partition {index}: {path}"));
+        report.bios_version = version;
+        let others = if present.len() > 1 {
+            format!(
+                " (taken before {}, by {}'s order)",
+                present
+                    .iter()
+                    .filter(|f| f.0 != path)
+                    .map(|f| f.0)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if order == STAGE3_PATHS_10_3 {
+                    "10.3+"
+                } else {
+                    "9.x/8.x"
+                }
+            )
+        } else {
+            String::new()
+        };
+        let (status, tail) = if rejected.is_empty() {
+            (Status::Pass, String::new())
+        } else {
+            (
+                Status::Warn,
+                format!(
+                    "; an earlier partition's copy is rejected first: {}",
+                    rejected.join("; ")
+                ),
+            )
+        };
         cx.push(
             "bios-stage3",
-            "limine-bios.sys",
-            Status::Fail,
-            format!(
-                "no limine-bios.sys in /, /limine, /boot or /boot/limine of any FAT partition{}: Limine's stage 2 stops with \"Stage 3 file not found\"",
-                if unreadable.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (partition {} not FAT, not read)", unreadable.join(", "))
-                }
-            ),
+            format!("limine-bios.sys (partition {index})"),
+            status,
+            format!("{path} on partition {index}, {len} bytes, {v}{others}{tail}"),
             copy,
             bios,
         );
         return;
-    };
-    report.stage3 = Some(format!("partition {index}: {path}"));
-    report.bios_version = version;
-    let v = version.map_or("no version string".to_string(), |v| format!("Limine {v}"));
-    let mismatch = version.is_some_and(|v| (v.0 >= 10) != (m.family == Family::From10));
-    if mismatch {
-        cx.push(
-            "bios-stage3",
-            format!("limine-bios.sys (partition {index})"),
-            Status::Fail,
-            format!(
-                "{path} on partition {index} is {v}, but the MBR code is the {} layout: stage 2 rejects a stage 3 of another build (\"build ID mismatch\")",
-                m.family.name()
-            ),
-            fix("install the MBR code and limine-bios.sys from the same Limine release (limine bios-install with that release's host tool)"),
-            bios,
-        );
-    } else if len == 0 {
-        cx.push(
-            "bios-stage3",
-            format!("limine-bios.sys (partition {index})"),
-            Status::Fail,
-            format!("{path} on partition {index} is empty"),
-            copy,
-            bios,
-        );
-    } else {
-        cx.push(
-            "bios-stage3",
-            format!("limine-bios.sys (partition {index})"),
-            Status::Pass,
-            format!("{path} on partition {index}, {len} bytes, {v}"),
-            None,
-            bios,
-        );
     }
+    let message = if rejected.is_empty() {
+        format!(
+            "no limine-bios.sys in /, /limine, /boot or /boot/limine of any FAT partition{}: Limine's stage 2 stops with \"Stage 3 file not found\"",
+            if unreadable.is_empty() {
+                String::new()
+            } else {
+                format!(" (partition {} not FAT, not read)", unreadable.join(", "))
+            }
+        )
+    } else {
+        rejected.join("; ")
+    };
+    cx.push(
+        "bios-stage3",
+        "limine-bios.sys",
+        Status::Fail,
+        message,
+        if rejected.is_empty() {
+            copy
+        } else {
+            fix("install the MBR code and limine-bios.sys from the same Limine release (limine bios-install with that release's host tool), and keep one copy")
+        },
+        bios,
+    );
 }
 
 /// The config search of one firmware path of one Limine release: the
