@@ -1346,9 +1346,29 @@ fn limine_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>, parts: &[Part], efi_li
                     },
                     resolved,
                 );
+                if c.path.ends_with(".cfg") {
+                    old_format_warning(cx);
+                }
             }
         }
     }
+}
+
+/// A `limine.cfg` (the pre-8.x format) read by Limine 8.x: it boots, but
+/// shows on every boot "The format of the config file has changed in
+/// Limine version 8.x ... this warning and associated 20 second timeout
+/// will persist" and waits (seen on the serial console of 8.2.0 under
+/// SeaBIOS; the text is in 8.2.0's BOOTX64.EFI and limine-bios.sys).
+fn old_format_warning(cx: &mut Ctx<'_>) {
+    let c = cx
+        .checks
+        .last_mut()
+        .expect("a kernel check was just pushed");
+    if c.status == Status::Pass {
+        c.status = Status::Warn;
+        c.fix = fix("convert it to the limine.conf format (`key: value`, entries `/Name`) and rename it limine.conf");
+    }
+    c.message.push_str("; it is a limine.cfg: Limine 8.x warns about the old format and waits 20 s on every boot (later releases may not read it at all)");
 }
 
 fn names(refs: &[KernelRef]) -> String {

@@ -951,6 +951,29 @@ mod real_limine {
         assert!(msg(&l, "bios-stage2").starts_with("two halves (9.x or earlier layout)"));
     }
 
+    /// The pre-8.x `limine.cfg` still boots with 8.2.0, after a warning
+    /// and a 20 s wait (seen on its serial console): a warning.
+    #[test]
+    fn limine_8_old_cfg_warns() {
+        if !tools() || release("8.2.0").is_none() {
+            return;
+        }
+        let img = build("8.2.0");
+        common::run(Command::new("mdel").args(["-i", &img.esp(), "::/boot/limine/limine.conf"]));
+        img.put(
+            b"TIMEOUT=0\n:capOS\nPROTOCOL=multiboot2\nKERNEL_PATH=boot:///boot/capos.elf\n",
+            "/boot/limine/limine.cfg",
+        );
+        let l = img.check(&[]);
+        let (s, m) = status(&l, "kernel");
+        assert_eq!(s, Status::Warn);
+        assert_eq!(
+            m,
+            "/boot/limine/limine.cfg boots /boot/capos.elf (7000 bytes) (Limine UEFI and BIOS read /boot/limine/limine.cfg on partition 1: the first found in Limine 8.2.0's search order); it is a limine.cfg: Limine 8.x warns about the old format and waits 20 s on every boot (later releases may not read it at all)"
+        );
+        assert!(l.ready());
+    }
+
     /// `truncate` a few sectors off, then `sgdisk -e`: the stock tools
     /// call the GPT sound, but half B of stage 2 is cut off and under the
     /// new backup header.

@@ -674,30 +674,38 @@ const CONF_10_3: [&str; 4] = [
 /// Limine's config search order for `fw` and `version` (or, when the
 /// version string cannot be read, the MBR `family`).
 ///
-/// * before 8.0: `limine.cfg` in /, /limine, /boot, /boot/limine,
-///   /EFI/BOOT (CONFIG.md of v7.x, limine-bootloader/limine; the 7.x
-///   config.c in the search index has exactly these five `fopen`s).
-/// * 8.x: CONFIG.md of v8.x: `/limine.conf`, `/limine/limine.conf`,
-///   `/boot/limine.conf`, `/boot/limine/limine.conf`, `/EFI/BOOT/limine.conf`
-///   on each partition, first partition first (on UEFI the partition of
-///   the EFI executable first). 8.2.0's BOOTX64.EFI and limine-bios.sys
-///   both carry these five strings and the five `limine.cfg` ones ("If the
-///   config file is named limine.cfg, Limine will still support the old
-///   config format"); that the `.cfg` names are tried after all the
-///   `.conf` ones is NOT confirmed from source.
-/// * 9.0 to 10.2: CONFIG.md as replaced by commit e06cc37 ("lib/config:
-///   Change default paths for config search and ordering", 2025-11-03):
-///   the four `/limine.conf` .. `/boot/limine/limine.conf`, then on EFI
-///   `/EFI/BOOT/limine.conf` and `/EFI/limine/limine.conf`. That 9.0
-///   already used exactly this list (and dropped `limine.cfg`) is NOT
-///   confirmed.
-/// * 10.3 and later: the same commit and 10.3.0's ChangeLog ("search first
-///   for a configuration file in the same directory as the EFI application
-///   file of Limine, on EFI ports"): on EFI `<EFI app dir>/limine.conf`
-///   first; then on each partition `/boot/limine/limine.conf`,
-///   `/boot/limine.conf`, `/limine/limine.conf`, `/limine.conf`. 10.4.0's
-///   limine-bios.sys carries only these four; measured (corpus README):
-///   10.4.0 UEFI reads /EFI/BOOT/limine.conf over /boot/limine/limine.conf.
+/// Measured (booting the corpus releases under SeaBIOS and OVMF with a
+/// config at every candidate path, each naming another kernel, removing
+/// the one read and booting again; the kernel path Limine reports on the
+/// serial console tells which config it read):
+///
+/// * 8.2.0, UEFI: `/limine.conf`, `/limine/limine.conf`,
+///   `/boot/limine.conf`, `/boot/limine/limine.conf`,
+///   `/EFI/BOOT/limine.conf`, then the same five named `limine.cfg`;
+///   `/EFI/limine/limine.conf` is never read.
+/// * 8.2.0, BIOS: the same five `limine.conf` in that order. With only
+///   `limine.cfg` files left no kernel load was seen within 60 s (the 8.x
+///   old-format warning; NOT confirmed that BIOS then reads them in the
+///   UEFI order, assumed).
+/// * 10.4.0, UEFI: `/EFI/BOOT/limine.conf` (next to BOOTX64.EFI), then
+///   `/boot/limine/limine.conf`, `/boot/limine.conf`, `/limine/limine.conf`,
+///   `/limine.conf`; `/EFI/limine/limine.conf` is never read.
+/// * 10.4.0, BIOS: `/boot/limine/limine.conf`, `/boot/limine.conf`,
+///   `/limine/limine.conf`, `/limine.conf`; no `/EFI/...` path.
+///
+/// Documented (limine-bootloader/limine): CONFIG.md of v7.x (`limine.cfg`
+/// in /, /limine, /boot, /boot/limine, /EFI/BOOT) and v8.x (the five
+/// `limine.conf`; "every partition ... first partition first (or, on
+/// UEFI, the partition containing the EFI executable ... first)"); commit
+/// e06cc37 "lib/config: Change default paths for config search and
+/// ordering" (2025-11-03, in 10.3.0: "search first for a configuration
+/// file in the same directory as the EFI application file of Limine, on
+/// EFI ports"), whose CONFIG.md matches the 10.4.0 measurements and
+/// replaced, for the releases before it, the four `/limine.conf` ..
+/// `/boot/limine/limine.conf` followed on EFI by `/EFI/BOOT/limine.conf`
+/// and `/EFI/limine/limine.conf`. NOT confirmed: which releases between
+/// 9.0 and 10.2 used that list (and whether 9.0 dropped `limine.cfg`);
+/// versions before 8.0 other than by the v7.x CONFIG.md.
 pub fn config_search(
     fw: Firmware,
     version: Option<Version>,
@@ -924,8 +932,10 @@ pub(super) fn limine_kernels(
     vec![limine_uri(&uri, boot_part)]
 }
 
-/// A Limine URI on the boot drive: `boot():/p` (the partition the config
-/// came from), `boot(N):/p`, and the older `boot:///p`, `boot://N/p`; a
+/// A Limine URI on the boot drive: `boot():/p` (CONFIG.md, `boot`
+/// resource: "If omitted, the partition containing the configuration file
+/// on the boot drive is used"), `boot(N):/p` (1-based partition of the
+/// boot drive), and the older `boot:///p`, `boot://N/p`; a
 /// `#hash` suffix and a leading `$` (compressed) are dropped. Anything
 /// else (guid, uuid, fslabel, hdd, odd, tftp, macros) is `Err`.
 pub(super) fn limine_uri(uri: &str, boot_part: u32) -> std::result::Result<(u32, String), String> {
