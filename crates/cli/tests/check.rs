@@ -459,7 +459,7 @@ mod real_limine {
                 "family": "10.x-or-later",
                 "uefi_version": "10.4.0",
                 "bios_version": "10.4.0",
-                "stage2": [{"offset": 20480, "len": 32256, "what": "Limine stage 2, stage 2"}],
+                "stage2": [{"offset": 20480, "len": 32256, "what": "Limine stage 2, stage 2", "partition": 1}],
                 "stage3": "partition 2: /boot/limine/limine-bios.sys",
                 "uefi_config": "partition 2: /EFI/BOOT/limine.conf",
                 "bios_config": "partition 2: /boot/limine/limine.conf",

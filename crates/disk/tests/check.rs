@@ -821,6 +821,10 @@ mod real_limine {
             at,
             "the report's stage 2 bytes are where the host tool put them"
         );
+        assert!(
+            r.stage2.iter().all(|b| b.partition.is_none()),
+            "outside the partitions"
+        );
         assert_eq!(
             r.uefi_config.as_deref(),
             Some("partition 1: /boot/limine/limine.conf")

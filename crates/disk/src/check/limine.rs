@@ -198,16 +198,20 @@ pub fn recognise(sector0: &[u8; 512]) -> Option<LimineMbr> {
     })
 }
 
-/// Bytes outside the partitions that a boot loader owns (for the growth
-/// checks: moving the backup GPT must not cover them).
+/// Bytes a boot loader owns where its boot code points (for the growth
+/// checks: moving the backup GPT must not cover those outside the
+/// partitions).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LoaderBytes {
     /// First byte.
     pub offset: u64,
-    /// Length in bytes.
+    /// Length in bytes (10.x: the 0x7E00 bytes the MBR code reads).
     pub len: u64,
     /// What they are, e.g. "Limine stage 2, half B".
     pub what: String,
+    /// The BIOS boot partition holding them, if any (`None`: outside the
+    /// partitions, e.g. Limine 9.x's halves next to the GPT arrays).
+    pub partition: Option<u32>,
 }
 
 /// The Limine facts `check` found (the `limine` object of `--json`).
@@ -371,10 +375,21 @@ fn stage2(cx: &mut Ctx<'_>, m: &LimineMbr, parts: &[Part], gpt: bool, report: &m
     let mut places = Vec::new();
     for (r, name, len) in &pieces {
         let what = format!("{name} ({len} bytes at byte {}, {})", r.start, r.lbas());
+        let holder = parts
+            .iter()
+            .find(|p| {
+                p.bios_boot
+                    && r.within(&Range {
+                        start: p.offset(),
+                        end: p.offset().saturating_add(p.len()),
+                    })
+            })
+            .map(|p| p.index);
         report.stage2.push(LoaderBytes {
             offset: r.start,
             len: *len,
             what: format!("Limine stage 2, {name}"),
+            partition: holder,
         });
         if *len == 0 {
             problems.push(format!("{what} is empty"));
