@@ -25,8 +25,8 @@
 //! | `bios-stage3` | Limine only: `limine-bios.sys` where its stage 2 looks, of the MBR code's family | BIOS paths |
 //! | `esp` | an EFI system partition with a FAT file system | UEFI paths |
 //! | `efi-loader` | `/EFI/BOOT/BOOTX64.EFI`, PE32+, x86-64, EFI application | UEFI paths |
-//! | `alignment` | partitions start on 1 MiB (warn otherwise) | never |
-//! | `kernel` | the kernel the GRUB / Limine config names exists, non-empty | every path |
+//! | `alignment` | partitions start on 1 MiB (warn otherwise); a BIOS boot partition inside the first MiB is exempt | never |
+//! | `kernel` | the kernel the GRUB / Limine config names exists, non-empty; Limine: its config found (a `limine.cfg` read by 8.x warns) | every path |
 //! | `kernel:uefi` `kernel:bios` | instead of `kernel` when Limine's UEFI and BIOS paths read different configs | that firmware |
 //! | `size:gcp` `size:aws` `size:azure` | each cloud's size rules | that cloud |
 //! | `size:aws-bios` | only over 2 TiB: old AWS limit for BIOS boot volumes (warn) | never |
