@@ -1288,7 +1288,41 @@ fn limine_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>, parts: &[Part], efi_li
                 firmware,
             ),
             Ok(c) => {
-                let refs = limine_kernels(&c.text, c.part);
+                // The path key: 8.2.0 knows only `kernel_path:` (booted
+                // with `path:` it stops: "multiboot2: KERNEL_PATH not
+                // specified"; its binaries carry KERNEL_PATH and no PATH
+                // string); 10.4.0 takes both (booted with each). 9.x NOT
+                // measured: both are taken.
+                let versions = match firmware {
+                    None => vec![uefi_version, bios_version],
+                    Some(Firmware::Uefi) => vec![uefi_version],
+                    Some(Firmware::Bios) => vec![bios_version],
+                };
+                let pre9 = versions.into_iter().flatten().find(|v| v.0 < 9);
+                let keys: &[&str] = if pre9.is_some() {
+                    &["kernel_path", "image_path"]
+                } else {
+                    &["path", "kernel_path", "image_path"]
+                };
+                let refs = limine_kernels(&c.text, c.part, keys);
+                if let Some(v) = pre9.filter(|_| refs.is_empty()) {
+                    if !limine_kernels(&c.text, c.part, &["path"]).is_empty() {
+                        cx.push(
+                            id,
+                            format!("kernel ({})", c.path),
+                            Status::Fail,
+                            format!(
+                                "{} names its kernel with `path:`, which Limine {v} does not know (its key is `kernel_path:`): it stops with \"KERNEL_PATH not specified\" (Limine {who} read{} it from partition {})",
+                                c.path,
+                                if firmware.is_none() { "" } else { "s" },
+                                c.part
+                            ),
+                            fix("use `kernel_path:` for Limine 8.x (10.x takes both)"),
+                            firmware,
+                        );
+                        continue;
+                    }
+                }
                 let names = refs
                     .iter()
                     .map(|r| match r {
@@ -1557,11 +1591,20 @@ mod tests {
             Err("boot():/${ARCH}/k".into())
         );
         let conf = "timeout: 0\n\n/capOS\n    protocol: multiboot2\n    kernel_path: boot():/capos/kernel.elf\n/Other\n    path: boot():/other\n";
-        assert_eq!(limine_kernels(conf, 1), vec![p(1, "/capos/kernel.elf")]);
+        const ALL: &[&str] = &["path", "kernel_path", "image_path"];
+        assert_eq!(
+            limine_kernels(conf, 1, ALL),
+            vec![p(1, "/capos/kernel.elf")]
+        );
         let conf2 = format!("default_entry: 2\n{conf}");
-        assert_eq!(limine_kernels(&conf2, 1), vec![p(1, "/other")]);
+        assert_eq!(limine_kernels(&conf2, 1, ALL), vec![p(1, "/other")]);
+        // 8.x knows no `path:`: the second entry names no kernel for it.
+        assert_eq!(
+            limine_kernels(&conf2, 1, &["kernel_path"]),
+            vec![p(1, "/capos/kernel.elf")]
+        );
         let old = "TIMEOUT=0\n:capOS\nPROTOCOL=multiboot2\nKERNEL_PATH=boot:///kernel.elf\n";
-        assert_eq!(limine_kernels(old, 1), vec![p(1, "/kernel.elf")]);
+        assert_eq!(limine_kernels(old, 1, ALL), vec![p(1, "/kernel.elf")]);
     }
 
     #[test]

@@ -124,7 +124,7 @@ fn build(size: u64, esp_mib: u64, fat: u32) -> Img {
     fs::write(files.join("BOOTX64.EFI"), pe(0x8664, 10, b"Limine")).unwrap();
     fs::write(
         files.join("limine.conf"),
-        "timeout: 0\nserial: yes\n\n/capOS\n    protocol: multiboot2\n    path: boot():/boot/capos-kernel.elf\n",
+        "timeout: 0\nserial: yes\n\n/capOS\n    protocol: multiboot2\n    kernel_path: boot():/boot/capos-kernel.elf\n",
     )
     .unwrap();
     fs::write(files.join("capos-kernel.elf"), vec![0x7Fu8; 5000]).unwrap();
@@ -249,7 +249,7 @@ fn names_are_matched_without_case() {
     let efi = dir.path().join("bootx64.efi");
     fs::write(&efi, pe(0x8664, 10, b"")).unwrap();
     let conf = dir.path().join("LIMINE.CONF");
-    fs::write(&conf, "/x\nPATH: boot():/BOOT/CAPOS-KERNEL.ELF\n").unwrap();
+    fs::write(&conf, "/x\nKERNEL_PATH: boot():/BOOT/CAPOS-KERNEL.ELF\n").unwrap();
     common::run(Command::new("mdeltree").args(["-i", &esp, "::/EFI"]));
     common::run(Command::new("mdel").args(["-i", &esp, "::/limine.conf"]));
     common::run(Command::new("mmd").args(["-i", &esp, "::/efi", "::/efi/boot"]));
@@ -953,6 +953,28 @@ mod real_limine {
             "hybrid MBR: besides the 0xEE entry #1 it has #2 type 0xef LBA 2048+262144"
         ));
         assert!(msg(&l, "bios-stage2").starts_with("two halves (9.x or earlier layout)"));
+    }
+
+    /// 8.2.0 knows no `path:` key (booted: "KERNEL_PATH not specified").
+    #[test]
+    fn limine_8_refuses_the_10x_path_key() {
+        if !tools() || release("8.2.0").is_none() {
+            return;
+        }
+        let img = build("8.2.0");
+        img.put(
+            b"timeout: 0\n\n/capOS\n    protocol: multiboot2\n    path: boot():/boot/capos.elf\n",
+            "/boot/limine/limine.conf",
+        );
+        let l = img.check(&[]);
+        assert_eq!(
+            status(&l, "kernel"),
+            (
+                Status::Fail,
+                "/boot/limine/limine.conf names its kernel with `path:`, which Limine 8.2.0 does not know (its key is `kernel_path:`): it stops with \"KERNEL_PATH not specified\" (Limine UEFI and BIOS read it from partition 1)".into()
+            )
+        );
+        assert_eq!(not_ready(&l).len(), 6);
     }
 
     /// The pre-8.x `limine.cfg` still boots with 8.2.0, after a warning

@@ -894,8 +894,9 @@ pub(super) fn fat_of<'a>(
     open_fat(disk, parts.iter().find(|p| p.index == index)?)
 }
 
-/// The kernel of the default entry of a Limine config: `path:` /
-/// `kernel_path:` / `image_path:` (limine.conf, v8+; keys case-insensitive,
+/// The kernel of the default entry of a Limine config: the first of
+/// `keys` (of `path:` / `kernel_path:` / `image_path:`, limine.conf, v8+;
+/// keys case-insensitive,
 /// config.c `strncasecmp`) or `KERNEL_PATH=` (limine.cfg, older), as
 /// `Ok((partition, path))`, or `Err(uri)` when it is not on a partition of
 /// this disk. `boot_part` is the partition the config was read from.
@@ -909,6 +910,7 @@ pub(super) fn fat_of<'a>(
 pub(super) fn limine_kernels(
     cfg: &str,
     boot_part: u32,
+    keys: &[&str],
 ) -> Vec<std::result::Result<(u32, String), String>> {
     let mut default = 1usize;
     let mut entries: Vec<Option<String>> = Vec::new();
@@ -931,7 +933,7 @@ pub(super) fn limine_kernels(
         let v = v.trim();
         match k.as_str() {
             "default_entry" => default = v.parse().unwrap_or(1),
-            "path" | "kernel_path" | "image_path" => {
+            k if keys.contains(&k) => {
                 if let Some(e) = entries.last_mut() {
                     e.get_or_insert_with(|| v.to_string());
                 }
