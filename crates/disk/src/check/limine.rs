@@ -51,9 +51,6 @@ pub const MOV_DI_SINGLE: [u8; 3] = [0xBF, 0xA4, 0x7D];
 /// Bytes the 10.x MBR code reads from the stage-2 location
 /// (`66 B9 00 7E 00 00`, `mov ecx, 0x7E00`, 10.4.0 byte 0x82).
 pub const STAGE2_READ_10X: u64 = 0x7E00;
-/// The BIOS boot partition Limine 10.x needs is at least this big
-/// (limine.c 10.4.0: "Partition %u is smaller than 32KiB").
-pub const MIN_BIOS_BOOT_10X: u64 = 32 * 1024;
 /// Where Limine's BIOS stage 2 looks for stage 3 on each partition, in
 /// order, up to 10.2. Measured with 8.2.0 under SeaBIOS (a good copy in
 /// one place, a bad one in the others: the first present path is taken,
@@ -344,7 +341,7 @@ fn stage2(cx: &mut Ctx<'_>, m: &LimineMbr, parts: &[Part], gpt: bool, report: &m
     let areas = if gpt { gpt_areas(cx.disk) } else { Vec::new() };
     let reinstall = match m.family {
         Family::UpTo9 => fix("run limine bios-install IMAGE again (it rewrites both halves and their locations); to resize the disk keep the bytes between the backup GPT array and header: copy the old end, or grow with cloudimg package"),
-        Family::From10 => fix("give the disk a BIOS boot partition of at least 32 KiB (e.g. sgdisk -n 0:40:2047 -t 0:EF02) and run limine bios-install IMAGE again"),
+        Family::From10 => fix("give the disk a BIOS boot partition of at least 32 KiB (e.g. sgdisk -a 1 -n 0:40:2047 -t 0:EF02) and run limine bios-install IMAGE again"),
     };
     let pieces: Vec<(Range, String, u64)> = match m.stage2 {
         Stage2::Halves(h) => h
@@ -873,8 +870,8 @@ pub(super) fn find_config(
     ))
 }
 
-/// The BIOS version when there is no limine-bios.sys to read it from:
-/// none. The UEFI version: from BOOTX64.EFI on the ESP.
+/// The version of Limine's UEFI loader: the `Limine X.Y.Z` string of
+/// BOOTX64.EFI on the ESP.
 pub(super) fn uefi_version(
     disk: &dyn VirtualDisk,
     parts: &[Part],
