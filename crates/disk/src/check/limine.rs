@@ -24,7 +24,7 @@
 //!   least 32 KiB, else it refuses); on MBR byte 512.
 //! * Stage 3: "Remember to copy the limine-bios.sys file in either the
 //!   root, /boot, /limine, or /boot/limine directories of one of the
-//!   partitions" (`limine.c` 8.2.0 line 1050, 10.4.0 line 1117); the four
+//!   partitions" (`limine.c` 8.2.0 line 1053, 10.4.0 line 1117); the four
 //!   paths are strings in both `limine-bios.sys`. The order inside a
 //!   partition was measured by booting (see [`STAGE3_PATHS`]); 10.3.0's
 //!   ChangeLog: "Change default path ordering for stage 3 file search on
