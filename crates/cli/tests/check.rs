@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Output;
 
-use common::{cloudimg, ok, require_grub, require_tool, run};
+use common::{cloudimg, corpus, ok, require_grub, require_tool, run};
 
 /// First LBA of the demo image's ESP (crates/image hybrid.rs).
 const ESP_FIRST_LBA: u64 = 4096;
@@ -106,8 +106,16 @@ fn json_shape() {
     keys.sort();
     assert_eq!(
         keys,
-        ["checks", "path", "ready", "verdicts", "virtual_size"]
+        [
+            "checks",
+            "limine",
+            "path",
+            "ready",
+            "verdicts",
+            "virtual_size"
+        ]
     );
+    assert_eq!(v["limine"], serde_json::Value::Null, "a GRUB image");
     assert_eq!(v["path"], "demo.raw");
     assert_eq!(v["ready"], true);
     assert_eq!(v["virtual_size"], 256u64 << 20);
@@ -305,4 +313,165 @@ fn blank_disk_is_not_ready_anywhere() {
     assert_eq!(check_of(&v, "mbr")["status"], "fail");
     assert_eq!(check_of(&v, "gpt")["status"], "fail");
     assert_eq!(not_ready(&v).len(), 6);
+}
+
+/// Real Limine images (the corpus's releases; host tool compiled once per
+/// test binary), checked through the CLI: the table's Limine line and
+/// the `limine` object of `--json`.
+mod real_limine {
+    use super::*;
+    use std::path::PathBuf;
+    use std::process::Command;
+    use std::sync::OnceLock;
+
+    fn tools() -> bool {
+        ["cc", "sgdisk", "mkfs.fat", "mcopy", "mmd"]
+            .iter()
+            .all(|t| require_tool(t))
+    }
+
+    fn release(v: &str) -> Option<PathBuf> {
+        corpus(&format!("limine/limine-{v}/limine.c")).map(|p| p.parent().unwrap().to_path_buf())
+    }
+
+    /// The host tool of `v` (`cc -O2 -std=c99 limine.c`), once per binary.
+    fn host_tool(v: &'static str) -> PathBuf {
+        static T8: OnceLock<PathBuf> = OnceLock::new();
+        static T10: OnceLock<PathBuf> = OnceLock::new();
+        let cell = if v == "8.2.0" { &T8 } else { &T10 };
+        cell.get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("limine-host-cli-check");
+            std::fs::create_dir_all(&dir).unwrap();
+            let out = dir.join(format!("limine-{v}"));
+            let tmp = dir.join(format!("limine-{v}.{}", std::process::id()));
+            run(Command::new("cc")
+                .args(["-O2", "-std=c99"])
+                .arg(release(v).unwrap().join("limine.c"))
+                .arg("-o")
+                .arg(&tmp));
+            std::fs::rename(&tmp, &out).unwrap();
+            out
+        })
+        .clone()
+    }
+
+    fn mcopy(esp: &str, data: &[u8], to: &str, dir: &Path) {
+        let f = dir.join("put.tmp");
+        std::fs::write(&f, data).unwrap();
+        run(Command::new("mcopy")
+            .args(["-o", "-i", esp])
+            .arg(&f)
+            .arg(format!("::{to}")));
+    }
+
+    /// `dir/limine.raw`: 256 MiB GPT, (10.x: BIOS boot partition at LBA
+    /// 40-2047,) 128 MiB FAT32 ESP at LBA 2048 with Limine's files and
+    /// /boot/limine/limine.conf, then `limine bios-install`.
+    fn build(v: &'static str, dir: &Path) -> PathBuf {
+        let src = release(v).unwrap();
+        let img = dir.join("limine.raw");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        let mut sg = Command::new("sgdisk");
+        if v.starts_with("10.") {
+            sg.args(["-a", "1", "-n", "1:40:2047", "-t", "1:EF02", "-a", "2048"]);
+            sg.args(["-n", "2:2048:+128M", "-t", "2:EF00"]);
+        } else {
+            sg.args(["-n", "1:2048:+128M", "-t", "1:EF00"]);
+        }
+        run(sg.arg(&img));
+        run(Command::new("mkfs.fat")
+            .args(["-F", "32", "--offset", "2048"])
+            .arg(&img)
+            .arg("131072"));
+        let esp = format!("{}@@{}", img.display(), ESP_FIRST_LBA_LIMINE * 512);
+        run(Command::new("mmd").args([
+            "-i",
+            &esp,
+            "::/EFI",
+            "::/EFI/BOOT",
+            "::/boot",
+            "::/boot/limine",
+        ]));
+        for (f, to) in [
+            ("BOOTX64.EFI", "/EFI/BOOT/BOOTX64.EFI"),
+            ("limine-bios.sys", "/boot/limine/limine-bios.sys"),
+        ] {
+            mcopy(&esp, &std::fs::read(src.join(f)).unwrap(), to, dir);
+        }
+        let key = if v.starts_with("10.") {
+            "path"
+        } else {
+            "kernel_path"
+        };
+        mcopy(
+            &esp,
+            format!("timeout: 0\n\n/capOS\n    protocol: multiboot2\n    {key}: boot():/boot/capos.elf\n").as_bytes(),
+            "/boot/limine/limine.conf",
+            dir,
+        );
+        mcopy(&esp, &[0x7F; 4000], "/boot/capos.elf", dir);
+        run(Command::new(host_tool(v)).arg("bios-install").arg(&img));
+        img
+    }
+
+    /// First LBA of the ESP in these images.
+    const ESP_FIRST_LBA_LIMINE: u64 = 2048;
+
+    #[test]
+    fn limine_8_image_is_ready_and_named_in_the_table() {
+        let t = tempfile::tempdir().unwrap();
+        if !tools() || release("8.2.0").is_none() {
+            return;
+        }
+        build("8.2.0", t.path());
+        let out = cloudimg(&["check", "limine.raw"], t.path());
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("\nLimine: MBR code of the 9.x-or-earlier layout; BOOTX64.EFI 8.2.0; limine-bios.sys 8.2.0; UEFI reads partition 1: /boot/limine/limine.conf; BIOS reads partition 1: /boot/limine/limine.conf\n"), "{text}");
+        assert!(text.contains("bios-stage2     pass    Limine stage 2: two halves (9.x or earlier layout): half A (10752 bytes at byte 6656, LBA 13-33); half B (10240 bytes at byte 268424704, LBA 524267-524286); "), "{text}");
+        assert!(text.contains("bios-stage3     pass    limine-bios.sys (partition 1): /boot/limine/limine-bios.sys on partition 1, "), "{text}");
+        assert!(text.ends_with("azure-gen1  ready\n"), "{text}");
+    }
+
+    #[test]
+    fn limine_10_shadowed_config_in_json() {
+        let t = tempfile::tempdir().unwrap();
+        if !tools() || release("10.4.0").is_none() {
+            return;
+        }
+        let img = build("10.4.0", t.path());
+        let esp = format!("{}@@{}", img.display(), ESP_FIRST_LBA_LIMINE * 512);
+        mcopy(
+            &esp,
+            b"timeout: 0\n\n/x\n    protocol: multiboot2\n    path: boot():/boot/missing.elf\n",
+            "/EFI/BOOT/limine.conf",
+            t.path(),
+        );
+        let out = cloudimg(&["check", "limine.raw", "--json"], t.path());
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let v = json(&out);
+        assert_eq!(
+            v["limine"],
+            serde_json::json!({
+                "family": "10.x-or-later",
+                "uefi_version": "10.4.0",
+                "bios_version": "10.4.0",
+                "stage2": [{"offset": 20480, "len": 32256, "what": "Limine stage 2, stage 2", "partition": 1}],
+                "stage3": "partition 2: /boot/limine/limine-bios.sys",
+                "uefi_config": "partition 2: /EFI/BOOT/limine.conf",
+                "bios_config": "partition 2: /boot/limine/limine.conf",
+            })
+        );
+        assert_eq!(check_of(&v, "kernel:uefi")["status"], "fail");
+        assert_eq!(
+            check_of(&v, "kernel:uefi")["paths"],
+            serde_json::json!(["gcp-uefi", "aws-uefi", "azure-gen2"])
+        );
+        assert_eq!(check_of(&v, "kernel:bios")["status"], "pass");
+        assert_eq!(check_of(&v, "alignment")["status"], "pass");
+        assert_eq!(not_ready(&v), ["gcp-uefi", "aws-uefi", "azure-gen2"]);
+    }
 }

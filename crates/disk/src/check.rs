@@ -12,17 +12,22 @@
 //!
 //! A path (e.g. `aws-bios`) is ready when no `fail` check names it.
 //!
+//! Limine is told by its MBR code and its layout family (see [`limine`]);
+//! its config is found as each firmware path of its release finds it.
+//!
 //! | id | what | fails |
 //! |----|------|-------|
 //! | `size-sector` | virtual size a multiple of 512 | every path |
 //! | `mbr` | `55 AA`, one 0xEE entry at LBA 1 covering the disk (hybrid: warn) | every path |
 //! | `gpt` | both headers and arrays (CRCs, locations, agreement), backup at the last LBA | every path |
 //! | `bios-boot-code` | MBR bytes 0..440 not all zero; GRUB / Limine recognised | BIOS paths |
-//! | `bios-stage2` | the loader's next stage is where its boot code points, non-zero | BIOS paths |
+//! | `bios-stage2` | the loader's next stage is where its boot code points, non-zero; Limine: inside the disk, clear of partitions (but its BIOS boot partition) and GPT areas | BIOS paths |
+//! | `bios-stage3` | Limine only: `limine-bios.sys` where its stage 2 looks, of the MBR code's family | BIOS paths |
 //! | `esp` | an EFI system partition with a FAT file system | UEFI paths |
 //! | `efi-loader` | `/EFI/BOOT/BOOTX64.EFI`, PE32+, x86-64, EFI application | UEFI paths |
-//! | `alignment` | partitions start on 1 MiB (warn otherwise) | never |
-//! | `kernel` | the kernel the GRUB / Limine config names exists, non-empty | every path |
+//! | `alignment` | partitions start on 1 MiB (warn otherwise); a BIOS boot partition inside the first MiB is exempt | never |
+//! | `kernel` | the kernel the GRUB / Limine config names exists, non-empty; Limine: its config found (a `limine.cfg` read by 8.x warns) | every path |
+//! | `kernel:uefi` `kernel:bios` | instead of `kernel` when Limine's UEFI and BIOS paths read different configs | that firmware |
 //! | `size:gcp` `size:aws` `size:azure` | each cloud's size rules | that cloud |
 //! | `size:aws-bios` | only over 2 TiB: old AWS limit for BIOS boot volumes (warn) | never |
 //!
@@ -41,6 +46,19 @@ use crate::error::Result;
 use crate::layout::gpt;
 use crate::layout::mbr::{self, Mbr, MbrKind};
 use crate::layout::{Guid, PartitionTable};
+
+mod fat;
+mod grub;
+pub mod limine;
+mod pe;
+
+use grub::{embedded_grub_prefix, grub_kernels};
+use limine::limine_kernels;
+#[cfg(test)]
+use limine::limine_uri;
+pub use pe::pe_efi_app;
+
+pub use limine::{LimineReport, LoaderBytes};
 
 /// One MiB, the alignment partitions should start on and the unit Azure
 /// sizes must be a multiple of.
@@ -76,12 +94,6 @@ pub const GRUB_KERNEL_SECTOR: usize = 0x5C;
 /// Offset of the first blocklist entry in GRUB's diskboot.img (the first
 /// sector of core.img; grub-core/boot/i386/pc/diskboot.S `firstlist`).
 pub const GRUB_CORE_BLOCKLIST: usize = 512 - 12;
-/// Offset of Limine's stage-2 sizes (2 x u16) and byte offsets (2 x u64)
-/// in its MBR code (limine stage1/hdd/bootsect.asm).
-pub const LIMINE_STAGE2_INFO: usize = 0x1A4;
-/// Limine's MBR code starts with `jmp short 0x5A; nop` (it zero-fills the
-/// BPB area 3..0x5A); bootsect.asm, every version read.
-pub const LIMINE_JUMP: [u8; 3] = [0xEB, 0x58, 0x90];
 /// Largest file read whole from the ESP (loaders, configs).
 pub const MAX_FILE_READ: u64 = 64 << 20;
 /// Largest number of directory entries looked at in one directory (a
@@ -124,6 +136,16 @@ pub enum Firmware {
     Bios,
     /// UEFI: `/EFI/BOOT/BOOTX64.EFI` on the ESP.
     Uefi,
+}
+
+impl Firmware {
+    /// `BIOS`, `UEFI`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Bios => "BIOS",
+            Firmware::Uefi => "UEFI",
+        }
+    }
 }
 
 /// One cloud and firmware path.
@@ -233,6 +255,10 @@ pub struct Checklist {
     pub checks: Vec<Check>,
     /// One per path of each requested cloud, UEFI first.
     pub verdicts: Vec<Verdict>,
+    /// What was found of Limine (MBR family, versions, stage 2 bytes,
+    /// stage 3, the config each firmware reads); `None` when the disk
+    /// shows no Limine.
+    pub limine: Option<LimineReport>,
 }
 
 impl Checklist {
@@ -272,6 +298,12 @@ struct Ctx<'a> {
     disk: &'a dyn VirtualDisk,
     clouds: Vec<Cloud>,
     checks: Vec<Check>,
+    /// Whether the disk has a GPT (from the `gpt` check).
+    gpt: bool,
+    /// Limine, when its MBR code or loader was found.
+    limine: Option<LimineReport>,
+    /// The Limine MBR code, when recognised.
+    limine_mbr: Option<limine::LimineMbr>,
 }
 
 impl Ctx<'_> {
@@ -321,6 +353,9 @@ pub fn check(disk: &dyn VirtualDisk, clouds: &[Cloud]) -> Result<Checklist> {
         disk,
         clouds,
         checks: Vec::new(),
+        gpt: false,
+        limine: None,
+        limine_mbr: None,
     };
     let size = disk.size();
 
@@ -353,7 +388,7 @@ pub fn check(disk: &dyn VirtualDisk, clouds: &[Cloud]) -> Result<Checklist> {
     check_bios(&mut cx, &sector0, parts.as_deref());
     let esp = check_uefi(&mut cx, parts.as_deref());
     check_alignment(&mut cx, parts.as_deref());
-    check_kernel(&mut cx, esp.as_ref());
+    check_kernel(&mut cx, esp.as_ref(), parts.as_deref());
     for c in cx.clouds.clone() {
         check_size(&mut cx, c, size);
     }
@@ -384,6 +419,7 @@ pub fn check(disk: &dyn VirtualDisk, clouds: &[Cloud]) -> Result<Checklist> {
         virtual_size: size,
         checks: cx.checks,
         verdicts,
+        limine: cx.limine,
     })
 }
 
@@ -511,6 +547,7 @@ fn check_gpt(cx: &mut Ctx<'_>, m: &Mbr) -> Option<Vec<Part>> {
     let bios_type: Guid = BIOS_BOOT_TYPE.parse().expect("constant GUID parses");
     match table {
         Ok(PartitionTable::Gpt(g)) => {
+            cx.gpt = true;
             if findings.is_empty() {
                 cx.push(
                     "gpt",
@@ -606,6 +643,7 @@ fn check_gpt(cx: &mut Ctx<'_>, m: &Mbr) -> Option<Vec<Part>> {
 fn check_bios(cx: &mut Ctx<'_>, sector0: &[u8; 512], parts: Option<&[Part]>) {
     let code = &sector0[..mbr::BOOT_CODE_LEN];
     let bios = Some(Firmware::Bios);
+    let gpt = cx.gpt;
     let install = "install a BIOS loader (grub-install --target=i386-pc, or limine bios-install), or rebuild with cloudimg image build";
     if code.iter().all(|&b| b == 0) {
         cx.push(
@@ -638,16 +676,31 @@ fn check_bios(cx: &mut Ctx<'_>, sector0: &[u8; 512], parts: Option<&[Part]>) {
                 .expect("8 bytes"),
         );
         grub_core(cx, lba, &bios_parts);
-    } else if code[..3] == LIMINE_JUMP {
+    } else if let Some(m) = limine::recognise(sector0) {
+        let at = cx.checks.len();
         cx.push(
             "bios-boot-code",
             "MBR boot code",
             Status::Pass,
-            "Limine stage 1 (recognised by its EB 58 90 jump and stage-2 locations at 0x1A4; a heuristic, Limine's MBR code carries no name)",
+            format!(
+                "Limine stage 1 (EB 3C 90 \"LIMINE  \"), {} layout ({})",
+                match m.family {
+                    limine::Family::UpTo9 => "9.x-or-earlier",
+                    limine::Family::From10 => "10.x-or-later",
+                },
+                m.evidence
+            ),
             None,
             bios,
         );
-        limine_stage2(cx, sector0);
+        let report = limine::check_bios(cx, &m, parts, gpt);
+        if let Some(v) = report.bios_version {
+            cx.checks[at]
+                .message
+                .push_str(&format!("; limine-bios.sys is Limine {v}"));
+        }
+        cx.limine = Some(report);
+        cx.limine_mbr = Some(m);
     } else {
         cx.push(
             "bios-boot-code",
@@ -799,61 +852,6 @@ fn grub_core(cx: &mut Ctx<'_>, lba: u64, bios_parts: &[&Part]) {
     }
 }
 
-fn limine_stage2(cx: &mut Ctx<'_>, sector0: &[u8; 512]) {
-    let bios = Some(Firmware::Bios);
-    let o = LIMINE_STAGE2_INFO;
-    let u16at = |i: usize| u64::from(u16::from_le_bytes([sector0[i], sector0[i + 1]]));
-    let u64at = |i: usize| u64::from_le_bytes(sector0[i..i + 8].try_into().expect("8 bytes"));
-    let halves = [(u16at(o), u64at(o + 4)), (u16at(o + 2), u64at(o + 12))];
-    let size = cx.disk.size();
-    let mut problems = Vec::new();
-    for (i, (len, at)) in halves.iter().enumerate() {
-        let name = ["first", "second"][i];
-        if *len == 0 {
-            if i == 0 {
-                problems.push(format!("the {name} half has size 0"));
-            }
-            continue;
-        }
-        if at.checked_add(*len).is_none_or(|e| e > size) || *at < SECTOR_SIZE {
-            problems.push(format!(
-                "the {name} half ({len} bytes at byte {at}) is not inside the disk after LBA 0"
-            ));
-            continue;
-        }
-        let mut buf = vec![0u8; *len as usize];
-        match cx.disk.read_at(&mut buf, *at) {
-            Ok(()) if buf.iter().all(|&b| b == 0) => problems.push(format!(
-                "the {name} half ({len} bytes at byte {at}) is all zero"
-            )),
-            Ok(()) => {}
-            Err(e) => problems.push(format!("the {name} half cannot be read: {e}")),
-        }
-    }
-    if problems.is_empty() {
-        cx.push(
-            "bios-stage2",
-            "Limine stage 2",
-            Status::Pass,
-            format!(
-                "stage 2 halves of {} and {} bytes at bytes {} and {} hold data",
-                halves[0].0, halves[1].0, halves[0].1, halves[1].1
-            ),
-            None,
-            bios,
-        );
-    } else {
-        cx.push(
-            "bios-stage2",
-            "Limine stage 2",
-            Status::Fail,
-            problems.join("; "),
-            fix("run limine bios-install IMAGE again (it rewrites the stage 2 halves and their locations); moving the backup GPT without copying its old area loses the second half"),
-            bios,
-        );
-    }
-}
-
 /// The ESP, opened.
 struct Esp<'a> {
     index: u32,
@@ -968,59 +966,21 @@ fn check_uefi<'a>(cx: &mut Ctx<'a>, parts: Option<&[Part]>) -> Option<Esp<'a>> {
     Some(esp)
 }
 
-/// Whether `b` is a PE32+ x86-64 EFI application; the first reason not.
-pub fn pe_efi_app(b: &[u8]) -> std::result::Result<(), String> {
-    let u16at = |i: usize| b.get(i..i + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
-    let u32at = |i: usize| {
-        b.get(i..i + 4)
-            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    };
-    if b.is_empty() {
-        return Err("is empty".into());
-    }
-    if !b.starts_with(b"MZ") {
-        return Err("is not a PE image: no MZ signature".into());
-    }
-    let pe = u32at(0x3C).ok_or("is not a PE image: truncated DOS header")? as usize;
-    if b.get(pe..pe + 4) != Some(b"PE\0\0") {
-        return Err(format!(
-            "is not a PE image: no PE\\0\\0 signature at byte {pe}"
-        ));
-    }
-    let machine = u16at(pe + 4).ok_or("is a truncated PE image")?;
-    if machine != PE_MACHINE_X86_64 {
-        let what = match machine {
-            0x014C => " (i386)",
-            0xAA64 => " (arm64)",
-            0x5064 => " (riscv64)",
-            _ => "",
-        };
-        return Err(format!(
-            "is a PE image for machine {machine:#06x}{what}, not x86-64 (0x8664)"
-        ));
-    }
-    let opt = pe + 24;
-    let magic = u16at(opt).ok_or("is a truncated PE image (no optional header)")?;
-    if magic != PE32_PLUS_MAGIC {
-        return Err(format!(
-            "has optional header magic {magic:#06x}, not PE32+ (0x020b)"
-        ));
-    }
-    let subsystem = u16at(opt + 68).ok_or("is a truncated PE image (short optional header)")?;
-    if subsystem != PE_SUBSYSTEM_EFI_APPLICATION {
-        return Err(format!(
-            "has PE subsystem {subsystem}, not EFI application (10)"
-        ));
-    }
-    Ok(())
-}
-
 fn check_alignment(cx: &mut Ctx<'_>, parts: Option<&[Part]>) {
     let Some(parts) = parts else { return };
     let mut off4k = Vec::new();
     let mut off1m = Vec::new();
+    let mut exempt = Vec::new();
     for p in parts {
         let o = p.offset();
+        // A BIOS boot partition wholly inside the first MiB (Limine 10.x
+        // and GRUB put it at e.g. LBA 34 or 40 to 2047) is read once by
+        // the BIOS loader, in the gap before the first aligned partition:
+        // its alignment does not matter.
+        if p.bios_boot && o.saturating_add(p.len()) <= MIB {
+            exempt.push(format!("{} at LBA {}", p.index, p.first_lba));
+            continue;
+        }
         if o % 4096 != 0 {
             off4k.push(format!("{} at LBA {}", p.index, p.first_lba));
         } else if o % MIB != 0 {
@@ -1057,7 +1017,15 @@ fn check_alignment(cx: &mut Ctx<'_>, parts: Option<&[Part]>) {
             "alignment",
             "partition alignment",
             Status::Pass,
-            format!("all {} partitions start on a 1 MiB boundary", parts.len()),
+            if exempt.is_empty() {
+                format!("all {} partitions start on a 1 MiB boundary", parts.len())
+            } else {
+                format!(
+                    "the other {} partition(s) start on a 1 MiB boundary; BIOS boot partition {} lies inside the first MiB and needs no alignment",
+                    parts.len() - exempt.len(),
+                    exempt.join(", ")
+                )
+            },
             None,
             None,
         );
@@ -1073,7 +1041,15 @@ enum KernelRef {
     Unknown(String),
 }
 
-fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
+fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>, parts: Option<&[Part]>) {
+    let efi = esp.and_then(|e| read_file(e, EFI_LOADER_PATH).ok());
+    let efi_limine = efi
+        .as_ref()
+        .is_some_and(|b| find(b, b"Limine").is_some() && find(b, b"GNU GRUB").is_none());
+    if cx.limine_mbr.is_some() || efi_limine {
+        limine_kernel(cx, esp, parts.unwrap_or_default(), efi_limine);
+        return;
+    }
     let Some(esp) = esp else {
         cx.push(
             "kernel",
@@ -1087,10 +1063,8 @@ fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
     };
     // GRUB: the prefix its embedded early config sets, then the usual places.
     let mut grub_paths: Vec<String> = Vec::new();
-    if let Ok(efi) = read_file(esp, EFI_LOADER_PATH) {
-        if let Some(p) = embedded_grub_prefix(&efi) {
-            grub_paths.push(format!("{}/grub.cfg", p.trim_end_matches('/')));
-        }
+    if let Some(p) = efi.as_deref().and_then(embedded_grub_prefix) {
+        grub_paths.push(format!("{}/grub.cfg", p.trim_end_matches('/')));
     }
     for p in [
         "/EFI/BOOT/grub.cfg",
@@ -1109,27 +1083,15 @@ fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
             break;
         }
     }
-    if found.is_none() {
-        for p in [
-            "/limine.conf",
-            "/limine/limine.conf",
-            "/boot/limine.conf",
-            "/boot/limine/limine.conf",
-            "/EFI/BOOT/limine.conf",
-            "/limine.cfg",
-            "/limine/limine.cfg",
-            "/boot/limine.cfg",
-            "/boot/limine/limine.cfg",
-            "/EFI/BOOT/limine.cfg",
-        ] {
-            if let Ok(cfg) = read_file(esp, p) {
-                let refs = limine_kernels(&String::from_utf8_lossy(&cfg), esp.index);
-                found = Some((p.to_string(), refs));
-                break;
-            }
-        }
-    }
     let Some((cfg, refs)) = found else {
+        // No GRUB config: a Limine config without Limine's MBR code or
+        // loader (e.g. a BIOS-less image with another EFI loader).
+        let all = parts.unwrap_or_default();
+        let s = limine::config_search(Firmware::Uefi, None, None);
+        if limine::find_config(cx.disk, all, Some(esp.index), &s, Firmware::Uefi).is_ok() {
+            limine_kernel(cx, Some(esp), all, false);
+            return;
+        }
         cx.push(
             "kernel",
             "kernel",
@@ -1155,39 +1117,78 @@ fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
         );
         return;
     }
+    let resolved: Vec<Resolved> = refs
+        .iter()
+        .map(|r| match r {
+            KernelRef::Unknown(s) => Resolved::Unknown(s.clone()),
+            KernelRef::Path(p) => lookup_kernel(&esp.fs, p, p),
+        })
+        .collect();
+    push_kernel(
+        cx,
+        KernelCheck {
+            id: "kernel",
+            subject: format!("kernel ({cfg})"),
+            cfg: &cfg,
+            note: String::new(),
+            names: names(&refs),
+            firmware: None,
+        },
+        resolved,
+    );
+}
+
+/// A kernel a config names, looked up.
+enum Resolved {
+    /// Found: its display name and size.
+    Present(String, u64),
+    /// Missing or empty: why.
+    Missing(String),
+    /// Cannot be resolved on a FAT partition.
+    Unknown(String),
+}
+
+fn lookup_kernel(fs: &fat::Fat<'_>, path: &str, shown: &str) -> Resolved {
+    match fs.lookup(path) {
+        Ok(f) if f.size == 0 => Resolved::Missing(format!("{shown} is empty")),
+        Ok(f) => Resolved::Present(shown.to_string(), f.size),
+        Err(e) => Resolved::Missing(format!("{shown} is missing ({e})")),
+    }
+}
+
+/// How one `kernel` check is named and worded.
+struct KernelCheck<'s> {
+    id: &'static str,
+    subject: String,
+    /// The config, as named at the start of the message.
+    cfg: &'s str,
+    /// Appended to the message: who reads the config, and why that one.
+    note: String,
+    /// The kernels named, for a failure.
+    names: String,
+    firmware: Option<Firmware>,
+}
+
+fn push_kernel(cx: &mut Ctx<'_>, k: KernelCheck<'_>, resolved: Vec<Resolved>) {
     let mut missing = Vec::new();
     let mut unknown = Vec::new();
     let mut present = Vec::new();
-    for r in &refs {
+    for r in resolved {
         match r {
-            KernelRef::Unknown(s) => unknown.push(s.clone()),
-            KernelRef::Path(p) => match esp.fs.lookup(p) {
-                Ok(f) => {
-                    let len = f.size;
-                    if len == 0 {
-                        missing.push(format!("{p} is empty"));
-                    } else {
-                        present.push(format!("{p} ({len} bytes)"));
-                    }
-                }
-                Err(e) => missing.push(format!("{p} is missing ({e})")),
-            },
+            Resolved::Present(p, len) => present.push(format!("{p} ({len} bytes)")),
+            Resolved::Missing(m) => missing.push(m),
+            Resolved::Unknown(u) => unknown.push(u),
         }
     }
-    let subject = format!("kernel ({cfg})");
-    if !missing.is_empty() {
-        cx.push(
-            "kernel",
-            subject,
+    let cfg = k.cfg;
+    let (status, message, fix_it) = if !missing.is_empty() {
+        (
             Status::Fail,
-            format!("{cfg} boots {}: {}", names(&refs), missing.join("; ")),
+            format!("{cfg} boots {}: {}", k.names, missing.join("; ")),
             fix("copy the kernel to that path on the ESP (mcopy -i ESP.img kernel ::/path), or fix the path in the config"),
-            None,
-        );
+        )
     } else if !unknown.is_empty() {
-        cx.push(
-            "kernel",
-            subject,
+        (
             Status::Warn,
             format!(
                 "{cfg} names {}, which cloudimg cannot resolve on the ESP{}",
@@ -1199,18 +1200,209 @@ fn check_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>) {
                 }
             ),
             fix("use a plain path on the ESP so that it can be checked"),
-            None,
-        );
+        )
+    } else if present.is_empty() {
+        (
+            Status::Warn,
+            format!("{cfg} names no kernel (no path:/kernel_path: key in its default entry): cannot tell which kernel boots"),
+            fix("check the boot entry in the config"),
+        )
     } else {
-        cx.push(
-            "kernel",
-            subject,
+        (
             Status::Pass,
             format!("{cfg} boots {}", present.join(", ")),
             None,
-            None,
-        );
+        )
+    };
+    cx.push(
+        k.id,
+        k.subject,
+        status,
+        format!("{message}{}", k.note),
+        fix_it,
+        k.firmware,
+    );
+}
+
+/// The config each firmware path of Limine reads, in its release's search
+/// order, and the kernel its default entry boots. One `kernel` check when
+/// both read the same file; else `kernel:uefi` and `kernel:bios`.
+fn limine_kernel(cx: &mut Ctx<'_>, esp: Option<&Esp<'_>>, parts: &[Part], efi_limine: bool) {
+    let esp_index = esp.map(|e| e.index);
+    let family = cx.limine_mbr.map(|m| m.family);
+    let uefi_version = limine::uefi_version(cx.disk, parts, esp_index);
+    let bios_version = cx.limine.as_ref().and_then(|r| r.bios_version);
+    let mut found = Vec::new();
+    for (fw, version) in [
+        (Firmware::Uefi, uefi_version),
+        (Firmware::Bios, bios_version),
+    ] {
+        let search = limine::config_search(fw, version, family);
+        let r = if fw == Firmware::Uefi && esp_index.is_none() {
+            Err("no readable EFI system partition, so no UEFI Limine to read a config".to_string())
+        } else {
+            limine::find_config(cx.disk, parts, esp_index, &search, fw)
+        };
+        found.push((fw, r));
     }
+    let report = cx.limine.get_or_insert_with(LimineReport::default);
+    report.uefi_version = uefi_version;
+    report.uefi_config = found[0].1.as_ref().ok().map(|c| c.place());
+    report.bios_config = found[1].1.as_ref().ok().map(|c| c.place());
+    let same = match (&found[0].1, &found[1].1) {
+        (Ok(a), Ok(b)) => a.part == b.part && a.path == b.path,
+        (Err(_), Err(_)) => true,
+        _ => false,
+    };
+    // Which firmware surely runs Limine (a missing config then stops it).
+    let bios_limine = cx.limine_mbr.is_some();
+    let runs = |fw: Firmware| match fw {
+        Firmware::Uefi => efi_limine && esp_index.is_some(),
+        Firmware::Bios => bios_limine,
+    };
+    let jobs: Vec<(&'static str, Option<Firmware>, usize)> = if same {
+        vec![("kernel", None, 0)]
+    } else {
+        vec![
+            ("kernel:uefi", Some(Firmware::Uefi), 0),
+            ("kernel:bios", Some(Firmware::Bios), 1),
+        ]
+    };
+    for (id, firmware, i) in jobs {
+        let who = match firmware {
+            None => "UEFI and BIOS".to_string(),
+            Some(Firmware::Uefi) => "UEFI".to_string(),
+            Some(Firmware::Bios) => "BIOS".to_string(),
+        };
+        let sure = match firmware {
+            None => runs(Firmware::Uefi) || runs(Firmware::Bios),
+            Some(f) => runs(f),
+        };
+        match &found[i].1 {
+            Err(e) => cx.push(
+                id,
+                format!("Limine config ({who})"),
+                if sure { Status::Fail } else { Status::Warn },
+                format!("Limine {who}: {e}"),
+                fix("put limine.conf in /boot/limine/ on the ESP (and nowhere else Limine looks first)"),
+                firmware,
+            ),
+            Ok(c) => {
+                // The path key: 8.2.0 knows only `kernel_path:` (booted
+                // with `path:` it stops: "multiboot2: KERNEL_PATH not
+                // specified"; its binaries carry KERNEL_PATH and no PATH
+                // string); 10.4.0 takes both (booted with each). 9.x NOT
+                // measured: both are taken.
+                let versions = match firmware {
+                    None => vec![uefi_version, bios_version],
+                    Some(Firmware::Uefi) => vec![uefi_version],
+                    Some(Firmware::Bios) => vec![bios_version],
+                };
+                let pre9 = versions.into_iter().flatten().find(|v| v.0 < 9);
+                let keys: &[&str] = if pre9.is_some() {
+                    &["kernel_path", "image_path"]
+                } else {
+                    &["path", "kernel_path", "image_path"]
+                };
+                let refs = limine_kernels(&c.text, c.part, keys);
+                if let Some(v) = pre9.filter(|_| refs.is_empty()) {
+                    if !limine_kernels(&c.text, c.part, &["path"]).is_empty() {
+                        cx.push(
+                            id,
+                            format!("kernel ({})", c.path),
+                            Status::Fail,
+                            format!(
+                                "{} names its kernel with `path:`, which Limine {v} does not know (its key is `kernel_path:`): it stops with \"KERNEL_PATH not specified\" (Limine {who} read{} it from partition {})",
+                                c.path,
+                                if firmware.is_none() { "" } else { "s" },
+                                c.part
+                            ),
+                            fix("use `kernel_path:` for Limine 8.x (10.x takes both)"),
+                            firmware,
+                        );
+                        continue;
+                    }
+                }
+                let names = refs
+                    .iter()
+                    .map(|r| match r {
+                        Ok((_, p)) => p.clone(),
+                        Err(u) => u.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let resolved = refs
+                    .iter()
+                    .map(|r| match r {
+                        Err(u) => Resolved::Unknown(u.clone()),
+                        Ok((part, p)) => {
+                            let shown = if *part == c.part {
+                                p.clone()
+                            } else {
+                                format!("{p} on partition {part}")
+                            };
+                            match limine::fat_of(cx.disk, parts, *part) {
+                                Some(fs) => lookup_kernel(&fs, p, &shown),
+                                None => Resolved::Unknown(format!(
+                                    "{shown} (partition {part} is not a readable FAT partition)"
+                                )),
+                            }
+                        }
+                    })
+                    .collect();
+                push_kernel(
+                    cx,
+                    KernelCheck {
+                        id,
+                        subject: format!("kernel ({})", c.path),
+                        cfg: &c.path,
+                        note: format!(
+                            " (Limine {who} read{} {} on partition {}: the first found in {}{})",
+                            if firmware.is_none() { "" } else { "s" },
+                            c.path,
+                            c.part,
+                            c.basis,
+                            match firmware {
+                                None => String::new(),
+                                Some(_) => match &found[1 - i].1 {
+                                    Ok(o) => format!(
+                                        "; {} reads {} on partition {} instead",
+                                        found[1 - i].0.name(),
+                                        o.path,
+                                        o.part
+                                    ),
+                                    Err(_) => format!("; {} finds none", found[1 - i].0.name()),
+                                },
+                            }
+                        ),
+                        names,
+                        firmware,
+                    },
+                    resolved,
+                );
+                if c.path.ends_with(".cfg") {
+                    old_format_warning(cx);
+                }
+            }
+        }
+    }
+}
+
+/// A `limine.cfg` (the pre-8.x format) read by Limine 8.x: it boots, but
+/// shows on every boot "The format of the config file has changed in
+/// Limine version 8.x ... this warning and associated 20 second timeout
+/// will persist" and waits (seen on the serial console of 8.2.0 under
+/// SeaBIOS; the text is in 8.2.0's BOOTX64.EFI and limine-bios.sys).
+fn old_format_warning(cx: &mut Ctx<'_>) {
+    let c = cx
+        .checks
+        .last_mut()
+        .expect("a kernel check was just pushed");
+    if c.status == Status::Pass {
+        c.status = Status::Warn;
+        c.fix = fix("convert it to the limine.conf format (`key: value`, entries `/Name`) and rename it limine.conf");
+    }
+    c.message.push_str("; it is a limine.cfg: Limine 8.x warns about the old format and waits 20 s on every boot (later releases may not read it at all)");
 }
 
 fn names(refs: &[KernelRef]) -> String {
@@ -1220,185 +1412,6 @@ fn names(refs: &[KernelRef]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The `prefix` GRUB's embedded early config sets (`set prefix=($root)/X`
-/// as cloudimg writes it): `/X`.
-fn embedded_grub_prefix(efi: &[u8]) -> Option<String> {
-    let at = find(efi, b"set prefix=")? + b"set prefix=".len();
-    let rest = &efi[at..efi.len().min(at + 256)];
-    let end = rest
-        .iter()
-        .position(|&b| b == b'\n' || b == 0 || b == b' ' || b == b';')
-        .unwrap_or(rest.len());
-    let v = std::str::from_utf8(&rest[..end]).ok()?;
-    let v = v.trim_matches(|c| c == '"' || c == '\'');
-    let path = strip_grub_device(v)?;
-    path.starts_with('/').then(|| path.to_string())
-}
-
-/// `(dev)/path` or `/path` → `/path`; anything with a variable left → None.
-fn strip_grub_device(s: &str) -> Option<&str> {
-    let p = if s.starts_with('(') {
-        &s[s.find(')')? + 1..]
-    } else {
-        s
-    };
-    (!p.contains('$') && p.starts_with('/')).then_some(p)
-}
-
-/// The kernels the default entry of a GRUB config loads.
-fn grub_kernels(esp: &Esp<'_>, cfg: &str, depth: usize) -> Vec<KernelRef> {
-    const LOADERS: [&str; 8] = [
-        "multiboot2",
-        "multiboot",
-        "linux",
-        "linuxefi",
-        "linux16",
-        "chainloader",
-        "kernel",
-        "knetbsd",
-    ];
-    let mut default = 0usize;
-    let mut entries: Vec<Vec<KernelRef>> = Vec::new();
-    let mut top: Vec<KernelRef> = Vec::new();
-    let mut includes: Vec<String> = Vec::new();
-    let mut depth_braces = 0usize;
-    let mut in_entry = false;
-    for line in cfg.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let first = words[0];
-        if let Some(v) = line.strip_prefix("set default=") {
-            default = v
-                .trim_matches(|c| c == '"' || c == '\'')
-                .parse()
-                .unwrap_or(0);
-        }
-        if first == "menuentry" && depth_braces == 0 {
-            entries.push(Vec::new());
-            in_entry = true;
-        }
-        let opens = line.matches('{').count();
-        let closes = line.matches('}').count();
-        if LOADERS.contains(&first) {
-            let r = match words.iter().skip(1).find(|w| !w.starts_with("--")) {
-                Some(w) => {
-                    let w = w.trim_matches(|c| c == '"' || c == '\'');
-                    match strip_grub_device(w) {
-                        Some(p) => KernelRef::Path(p.to_string()),
-                        None => KernelRef::Unknown(w.to_string()),
-                    }
-                }
-                None => KernelRef::Unknown(format!("{first} without a path")),
-            };
-            match (in_entry, entries.last_mut()) {
-                (true, Some(e)) => e.push(r),
-                _ => top.push(r),
-            }
-        }
-        if (first == "configfile" || first == "source") && words.len() > 1 {
-            includes.push(words[1].to_string());
-        }
-        depth_braces = (depth_braces + opens).saturating_sub(closes);
-        if depth_braces == 0 {
-            in_entry = false;
-        }
-    }
-    let chosen = entries
-        .get(default)
-        .or(entries.first())
-        .cloned()
-        .unwrap_or_default();
-    let mut refs = if chosen.is_empty() { top } else { chosen };
-    if refs.is_empty() && depth < MAX_CONFIG_DEPTH {
-        for inc in includes {
-            let inc = inc.trim_matches(|c| c == '"' || c == '\'');
-            match strip_grub_device(inc) {
-                Some(p) => {
-                    if let Ok(c) = read_file(esp, p) {
-                        refs = grub_kernels(esp, &String::from_utf8_lossy(&c), depth + 1);
-                        if !refs.is_empty() {
-                            break;
-                        }
-                    }
-                }
-                None => refs.push(KernelRef::Unknown(format!("configfile {inc}"))),
-            }
-        }
-    }
-    refs
-}
-
-/// The kernel of the default entry of a Limine config: `path:` /
-/// `kernel_path:` / `image_path:` (limine.conf, v8+) or `KERNEL_PATH=`
-/// (limine.cfg, older), with a `boot():/p`, `boot(N):/p`, `boot:///p` or
-/// `boot://N/p` URI; `esp` is the partition index the config was read from.
-fn limine_kernels(cfg: &str, esp: u32) -> Vec<KernelRef> {
-    let mut default = 1usize;
-    let mut entries: Vec<Option<String>> = Vec::new();
-    for line in cfg.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        if line.starts_with('/') || line.starts_with(':') {
-            entries.push(None);
-            continue;
-        }
-        let (k, v) = match (line.find(':'), line.find('=')) {
-            (Some(c), Some(e)) if e < c => (&line[..e], &line[e + 1..]),
-            (Some(c), _) => (&line[..c], &line[c + 1..]),
-            (None, Some(e)) => (&line[..e], &line[e + 1..]),
-            (None, None) => continue,
-        };
-        let k = k.trim().to_ascii_lowercase();
-        let v = v.trim();
-        match k.as_str() {
-            "default_entry" => default = v.parse().unwrap_or(1),
-            "path" | "kernel_path" | "image_path" => {
-                if let Some(e) = entries.last_mut() {
-                    e.get_or_insert_with(|| v.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    let pick = entries
-        .get(default.saturating_sub(1))
-        .and_then(|e| e.clone())
-        .or_else(|| entries.iter().flatten().next().cloned());
-    let Some(uri) = pick else { return Vec::new() };
-    vec![limine_uri(&uri, esp)]
-}
-
-fn limine_uri(uri: &str, esp: u32) -> KernelRef {
-    let u = uri.trim_start_matches('$');
-    let u = u.split('#').next().unwrap_or(u);
-    let unknown = || KernelRef::Unknown(uri.to_string());
-    let (part, path) = if let Some(r) = u.strip_prefix("boot(") {
-        let Some(close) = r.find(')') else {
-            return unknown();
-        };
-        let Some(path) = r[close + 1..].strip_prefix(':') else {
-            return unknown();
-        };
-        (&r[..close], path)
-    } else if let Some(r) = u.strip_prefix("boot://") {
-        let slash = r.find('/').unwrap_or(r.len());
-        (&r[..slash], &r[slash..])
-    } else {
-        return unknown();
-    };
-    let same = part.is_empty() || part.parse::<u32>().is_ok_and(|n| n == esp);
-    if same && path.starts_with('/') && !path.contains("..") {
-        KernelRef::Path(path.to_string())
-    } else {
-        unknown()
-    }
 }
 
 fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
@@ -1420,6 +1433,13 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
                 paths,
             });
         };
+    // Growth and boot loader bytes: GCP (whole GiB) and Azure (whole MiB)
+    // grow the disk and move the backup GPT to the new end. Limine up to
+    // 9.x keeps half B of its stage 2 just before the old backup header;
+    // a new backup area over it breaks BIOS boot. `cx.limine`'s `stage2`
+    // lists the bytes outside the partitions that Limine owns; the check
+    // "growth would hit stage 2" (with the grow planner of layout::gpt)
+    // belongs here, in the Gcp and Azure arms. Not done yet.
     match cloud {
         Cloud::Gcp => {
             let grown = size.div_ceil(GIB).max(1) * GIB;
@@ -1523,374 +1543,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A minimal read-only FAT12/16/32 reader with long file names, bounded
-/// everywhere (cluster chains by the volume's cluster count, directories
-/// by [`MAX_DIR_ENTRIES`], reads by the caller's limit). Layout:
-/// Microsoft "FAT: General Overview of On-Disk Format" (fatgen103): BPB
-/// fields, FAT type by cluster count (< 4085 FAT12, < 65525 FAT16),
-/// 32-byte directory entries, LFN entries (attribute 0x0F) with the
-/// short-name checksum.
-mod fat {
-    use crate::disk::VirtualDisk;
-
-    /// A directory entry that was found.
-    #[derive(Debug, Clone)]
-    pub struct Entry {
-        pub first_cluster: u32,
-        pub size: u64,
-        pub dir: bool,
-    }
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Kind {
-        Fat12,
-        Fat16,
-        Fat32,
-    }
-
-    /// An opened FAT volume inside a disk.
-    pub struct Fat<'a> {
-        disk: &'a dyn VirtualDisk,
-        base: u64,
-        kind: Kind,
-        cluster_bytes: u64,
-        fat_offset: u64,
-        root_dir_offset: u64,
-        root_entries: u64,
-        root_cluster: u32,
-        data_offset: u64,
-        clusters: u32,
-    }
-
-    fn le16(b: &[u8], o: usize) -> u64 {
-        u64::from(u16::from_le_bytes([b[o], b[o + 1]]))
-    }
-    fn le32(b: &[u8], o: usize) -> u64 {
-        u64::from(u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]))
-    }
-
-    impl<'a> Fat<'a> {
-        /// Open the volume of `len` bytes at byte `base` of `disk`.
-        pub fn open(disk: &'a dyn VirtualDisk, base: u64, len: u64) -> Result<Self, String> {
-            if base.checked_add(len).is_none_or(|e| e > disk.size()) || len < 512 {
-                return Err(format!(
-                    "the partition ({len} bytes at byte {base}) does not lie inside the disk"
-                ));
-            }
-            let mut b = [0u8; 512];
-            disk.read_at(&mut b, base)
-                .map_err(|e| format!("reading its boot sector: {e}"))?;
-            let bps = le16(&b, 11);
-            let spc = u64::from(b[13]);
-            let reserved = le16(&b, 14);
-            let nfats = u64::from(b[16]);
-            let root_entries = le16(&b, 17);
-            let total = match le16(&b, 19) {
-                0 => le32(&b, 32),
-                n => n,
-            };
-            let fat_sectors = match le16(&b, 22) {
-                0 => le32(&b, 36),
-                n => n,
-            };
-            if b[510..512] != [0x55, 0xAA] {
-                return Err("no FAT file system: no 55 AA boot sector signature".into());
-            }
-            if !(512..=4096).contains(&bps) || !bps.is_power_of_two() {
-                return Err(format!("no FAT file system: {bps} bytes per sector"));
-            }
-            if spc == 0 || !spc.is_power_of_two() {
-                return Err(format!("no FAT file system: {spc} sectors per cluster"));
-            }
-            if reserved == 0 || nfats == 0 || fat_sectors == 0 || total == 0 {
-                return Err(format!(
-                    "no FAT file system: reserved sectors {reserved}, FATs {nfats}, FAT size {fat_sectors}, total sectors {total}"
-                ));
-            }
-            if total * bps > len {
-                return Err(format!(
-                    "the FAT file system claims {} bytes, more than its {len}-byte partition",
-                    total * bps
-                ));
-            }
-            let root_dir_sectors = (root_entries * 32).div_ceil(bps);
-            let meta = reserved + nfats * fat_sectors + root_dir_sectors;
-            if meta >= total {
-                return Err("no FAT file system: no room for data after its FATs".into());
-            }
-            let clusters = (total - meta) / spc;
-            let kind = if clusters < 4085 {
-                Kind::Fat12
-            } else if clusters < 65525 {
-                Kind::Fat16
-            } else {
-                Kind::Fat32
-            };
-            let fat_bytes_needed = match kind {
-                Kind::Fat12 => (clusters + 2) * 3 / 2 + 1,
-                Kind::Fat16 => (clusters + 2) * 2,
-                Kind::Fat32 => (clusters + 2) * 4,
-            };
-            if fat_sectors * bps < fat_bytes_needed {
-                return Err(format!(
-                    "the FAT ({} bytes) is too small for {clusters} clusters",
-                    fat_sectors * bps
-                ));
-            }
-            if kind == Kind::Fat32 && root_entries != 0 {
-                return Err("FAT32 volume with a fixed root directory".into());
-            }
-            Ok(Fat {
-                disk,
-                base,
-                kind,
-                cluster_bytes: spc * bps,
-                fat_offset: reserved * bps,
-                root_dir_offset: (reserved + nfats * fat_sectors) * bps,
-                root_entries,
-                root_cluster: le32(&b, 44) as u32,
-                data_offset: meta * bps,
-                clusters: clusters as u32,
-            })
-        }
-
-        /// "FAT12", "FAT16" or "FAT32".
-        pub fn kind(&self) -> &'static str {
-            match self.kind {
-                Kind::Fat12 => "FAT12",
-                Kind::Fat16 => "FAT16",
-                Kind::Fat32 => "FAT32",
-            }
-        }
-
-        fn read_raw(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
-            self.disk
-                .read_at(buf, self.base + off)
-                .map_err(|e| format!("reading byte {} of the disk: {e}", self.base + off))
-        }
-
-        /// The cluster after `n`, or None at the end of the chain.
-        fn next(&self, n: u32) -> Result<Option<u32>, String> {
-            let (off, width) = match self.kind {
-                Kind::Fat12 => (u64::from(n) * 3 / 2, 2),
-                Kind::Fat16 => (u64::from(n) * 2, 2),
-                Kind::Fat32 => (u64::from(n) * 4, 4),
-            };
-            let mut b = [0u8; 4];
-            self.read_raw(&mut b[..width], self.fat_offset + off)?;
-            let v = u32::from_le_bytes(b);
-            let (v, end, bad) = match self.kind {
-                Kind::Fat12 => {
-                    let v = if n % 2 == 1 { v >> 4 } else { v & 0xFFF };
-                    (v, 0xFF8, 0xFF7)
-                }
-                Kind::Fat16 => (v, 0xFFF8, 0xFFF7),
-                Kind::Fat32 => (v & 0x0FFF_FFFF, 0x0FFF_FFF8, 0x0FFF_FFF7),
-            };
-            if v >= end {
-                Ok(None)
-            } else if v == bad {
-                Err(format!("cluster {n} is followed by a bad-cluster mark"))
-            } else if v < 2 || v >= self.clusters + 2 {
-                Err(format!("cluster {n} is followed by invalid cluster {v}"))
-            } else {
-                Ok(Some(v))
-            }
-        }
-
-        /// The clusters of a chain starting at `first`, at most `max`.
-        fn chain(&self, first: u32, max: u64) -> Result<Vec<u32>, String> {
-            let mut v = Vec::new();
-            let mut seen = std::collections::HashSet::new();
-            let mut c = Some(first);
-            while let Some(n) = c {
-                if n < 2 || n >= self.clusters + 2 {
-                    return Err(format!("a cluster chain reaches invalid cluster {n}"));
-                }
-                if v.len() as u64 >= max.min(u64::from(self.clusters)) {
-                    break;
-                }
-                if !seen.insert(n) {
-                    return Err(format!("a cluster chain loops back to cluster {n}"));
-                }
-                v.push(n);
-                c = self.next(n)?;
-            }
-            Ok(v)
-        }
-
-        fn cluster_offset(&self, n: u32) -> u64 {
-            self.data_offset + u64::from(n - 2) * self.cluster_bytes
-        }
-
-        /// The raw 32-byte entries of a directory (bounded).
-        fn dir_bytes(&self, first_cluster: Option<u32>) -> Result<Vec<u8>, String> {
-            let max = super::MAX_DIR_ENTRIES as u64 * 32;
-            match first_cluster {
-                None => {
-                    let mut v = vec![0u8; (self.root_entries * 32).min(max) as usize];
-                    self.read_raw(&mut v, self.root_dir_offset)?;
-                    Ok(v)
-                }
-                Some(c) => {
-                    let mut v = Vec::new();
-                    for n in self.chain(c, max.div_ceil(self.cluster_bytes))? {
-                        let at = v.len();
-                        v.resize(at + self.cluster_bytes as usize, 0);
-                        self.read_raw(&mut v[at..], self.cluster_offset(n))?;
-                    }
-                    Ok(v)
-                }
-            }
-        }
-
-        /// Find `name` (case-insensitively, long or 8.3 name) in a directory.
-        fn find(&self, dir: Option<u32>, name: &str) -> Result<Option<Entry>, String> {
-            let bytes = self.dir_bytes(dir)?;
-            let mut lfn: Vec<(u8, u8, [u16; 13])> = Vec::new();
-            for e in bytes.chunks_exact(32) {
-                match e[0] {
-                    0 => break,
-                    0xE5 => {
-                        lfn.clear();
-                        continue;
-                    }
-                    _ => {}
-                }
-                if e[11] & 0x3F == 0x0F {
-                    let mut units = [0u16; 13];
-                    for (i, o) in [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30]
-                        .into_iter()
-                        .enumerate()
-                    {
-                        units[i] = u16::from_le_bytes([e[o], e[o + 1]]);
-                    }
-                    if e[0] & 0x40 != 0 {
-                        lfn.clear();
-                    }
-                    lfn.push((e[0] & 0x1F, e[13], units));
-                    continue;
-                }
-                let long = std::mem::take(&mut lfn);
-                if e[11] & 0x08 != 0 {
-                    continue; // volume label
-                }
-                let short = short_name(&e[..11]);
-                let sum = e[..11]
-                    .iter()
-                    .fold(0u8, |s, &b| s.rotate_right(1).wrapping_add(b));
-                let long_name = if !long.is_empty()
-                    && long.iter().all(|(_, c, _)| *c == sum)
-                    && long
-                        .iter()
-                        .rev()
-                        .map(|(o, _, _)| *o)
-                        .eq(1..=long.len() as u8)
-                {
-                    let units: Vec<u16> = long
-                        .iter()
-                        .rev()
-                        .flat_map(|(_, _, u)| u.iter().copied())
-                        .take_while(|&u| u != 0)
-                        .collect();
-                    Some(String::from_utf16_lossy(&units))
-                } else {
-                    None
-                };
-                let matches = short.eq_ignore_ascii_case(name)
-                    || long_name.is_some_and(|l| l.to_lowercase() == name.to_lowercase());
-                if matches {
-                    let hi = if self.kind == Kind::Fat32 {
-                        le16(e, 20)
-                    } else {
-                        0
-                    };
-                    return Ok(Some(Entry {
-                        first_cluster: ((hi << 16) | le16(e, 26)) as u32,
-                        size: le32(e, 28),
-                        dir: e[11] & 0x10 != 0,
-                    }));
-                }
-            }
-            Ok(None)
-        }
-
-        fn root(&self) -> Option<u32> {
-            match self.kind {
-                Kind::Fat32 => Some(self.root_cluster),
-                _ => None,
-            }
-        }
-
-        /// Look up an absolute path.
-        pub fn lookup(&self, path: &str) -> Result<Entry, String> {
-            let names: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-            let Some((last, dirs)) = names.split_last() else {
-                return Err("empty path".into());
-            };
-            let mut dir = self.root();
-            for d in dirs {
-                let e = self
-                    .find(dir, d)?
-                    .ok_or_else(|| format!("no directory {d}"))?;
-                if !e.dir {
-                    return Err(format!("{d} is not a directory"));
-                }
-                // ".." to the root is cluster 0.
-                dir = (e.first_cluster != 0)
-                    .then_some(e.first_cluster)
-                    .or(self.root());
-            }
-            let e = self.find(dir, last)?.ok_or_else(|| format!("no {last}"))?;
-            if e.dir {
-                return Err(format!("{last} is a directory"));
-            }
-            Ok(e)
-        }
-
-        /// A file's bytes, at most `max`.
-        pub fn read(&self, e: &Entry, max: u64) -> Result<Vec<u8>, String> {
-            let want = e.size.min(max);
-            if want == 0 {
-                return Ok(Vec::new());
-            }
-            let n = want.div_ceil(self.cluster_bytes);
-            let chain = self.chain(e.first_cluster, n)?;
-            if (chain.len() as u64) < n {
-                return Err(format!(
-                    "its cluster chain ends after {} clusters, short of its {} bytes",
-                    chain.len(),
-                    e.size
-                ));
-            }
-            let mut v = vec![0u8; want as usize];
-            for (i, c) in chain.iter().enumerate() {
-                let at = i as u64 * self.cluster_bytes;
-                let len = (want - at).min(self.cluster_bytes) as usize;
-                let off = self.cluster_offset(*c);
-                self.read_raw(&mut v[at as usize..at as usize + len], off)?;
-            }
-            Ok(v)
-        }
-    }
-
-    fn short_name(n: &[u8]) -> String {
-        let mut base: Vec<u8> = n[..8].to_vec();
-        if base[0] == 0x05 {
-            base[0] = 0xE5;
-        }
-        let base = String::from_utf8_lossy(&base).trim_end().to_string();
-        let ext = String::from_utf8_lossy(&n[8..11]).trim_end().to_string();
-        if ext.is_empty() {
-            base
-        } else {
-            format!("{base}.{ext}")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::grub::strip_grub_device;
     use super::*;
 
     #[test]
@@ -1925,25 +1580,54 @@ mod tests {
 
     #[test]
     fn limine_uris() {
-        let p = |s: &str| KernelRef::Path(s.into());
-        assert_eq!(limine_uri("boot():/boot/kernel", 2), p("/boot/kernel"));
-        assert_eq!(limine_uri("boot(2):/k#abcd", 2), p("/k"));
-        assert_eq!(limine_uri("$boot:///k.gz", 2), p("/k.gz"));
-        assert_eq!(limine_uri("boot://2/k", 2), p("/k"));
+        let p = |n: u32, s: &str| Ok((n, s.to_string()));
+        assert_eq!(limine_uri("boot():/boot/kernel", 2), p(2, "/boot/kernel"));
+        assert_eq!(limine_uri("boot(2):/k#abcd", 1), p(2, "/k"));
+        assert_eq!(limine_uri("$boot:///k.gz", 2), p(2, "/k.gz"));
+        assert_eq!(limine_uri("boot://3/k", 2), p(3, "/k"));
+        assert_eq!(limine_uri("guid://x/k", 2), Err("guid://x/k".into()));
         assert_eq!(
-            limine_uri("boot(3):/k", 2),
-            KernelRef::Unknown("boot(3):/k".into())
-        );
-        assert_eq!(
-            limine_uri("guid://x/k", 2),
-            KernelRef::Unknown("guid://x/k".into())
+            limine_uri("boot():/${ARCH}/k", 2),
+            Err("boot():/${ARCH}/k".into())
         );
         let conf = "timeout: 0\n\n/capOS\n    protocol: multiboot2\n    kernel_path: boot():/capos/kernel.elf\n/Other\n    path: boot():/other\n";
-        assert_eq!(limine_kernels(conf, 1), vec![p("/capos/kernel.elf")]);
+        const ALL: &[&str] = &["path", "kernel_path", "image_path"];
+        assert_eq!(
+            limine_kernels(conf, 1, ALL),
+            vec![p(1, "/capos/kernel.elf")]
+        );
         let conf2 = format!("default_entry: 2\n{conf}");
-        assert_eq!(limine_kernels(&conf2, 1), vec![p("/other")]);
+        assert_eq!(limine_kernels(&conf2, 1, ALL), vec![p(1, "/other")]);
+        // 8.x knows no `path:`: the second entry names no kernel for it.
+        assert_eq!(
+            limine_kernels(&conf2, 1, &["kernel_path"]),
+            vec![p(1, "/capos/kernel.elf")]
+        );
         let old = "TIMEOUT=0\n:capOS\nPROTOCOL=multiboot2\nKERNEL_PATH=boot:///kernel.elf\n";
-        assert_eq!(limine_kernels(old, 1), vec![p("/kernel.elf")]);
+        assert_eq!(limine_kernels(old, 1, ALL), vec![p(1, "/kernel.elf")]);
+    }
+
+    #[test]
+    fn limine_versions_and_search_orders() {
+        use limine::{config_search, version_in, Family, Version};
+        assert_eq!(
+            version_in(b"xx Limine boot Limine 10.4.0 (x86-64, UEFI)"),
+            Some(Version(10, 4, 0))
+        );
+        assert_eq!(version_in(b"Limine 8.2"), Some(Version(8, 2, 0)));
+        assert_eq!(version_in(b"no version"), None);
+        let u = config_search(Firmware::Uefi, Some(Version(10, 4, 0)), None);
+        assert_eq!(u.app_dir, Some("/EFI/BOOT/limine.conf"));
+        assert_eq!(u.per_partition[0], "/boot/limine/limine.conf");
+        let b = config_search(Firmware::Bios, Some(Version(10, 4, 0)), None);
+        assert_eq!(b.app_dir, None);
+        let b8 = config_search(Firmware::Bios, Some(Version(8, 2, 0)), None);
+        assert_eq!(b8.per_partition[0], "/limine.conf");
+        assert_eq!(b8.per_partition[4], "/EFI/BOOT/limine.conf");
+        let u9 = config_search(Firmware::Uefi, Some(Version(10, 2, 1)), None);
+        assert_eq!(u9.per_partition.last(), Some(&"/EFI/limine/limine.conf"));
+        let guess = config_search(Firmware::Uefi, None, Some(Family::From10));
+        assert_eq!(guess.app_dir, Some("/EFI/BOOT/limine.conf"));
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cloudimg_disk::check::{check, Checklist, Cloud, Status};
+use cloudimg_disk::check::limine::{Family, Version};
+use cloudimg_disk::check::{check, Checklist, Cloud, LimineReport, Status};
 use cloudimg_disk::formats;
 use cloudimg_disk::VirtualDisk;
 
@@ -13,10 +14,13 @@ use cloudimg_disk::VirtualDisk;
 /// why not.
 ///
 /// Checks, read-only: the size, the protective MBR, both GPT copies, the
-/// BIOS boot code and the stage it loads (GRUB or Limine), the EFI system
+/// BIOS boot code and the stage it loads (GRUB core.img; Limine's stage 2
+/// in either layout, two halves up to 9.x or one piece in a BIOS boot
+/// partition from 10.x, and its limine-bios.sys), the EFI system
 /// partition and /EFI/BOOT/BOOTX64.EFI (PE32+, x86-64, EFI application),
-/// partition alignment, the kernel the GRUB or Limine config names, and
-/// each cloud's size rules. Paths: gcp-uefi, gcp-bios, aws-uefi,
+/// partition alignment, the kernel the GRUB or Limine config names (for
+/// Limine, the config each firmware path of its release reads), and each
+/// cloud's size rules. Paths: gcp-uefi, gcp-bios, aws-uefi,
 /// aws-bios, azure-gen2 (UEFI), azure-gen1 (BIOS). A `fail` makes the
 /// paths it names not ready; a `warn` does not.
 ///
@@ -26,15 +30,19 @@ use cloudimg_disk::VirtualDisk;
 /// 2 the image could not be read.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Checks (read-only): size-sector, mbr, gpt, bios-boot-code, bios-stage2 (GRUB
-core.img or Limine stage 2), esp, efi-loader (/EFI/BOOT/BOOTX64.EFI: PE32+,
-x86-64, EFI application), alignment, kernel (named by grub.cfg or
-limine.conf), size:gcp, size:aws, size:azure. A fail makes the paths it names
-not ready: gcp-uefi, gcp-bios, aws-uefi, aws-bios, azure-gen2 (UEFI),
-azure-gen1 (BIOS). A warn does not.
+Checks (read-only): size-sector, mbr, gpt, bios-boot-code (GRUB, or Limine
+and its layout family), bios-stage2 (GRUB core.img or Limine stage 2: present,
+inside the disk, clear of partitions and GPT areas), bios-stage3 (Limine's
+limine-bios.sys), esp, efi-loader (/EFI/BOOT/BOOTX64.EFI: PE32+, x86-64, EFI
+application), alignment, kernel (named by grub.cfg or limine.conf; for Limine
+kernel:uefi and kernel:bios instead when the two firmware paths read different
+configs), size:gcp, size:aws, size:azure. A fail makes the paths it names not
+ready: gcp-uefi, gcp-bios, aws-uefi, aws-bios, azure-gen2 (UEFI), azure-gen1
+(BIOS). A warn does not.
 
 Reads any image format cloudimg reads. --json prints the same checks and
-verdicts.
+verdicts, and under \"limine\" what was found of Limine (family, versions,
+stage 2 byte ranges, limine-bios.sys, the config each firmware reads).
 
 Exit codes: 0 every requested path ready, 1 some path not ready, 2 the image
 could not be read.")]
@@ -96,8 +104,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(if list.ready() { 0 } else { 1 }))
 }
 
+/// One line on Limine: its family, versions, and the config each
+/// firmware path reads.
+fn limine_line(l: &LimineReport) -> String {
+    let v = |v: Option<Version>| v.map_or("version unread".to_string(), |v| v.to_string());
+    let mut parts = vec![match l.family {
+        Some(Family::UpTo9) => "MBR code of the 9.x-or-earlier layout".to_string(),
+        Some(Family::From10) => "MBR code of the 10.x-or-later layout".to_string(),
+        None => "no Limine MBR code".to_string(),
+    }];
+    parts.push(format!("BOOTX64.EFI {}", v(l.uefi_version)));
+    if l.stage3.is_some() {
+        parts.push(format!("limine-bios.sys {}", v(l.bios_version)));
+    }
+    let cfg = |c: &Option<String>| c.clone().unwrap_or_else(|| "none".to_string());
+    parts.push(format!("UEFI reads {}", cfg(&l.uefi_config)));
+    parts.push(format!("BIOS reads {}", cfg(&l.bios_config)));
+    format!("Limine: {}", parts.join("; "))
+}
+
 fn human(out: &mut impl Write, path: &Path, list: &Checklist) -> anyhow::Result<()> {
     writeln!(out, "{}: {} bytes", path.display(), list.virtual_size)?;
+    if let Some(l) = &list.limine {
+        writeln!(out, "{}", limine_line(l))?;
+    }
     let w = list
         .checks
         .iter()
