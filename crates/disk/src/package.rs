@@ -468,7 +468,7 @@ fn check_grown(grown: &PatchedDisk<&Input>) -> Result<()> {
         return Ok(());
     }
     Err(Error::corrupt(format!(
-        "the grown disk would change LBAs {} of the input outside its GPT",
+        "the grown disk would change {} of the input outside its GPT",
         layout::gpt::lba_ranges_text(&changed)
     )))
 }
@@ -511,8 +511,9 @@ fn limine_stage2(disk: &dyn VirtualDisk) -> Option<[std::ops::Range<u64>; 2]> {
 /// The one-line note for a disk grown past its first candidate size, or
 /// `None` when it was not: `grown to 2 GiB, not 1 GiB: a backup GPT at
 /// 1 GiB would cover LBAs 2097140-2097151, which hold data the GPT does
-/// not own (Limine's BIOS stage 2)`. The data is named Limine's stage 2
-/// when Limine's MBR says its stage 2 lies there.
+/// not own (Limine's BIOS stage 2, as its MBR says)`. The data is named
+/// Limine's stage 2 only when LBA 0 holds Limine's boot code and its
+/// stage 2 location field points into the LBAs.
 fn growth_note(growth: &Growth, unit: u64, disk: &dyn VirtualDisk) -> Option<String> {
     if growth.skipped.is_empty() {
         return None;
@@ -527,7 +528,7 @@ fn growth_note(growth: &Growth, unit: u64, disk: &dyn VirtualDisk) -> Option<Str
         .iter()
         .map(|s| {
             format!(
-                "at {} would cover LBAs {}",
+                "at {} would cover {}",
                 size_text(s.size, unit),
                 layout::gpt::lba_ranges_text(&s.foreign_lbas)
             )
@@ -545,11 +546,14 @@ fn growth_note(growth: &Growth, unit: u64, disk: &dyn VirtualDisk) -> Option<Str
                     .any(|h| h.start < bytes.end && bytes.start < h.end)
             })
     });
-    let what = if stage2 {
-        "which hold data the GPT does not own (Limine's BIOS stage 2, as its MBR says)"
+    let one = growth.skipped.len() == 1 && layout::gpt::is_one_lba(&growth.skipped[0].foreign_lbas);
+    let hold = if one { "holds" } else { "hold" };
+    let whose = if stage2 {
+        " (Limine's BIOS stage 2, as its MBR says)"
     } else {
-        "which hold data the GPT does not own"
+        ""
     };
+    let what = format!("which {hold} data the GPT does not own{whose}");
     Some(format!(
         "grown to {}, not {}: a backup GPT {}, {what}",
         size_text(growth.to, unit),

@@ -839,8 +839,9 @@ pub fn grow<D: VirtualDisk>(disk: D, new_size: u64) -> Result<PatchedDisk<D>> {
     let foreign = writes.foreign(&disk)?;
     if !foreign.is_empty() {
         return Err(Error::invalid_input(format!(
-            "a backup GPT at {new_size} bytes would cover LBAs {}, which hold data the GPT does not own; refusing to grow the disk to that size",
-            lba_ranges_text(&foreign)
+            "a backup GPT at {new_size} bytes would cover {}, which {} data the GPT does not own; refusing to grow the disk to that size",
+            lba_ranges_text(&foreign),
+            if is_one_lba(&foreign) { "holds" } else { "hold" }
         )));
     }
     let mut out = PatchedDisk::new(disk, new_size);
@@ -854,9 +855,16 @@ pub fn grow<D: VirtualDisk>(disk: D, new_size: u64) -> Result<PatchedDisk<D>> {
 /// array).
 pub type LbaRange = [u64; 2];
 
-/// `a-b, c, d-e`: inclusive LBA ranges for messages.
+/// Whether `ranges` is one single LBA (for "LBA 7, which holds" rather
+/// than "LBAs 7-9, which hold").
+pub fn is_one_lba(ranges: &[LbaRange]) -> bool {
+    matches!(ranges, [[a, b]] if a == b)
+}
+
+/// Inclusive LBA ranges for messages: `LBA 7`, `LBAs 7-9`, `LBAs 3, 7-9`.
 pub fn lba_ranges_text(ranges: &[LbaRange]) -> String {
-    ranges
+    let one = is_one_lba(ranges);
+    let list = ranges
         .iter()
         .map(|[a, b]| {
             if a == b {
@@ -866,7 +874,8 @@ pub fn lba_ranges_text(ranges: &[LbaRange]) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    format!("{} {list}", if one { "LBA" } else { "LBAs" })
 }
 
 /// What growing a disk to a size writes, and what its old GPT owns.
@@ -1134,7 +1143,7 @@ pub fn plan_growth(disk: &dyn VirtualDisk, unit: u64) -> Result<Growth> {
         if writes.backup_lba.is_none_or(|l| l * SECTOR_SIZE >= from) {
             // Cannot happen (see above); never loop for ever.
             return Err(Error::corrupt(format!(
-                "growing the disk would change LBAs {} outside its backup GPT; refusing to grow it",
+                "growing the disk would change {} outside its backup GPT; refusing to grow it",
                 lba_ranges_text(&foreign)
             )));
         }
@@ -1474,6 +1483,28 @@ mod tests {
         let g = grow(d, 16 << 20).unwrap();
         assert_eq!(verify(&g), vec![]);
         assert_eq!(g.patches().len(), 4);
+    }
+
+    /// `changes_outside_gpt` finds a patch that writes where no GPT
+    /// structure is (over zeros) or over data the old GPT does not own,
+    /// and nothing in what `grow` makes.
+    #[test]
+    fn changes_outside_gpt_are_found() {
+        let mut old = sample(8 << 20);
+        old[2048 * 512 + 7] = 0x42;
+        let grown = grow(MemDisk::new(old.clone()), 16 << 20).unwrap();
+        assert!(changes_outside_gpt(&grown).unwrap().is_empty());
+        let mut bad = PatchedDisk::new(MemDisk::new(old), 16 << 20);
+        for (at, b) in grown.patches() {
+            bad.patch(*at, b.clone());
+        }
+        bad.patch(2048 * 512, vec![0; 512]);
+        bad.patch(5000 * 512 + 3, vec![1, 2]);
+        bad.patch(20000 * 512, vec![0; 512]);
+        assert_eq!(
+            changes_outside_gpt(&bad).unwrap(),
+            vec![[2048, 2048], [5000, 5000]]
+        );
     }
 
     #[test]
