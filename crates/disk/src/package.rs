@@ -447,12 +447,17 @@ fn preflight(req: &PackageRequest) -> Result<Box<dyn VirtualDisk>> {
     Ok(disk)
 }
 
-/// The size GCP requires: the next whole GiB (an exact multiple stays).
+/// The smallest size GCP accepts: the next whole GiB (an exact multiple
+/// stays). [`package`] grows to a larger whole GiB when a backup GPT at
+/// this one would overwrite data ([`layout::gpt::plan_growth`]).
 pub fn gcp_size(size: u64) -> u64 {
     size.div_ceil(GIB) * GIB
 }
 
-/// The size Azure requires: the next whole MiB (an exact multiple stays).
+/// The smallest size Azure accepts: the next whole MiB (an exact multiple
+/// stays, and the input is then used as it is). [`package`] grows to a
+/// larger whole MiB when a backup GPT at this one would overwrite data
+/// ([`layout::gpt::plan_growth`]).
 pub fn azure_size(size: u64) -> u64 {
     size.div_ceil(MIB) * MIB
 }
@@ -575,6 +580,13 @@ fn growth_note(growth: &Growth, unit: u64, disk: &dyn VirtualDisk) -> Option<Str
 /// disk it must hold (the input, or the grown disk for GCP). Equal content
 /// has equal SHA-256, so the manifest's digests are never guessed: they
 /// are the hashes of disks proven identical to the decoded artifacts.
+///
+/// The GCP and Azure disks are grown to the first whole GiB or MiB whose
+/// backup GPT overwrites no data the GPT does not own
+/// ([`layout::gpt::grow_to_multiple`]); a size passed over is reported as
+/// an [`Event::Note`] and as the artifact's [`Artifact::growth`]. Each
+/// grown disk is checked to change the input only inside GPT structures
+/// before it is written.
 pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<Outcome> {
     trace::begin();
     let input = &req.input;
