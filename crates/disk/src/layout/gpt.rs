@@ -1185,14 +1185,16 @@ pub fn grow_to_multiple<D: VirtualDisk>(disk: D, unit: u64) -> Result<Grown<D>> 
 /// artifact holds the input unchanged outside the GPT.
 pub fn changes_outside_gpt<D: VirtualDisk>(grown: &PatchedDisk<D>) -> Result<Vec<LbaRange>> {
     let base: &dyn VirtualDisk = grown.base();
-    let owned_by = |disk: &dyn VirtualDisk| -> Result<Vec<std::ops::Range<u64>>> {
-        let ins = inspect(disk)?;
-        Ok(match (&ins.primary, &ins.backup) {
-            (Some(p), Some(b)) if ins.gpt_present && corrupt(&ins).is_none() => owned_ranges(p, b),
+    // Each GPT as `grow` reads it (the base's backup where its primary
+    // says it is, for a disk enlarged before without moving it).
+    let owned_by = |ins: Option<Inspection>| -> Vec<std::ops::Range<u64>> {
+        match ins.as_ref().map(|i| (&i.primary, &i.backup)) {
+            Some((Some(p), Some(b))) => owned_ranges(p, b),
             _ => Vec::new(),
-        })
+        }
     };
-    let (old_owned, new_owned) = (owned_by(base)?, owned_by(grown)?);
+    let old_owned = owned_by(growable_gpt(base)?);
+    let new_owned = owned_by(growable_gpt(grown)?);
     let owns = |r: &[std::ops::Range<u64>], off: u64| r.iter().any(|r| r.contains(&off));
     let size = base.size();
     let mut lbas: Vec<u64> = Vec::new();
