@@ -22,6 +22,7 @@ use crate::io::direct::{self, Direct};
 use crate::io::sha256x2::{self, Lane};
 use crate::io::{sha256_file, DiskDigest, OutputFile, RawFile, ReadBack, Sha256Hex};
 use crate::layout;
+use crate::layout::gpt::Growth;
 use crate::trace;
 use crate::verify::{disk_findings, Finding, Layer, Report};
 
@@ -273,6 +274,10 @@ pub enum Event {
     Done(Artifact),
     /// A shape could not be made; the others go on.
     Failed(Shape, String),
+    /// Something the operator should know about a shape, in one line
+    /// (e.g. its disk was grown past the first whole GiB to keep the
+    /// backup GPT off data the GPT does not own). Sent while planning.
+    Note(Shape, String),
 }
 
 /// The source image as recorded in the manifest.
@@ -303,6 +308,16 @@ pub struct Artifact {
     pub virtual_size: u64,
     /// SHA-256 of the virtual disk it decodes to.
     pub virtual_sha256: Sha256Hex,
+    /// For a grown disk (GCP, Azure) whose first candidate size was passed
+    /// over: `{"from": bytes, "to": bytes, "skipped": [{"size": bytes,
+    /// "foreign_lbas": [[first, last], ...]}]}`, the input's size, the
+    /// size chosen, and each smaller whole GiB (GCP) or MiB (Azure) not
+    /// used because a backup GPT there would have overwritten those LBAs
+    /// (inclusive ranges), which held data the GPT does not own (Limine's
+    /// BIOS stage 2, say). Absent when the disk was grown to the first
+    /// whole GiB or MiB, or not grown; manifests without it read as such.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<Growth>,
 }
 
 /// `manifest.json`.
@@ -438,14 +453,124 @@ fn preflight(req: &PackageRequest) -> Result<Box<dyn VirtualDisk>> {
     Ok(disk)
 }
 
-/// The size GCP requires: the next whole GiB (an exact multiple stays).
+/// The smallest size GCP accepts: the next whole GiB (an exact multiple
+/// stays). [`package`] grows to a larger whole GiB when a backup GPT at
+/// this one would overwrite data ([`layout::gpt::plan_growth`]).
 pub fn gcp_size(size: u64) -> u64 {
     size.div_ceil(GIB) * GIB
 }
 
-/// The size Azure requires: the next whole MiB (an exact multiple stays).
+/// The smallest size Azure accepts: the next whole MiB (an exact multiple
+/// stays, and the input is then used as it is). [`package`] grows to a
+/// larger whole MiB when a backup GPT at this one would overwrite data
+/// ([`layout::gpt::plan_growth`]).
 pub fn azure_size(size: u64) -> u64 {
     size.div_ceil(MIB) * MIB
+}
+
+/// Self-check of a grown disk, before any of it is written: its patches
+/// change nothing of the input outside the GPT (see
+/// [`layout::gpt::changes_outside_gpt`]; only the patched sectors are
+/// read). The artifact is later proven identical to this disk, so it is
+/// proven to hold the input unchanged outside the GPT.
+fn check_grown(grown: &PatchedDisk<&Input>) -> Result<()> {
+    let changed = layout::gpt::changes_outside_gpt(grown)?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::corrupt(format!(
+        "the grown disk would change {} of the input outside its GPT",
+        layout::gpt::lba_ranges_text(&changed)
+    )))
+}
+
+/// A size for messages in the unit a disk is grown by: `2 GiB`, `301 MiB`
+/// (else bytes).
+fn size_text(bytes: u64, unit: u64) -> String {
+    match unit {
+        GIB if bytes % GIB == 0 => format!("{} GiB", bytes / GIB),
+        MIB if bytes % MIB == 0 => format!("{} MiB", bytes / MIB),
+        _ => format!("{bytes} bytes"),
+    }
+}
+
+/// MBR boot code of Limine (3.20 and later): a short jump (`EB 3C 90`),
+/// then `LIMINE  ` at byte 3 (measured on the corpus releases, see
+/// ../shared/corpus/limine/README.md).
+const LIMINE_MBR_NAME: &[u8] = b"LIMINE  ";
+
+/// The byte ranges of Limine's BIOS stage 2 halves as its MBR records them
+/// (limine.c `bios_install`, 8.2.0: u16 size A at 0x1A4, u16 size B at
+/// 0x1A6, u64 byte offset A at 0x1A8, u64 byte offset B at 0x1B0, little
+/// endian), when LBA 0 holds Limine's boot code.
+fn limine_stage2(disk: &dyn VirtualDisk) -> Option<[std::ops::Range<u64>; 2]> {
+    let mut mbr = [0u8; 512];
+    disk.read_at(&mut mbr, 0).ok()?;
+    if mbr[..3] != [0xEB, 0x3C, 0x90] || &mbr[3..11] != LIMINE_MBR_NAME {
+        return None;
+    }
+    let u16_at = |o: usize| u64::from(u16::from_le_bytes([mbr[o], mbr[o + 1]]));
+    let u64_at = |o: usize| u64::from_le_bytes(mbr[o..o + 8].try_into().expect("8 bytes"));
+    let (size_a, size_b) = (u16_at(0x1A4), u16_at(0x1A6));
+    let (loc_a, loc_b) = (u64_at(0x1A8), u64_at(0x1B0));
+    Some([
+        loc_a..loc_a.saturating_add(size_a),
+        loc_b..loc_b.saturating_add(size_b),
+    ])
+}
+
+/// The one-line note for a disk grown past its first candidate size, or
+/// `None` when it was not: `grown to 2 GiB, not 1 GiB: a backup GPT at
+/// 1 GiB would cover LBAs 2097140-2097151, which hold data the GPT does
+/// not own (Limine's BIOS stage 2, as its MBR says)`. The data is named
+/// Limine's stage 2 only when LBA 0 holds Limine's boot code and its
+/// stage 2 location field points into the LBAs.
+fn growth_note(growth: &Growth, unit: u64, disk: &dyn VirtualDisk) -> Option<String> {
+    if growth.skipped.is_empty() {
+        return None;
+    }
+    let not: Vec<String> = growth
+        .skipped
+        .iter()
+        .map(|s| size_text(s.size, unit))
+        .collect();
+    let covers: Vec<String> = growth
+        .skipped
+        .iter()
+        .map(|s| {
+            format!(
+                "at {} would cover {}",
+                size_text(s.size, unit),
+                layout::gpt::lba_ranges_text(&s.foreign_lbas)
+            )
+        })
+        .collect();
+    let stage2 = limine_stage2(disk).is_some_and(|halves| {
+        growth
+            .skipped
+            .iter()
+            .flat_map(|s| &s.foreign_lbas)
+            .any(|r| {
+                let bytes = r[0] * SECTOR_SIZE..(r[1] + 1) * SECTOR_SIZE;
+                halves
+                    .iter()
+                    .any(|h| h.start < bytes.end && bytes.start < h.end)
+            })
+    });
+    let one = growth.skipped.len() == 1 && layout::gpt::is_one_lba(&growth.skipped[0].foreign_lbas);
+    let hold = if one { "holds" } else { "hold" };
+    let whose = if stage2 {
+        " (Limine's BIOS stage 2, as its MBR says)"
+    } else {
+        ""
+    };
+    let what = format!("which {hold} data the GPT does not own{whose}");
+    Some(format!(
+        "grown to {}, not {}: a backup GPT {}, {what}",
+        size_text(growth.to, unit),
+        not.join(" or "),
+        covers.join(", and ")
+    ))
 }
 
 /// Package `req.input` into `req.shapes`, calling `on_event` (on this
@@ -461,6 +586,13 @@ pub fn azure_size(size: u64) -> u64 {
 /// disk it must hold (the input, or the grown disk for GCP). Equal content
 /// has equal SHA-256, so the manifest's digests are never guessed: they
 /// are the hashes of disks proven identical to the decoded artifacts.
+///
+/// The GCP and Azure disks are grown to the first whole GiB or MiB whose
+/// backup GPT overwrites no data the GPT does not own
+/// ([`layout::gpt::grow_to_multiple`]); a size passed over is reported as
+/// an [`Event::Note`] and as the artifact's [`Artifact::growth`]. Each
+/// grown disk is checked to change the input only inside GPT structures
+/// before it is written.
 pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<Outcome> {
     trace::begin();
     let input = &req.input;
@@ -491,34 +623,49 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
 
     // The grown disks are planned up front; refusing one fails that shape
     // only. Azure's is the input itself when it is a whole MiB already.
+    // Each is grown to the first whole GiB (GCP) or MiB (Azure) whose
+    // backup GPT overwrites nothing the GPT does not own (gpt::plan_growth);
+    // a size passed over is said in a note and the manifest.
     let mut failures: Vec<(Shape, Error)> = Vec::new();
-    let mut plan_grown = |shape: Shape, size: u64| -> Option<PatchedDisk<&Input>> {
-        if !req.shapes.contains(&shape) {
-            return None;
-        }
-        if shape == Shape::AzureVhd && size == disk.size() {
-            return Some(PatchedDisk::new(&disk, size));
-        }
-        match layout::gpt::grow(&disk, size) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                let e = Error::new(
-                    e.kind(),
-                    format!(
-                        "refusing the {} shape: {}",
-                        shape.provider_name(),
-                        e.message()
-                    ),
-                )
-                .with_path(input);
-                on_event(Event::Failed(shape, e.to_string()));
-                failures.push((shape, e));
-                None
+    let mut plan_grown =
+        |shape: Shape, unit: u64| -> Option<(PatchedDisk<&Input>, Option<Growth>)> {
+            if !req.shapes.contains(&shape) {
+                return None;
             }
-        }
-    };
-    let grown = plan_grown(Shape::GcpTarGz, gcp_size(disk.size()));
-    let azure = plan_grown(Shape::AzureVhd, azure_size(disk.size()));
+            if shape == Shape::AzureVhd && disk.size() % unit == 0 {
+                return Some((PatchedDisk::new(&disk, disk.size()), None));
+            }
+            let grown = layout::gpt::grow_to_multiple(&disk, unit).and_then(|g| {
+                check_grown(&g.disk)?;
+                Ok(g)
+            });
+            match grown {
+                Ok(g) => {
+                    if let Some(note) = growth_note(&g.growth, unit, &disk) {
+                        on_event(Event::Note(shape, note));
+                    }
+                    let growth = (!g.growth.skipped.is_empty()).then_some(g.growth);
+                    Some((g.disk, growth))
+                }
+                Err(e) => {
+                    let e = Error::new(
+                        e.kind(),
+                        format!(
+                            "refusing the {} shape: {}",
+                            shape.provider_name(),
+                            e.message()
+                        ),
+                    )
+                    .with_path(input);
+                    on_event(Event::Failed(shape, e.to_string()));
+                    failures.push((shape, e));
+                    None
+                }
+            }
+        };
+    let (grown, gcp_growth) = plan_grown(Shape::GcpTarGz, GIB).unzip();
+    let (azure, azure_growth) = plan_grown(Shape::AzureVhd, MIB).unzip();
+    let (gcp_growth, azure_growth) = (gcp_growth.flatten(), azure_growth.flatten());
     // Whether the Azure disk is byte for byte the input.
     let azure_is_input = azure
         .as_ref()
@@ -670,6 +817,11 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                 // sound. The others carry the input as it is.
                 let own_disk =
                     shape == Shape::GcpTarGz || (shape == Shape::AzureVhd && !azure_is_input);
+                let growth = match shape {
+                    Shape::GcpTarGz => gcp_growth.clone(),
+                    Shape::AzureVhd => azure_growth.clone(),
+                    _ => None,
+                };
                 let r = d.and_then(|d| {
                     commit_verified(
                         shape,
@@ -678,6 +830,7 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                         expected_sha,
                         file_sha,
                         own_disk,
+                        growth,
                     )
                 });
                 match &r {
@@ -1012,6 +1165,7 @@ fn commit_verified(
     expected_sha: Sha256Hex,
     file_sha: Option<Sha256Hex>,
     own_disk: bool,
+    growth: Option<Growth>,
 ) -> Result<Artifact> {
     let Decoded {
         out,
@@ -1056,6 +1210,7 @@ fn commit_verified(
         sha256,
         virtual_size: expected_disk.size(),
         virtual_sha256: expected_sha,
+        growth,
     })
 }
 

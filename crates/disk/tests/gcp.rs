@@ -958,3 +958,131 @@ fn regular_member_is_decoded_by_the_verifier() {
     assert_eq!(n, 65536);
     assert!(fs::read(&back).unwrap() == disk.bytes());
 }
+
+/// Package a Limine-like disk 5 sectors short of 1 GiB for GCP and Azure
+/// through the library: a backup GPT at 1 GiB would land on "stage 2 half
+/// B" (LBAs 2097126-2097129, worked out from the layout: the new array
+/// takes LBAs N-33..=N-23 of the 1 GiB disk, half B is 2097126..=2097145),
+/// so GCP's disk is 2 GiB and Azure's 1025 MiB; each is said in a note and
+/// in the artifact's `growth`, and the GCP disk, extracted by GNU tar, is
+/// `truncate -s 2G` + `sgdisk -e` byte for byte. A Limine-like disk that
+/// is a whole MiB goes into the Azure VHD unchanged, without a note.
+#[test]
+fn package_grows_a_limine_like_disk_clear_of_its_stage2() {
+    use cloudimg_disk::layout::gpt::{Growth, SkippedSize};
+    use cloudimg_disk::package::{package, Event, PackageRequest, Shape};
+    if !(require_tool("sgdisk") && require_tool("tar")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("limine.img");
+    let size = GIB - 5 * 512;
+    let half_b = common::limine_like_file(&input, size, 77);
+    let req = |input: &Path, out: &str| PackageRequest {
+        input: input.to_path_buf(),
+        out_dir: dir.path().join(out),
+        name: "capos".into(),
+        shapes: vec![Shape::GcpTarGz, Shape::AzureVhd],
+        mtime: MTIME,
+        jobs: 2,
+        qcow2_compressed: false,
+        progress: None,
+    };
+    let mut notes = Vec::new();
+    let outcome = package(&req(&input, "out"), &mut |e| {
+        if let Event::Note(shape, note) = e {
+            notes.push((shape, note));
+        }
+    })
+    .unwrap();
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let skipped = vec![SkippedSize {
+        size: GIB,
+        foreign_lbas: vec![[2097126, 2097129]],
+    }];
+    let by_shape = |s: Shape| {
+        outcome
+            .manifest
+            .artifacts
+            .iter()
+            .find(|a| a.shape == s)
+            .unwrap()
+            .clone()
+    };
+    let (g, a) = (by_shape(Shape::GcpTarGz), by_shape(Shape::AzureVhd));
+    assert_eq!(g.virtual_size, 2 * GIB);
+    assert_eq!(
+        g.growth,
+        Some(Growth {
+            from: size,
+            to: 2 * GIB,
+            skipped: skipped.clone()
+        })
+    );
+    assert_eq!(a.virtual_size, GIB + (1 << 20));
+    assert_eq!(
+        a.growth,
+        Some(Growth {
+            from: size,
+            to: GIB + (1 << 20),
+            skipped
+        })
+    );
+    let note = |to: &str, not: &str| {
+        format!("grown to {to}, not {not}: a backup GPT at {not} would cover LBAs 2097126-2097129, which hold data the GPT does not own")
+    };
+    assert_eq!(
+        notes,
+        vec![
+            (Shape::GcpTarGz, note("2 GiB", "1 GiB")),
+            (Shape::AzureVhd, note("1025 MiB", "1024 MiB")),
+        ]
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("out/manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["artifacts"][0]["growth"],
+        serde_json::json!({"from": size, "to": 2 * GIB, "skipped": [{"size": GIB, "foreign_lbas": [[2097126, 2097129]]}]})
+    );
+    // The GCP disk, as GNU tar extracts it, against the stock tools.
+    let x = dir.path().join("x");
+    fs::create_dir(&x).unwrap();
+    run(Command::new("tar")
+        .arg("-xzSf")
+        .arg(dir.path().join("out/disk.raw.tar.gz"))
+        .arg("-C")
+        .arg(&x));
+    let reference = dir.path().join("ref.img");
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&input)
+        .arg(&reference));
+    run(Command::new("truncate").args(["-s", "2G"]).arg(&reference));
+    run(Command::new("sgdisk").arg("-e").arg(&reference));
+    assert_same_content(&x.join("disk.raw"), &reference);
+    let mut b = vec![0u8; half_b.len()];
+    File::open(x.join("disk.raw"))
+        .unwrap()
+        .read_exact_at(&mut b, (size / 512 - 21) * 512)
+        .unwrap();
+    assert_eq!(b, half_b);
+
+    // A whole MiB: the Azure VHD holds the input as it is.
+    let whole = dir.path().join("whole.img");
+    common::limine_like_file(&whole, 48 << 20, 78);
+    let mut azure_only = req(&whole, "whole");
+    azure_only.shapes = vec![Shape::AzureVhd];
+    let mut notes = Vec::new();
+    let outcome = package(&azure_only, &mut |e| {
+        if let Event::Note(shape, note) = e {
+            notes.push((shape, note));
+        }
+    })
+    .unwrap();
+    let a = &outcome.manifest.artifacts[0];
+    assert_eq!(
+        (a.virtual_size, a.virtual_sha256, &a.growth),
+        (48 << 20, outcome.manifest.source.sha256, &None)
+    );
+    assert!(notes.is_empty(), "{notes:?}");
+}

@@ -60,9 +60,24 @@ fn open_disk(p: &Path) -> RawFile {
 /// `grow` `input` to `new_size`, write it out, and compare with
 /// `cp` + `truncate` (+ `sgdisk -e` when `sgdisk_e`).
 fn grow_matches_reference(dir: &Path, input: &Path, new_size: u64, sgdisk_e: bool) -> PathBuf {
+    grow_matches_reference_keeping(dir, input, new_size, sgdisk_e, None)
+}
+
+/// [`grow_matches_reference`], except that the bytes `kept` (offset,
+/// length) of the input, which `sgdisk -e` zeroes, must be kept as they
+/// are by `grow`.
+fn grow_matches_reference_keeping(
+    dir: &Path,
+    input: &Path,
+    new_size: u64,
+    sgdisk_e: bool,
+    kept: Option<(u64, usize)>,
+) -> PathBuf {
     let ours = dir.join("ours.img");
     let reference = dir.join("ref.img");
     let grown = gpt::grow(open_disk(input), new_size).unwrap();
+    // package's self-check of grown disks finds nothing to object to.
+    assert!(gpt::changes_outside_gpt(&grown).unwrap().is_empty());
     let out = File::create(&ours).unwrap();
     cloudimg_disk::formats::raw::write(&grown, &out).unwrap();
     drop(out);
@@ -76,6 +91,17 @@ fn grow_matches_reference(dir: &Path, input: &Path, new_size: u64, sgdisk_e: boo
         .arg(&reference));
     if sgdisk_e {
         run(Command::new("sgdisk").arg("-e").arg(&reference));
+    }
+    if let Some((at, len)) = kept {
+        let was = read_at(input, at, len);
+        assert!(was.iter().any(|&b| b != 0), "the kept bytes are data");
+        assert_eq!(
+            read_at(&reference, at, len),
+            vec![0; len],
+            "sgdisk zeroes them"
+        );
+        let f = OpenOptions::new().write(true).open(&reference).unwrap();
+        f.write_all_at(&was, at).unwrap();
     }
     assert_same_content(&ours, &reference);
     ours
@@ -277,10 +303,14 @@ fn fewer_entries(entries: u32) {
     f.write_all_at(&stage2, (n - 40) * 512).unwrap();
     drop(f);
     sgdisk_v_clean(&input);
-    let out = grow_matches_reference(dir.path(), &input, GIB, true);
+    // sgdisk -e rewrites the primary array and zeroes the rest of its last
+    // sector when the array ends inside it; grow leaves those bytes alone
+    // (the GPT does not own them), and is otherwise identical.
+    let tail = entries as u64 * 128 % 512;
+    let kept = (tail != 0).then(|| (2 * 512 + entries as u64 * 128, (512 - tail) as usize));
+    let out = grow_matches_reference_keeping(dir.path(), &input, GIB, true, kept);
     sgdisk_v_clean(&out);
-    // The old backup area is untouched (sgdisk zeroes the rest of the
-    // primary array's last sector when the array ends inside it).
+    // The old backup area is untouched.
     let mut old = vec![0u8; stage2.len()];
     File::open(&out)
         .unwrap()
@@ -807,4 +837,172 @@ fn chs_limit_edge_matches_sgdisk_e() {
     for sectors in [16450560u64, 16450561] {
         grow_matches_reference(dir.path(), &input, sectors * 512, true);
     }
+}
+
+/// A disk laid out as Limine 8.x's `bios-install` leaves it (limine.c,
+/// `bios_install`, GPT embedding): both arrays shrunk from 128 to 44
+/// entries (11 sectors), "stage 2 half A" in LBAs 13-33 after the primary
+/// array, "half B" in the 20 sectors before the backup header (LBAs
+/// N-21..N-2; LBA N-22, between the backup array and half B, stays
+/// zero). The halves are seeded random bytes. Returns them.
+fn limine_like(path: &Path, size: u64, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let n = size / 512;
+    created_disk(path, size, seed, 128);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let entries = 44u32;
+    for (hdr_lba, arr_lba) in [(1u64, 2u64), (n - 1, n - 33)] {
+        let mut h = [0u8; 512];
+        f.read_exact_at(&mut h, hdr_lba * 512).unwrap();
+        let mut arr = vec![0u8; entries as usize * 128];
+        f.read_exact_at(&mut arr, arr_lba * 512).unwrap();
+        h[80..84].copy_from_slice(&entries.to_le_bytes());
+        h[88..92].copy_from_slice(&crc32(&arr).to_le_bytes());
+        h[16..20].fill(0);
+        let c = crc32(&h[..92]);
+        h[16..20].copy_from_slice(&c.to_le_bytes());
+        f.write_all_at(&h, hdr_lba * 512).unwrap();
+    }
+    let mut rng = Rng::new(seed ^ 0x51A6E2);
+    let (mut a, mut b) = (vec![0u8; 21 * 512], vec![0u8; 20 * 512]);
+    rng.fill(&mut a);
+    rng.fill(&mut b);
+    f.write_all_at(&a, 13 * 512).unwrap();
+    f.write_all_at(&b, (n - 21) * 512).unwrap();
+    (a, b)
+}
+
+/// The LBAs of half B (N0-21..=N0-2) that the backup array of a disk
+/// grown to `new_size` (11 sectors at N-33) covers, worked out from the
+/// layout alone.
+fn expected_hits(old_size: u64, new_size: u64) -> Vec<[u64; 2]> {
+    let (n0, n) = (old_size / 512, new_size / 512);
+    let (first, last) = ((n - 33).max(n0 - 21), (n - 23).min(n0 - 2));
+    if first <= last {
+        vec![[first, last]]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Plan, grow and check one Limine-like disk `k` sectors short of a
+/// multiple of `unit`: the planner skips the multiple exactly when its
+/// backup array would land on half B; the result is byte for byte
+/// `truncate` + `sgdisk -e` at the chosen size, `sgdisk -v` clean, with
+/// both halves intact; and at the skipped size `sgdisk -e` does destroy
+/// half B.
+fn limine_like_grows_clear(unit: u64, multiple: u64, k: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.img");
+    let size = multiple * unit - k * 512;
+    let (half_a, half_b) = limine_like(&input, size, 60 + k);
+    let n0 = size / 512;
+    sgdisk_v_clean(&input);
+    let first = multiple * unit;
+    let hits = expected_hits(size, first);
+    let disk = open_disk(&input);
+    assert_eq!(gpt::foreign_sectors(&disk, first).unwrap(), hits, "k={k}");
+    let plan = gpt::plan_growth(&disk, unit).unwrap();
+    let chosen = if hits.is_empty() { first } else { first + unit };
+    let skipped = if hits.is_empty() {
+        vec![]
+    } else {
+        vec![gpt::SkippedSize {
+            size: first,
+            foreign_lbas: hits.clone(),
+        }]
+    };
+    assert_eq!(
+        plan,
+        gpt::Growth {
+            from: size,
+            to: chosen,
+            skipped
+        },
+        "k={k}"
+    );
+    if let [[a, b]] = hits[..] {
+        let e = gpt::grow(open_disk(&input), first).err().unwrap();
+        let (lbas, hold) = if a == b {
+            (format!("LBA {a}"), "holds")
+        } else {
+            (format!("LBAs {a}-{b}"), "hold")
+        };
+        assert_eq!(
+            e.message(),
+            format!("a backup GPT at {first} bytes would cover {lbas}, which {hold} data the GPT does not own; refusing to grow the disk to that size")
+        );
+    }
+    let grown = gpt::grow_to_multiple(open_disk(&input), unit).unwrap();
+    assert_eq!(grown.growth, plan);
+    assert!(gpt::changes_outside_gpt(&grown.disk).unwrap().is_empty());
+    let ours = grow_matches_reference(dir.path(), &input, chosen, true);
+    let direct = gpt::grow(open_disk(&input), chosen).unwrap();
+    assert_eq!(grown.disk.patches(), direct.patches());
+    sgdisk_v_clean(&ours);
+    assert_eq!(read_at(&ours, 13 * 512, half_a.len()), half_a, "k={k}");
+    assert_eq!(
+        read_at(&ours, (n0 - 21) * 512, half_b.len()),
+        half_b,
+        "k={k}"
+    );
+    if !hits.is_empty() {
+        // What the stock tools do at the skipped size.
+        let naive = dir.path().join("naive.img");
+        run(Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&input)
+            .arg(&naive));
+        run(Command::new("truncate")
+            .arg("-s")
+            .arg(first.to_string())
+            .arg(&naive));
+        run(Command::new("sgdisk").arg("-e").arg(&naive));
+        assert_ne!(
+            read_at(&naive, (n0 - 21) * 512, half_b.len()),
+            half_b,
+            "k={k}: sgdisk -e at {first} leaves half B alone?"
+        );
+    }
+}
+
+#[test]
+fn limine_like_disks_short_of_a_gib_grow_clear_of_stage2() {
+    let Some(_) = sgdisk() else { return };
+    // 1 sector short: the backup array at 1 GiB covers the old one and the
+    // zero sector after it, and is clear. 2 to 31 short: it lands on half
+    // B (2: on its first sector; 21: all 11 array sectors; 31: its last
+    // sector). 32 and more: clear again.
+    for k in [1, 2, 5, 21, 31, 32, 64] {
+        limine_like_grows_clear(GIB, 1, k);
+    }
+}
+
+#[test]
+fn limine_like_disks_short_of_a_mib_grow_clear_of_stage2() {
+    let Some(_) = sgdisk() else { return };
+    for k in [3, 31, 33] {
+        limine_like_grows_clear(1 << 20, 48, k);
+    }
+}
+
+#[test]
+fn planner_rejects_bad_units_and_leaves_gptless_disks_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.img");
+    sparse_file(&blank, (10 << 20) + 512);
+    let d = open_disk(&blank);
+    let plan = gpt::plan_growth(&d, 1 << 20).unwrap();
+    assert_eq!(
+        (plan.from, plan.to, plan.skipped),
+        ((10 << 20) + 512, 11 << 20, vec![])
+    );
+    let e = gpt::plan_growth(&d, 1000).err().unwrap();
+    assert_eq!(
+        e.message(),
+        "growth unit 1000 is not a positive multiple of 512 bytes"
+    );
 }

@@ -158,6 +158,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         })
     });
+    // Notes are shown after the status display, with the warnings.
+    let mut notes: Vec<(Shape, String)> = Vec::new();
     let mut on_event = |ev: Event| {
         let set = |shape: Shape, phase: &'static str| {
             if let Ok(mut p) = phases.lock() {
@@ -173,6 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Event::Decoded(shape) => set(shape, "decoded"),
             Event::Done(a) => set(a.shape, "ok"),
             Event::Failed(shape, _) => set(shape, "FAILED"),
+            Event::Note(shape, note) => notes.push((shape, note)),
         }
     };
     let outcome = package::package(&req, &mut on_event);
@@ -204,6 +207,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     for f in &outcome.input_findings {
         eprintln!("cloudimg: warning: {}: {f}", args.image.display());
+    }
+    for (shape, note) in &notes {
+        eprintln!("cloudimg: note: {}: {note}", shape.file_name(&req.name));
     }
     let mut out = std::io::stdout().lock();
     if args.json {

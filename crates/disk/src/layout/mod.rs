@@ -2,8 +2,10 @@
 //!
 //! [`read_table`] tells which table a disk carries and decodes it;
 //! [`gpt::verify`] checks a GPT in depth, [`gpt::grow`] moves its backup to
-//! a new disk end exactly as `sgdisk -e` does, and [`gpt::create`] builds a
-//! new one.
+//! a new disk end exactly as `sgdisk -e` does (but never over data the GPT
+//! does not own), [`gpt::plan_growth`] chooses a whole GiB or MiB whose
+//! backup GPT lands clear of such data, and [`gpt::create`] builds a new
+//! one.
 
 use std::fmt;
 use std::str::FromStr;

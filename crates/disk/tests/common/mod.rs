@@ -29,3 +29,31 @@ pub fn gpt_file(path: &std::path::Path, size: u64, seed: u64) -> std::fs::File {
     create(&spec, size).unwrap().write_to(&f).unwrap();
     f
 }
+
+/// [`gpt_file`] laid out as Limine 8.x's `bios-install` leaves a GPT disk
+/// (limine.c `bios_install`, GPT embedding): both arrays shrunk to 44
+/// entries (11 sectors), and seeded random "stage 2 half B" bytes in the
+/// 20 sectors before the backup header (LBAs N-21..=N-2). Returns half B.
+pub fn limine_like_file(path: &std::path::Path, size: u64, seed: u64) -> Vec<u8> {
+    use cloudimg_disk::layout::gpt::crc32;
+    use std::os::unix::fs::FileExt;
+    let f = gpt_file(path, size, seed);
+    let n = size / 512;
+    let entries = 44u32;
+    for (hdr_lba, arr_lba) in [(1u64, 2u64), (n - 1, n - 33)] {
+        let mut h = [0u8; 512];
+        f.read_exact_at(&mut h, hdr_lba * 512).unwrap();
+        let mut arr = vec![0u8; entries as usize * 128];
+        f.read_exact_at(&mut arr, arr_lba * 512).unwrap();
+        h[80..84].copy_from_slice(&entries.to_le_bytes());
+        h[88..92].copy_from_slice(&crc32(&arr).to_le_bytes());
+        h[16..20].fill(0);
+        let c = crc32(&h[..92]);
+        h[16..20].copy_from_slice(&c.to_le_bytes());
+        f.write_all_at(&h, hdr_lba * 512).unwrap();
+    }
+    let mut half_b = vec![0u8; 20 * 512];
+    Rng::new(seed).fill(&mut half_b);
+    f.write_all_at(&half_b, (n - 21) * 512).unwrap();
+    half_b
+}
