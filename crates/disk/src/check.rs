@@ -1433,15 +1433,12 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
                 paths,
             });
         };
-    // Growth and boot loader bytes: GCP (whole GiB) and Azure (whole MiB)
-    // grow the disk and move the backup GPT to the new end. Limine up to
-    // 9.x keeps half B of its stage 2 just before the old backup header;
-    // a new backup area over it breaks BIOS boot. `cx.limine`'s `stage2`
-    // lists the bytes outside the partitions that Limine owns; the check
-    // "growth would hit stage 2" (with the grow planner of layout::gpt)
-    // belongs here, in the Gcp and Azure arms. Not done yet.
     match cloud {
         Cloud::Gcp => {
+            if let Some((msg, fix)) = growth_hazard(cx, GIB, "GiB") {
+                push(cx, Status::Warn, msg, fix, paths);
+                return;
+            }
             let grown = size.div_ceil(GIB).max(1) * GIB;
             let msg = if grown == size {
                 format!("{} GiB, a whole number of GiB as GCP requires", size / GIB)
@@ -1515,6 +1512,8 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
                     },
                     paths,
                 );
+            } else if let Some((msg, fix)) = growth_hazard(cx, MIB, "MiB") {
+                push(cx, Status::Warn, msg, fix, paths);
             } else if grown != size {
                 push(
                     cx,
@@ -1537,6 +1536,51 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
             }
         }
     }
+}
+
+/// When growing the disk to the next whole `unit` would put the backup GPT
+/// over data the GPT does not own (Limine up to 9.x keeps half B of its
+/// BIOS stage 2 just before the backup header): the message and fix of a
+/// warning saying what `cloudimg package` does instead and what the stock
+/// tools would break. `None` when the first whole `unit` is safe, or the
+/// GPT cannot be grown at all (the `gpt` check says why).
+fn growth_hazard(cx: &Ctx<'_>, unit: u64, unit_name: &str) -> Option<(String, Option<String>)> {
+    let growth = gpt::plan_growth(cx.disk, unit).ok()?;
+    let first = growth.skipped.first()?;
+    let stage2 = cx.limine_mbr.map(|m| m.stage2_ranges()).unwrap_or_default();
+    let hits_stage2 = growth
+        .skipped
+        .iter()
+        .flat_map(|s| &s.foreign_lbas)
+        .any(|r| {
+            let bytes = r[0] * SECTOR_SIZE..(r[1] + 1) * SECTOR_SIZE;
+            stage2
+                .iter()
+                .any(|h| h.start < bytes.end && bytes.start < h.end)
+        });
+    let whose = if hits_stage2 {
+        "Limine's BIOS stage 2 (its MBR says so)"
+    } else {
+        "data the GPT does not own"
+    };
+    let sized = |b: u64| format!("{} {unit_name}", b / unit);
+    let msg = format!(
+        "{} bytes is not a whole {unit_name}, and a backup GPT at {} would cover {}, which {} {whose}: `truncate -s {}{}` + `sgdisk -e` would overwrite it{}; cloudimg package grows it to {} instead ({} bytes), leaving those bytes as they are",
+        growth.from,
+        sized(first.size),
+        gpt::lba_ranges_text(&first.foreign_lbas),
+        if gpt::is_one_lba(&first.foreign_lbas) { "holds" } else { "hold" },
+        first.size / unit,
+        &unit_name[..1],
+        if hits_stage2 { " and break BIOS boot" } else { "" },
+        sized(growth.to),
+        growth.to,
+    );
+    let fix = fix(&format!(
+        "nothing to do for cloudimg package; to get a {} disk, make the image a whole {unit_name} before installing the boot loader (limine bios-install), or use Limine 10.x with a BIOS boot partition, which keeps stage 2 out of the GPT areas",
+        sized(first.size)
+    ));
+    Some((msg, fix))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

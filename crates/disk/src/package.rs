@@ -494,31 +494,6 @@ fn size_text(bytes: u64, unit: u64) -> String {
     }
 }
 
-/// MBR boot code of Limine (3.20 and later): a short jump (`EB 3C 90`),
-/// then `LIMINE  ` at byte 3 (measured on the corpus releases, see
-/// ../shared/corpus/limine/README.md).
-const LIMINE_MBR_NAME: &[u8] = b"LIMINE  ";
-
-/// The byte ranges of Limine's BIOS stage 2 halves as its MBR records them
-/// (limine.c `bios_install`, 8.2.0: u16 size A at 0x1A4, u16 size B at
-/// 0x1A6, u64 byte offset A at 0x1A8, u64 byte offset B at 0x1B0, little
-/// endian), when LBA 0 holds Limine's boot code.
-fn limine_stage2(disk: &dyn VirtualDisk) -> Option<[std::ops::Range<u64>; 2]> {
-    let mut mbr = [0u8; 512];
-    disk.read_at(&mut mbr, 0).ok()?;
-    if mbr[..3] != [0xEB, 0x3C, 0x90] || &mbr[3..11] != LIMINE_MBR_NAME {
-        return None;
-    }
-    let u16_at = |o: usize| u64::from(u16::from_le_bytes([mbr[o], mbr[o + 1]]));
-    let u64_at = |o: usize| u64::from_le_bytes(mbr[o..o + 8].try_into().expect("8 bytes"));
-    let (size_a, size_b) = (u16_at(0x1A4), u16_at(0x1A6));
-    let (loc_a, loc_b) = (u64_at(0x1A8), u64_at(0x1B0));
-    Some([
-        loc_a..loc_a.saturating_add(size_a),
-        loc_b..loc_b.saturating_add(size_b),
-    ])
-}
-
 /// The one-line note for a disk grown past its first candidate size, or
 /// `None` when it was not: `grown to 2 GiB, not 1 GiB: a backup GPT at
 /// 1 GiB would cover LBAs 2097140-2097151, which hold data the GPT does
@@ -545,7 +520,8 @@ fn growth_note(growth: &Growth, unit: u64, disk: &dyn VirtualDisk) -> Option<Str
             )
         })
         .collect();
-    let stage2 = limine_stage2(disk).is_some_and(|halves| {
+    let stage2 = crate::check::limine::read_mbr(disk).is_some_and(|m| {
+        let halves = m.stage2_ranges();
         growth
             .skipped
             .iter()

@@ -659,11 +659,16 @@ mod real_limine {
 
     /// [`build`], running `sgdisk EXTRA IMAGE` before `bios-install`.
     fn build_with(v: &'static str, extra: &[&str]) -> Limg {
+        build_sized(v, DISK, extra)
+    }
+
+    /// [`build_with`] on a disk of `size` bytes.
+    fn build_sized(v: &'static str, size: u64, extra: &[&str]) -> Limg {
         let src = release(v).unwrap();
         let tool = host_tool(v);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("limine.raw");
-        File::create(&path).unwrap().set_len(DISK).unwrap();
+        File::create(&path).unwrap().set_len(size).unwrap();
         let mut sg = Command::new("sgdisk");
         if v.starts_with("10.") {
             sg.args(["-a", "1", "-n", "1:40:2047", "-t", "1:EF02", "-a", "2048"]);
@@ -1046,6 +1051,35 @@ mod real_limine {
         );
         assert!(m.contains("has an all-zero sector at LBA "), "{m}");
         assert_eq!(not_ready(&l), ["azure-gen1"]);
+    }
+
+    /// Installed on a disk 5 sectors short of a MiB, Limine 8.x puts half
+    /// B where a backup GPT at the next MiB would go: `check` says so for
+    /// Azure (a warning: `package` grows past it), names the LBAs, and
+    /// agrees with the grow planner; GCP's GiB is clear of it.
+    #[test]
+    fn limine_8_short_of_a_mib_explains_the_growth() {
+        if !tools() || release("8.2.0").is_none() {
+            return;
+        }
+        let img = build_sized("8.2.0", DISK - 5 * 512, &[]);
+        let raw = RawFile::open(&img.path).unwrap();
+        let plan = cloudimg_disk::layout::gpt::plan_growth(&raw, MIB).unwrap();
+        assert_eq!(plan.to, DISK + MIB, "{plan:?}");
+        assert_eq!(plan.skipped.len(), 1, "{plan:?}");
+        let [first, last] = plan.skipped[0].foreign_lbas[0];
+        let l = img.check(&[Cloud::Azure, Cloud::Gcp]);
+        assert!(l.ready(), "{l:?}");
+        let (s, m) = status(&l, "size:azure");
+        assert_eq!(s, Status::Warn);
+        assert_eq!(
+            m,
+            format!(
+                "268432896 bytes is not a whole MiB, and a backup GPT at 256 MiB would cover LBAs {first}-{last}, which hold Limine's BIOS stage 2 (its MBR says so): `truncate -s 256M` + `sgdisk -e` would overwrite it and break BIOS boot; cloudimg package grows it to 257 MiB instead (269484032 bytes), leaving those bytes as they are"
+            )
+        );
+        assert_eq!(status(&l, "size:gcp").0, Status::Pass);
+        assert_eq!(status(&l, "bios-stage2").0, Status::Pass);
     }
 
     #[test]

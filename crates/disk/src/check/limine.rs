@@ -153,6 +153,32 @@ pub struct LimineMbr {
     pub stage2: Stage2,
 }
 
+impl LimineMbr {
+    /// The byte ranges stage 2 occupies as the MBR says: the two halves
+    /// (up to 9.x), or the [`STAGE2_READ_10X`] bytes the 10.x MBR code
+    /// reads from its one location. Empty halves are left out.
+    pub fn stage2_ranges(&self) -> Vec<std::ops::Range<u64>> {
+        match self.stage2 {
+            Stage2::Halves(halves) => halves
+                .iter()
+                .filter(|(len, _)| *len > 0)
+                .map(|&(len, at)| at..at.saturating_add(len))
+                .collect(),
+            Stage2::Single(at) => {
+                let piece = at..at.saturating_add(STAGE2_READ_10X);
+                vec![piece]
+            }
+        }
+    }
+}
+
+/// The Limine MBR of `disk`, when LBA 0 holds Limine's boot code.
+pub fn read_mbr(disk: &dyn VirtualDisk) -> Option<LimineMbr> {
+    let mut sector0 = [0u8; 512];
+    disk.read_at(&mut sector0, 0).ok()?;
+    recognise(&sector0)
+}
+
 /// Recognise Limine's MBR code and its family; `None` when sector 0 is not
 /// Limine's.
 pub fn recognise(sector0: &[u8; 512]) -> Option<LimineMbr> {
