@@ -322,8 +322,6 @@ mod real_limine {
     use super::*;
     use std::path::PathBuf;
     use std::process::Command;
-    use std::sync::OnceLock;
-
     fn tools() -> bool {
         ["cc", "sgdisk", "mkfs.fat", "mcopy", "mmd"]
             .iter()
@@ -334,25 +332,11 @@ mod real_limine {
         corpus(&format!("limine/limine-{v}/limine.c")).map(|p| p.parent().unwrap().to_path_buf())
     }
 
-    /// The host tool of `v` (`cc -O2 -std=c99 limine.c`), once per binary.
+    /// The host tool of `v`, compiled once (testkit's `limine_release`).
     fn host_tool(v: &'static str) -> PathBuf {
-        static T8: OnceLock<PathBuf> = OnceLock::new();
-        static T10: OnceLock<PathBuf> = OnceLock::new();
-        let cell = if v == "8.2.0" { &T8 } else { &T10 };
-        cell.get_or_init(|| {
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("limine-host-cli-check");
-            std::fs::create_dir_all(&dir).unwrap();
-            let out = dir.join(format!("limine-{v}"));
-            let tmp = dir.join(format!("limine-{v}.{}", std::process::id()));
-            run(Command::new("cc")
-                .args(["-O2", "-std=c99"])
-                .arg(release(v).unwrap().join("limine.c"))
-                .arg("-o")
-                .arg(&tmp));
-            std::fs::rename(&tmp, &out).unwrap();
-            out
-        })
-        .clone()
+        cloudimg_testkit::limine_release(v)
+            .expect("the release was found by the caller")
+            .join("limine")
     }
 
     fn mcopy(esp: &str, data: &[u8], to: &str, dir: &Path) {

@@ -63,16 +63,11 @@ fn kit() -> Option<&'static Kit> {
         if !tools_present() {
             return None;
         }
-        let src = corpus("limine/limine-8.2.0/limine.c")?;
+        let release = cloudimg_testkit::limine_release("8.2.0")?;
+        let limine = release.join("limine");
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("limine-8.2.0-kit-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let limine = dir.join("limine");
-        run(Command::new("cc")
-            .args(["-O2", "-std=c99"])
-            .arg(&src)
-            .arg("-o")
-            .arg(&limine));
         let esp = dir.join("esp.img");
         File::create(&esp).unwrap().set_len(ESP_BYTES).unwrap();
         run(Command::new("mkfs.fat")

@@ -1547,17 +1547,12 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
 fn growth_hazard(cx: &Ctx<'_>, unit: u64, unit_name: &str) -> Option<(String, Option<String>)> {
     let growth = gpt::plan_growth(cx.disk, unit).ok()?;
     let first = growth.skipped.first()?;
-    let stage2 = cx.limine_mbr.map(|m| m.stage2_ranges()).unwrap_or_default();
-    let hits_stage2 = growth
+    let foreign: Vec<_> = growth
         .skipped
         .iter()
-        .flat_map(|s| &s.foreign_lbas)
-        .any(|r| {
-            let bytes = r[0] * SECTOR_SIZE..(r[1] + 1) * SECTOR_SIZE;
-            stage2
-                .iter()
-                .any(|h| h.start < bytes.end && bytes.start < h.end)
-        });
+        .flat_map(|s| s.foreign_lbas.iter().copied())
+        .collect();
+    let hits_stage2 = cx.limine_mbr.is_some_and(|m| m.stage2_in_lbas(&foreign));
     let whose = if hits_stage2 {
         "Limine's BIOS stage 2 (its MBR says so)"
     } else {

@@ -520,19 +520,12 @@ fn growth_note(growth: &Growth, unit: u64, disk: &dyn VirtualDisk) -> Option<Str
             )
         })
         .collect();
-    let stage2 = crate::check::limine::read_mbr(disk).is_some_and(|m| {
-        let halves = m.stage2_ranges();
-        growth
-            .skipped
-            .iter()
-            .flat_map(|s| &s.foreign_lbas)
-            .any(|r| {
-                let bytes = r[0] * SECTOR_SIZE..(r[1] + 1) * SECTOR_SIZE;
-                halves
-                    .iter()
-                    .any(|h| h.start < bytes.end && bytes.start < h.end)
-            })
-    });
+    let foreign: Vec<_> = growth
+        .skipped
+        .iter()
+        .flat_map(|s| s.foreign_lbas.iter().copied())
+        .collect();
+    let stage2 = crate::check::limine::read_mbr(disk).is_some_and(|m| m.stage2_in_lbas(&foreign));
     let one = growth.skipped.len() == 1 && layout::gpt::is_one_lba(&growth.skipped[0].foreign_lbas);
     let hold = if one { "holds" } else { "hold" };
     let whose = if stage2 {

@@ -580,7 +580,6 @@ fn paths_of_the_disk_are_only_read() {
 
 mod real_limine {
     use super::*;
-    use std::sync::OnceLock;
 
     /// First LBA of the ESP in both layouts.
     const ESP_LBA: u64 = 2048;
@@ -597,29 +596,13 @@ mod real_limine {
             .map(|p| p.parent().unwrap().to_path_buf())
     }
 
-    /// The host tool of release `v`, compiled once per test binary
-    /// (`cc -O2 -std=c99`, as the corpus README says) into the target's
-    /// scratch directory.
+    /// The host tool of release `v`, compiled once (testkit's
+    /// `limine_release`: `cc -O2 -std=c99 limine.c`, as the corpus README
+    /// says).
     fn host_tool(v: &'static str) -> PathBuf {
-        static T8: OnceLock<PathBuf> = OnceLock::new();
-        static T10: OnceLock<PathBuf> = OnceLock::new();
-        let cell = if v == "8.2.0" { &T8 } else { &T10 };
-        cell.get_or_init(|| {
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("limine-host-check");
-            fs::create_dir_all(&dir).unwrap();
-            let out = dir.join(format!("limine-{v}"));
-            let tmp = dir.join(format!("limine-{v}.{}", std::process::id()));
-            common::run(
-                Command::new("cc")
-                    .args(["-O2", "-std=c99"])
-                    .arg(release(v).unwrap().join("limine.c"))
-                    .arg("-o")
-                    .arg(&tmp),
-            );
-            fs::rename(&tmp, &out).unwrap();
-            out
-        })
-        .clone()
+        cloudimg_testkit::limine_release(v)
+            .expect("the release was found by the caller")
+            .join("limine")
     }
 
     struct Limg {

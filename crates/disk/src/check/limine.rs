@@ -170,6 +170,17 @@ impl LimineMbr {
             }
         }
     }
+
+    /// Whether any of the inclusive LBA ranges `lbas` touches stage 2.
+    pub fn stage2_in_lbas(&self, lbas: &[[u64; 2]]) -> bool {
+        let pieces = self.stage2_ranges();
+        lbas.iter().any(|&[first, last]| {
+            let bytes = first * SECTOR_SIZE..(last + 1) * SECTOR_SIZE;
+            pieces
+                .iter()
+                .any(|h| h.start < bytes.end && bytes.start < h.end)
+        })
+    }
 }
 
 /// The Limine MBR of `disk`, when LBA 0 holds Limine's boot code.
