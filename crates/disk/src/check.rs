@@ -63,10 +63,8 @@ pub use limine::{LimineReport, LoaderBytes};
 /// One MiB, the alignment partitions should start on and the unit Azure
 /// sizes must be a multiple of.
 pub use crate::disk::MIB;
-/// GPT type of the EFI system partition.
-pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
-/// GPT type of the BIOS boot partition (GRUB's core.img).
-pub const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
+/// GPT types of the EFI system and BIOS boot partitions.
+pub use crate::layout::gpt::{BIOS_BOOT_TYPE, ESP_TYPE};
 /// MBR partition type of an EFI system partition.
 pub const MBR_ESP_TYPE: u8 = 0xEF;
 /// The removable-media loader path UEFI firmware boots (UEFI 2.10 §3.5.1.1).
