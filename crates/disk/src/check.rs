@@ -126,25 +126,8 @@ impl Cloud {
     }
 }
 
-/// How the firmware starts the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Firmware {
-    /// Legacy BIOS: MBR boot code.
-    Bios,
-    /// UEFI: `/EFI/BOOT/BOOTX64.EFI` on the ESP.
-    Uefi,
-}
-
-impl Firmware {
-    /// `BIOS`, `UEFI`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Firmware::Bios => "BIOS",
-            Firmware::Uefi => "UEFI",
-        }
-    }
-}
+/// How the firmware starts the disk (one type for every crate).
+pub use crate::vocab::Firmware;
 
 /// One cloud and firmware path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
