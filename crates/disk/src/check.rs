@@ -100,31 +100,8 @@ pub const MAX_DIR_ENTRIES: usize = 65_536;
 /// GRUB configs followed through `configfile`/`source` at most.
 const MAX_CONFIG_DEPTH: usize = 4;
 
-/// A cloud.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Cloud {
-    /// Google Compute Engine.
-    Gcp,
-    /// Amazon EC2.
-    Aws,
-    /// Microsoft Azure.
-    Azure,
-}
-
-impl Cloud {
-    /// Every cloud.
-    pub const ALL: [Cloud; 3] = [Cloud::Gcp, Cloud::Aws, Cloud::Azure];
-
-    /// `gcp`, `aws`, `azure`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Cloud::Gcp => "gcp",
-            Cloud::Aws => "aws",
-            Cloud::Azure => "azure",
-        }
-    }
-}
+/// Which cloud a check is for: one of [`Provider::CLOUDS`].
+pub use crate::vocab::Provider;
 
 /// How the firmware starts the disk (one type for every crate).
 pub use crate::vocab::Firmware;
@@ -133,14 +110,14 @@ pub use crate::vocab::Firmware;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Target {
     /// The cloud.
-    pub cloud: Cloud,
+    pub cloud: Provider,
     /// The firmware.
     pub firmware: Firmware,
 }
 
 impl Target {
     /// The paths of `cloud`: UEFI first.
-    pub fn of(cloud: Cloud) -> [Target; 2] {
+    pub fn of(cloud: Provider) -> [Target; 2] {
         [Firmware::Uefi, Firmware::Bios].map(|firmware| Target { cloud, firmware })
     }
 
@@ -148,12 +125,19 @@ impl Target {
     /// `azure-gen1` (BIOS).
     pub fn name(self) -> &'static str {
         match (self.cloud, self.firmware) {
-            (Cloud::Gcp, Firmware::Uefi) => "gcp-uefi",
-            (Cloud::Gcp, Firmware::Bios) => "gcp-bios",
-            (Cloud::Aws, Firmware::Uefi) => "aws-uefi",
-            (Cloud::Aws, Firmware::Bios) => "aws-bios",
-            (Cloud::Azure, Firmware::Uefi) => "azure-gen2",
-            (Cloud::Azure, Firmware::Bios) => "azure-gen1",
+            (Provider::Gcp, Firmware::Uefi) => "gcp-uefi",
+            (Provider::Gcp, Firmware::Bios) => "gcp-bios",
+            (Provider::Aws, Firmware::Uefi) => "aws-uefi",
+            (Provider::Aws, Firmware::Bios) => "aws-bios",
+            (Provider::Azure, Firmware::Uefi) => "azure-gen2",
+            (Provider::Azure, Firmware::Bios) => "azure-gen1",
+            // Not clouds: `check` keeps only Provider::CLOUDS.
+            (Provider::Openstack, Firmware::Uefi) => "openstack-uefi",
+            (Provider::Openstack, Firmware::Bios) => "openstack-bios",
+            (Provider::Hyperv, Firmware::Uefi) => "hyperv-uefi",
+            (Provider::Hyperv, Firmware::Bios) => "hyperv-bios",
+            (Provider::Vsphere, Firmware::Uefi) => "vsphere-uefi",
+            (Provider::Vsphere, Firmware::Bios) => "vsphere-bios",
         }
     }
 }
@@ -216,7 +200,7 @@ pub struct Verdict {
     /// The path.
     pub target: Target,
     /// The cloud.
-    pub cloud: Cloud,
+    pub cloud: Provider,
     /// The firmware.
     pub firmware: Firmware,
     /// No failing check names this path.
@@ -277,7 +261,7 @@ impl Part {
 
 struct Ctx<'a> {
     disk: &'a dyn VirtualDisk,
-    clouds: Vec<Cloud>,
+    clouds: Vec<Provider>,
     checks: Vec<Check>,
     /// Whether the disk has a GPT (from the `gpt` check).
     gpt: bool,
@@ -320,11 +304,11 @@ fn fix(s: &str) -> Option<String> {
     Some(s.to_string())
 }
 
-/// Check `disk` for booting on every path of `clouds` (all three when
-/// empty). `Err` only when the disk cannot be read at all (its first
+/// Check `disk` for booting on every path of `clouds` (all three of
+/// [`Provider::CLOUDS`] when empty; other providers are left out). `Err` only when the disk cannot be read at all (its first
 /// sector); every other problem is a check.
-pub fn check(disk: &dyn VirtualDisk, clouds: &[Cloud]) -> Result<Checklist> {
-    let mut clouds: Vec<Cloud> = Cloud::ALL
+pub fn check(disk: &dyn VirtualDisk, clouds: &[Provider]) -> Result<Checklist> {
+    let mut clouds: Vec<Provider> = Provider::CLOUDS
         .into_iter()
         .filter(|c| clouds.is_empty() || clouds.contains(c))
         .collect();
@@ -1395,13 +1379,15 @@ fn names(refs: &[KernelRef]) -> String {
         .join(", ")
 }
 
-fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
+fn check_size(cx: &mut Ctx<'_>, cloud: Provider, size: u64) {
     let id = match cloud {
-        Cloud::Gcp => "size:gcp",
-        Cloud::Aws => "size:aws",
-        Cloud::Azure => "size:azure",
+        Provider::Gcp => "size:gcp",
+        Provider::Aws => "size:aws",
+        Provider::Azure => "size:azure",
+        // Not clouds: `check` keeps only Provider::CLOUDS.
+        Provider::Openstack | Provider::Hyperv | Provider::Vsphere => return,
     };
-    let subject = format!("size for {}", cloud.name());
+    let subject = format!("size for {}", cloud.id());
     let paths: Vec<Target> = Target::of(cloud).to_vec();
     let push =
         |cx: &mut Ctx<'_>, status: Status, msg: String, fix: Option<String>, paths: Vec<Target>| {
@@ -1415,7 +1401,7 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
             });
         };
     match cloud {
-        Cloud::Gcp => {
+        Provider::Gcp => {
             if let Some((msg, fix)) = growth_hazard(cx, GIB, "GiB") {
                 push(cx, Status::Warn, msg, fix, paths);
                 return;
@@ -1431,7 +1417,7 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
             };
             push(cx, Status::Pass, msg, None, paths);
         }
-        Cloud::Aws => {
+        Provider::Aws => {
             let mut notes = Vec::new();
             if size > AWS_VHD_MAX {
                 notes.push(
@@ -1471,13 +1457,13 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
                     ),
                     fix: fix("boot it with UEFI (register-image --boot-mode uefi), or keep it at 2 TiB or less"),
                     paths: vec![Target {
-                        cloud: Cloud::Aws,
+                        cloud: Provider::Aws,
                         firmware: Firmware::Bios,
                     }],
                 });
             }
         }
-        Cloud::Azure => {
+        Provider::Azure => {
             let grown = size.div_ceil(MIB) * MIB;
             if !(AZURE_MIN..=AZURE_MAX).contains(&grown) {
                 push(
@@ -1516,6 +1502,8 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
                 );
             }
         }
+        // Returned above: no size rule for them here.
+        Provider::Openstack | Provider::Hyperv | Provider::Vsphere => {}
     }
 }
 
@@ -1665,7 +1653,7 @@ mod tests {
 
     #[test]
     fn target_names() {
-        let names: Vec<&str> = Cloud::ALL
+        let names: Vec<&str> = Provider::CLOUDS
             .iter()
             .flat_map(|&c| Target::of(c))
             .map(Target::name)

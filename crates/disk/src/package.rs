@@ -26,23 +26,8 @@ use crate::layout::gpt::Growth;
 use crate::trace;
 use crate::verify::{disk_findings, Finding, Layer, Report};
 
-/// Which cloud a shape is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// Google Compute Engine.
-    Gcp,
-    /// Amazon EC2 (VM Import/Export).
-    Aws,
-    /// Microsoft Azure (page-blob VHD).
-    Azure,
-    /// OpenStack, Oracle OCI, Proxmox and libvirt (QCOW2).
-    Openstack,
-    /// Microsoft Hyper-V (VHDX).
-    Hyperv,
-    /// VMware vSphere (OVA).
-    Vsphere,
-}
+/// Which cloud a shape is for (one type for every crate).
+pub use crate::vocab::Provider;
 
 /// One output shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

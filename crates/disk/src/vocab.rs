@@ -1,8 +1,55 @@
-//! The words every crate shares: which firmware starts a disk (and,
-//! in time, which provider it is for). `check`, `boot` and the CLI all
+//! The words every crate shares: which provider a disk is for and which
+//! firmware starts it. `check`, `package`, `boot`, `cloud` and the CLI all
 //! use these types rather than their own.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Which cloud or platform a disk (or one of its shapes) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Google Compute Engine.
+    Gcp,
+    /// Amazon EC2 (VM Import/Export).
+    Aws,
+    /// Microsoft Azure (page-blob VHD).
+    Azure,
+    /// OpenStack, Oracle OCI, Proxmox and libvirt (QCOW2).
+    Openstack,
+    /// Microsoft Hyper-V (VHDX).
+    Hyperv,
+    /// VMware vSphere (OVA).
+    Vsphere,
+}
+
+impl Provider {
+    /// Every provider.
+    pub const ALL: [Provider; 6] = [
+        Provider::Gcp,
+        Provider::Aws,
+        Provider::Azure,
+        Provider::Openstack,
+        Provider::Hyperv,
+        Provider::Vsphere,
+    ];
+
+    /// The three clouds whose import rules (sizes, boot paths) `check`
+    /// knows and the `cloud` crate drives.
+    pub const CLOUDS: [Provider; 3] = [Provider::Gcp, Provider::Aws, Provider::Azure];
+
+    /// `gcp`, `aws`, `azure`, `openstack`, `hyperv`, `vsphere`: the name in
+    /// JSON, check ids and command lines.
+    pub fn id(self) -> &'static str {
+        match self {
+            Provider::Gcp => "gcp",
+            Provider::Aws => "aws",
+            Provider::Azure => "azure",
+            Provider::Openstack => "openstack",
+            Provider::Hyperv => "hyperv",
+            Provider::Vsphere => "vsphere",
+        }
+    }
+}
 
 /// How the firmware starts the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -35,6 +82,13 @@ impl Firmware {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_id_is_its_json_name() {
+        for p in Provider::ALL {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.id());
+        }
+    }
 
     #[test]
     fn firmware_id_is_its_json_name() {
