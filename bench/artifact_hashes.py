@@ -6,7 +6,8 @@ Fixtures come from bench/bench.py (the same code, so the same bytes): (a)
 the demo image (`cloudimg image build`; unlike bench.py there is no sgdisk
 fallback, whose bytes would differ), (c) the 4 GiB image that is all data,
 and (b) the 10 GiB image with 1 GiB of data when asked for. SOURCE_DATE_EPOCH
-is fixed, so timestamps and seeded GUIDs are too. Each fixture's image and
+is fixed, so timestamps and seeded GUIDs are too, and so are the GUIDs of
+the fixtures' GPTs (bench.py lets sgdisk pick random ones). Each fixture's image and
 artifacts live under --work (target/ by default) and are removed once hashed.
 
 Prints one `sha256  fixture-X/file` line per artifact, sorted, after the
@@ -16,6 +17,7 @@ FILE it compares them with FILE (a previous run's output) instead, prints
 the differences and exits 1 if there is any.
 
 Usage: bench/artifact_hashes.py [--fixtures a,c] [--work DIR] [--check FILE]
+                                [--cloudimg PATH]
 """
 
 import argparse
@@ -27,6 +29,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (fixture code shared with the benchmark)
+
+# The binary under test (--cloudimg; bench.py's by default).
+CLOUDIMG = bench.CLOUDIMG
 
 # Any fixed value will do; this one is 2023-11-14T22:13:20Z.
 SOURCE_DATE_EPOCH = "1700000000"
@@ -41,15 +46,21 @@ def sha256(path):
 
 
 def image(name, work):
-    """The fixture's image, built as bench.py builds it."""
+    """The fixture's image, built as bench.py builds it, with its GPT's
+    GUIDs fixed (sgdisk -o and -n pick random ones)."""
+    path = os.path.join(work, f"fixture-{name}.raw")
+    if os.path.exists(path):
+        os.remove(path)
     if name == "a":
-        path = os.path.join(work, "fixture-a.raw")
-        if os.path.exists(path):
-            os.remove(path)
-        subprocess.run([bench.CLOUDIMG, "image", "build", "-o", path], check=True,
+        subprocess.run([CLOUDIMG, "image", "build", "-o", path], check=True,
                        stdout=subprocess.DEVNULL)
         return path
-    return bench.fixture(name, work)
+    bench.fixture(name, work)
+    parts = 3 if name == "b" else 1
+    guids = [a for i in range(1, parts + 1) for a in ("-u", f"{i}:11111111-2222-4333-8444-{i:012d}")]
+    subprocess.run(["sgdisk", "-U", "11111111-2222-4333-8444-555555555555", *guids, path],
+                   check=True, capture_output=True)
+    return path
 
 
 def hashes(name, work):
@@ -57,7 +68,7 @@ def hashes(name, work):
     out = os.path.join(work, f"fixture-{name}")
     shutil.rmtree(out, ignore_errors=True)
     try:
-        subprocess.run([bench.CLOUDIMG, "package", img, "--all", "-o", out, "-q"], check=True,
+        subprocess.run([CLOUDIMG, "package", img, "--all", "-o", out, "-q"], check=True,
                        stdout=subprocess.DEVNULL)
         lines = [f"{sha256(img)}  {os.path.relpath(img, work)}"]
         for root, _, files in os.walk(out):
@@ -80,9 +91,12 @@ def main():
     ap.add_argument("--fixtures", default="a,c")
     ap.add_argument("--work", default=os.path.join(bench.ROOT, "target", "artifact-hashes"))
     ap.add_argument("--check", metavar="FILE", default=None)
+    ap.add_argument("--cloudimg", default=bench.CLOUDIMG, help="the binary to run")
     args = ap.parse_args()
-    if not os.path.exists(bench.CLOUDIMG):
-        raise SystemExit(f"{bench.CLOUDIMG} is missing: run `make build` first")
+    global CLOUDIMG
+    CLOUDIMG = os.path.abspath(args.cloudimg)
+    if not os.path.exists(CLOUDIMG):
+        raise SystemExit(f"{CLOUDIMG} is missing: run `make build` first")
     os.environ["SOURCE_DATE_EPOCH"] = SOURCE_DATE_EPOCH
     os.makedirs(args.work, exist_ok=True)
     lines = []
