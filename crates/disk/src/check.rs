@@ -81,10 +81,8 @@ pub const AWS_VHD_MAX: u64 = 2040 * GIB;
 pub const VMDK_MAX: u64 = 2 << 40;
 /// Old AWS VM Import limit for MBR (BIOS) boot volumes (2 TiB).
 pub const AWS_BIOS_BOOT_MAX: u64 = 2 << 40;
-/// Smallest Azure managed disk upload (20 MiB, footer excluded).
-pub const AZURE_MIN: u64 = 20 * MIB;
-/// Largest Azure managed disk upload (32 TiB, footer excluded).
-pub const AZURE_MAX: u64 = 32 << 40;
+/// Azure's size range (stated once, in [`crate::vocab`]).
+pub use crate::vocab::{AZURE_MAX, AZURE_MIN};
 /// GRUB's boot.img carries this string (its "GRUB " error prefix).
 pub const GRUB_BOOT_MARK: &[u8] = b"GRUB ";
 /// Offset of the 64-bit LBA of core.img in GRUB's boot.img.
@@ -1464,7 +1462,7 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Provider, size: u64) {
             }
         }
         Provider::Azure => {
-            let grown = size.div_ceil(MIB) * MIB;
+            let grown = crate::package::azure_size(size);
             if !(AZURE_MIN..=AZURE_MAX).contains(&grown) {
                 push(
                     cx,

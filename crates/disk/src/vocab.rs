@@ -4,6 +4,19 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::disk::MIB;
+
+/// Azure's unit for an uploaded disk: its virtual size (the fixed VHD's
+/// footer excluded) is a whole MiB (the project's cloud-formats reference,
+/// §3). `check` checks it, `package` grows to it, `cloud` re-checks it.
+pub const AZURE_SIZE_UNIT: u64 = MIB;
+/// Smallest Azure managed disk upload (20 MiB, footer excluded; Azure
+/// DiskCreationData.UploadSizeBytes, less the footer).
+pub const AZURE_MIN: u64 = 20 * MIB;
+/// Largest Azure managed disk upload (32 TiB, footer excluded; the same
+/// source).
+pub const AZURE_MAX: u64 = 32 << 40;
+
 /// Which cloud or platform a disk (or one of its shapes) is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
