@@ -84,3 +84,12 @@ $(LIMINE_IMAGE): | $(CLOUDIMG_DEP)
 # unless FORCE=1.
 capos-cloudboot-image: | $(CLOUDIMG_DEP)
 	$(CLOUDIMG) image build --size 10G -o target/capos-cloudboot-image.raw $(if $(FORCE),--force)
+
+# The SHA-256 of every artifact of `package --all` on the demo image and
+# the benchmark's 4 GiB fixture (c), compared with the baseline recorded in
+# bench/results/artifact-hashes.txt: a refactoring must change no byte.
+# HASH_FIXTURES=a for the quick subset (seconds instead of minutes).
+HASH_FIXTURES ?= a,c
+.PHONY: check-hashes
+check-hashes: build
+	bench/artifact_hashes.py --fixtures $(HASH_FIXTURES) --check bench/results/artifact-hashes.txt

@@ -42,3 +42,12 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo is missing; install Rust (rustup) first" >&2
   exit 2
 fi
+# The lint gate of scripts/test.sh needs rustfmt and clippy.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null; then
+    rustup component add rustfmt clippy
+  else
+    echo "setup: cargo fmt and cargo clippy are missing; install rustfmt and clippy" >&2
+    exit 2
+  fi
+fi

@@ -11,24 +11,9 @@ use cloudimg_disk::formats::{self, Format};
 use crate::error::{Error, Result};
 use crate::record::BootRecord;
 
-/// Which firmware boots the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Firmware {
-    /// OVMF.
-    Uefi,
-    /// SeaBIOS (QEMU's default BIOS).
-    Bios,
-}
-
-impl Firmware {
-    /// `uefi` or `bios`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Firmware::Uefi => "uefi",
-            Firmware::Bios => "bios",
-        }
-    }
-}
+/// Which firmware boots the disk: OVMF (UEFI) or SeaBIOS (QEMU's default
+/// BIOS). The disk crate's type, shared by every crate.
+pub use cloudimg_disk::Firmware;
 
 /// How the disk is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,7 +482,7 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
         artifact: artifact.to_path_buf(),
         artifact_sha256: sha.to_string(),
         artifact_format: format.name().to_string(),
-        firmware: opts.firmware.name().into(),
+        firmware: opts.firmware.id().into(),
         disk_interface: opts.disk.name().into(),
         accel: opts.accel.name().into(),
         landmark: opts.expect.clone(),
@@ -512,7 +497,7 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
     };
     if let Some(dir) = &opts.log_dir {
         fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let stem = format!("boot-{}-{}", opts.firmware.name(), opts.disk.name());
+        let stem = format!("boot-{}-{}", opts.firmware.id(), opts.disk.name());
         let log_path = dir.join(format!("{stem}.serial.log"));
         fs::write(&log_path, &log)
             .map_err(|e| Error::io(format!("writing {}", log_path.display()), e))?;

@@ -69,7 +69,7 @@ fn assert_passes(firmware: Firmware, disk: DiskInterface) {
     assert!(r.seconds_to_landmark.unwrap() > 0.0);
     assert!(
         r.serial_tail
-            .contains(&format!("capos demo kernel: firmware={}", firmware.name())),
+            .contains(&format!("capos demo kernel: firmware={}", firmware.id())),
         "{}",
         r.serial_tail
     );

@@ -80,19 +80,18 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use cloudimg_disk::disk::MIB;
 use cloudimg_disk::formats::vhd::reader::read_footer;
 use cloudimg_disk::formats::vhd::wire::{
     checksum, off, DISK_TYPE_DYNAMIC, DISK_TYPE_FIXED, FOOTER_COOKIE, FOOTER_SIZE,
 };
+// Azure's size rules, stated once in the disk crate.
+use cloudimg_disk::vocab::{AZURE_MIN, AZURE_SIZE_UNIT};
 
 use crate::command::CloudCommand;
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::Resource;
 
-/// One MiB: Azure's alignment for a VHD's virtual size.
-pub const MIB: u64 = 1 << 20;
-/// The smallest virtual size accepted (an upload of 20 MiB + 512 bytes).
-pub const MIN_VIRTUAL_SIZE: u64 = 20 * MIB;
 /// The default VM size (Gen1 and Gen2).
 pub const DEFAULT_VM_SIZE: &str = "Standard_B1s";
 /// The default location.
@@ -568,13 +567,13 @@ pub fn check_artifact(path: &Path) -> Result<VhdFacts> {
             format!("file is {len} bytes but the footer's virtual size is {size} (+ 512)"),
         ));
     }
-    if size % MIB != 0 {
+    if size % AZURE_SIZE_UNIT != 0 {
         return Err(artifact_err(
             path,
             format!("virtual size {size} bytes is not a whole number of MiB, which Azure requires"),
         ));
     }
-    if size < MIN_VIRTUAL_SIZE {
+    if size < AZURE_MIN {
         return Err(artifact_err(
             path,
             format!("virtual size {size} bytes is less than Azure's minimum of 20 MiB"),

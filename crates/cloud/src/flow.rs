@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use cloudimg_disk::formats::Format;
 use cloudimg_disk::package::verify_path;
+use cloudimg_disk::vocab::Provider;
 
 use crate::aws::{self, AwsFormat, AwsTarget};
 use crate::azure::{self, AzureTarget};
@@ -33,12 +34,12 @@ pub enum Target {
 }
 
 impl Target {
-    /// `gcp` or `aws`.
-    pub fn provider(&self) -> &'static str {
+    /// The provider (one of [`Provider::CLOUDS`]).
+    pub fn provider(&self) -> Provider {
         match self {
-            Target::Gcp(_) => "gcp",
-            Target::Aws(_) => "aws",
-            Target::Azure(_) => "azure",
+            Target::Gcp(_) => Provider::Gcp,
+            Target::Aws(_) => Provider::Aws,
+            Target::Azure(_) => Provider::Azure,
         }
     }
 
@@ -736,7 +737,7 @@ pub fn run(target: &Target, name_run_id: &str, opts: &RunOptions) -> Result<Summ
         Target::Azure(z) => z.name.clone(),
     };
     let mut summary = Summary {
-        provider: target.provider().into(),
+        provider: target.provider().id().into(),
         run_id: name_run_id.to_string(),
         name,
         artifact: opts.artifact.clone(),
@@ -782,7 +783,7 @@ pub fn run(target: &Target, name_run_id: &str, opts: &RunOptions) -> Result<Summ
     }
     let journal = Arc::new(Mutex::new(Journal::create(
         &journal_path,
-        target.provider(),
+        target.provider().id(),
         name_run_id,
     )?));
     let mut teardown_runner = runner.clone();

@@ -63,10 +63,8 @@ pub use limine::{LimineReport, LoaderBytes};
 /// One MiB, the alignment partitions should start on and the unit Azure
 /// sizes must be a multiple of.
 pub use crate::disk::MIB;
-/// GPT type of the EFI system partition.
-pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
-/// GPT type of the BIOS boot partition (GRUB's core.img).
-pub const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
+/// GPT types of the EFI system and BIOS boot partitions.
+pub use crate::layout::gpt::{BIOS_BOOT_TYPE, ESP_TYPE};
 /// MBR partition type of an EFI system partition.
 pub const MBR_ESP_TYPE: u8 = 0xEF;
 /// The removable-media loader path UEFI firmware boots (UEFI 2.10 §3.5.1.1).
@@ -83,10 +81,8 @@ pub const AWS_VHD_MAX: u64 = 2040 * GIB;
 pub const VMDK_MAX: u64 = 2 << 40;
 /// Old AWS VM Import limit for MBR (BIOS) boot volumes (2 TiB).
 pub const AWS_BIOS_BOOT_MAX: u64 = 2 << 40;
-/// Smallest Azure managed disk upload (20 MiB, footer excluded).
-pub const AZURE_MIN: u64 = 20 * MIB;
-/// Largest Azure managed disk upload (32 TiB, footer excluded).
-pub const AZURE_MAX: u64 = 32 << 40;
+/// Azure's size range (stated once, in [`crate::vocab`]).
+pub use crate::vocab::{AZURE_MAX, AZURE_MIN};
 /// GRUB's boot.img carries this string (its "GRUB " error prefix).
 pub const GRUB_BOOT_MARK: &[u8] = b"GRUB ";
 /// Offset of the 64-bit LBA of core.img in GRUB's boot.img.
@@ -102,64 +98,24 @@ pub const MAX_DIR_ENTRIES: usize = 65_536;
 /// GRUB configs followed through `configfile`/`source` at most.
 const MAX_CONFIG_DEPTH: usize = 4;
 
-/// A cloud.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Cloud {
-    /// Google Compute Engine.
-    Gcp,
-    /// Amazon EC2.
-    Aws,
-    /// Microsoft Azure.
-    Azure,
-}
+/// Which cloud a check is for: one of [`Provider::CLOUDS`].
+pub use crate::vocab::Provider;
 
-impl Cloud {
-    /// Every cloud.
-    pub const ALL: [Cloud; 3] = [Cloud::Gcp, Cloud::Aws, Cloud::Azure];
-
-    /// `gcp`, `aws`, `azure`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Cloud::Gcp => "gcp",
-            Cloud::Aws => "aws",
-            Cloud::Azure => "azure",
-        }
-    }
-}
-
-/// How the firmware starts the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Firmware {
-    /// Legacy BIOS: MBR boot code.
-    Bios,
-    /// UEFI: `/EFI/BOOT/BOOTX64.EFI` on the ESP.
-    Uefi,
-}
-
-impl Firmware {
-    /// `BIOS`, `UEFI`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Firmware::Bios => "BIOS",
-            Firmware::Uefi => "UEFI",
-        }
-    }
-}
+/// How the firmware starts the disk (one type for every crate).
+pub use crate::vocab::Firmware;
 
 /// One cloud and firmware path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Target {
     /// The cloud.
-    pub cloud: Cloud,
+    pub cloud: Provider,
     /// The firmware.
     pub firmware: Firmware,
 }
 
 impl Target {
     /// The paths of `cloud`: UEFI first.
-    pub fn of(cloud: Cloud) -> [Target; 2] {
+    pub fn of(cloud: Provider) -> [Target; 2] {
         [Firmware::Uefi, Firmware::Bios].map(|firmware| Target { cloud, firmware })
     }
 
@@ -167,12 +123,19 @@ impl Target {
     /// `azure-gen1` (BIOS).
     pub fn name(self) -> &'static str {
         match (self.cloud, self.firmware) {
-            (Cloud::Gcp, Firmware::Uefi) => "gcp-uefi",
-            (Cloud::Gcp, Firmware::Bios) => "gcp-bios",
-            (Cloud::Aws, Firmware::Uefi) => "aws-uefi",
-            (Cloud::Aws, Firmware::Bios) => "aws-bios",
-            (Cloud::Azure, Firmware::Uefi) => "azure-gen2",
-            (Cloud::Azure, Firmware::Bios) => "azure-gen1",
+            (Provider::Gcp, Firmware::Uefi) => "gcp-uefi",
+            (Provider::Gcp, Firmware::Bios) => "gcp-bios",
+            (Provider::Aws, Firmware::Uefi) => "aws-uefi",
+            (Provider::Aws, Firmware::Bios) => "aws-bios",
+            (Provider::Azure, Firmware::Uefi) => "azure-gen2",
+            (Provider::Azure, Firmware::Bios) => "azure-gen1",
+            // Not clouds: `check` keeps only Provider::CLOUDS.
+            (Provider::Openstack, Firmware::Uefi) => "openstack-uefi",
+            (Provider::Openstack, Firmware::Bios) => "openstack-bios",
+            (Provider::Hyperv, Firmware::Uefi) => "hyperv-uefi",
+            (Provider::Hyperv, Firmware::Bios) => "hyperv-bios",
+            (Provider::Vsphere, Firmware::Uefi) => "vsphere-uefi",
+            (Provider::Vsphere, Firmware::Bios) => "vsphere-bios",
         }
     }
 }
@@ -235,7 +198,7 @@ pub struct Verdict {
     /// The path.
     pub target: Target,
     /// The cloud.
-    pub cloud: Cloud,
+    pub cloud: Provider,
     /// The firmware.
     pub firmware: Firmware,
     /// No failing check names this path.
@@ -296,7 +259,7 @@ impl Part {
 
 struct Ctx<'a> {
     disk: &'a dyn VirtualDisk,
-    clouds: Vec<Cloud>,
+    clouds: Vec<Provider>,
     checks: Vec<Check>,
     /// Whether the disk has a GPT (from the `gpt` check).
     gpt: bool,
@@ -339,11 +302,11 @@ fn fix(s: &str) -> Option<String> {
     Some(s.to_string())
 }
 
-/// Check `disk` for booting on every path of `clouds` (all three when
-/// empty). `Err` only when the disk cannot be read at all (its first
+/// Check `disk` for booting on every path of `clouds` (all three of
+/// [`Provider::CLOUDS`] when empty; other providers are left out). `Err` only when the disk cannot be read at all (its first
 /// sector); every other problem is a check.
-pub fn check(disk: &dyn VirtualDisk, clouds: &[Cloud]) -> Result<Checklist> {
-    let mut clouds: Vec<Cloud> = Cloud::ALL
+pub fn check(disk: &dyn VirtualDisk, clouds: &[Provider]) -> Result<Checklist> {
+    let mut clouds: Vec<Provider> = Provider::CLOUDS
         .into_iter()
         .filter(|c| clouds.is_empty() || clouds.contains(c))
         .collect();
@@ -1414,13 +1377,15 @@ fn names(refs: &[KernelRef]) -> String {
         .join(", ")
 }
 
-fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
+fn check_size(cx: &mut Ctx<'_>, cloud: Provider, size: u64) {
     let id = match cloud {
-        Cloud::Gcp => "size:gcp",
-        Cloud::Aws => "size:aws",
-        Cloud::Azure => "size:azure",
+        Provider::Gcp => "size:gcp",
+        Provider::Aws => "size:aws",
+        Provider::Azure => "size:azure",
+        // Not clouds: `check` keeps only Provider::CLOUDS.
+        Provider::Openstack | Provider::Hyperv | Provider::Vsphere => return,
     };
-    let subject = format!("size for {}", cloud.name());
+    let subject = format!("size for {}", cloud.id());
     let paths: Vec<Target> = Target::of(cloud).to_vec();
     let push =
         |cx: &mut Ctx<'_>, status: Status, msg: String, fix: Option<String>, paths: Vec<Target>| {
@@ -1434,7 +1399,7 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
             });
         };
     match cloud {
-        Cloud::Gcp => {
+        Provider::Gcp => {
             if let Some((msg, fix)) = growth_hazard(cx, GIB, "GiB") {
                 push(cx, Status::Warn, msg, fix, paths);
                 return;
@@ -1450,7 +1415,7 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
             };
             push(cx, Status::Pass, msg, None, paths);
         }
-        Cloud::Aws => {
+        Provider::Aws => {
             let mut notes = Vec::new();
             if size > AWS_VHD_MAX {
                 notes.push(
@@ -1490,14 +1455,14 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
                     ),
                     fix: fix("boot it with UEFI (register-image --boot-mode uefi), or keep it at 2 TiB or less"),
                     paths: vec![Target {
-                        cloud: Cloud::Aws,
+                        cloud: Provider::Aws,
                         firmware: Firmware::Bios,
                     }],
                 });
             }
         }
-        Cloud::Azure => {
-            let grown = size.div_ceil(MIB) * MIB;
+        Provider::Azure => {
+            let grown = crate::package::azure_size(size);
             if !(AZURE_MIN..=AZURE_MAX).contains(&grown) {
                 push(
                     cx,
@@ -1535,6 +1500,8 @@ fn check_size(cx: &mut Ctx<'_>, cloud: Cloud, size: u64) {
                 );
             }
         }
+        // Returned above: no size rule for them here.
+        Provider::Openstack | Provider::Hyperv | Provider::Vsphere => {}
     }
 }
 
@@ -1679,7 +1646,7 @@ mod tests {
 
     #[test]
     fn target_names() {
-        let names: Vec<&str> = Cloud::ALL
+        let names: Vec<&str> = Provider::CLOUDS
             .iter()
             .flat_map(|&c| Target::of(c))
             .map(Target::name)

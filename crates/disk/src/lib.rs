@@ -26,6 +26,8 @@ pub mod layout;
 pub mod package;
 pub mod trace;
 pub mod verify;
+pub mod vocab;
 
 pub use disk::{Extent, ExtentKind, MemDisk, VirtualDisk, SECTOR_SIZE};
 pub use error::{Error, ErrorKind, Result};
+pub use vocab::Firmware;

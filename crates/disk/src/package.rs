@@ -25,24 +25,10 @@ use crate::layout;
 use crate::layout::gpt::Growth;
 use crate::trace;
 use crate::verify::{disk_findings, Finding, Layer, Report};
+use crate::vocab::AZURE_SIZE_UNIT;
 
-/// Which cloud a shape is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// Google Compute Engine.
-    Gcp,
-    /// Amazon EC2 (VM Import/Export).
-    Aws,
-    /// Microsoft Azure (page-blob VHD).
-    Azure,
-    /// OpenStack, Oracle OCI, Proxmox and libvirt (QCOW2).
-    Openstack,
-    /// Microsoft Hyper-V (VHDX).
-    Hyperv,
-    /// VMware vSphere (OVA).
-    Vsphere,
-}
+/// Which cloud a shape is for (one type for every crate).
+pub use crate::vocab::Provider;
 
 /// One output shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -465,7 +451,7 @@ pub fn gcp_size(size: u64) -> u64 {
 /// larger whole MiB when a backup GPT at this one would overwrite data
 /// ([`layout::gpt::plan_growth`]).
 pub fn azure_size(size: u64) -> u64 {
-    size.div_ceil(MIB) * MIB
+    size.div_ceil(AZURE_SIZE_UNIT) * AZURE_SIZE_UNIT
 }
 
 /// Self-check of a grown disk, before any of it is written: its patches
@@ -633,7 +619,7 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
             }
         };
     let (grown, gcp_growth) = plan_grown(Shape::GcpTarGz, GIB).unzip();
-    let (azure, azure_growth) = plan_grown(Shape::AzureVhd, MIB).unzip();
+    let (azure, azure_growth) = plan_grown(Shape::AzureVhd, AZURE_SIZE_UNIT).unzip();
     let (gcp_growth, azure_growth) = (gcp_growth.flatten(), azure_growth.flatten());
     // Whether the Azure disk is byte for byte the input.
     let azure_is_input = azure

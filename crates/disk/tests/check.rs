@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use cloudimg_disk::check::{check, Checklist, Cloud, Status, MIB};
+use cloudimg_disk::check::{check, Checklist, Provider, Status, MIB};
 use cloudimg_disk::io::RawFile;
 use cloudimg_disk::layout::gpt::{self, GptSpec, NewPartition};
 use cloudimg_disk::layout::Guid;
@@ -65,7 +65,7 @@ impl Img {
     fn esp(&self) -> String {
         format!("{}@@{}", self.path.display(), ESP_FIRST_LBA * 512)
     }
-    fn check(&self, clouds: &[Cloud]) -> Checklist {
+    fn check(&self, clouds: &[Provider]) -> Checklist {
         let d = RawFile::open(&self.path).unwrap();
         check(&d, clouds).unwrap()
     }
@@ -228,7 +228,7 @@ fn fat16_and_fat12_esps_are_read() {
         return;
     }
     for (size, esp, fat) in [(64 * MIB, 40, 16), (32 * MIB, 2, 12)] {
-        let l = build(size, esp, fat).check(&[Cloud::Aws]);
+        let l = build(size, esp, fat).check(&[Provider::Aws]);
         assert!(
             status(&l, "esp").1.ends_with(&format!("FAT{fat}")),
             "{l:#?}"
@@ -305,7 +305,7 @@ fn zeroed_limine_stage2_fails_bios_paths() {
     }
     let img = default_img();
     img.write_at(&[0u8; 512], 41 * 512);
-    let l = img.check(&[Cloud::Gcp]);
+    let l = img.check(&[Provider::Gcp]);
     assert_eq!(
         status(&l, "bios-stage2"),
         (
@@ -350,7 +350,7 @@ fn arm64_loader_is_refused() {
             .arg(&f)
             .arg("::/EFI/BOOT/BOOTX64.EFI"),
     );
-    let l = img.check(&[Cloud::Azure]);
+    let l = img.check(&[Provider::Azure]);
     assert_eq!(
         status(&l, "efi-loader"),
         (
@@ -427,7 +427,7 @@ fn size_not_a_sector_multiple_fails() {
     let img = default_img();
     let f = OpenOptions::new().write(true).open(&img.path).unwrap();
     f.set_len(64 * MIB + 100).unwrap();
-    let l = img.check(&[Cloud::Aws]);
+    let l = img.check(&[Provider::Aws]);
     assert_eq!(
         status(&l, "size-sector"),
         (
@@ -479,7 +479,7 @@ fn azure_sizes() {
         return;
     }
     // Not a whole MiB: Azure needs it grown (pass, with the size).
-    let l = build(64 * MIB + 512, 40, 32).check(&[Cloud::Azure]);
+    let l = build(64 * MIB + 512, 40, 32).check(&[Provider::Azure]);
     assert_eq!(
         status(&l, "size:azure"),
         (
@@ -616,7 +616,7 @@ mod real_limine {
         fn esp(&self) -> String {
             format!("{}@@{}", self.path.display(), ESP_LBA * 512)
         }
-        fn check(&self, clouds: &[Cloud]) -> Checklist {
+        fn check(&self, clouds: &[Provider]) -> Checklist {
             check(&RawFile::open(&self.path).unwrap(), clouds).unwrap()
         }
         fn put(&self, bytes: &[u8], to: &str) {
@@ -909,7 +909,7 @@ mod real_limine {
             b"timeout: 0\n\n/other\n    protocol: multiboot2\n    kernel_path: boot():/gone.elf\n",
             "/limine.conf",
         );
-        let l = img.check(&[Cloud::Gcp]);
+        let l = img.check(&[Provider::Gcp]);
         let (s, m) = status(&l, "kernel");
         assert_eq!(s, Status::Fail);
         assert!(
@@ -1025,7 +1025,7 @@ mod real_limine {
         f.set_len(DISK + 5 * 512).unwrap();
         drop(f);
         common::run(Command::new("sgdisk").arg("-e").arg(&img.path));
-        let l = img.check(&[Cloud::Azure]);
+        let l = img.check(&[Provider::Azure]);
         let (s, m) = status(&l, "bios-stage2");
         assert_eq!(s, Status::Fail);
         assert!(
@@ -1051,7 +1051,7 @@ mod real_limine {
         assert_eq!(plan.to, DISK + MIB, "{plan:?}");
         assert_eq!(plan.skipped.len(), 1, "{plan:?}");
         let [first, last] = plan.skipped[0].foreign_lbas[0];
-        let l = img.check(&[Cloud::Azure, Cloud::Gcp]);
+        let l = img.check(&[Provider::Azure, Provider::Gcp]);
         assert!(l.ready(), "{l:?}");
         let (s, m) = status(&l, "size:azure");
         assert_eq!(s, Status::Warn);
@@ -1073,7 +1073,7 @@ mod real_limine {
         let img = build("10.4.0");
         let f = OpenOptions::new().write(true).open(&img.path).unwrap();
         f.write_all_at(&[0u8; 512], 40 * 512).unwrap();
-        let l = img.check(&[Cloud::Aws]);
+        let l = img.check(&[Provider::Aws]);
         assert_eq!(
             status(&l, "bios-stage2"),
             (
@@ -1118,7 +1118,7 @@ mod real_limine {
         let sys = |v| fs::read(release(v).unwrap().join("limine-bios.sys")).unwrap();
         let img = build("10.4.0");
         img.put(&sys("8.2.0"), "/limine-bios.sys");
-        let l = img.check(&[Cloud::Gcp]);
+        let l = img.check(&[Provider::Gcp]);
         assert_eq!(
             status(&l, "bios-stage3"),
             (
@@ -1128,7 +1128,7 @@ mod real_limine {
         );
         let img = build("8.2.0");
         img.put(&sys("10.4.0"), "/limine-bios.sys");
-        let l = img.check(&[Cloud::Gcp]);
+        let l = img.check(&[Provider::Gcp]);
         let (s, m) = status(&l, "bios-stage3");
         assert_eq!(s, Status::Fail);
         assert!(m.starts_with("/limine-bios.sys on partition 1 is Limine 10.4.0, but the MBR code is the 9.x or earlier layout"), "{m}");
@@ -1146,7 +1146,7 @@ mod real_limine {
             &fs::read(release("8.2.0").unwrap().join("limine-bios.sys")).unwrap(),
             "/boot/limine/limine-bios.sys",
         );
-        let l = img.check(&[Cloud::Gcp]);
+        let l = img.check(&[Provider::Gcp]);
         let (s, m) = status(&l, "bios-stage3");
         assert_eq!(s, Status::Fail);
         assert!(m.starts_with("/boot/limine/limine-bios.sys on partition 2 is Limine 8.2.0, but the MBR code is the 10.x or later layout"), "{m}");

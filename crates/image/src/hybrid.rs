@@ -37,10 +37,9 @@ pub const EFI_LOADER_PATH: &str = "/EFI/BOOT/BOOTX64.EFI";
 pub const ESP_LABEL: &str = "CAPOS-ESP";
 /// SOURCE_DATE_EPOCH used when none is given (1980-01-01T00:00:00Z).
 pub const DEFAULT_EPOCH: i64 = 315_532_800;
-/// The BIOS boot partition type (GRUB's core.img lives there).
-pub const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
-/// The EFI system partition type.
-pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// The BIOS boot and EFI system partition types (defined once, in the
+/// disk crate).
+pub use cloudimg_disk::layout::gpt::{BIOS_BOOT_TYPE, ESP_TYPE};
 /// Sectors the backup GPT takes at the end of the disk: the 128-entry
 /// array and the header.
 pub(crate) const BACKUP_GPT_SECTORS: u64 =

@@ -94,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // A signal kills QEMU: that boot's failure is not worth reporting.
         crate::signals::settle();
         let record = record
-            .with_context(|| format!("booting {} with {}", args.artifact.display(), fw.name()))?;
+            .with_context(|| format!("booting {} with {}", args.artifact.display(), fw.id()))?;
         println!("{}", record.summary());
         if !record.passed {
             all_passed = false;

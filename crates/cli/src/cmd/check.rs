@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cloudimg_disk::check::limine::{Family, Version};
-use cloudimg_disk::check::{check, Checklist, Cloud, LimineReport, Status};
+use cloudimg_disk::check::{check, Checklist, LimineReport, Provider, Status};
 use cloudimg_disk::formats;
 use cloudimg_disk::VirtualDisk;
 
@@ -77,15 +77,15 @@ pub fn open_disk(path: &Path) -> anyhow::Result<Box<dyn VirtualDisk>> {
 
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let clouds: Vec<Cloud> = if args.provider.contains(&ProviderArg::All) {
-        Cloud::ALL.to_vec()
+    let clouds: Vec<Provider> = if args.provider.contains(&ProviderArg::All) {
+        Provider::CLOUDS.to_vec()
     } else {
         args.provider
             .iter()
             .map(|p| match p {
-                ProviderArg::Gcp => Cloud::Gcp,
-                ProviderArg::Aws => Cloud::Aws,
-                ProviderArg::Azure | ProviderArg::All => Cloud::Azure,
+                ProviderArg::Gcp => Provider::Gcp,
+                ProviderArg::Aws => Provider::Aws,
+                ProviderArg::Azure | ProviderArg::All => Provider::Azure,
             })
             .collect()
     };

@@ -323,7 +323,7 @@ fn run_target(
     let evidence = c.evidence.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "target/cloud-evidence/{}-{run_id}",
-            target.provider()
+            target.provider().id()
         ))
     });
     let mut opts = RunOptions::new(artifact, evidence.clone(), log());

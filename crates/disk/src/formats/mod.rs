@@ -96,25 +96,25 @@ fn detect_file_named(file: &File, path: Option<&Path>) -> Result<Format> {
         }
         return Ok(Format::Gzip);
     }
-    if head.starts_with(b"KDMV") {
+    if head.starts_with(&vmdk::wire::MAGIC) {
         return Ok(Format::Vmdk);
     }
     if vmdk::descriptor::is_text_descriptor(head) {
         return Ok(Format::VmdkDescriptor);
     }
-    if head.starts_with(b"QFI\xfb") {
+    if head.starts_with(&qcow2::wire::MAGIC) {
         return Ok(Format::Qcow2);
     }
-    if head.starts_with(b"vhdxfile") {
+    if head.starts_with(&vhdx::wire::FILE_SIGNATURE) {
         return Ok(Format::Vhdx);
     }
-    if head.starts_with(b"conectix") {
+    if head.starts_with(&vhd::wire::FOOTER_COOKIE) {
         return Ok(Format::VhdDynamic);
     }
     if len >= 512 {
         let mut tail = [0u8; 512];
         read_up_to(file, &mut tail, len - 512)?;
-        if tail.starts_with(b"conectix") {
+        if tail.starts_with(&vhd::wire::FOOTER_COOKIE) {
             return Ok(Format::VhdFixed);
         }
     }

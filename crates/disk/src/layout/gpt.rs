@@ -174,11 +174,19 @@ impl GptHeader {
     }
 }
 
+/// GPT type of the EFI system partition (UEFI 2.10 §5.3.3, "Defined GPT
+/// Partition Entry - Partition Type GUIDs").
+pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// GPT type of the BIOS boot partition (GRUB's core.img, Limine 10.x's
+/// stage 2): GRUB's GUID, whose 16 bytes on disk spell "Hah!IdontNeedEFI"
+/// (GRUB's include/grub/gpt_partition.h, GRUB_GPT_PARTITION_TYPE_BIOS_BOOT).
+pub const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
+
 /// A friendly name for common partition type GUIDs.
 pub fn type_name(t: &Guid) -> Option<&'static str> {
     Some(match t.to_string().as_str() {
-        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" => "EFI system partition",
-        "21686148-6449-6E6F-744E-656564454649" => "BIOS boot partition",
+        ESP_TYPE => "EFI system partition",
+        BIOS_BOOT_TYPE => "BIOS boot partition",
         "0FC63DAF-8483-4772-8E79-3D69D8477DE4" => "Linux filesystem",
         "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709" => "Linux x86-64 root (/)",
         "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F" => "Linux swap",
