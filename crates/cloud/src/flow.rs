@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use cloudimg_disk::formats::Format;
-use cloudimg_disk::package::verify_path;
+use cloudimg_disk::verify::verify_path;
 use cloudimg_disk::vocab::Provider;
 
 use crate::aws::{self, AwsFormat, AwsTarget};

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cloudimg_disk::io::Sha256Hex;
-use cloudimg_disk::package::{is_manifest, read_manifest, verify_manifest, verify_path};
 use cloudimg_disk::verify::Finding;
 use cloudimg_disk::verify::Report;
+use cloudimg_disk::verify::{is_manifest, read_manifest, verify_manifest, verify_path};
 
 /// Decode an artifact in full and report every defect found.
 ///
