@@ -853,19 +853,7 @@ fn limine_like(path: &Path, size: u64, seed: u64) -> (Vec<u8>, Vec<u8>) {
         .write(true)
         .open(path)
         .unwrap();
-    let entries = 44u32;
-    for (hdr_lba, arr_lba) in [(1u64, 2u64), (n - 1, n - 33)] {
-        let mut h = [0u8; 512];
-        f.read_exact_at(&mut h, hdr_lba * 512).unwrap();
-        let mut arr = vec![0u8; entries as usize * 128];
-        f.read_exact_at(&mut arr, arr_lba * 512).unwrap();
-        h[80..84].copy_from_slice(&entries.to_le_bytes());
-        h[88..92].copy_from_slice(&crc32(&arr).to_le_bytes());
-        h[16..20].fill(0);
-        let c = crc32(&h[..92]);
-        h[16..20].copy_from_slice(&c.to_le_bytes());
-        f.write_all_at(&h, hdr_lba * 512).unwrap();
-    }
+    common::shrink_arrays_to_44(&f, n);
     let mut rng = Rng::new(seed ^ 0x51A6E2);
     let (mut a, mut b) = (vec![0u8; 21 * 512], vec![0u8; 20 * 512]);
     rng.fill(&mut a);

@@ -35,10 +35,22 @@ pub fn gpt_file(path: &std::path::Path, size: u64, seed: u64) -> std::fs::File {
 /// entries (11 sectors), and seeded random "stage 2 half B" bytes in the
 /// 20 sectors before the backup header (LBAs N-21..=N-2). Returns half B.
 pub fn limine_like_file(path: &std::path::Path, size: u64, seed: u64) -> Vec<u8> {
-    use cloudimg_disk::layout::gpt::crc32;
     use std::os::unix::fs::FileExt;
     let f = gpt_file(path, size, seed);
     let n = size / 512;
+    shrink_arrays_to_44(&f, n);
+    let mut half_b = vec![0u8; 20 * 512];
+    Rng::new(seed).fill(&mut half_b);
+    f.write_all_at(&half_b, (n - 21) * 512).unwrap();
+    half_b
+}
+
+/// Shrink both GPT arrays of a 128-entry disk of `n` sectors (arrays at
+/// LBA 2 and N-33) to 44 entries, as Limine 8.x's `bios-install` does,
+/// updating each header's entry count, array CRC and header CRC.
+pub fn shrink_arrays_to_44(f: &std::fs::File, n: u64) {
+    use cloudimg_disk::layout::gpt::crc32;
+    use std::os::unix::fs::FileExt;
     let entries = 44u32;
     for (hdr_lba, arr_lba) in [(1u64, 2u64), (n - 1, n - 33)] {
         let mut h = [0u8; 512];
@@ -52,8 +64,4 @@ pub fn limine_like_file(path: &std::path::Path, size: u64, seed: u64) -> Vec<u8>
         h[16..20].copy_from_slice(&c.to_le_bytes());
         f.write_all_at(&h, hdr_lba * 512).unwrap();
     }
-    let mut half_b = vec![0u8; 20 * 512];
-    Rng::new(seed).fill(&mut half_b);
-    f.write_all_at(&half_b, (n - 21) * 512).unwrap();
-    half_b
 }
