@@ -7,9 +7,11 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use rustix::fs::OFlags;
 
 /// The temporary files alive, and whether the process is shutting down.
 /// Files are created and registered under this lock, so a cleanup can
@@ -23,7 +25,6 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     paths: Vec::new(),
     closed: false,
 });
-static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
@@ -67,17 +68,29 @@ impl OutputFile {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "output has no file name"))?
             .to_string_lossy()
             .into_owned();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = dir.join(format!(".{name}.{}.{n}.partial", std::process::id()));
         let mut r = registry();
         if r.closed {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
+        // A name another user took (a file, a symlink) is skipped for
+        // another; the name is unpredictable, the file owner-only (it holds
+        // image data) and never reached through a symlink.
+        let mut tries = 0;
+        let (file, temp) = loop {
+            let temp = dir.join(format!(".{name}.{}.partial", super::temp::unpredictable()));
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+                .open(&temp)
+            {
+                Ok(f) => break (f, temp),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => tries += 1,
+                Err(e) => return Err(e),
+            }
+        };
         r.paths.push(temp.clone());
         drop(r);
         Ok(OutputFile {
@@ -179,5 +192,20 @@ mod tests {
         let p = out.commit().unwrap();
         assert_eq!(fs::read(p).unwrap(), b"x");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temporary_output_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputFile::create(dir.path().join("a.raw")).unwrap();
+        let mode = fs::symlink_metadata(out.temp_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let p = out.commit().unwrap();
+        let mode = fs::metadata(p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }
