@@ -691,7 +691,7 @@ impl From<&CloudCommand> for PlanCommand {
 #[derive(Debug, Clone, Serialize)]
 pub struct AzurePlan {
     /// `azure`.
-    pub provider: &'static str,
+    pub provider: Provider,
     /// The artifact.
     pub artifact: String,
     /// What the checks read from it.
@@ -742,7 +742,7 @@ pub fn plan(target: &AzureTarget, artifact: &Path) -> Result<AzurePlan> {
         })
         .collect();
     Ok(AzurePlan {
-        provider: "azure",
+        provider: Provider::Azure,
         artifact: art,
         vhd: VhdFacts::of(&report),
         generation: target.generation(),

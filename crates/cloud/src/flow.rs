@@ -113,8 +113,8 @@ impl RunOptions {
 /// `summary.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    /// `gcp`, `aws` or `azure`.
-    pub provider: String,
+    /// The provider (`gcp`, `aws` or `azure` in JSON).
+    pub provider: Provider,
     /// The run id.
     pub run_id: String,
     /// Resource name.
@@ -388,7 +388,7 @@ pub(crate) fn import_error(who: &str, e: Error) -> Error {
 /// The summary before anything ran.
 fn new_summary(target: &dyn ProviderFlow, run_id: &str, opts: &RunOptions) -> Summary {
     Summary {
-        provider: target.provider().id().into(),
+        provider: target.provider(),
         run_id: run_id.to_string(),
         name: target.name().to_string(),
         artifact: opts.artifact.clone(),

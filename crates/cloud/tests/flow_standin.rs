@@ -67,7 +67,7 @@ fn assert_evidence(s: &Summary, firmware: &str) {
     assert!(art["entry"]["virtual_sha256"].is_string(), "{art}");
     let sum = read_json(&ev.join("summary.json"));
     assert_eq!(sum["passed"], true, "{sum}");
-    assert_eq!(sum["provider"], s.provider);
+    assert_eq!(sum["provider"], s.provider.id());
     assert!(sum["image_id"].is_string(), "{sum}");
     assert!(sum["seconds_to_landmark"].is_f64(), "{sum}");
     assert_eq!(sum["boot_mode"], s.boot_mode);
@@ -292,7 +292,7 @@ fn artifact_disagreeing_with_its_manifest_is_refused() {
 /// nothing left in the stand-in.
 fn assert_azure_passed(s: &Summary, si: &StandIn, firmware: &str, generation: &str) {
     assert!(s.passed, "{s:#?}");
-    assert_eq!(s.provider, "azure");
+    assert_eq!(s.provider, cloudimg_disk::vocab::Provider::Azure);
     assert_eq!(s.boot_mode, generation);
     let td = s.teardown.as_ref().unwrap();
     assert!(td.is_clean(), "{td:?}");

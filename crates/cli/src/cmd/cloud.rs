@@ -358,7 +358,7 @@ fn run_target(
     } else if s.passed {
         println!(
             "PASS {}: {} reached {:?} after {:.1} s (image {}, boot mode {}); evidence: {}",
-            s.provider,
+            s.provider.id(),
             s.name,
             c.expect,
             s.seconds_to_landmark.unwrap_or_default(),
@@ -382,7 +382,7 @@ fn run_target(
             if !json {
                 println!(
                     "FAIL {}: {why}; evidence: {}",
-                    s.provider,
+                    s.provider.id(),
                     evidence.display()
                 );
             }
