@@ -287,9 +287,10 @@ fn azure_plan_refuses_what_azure_refuses() {
     std::fs::write(d.join("raw.img"), vec![0u8; 32 << 20]).unwrap();
     fails_with(
         azure_plan(d, "raw.img", &[]),
-        "raw.img: is not a VHD: no \"conectix\" footer in its last 512 bytes",
+        "raw.img: is a raw file, expected a fixed VHD (cloudimg package --azure)",
     );
-    // A footer with one byte changed.
+    // A footer with one byte changed (its creator application): the
+    // verifier's finding, with its offset.
     fixed_vhd(&d.join("bad.vhd"), 32 << 20);
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -299,7 +300,9 @@ fn azure_plan_refuses_what_azure_refuses() {
     let out = azure_plan(d, "bad.vhd", &[]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
-        err.starts_with("cloudimg: error: bad.vhd: VHD footer checksum is 0x")
+        err.starts_with(
+            "cloudimg: error: bad.vhd: failed verification: at byte 33554496: footer checksum mismatch (expected "
+        )
             && err.lines().count() == 1,
         "{err}"
     );
@@ -354,7 +357,7 @@ fn azure_plan_refuses_a_dynamic_vhd() {
     );
     fails_with(
         azure_plan(d, "dyn.vhd", &[]),
-        "dyn.vhd: is a dynamic VHD; Azure takes fixed VHDs only",
+        "dyn.vhd: is a vhd (dynamic) file, expected a fixed VHD (cloudimg package --azure)",
     );
 }
 

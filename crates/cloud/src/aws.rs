@@ -7,10 +7,19 @@
 //! `get-console-output --latest`; teardown: `terminate-instances`,
 //! `deregister-image`, `delete-snapshot`, `aws s3 rm`.
 
+use std::time::Instant;
+
 use serde_json::json;
+
+use cloudimg_disk::formats::Format;
+use cloudimg_disk::verify::Report;
+use cloudimg_disk::vocab::Provider;
 
 use crate::command::CloudCommand;
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::{ph, Session};
+use crate::journal::{Resource, State};
+use crate::provider::{ProviderFlow, Step};
 
 /// The disk container format of `import-snapshot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +33,31 @@ pub enum AwsFormat {
 }
 
 impl AwsFormat {
+    /// Every container format, in `--format` order.
+    pub const ALL: [AwsFormat; 3] = [AwsFormat::Raw, AwsFormat::Vhd, AwsFormat::Vmdk];
+
+    /// The artifact formats that import as this container format (AWS
+    /// takes fixed and dynamic VHDs alike: the project's cloud-formats
+    /// reference, §2).
+    pub fn formats(self) -> &'static [Format] {
+        match self {
+            AwsFormat::Raw => &[Format::Raw],
+            AwsFormat::Vhd => &[Format::VhdFixed, Format::VhdDynamic],
+            AwsFormat::Vmdk => &[Format::Vmdk],
+        }
+    }
+
+    /// The container format an artifact of `format` imports as; None when
+    /// AWS does not take it ([`Provider::accepts`]).
+    pub fn of(format: Format) -> Option<AwsFormat> {
+        if !Provider::Aws.accepts(format) {
+            return None;
+        }
+        Self::ALL
+            .into_iter()
+            .find(|a| a.formats().contains(&format))
+    }
+
     /// The API's name: `RAW`, `VHD`, `VMDK`.
     pub fn api_name(self) -> &'static str {
         match self {
@@ -222,6 +256,204 @@ impl AwsTarget {
             ],
             true,
         )
+    }
+}
+
+impl ProviderFlow for AwsTarget {
+    fn provider(&self) -> Provider {
+        Provider::Aws
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn boot_mode(&self) -> String {
+        self.boot_mode.api_name().into()
+    }
+
+    fn validate(&self) -> Result<()> {
+        AwsTarget::validate(self)
+    }
+
+    fn clis(&self) -> Vec<&'static str> {
+        vec!["aws"]
+    }
+
+    fn expected_shape(&self) -> String {
+        format!(
+            "{} (--format {})",
+            self.format.api_name(),
+            self.format.ext()
+        )
+    }
+
+    /// The shape `--format` names, and only that one.
+    fn takes(&self, report: &Report) -> bool {
+        AwsFormat::of(report.format) == Some(self.format)
+    }
+
+    fn steps(&self, artifact: &str) -> Vec<Step> {
+        let r = self.region.as_deref();
+        vec![
+            ("upload", vec![self.upload(artifact)]),
+            (
+                "import (poll the task until completed)",
+                vec![
+                    self.import_snapshot(),
+                    self.describe_import(&ph("import-task-id")),
+                ],
+            ),
+            ("register", vec![self.register_image(&ph("snapshot-id"))]),
+            ("boot", vec![self.run_instance(&ph("image-id"))]),
+            (
+                "read console (repeated)",
+                vec![self.console(&ph("instance-id"))],
+            ),
+            (
+                "teardown",
+                vec![
+                    terminate(&ph("instance-id"), r),
+                    deregister(&ph("image-id"), r),
+                    delete_snapshot(&ph("snapshot-id"), r),
+                    delete_object(&self.object_uri(), r),
+                ],
+            ),
+        ]
+    }
+
+    fn run(&self, s: &mut Session<'_>) -> Result<()> {
+        let art = s.opts.artifact.display().to_string();
+        let obj = Resource::S3Object {
+            uri: self.object_uri(),
+            region: self.region.clone(),
+        };
+        s.create(obj, &self.upload(&art))?;
+        let snapshot = self.import(s)?;
+        let ami = self.register(s, &snapshot)?;
+        s.summary.image_id = Some(ami.clone());
+        let iid = self.boot(s, &ami)?;
+        s.summary.instance_id = Some(iid.clone());
+        let started = Instant::now();
+        s.wait_landmark(started, |c| {
+            let out = c.runner.run(&self.console(&iid))?;
+            parse_console(&out.stdout)
+        })
+    }
+}
+
+/// The steps of a run, each creating one resource whose id AWS gives.
+impl AwsTarget {
+    /// Start the snapshot import, journal the task with its id, wait for
+    /// the snapshot and journal it. Returns the snapshot id.
+    fn import(&self, s: &Session<'_>) -> Result<String> {
+        let mut res = Resource::AwsImportTask {
+            id: None,
+            description: self.name.clone(),
+            region: self.region.clone(),
+        };
+        let (i, out) = s.create(res.clone(), &self.import_snapshot())?;
+        let task = parse_import_task(&out)?;
+        if let Resource::AwsImportTask { id, .. } = &mut res {
+            *id = Some(task.clone());
+        }
+        s.set(i, res)?;
+        let snapshot = self.wait_import(s, &task)?;
+        s.add(
+            Resource::AwsSnapshot {
+                id: snapshot.clone(),
+                region: self.region.clone(),
+            },
+            State::Created,
+        )?;
+        s.log(&format!("imported snapshot {snapshot}"));
+        Ok(snapshot)
+    }
+
+    /// Poll import task `task` until it has made its snapshot.
+    fn wait_import(&self, s: &Session<'_>, task: &str) -> Result<String> {
+        let deadline = Instant::now() + s.opts.import_timeout;
+        loop {
+            s.check_interrupt()?;
+            let st = parse_import_status(&s.runner.run(&self.describe_import(task))?.stdout)?;
+            match st.status.as_str() {
+                "completed" => {
+                    return st.snapshot_id.ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::BadOutput,
+                            format!("import task {task} completed without a SnapshotId"),
+                        )
+                    })
+                }
+                "deleting" | "deleted" => return Err(self.import_rejected(task, st.message)),
+                other => s.log(&format!(
+                    "import {task}: {other} {}% {}",
+                    st.progress.as_deref().unwrap_or("?"),
+                    st.message.as_deref().unwrap_or("")
+                )),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "import task {task} did not complete within {} s",
+                        s.opts.import_timeout.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(s.opts.poll_interval);
+        }
+    }
+
+    /// The error for an import task AWS gave up on: a permission problem
+    /// when it names the `vmimport` role.
+    fn import_rejected(&self, task: &str, message: Option<String>) -> Error {
+        let why = message.unwrap_or_else(|| "no StatusMessage".into());
+        let kind = if why.contains("vmimport") {
+            ErrorKind::Permission
+        } else {
+            ErrorKind::ImportFailed
+        };
+        Error::new(
+            kind,
+            format!(
+                "AWS rejected the import ({task}, {} {}): {why}",
+                self.format.api_name(),
+                self.object_uri()
+            ),
+        )
+    }
+
+    /// Register the AMI from `snapshot`, journaled with its id.
+    fn register(&self, s: &Session<'_>, snapshot: &str) -> Result<String> {
+        let mut img = Resource::AwsImage {
+            id: None,
+            name: self.name.clone(),
+            region: self.region.clone(),
+        };
+        let (i, out) = s.create(img.clone(), &self.register_image(snapshot))?;
+        let ami = parse_image_id(&out)?;
+        if let Resource::AwsImage { id, .. } = &mut img {
+            *id = Some(ami.clone());
+        }
+        s.set(i, img)?;
+        Ok(ami)
+    }
+
+    /// Launch the instance from `ami`, journaled with its id.
+    fn boot(&self, s: &Session<'_>, ami: &str) -> Result<String> {
+        let mut inst = Resource::AwsInstance {
+            id: None,
+            name: self.name.clone(),
+            region: self.region.clone(),
+        };
+        let (i, out) = s.create(inst.clone(), &self.run_instance(ami))?;
+        let iid = parse_instance_id(&out)?;
+        if let Resource::AwsInstance { id, .. } = &mut inst {
+            *id = Some(iid.clone());
+        }
+        s.set(i, inst)?;
+        Ok(iid)
     }
 }
 
@@ -473,5 +705,18 @@ mod tests {
         let s = parse_import_status(done).unwrap();
         assert_eq!(s.snapshot_id.as_deref(), Some("snap-1234567890abcdef0"));
         assert!(parse_import_status("{}").is_err());
+    }
+
+    #[test]
+    fn container_formats_cover_what_aws_accepts() {
+        for f in AwsFormat::ALL {
+            for &format in f.formats() {
+                assert!(Provider::Aws.accepts(format), "{format}");
+                assert_eq!(AwsFormat::of(format), Some(f));
+            }
+        }
+        assert_eq!(AwsFormat::of(Format::VhdDynamic), Some(AwsFormat::Vhd));
+        assert_eq!(AwsFormat::of(Format::Qcow2), None);
+        assert_eq!(AwsFormat::of(Format::Gzip), None);
     }
 }

@@ -24,12 +24,14 @@
 //! updates the same resource (ARM's PUT is create-or-update) instead of
 //! making a second one.
 //!
-//! Before anything is uploaded, [`check_artifact`] reads the VHD footer:
-//! a fixed VHD (Azure takes no dynamic VHD and no VHDX), a valid footer
-//! checksum, a file of exactly the virtual size plus the 512-byte footer,
-//! and a virtual size that is a whole number of MiB and at least 20 MiB
-//! (reference §3: "All VHDs on Azure must have a virtual size aligned to 1
-//! MB"; upload sizes from 20 MiB + 512).
+//! Before anything is uploaded, the artifact is decoded in full by the
+//! disk crate's verifier, and its report must say: a fixed VHD (Azure
+//! takes no dynamic VHD and no VHDX: `Provider::accepts`), no findings
+//! (footer cookie and checksum, a file of exactly the virtual size plus
+//! the 512-byte footer, ...), and a virtual size that is a whole number
+//! of MiB from 20 MiB to 32 TiB ([`size_rule`]; reference §3: "All VHDs
+//! on Azure must have a virtual size aligned to 1 MB"; upload sizes from
+//! 20 MiB + 512 to 32 TiB + 512).
 //!
 //! # What was checked, and what not
 //!
@@ -75,28 +77,29 @@
 //! refusals the stand-in applies (`NicInUse`,
 //! `InUseSubnetCannotBeDeleted`, a disk attached to a VM).
 
-use std::fs::File;
 use std::path::Path;
+use std::time::Instant;
 
 use serde::Serialize;
 
 use cloudimg_disk::disk::MIB;
-use cloudimg_disk::formats::vhd::reader::read_footer;
-use cloudimg_disk::formats::vhd::wire::{
-    checksum, off, DISK_TYPE_DYNAMIC, DISK_TYPE_FIXED, FOOTER_COOKIE, FOOTER_SIZE,
-};
+use cloudimg_disk::verify::Report;
 // Azure's size rules, stated once in the disk crate.
-use cloudimg_disk::vocab::{AZURE_MIN, AZURE_SIZE_UNIT};
+use cloudimg_disk::vocab::{Firmware, Provider, AZURE_MAX, AZURE_MIN, AZURE_SIZE_UNIT};
 
+use crate::artifact;
 use crate::command::CloudCommand;
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::{import_error, Session};
 use crate::journal::Resource;
+use crate::provider::{ProviderFlow, Step};
 
 /// The default VM size (Gen1 and Gen2).
 pub const DEFAULT_VM_SIZE: &str = "Standard_B1s";
 /// The default location.
 pub const DEFAULT_LOCATION: &str = "eastus";
-/// The Hyper-V generation: Gen2 boots UEFI, Gen1 BIOS.
+/// The Hyper-V generation, Azure's name for the firmware: Gen2 boots
+/// UEFI, Gen1 BIOS (reference §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Generation {
     /// `V1`: BIOS.
@@ -113,11 +116,18 @@ impl Generation {
             Generation::V2 => "V2",
         }
     }
-    /// The firmware it boots: `bios` or `uefi`.
-    pub fn boot_mode(self) -> &'static str {
+    /// The generation that boots `firmware`.
+    pub fn of(firmware: Firmware) -> Generation {
+        match firmware {
+            Firmware::Bios => Generation::V1,
+            Firmware::Uefi => Generation::V2,
+        }
+    }
+    /// The firmware it boots.
+    pub fn firmware(self) -> Firmware {
         match self {
-            Generation::V1 => "bios",
-            Generation::V2 => "uefi",
+            Generation::V1 => Firmware::Bios,
+            Generation::V2 => Firmware::Uefi,
         }
     }
 }
@@ -135,8 +145,8 @@ pub struct AzureTarget {
     pub container: String,
     /// The VM size.
     pub vm_size: String,
-    /// UEFI (V2) or BIOS (V1).
-    pub generation: Generation,
+    /// UEFI (Hyper-V generation V2) or BIOS (V1).
+    pub firmware: Firmware,
     /// The VM's name; the blob is `NAME.vhd`, the OS disk `NAME-osdisk`,
     /// the network `NAME-vnet` and `NAME-nic`.
     pub name: String,
@@ -147,6 +157,11 @@ fn invalid(msg: String) -> Error {
 }
 
 impl AzureTarget {
+    /// The Hyper-V generation that boots the target's firmware.
+    pub fn generation(&self) -> Generation {
+        Generation::of(self.firmware)
+    }
+
     /// Check names against Azure's rules.
     pub fn validate(&self) -> Result<()> {
         let n = &self.name;
@@ -285,7 +300,7 @@ impl AzureTarget {
                 "--os-type",
                 "Linux",
                 "--hyper-v-generation",
-                self.generation.api_name(),
+                self.generation().api_name(),
             ],
         )
     }
@@ -497,7 +512,7 @@ pub fn parse_generation(stdout: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// What [`check_artifact`] read from the VHD.
+/// What the verifier read from the VHD, for the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VhdFacts {
     /// File size in bytes (virtual size + 512).
@@ -508,82 +523,137 @@ pub struct VhdFacts {
     pub creator: String,
 }
 
-fn artifact_err(path: &Path, msg: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::Artifact, format!("{}: {msg}", path.display()))
+impl VhdFacts {
+    /// The facts a verifier's report holds.
+    fn of(report: &Report) -> VhdFacts {
+        VhdFacts {
+            file_size: report.file_size,
+            virtual_size: report.virtual_size.unwrap_or_default(),
+            creator: report
+                .details
+                .get("creator_app")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
 }
 
-/// Check, before any upload, that `path` is a fixed VHD Azure accepts:
-/// footer cookie and checksum, disk type fixed, file size = virtual size +
-/// 512, virtual size a whole number of MiB and at least 20 MiB.
-pub fn check_artifact(path: &Path) -> Result<VhdFacts> {
-    let file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => artifact_err(
-            path,
-            "does not exist (run `cloudimg package --azure` first)",
-        ),
-        _ => artifact_err(path, format!("cannot be opened: {e}")),
-    })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| artifact_err(path, format!("cannot be read: {e}")))?;
-    if !meta.is_file() {
-        return Err(artifact_err(path, "is not a regular file"));
-    }
-    let len = meta.len();
-    let at = read_footer(&file).map_err(|e| artifact_err(path, e.message()))?;
-    let f = &at.footer;
-    if f.cookie != FOOTER_COOKIE {
-        return Err(artifact_err(
-            path,
-            "is not a VHD: no \"conectix\" footer in its last 512 bytes",
-        ));
-    }
-    if at.offset == 0 && len > FOOTER_SIZE || f.disk_type == DISK_TYPE_DYNAMIC {
-        return Err(artifact_err(
-            path,
-            "is a dynamic VHD; Azure takes fixed VHDs only",
-        ));
-    }
-    if f.disk_type != DISK_TYPE_FIXED {
-        return Err(artifact_err(
-            path,
-            format!("is a VHD of disk type {}, not fixed (2)", f.disk_type),
-        ));
-    }
-    let want = checksum(&at.bytes, off::CHECKSUM);
-    if f.checksum != want {
-        return Err(artifact_err(
-            path,
-            format!(
-                "VHD footer checksum is {:#010x}, expected {want:#010x}",
-                f.checksum
-            ),
-        ));
-    }
-    let size = f.virtual_size();
-    if size.checked_add(FOOTER_SIZE) != Some(len) {
-        return Err(artifact_err(
-            path,
-            format!("file is {len} bytes but the footer's virtual size is {size} (+ 512)"),
-        ));
-    }
+/// Azure's size rule for a verified fixed VHD (reference §3): a virtual
+/// size (footer excluded) that is a whole number of MiB, from 20 MiB to
+/// 32 TiB. `Err` says which part is broken.
+pub fn size_rule(virtual_size: Option<u64>) -> std::result::Result<(), String> {
+    let Some(size) = virtual_size else {
+        return Err("the verifier could not tell its virtual size".into());
+    };
     if size % AZURE_SIZE_UNIT != 0 {
-        return Err(artifact_err(
-            path,
-            format!("virtual size {size} bytes is not a whole number of MiB, which Azure requires"),
+        return Err(format!(
+            "virtual size {size} bytes is not a whole number of MiB, which Azure requires"
         ));
     }
     if size < AZURE_MIN {
-        return Err(artifact_err(
-            path,
-            format!("virtual size {size} bytes is less than Azure's minimum of 20 MiB"),
+        return Err(format!(
+            "virtual size {size} bytes is less than Azure's minimum of {} MiB",
+            AZURE_MIN / MIB
         ));
     }
-    Ok(VhdFacts {
-        file_size: len,
-        virtual_size: size,
-        creator: String::from_utf8_lossy(&f.creator_app).into_owned(),
-    })
+    if size > AZURE_MAX {
+        return Err(format!(
+            "virtual size {size} bytes is more than Azure's maximum of {} TiB",
+            AZURE_MAX >> 40
+        ));
+    }
+    Ok(())
+}
+
+impl ProviderFlow for AzureTarget {
+    fn provider(&self) -> Provider {
+        Provider::Azure
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn boot_mode(&self) -> String {
+        self.generation().api_name().into()
+    }
+
+    fn validate(&self) -> Result<()> {
+        AzureTarget::validate(self)
+    }
+
+    fn clis(&self) -> Vec<&'static str> {
+        vec!["az"]
+    }
+
+    fn expected_shape(&self) -> String {
+        "a fixed VHD (cloudimg package --azure)".into()
+    }
+
+    fn check_rules(&self, report: &Report) -> std::result::Result<(), String> {
+        size_rule(report.virtual_size)
+    }
+
+    fn steps(&self, artifact: &str) -> Vec<Step> {
+        vec![
+            ("upload (page blob)", vec![self.upload(artifact)]),
+            (
+                "import (managed disk from the blob)",
+                vec![self.create_disk()],
+            ),
+            ("network", vec![self.create_vnet(), self.create_nic()]),
+            ("boot (OS disk attached)", vec![self.create_vm()]),
+            ("read serial (repeated)", vec![self.boot_log()]),
+            ("teardown", self.teardown()),
+        ]
+    }
+
+    fn run(&self, s: &mut Session<'_>) -> Result<()> {
+        let art = s.opts.artifact.display().to_string();
+        let [blob, disk, vnet, nic, vm] = <[Resource; 5]>::try_from(self.resources())
+            .map_err(|_| Error::new(ErrorKind::InvalidInput, "internal: Azure resource list"))?;
+        s.create(blob, &self.upload(&art))?;
+        let disk_id = self.import(s, disk)?;
+        s.log(&format!("imported disk {disk_id}"));
+        s.summary.image_id = Some(disk_id);
+        s.create(vnet, &self.create_vnet())?;
+        s.create(nic, &self.create_nic())?;
+        let (_, out) = s.create(vm, &self.create_vm())?;
+        s.summary.instance_id = Some(parse_id(&out, "vm create")?);
+        let started = Instant::now();
+        let cmd = self.boot_log();
+        s.wait_landmark(started, |c| {
+            let out = c.runner.run_raw(&cmd)?;
+            if out.success() {
+                return Ok(out.stdout);
+            }
+            // Nothing written yet [U].
+            if out.stderr.contains("BlobNotFound") {
+                return Ok(String::new());
+            }
+            Err(crate::command::failure_error(&cmd, &out))
+        })
+    }
+}
+
+impl AzureTarget {
+    /// Make the managed disk from the blob (journaled as `disk`) and
+    /// check it is of the generation asked for. Returns its id.
+    fn import(&self, s: &Session<'_>, disk: Resource) -> Result<String> {
+        let (_, out) = s
+            .create(disk, &self.create_disk())
+            .map_err(|e| import_error("Azure", e))?;
+        let disk_id = parse_id(&out, "disk create")?;
+        let want = self.generation().api_name();
+        match parse_generation(&out) {
+            Some(g) if g != want => Err(Error::new(
+                ErrorKind::BadOutput,
+                format!("az disk create made a {g} disk, {want} was asked for"),
+            )),
+            _ => Ok(disk_id),
+        }
+    }
 }
 
 /// One step of a plan and the commands it runs.
@@ -621,7 +691,7 @@ impl From<&CloudCommand> for PlanCommand {
 #[derive(Debug, Clone, Serialize)]
 pub struct AzurePlan {
     /// `azure`.
-    pub provider: &'static str,
+    pub provider: Provider,
     /// The artifact.
     pub artifact: String,
     /// What the checks read from it.
@@ -629,7 +699,7 @@ pub struct AzurePlan {
     /// `V1` or `V2`.
     pub generation: Generation,
     /// `bios` or `uefi`.
-    pub boot_mode: &'static str,
+    pub boot_mode: Firmware,
     /// The resources a run creates, in creation order.
     pub resources: Vec<Resource>,
     /// The steps.
@@ -646,7 +716,7 @@ impl AzurePlan {
             self.vhd.virtual_size / MIB,
             self.vhd.creator,
             self.generation.api_name(),
-            self.boot_mode
+            self.boot_mode.id()
         )];
         for s in &self.steps {
             out.push(format!("# {}", s.step));
@@ -656,36 +726,29 @@ impl AzurePlan {
     }
 }
 
-/// Check the artifact and the names, and list the commands a run would
-/// execute. Nothing is run.
+/// Check the names and the artifact (decoded in full by the verifier, as
+/// a run does), and list the commands a run would execute. Nothing is
+/// run.
 pub fn plan(target: &AzureTarget, artifact: &Path) -> Result<AzurePlan> {
     target.validate()?;
-    let vhd = check_artifact(artifact)?;
+    let report = artifact::check(target, artifact)?;
     let art = artifact.display().to_string();
-    let step = |name: &str, cmds: &[CloudCommand]| PlanStep {
-        step: name.to_string(),
-        commands: cmds.iter().map(PlanCommand::from).collect(),
-    };
     let verify = CloudCommand::new("cloudimg", ["verify", art.as_str()]);
+    let steps = std::iter::once(("verify", vec![verify]))
+        .chain(target.steps(&art))
+        .map(|(name, cmds)| PlanStep {
+            step: name.to_string(),
+            commands: cmds.iter().map(PlanCommand::from).collect(),
+        })
+        .collect();
     Ok(AzurePlan {
-        provider: "azure",
-        artifact: art.clone(),
-        vhd,
-        generation: target.generation,
-        boot_mode: target.generation.boot_mode(),
+        provider: Provider::Azure,
+        artifact: art,
+        vhd: VhdFacts::of(&report),
+        generation: target.generation(),
+        boot_mode: target.firmware,
         resources: target.resources(),
-        steps: vec![
-            step("verify", &[verify]),
-            step("upload (page blob)", &[target.upload(&art)]),
-            step(
-                "import (managed disk from the blob)",
-                &[target.create_disk()],
-            ),
-            step("network", &[target.create_vnet(), target.create_nic()]),
-            step("boot (OS disk attached)", &[target.create_vm()]),
-            step("read serial (repeated)", &[target.boot_log()]),
-            step("teardown", &target.teardown()),
-        ],
+        steps,
     })
 }
 
@@ -700,7 +763,7 @@ mod tests {
             storage_account: "caposimages".into(),
             container: "vhds".into(),
             vm_size: DEFAULT_VM_SIZE.into(),
-            generation: Generation::V2,
+            firmware: Firmware::Uefi,
             name: "capos-test".into(),
         }
     }
@@ -762,6 +825,33 @@ mod tests {
             "az vm create output has no id"
         );
         assert!(parse_id("oops", "vm create").is_err());
+    }
+
+    #[test]
+    fn sizes_follow_azures_rule() {
+        assert_eq!(size_rule(Some(AZURE_MIN)), Ok(()));
+        assert_eq!(size_rule(Some(AZURE_MAX)), Ok(()));
+        assert_eq!(
+            size_rule(Some(AZURE_MAX + MIB)).unwrap_err(),
+            format!(
+                "virtual size {} bytes is more than Azure's maximum of 32 TiB",
+                AZURE_MAX + MIB
+            )
+        );
+        assert_eq!(
+            size_rule(Some(19 * MIB)).unwrap_err(),
+            "virtual size 19922944 bytes is less than Azure's minimum of 20 MiB"
+        );
+        assert!(size_rule(Some(AZURE_MIN + 512)).is_err());
+        assert!(size_rule(None).is_err());
+    }
+
+    #[test]
+    fn generation_names_the_firmware() {
+        for fw in [Firmware::Bios, Firmware::Uefi] {
+            assert_eq!(Generation::of(fw).firmware(), fw);
+        }
+        assert_eq!(Generation::of(Firmware::Uefi).api_name(), "V2");
     }
 
     #[test]

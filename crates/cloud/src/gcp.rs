@@ -7,8 +7,15 @@
 //! port with `get-serial-port-output --start=N --format=json`, then
 //! delete the instance, the image and the object.
 
+use std::time::Instant;
+
+use cloudimg_disk::vocab::{Firmware, Provider};
+
 use crate::command::CloudCommand;
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::{import_error, Session};
+use crate::journal::Resource;
+use crate::provider::{ProviderFlow, Step};
 
 /// Where and under which names a GCP run works.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +32,9 @@ pub struct GcpTarget {
     pub name: String,
     /// Upload and delete the object with `gsutil` instead of `gcloud storage`.
     pub gsutil: bool,
-    /// Mark the image `UEFI_COMPATIBLE` (else it boots legacy BIOS).
-    pub uefi: bool,
+    /// UEFI: the image is marked `UEFI_COMPATIBLE`; BIOS: it is not, and
+    /// boots legacy BIOS (\[U\], see the crate's documentation).
+    pub firmware: Firmware,
 }
 
 /// The default zone.
@@ -109,7 +117,7 @@ impl GcpTarget {
             self.project_flag(),
             format!("--source-uri={}", self.object_uri()),
         ];
-        if self.uefi {
+        if self.firmware == Firmware::Uefi {
             a.push("--guest-os-features=UEFI_COMPATIBLE".into());
         }
         a.push("--format=json".into());
@@ -150,6 +158,100 @@ impl GcpTarget {
                 "--format=json".into(),
             ],
         )
+    }
+}
+
+impl ProviderFlow for GcpTarget {
+    fn provider(&self) -> Provider {
+        Provider::Gcp
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn boot_mode(&self) -> String {
+        match self.firmware {
+            Firmware::Uefi => "UEFI_COMPATIBLE".into(),
+            Firmware::Bios => "legacy-bios".into(),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        GcpTarget::validate(self)
+    }
+
+    fn clis(&self) -> Vec<&'static str> {
+        if self.gsutil {
+            vec!["gcloud", "gsutil"]
+        } else {
+            vec!["gcloud"]
+        }
+    }
+
+    fn expected_shape(&self) -> String {
+        "a GCP disk.raw.tar.gz".into()
+    }
+
+    fn steps(&self, artifact: &str) -> Vec<Step> {
+        vec![
+            ("upload", vec![self.upload(artifact)]),
+            ("import", vec![self.create_image()]),
+            ("boot", vec![self.create_instance()]),
+            (
+                "read serial (repeated, --start=<next>)",
+                vec![self.serial(0)],
+            ),
+            (
+                "teardown",
+                vec![
+                    delete_instance(&self.name, &self.zone, &self.project),
+                    delete_image(&self.name, &self.project),
+                    delete_object(&self.object_uri(), &self.project, self.gsutil),
+                ],
+            ),
+        ]
+    }
+
+    fn run(&self, s: &mut Session<'_>) -> Result<()> {
+        let art = s.opts.artifact.display().to_string();
+        let obj = Resource::GcsObject {
+            uri: self.object_uri(),
+            project: self.project.clone(),
+            gsutil: self.gsutil,
+        };
+        s.create(obj, &self.upload(&art))?;
+        let img = Resource::GcpImage {
+            name: self.name.clone(),
+            project: self.project.clone(),
+        };
+        let (_, out) = s
+            .create(img, &self.create_image())
+            .map_err(|e| import_error("GCP", e))?;
+        let (name, id) = parse_created(&out, "images")?;
+        s.summary.image_id = Some(if id.is_empty() {
+            name
+        } else {
+            format!("{name} ({id})")
+        });
+        let inst = Resource::GcpInstance {
+            name: self.name.clone(),
+            zone: self.zone.clone(),
+            project: self.project.clone(),
+        };
+        let (_, out) = s.create(inst, &self.create_instance())?;
+        let (iname, _) = parse_created(&out, "instances")?;
+        s.summary.instance_id = Some(iname);
+        let started = Instant::now();
+        let mut next = 0u64;
+        let mut text = String::new();
+        s.wait_landmark(started, |c| {
+            let out = c.runner.run(&self.serial(next))?;
+            let (more, n) = parse_serial(&out.stdout, next)?;
+            text.push_str(&more);
+            next = n;
+            Ok(text.clone())
+        })
     }
 }
 

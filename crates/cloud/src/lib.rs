@@ -12,6 +12,14 @@
 //! handler) tears down the run in progress. [`plan`] prints the command
 //! lines without running anything.
 //!
+//! The flow never matches on the provider: each provider's target
+//! (`GcpTarget`, `AwsTarget`, `AzureTarget`) implements one trait
+//! (`provider::ProviderFlow`: names, accepted shape and rules, plan
+//! steps, run), registered once in `Target::flow`. The artifact is
+//! judged by the disk crate's verifier report (format, findings, virtual
+//! size) against `vocab::Provider::accepts` and the provider's rules,
+//! never re-parsed here.
+//!
 //! # What was checked against the providers' documentation, and what not
 //!
 //! Confirmed from the CLI references: `get-serial-port-output --port/--start`;
@@ -43,6 +51,7 @@
 //! the instance id and timestamp on the same lines as the console text.
 #![deny(missing_docs)]
 
+mod artifact;
 pub mod aws;
 pub mod azure;
 pub mod command;
@@ -50,6 +59,7 @@ pub mod error;
 pub mod flow;
 pub mod gcp;
 pub mod journal;
+mod provider;
 pub mod teardown;
 
 pub use aws::{AwsFormat, AwsTarget, BootMode};

@@ -314,7 +314,7 @@ mod tests {
             storage_account: "acct".into(),
             container: "vhds".into(),
             vm_size: "Standard_B1s".into(),
-            generation: crate::azure::Generation::V1,
+            firmware: cloudimg_disk::vocab::Firmware::Bios,
             name: "n".into(),
         };
         for r in target.resources() {

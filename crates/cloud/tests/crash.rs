@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudimg_cloud::{flow, AwsFormat, BootMode, RunOptions, Runner, Target};
+use cloudimg_disk::vocab::Firmware;
 use common::{artifact_for, aws_target, gcp_target, StandIn};
 
 /// The child's body: run the flow described by the environment.
@@ -28,7 +29,7 @@ fn child_flow() {
     let provider = std::env::var("CLOUDIMG_TEST_CHILD_PROVIDER").unwrap();
     let target = match provider.as_str() {
         "gcp" => gcp_target("capos-crash"),
-        "azure" => common::azure_target("capos-crash", cloudimg_cloud::Generation::V1),
+        "azure" => common::azure_target("capos-crash", Firmware::Bios),
         _ => aws_target("capos-crash", AwsFormat::Raw, BootMode::LegacyBios),
     };
     let mut paths = vec![common::standin_bin()];
@@ -157,7 +158,7 @@ fn azure_killed_while_vm_runs() {
     if !common::ready() {
         return;
     }
-    let t = common::azure_target("capos-crash", cloudimg_cloud::Generation::V1);
+    let t = common::azure_target("capos-crash", Firmware::Bios);
     kill_then_teardown(&t, "azure", "azure-vm", "created");
 }
 
@@ -166,6 +167,6 @@ fn azure_killed_after_the_disk_was_made() {
     if !common::ready() {
         return;
     }
-    let t = common::azure_target("capos-crash", cloudimg_cloud::Generation::V1);
+    let t = common::azure_target("capos-crash", Firmware::Bios);
     kill_then_teardown(&t, "azure", "azure-disk", "created");
 }

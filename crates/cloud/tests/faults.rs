@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind, Summary, Target};
+use cloudimg_disk::vocab::Firmware;
 use common::{artifact_for, aws_target, gcp_target, options, StandIn};
 
 fn run_with(
@@ -147,7 +148,7 @@ fn transient_failure_once_is_retried() {
     }
     let mut t = gcp_target("capos-f7");
     if let Target::Gcp(g) = &mut t {
-        g.uefi = false; // BIOS: fast
+        g.firmware = Firmware::Bios; // BIOS: fast
     }
     let (s, si, _e) = run_with(&t, "transient=images-create,transient=storage-cp:2", LONG);
     assert!(s.passed, "{s:#?}");
@@ -313,7 +314,7 @@ fn launch_whose_answer_was_lost_leaves_no_second_instance() {
 
 fn azure(name: &str) -> Target {
     // BIOS (V1): the fast boot.
-    common::azure_target(name, cloudimg_cloud::Generation::V1)
+    common::azure_target(name, Firmware::Bios)
 }
 
 #[test]

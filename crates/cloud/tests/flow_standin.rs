@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 
 use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind, Summary, Target};
+use cloudimg_disk::vocab::Firmware;
 use common::{artifact_for, aws_target, gcp_target, options, StandIn};
 
 fn run(
@@ -66,7 +67,7 @@ fn assert_evidence(s: &Summary, firmware: &str) {
     assert!(art["entry"]["virtual_sha256"].is_string(), "{art}");
     let sum = read_json(&ev.join("summary.json"));
     assert_eq!(sum["passed"], true, "{sum}");
-    assert_eq!(sum["provider"], s.provider);
+    assert_eq!(sum["provider"], s.provider.id());
     assert!(sum["image_id"].is_string(), "{sum}");
     assert!(sum["seconds_to_landmark"].is_f64(), "{sum}");
     assert_eq!(sum["boot_mode"], s.boot_mode);
@@ -108,7 +109,7 @@ fn gcp_without_uefi_feature_boots_bios_with_gsutil_upload() {
     let si = StandIn::new("");
     let mut t = gcp_target("capos-gcp-bios");
     if let Target::Gcp(g) = &mut t {
-        g.uefi = false;
+        g.firmware = Firmware::Bios;
         g.gsutil = true;
     }
     let (s, _ev) = run(&t, &si, |_| {});
@@ -291,7 +292,7 @@ fn artifact_disagreeing_with_its_manifest_is_refused() {
 /// nothing left in the stand-in.
 fn assert_azure_passed(s: &Summary, si: &StandIn, firmware: &str, generation: &str) {
     assert!(s.passed, "{s:#?}");
-    assert_eq!(s.provider, "azure");
+    assert_eq!(s.provider, cloudimg_disk::vocab::Provider::Azure);
     assert_eq!(s.boot_mode, generation);
     let td = s.teardown.as_ref().unwrap();
     assert!(td.is_clean(), "{td:?}");
@@ -381,7 +382,7 @@ fn azure_v2_boots_uefi_from_an_attached_specialized_disk() {
         return;
     }
     let si = StandIn::new("");
-    let t = common::azure_target("capos-az", cloudimg_cloud::Generation::V2);
+    let t = common::azure_target("capos-az", Firmware::Uefi);
     let (s, _ev) = run(&t, &si, |_| {});
     assert_azure_passed(&s, &si, "uefi", "V2");
 }
@@ -392,7 +393,7 @@ fn azure_v1_boots_bios() {
         return;
     }
     let si = StandIn::new("");
-    let t = common::azure_target("capos-az", cloudimg_cloud::Generation::V1);
+    let t = common::azure_target("capos-az", Firmware::Bios);
     let (s, _ev) = run(&t, &si, |_| {});
     assert_azure_passed(&s, &si, "bios", "V1");
 }
@@ -403,7 +404,7 @@ fn azure_refuses_a_vhd_azure_would_refuse_before_any_upload() {
         return;
     }
     let si = StandIn::new("");
-    let t = common::azure_target("capos-az", cloudimg_cloud::Generation::V1);
+    let t = common::azure_target("capos-az", Firmware::Bios);
     // A fixed VHD, but the AWS one is fine; a dynamic one is not, nor a
     // raw disk.
     let (s, _ev) = run(&t, &si, |o| {
@@ -455,7 +456,7 @@ fn azure_v2_needs_a_uefi_bootable_disk_v1_does_not() {
     common::azure_vhd(&raw, &vhd);
 
     let si = StandIn::new("");
-    let t = common::azure_target("capos-az", cloudimg_cloud::Generation::V2);
+    let t = common::azure_target("capos-az", Firmware::Uefi);
     let (s, _ev) = run(&t, &si, |o| {
         o.artifact = vhd.clone();
         o.boot_timeout = std::time::Duration::from_secs(15);
@@ -466,7 +467,7 @@ fn azure_v2_needs_a_uefi_bootable_disk_v1_does_not() {
     assert_eq!(si.leftovers(), Vec::<String>::new());
 
     let si = StandIn::new("");
-    let t = common::azure_target("capos-az", cloudimg_cloud::Generation::V1);
+    let t = common::azure_target("capos-az", Firmware::Bios);
     let (s, _ev) = run(&t, &si, |o| o.artifact = vhd.clone());
     assert!(s.passed, "{s:#?}");
     assert_eq!(si.leftovers(), Vec::<String>::new());

@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind};
+use cloudimg_disk::vocab::Firmware;
 use common::{artifact_for, aws_target, options, StandIn};
 
 #[test]
@@ -49,7 +50,7 @@ fn cleanup_tears_down_the_run_in_progress() {
     // The same on Azure (in this test: `cleanup` acts on the one run in
     // progress).
     let si = StandIn::new("no-landmark");
-    let t = common::azure_target("capos-intr", cloudimg_cloud::Generation::V1);
+    let t = common::azure_target("capos-intr", Firmware::Bios);
     let ev = si.state().join("evidence");
     let mut o = options(artifact_for(&t), ev.clone(), &si);
     o.boot_timeout = Duration::from_secs(300);

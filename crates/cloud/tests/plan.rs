@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 
 use cloudimg_cloud::{plan, AwsFormat, BootMode, Target};
+use cloudimg_disk::vocab::Firmware;
 
 fn lines(t: &Target, artifact: &str) -> Vec<String> {
     plan(t, Path::new(artifact))
@@ -43,7 +44,7 @@ fn gcp_plan_with_gsutil_and_without_uefi() {
     let mut t = common::gcp_target("capos-bios");
     if let Target::Gcp(g) = &mut t {
         g.gsutil = true;
-        g.uefi = false;
+        g.firmware = Firmware::Bios;
         g.zone = "europe-west4-b".into();
     }
     let got = lines(&t, "out dir/disk.raw.tar.gz");
@@ -124,7 +125,7 @@ fn aws_vhd_plan_declares_vhd() {
 
 #[test]
 fn azure_plan_is_exact() {
-    let t = common::azure_target("capos-test", cloudimg_cloud::Generation::V1);
+    let t = common::azure_target("capos-test", Firmware::Bios);
     let want = [
         "# verify",
         "cloudimg verify cloud/capos-azure.vhd",

@@ -18,7 +18,7 @@ use cloudimg_cloud::{
     flow, AwsFormat, AwsTarget, AzureTarget, BootMode, ErrorKind, GcpTarget, Generation, Log,
     RunOptions, Runner, Target,
 };
-use cloudimg_disk::formats::Format;
+use cloudimg_disk::vocab::Firmware;
 
 /// Import an artifact into GCP, AWS or Azure, boot it and watch its serial
 /// console for the landmark; every resource is journaled and torn down.
@@ -134,12 +134,23 @@ struct AwsArgs {
     common: Common,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum AzureBootArg {
-    /// Hyper-V generation 2.
-    Uefi,
-    /// Hyper-V generation 1.
-    Bios,
+/// `--boot-mode uefi|bios`: a firmware, by its id, with Azure's name for
+/// it (the Hyper-V generation) as the value's help.
+fn firmware_arg() -> impl clap::builder::TypedValueParser<Value = Firmware> {
+    use clap::builder::{PossibleValue, TypedValueParser};
+    const FIRMWARES: [Firmware; 2] = [Firmware::Uefi, Firmware::Bios];
+    clap::builder::PossibleValuesParser::new(FIRMWARES.map(|f| {
+        PossibleValue::new(f.id()).help(format!(
+            "Hyper-V generation {}",
+            Generation::of(f).api_name()
+        ))
+    }))
+    .map(|id| {
+        FIRMWARES
+            .into_iter()
+            .find(|f| f.id() == id)
+            .expect("clap admits only the listed ids")
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -160,8 +171,8 @@ struct AzureArgs {
     #[arg(long, default_value = AZURE_DEFAULT_VM_SIZE)]
     size: String,
     /// The firmware: uefi (Hyper-V generation V2) or bios (V1).
-    #[arg(long, value_enum, default_value = "uefi")]
-    boot_mode: AzureBootArg,
+    #[arg(long, value_parser = firmware_arg(), default_value = "uefi")]
+    boot_mode: Firmware,
     /// Print the plan (with --plan) or the run's summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -199,7 +210,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 machine_type: g.machine_type,
                 name: name(&g.common, &run_id),
                 gsutil: g.gsutil,
-                uefi: !g.no_uefi,
+                firmware: if g.no_uefi {
+                    Firmware::Bios
+                } else {
+                    Firmware::Uefi
+                },
             });
             go(
                 target,
@@ -217,11 +232,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     FormatArg::Vhd => AwsFormat::Vhd,
                     FormatArg::Vmdk => AwsFormat::Vmdk,
                 },
-                (None, Some(p)) => match cloudimg_disk::formats::detect(p) {
-                    Ok(Format::VhdFixed | Format::VhdDynamic) => AwsFormat::Vhd,
-                    Ok(Format::Vmdk) => AwsFormat::Vmdk,
-                    _ => AwsFormat::Raw,
-                },
+                // The artifact's shape, as AWS takes it (an unreadable or
+                // refused file is left to the run's verification to name).
+                (None, Some(p)) => cloudimg_disk::formats::detect(p)
+                    .ok()
+                    .and_then(AwsFormat::of)
+                    .unwrap_or(AwsFormat::Raw),
                 (None, None) => AwsFormat::Raw,
             };
             let artifact = a.common.artifact.clone().unwrap_or_else(|| {
@@ -265,10 +281,7 @@ fn azure(a: AzureArgs) -> anyhow::Result<ExitCode> {
         storage_account: a.storage_account,
         container: a.container,
         vm_size: a.size,
-        generation: match a.boot_mode {
-            AzureBootArg::Uefi => Generation::V2,
-            AzureBootArg::Bios => Generation::V1,
-        },
+        firmware: a.boot_mode,
         name: name(&a.common, &run_id),
     };
     if !a.common.plan {
@@ -345,7 +358,7 @@ fn run_target(
     } else if s.passed {
         println!(
             "PASS {}: {} reached {:?} after {:.1} s (image {}, boot mode {}); evidence: {}",
-            s.provider,
+            s.provider.id(),
             s.name,
             c.expect,
             s.seconds_to_landmark.unwrap_or_default(),
@@ -369,7 +382,7 @@ fn run_target(
             if !json {
                 println!(
                     "FAIL {}: {why}; evidence: {}",
-                    s.provider,
+                    s.provider.id(),
                     evidence.display()
                 );
             }

@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use cloudimg_cloud::{
-    AwsFormat, AwsTarget, AzureTarget, BootMode, GcpTarget, Generation, RunOptions, Target,
-};
+use cloudimg_cloud::{AwsFormat, AwsTarget, AzureTarget, BootMode, GcpTarget, RunOptions, Target};
+use cloudimg_disk::vocab::Firmware;
 
 /// Everything the flow tests need: qemu, qemu-img, OVMF, GRUB, python3, tar.
 pub fn ready() -> bool {
@@ -228,7 +227,7 @@ pub fn gcp_target(name: &str) -> Target {
         machine_type: "e2-small".into(),
         name: name.into(),
         gsutil: false,
-        uefi: true,
+        firmware: Firmware::Uefi,
     })
 }
 
@@ -243,14 +242,14 @@ pub fn aws_target(name: &str, format: AwsFormat, boot_mode: BootMode) -> Target 
     })
 }
 
-pub fn azure_target(name: &str, generation: Generation) -> Target {
+pub fn azure_target(name: &str, firmware: Firmware) -> Target {
     Target::Azure(AzureTarget {
         resource_group: "capos-rg".into(),
         location: "westeurope".into(),
         storage_account: "caposimages".into(),
         container: "vhds".into(),
         vm_size: "Standard_B1s".into(),
-        generation,
+        firmware,
         name: name.into(),
     })
 }
