@@ -23,7 +23,7 @@
 //!
 //! One file per concern: `wire` (header and entry layout, CRC, type
 //! GUIDs), `inspect` (read and check both copies: [`verify`],
-//! [`read_table`]), `grow` ([`grow`], [`plan_growth`] and the checks that
+//! `read_table`), `grow` ([`grow`], [`plan_growth`] and the checks that
 //! growing changes nothing the GPT does not own), `create` ([`create`]).
 
 mod create;
