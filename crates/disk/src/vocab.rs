@@ -98,6 +98,19 @@ impl Provider {
             Provider::Vsphere => "vsphere",
         }
     }
+
+    /// Its name for people, e.g. in `--help`: `Google Compute Engine`,
+    /// `Amazon EC2`, `Microsoft Azure`, ...
+    pub fn title(self) -> &'static str {
+        match self {
+            Provider::Gcp => "Google Compute Engine",
+            Provider::Aws => "Amazon EC2",
+            Provider::Azure => "Microsoft Azure",
+            Provider::Openstack => "OpenStack (QCOW2)",
+            Provider::Hyperv => "Microsoft Hyper-V",
+            Provider::Vsphere => "VMware vSphere",
+        }
+    }
 }
 
 /// How the firmware starts the disk.
