@@ -4,18 +4,54 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::disk::MIB;
+use crate::disk::{GIB, MIB};
 
+// Each provider's size rules, stated once (the project's cloud-formats
+// reference, ../shared/reference/cloud-formats.md, §1-4). `check` checks
+// them, `package` grows disks to them, `cloud` re-checks uploads.
+
+/// GCP's unit for an imported `disk.raw`: a whole GiB (cloud-formats §1:
+/// gcloud's disk helper rejects non-multiples of `BYTES_IN_ONE_GB` =
+/// 2^30; the import error "disk.raw must be a multiple of 1 GB").
+/// No maximum is documented (NOT confirmed).
+pub const GCP_SIZE_UNIT: u64 = GIB;
+/// AWS rounds snapshots and volumes up to a whole GiB (cloud-formats §2,
+/// marked unconfirmed there: a report, not a primary statement).
+pub const AWS_VOLUME_UNIT: u64 = GIB;
+/// Largest AWS VHD: qemu's VHD limit, 0xFF000000 sectors = 2040 GiB
+/// (cloud-formats §4a; qemu block/vpc.c).
+pub const AWS_VHD_MAX: u64 = 2040 * GIB;
+/// Largest stream-optimized VMDK AWS can be given: its grain directory
+/// and tables hold u32 sector numbers, so grains lie below 2 TiB
+/// (cloud-formats §4b).
+pub const AWS_VMDK_MAX: u64 = 2 << 40;
+/// Old AWS VM Import limit for MBR (BIOS) boot volumes, 2 TiB
+/// (cloud-formats §2, awsdocs vmie_prereqs.md, 2019 guide).
+pub const AWS_BIOS_BOOT_MAX: u64 = 2 << 40;
 /// Azure's unit for an uploaded disk: its virtual size (the fixed VHD's
-/// footer excluded) is a whole MiB (the project's cloud-formats reference,
-/// §3). `check` checks it, `package` grows to it, `cloud` re-checks it.
+/// footer excluded) is a whole MiB (cloud-formats §3: "All VHDs on Azure
+/// must have a virtual size aligned to 1 MB"). `check` checks it,
+/// `package` grows to it, `cloud` re-checks it.
 pub const AZURE_SIZE_UNIT: u64 = MIB;
-/// Smallest Azure managed disk upload (20 MiB, footer excluded; Azure
-/// DiskCreationData.UploadSizeBytes, less the footer).
+/// Smallest Azure managed disk upload (20 MiB, footer excluded;
+/// cloud-formats §3, Azure DiskCreationData.UploadSizeBytes, less the
+/// footer).
 pub const AZURE_MIN: u64 = 20 * MIB;
 /// Largest Azure managed disk upload (32 TiB, footer excluded; the same
 /// source).
 pub const AZURE_MAX: u64 = 32 << 40;
+
+/// The smallest size GCP accepts for a disk of `size` bytes: the next
+/// whole [`GCP_SIZE_UNIT`] (an exact multiple stays).
+pub fn gcp_size(size: u64) -> u64 {
+    size.div_ceil(GCP_SIZE_UNIT) * GCP_SIZE_UNIT
+}
+
+/// The smallest size Azure accepts for a disk of `size` bytes: the next
+/// whole [`AZURE_SIZE_UNIT`] (an exact multiple stays).
+pub fn azure_size(size: u64) -> u64 {
+    size.div_ceil(AZURE_SIZE_UNIT) * AZURE_SIZE_UNIT
+}
 
 /// Which cloud or platform a disk (or one of its shapes) is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,6 +96,19 @@ impl Provider {
             Provider::Openstack => "openstack",
             Provider::Hyperv => "hyperv",
             Provider::Vsphere => "vsphere",
+        }
+    }
+
+    /// Its name for people, e.g. in `--help`: `Google Compute Engine`,
+    /// `Amazon EC2`, `Microsoft Azure`, ...
+    pub fn title(self) -> &'static str {
+        match self {
+            Provider::Gcp => "Google Compute Engine",
+            Provider::Aws => "Amazon EC2",
+            Provider::Azure => "Microsoft Azure",
+            Provider::Openstack => "OpenStack (QCOW2)",
+            Provider::Hyperv => "Microsoft Hyper-V",
+            Provider::Vsphere => "VMware vSphere",
         }
     }
 }

@@ -57,17 +57,32 @@ pub struct Args {
     pub json: bool,
 }
 
-/// A `--provider` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProviderArg {
-    /// Google Compute Engine.
-    Gcp,
-    /// Amazon EC2.
-    Aws,
-    /// Microsoft Azure.
-    Azure,
-    /// All three.
-    All,
+/// A `--provider` value: one of the clouds `check` knows
+/// ([`Provider::CLOUDS`], by its id), or `all` of them (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderArg(pub Option<Provider>);
+
+impl ProviderArg {
+    /// Every value, in the order `--help` lists them.
+    const VALUES: [ProviderArg; 4] = [
+        ProviderArg(Some(Provider::CLOUDS[0])),
+        ProviderArg(Some(Provider::CLOUDS[1])),
+        ProviderArg(Some(Provider::CLOUDS[2])),
+        ProviderArg(None),
+    ];
+}
+
+impl clap::ValueEnum for ProviderArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::VALUES
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(match self.0 {
+            Some(p) => clap::builder::PossibleValue::new(p.id()).help(p.title()),
+            None => clap::builder::PossibleValue::new("all").help("All three"),
+        })
+    }
 }
 
 /// Open an image of any format cloudimg reads as a virtual disk.
@@ -77,17 +92,10 @@ pub fn open_disk(path: &Path) -> anyhow::Result<Box<dyn VirtualDisk>> {
 
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let clouds: Vec<Provider> = if args.provider.contains(&ProviderArg::All) {
+    let clouds: Vec<Provider> = if args.provider.contains(&ProviderArg(None)) {
         Provider::CLOUDS.to_vec()
     } else {
-        args.provider
-            .iter()
-            .map(|p| match p {
-                ProviderArg::Gcp => Provider::Gcp,
-                ProviderArg::Aws => Provider::Aws,
-                ProviderArg::Azure | ProviderArg::All => Provider::Azure,
-            })
-            .collect()
+        args.provider.iter().filter_map(|p| p.0).collect()
     };
     let disk = open_disk(&args.image)?;
     let list = check(disk.as_ref(), &clouds).map_err(|e| e.with_path(&args.image))?;
@@ -170,4 +178,27 @@ fn human(out: &mut impl Write, path: &Path, list: &Checklist) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn provider_values_are_the_clouds_then_all() {
+        let names: Vec<String> = ProviderArg::value_variants()
+            .iter()
+            .map(|v| v.to_possible_value().unwrap().get_name().to_string())
+            .collect();
+        assert_eq!(names, ["gcp", "aws", "azure", "all"]);
+        for p in Provider::CLOUDS {
+            assert_eq!(
+                ProviderArg::from_str(p.id(), false),
+                Ok(ProviderArg(Some(p)))
+            );
+        }
+        assert_eq!(ProviderArg::from_str("all", false), Ok(ProviderArg(None)));
+        assert!(ProviderArg::from_str("openstack", false).is_err());
+    }
 }

@@ -2,7 +2,9 @@
 //! early config sets, device prefixes, and the kernels of the default
 //! `menuentry` (through `configfile`/`source`, bounded).
 
-use super::{find, read_file, Esp, KernelRef, MAX_CONFIG_DEPTH};
+use super::esp::{read_file, Esp};
+use super::kernel::KernelRef;
+use super::{find, MAX_CONFIG_DEPTH};
 
 /// The `prefix` GRUB's embedded early config sets (`set prefix=($root)/X`
 /// as cloudimg writes it): `/X`.
@@ -113,4 +115,17 @@ pub(super) fn grub_kernels(esp: &Esp<'_>, cfg: &str, depth: usize) -> Vec<Kernel
         }
     }
     refs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grub_prefix_and_devices() {
+        let efi = b"\0\0search --fs-uuid --set=root 1234-abcd\nset prefix=($root)/EFI/BOOT\n\0";
+        assert_eq!(embedded_grub_prefix(efi).as_deref(), Some("/EFI/BOOT"));
+        assert_eq!(strip_grub_device("(hd0,gpt2)/k"), Some("/k"));
+        assert_eq!(strip_grub_device("$prefix/k"), None);
+    }
 }

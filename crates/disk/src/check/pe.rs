@@ -49,3 +49,38 @@ pub fn pe_efi_app(b: &[u8]) -> std::result::Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pe_checks_name_the_reason() {
+        let mut b = vec![0u8; 512];
+        b[0..2].copy_from_slice(b"MZ");
+        b[0x3C] = 0x80;
+        b[0x80..0x84].copy_from_slice(b"PE\0\0");
+        b[0x84..0x86].copy_from_slice(&0x8664u16.to_le_bytes());
+        b[0x98..0x9A].copy_from_slice(&0x20Bu16.to_le_bytes());
+        b[0x98 + 68..0x98 + 70].copy_from_slice(&10u16.to_le_bytes());
+        assert_eq!(pe_efi_app(&b), Ok(()));
+        b[0x84..0x86].copy_from_slice(&0xAA64u16.to_le_bytes());
+        assert_eq!(
+            pe_efi_app(&b).unwrap_err(),
+            "is a PE image for machine 0xaa64 (arm64), not x86-64 (0x8664)"
+        );
+        b[0x84..0x86].copy_from_slice(&0x8664u16.to_le_bytes());
+        b[0x98 + 68] = 3;
+        assert_eq!(
+            pe_efi_app(&b).unwrap_err(),
+            "has PE subsystem 3, not EFI application (10)"
+        );
+        b[0x3C] = 0xFF;
+        b[0x3D] = 0xFF;
+        assert_eq!(
+            pe_efi_app(&b).unwrap_err(),
+            "is not a PE image: no PE\\0\\0 signature at byte 65535"
+        );
+        assert_eq!(pe_efi_app(b"").unwrap_err(), "is empty");
+    }
+}

@@ -29,11 +29,17 @@
 //!   partition was measured by booting (see [`STAGE3_PATHS`]); 10.3.0's
 //!   ChangeLog: "Change default path ordering for stage 3 file search on
 //!   BIOS ports".
-//! * Config search: see [`config_search`].
+//! * Config search: see [`config_search`] (in `config.rs`, with the
+//!   config's kernel and URIs).
 
 use super::{fat, find, fix, Ctx, Firmware, Part, Status};
+
+mod config;
+
 use crate::disk::{VirtualDisk, SECTOR_SIZE};
 use crate::layout::gpt::GptHeaderRaw;
+pub use config::{config_search, ConfigSearch, FoundConfig};
+pub(super) use config::{find_config, limine_kernels};
 
 /// Limine's MBR code starts with `jmp short 0x3E; nop` and the OEM name
 /// `LIMINE  ` (limine-bios-hdd.h of 8.2.0 and 10.4.0; every release since
@@ -299,6 +305,14 @@ impl Range {
     }
 }
 
+/// The bytes of a partition.
+fn part_range(p: &Part) -> Range {
+    Range {
+        start: p.offset(),
+        end: p.offset().saturating_add(p.len()),
+    }
+}
+
 /// The GPT areas per the headers found: primary header and array (from
 /// LBA 1) and backup header and array (from the primary's AlternateLBA,
 /// else the last LBA). Array sizes from NumberOfPartitionEntries x
@@ -369,18 +383,53 @@ pub(super) fn check_bios(
 }
 
 fn stage2(cx: &mut Ctx<'_>, m: &LimineMbr, parts: &[Part], gpt: bool, report: &mut LimineReport) {
-    let bios = Some(Firmware::Bios);
     let size = cx.disk.size();
-    let disk = Range {
-        start: SECTOR_SIZE,
-        end: size - size % SECTOR_SIZE,
+    let seen = Surroundings {
+        disk: cx.disk,
+        inside: Range {
+            start: SECTOR_SIZE,
+            end: size - size % SECTOR_SIZE,
+        },
+        parts,
+        areas: if gpt { gpt_areas(cx.disk) } else { Vec::new() },
+        family: m.family,
+        gpt,
     };
-    let areas = if gpt { gpt_areas(cx.disk) } else { Vec::new() };
-    let reinstall = match m.family {
-        Family::UpTo9 => fix("run limine bios-install IMAGE again (it rewrites both halves and their locations); to resize the disk keep the bytes between the backup GPT array and header: copy the old end, or grow with cloudimg package"),
-        Family::From10 => fix("give the disk a BIOS boot partition of at least 32 KiB (e.g. sgdisk -a 1 -n 0:40:2047 -t 0:EF02) and run limine bios-install IMAGE again"),
-    };
-    let pieces: Vec<(Range, String, u64)> = match m.stage2 {
+    let mut problems = Vec::new();
+    let mut places = Vec::new();
+    for (r, name, len) in &stage2_pieces(m) {
+        let what = format!("{name} ({len} bytes at byte {}, {})", r.start, r.lbas());
+        let holder = parts
+            .iter()
+            .find(|p| p.bios_boot && r.within(&part_range(p)))
+            .map(|p| p.index);
+        report.stage2.push(LoaderBytes {
+            offset: r.start,
+            len: *len,
+            what: format!("Limine stage 2, {name}"),
+            partition: holder,
+        });
+        if *len == 0 {
+            problems.push(format!("{what} is empty"));
+            continue;
+        }
+        let (mine, in_bios_part) = seen.faults(r);
+        if !mine.is_empty() {
+            problems.push(format!("{what}: {}", mine.join(", ")));
+        }
+        if seen.overlaps_disk(r) {
+            places.push(match in_bios_part {
+                Some(i) => format!("{what} in BIOS boot partition {i}"),
+                None => what,
+            });
+        }
+    }
+    push_stage2(cx, m, &problems, &places);
+}
+
+/// The pieces of stage 2 the MBR points at: (bytes, name, length).
+fn stage2_pieces(m: &LimineMbr) -> Vec<(Range, String, u64)> {
+    match m.stage2 {
         Stage2::Halves(h) => h
             .iter()
             .zip(["A", "B"])
@@ -404,53 +453,73 @@ fn stage2(cx: &mut Ctx<'_>, m: &LimineMbr, parts: &[Part], gpt: bool, report: &m
             "stage 2".to_string(),
             STAGE2_READ_10X,
         )],
-    };
-    let mut problems = Vec::new();
-    let mut places = Vec::new();
-    for (r, name, len) in &pieces {
-        let what = format!("{name} ({len} bytes at byte {}, {})", r.start, r.lbas());
-        let holder = parts
-            .iter()
-            .find(|p| {
-                p.bios_boot
-                    && r.within(&Range {
-                        start: p.offset(),
-                        end: p.offset().saturating_add(p.len()),
-                    })
-            })
-            .map(|p| p.index);
-        report.stage2.push(LoaderBytes {
-            offset: r.start,
-            len: *len,
-            what: format!("Limine stage 2, {name}"),
-            partition: holder,
-        });
-        if *len == 0 {
-            problems.push(format!("{what} is empty"));
-            continue;
-        }
+    }
+}
+
+/// What a stage-2 piece must stay clear of.
+struct Surroundings<'a> {
+    disk: &'a dyn VirtualDisk,
+    /// The disk after the MBR, in whole sectors.
+    inside: Range,
+    parts: &'a [Part],
+    /// The GPT areas (none without a GPT).
+    areas: Vec<(Range, String)>,
+    family: Family,
+    gpt: bool,
+}
+
+impl Surroundings<'_> {
+    /// Whether some of `r` lies inside the disk.
+    fn overlaps_disk(&self, r: &Range) -> bool {
+        r.start.max(self.inside.start) < r.end.min(self.inside.end)
+    }
+
+    /// What is wrong with the (non-empty) piece `r`, and the BIOS boot
+    /// partition wholly holding it.
+    fn faults(&self, r: &Range) -> (Vec<String>, Option<u32>) {
         let mut mine = Vec::new();
-        if !r.within(&disk) {
+        if !r.within(&self.inside) {
             mine.push(format!(
                 "is not inside the disk's {} sectors after the MBR",
-                size / SECTOR_SIZE
+                self.disk.size() / SECTOR_SIZE
             ));
         }
         // What of it lies inside the disk is still checked.
         let inside = Range {
-            start: r.start.max(disk.start),
-            end: r.end.min(disk.end),
+            start: r.start.max(self.inside.start),
+            end: r.end.min(self.inside.end),
         };
         if inside.start >= inside.end {
-            problems.push(format!("{what}: {}", mine.join(", ")));
-            continue;
+            return (mine, None);
         }
+        let in_bios_part = self.partition_faults(r, &mut mine);
+        for (a, area) in &self.areas {
+            if r.overlaps(a) {
+                mine.push(format!("overlaps {area}"));
+            }
+        }
+        if self.family == Family::From10 && self.gpt && in_bios_part.is_none() {
+            mine.push(
+                "is not inside a BIOS boot partition, where Limine 10.x installs it on a GPT disk"
+                    .to_string(),
+            );
+        }
+        match zero_sector(self.disk, &inside, self.family) {
+            Ok(None) => {}
+            Ok(Some(lba)) => mine.push(format!(
+                "has an all-zero sector at LBA {lba} (Limine's stage 2 has none): it was overwritten"
+            )),
+            Err(e) => mine.push(format!("cannot be read: {e}")),
+        }
+        (mine, in_bios_part)
+    }
+
+    /// The partitions `r` overlaps: fine only inside a BIOS boot
+    /// partition (returned).
+    fn partition_faults(&self, r: &Range, mine: &mut Vec<String>) -> Option<u32> {
         let mut in_bios_part = None;
-        for p in parts {
-            let pr = Range {
-                start: p.offset(),
-                end: p.offset().saturating_add(p.len()),
-            };
+        for p in self.parts {
+            let pr = part_range(p);
             if !r.overlaps(&pr) {
                 continue;
             }
@@ -468,35 +537,19 @@ fn stage2(cx: &mut Ctx<'_>, m: &LimineMbr, parts: &[Part], gpt: bool, report: &m
                 ));
             }
         }
-        for (a, area) in &areas {
-            if r.overlaps(a) {
-                mine.push(format!("overlaps {area}"));
-            }
-        }
-        if m.family == Family::From10 && gpt && in_bios_part.is_none() {
-            mine.push(
-                "is not inside a BIOS boot partition, where Limine 10.x installs it on a GPT disk"
-                    .to_string(),
-            );
-        }
-        match zero_sector(cx.disk, &inside, m.family) {
-            Ok(None) => {}
-            Ok(Some(lba)) => mine.push(format!(
-                "has an all-zero sector at LBA {lba} (Limine's stage 2 has none): it was overwritten"
-            )),
-            Err(e) => mine.push(format!("cannot be read: {e}")),
-        }
-        if !mine.is_empty() {
-            problems.push(format!("{what}: {}", mine.join(", ")));
-        }
-        places.push(match in_bios_part {
-            Some(i) => format!("{what} in BIOS boot partition {i}"),
-            None => what,
-        });
+        in_bios_part
     }
+}
+
+/// The `bios-stage2` check from what was found of each piece.
+fn push_stage2(cx: &mut Ctx<'_>, m: &LimineMbr, problems: &[String], places: &[String]) {
     let layout = match m.stage2 {
         Stage2::Halves(_) => "two halves",
         Stage2::Single(_) => "one piece",
+    };
+    let reinstall = match m.family {
+        Family::UpTo9 => fix("run limine bios-install IMAGE again (it rewrites both halves and their locations); to resize the disk keep the bytes between the backup GPT array and header: copy the old end, or grow with cloudimg package"),
+        Family::From10 => fix("give the disk a BIOS boot partition of at least 32 KiB (e.g. sgdisk -a 1 -n 0:40:2047 -t 0:EF02) and run limine bios-install IMAGE again"),
     };
     if problems.is_empty() {
         cx.push(
@@ -509,7 +562,7 @@ fn stage2(cx: &mut Ctx<'_>, m: &LimineMbr, parts: &[Part], gpt: bool, report: &m
                 places.join("; ")
             ),
             None,
-            bios,
+            Some(Firmware::Bios),
         );
     } else {
         cx.push(
@@ -522,7 +575,7 @@ fn stage2(cx: &mut Ctx<'_>, m: &LimineMbr, parts: &[Part], gpt: bool, report: &m
                 problems.join("; ")
             ),
             reinstall,
-            bios,
+            Some(Firmware::Bios),
         );
     }
 }
@@ -561,6 +614,59 @@ fn stage3_order(family: Family, found: Option<Version>) -> [&'static str; 4] {
     }
 }
 
+/// The `limine-bios.sys` stage 2 takes from one FAT partition, by the
+/// order of its release (told by the copies of the MBR code's `family`):
+/// its path, length and version, and which other copies it is taken
+/// before. `None` when the partition has none.
+fn stage3_pick(
+    fs: &fat::Fat<'_>,
+    family: Family,
+) -> Option<(&'static str, u64, Option<Version>, String)> {
+    let present: Vec<(&str, u64, Option<Version>)> = STAGE3_PATHS
+        .iter()
+        .filter_map(|&path| {
+            let e = fs.lookup(path).ok()?;
+            let bytes = fs.read(&e, super::MAX_FILE_READ).unwrap_or_default();
+            Some((path, e.size, version_in(&bytes)))
+        })
+        .collect();
+    if present.is_empty() {
+        return None;
+    }
+    // The stage 2 in the MBR gap is of the MBR code's family: its
+    // release is told by the copies of that family.
+    let guess = present
+        .iter()
+        .filter_map(|f| f.2)
+        .filter(|v| (v.0 >= 10) == (family == Family::From10))
+        .max();
+    let order = stage3_order(family, guess);
+    let (path, len, version) = order
+        .iter()
+        .find_map(|o| present.iter().find(|f| f.0 == *o))
+        .copied()
+        .expect("a present path is in the order");
+    let others = if present.len() > 1 {
+        format!(
+            " (taken before {}, by {}'s order)",
+            present
+                .iter()
+                .filter(|f| f.0 != path)
+                .map(|f| f.0)
+                .collect::<Vec<_>>()
+                .join(", "),
+            if order == STAGE3_PATHS_10_3 {
+                "10.3+"
+            } else {
+                "9.x/8.x"
+            }
+        )
+    } else {
+        String::new()
+    };
+    Some((path, len, version, others))
+}
+
 /// What stage 2 finds on each partition, first partition first: the
 /// first present path in its order. A bad copy there fails that
 /// partition and stage 2 goes on to the next (common/entry.s2.c
@@ -575,30 +681,9 @@ fn stage3(cx: &mut Ctx<'_>, m: &LimineMbr, parts: &[Part], report: &mut LimineRe
             unreadable.push(p.index.to_string());
             continue;
         };
-        let present: Vec<(&str, u64, Option<Version>)> = STAGE3_PATHS
-            .iter()
-            .filter_map(|&path| {
-                let e = fs.lookup(path).ok()?;
-                let bytes = fs.read(&e, super::MAX_FILE_READ).unwrap_or_default();
-                Some((path, e.size, version_in(&bytes)))
-            })
-            .collect();
-        if present.is_empty() {
+        let Some((path, len, version, others)) = stage3_pick(&fs, m.family) else {
             continue;
-        }
-        // The stage 2 in the MBR gap is of the MBR code's family: its
-        // release is told by the copies of that family.
-        let guess = present
-            .iter()
-            .filter_map(|f| f.2)
-            .filter(|v| (v.0 >= 10) == (m.family == Family::From10))
-            .max();
-        let order = stage3_order(m.family, guess);
-        let (path, len, version) = order
-            .iter()
-            .find_map(|o| present.iter().find(|f| f.0 == *o))
-            .copied()
-            .expect("a present path is in the order");
+        };
         let index = p.index;
         let v = version.map_or("no version string".to_string(), |v| format!("Limine {v}"));
         let wrong_family = version.is_some_and(|v| (v.0 >= 10) != (m.family == Family::From10));
@@ -615,24 +700,6 @@ fn stage3(cx: &mut Ctx<'_>, m: &LimineMbr, parts: &[Part], report: &mut LimineRe
         }
         report.stage3 = Some(format!("partition {index}: {path}"));
         report.bios_version = version;
-        let others = if present.len() > 1 {
-            format!(
-                " (taken before {}, by {}'s order)",
-                present
-                    .iter()
-                    .filter(|f| f.0 != path)
-                    .map(|f| f.0)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if order == STAGE3_PATHS_10_3 {
-                    "10.3+"
-                } else {
-                    "9.x/8.x"
-                }
-            )
-        } else {
-            String::new()
-        };
         let (status, tail) = if rejected.is_empty() {
             (Status::Pass, String::new())
         } else {
@@ -680,233 +747,6 @@ fn stage3(cx: &mut Ctx<'_>, m: &LimineMbr, parts: &[Part], report: &mut LimineRe
     );
 }
 
-/// The config search of one firmware path of one Limine release: the
-/// files looked for first on the partition of the EFI application (UEFI,
-/// 10.3+), then on each partition in turn, and the source of that order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigSearch {
-    /// Looked for before the partition scan, on the ESP only.
-    pub app_dir: Option<&'static str>,
-    /// Looked for on each partition, in order.
-    pub per_partition: Vec<&'static str>,
-    /// Which rule applied.
-    pub basis: String,
-}
-
-const CONF_8: [&str; 5] = [
-    "/limine.conf",
-    "/limine/limine.conf",
-    "/boot/limine.conf",
-    "/boot/limine/limine.conf",
-    "/EFI/BOOT/limine.conf",
-];
-const CFG_OLD: [&str; 5] = [
-    "/limine.cfg",
-    "/limine/limine.cfg",
-    "/boot/limine.cfg",
-    "/boot/limine/limine.cfg",
-    "/EFI/BOOT/limine.cfg",
-];
-const CONF_9: [&str; 4] = [
-    "/limine.conf",
-    "/limine/limine.conf",
-    "/boot/limine.conf",
-    "/boot/limine/limine.conf",
-];
-const CONF_10_3: [&str; 4] = [
-    "/boot/limine/limine.conf",
-    "/boot/limine.conf",
-    "/limine/limine.conf",
-    "/limine.conf",
-];
-
-/// Limine's config search order for `fw` and `version` (or, when the
-/// version string cannot be read, the MBR `family`).
-///
-/// Measured (booting the corpus releases under SeaBIOS and OVMF with a
-/// config at every candidate path, each naming another kernel, removing
-/// the one read and booting again; the kernel path Limine reports on the
-/// serial console tells which config it read):
-///
-/// * 8.2.0, UEFI: `/limine.conf`, `/limine/limine.conf`,
-///   `/boot/limine.conf`, `/boot/limine/limine.conf`,
-///   `/EFI/BOOT/limine.conf`, then the same five named `limine.cfg`;
-///   `/EFI/limine/limine.conf` is never read.
-/// * 8.2.0, BIOS: the same five `limine.conf` in that order. With only
-///   `limine.cfg` files left no kernel load was seen within 60 s (the 8.x
-///   old-format warning; NOT confirmed that BIOS then reads them in the
-///   UEFI order, assumed).
-/// * 10.4.0, UEFI: `/EFI/BOOT/limine.conf` (next to BOOTX64.EFI), then
-///   `/boot/limine/limine.conf`, `/boot/limine.conf`, `/limine/limine.conf`,
-///   `/limine.conf`; `/EFI/limine/limine.conf` is never read.
-/// * 10.4.0, BIOS: `/boot/limine/limine.conf`, `/boot/limine.conf`,
-///   `/limine/limine.conf`, `/limine.conf`; no `/EFI/...` path.
-///
-/// Documented (limine-bootloader/limine): CONFIG.md of v7.x (`limine.cfg`
-/// in /, /limine, /boot, /boot/limine, /EFI/BOOT) and v8.x (the five
-/// `limine.conf`; "every partition ... first partition first (or, on
-/// UEFI, the partition containing the EFI executable ... first)"); commit
-/// e06cc37 "lib/config: Change default paths for config search and
-/// ordering" (2025-11-03, in 10.3.0: "search first for a configuration
-/// file in the same directory as the EFI application file of Limine, on
-/// EFI ports"), whose CONFIG.md matches the 10.4.0 measurements and
-/// replaced, for the releases before it, the four `/limine.conf` ..
-/// `/boot/limine/limine.conf` followed on EFI by `/EFI/BOOT/limine.conf`
-/// and `/EFI/limine/limine.conf`. NOT confirmed: which releases between
-/// 9.0 and 10.2 used that list (and whether 9.0 dropped `limine.cfg`);
-/// versions before 8.0 other than by the v7.x CONFIG.md.
-pub fn config_search(
-    fw: Firmware,
-    version: Option<Version>,
-    family: Option<Family>,
-) -> ConfigSearch {
-    let uefi = fw == Firmware::Uefi;
-    let (rule, basis) = match version {
-        Some(v) => (rule_of(v), format!("Limine {v}'s search order")),
-        None => match family {
-            Some(Family::From10) => (
-                Rule::V10_3,
-                "the 10.3+ search order (version unread; 10.x MBR code)".to_string(),
-            ),
-            _ => (
-                Rule::V8,
-                "the 8.x search order (version unread)".to_string(),
-            ),
-        },
-    };
-    match rule {
-        Rule::Old => ConfigSearch {
-            app_dir: None,
-            per_partition: CFG_OLD.to_vec(),
-            basis,
-        },
-        Rule::V8 => ConfigSearch {
-            app_dir: None,
-            per_partition: CONF_8.iter().chain(CFG_OLD.iter()).copied().collect(),
-            basis,
-        },
-        Rule::V9 => {
-            let mut v = CONF_9.to_vec();
-            if uefi {
-                v.extend(["/EFI/BOOT/limine.conf", "/EFI/limine/limine.conf"]);
-            }
-            ConfigSearch {
-                app_dir: None,
-                per_partition: v,
-                basis,
-            }
-        }
-        Rule::V10_3 => ConfigSearch {
-            // BOOTX64.EFI is found at the removable path; its directory.
-            app_dir: uefi.then_some("/EFI/BOOT/limine.conf"),
-            per_partition: CONF_10_3.to_vec(),
-            basis,
-        },
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rule {
-    Old,
-    V8,
-    V9,
-    V10_3,
-}
-
-fn rule_of(v: Version) -> Rule {
-    if v.0 < 8 {
-        Rule::Old
-    } else if v.0 < 9 {
-        Rule::V8
-    } else if v < Version(10, 3, 0) {
-        Rule::V9
-    } else {
-        Rule::V10_3
-    }
-}
-
-/// A config Limine reads.
-#[derive(Debug, Clone)]
-pub struct FoundConfig {
-    /// Partition index it was read from.
-    pub part: u32,
-    /// Its path.
-    pub path: String,
-    /// Its text.
-    pub text: String,
-    /// The search rule that found it.
-    pub basis: String,
-}
-
-impl FoundConfig {
-    /// "partition N: /path".
-    pub fn place(&self) -> String {
-        format!("partition {}: {}", self.part, self.path)
-    }
-}
-
-/// The config `fw` reads: the app directory first (UEFI 10.3+, on the
-/// ESP), then each FAT partition (UEFI: the ESP first) and each path in
-/// order. `Err` names what was searched.
-pub(super) fn find_config(
-    disk: &dyn VirtualDisk,
-    parts: &[Part],
-    esp: Option<u32>,
-    search: &ConfigSearch,
-    fw: Firmware,
-) -> Result<FoundConfig, String> {
-    let mut order: Vec<&Part> = Vec::new();
-    if fw == Firmware::Uefi {
-        order.extend(parts.iter().filter(|p| Some(p.index) == esp));
-    }
-    order.extend(
-        parts
-            .iter()
-            .filter(|p| fw == Firmware::Bios || Some(p.index) != esp),
-    );
-    let mut tried = Vec::new();
-    for (i, p) in order.iter().enumerate() {
-        let Some(fs) = open_fat(disk, p) else {
-            continue;
-        };
-        tried.push(p.index.to_string());
-        let app = if i == 0 && fw == Firmware::Uefi && Some(p.index) == esp {
-            search.app_dir
-        } else {
-            None
-        };
-        for path in app.into_iter().chain(search.per_partition.iter().copied()) {
-            if let Some(b) = read(&fs, path) {
-                return Ok(FoundConfig {
-                    part: p.index,
-                    path: path.to_string(),
-                    text: String::from_utf8_lossy(&b).into_owned(),
-                    basis: search.basis.clone(),
-                });
-            }
-        }
-    }
-    Err(format!(
-        "no {} on FAT partition(s) {} (searched {}{}, {}): Limine stops with \"config file not found\"",
-        if search.per_partition[0].ends_with(".cfg") {
-            "limine.cfg"
-        } else {
-            "limine.conf"
-        },
-        if tried.is_empty() {
-            "(none)".to_string()
-        } else {
-            tried.join(", ")
-        },
-        search
-            .app_dir
-            .map(|a| format!("{a} then "))
-            .unwrap_or_default(),
-        search.per_partition.join(", "),
-        search.basis
-    ))
-}
-
 /// The version of Limine's UEFI loader: the `Limine X.Y.Z` string of
 /// BOOTX64.EFI on the ESP.
 pub(super) fn uefi_version(
@@ -926,98 +766,4 @@ pub(super) fn fat_of<'a>(
     index: u32,
 ) -> Option<fat::Fat<'a>> {
     open_fat(disk, parts.iter().find(|p| p.index == index)?)
-}
-
-/// The kernel of the default entry of a Limine config: the first of
-/// `keys` (of `path:` / `kernel_path:` / `image_path:`, limine.conf, v8+;
-/// keys case-insensitive,
-/// config.c `strncasecmp`) or `KERNEL_PATH=` (limine.cfg, older), as
-/// `Ok((partition, path))`, or `Err(uri)` when it is not on a partition of
-/// this disk. `boot_part` is the partition the config was read from.
-///
-/// Entries are lines starting with `/` (limine.conf; `//` for sub-entries)
-/// or `:` (limine.cfg). `default_entry` is 1-based (CONFIG.md v8.x: "If
-/// unspecified, it is 1"); an entry without a path (a directory) makes
-/// the first entry with one be taken. NOT modelled: how Limine counts
-/// directories and sub-entries for `default_entry`, `remember_last_entry`,
-/// and `${macros}` (a path using one is reported as unresolvable).
-pub(super) fn limine_kernels(
-    cfg: &str,
-    boot_part: u32,
-    keys: &[&str],
-) -> Vec<std::result::Result<(u32, String), String>> {
-    let mut default = 1usize;
-    let mut entries: Vec<Option<String>> = Vec::new();
-    for line in cfg.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        if line.starts_with('/') || line.starts_with(':') {
-            entries.push(None);
-            continue;
-        }
-        let (k, v) = match (line.find(':'), line.find('=')) {
-            (Some(c), Some(e)) if e < c => (&line[..e], &line[e + 1..]),
-            (Some(c), _) => (&line[..c], &line[c + 1..]),
-            (None, Some(e)) => (&line[..e], &line[e + 1..]),
-            (None, None) => continue,
-        };
-        let k = k.trim().to_ascii_lowercase();
-        let v = v.trim();
-        match k.as_str() {
-            "default_entry" => default = v.parse().unwrap_or(1),
-            k if keys.contains(&k) => {
-                if let Some(e) = entries.last_mut() {
-                    e.get_or_insert_with(|| v.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    let pick = entries
-        .get(default.saturating_sub(1))
-        .and_then(|e| e.clone())
-        .or_else(|| entries.iter().flatten().next().cloned());
-    let Some(uri) = pick else { return Vec::new() };
-    vec![limine_uri(&uri, boot_part)]
-}
-
-/// A Limine URI on the boot drive: `boot():/p` (CONFIG.md, `boot`
-/// resource: "If omitted, the partition containing the configuration file
-/// on the boot drive is used"), `boot(N):/p` (1-based partition of the
-/// boot drive), and the older `boot:///p`, `boot://N/p`; a
-/// `#hash` suffix and a leading `$` (compressed) are dropped. Anything
-/// else (guid, uuid, fslabel, hdd, odd, tftp, macros) is `Err`.
-pub(super) fn limine_uri(uri: &str, boot_part: u32) -> std::result::Result<(u32, String), String> {
-    let u = uri.trim_start_matches('$');
-    let u = u.split('#').next().unwrap_or(u);
-    let unknown = || Err(uri.to_string());
-    let (part, path) = if let Some(r) = u.strip_prefix("boot(") {
-        let Some(close) = r.find(')') else {
-            return unknown();
-        };
-        let Some(path) = r[close + 1..].strip_prefix(':') else {
-            return unknown();
-        };
-        (&r[..close], path)
-    } else if let Some(r) = u.strip_prefix("boot://") {
-        let slash = r.find('/').unwrap_or(r.len());
-        (&r[..slash], &r[slash..])
-    } else {
-        return unknown();
-    };
-    let part = if part.is_empty() {
-        boot_part
-    } else {
-        match part.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => return unknown(),
-        }
-    };
-    if path.starts_with('/') && !path.contains("..") && !path.contains("${") {
-        Ok((part, path.to_string()))
-    } else {
-        unknown()
-    }
 }
