@@ -30,9 +30,10 @@ use std::os::unix::fs::FileExt;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
+use crate::codec::deflate;
 use crate::disk::{ExtentKind, VirtualDisk, SECTOR_SIZE};
 use crate::error::{Error, IoContext, Result};
-use crate::formats::{deflate, WriteOptions};
+use crate::formats::WriteOptions;
 
 use super::wire::*;
 
