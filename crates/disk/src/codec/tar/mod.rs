@@ -1,6 +1,6 @@
-//! GNU tar: the header wire format (this module), a writer of a disk as
-//! one member ([`writer`]: `write_disk_tar`), and a general streaming
-//! reader ([`reader`]: `TarReader`).
+//! GNU tar: the header wire format (this file), a writer of a disk as one
+//! member ([`write_disk_tar`], in `writer.rs`), and a general streaming
+//! reader ([`TarReader`], in `reader.rs`).
 //!
 //! Wire format: 512-byte blocks; v7 header fields, then either the ustar
 //! `prefix` or the GNU/oldgnu fields (atime, ctime, old sparse map,
