@@ -1,5 +1,6 @@
 //! Reading a VHDX as a [`VirtualDisk`]: the current header, the log
-//! (replayed in memory), the region table, the metadata and the BAT.
+//! (replayed in memory by [`super::log`]), the region table, the metadata
+//! and the BAT.
 //!
 //! [`parse`] does the structural work shared with the verifier: it records
 //! every problem it meets as a [`Finding`] and returns an error only when
