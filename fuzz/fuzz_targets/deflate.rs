@@ -1,4 +1,4 @@
-//! `formats::deflate::make_nonfinal`, the deflate block walker the GCP
+//! `codec::deflate::make_nonfinal`, the deflate block walker the GCP
 //! packager uses to join libdeflate streams:
 //!
 //! 1. on the raw input: it must never panic; when libdeflate inflates the
@@ -14,7 +14,7 @@
 //! the disk itself).
 #![no_main]
 
-use cloudimg_disk::formats::deflate::make_nonfinal;
+use cloudimg_disk::codec::deflate::make_nonfinal;
 use cloudimg_fuzz::skip_known;
 use libdeflater::{CompressionLvl, Compressor, Decompressor};
 use libfuzzer_sys::fuzz_target;

@@ -1,4 +1,4 @@
-//! gzip framing and the GCP tarball verifier: `formats::gcp::gzip::
+//! gzip framing and the GCP tarball verifier: `codec::gzip::
 //! GzipReader` over the input (decompressing at most 64 MiB), and
 //! `formats::gcp::verify` on the input in a memfd when its tar members
 //! are not larger than the fuzzing bound. An input of whole 512-byte
@@ -13,7 +13,9 @@
 
 use std::io::Read;
 
-use cloudimg_disk::formats::gcp::{self, gzip::GzipReader, tar::TarReader};
+use cloudimg_disk::codec::gzip::{self, GzipReader};
+use cloudimg_disk::codec::tar::TarReader;
+use cloudimg_disk::formats::gcp;
 use cloudimg_fuzz::{memfd, MAX_VERIFY_BYTES};
 use libfuzzer_sys::fuzz_target;
 
@@ -60,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
             small &= e.realsize <= MAX_VERIFY_BYTES && e.size <= MAX_VERIFY_BYTES;
         }
         if small {
-            let mut w = gcp::gzip::GzipWriter::with_jobs(Vec::new(), 1).unwrap();
+            let mut w = gzip::GzipWriter::with_jobs(Vec::new(), 1).unwrap();
             std::io::Write::write_all(&mut w, &tar).unwrap();
             let _ = gcp::verify(&memfd(&w.finish().unwrap()));
         }

@@ -1,5 +1,5 @@
 //! GNU/ustar/pax tar headers, GNU old sparse maps and extension blocks:
-//! `formats::gcp::tar::TarReader` over the input, reading every member's
+//! `codec::tar::TarReader` over the input, reading every member's
 //! content (holes are not materialised). Header checksums are recomputed
 //! when the first byte is odd.
 //!
@@ -9,7 +9,7 @@
 //! cpython/testtar.tar are added as they are.
 #![no_main]
 
-use cloudimg_disk::formats::gcp::tar::{TarChunk, TarReader};
+use cloudimg_disk::codec::tar::{TarChunk, TarReader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -114,7 +114,7 @@ pub fn fix_vhd(d: &mut [u8]) {
 /// Recompute the checksum of every 512-byte block that looks like a tar
 /// header (ustar magic).
 pub fn fix_tar(d: &mut [u8]) {
-    use cloudimg_disk::formats::gcp::tar::header_checksum;
+    use cloudimg_disk::codec::tar::header_checksum;
     for b in d.chunks_exact_mut(512) {
         if &b[257..262] != b"ustar" {
             continue;

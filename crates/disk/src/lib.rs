@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod codec;
 pub mod disk;
 pub mod error;
 pub mod formats;

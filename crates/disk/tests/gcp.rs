@@ -11,7 +11,8 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cloudimg_disk::formats::gcp::{self, gzip, tar};
+use cloudimg_disk::codec::{gzip, tar};
+use cloudimg_disk::formats::gcp;
 use cloudimg_disk::formats::WriteOptions;
 use cloudimg_disk::io::{sha256_disk, RawFile, Sha256Hex};
 use cloudimg_disk::{ExtentKind, MemDisk, VirtualDisk};

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cloudimg_disk::codec::{gzip, tar};
 use cloudimg_disk::formats::{gcp, vhd, vmdk, WriteOptions};
 use cloudimg_disk::layout::gpt::{self, GptSpec, NewPartition};
 use cloudimg_disk::layout::{self, Guid};
@@ -456,13 +457,13 @@ fn gzip_trailer_bytes_are_all_checked() {
 
 /// Gzip `data` with our own writer.
 fn gz(data: &[u8]) -> Vec<u8> {
-    let mut w = gcp::gzip::GzipWriter::new(Vec::new()).unwrap();
+    let mut w = gzip::GzipWriter::new(Vec::new()).unwrap();
     w.write_all(data).unwrap();
     w.finish().unwrap()
 }
 
-fn spec() -> gcp::tar::MemberSpec<'static> {
-    gcp::tar::MemberSpec {
+fn spec() -> tar::MemberSpec<'static> {
+    tar::MemberSpec {
         name: "disk.raw",
         mode: 0o644,
         mtime: 0,
@@ -471,7 +472,7 @@ fn spec() -> gcp::tar::MemberSpec<'static> {
 
 #[test]
 fn sparse_map_of_millions_of_entries_is_refused() {
-    use gcp::tar::{member_headers, SparseEntry, MAX_SPARSE_ENTRIES};
+    use tar::{member_headers, SparseEntry, MAX_SPARSE_ENTRIES};
     let dir = tempfile::tempdir().unwrap();
     // One more entry than accepted: 4 in the header, 21 per extension
     // block (about 25 MB of headers, 2 MB gzipped).
@@ -497,7 +498,7 @@ fn sparse_map_of_millions_of_entries_is_refused() {
 
 #[test]
 fn endless_empty_sparse_extension_blocks_are_refused() {
-    use gcp::tar::{member_headers, SparseEntry, MAX_SPARSE_EXT_BLOCKS};
+    use tar::{member_headers, SparseEntry, MAX_SPARSE_EXT_BLOCKS};
     let dir = tempfile::tempdir().unwrap();
     // Extension blocks that hold no entry but say another follows: before
     // the fix the reader looped as long as the stream lasted (a few KiB
@@ -539,7 +540,7 @@ fn deflate_bomb(tar: &[u8], zero_mib: usize) -> Vec<u8> {
     c.compress_vec(&vec![0u8; 1 << 20], &mut deflate, FlushCompress::Full)
         .unwrap();
     let block = deflate[before..].to_vec();
-    let mut out = gcp::gzip::WRITER_HEADER.to_vec();
+    let mut out = gzip::WRITER_HEADER.to_vec();
     out.extend_from_slice(&deflate);
     for _ in 1..zero_mib {
         out.extend_from_slice(&block);
@@ -558,12 +559,12 @@ fn deflate_bomb_after_the_tar_archive_is_stopped() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let mut tar = Vec::new();
-    gcp::gzip::GzipReader::new(&targz_bytes()[..])
+    gzip::GzipReader::new(&targz_bytes()[..])
         .unwrap()
         .read_to_end(&mut tar)
         .unwrap();
     // Where the archive ends (after its two zero blocks).
-    let mut tr = gcp::tar::TarReader::new(&tar[..]);
+    let mut tr = tar::TarReader::new(&tar[..]);
     while tr.next_entry().unwrap().is_some() {}
     let end = tr.position();
     // The tar says disk.raw is 1 GiB of mostly holes; the member goes on
@@ -795,7 +796,7 @@ fn dynamic_vhd_header_outside_the_file_is_reported_at_the_data_offset_field() {
 
 #[test]
 fn every_tar_defect_is_reported_at_once_with_its_offset() {
-    use gcp::tar::{header_checksum, member_headers, MemberSpec};
+    use tar::{header_checksum, member_headers, MemberSpec};
     let dir = tempfile::tempdir().unwrap();
     // A pax header, then a ustar member "disk.img" of 1 MiB: four
     // defects in one archive, each reported with its offset.
@@ -852,11 +853,11 @@ fn every_tar_defect_is_reported_at_once_with_its_offset() {
 fn tar_without_end() -> Vec<u8> {
     use std::io::Read;
     let mut tar = Vec::new();
-    gcp::gzip::GzipReader::new(&targz_bytes()[..])
+    gzip::GzipReader::new(&targz_bytes()[..])
         .unwrap()
         .read_to_end(&mut tar)
         .unwrap();
-    let mut tr = gcp::tar::TarReader::new(&tar[..]);
+    let mut tr = tar::TarReader::new(&tar[..]);
     while tr.next_entry().unwrap().is_some() {}
     let end = tr.position() as usize - 1024;
     tar.truncate(end);
@@ -865,7 +866,7 @@ fn tar_without_end() -> Vec<u8> {
 
 /// A header block for a member `name` of `size` bytes and typeflag `t`.
 fn header(name: &str, size: u64, t: u8) -> [u8; 512] {
-    use gcp::tar::{header_checksum, member_headers, MemberSpec};
+    use tar::{header_checksum, member_headers, MemberSpec};
     let spec = MemberSpec {
         name,
         mode: 0o644,

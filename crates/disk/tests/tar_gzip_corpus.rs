@@ -7,7 +7,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use cloudimg_disk::formats::gcp::{self, gzip, tar};
+use cloudimg_disk::codec::{gzip, tar};
+use cloudimg_disk::formats::gcp;
 use cloudimg_disk::io::DiskDigest;
 use common::corpus;
 

@@ -17,7 +17,8 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::path::Path;
 
-use cloudimg_disk::formats::gcp::{self, gzip::GzipReader};
+use cloudimg_disk::codec::gzip::{self, GzipReader};
+use cloudimg_disk::formats::gcp;
 use cloudimg_disk::formats::{ova, qcow2, vhd, vhdx, vmdk, WriteOptions};
 use cloudimg_disk::layout::gpt::{self, GptSpec, NewPartition};
 use cloudimg_disk::layout::Guid;
@@ -174,7 +175,7 @@ fn main() {
         .unwrap();
     write(&out.join("tar"), "tar-many-holes.tar", &tar);
     // A plain gzip of some text.
-    let mut w = gcp::gzip::GzipWriter::new(Vec::new()).unwrap();
+    let mut w = gzip::GzipWriter::new(Vec::new()).unwrap();
     std::io::Write::write_all(&mut w, b"hello, fuzzer\n").unwrap();
     write(&out.join("gzip"), "gz-text.gz", &w.finish().unwrap());
     let _ = grown.size();

@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use crate::formats::gcp::tar::header_checksum;
+use crate::codec::tar::header_checksum;
 use crate::io::FileReader;
 
 /// xz: "The .xz File Format" 1.0.4, §2.1.1.1 Header Magic Bytes.

@@ -13,7 +13,6 @@ use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 
-pub mod deflate;
 pub mod foreign;
 pub mod gcp;
 pub mod open;

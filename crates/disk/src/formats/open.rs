@@ -11,6 +11,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use crate::codec::tar::TarReader;
 use crate::disk::VirtualDisk;
 use crate::error::{Error, IoContext, Result};
 use crate::formats::{self, gcp, ova, Format};
@@ -124,7 +125,7 @@ fn ova_vmdk(file: &File) -> Result<File> {
 /// [`ova::verify::MAX_TEXT_MEMBER`] bytes) comes before any disk member,
 /// else the first `.vmdk` member.
 pub fn extract_ova_vmdk(file: &File, out: &File) -> Result<u64> {
-    let mut tar = gcp::tar::TarReader::new(FileReader::new(file));
+    let mut tar = TarReader::new(FileReader::new(file));
     let mut href: Option<String> = None;
     let mut seen_ovf = false;
     while let Some(entry) = tar.next_entry()? {

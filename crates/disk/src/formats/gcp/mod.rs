@@ -22,13 +22,12 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
+use crate::codec::{gzip, tar};
 use crate::disk::{VirtualDisk, GIB};
 use crate::error::{Error, IoContext, Result};
 use crate::formats::WriteOptions;
 use crate::io::FileReader;
 
-pub mod gzip;
-pub mod tar;
 mod verify;
 
 pub use verify::{verify, verify_with};

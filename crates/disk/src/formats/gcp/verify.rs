@@ -9,9 +9,9 @@ use std::fs::File;
 use std::io;
 use std::sync::Mutex;
 
-use super::gzip::GzipReader;
-use super::tar::{self, TarChunk, TarEnd, TarEntry, TarReader, MAGIC_GNU};
 use super::MEMBER_NAME;
+use crate::codec::gzip::GzipReader;
+use crate::codec::tar::{self, TarChunk, TarEnd, TarEntry, TarReader, MAGIC_GNU};
 use crate::disk::{Extent, ExtentKind, VirtualDisk, GIB};
 use crate::error::{IoContext, Result};
 use crate::formats::Format;

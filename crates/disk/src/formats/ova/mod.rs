@@ -39,7 +39,7 @@ pub mod writer;
 pub use verify::{verify, verify_with};
 pub use writer::{write, write_in};
 
-use crate::formats::gcp::tar::{header_checksum, put_number, MAGIC_USTAR};
+use crate::codec::tar::{header_checksum, put_number, MAGIC_USTAR};
 
 /// Permission bits of every member.
 pub const MEMBER_MODE: u64 = 0o644;

@@ -16,9 +16,9 @@ use sha2::{Digest, Sha256};
 
 use super::ovf;
 use super::VMDK_STREAM_OPTIMIZED_URI;
+use crate::codec::tar::{typeflag, TarChunk, TarEnd, TarFormat, TarReader, RECORD_SIZE};
 use crate::disk::BUFFER_SIZE;
 use crate::error::{Error, IoContext, Result};
-use crate::formats::gcp::tar::{typeflag, TarChunk, TarEnd, TarFormat, TarReader, RECORD_SIZE};
 use crate::formats::{read_up_to, Format};
 use crate::io::{unnamed_temp_beside, DiskDigest, FileReader};
 use crate::verify::{Finding, Report};

@@ -8,9 +8,9 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::{check_name, member_names, ovf, ustar_header};
+use crate::codec::tar::{pad, BLOCK_SIZE, RECORD_SIZE};
 use crate::disk::{VirtualDisk, BUFFER_SIZE};
 use crate::error::{Error, IoContext, Result};
-use crate::formats::gcp::tar::{pad, BLOCK_SIZE, RECORD_SIZE};
 use crate::formats::vmdk::write_stream_optimized_jobs;
 use crate::formats::WriteOptions;
 use crate::io::unnamed_temp_in;

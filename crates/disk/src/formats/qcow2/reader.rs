@@ -78,6 +78,13 @@ pub fn read_header(file: &File) -> Result<(QcowHeader, u64)> {
 
 /// The header checks `open` makes, in order; the first failure is returned.
 pub(crate) fn check_header(file: &File, h: &QcowHeader, len: u64, allow: Allow) -> Result<()> {
+    check_geometry(h)?;
+    check_features(file, h, allow)?;
+    check_l1(h, len)
+}
+
+/// Version, cluster size and header length.
+fn check_geometry(h: &QcowHeader) -> Result<()> {
     if h.version != 2 && h.version != 3 {
         return Err(Error::unsupported(format!(
             "QCOW2 version {} is not supported (only 2 and 3)",
@@ -100,6 +107,13 @@ pub(crate) fn check_header(file: &File, h: &QcowHeader, len: u64, allow: Allow) 
         ))
         .at(off::HEADER_LENGTH));
     }
+    Ok(())
+}
+
+/// What cloudimg does not read: a backing file, encryption, an image
+/// marked corrupt (unless `allow`ed), external data, extended L2 entries,
+/// unknown incompatible features, compression other than zlib.
+fn check_features(file: &File, h: &QcowHeader, allow: Allow) -> Result<()> {
     if h.backing_file_offset != 0 {
         let mut name = vec![0u8; h.backing_file_size.min(MAX_BACKING_NAME) as usize];
         let n = read_up_to(file, &mut name, h.backing_file_offset)?;
@@ -159,6 +173,13 @@ pub(crate) fn check_header(file: &File, h: &QcowHeader, len: u64, allow: Allow) 
         )
         .at(off::INCOMPATIBLE));
     }
+    Ok(())
+}
+
+/// The L1 table: no larger than qemu allows, mapping the whole virtual
+/// size, cluster-aligned inside the `len`-byte file.
+fn check_l1(h: &QcowHeader, len: u64) -> Result<()> {
+    let cs = h.cluster_size();
     let l1_bytes = h.l1_size as u64 * 8;
     if l1_bytes > MAX_L1_BYTES {
         return Err(Error::corrupt(format!(

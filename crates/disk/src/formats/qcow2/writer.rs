@@ -30,9 +30,10 @@ use std::os::unix::fs::FileExt;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
+use crate::codec::deflate;
 use crate::disk::{ExtentKind, VirtualDisk, SECTOR_SIZE};
 use crate::error::{Error, IoContext, Result};
-use crate::formats::{deflate, WriteOptions};
+use crate::formats::WriteOptions;
 
 use super::wire::*;
 
@@ -167,17 +168,53 @@ pub fn write(
         alloc.cluster(1);
     }
     let mut l1 = vec![0u64; l1_size as usize];
-    // The current region: its L1 index, L2 table offset and entries.
-    let mut l2: Option<(u64, u64, Vec<u64>)> = None;
-    let flush_l2 = |l2: &mut Option<(u64, u64, Vec<u64>)>, l1: &mut [u64]| -> Result<()> {
-        if let Some((i, at, entries)) = l2.take() {
-            let bytes: Vec<u8> = entries.iter().flat_map(|e| e.to_be_bytes()).collect();
-            out.write_all_at(&bytes, at).ctx("writing an L2 table")?;
-            l1[i as usize] = at | OFLAG_COPIED;
-        }
-        Ok(())
-    };
+    write_data(disk, out, &mut alloc, &mut l1, compress, jobs)?;
+    let (rt_offset, rt) = write_refcounts(out, &mut alloc)?;
 
+    let l1_bytes: Vec<u8> = l1.iter().flat_map(|e| e.to_be_bytes()).collect();
+    out.write_all_at(&l1_bytes, CLUSTER)
+        .ctx("writing the L1 table")?;
+    let mut head = header(size, l1_size as u32, rt_offset, rt as u32).to_bytes();
+    head.extend_from_slice(&feature_name_table());
+    head.extend_from_slice(&[0; 8]); // end of header extensions
+    head.resize(CLUSTER as usize, 0);
+    out.write_all_at(&head, 0).ctx("writing the QCOW2 header")?;
+    // In case `out` was longer.
+    out.set_len(alloc.next_cluster())
+        .ctx("setting the file size")?;
+    Ok(())
+}
+
+/// The L2 table of the region being written: its L1 index, its host
+/// offset and its entries.
+struct L2Table {
+    region: u64,
+    at: u64,
+    entries: Vec<u64>,
+}
+
+impl L2Table {
+    /// Write the table and point its L1 entry at it.
+    fn flush(self, out: &File, l1: &mut [u64]) -> Result<()> {
+        let bytes: Vec<u8> = self.entries.iter().flat_map(|e| e.to_be_bytes()).collect();
+        out.write_all_at(&bytes, self.at)
+            .ctx("writing an L2 table")?;
+        l1[self.region as usize] = self.at | OFLAG_COPIED;
+        Ok(())
+    }
+}
+
+/// Write the data clusters of `disk` and their L2 tables, in one forward
+/// pass (see the module documentation), and fill `l1`.
+fn write_data(
+    disk: &dyn VirtualDisk,
+    out: &File,
+    alloc: &mut Alloc,
+    l1: &mut [u64],
+    compress: bool,
+    jobs: usize,
+) -> Result<()> {
+    let mut l2: Option<L2Table> = None;
     let ranges = data_clusters(disk)?;
     let jobs = jobs.max(1);
     let mut batch: Vec<u64> = Vec::with_capacity(jobs * BATCH_PER_JOB);
@@ -192,10 +229,16 @@ pub fn write(
                 continue;
             }
             let region = c / L2_ENTRIES;
-            if l2.as_ref().is_none_or(|(i, _, _)| *i != region) {
-                flush_l2(&mut l2, &mut l1)?;
+            if l2.as_ref().is_none_or(|t| t.region != region) {
+                if let Some(t) = l2.take() {
+                    t.flush(out, l1)?;
+                }
                 let at = alloc.cluster(1);
-                l2 = Some((region, at, vec![0; L2_ENTRIES as usize]));
+                l2 = Some(L2Table {
+                    region,
+                    at,
+                    entries: vec![0; L2_ENTRIES as usize],
+                });
             }
             let entry = match enc {
                 Encoded::Zero => continue,
@@ -211,14 +254,20 @@ pub fn write(
                     compressed_entry(at, data.len() as u64, WRITE_CLUSTER_BITS)
                 }
             };
-            let (_, _, entries) = l2.as_mut().expect("an L2 table was just set up");
-            entries[(c % L2_ENTRIES) as usize] = entry;
+            let t = l2.as_mut().expect("an L2 table was just set up");
+            t.entries[(c % L2_ENTRIES) as usize] = entry;
         }
     }
-    flush_l2(&mut l2, &mut l1)?;
+    if let Some(t) = l2.take() {
+        t.flush(out, l1)?;
+    }
+    Ok(())
+}
 
-    // Refcount table and blocks: enough blocks for every cluster, their
-    // own and the table's included.
+/// Allocate and write the refcount table and blocks after every other
+/// cluster: enough blocks for every cluster, their own and the table's
+/// included. Returns the table's offset and its size in clusters.
+fn write_refcounts(out: &File, alloc: &mut Alloc) -> Result<(u64, u64)> {
     let (rt, rb) = refcount_layout(alloc.refcounts.len() as u64);
     let rt_offset = alloc.next_cluster();
     for _ in 0..rt + rb {
@@ -247,19 +296,7 @@ pub fn write(
         out.write_all_at(&block, rb_first + b * CLUSTER)
             .ctx("writing a refcount block")?;
     }
-
-    let l1_bytes: Vec<u8> = l1.iter().flat_map(|e| e.to_be_bytes()).collect();
-    out.write_all_at(&l1_bytes, CLUSTER)
-        .ctx("writing the L1 table")?;
-    let mut head = header(size, l1_size as u32, rt_offset, rt as u32).to_bytes();
-    head.extend_from_slice(&feature_name_table());
-    head.extend_from_slice(&[0; 8]); // end of header extensions
-    head.resize(CLUSTER as usize, 0);
-    out.write_all_at(&head, 0).ctx("writing the QCOW2 header")?;
-    // In case `out` was longer.
-    out.set_len(alloc.next_cluster())
-        .ctx("setting the file size")?;
-    Ok(())
+    Ok((rt_offset, rt))
 }
 
 /// Clusters of refcount table and of refcount blocks needed after `used`

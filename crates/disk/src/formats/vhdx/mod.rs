@@ -20,6 +20,7 @@ use crate::formats::WriteOptions;
 use crate::io::DiskDigest;
 use crate::verify::Report;
 
+pub mod log;
 pub mod reader;
 pub mod verify;
 pub mod wire;

@@ -1,5 +1,6 @@
 //! Reading a VHDX as a [`VirtualDisk`]: the current header, the log
-//! (replayed in memory), the region table, the metadata and the BAT.
+//! (replayed in memory by [`super::log`]), the region table, the metadata
+//! and the BAT.
 //!
 //! [`parse`] does the structural work shared with the verifier: it records
 //! every problem it meets as a [`Finding`] and returns an error only when
@@ -15,104 +16,8 @@ use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::layout::Guid;
 use crate::verify::Finding;
 
+use super::log::{replay_log, Overlay};
 use super::wire::*;
-
-/// Largest log accepted for replay (qemu and Hyper-V write 1 MiB logs);
-/// the whole log is read into memory.
-pub const MAX_LOG_LENGTH: u64 = 64 << 20;
-
-/// One write the log makes to the file, applied in order over its bytes.
-#[derive(Debug, Clone)]
-enum LogWrite {
-    /// 4 KiB of data at a file offset.
-    Data(u64, Box<[u8]>),
-    /// A zeroed range (offset, length).
-    Zero(u64, u64),
-}
-
-/// The file as seen after the log's writes: the bytes on disk with the
-/// replayed writes laid over them, and zeros past the end of the file up
-/// to the length the log says the file has.
-#[derive(Debug)]
-pub struct Overlay {
-    file: File,
-    file_len: u64,
-    len: u64,
-    writes: Vec<LogWrite>,
-}
-
-impl Overlay {
-    fn new(file: File, file_len: u64) -> Overlay {
-        Overlay {
-            file,
-            file_len,
-            len: file_len,
-            writes: Vec::new(),
-        }
-    }
-
-    /// Length of the file after replay.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether the file is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether the log changed anything.
-    pub fn is_replayed(&self) -> bool {
-        !self.writes.is_empty()
-    }
-
-    /// Read `buf.len()` bytes at `offset` of the replayed file.
-    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .filter(|&e| e <= self.len)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "read of {} bytes at file offset {offset} runs past the end of the {}-byte file",
-                        buf.len(),
-                        self.len
-                    ),
-                )
-            })?;
-        let phys = end.min(self.file_len).saturating_sub(offset) as usize;
-        if phys > 0 {
-            crate::io::read_exact_at(&self.file, &mut buf[..phys], offset)?;
-        }
-        buf[phys..].fill(0);
-        for w in &self.writes {
-            let (wo, wl) = match w {
-                LogWrite::Data(o, d) => (*o, d.len() as u64),
-                LogWrite::Zero(o, l) => (*o, *l),
-            };
-            let (from, to) = (offset.max(wo), end.min(wo.saturating_add(wl)));
-            if from >= to {
-                continue;
-            }
-            let dst = &mut buf[(from - offset) as usize..(to - offset) as usize];
-            match w {
-                LogWrite::Data(_, d) => {
-                    dst.copy_from_slice(&d[(from - wo) as usize..(to - wo) as usize])
-                }
-                LogWrite::Zero(..) => dst.fill(0),
-            }
-        }
-        Ok(())
-    }
-
-    fn read_vec(&self, offset: u64, len: usize, what: &str) -> Result<Vec<u8>> {
-        let mut b = vec![0u8; len];
-        self.read_at(&mut b, offset)
-            .map_err(|e| Error::io(format!("reading the {what}"), e).at(offset))?;
-        Ok(b)
-    }
-}
 
 /// How one of the two headers fared.
 #[derive(Debug, Clone)]
@@ -201,7 +106,7 @@ impl VhdxImage {
 }
 
 /// Record `e` as a finding and return it.
-fn fatal(findings: &mut Vec<Finding>, e: Error) -> Error {
+pub(super) fn fatal(findings: &mut Vec<Finding>, e: Error) -> Error {
     findings.push(match e.offset() {
         Some(o) => Finding::at(o, e.message()),
         None => Finding::whole(e.message()),
@@ -234,41 +139,84 @@ pub fn parse(file: File, findings: &mut Vec<Finding>) -> Result<VhdxImage> {
         .ctx("reading the creator")?;
     let creator = creator_string(&creator);
 
-    // Headers (spec 2.2.2): the valid one with the larger sequence number.
-    let mut slots = Vec::with_capacity(2);
-    for (i, &off) in HEADER_OFFSETS.iter().enumerate() {
-        let mut b = [0u8; HEADER_SIZE];
-        crate::io::read_exact_at(&file, &mut b, off).ctx("reading a header")?;
-        let header = VhdxHeader::parse(&b);
-        let computed = checksum(&b, header_off::CHECKSUM);
-        let mut problems = Vec::new();
-        if header.signature != HEADER_SIGNATURE {
-            problems.push(format!(
-                "signature is {:?}, expected \"head\"",
-                String::from_utf8_lossy(&header.signature)
-            ));
-        }
-        if computed != header.checksum {
-            problems.push(format!(
-                "checksum mismatch (expected {computed:08x}, found {:08x})",
-                header.checksum
-            ));
-        }
-        if header.version != 1 {
-            problems.push(format!("version is {}, expected 1", header.version));
-        }
-        for p in &problems {
-            findings.push(Finding::at(off, format!("header {}: {p}", i + 1)));
-        }
-        slots.push(HeaderSlot {
-            offset: off,
-            header,
-            computed_checksum: computed,
-            valid: problems.is_empty(),
-        });
+    let headers = [
+        read_header_slot(&file, 0, findings)?,
+        read_header_slot(&file, 1, findings)?,
+    ];
+    let current = current_header(&headers, findings)?;
+    let h = headers[current].header.clone();
+    let ho = headers[current].offset;
+    let log_end = check_log_placement(&h, ho, len, findings)?;
+
+    let mut overlay = Overlay::new(file, len);
+    let mut log_entries_replayed = 0;
+    if !h.log_guid.is_zero() && h.log_length != 0 {
+        log_entries_replayed = replay_log(&mut overlay, &h, ho, findings)?;
     }
-    let headers: [HeaderSlot; 2] = [slots[0].clone(), slots[1].clone()];
-    let current = match (headers[0].valid, headers[1].valid) {
+
+    let (region_table_offset, regions) = read_region_tables(&overlay, findings)?;
+    let (bat_region, metadata_region) =
+        required_regions(&regions, region_table_offset, len, findings)?;
+    check_region_overlaps(&regions, region_table_offset, &h, log_end, findings)?;
+    let (metadata, params) = parse_metadata(&overlay, &metadata_region, findings)?;
+    let bat = read_bat(&overlay, &bat_region, &params, findings)?;
+    let image = VhdxImage {
+        file: overlay,
+        creator,
+        headers,
+        current,
+        log_entries_replayed,
+        regions,
+        region_table_offset,
+        bat_region,
+        metadata_region,
+        metadata,
+        params,
+        bat,
+    };
+    check_payload_entries(&image, findings)?;
+    Ok(image)
+}
+
+/// Read header `i` (0 or 1) and check its signature, checksum and version
+/// (spec 2.2.2), recording each problem.
+fn read_header_slot(file: &File, i: usize, findings: &mut Vec<Finding>) -> Result<HeaderSlot> {
+    let off = HEADER_OFFSETS[i];
+    let mut b = [0u8; HEADER_SIZE];
+    crate::io::read_exact_at(file, &mut b, off).ctx("reading a header")?;
+    let header = VhdxHeader::parse(&b);
+    let computed = checksum(&b, header_off::CHECKSUM);
+    let mut problems = Vec::new();
+    if header.signature != HEADER_SIGNATURE {
+        problems.push(format!(
+            "signature is {:?}, expected \"head\"",
+            String::from_utf8_lossy(&header.signature)
+        ));
+    }
+    if computed != header.checksum {
+        problems.push(format!(
+            "checksum mismatch (expected {computed:08x}, found {:08x})",
+            header.checksum
+        ));
+    }
+    if header.version != 1 {
+        problems.push(format!("version is {}, expected 1", header.version));
+    }
+    for p in &problems {
+        findings.push(Finding::at(off, format!("header {}: {p}", i + 1)));
+    }
+    Ok(HeaderSlot {
+        offset: off,
+        header,
+        computed_checksum: computed,
+        valid: problems.is_empty(),
+    })
+}
+
+/// The index of the current header (spec 2.2.2): the valid one with the
+/// larger sequence number.
+fn current_header(headers: &[HeaderSlot; 2], findings: &mut Vec<Finding>) -> Result<usize> {
+    Ok(match (headers[0].valid, headers[1].valid) {
         (false, false) => {
             return Err(fatal(
                 findings,
@@ -298,9 +246,17 @@ pub fn parse(file: File, findings: &mut Vec<Finding>) -> Result<VhdxImage> {
                 ));
             }
         }
-    };
-    let h = headers[current].header.clone();
-    let ho = headers[current].offset;
+    })
+}
+
+/// Check the log version and where the current header `h` (at `ho`) puts
+/// the log in the `len`-byte file; return the log's end.
+fn check_log_placement(
+    h: &VhdxHeader,
+    ho: u64,
+    len: u64,
+    findings: &mut Vec<Finding>,
+) -> Result<u64> {
     if h.log_version != 0 {
         return Err(fatal(
             findings,
@@ -324,14 +280,15 @@ pub fn parse(file: File, findings: &mut Vec<Finding>) -> Result<VhdxImage> {
             ),
         ));
     }
+    Ok(log_end)
+}
 
-    let mut overlay = Overlay::new(file, len);
-    let mut log_entries_replayed = 0;
-    if !h.log_guid.is_zero() && h.log_length != 0 {
-        log_entries_replayed = replay_log(&mut overlay, &h, ho, findings)?;
-    }
-
-    // Region tables (spec 2.2.3): the first valid copy.
+/// Read both region tables (spec 2.2.3), recording the problems of each;
+/// return the first valid copy and its offset.
+fn read_region_tables(
+    overlay: &Overlay,
+    findings: &mut Vec<Finding>,
+) -> Result<(u64, RegionTable)> {
     let mut tables = Vec::new();
     for (i, &off) in REGION_TABLE_OFFSETS.iter().enumerate() {
         let b = overlay.read_vec(off, REGION_TABLE_SIZE, "region table")?;
@@ -379,17 +336,29 @@ pub fn parse(file: File, findings: &mut Vec<Finding>) -> Result<VhdxImage> {
             "the two region tables differ",
         ));
     }
-    let Some((region_table_offset, regions, _)) = tables.into_iter().find(|t| t.2) else {
+    let Some((offset, table, _)) = tables.into_iter().find(|t| t.2) else {
         return Err(fatal(
             findings,
             Error::corrupt("no valid region table: both copies fail their checks")
                 .at(REGION_TABLE_OFFSETS[0]),
         ));
     };
+    Ok((offset, table))
+}
+
+/// The BAT and metadata regions of the table at `table_offset`, each
+/// listed once, inside the `len`-byte file; unknown regions are skipped
+/// unless required.
+fn required_regions(
+    regions: &RegionTable,
+    table_offset: u64,
+    len: u64,
+    findings: &mut Vec<Finding>,
+) -> Result<(RegionEntry, RegionEntry)> {
     let mut bat_region = None;
     let mut metadata_region = None;
     for (i, e) in regions.entries.iter().enumerate() {
-        let at = region_table_offset + 16 + 32 * i as u64;
+        let at = table_offset + 16 + 32 * i as u64;
         let slot = if e.guid == BAT_GUID {
             &mut bat_region
         } else if e.guid == METADATA_GUID {
@@ -436,12 +405,21 @@ pub fn parse(file: File, findings: &mut Vec<Finding>) -> Result<VhdxImage> {
     let (Some(bat_region), Some(metadata_region)) = (bat_region, metadata_region) else {
         return Err(fatal(
             findings,
-            Error::corrupt("region table lacks the BAT or the metadata region")
-                .at(region_table_offset),
+            Error::corrupt("region table lacks the BAT or the metadata region").at(table_offset),
         ));
     };
-    // Regions must not overlap each other or the log (qemu
-    // `vhdx_region_check`).
+    Ok((bat_region, metadata_region))
+}
+
+/// Regions must not overlap each other, the header section or the log
+/// (which ends at `log_end`) (qemu `vhdx_region_check`).
+fn check_region_overlaps(
+    regions: &RegionTable,
+    table_offset: u64,
+    h: &VhdxHeader,
+    log_end: u64,
+    findings: &mut Vec<Finding>,
+) -> Result<()> {
     let mut spans = vec![
         ("the header section".to_string(), 0, HEADER_SECTION_END),
         ("the log".to_string(), h.log_offset, log_end),
@@ -455,47 +433,50 @@ pub fn parse(file: File, findings: &mut Vec<Finding>) -> Result<VhdxImage> {
             if a.1 < b.2 && b.1 < a.2 && a.1 != a.2 && b.1 != b.2 {
                 return Err(fatal(
                     findings,
-                    Error::corrupt(format!("{} overlaps {}", a.0, b.0)).at(region_table_offset),
+                    Error::corrupt(format!("{} overlaps {}", a.0, b.0)).at(table_offset),
                 ));
             }
         }
     }
+    Ok(())
+}
 
-    let (metadata, params) = parse_metadata(&overlay, &metadata_region, findings)?;
-
-    // BAT (spec 2.5).
+/// Read the BAT (spec 2.5): the entries the disk described by `params`
+/// needs, which must fit in `region`.
+fn read_bat(
+    overlay: &Overlay,
+    region: &RegionEntry,
+    params: &DiskParams,
+    findings: &mut Vec<Finding>,
+) -> Result<Vec<u64>> {
     let cr = params.chunk_ratio();
     let entries = bat_entries(params.virtual_size, params.block_size, cr);
-    if entries * 8 > bat_region.length as u64 {
+    if entries * 8 > region.length as u64 {
         return Err(fatal(
             findings,
             Error::corrupt(format!(
                 "BAT region of {} bytes is too small for the {entries} entries the disk needs",
-                bat_region.length
+                region.length
             ))
-            .at(bat_region.file_offset),
+            .at(region.file_offset),
         ));
     }
     // Bounded by the region, itself inside the file.
-    let raw = overlay.read_vec(bat_region.file_offset, (entries * 8) as usize, "BAT")?;
-    let bat: Vec<u64> = raw.chunks_exact(8).map(|c| le64(c, 0)).collect();
-    let image = VhdxImage {
-        file: overlay,
-        creator,
-        headers,
-        current,
-        log_entries_replayed,
-        regions,
-        region_table_offset,
-        bat_region,
-        metadata_region,
-        metadata,
-        params,
-        bat,
-    };
-    check_payload_entries(&image, findings)?;
-    Ok(image)
+    let raw = overlay.read_vec(region.file_offset, (entries * 8) as usize, "BAT")?;
+    Ok(raw.chunks_exact(8).map(|c| le64(c, 0)).collect())
 }
+
+/// The metadata items a disk must have: their id, length and name.
+const REQUIRED_ITEMS: [(Guid, u32, &str); 5] = [
+    (FILE_PARAMETERS_GUID, 8, "file parameters"),
+    (VIRTUAL_DISK_SIZE_GUID, 8, "virtual disk size"),
+    (PAGE83_GUID, 16, "page 83 data"),
+    (LOGICAL_SECTOR_SIZE_GUID, 4, "logical sector size"),
+    (PHYSICAL_SECTOR_SIZE_GUID, 4, "physical sector size"),
+];
+
+/// The data of metadata items, by item id.
+type MetadataItems = HashMap<Guid, Vec<u8>>;
 
 /// Read the metadata table and the five required items.
 fn parse_metadata(
@@ -503,6 +484,19 @@ fn parse_metadata(
     region: &RegionEntry,
     findings: &mut Vec<Finding>,
 ) -> Result<(Vec<MetadataEntry>, DiskParams)> {
+    let entries = read_metadata_table(overlay, region, findings)?;
+    let (items, has_locator) = read_metadata_items(overlay, region, &entries, findings)?;
+    let params = disk_params(&items, has_locator, region.file_offset, findings)?;
+    Ok((entries, params))
+}
+
+/// Read the metadata table at the start of `region` and check its
+/// signature and entry count.
+fn read_metadata_table(
+    overlay: &Overlay,
+    region: &RegionEntry,
+    findings: &mut Vec<Finding>,
+) -> Result<Vec<MetadataEntry>> {
     let mo = region.file_offset;
     let table_len = (region.length as usize).min(METADATA_TABLE_SIZE);
     if table_len < 32 {
@@ -537,14 +531,20 @@ fn parse_metadata(
             .at(mo + 10),
         ));
     }
-    let known = [
-        (FILE_PARAMETERS_GUID, 8u32, "file parameters"),
-        (VIRTUAL_DISK_SIZE_GUID, 8, "virtual disk size"),
-        (PAGE83_GUID, 16, "page 83 data"),
-        (LOGICAL_SECTOR_SIZE_GUID, 4, "logical sector size"),
-        (PHYSICAL_SECTOR_SIZE_GUID, 4, "physical sector size"),
-    ];
-    let mut items: HashMap<Guid, Vec<u8>> = HashMap::new();
+    Ok(entries)
+}
+
+/// Read the [`REQUIRED_ITEMS`] the table `entries` lists, each once and of
+/// its length; also return where a parent locator is listed, if one is.
+/// Unknown items are skipped unless required.
+fn read_metadata_items(
+    overlay: &Overlay,
+    region: &RegionEntry,
+    entries: &[MetadataEntry],
+    findings: &mut Vec<Finding>,
+) -> Result<(MetadataItems, Option<u64>)> {
+    let mo = region.file_offset;
+    let mut items = MetadataItems::new();
     let mut has_locator = None;
     for (i, e) in entries.iter().enumerate() {
         let at = mo + 32 + 32 * i as u64;
@@ -565,7 +565,7 @@ fn parse_metadata(
             has_locator = Some(at);
             continue;
         }
-        let Some(&(_, want, name)) = known.iter().find(|k| k.0 == e.item_id) else {
+        let Some(&(_, want, name)) = REQUIRED_ITEMS.iter().find(|k| k.0 == e.item_id) else {
             if e.flags & META_IS_REQUIRED != 0 {
                 return Err(fatal(
                     findings,
@@ -600,7 +600,7 @@ fn parse_metadata(
         let data = overlay.read_vec(mo + e.offset as u64, want as usize, "metadata item")?;
         items.insert(e.item_id, data);
     }
-    for (g, _, name) in known {
+    for (g, _, name) in REQUIRED_ITEMS {
         if !items.contains_key(&g) {
             return Err(fatal(
                 findings,
@@ -608,6 +608,18 @@ fn parse_metadata(
             ));
         }
     }
+    Ok((items, has_locator))
+}
+
+/// Decode and check the disk parameters from the required metadata
+/// `items` (of the region at `mo`); `has_locator`: where a parent locator
+/// is listed, if one is.
+fn disk_params(
+    items: &MetadataItems,
+    has_locator: Option<u64>,
+    mo: u64,
+    findings: &mut Vec<Finding>,
+) -> Result<DiskParams> {
     let fp = &items[&FILE_PARAMETERS_GUID];
     let params = DiskParams {
         block_size: le32(fp, 0),
@@ -666,7 +678,7 @@ fn parse_metadata(
             .at(mo),
         ));
     }
-    Ok((entries, params))
+    Ok(params)
 }
 
 /// Check the payload BAT entries a reader relies on: states it can read,
@@ -730,232 +742,6 @@ fn check_payload_entries(image: &VhdxImage, findings: &mut Vec<Finding>) -> Resu
             })
         }
     }
-}
-
-/// A validated log entry.
-#[derive(Debug)]
-struct LogEntry {
-    /// Position in the log.
-    pos: u64,
-    length: u64,
-    tail: u64,
-    sequence: u64,
-    flushed_file_offset: u64,
-    last_file_offset: u64,
-    writes: Vec<LogWrite>,
-}
-
-/// Validate the log entry at `pos` of the in-memory log (spec 2.3.1;
-/// qemu `vhdx_validate_log_entry`, `vhdx_log_desc_is_valid`).
-fn log_entry_at(log: &[u8], pos: u64, guid: &Guid) -> Option<LogEntry> {
-    let l = log.len() as u64;
-    let ring = |p: u64, n: u64| -> Vec<u8> {
-        let mut v = Vec::with_capacity(n as usize);
-        let mut p = p % l;
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(l - p);
-            v.extend_from_slice(&log[p as usize..(p + k) as usize]);
-            left -= k;
-            p = (p + k) % l;
-        }
-        v
-    };
-    let hdr = ring(pos, LOG_ENTRY_HEADER_SIZE as u64);
-    if hdr[0..4] != LOG_ENTRY_SIGNATURE {
-        return None;
-    }
-    let length = le32(&hdr, 8) as u64;
-    let sequence = le64(&hdr, 16);
-    let count = le32(&hdr, 24) as u64;
-    if length == 0 || length % LOG_SECTOR_SIZE != 0 || length > l || sequence == 0 {
-        return None;
-    }
-    if Guid::from_bytes(&hdr[32..48]) != *guid {
-        return None;
-    }
-    let desc_sectors = (count + 2).div_ceil(128);
-    if desc_sectors * LOG_SECTOR_SIZE > length {
-        return None;
-    }
-    let entry = ring(pos, length);
-    if checksum(&entry, 4) != le32(&entry, 4) {
-        return None;
-    }
-    let mut writes = Vec::new();
-    let mut data_at = desc_sectors * LOG_SECTOR_SIZE;
-    for d in 0..count as usize {
-        let o = LOG_ENTRY_HEADER_SIZE + LOG_DESCRIPTOR_SIZE * d;
-        let desc = &entry[o..o + LOG_DESCRIPTOR_SIZE];
-        let file_offset = le64(desc, 16);
-        if le64(desc, 24) != sequence || file_offset % LOG_SECTOR_SIZE != 0 {
-            return None;
-        }
-        if desc[0..4] == LOG_ZERO_DESC_SIGNATURE {
-            let n = le64(desc, 8);
-            if n % LOG_SECTOR_SIZE != 0 {
-                return None;
-            }
-            writes.push(LogWrite::Zero(file_offset, n));
-        } else if desc[0..4] == LOG_DATA_DESC_SIGNATURE {
-            if data_at + LOG_SECTOR_SIZE > length {
-                return None;
-            }
-            let s = &entry[data_at as usize..(data_at + LOG_SECTOR_SIZE) as usize];
-            let seq = ((le32(s, 4) as u64) << 32) | le32(s, 4092) as u64;
-            if s[0..4] != LOG_DATA_SIGNATURE || seq != sequence {
-                return None;
-            }
-            // The sector's first 8 and last 4 bytes live in the descriptor.
-            let mut data = vec![0u8; LOG_SECTOR_SIZE as usize];
-            data[..8].copy_from_slice(&desc[8..16]);
-            data[8..4092].copy_from_slice(&s[8..4092]);
-            data[4092..].copy_from_slice(&desc[4..8]);
-            writes.push(LogWrite::Data(file_offset, data.into_boxed_slice()));
-            data_at += LOG_SECTOR_SIZE;
-        } else {
-            return None;
-        }
-    }
-    Some(LogEntry {
-        pos,
-        length,
-        tail: le32(&hdr, 12) as u64,
-        sequence,
-        flushed_file_offset: le64(&hdr, 48),
-        last_file_offset: le64(&hdr, 56),
-        writes,
-    })
-}
-
-/// Find the active log sequence and lay its writes over the file, in
-/// memory. Returns the number of entries replayed.
-///
-/// The active sequence (spec 2.3.3) is the chain of valid entries, each
-/// following the previous one in the ring with the next sequence number,
-/// that ends with the highest sequence number; it is replayed from the
-/// entry its head's tail field names (from its start when the tail is not
-/// in the chain), oldest first.
-fn replay_log(
-    overlay: &mut Overlay,
-    h: &VhdxHeader,
-    ho: u64,
-    findings: &mut Vec<Finding>,
-) -> Result<usize> {
-    let (lo, ll) = (h.log_offset, h.log_length as u64);
-    let at = ho + header_off::LOG_OFFSET as u64;
-    if lo < HEADER_SECTION_END || lo % MIB != 0 || ll % MIB != 0 {
-        return Err(fatal(
-            findings,
-            Error::corrupt(format!(
-                "the log ({ll} bytes at offset {lo}) must be replayed but is not 1 MiB-aligned after the header section"
-            ))
-            .at(at),
-        ));
-    }
-    if ll > MAX_LOG_LENGTH {
-        return Err(fatal(
-            findings,
-            Error::unsupported(format!(
-                "the log of {ll} bytes must be replayed but is larger than the {MAX_LOG_LENGTH} bytes supported"
-            ))
-            .at(at),
-        ));
-    }
-    if lo.saturating_add(ll) > overlay.file_len {
-        return Err(fatal(
-            findings,
-            Error::corrupt(format!(
-                "the log ({ll} bytes at offset {lo}) must be replayed but runs past the end of the {}-byte file",
-                overlay.file_len
-            ))
-            .at(at),
-        ));
-    }
-    let log = overlay.read_vec(lo, ll as usize, "log")?;
-    let mut cache: HashMap<u64, Option<LogEntry>> = HashMap::new();
-    let mut best: Option<Vec<u64>> = None;
-    let mut best_seq = 0;
-    let mut in_chain = vec![false; (ll / LOG_SECTOR_SIZE) as usize];
-    for start in (0..ll).step_by(LOG_SECTOR_SIZE as usize) {
-        if in_chain[(start / LOG_SECTOR_SIZE) as usize] {
-            continue;
-        }
-        let mut chain = Vec::new();
-        let mut pos = start;
-        let mut covered = 0;
-        let mut prev_seq = None;
-        loop {
-            let e = cache
-                .entry(pos)
-                .or_insert_with(|| log_entry_at(&log, pos, &h.log_guid));
-            let Some(e) = e else { break };
-            if prev_seq.is_some_and(|s: u64| e.sequence != s.wrapping_add(1)) {
-                break;
-            }
-            covered += e.length;
-            if covered > ll {
-                break;
-            }
-            prev_seq = Some(e.sequence);
-            chain.push(pos);
-            pos = (pos + e.length) % ll;
-        }
-        if let (Some(seq), false) = (prev_seq, chain.is_empty()) {
-            for &p in &chain[1..] {
-                in_chain[(p / LOG_SECTOR_SIZE) as usize] = true;
-            }
-            if best.is_none() || seq > best_seq {
-                best_seq = seq;
-                best = Some(chain);
-            }
-        }
-    }
-    let Some(chain) = best else {
-        // A log GUID without valid entries: nothing to replay.
-        return Ok(0);
-    };
-    let head = cache[chain.last().expect("a chain has entries")]
-        .as_ref()
-        .expect("chain entries are valid");
-    let from = chain.iter().position(|&p| p == head.tail).unwrap_or(0);
-    if head.flushed_file_offset > overlay.file_len {
-        return Err(fatal(
-            findings,
-            Error::corrupt(format!(
-                "the log says the file was flushed up to {} bytes, but it has only {} (truncated?)",
-                head.flushed_file_offset, overlay.file_len
-            ))
-            .at(lo + head.pos + 48),
-        ));
-    }
-    let mut n = 0;
-    for p in &chain[from..] {
-        let e = cache
-            .get_mut(p)
-            .and_then(Option::take)
-            .expect("chain entries are valid");
-        overlay.len = overlay.len.max(e.last_file_offset);
-        for w in e.writes {
-            let end = match &w {
-                LogWrite::Data(o, d) => o.saturating_add(d.len() as u64),
-                LogWrite::Zero(o, l) => o.saturating_add(*l),
-            };
-            overlay.len = overlay.len.max(end);
-            overlay.writes.push(w);
-        }
-        n += 1;
-    }
-    findings.push(Finding::at(
-        lo + chain[from],
-        format!(
-            "the log (GUID {}) was never replayed into the file: its active entries (sequence {} to {}) were applied in memory",
-            h.log_guid,
-            best_seq - (n as u64 - 1),
-            best_seq
-        ),
-    ));
-    Ok(n)
 }
 
 /// A VHDX read through its BAT.

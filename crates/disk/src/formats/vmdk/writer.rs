@@ -38,9 +38,9 @@ use super::wire::{
     self, Marker, SparseExtentHeader, GD_AT_END, GRAIN_RECORD_HEADER_BYTES, MARKER_FOOTER,
     MARKER_GD, MARKER_GT, SECTOR_BYTES,
 };
+use crate::codec::deflate;
 use crate::disk::{ExtentKind, VirtualDisk};
 use crate::error::{Error, Result};
-use crate::formats::deflate;
 use crate::formats::WriteOptions;
 
 /// libdeflate level for grains. qemu-img deflates each grain with zlib's

@@ -1,7 +1,7 @@
-//! Deflate helpers shared by the compressing writers (VMDK grains, the
-//! GCP gzip stream): telling incompressible data apart cheaply, and
-//! writing it as stored blocks (RFC 1951 §3.2.4) instead of spending
-//! deflate effort that would not shrink it.
+//! Deflate helpers shared by the compressing writers (VMDK grains, QCOW2
+//! clusters, the gzip stream of [`super::gzip`]): telling incompressible
+//! data apart cheaply, and writing it as stored blocks (RFC 1951 §3.2.4)
+//! instead of spending deflate effort that would not shrink it.
 //!
 //! Random or already-compressed data is common in disk images (compressed
 //! kernels, encrypted or packed files). zlib at level 6 spends about as

@@ -20,8 +20,8 @@ use std::sync::mpsc;
 use flate2::{Decompress, FlushDecompress, Status};
 use libdeflater::{CompressionLvl, Compressor};
 
+use crate::codec::deflate;
 use crate::error::{Error, IoContext, Result};
-use crate::formats::deflate;
 use crate::verify::Finding;
 
 /// gzip magic bytes (ID1, ID2).
