@@ -141,7 +141,33 @@ impl AwsTarget {
                 format!("S3 bucket {:?} is invalid", self.bucket),
             ));
         }
-        Ok(())
+        crate::journal::check_names(&self.resources())
+    }
+
+    /// Every resource a run creates, as journaled before its id is known.
+    pub fn resources(&self) -> Vec<Resource> {
+        let region = || self.region.clone();
+        vec![
+            Resource::S3Object {
+                uri: self.object_uri(),
+                region: region(),
+            },
+            Resource::AwsImportTask {
+                id: None,
+                description: self.name.clone(),
+                region: region(),
+            },
+            Resource::AwsImage {
+                id: None,
+                name: self.name.clone(),
+                region: region(),
+            },
+            Resource::AwsInstance {
+                id: None,
+                name: self.name.clone(),
+                region: region(),
+            },
+        ]
     }
 
     /// The object key: `NAME.<ext>`.
@@ -476,11 +502,20 @@ pub fn ec2(op: &str, args: Vec<String>, region: Option<&str>, json_out: bool) ->
     CloudCommand::new("aws", a)
 }
 
+/// `--NAME=VALUE`: one argument, so that the CLI (Python argparse, which
+/// takes `--option=value` for every long option) can never read VALUE as
+/// an option of its own, whatever it holds. The ids teardown passes are
+/// also checked against their syntax first ([`crate::names`]); this is
+/// the second line.
+fn flag_eq(name: &str, value: &str) -> String {
+    format!("--{name}={value}")
+}
+
 /// Terminate an instance.
 pub fn terminate(id: &str, region: Option<&str>) -> CloudCommand {
     ec2(
         "terminate-instances",
-        vec!["--instance-ids".into(), id.into()],
+        vec![flag_eq("instance-ids", id)],
         region,
         true,
     )
@@ -519,7 +554,7 @@ pub fn find_images(name: &str, region: Option<&str>) -> CloudCommand {
 pub fn deregister(id: &str, region: Option<&str>) -> CloudCommand {
     ec2(
         "deregister-image",
-        vec!["--image-id".into(), id.into()],
+        vec![flag_eq("image-id", id)],
         region,
         false,
     )
@@ -529,7 +564,7 @@ pub fn deregister(id: &str, region: Option<&str>) -> CloudCommand {
 pub fn delete_snapshot(id: &str, region: Option<&str>) -> CloudCommand {
     ec2(
         "delete-snapshot",
-        vec!["--snapshot-id".into(), id.into()],
+        vec![flag_eq("snapshot-id", id)],
         region,
         false,
     )
@@ -539,7 +574,7 @@ pub fn delete_snapshot(id: &str, region: Option<&str>) -> CloudCommand {
 pub fn cancel_import(id: &str, region: Option<&str>) -> CloudCommand {
     ec2(
         "cancel-import-task",
-        vec!["--import-task-id".into(), id.into()],
+        vec![flag_eq("import-task-id", id)],
         region,
         true,
     )
@@ -549,7 +584,7 @@ pub fn cancel_import(id: &str, region: Option<&str>) -> CloudCommand {
 pub fn describe_import(id: &str, region: Option<&str>) -> CloudCommand {
     ec2(
         "describe-import-snapshot-tasks",
-        vec!["--import-task-ids".into(), id.into()],
+        vec![flag_eq("import-task-ids", id)],
         region,
         true,
     )

@@ -214,7 +214,7 @@ impl AzureTarget {
                 return Err(invalid(format!("Azure {what} {v:?} is invalid")));
             }
         }
-        Ok(())
+        crate::journal::check_names(&self.resources())
     }
 
     /// `NAME.vhd`.

@@ -70,7 +70,28 @@ impl GcpTarget {
                 ));
             }
         }
-        Ok(())
+        crate::journal::check_names(&self.resources())
+    }
+
+    /// Every resource a run creates, in creation order (object, image,
+    /// instance), as journaled.
+    pub fn resources(&self) -> Vec<Resource> {
+        vec![
+            Resource::GcsObject {
+                uri: self.object_uri(),
+                project: self.project.clone(),
+                gsutil: self.gsutil,
+            },
+            Resource::GcpImage {
+                name: self.name.clone(),
+                project: self.project.clone(),
+            },
+            Resource::GcpInstance {
+                name: self.name.clone(),
+                zone: self.zone.clone(),
+                project: self.project.clone(),
+            },
+        ]
     }
 
     fn project_flag(&self) -> String {

@@ -59,6 +59,7 @@ pub mod error;
 pub mod flow;
 pub mod gcp;
 pub mod journal;
+pub mod names;
 mod provider;
 pub mod teardown;
 
