@@ -580,6 +580,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn evidence_files_are_owner_only_and_never_written_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        let serial = t.path().join("serial.log");
+        std::os::unix::fs::symlink(&victim, &serial).unwrap();
+        // Replaced in place: the symlink itself is replaced.
+        write_file(&serial, b"console", true).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(fs::read_to_string(&serial).unwrap(), "console");
+        let mode = fs::symlink_metadata(&serial).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Written once: a taken name (a symlink) is refused.
+        let summary = t.path().join("summary.json");
+        std::os::unix::fs::symlink(&victim, &summary).unwrap();
+        assert!(write_json(&summary, &1).is_err());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        // The command log is appended to without following a symlink.
+        let log = t.path().join("commands.jsonl");
+        std::os::unix::fs::symlink(&victim, &log).unwrap();
+        assert!(crate::command::open_log(&log, false).is_err());
+        assert!(crate::command::open_log(&log, true).is_err());
+        // No temporary file left behind.
+        let mut names: Vec<_> = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["commands.jsonl", "serial.log", "summary.json", "victim"]
+        );
+    }
+
+    #[test]
     fn timestamps_are_utc_civil_dates() {
         assert_eq!(timestamp(0), "19700101-000000");
         assert_eq!(timestamp(1_700_000_000), "20231114-221320");
