@@ -349,7 +349,7 @@ impl ProviderFlow for AwsTarget {
     }
 
     fn run(&self, s: &mut Session<'_>) -> Result<()> {
-        let art = s.opts.artifact.display().to_string();
+        let art = crate::command::path_arg(&s.opts.artifact);
         let obj = Resource::S3Object {
             uri: self.object_uri(),
             region: self.region.clone(),

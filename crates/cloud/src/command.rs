@@ -83,6 +83,17 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// A local path as a CLI argument: one starting with `-` gets `./` in
+/// front, so that no CLI reads the artifact's name as an option.
+pub fn path_arg(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.starts_with('-') {
+        format!("./{s}")
+    } else {
+        s
+    }
+}
+
 /// How to get `program` (`aws`, `az`, else the Google Cloud CLI).
 pub fn install_hint(program: &str) -> &'static str {
     match program {
@@ -494,6 +505,14 @@ mod tests {
         assert_eq!(shell_quote("{\"a\":1}"), "'{\"a\":1}'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn a_path_is_never_an_option() {
+        assert_eq!(path_arg(Path::new("--recursive")), "./--recursive");
+        assert_eq!(path_arg(Path::new("-x.raw")), "./-x.raw");
+        assert_eq!(path_arg(Path::new("out/disk.raw")), "out/disk.raw");
+        assert_eq!(path_arg(Path::new("/abs/-x")), "/abs/-x");
     }
 
     #[test]

@@ -217,7 +217,7 @@ pub(crate) fn ph(what: &str) -> String {
 /// for ids that only exist at run time. Lines starting with `#` name the
 /// step.
 pub fn plan(target: &Target, artifact: &Path) -> Vec<String> {
-    let art = artifact.display().to_string();
+    let art = crate::command::path_arg(artifact);
     let mut out = vec![format!(
         "# verify\ncloudimg verify {}",
         crate::command::shell_quote(&art)

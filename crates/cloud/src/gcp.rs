@@ -235,7 +235,7 @@ impl ProviderFlow for GcpTarget {
     }
 
     fn run(&self, s: &mut Session<'_>) -> Result<()> {
-        let art = s.opts.artifact.display().to_string();
+        let art = crate::command::path_arg(&s.opts.artifact);
         let obj = Resource::GcsObject {
             uri: self.object_uri(),
             project: self.project.clone(),
