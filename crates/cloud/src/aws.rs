@@ -141,6 +141,12 @@ impl AwsTarget {
                 format!("S3 bucket {:?} is invalid", self.bucket),
             ));
         }
+        crate::names::aws_instance_type(&self.instance_type).map_err(|rule| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("instance type {:?} is {rule}", self.instance_type),
+            )
+        })?;
         crate::journal::check_names(&self.resources())
     }
 
@@ -740,6 +746,34 @@ mod tests {
         let s = parse_import_status(done).unwrap();
         assert_eq!(s.snapshot_id.as_deref(), Some("snap-1234567890abcdef0"));
         assert!(parse_import_status("{}").is_err());
+    }
+
+    #[test]
+    fn targets_refuse_names_their_journal_would_refuse() {
+        let good = AwsTarget {
+            bucket: "capos-images".into(),
+            region: Some("us-east-1".into()),
+            format: AwsFormat::Raw,
+            boot_mode: BootMode::Uefi,
+            instance_type: DEFAULT_INSTANCE_TYPE.into(),
+            name: "capos-test".into(),
+        };
+        assert!(good.validate().is_ok());
+        let with = |f: &dyn Fn(&mut AwsTarget)| {
+            let mut t = good.clone();
+            f(&mut t);
+            t.validate().unwrap_err().message
+        };
+        assert_eq!(
+            with(&|t| t.name = "--dry-run".into()),
+            "S3 object s3://capos-images/--dry-run.raw: uri \"s3://capos-images/--dry-run.raw\" is not an S3 key cloudimg writes (1-1024 letters, digits and ()[]./-'@_, not starting with '-' or '/')"
+                .replace("S3 object", "object")
+        );
+        assert!(with(&|t| t.region = Some("*".into()))
+            .contains("region \"*\" is not an AWS region code"));
+        assert!(with(&|t| t.bucket = "Capos".into()).contains("is not an S3 bucket name"));
+        assert!(with(&|t| t.instance_type = "--dry-run".into())
+            .starts_with("instance type \"--dry-run\" is not an EC2 instance type"));
     }
 
     #[test]

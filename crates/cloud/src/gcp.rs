@@ -70,6 +70,12 @@ impl GcpTarget {
                 ));
             }
         }
+        crate::names::gce_machine_type(&self.machine_type).map_err(|rule| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("machine type {:?} is {rule}", self.machine_type),
+            )
+        })?;
         crate::journal::check_names(&self.resources())
     }
 

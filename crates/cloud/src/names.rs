@@ -353,6 +353,25 @@ pub fn azure_blob(s: &str) -> Result<(), Rule> {
     )
 }
 
+/// An EC2 instance type (`t3.micro`, `m5d.2xlarge`, `u-6tb1.metal`):
+/// family, `.`, size, as every entry of the EC2 instance types list \[U\].
+pub fn aws_instance_type(s: &str) -> Result<(), Rule> {
+    let ok = s.len() <= 64
+        && s.split_once('.').is_some_and(|(family, size)| {
+            family.starts_with(|c: char| c.is_ascii_lowercase())
+                && family.chars().all(|c| lower_digit(c) || c == '-')
+                && !size.is_empty()
+                && size.chars().all(|c| lower_digit(c) || c == '-' || c == '.')
+        });
+    check(ok, "not an EC2 instance type (like t3.micro)")
+}
+
+/// A Compute Engine machine type (`e2-small`, `n2-custom-4-8192`): a
+/// Compute Engine name.
+pub fn gce_machine_type(s: &str) -> Result<(), Rule> {
+    gce_name(s).map_err(|_| "not a Compute Engine machine type (like e2-small)".to_string())
+}
+
 /// A run id (`20261205-181500-01234`, or a test's name).
 pub fn run_id(s: &str) -> Result<(), Rule> {
     check(
@@ -411,6 +430,8 @@ mod tests {
         ("container", azure_container, "vhds-1"),
         ("blob", azure_blob, "capos-test.vhd"),
         ("run id", run_id, "20261205-181500-01234"),
+        ("instance type", aws_instance_type, "u-6tb1.metal"),
+        ("machine type", gce_machine_type, "n2-custom-4-8192"),
     ];
 
     #[test]
