@@ -555,8 +555,14 @@ impl Journal {
 /// (a FIFO would block, a huge file exhaust memory).
 fn read_bounded(path: &Path) -> Result<String> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let io = |e| Error::io("reading the journal", path, e);
-    let f = File::open(path).map_err(io)?;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(io)?;
     let meta = f.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(Error::new(
@@ -822,5 +828,15 @@ mod tests {
         let d = t.path().join("dir.json");
         fs::create_dir(&d).unwrap();
         assert!(Journal::open(&d).is_err());
+        let fifo = t.path().join("fifo.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert_eq!(
+            Journal::open(&fifo).unwrap_err().message,
+            format!("{}: not a regular file", fifo.display())
+        );
     }
 }
