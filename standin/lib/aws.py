@@ -3,6 +3,7 @@
 import base64
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -302,6 +303,18 @@ def filters(flags):
     return out_
 
 
+def value_matches(value, patterns):
+    """EC2 filter values take wildcards: "An asterisk (*) matches zero or
+    more characters, and a question mark (?) matches zero or one
+    character" (EC2 API reference, Filter). Applied as EC2 does, so that a
+    hostile name in a journal shows what it would really match."""
+    for p in patterns:
+        rx = "".join(".*" if c == "*" else ".?" if c == "?" else re.escape(c) for c in p)
+        if re.fullmatch(rx, value, re.DOTALL):
+            return True
+    return False
+
+
 def describe_images(args):
     _, flags = parse_args(args, BOOLS)
     ids = flags.get("image-ids", [])
@@ -312,7 +325,7 @@ def describe_images(args):
         img = read_json(os.path.join(d, n))
         if ids and img["ImageId"] not in ids:
             continue
-        if "name" in fl and img["Name"] not in fl["name"]:
+        if "name" in fl and not value_matches(img["Name"], fl["name"]):
             continue
         images.append(img)
     out({"Images": images})
@@ -389,7 +402,7 @@ def describe_instances(args):
         if ids and iid not in ids:
             continue
         tag_name = [t["Value"] for t in inst.get("Tags", []) if t.get("Key") == "Name"]
-        if "tag:Name" in fl and not set(tag_name) & set(fl["tag:Name"]):
+        if "tag:Name" in fl and not any(value_matches(t, fl["tag:Name"]) for t in tag_name):
             continue
         found.append({k: v for k, v in inst.items() if k != "standin"})
     out({"Reservations": [{"Instances": found}] if found else []})

@@ -1,5 +1,6 @@
 """The `gcloud` and `gsutil` stand-ins (see standin.py)."""
 
+import fnmatch
 import json
 import os
 import shutil
@@ -72,9 +73,24 @@ def storage_cp(args, tool):
     sys.stderr.write("Copying file://%s to %s\n  Completed files 1/1\n" % (src, dst))
 
 
+def expand_wildcards(uri):
+    """`gcloud storage rm` and `gsutil rm` expand wildcards in object
+    names (`*`, `?`, `[chars]`; cloud.google.com/storage/docs/wildcards),
+    here with fnmatch over the bucket's objects."""
+    bucket, key = split_gs(uri)
+    if not any(c in key for c in "*?["):
+        return [uri]
+    bdir = path("gcs", bucket)
+    names = []
+    for root, _, files in os.walk(bdir):
+        for f in files:
+            names.append(os.path.relpath(os.path.join(root, f), bdir))
+    return ["gs://%s/%s" % (bucket, n) for n in sorted(names) if fnmatch.fnmatchcase(n, key)] or [uri]
+
+
 def storage_rm(args, tool):
     pos, _ = parse_args(args, BOOLS)
-    for uri in pos:
+    for uri in [u for p in pos for u in expand_wildcards(p)]:
         _, target = obj_path(uri)
         if not os.path.isfile(target):
             if tool == "gsutil":

@@ -546,3 +546,55 @@ fn azure_killed_run_is_cleaned_up_by_cloud_teardown() {
     let calls = std::fs::read_to_string(state.join("calls.log")).unwrap();
     assert!(calls.contains("[\"az\", \"vm\", \"delete\""), "{calls}");
 }
+
+#[test]
+fn teardown_refuses_a_hostile_journal_in_one_line_and_runs_nothing() {
+    if !require_tool("python3") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (d, state) = (t.path(), t.path().join("state"));
+    std::fs::create_dir_all(state.join("aws/images")).unwrap();
+    let ami = "ami-0123456789abcdef0";
+    let image = format!(r#"{{"ImageId": "{ami}", "Name": "prod-web"}}"#);
+    std::fs::write(state.join(format!("aws/images/{ami}.json")), &image).unwrap();
+    let journal = |resource: &str| {
+        format!(
+            r#"{{"version": 1, "provider": "aws", "run_id": "r1", "resources": [{{"resource": {resource}, "state": "created", "updated_unix": 1}}]}}"#
+        )
+    };
+    for (resource, line) in [
+        (
+            r#"{"kind": "aws-image", "id": null, "name": "*", "region": null}"#,
+            r#"j.json: resources[0].resource.name "*" is not an AMI name (3-128 letters, digits and ()[]./-'@_, not starting with '-')"#,
+        ),
+        (
+            r#"{"kind": "aws-image", "id": "--dry-run", "name": "capos-x", "region": null}"#,
+            r#"j.json: resources[0].resource.id "--dry-run" is not an AMI id (ami- then 8 or 17 lowercase hex digits)"#,
+        ),
+    ] {
+        std::fs::write(d.join("j.json"), journal(resource)).unwrap();
+        fails_with(
+            cloudimg(&["cloud", "teardown", "--journal", "j.json"], d, &state),
+            line,
+        );
+        assert!(!state.join("calls.log").exists(), "no CLI ran");
+        assert_eq!(
+            std::fs::read_to_string(state.join(format!("aws/images/{ami}.json"))).unwrap(),
+            image
+        );
+    }
+    // The same journal with a valid name tears down only what it names.
+    std::fs::write(
+        d.join("j.json"),
+        journal(r#"{"kind": "aws-image", "id": null, "name": "capos-x", "region": null}"#),
+    )
+    .unwrap();
+    let out = ok(cloudimg(
+        &["cloud", "teardown", "--journal", "j.json"],
+        d,
+        &state,
+    ));
+    assert_eq!(out, "already gone: AMI named capos-x\n");
+    assert!(state.join(format!("aws/images/{ami}.json")).exists());
+}

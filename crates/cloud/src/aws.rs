@@ -141,7 +141,39 @@ impl AwsTarget {
                 format!("S3 bucket {:?} is invalid", self.bucket),
             ));
         }
-        Ok(())
+        crate::names::aws_instance_type(&self.instance_type).map_err(|rule| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("instance type {:?} is {rule}", self.instance_type),
+            )
+        })?;
+        crate::journal::check_names(&self.resources())
+    }
+
+    /// Every resource a run creates, as journaled before its id is known.
+    pub fn resources(&self) -> Vec<Resource> {
+        let region = || self.region.clone();
+        vec![
+            Resource::S3Object {
+                uri: self.object_uri(),
+                region: region(),
+            },
+            Resource::AwsImportTask {
+                id: None,
+                description: self.name.clone(),
+                region: region(),
+            },
+            Resource::AwsImage {
+                id: None,
+                name: self.name.clone(),
+                region: region(),
+            },
+            Resource::AwsInstance {
+                id: None,
+                name: self.name.clone(),
+                region: region(),
+            },
+        ]
     }
 
     /// The object key: `NAME.<ext>`.
@@ -323,7 +355,7 @@ impl ProviderFlow for AwsTarget {
     }
 
     fn run(&self, s: &mut Session<'_>) -> Result<()> {
-        let art = s.opts.artifact.display().to_string();
+        let art = crate::command::path_arg(&s.opts.artifact);
         let obj = Resource::S3Object {
             uri: self.object_uri(),
             region: self.region.clone(),
@@ -476,11 +508,20 @@ pub fn ec2(op: &str, args: Vec<String>, region: Option<&str>, json_out: bool) ->
     CloudCommand::new("aws", a)
 }
 
+/// `--NAME=VALUE`: one argument, so that the CLI (Python argparse, which
+/// takes `--option=value` for every long option) can never read VALUE as
+/// an option of its own, whatever it holds. The ids teardown passes are
+/// also checked against their syntax first ([`crate::names`]); this is
+/// the second line.
+fn flag_eq(name: &str, value: &str) -> String {
+    format!("--{name}={value}")
+}
+
 /// Terminate an instance.
 pub fn terminate(id: &str, region: Option<&str>) -> CloudCommand {
     ec2(
         "terminate-instances",
-        vec!["--instance-ids".into(), id.into()],
+        vec![flag_eq("instance-ids", id)],
         region,
         true,
     )
@@ -519,7 +560,7 @@ pub fn find_images(name: &str, region: Option<&str>) -> CloudCommand {
 pub fn deregister(id: &str, region: Option<&str>) -> CloudCommand {
     ec2(
         "deregister-image",
-        vec!["--image-id".into(), id.into()],
+        vec![flag_eq("image-id", id)],
         region,
         false,
     )
@@ -529,7 +570,7 @@ pub fn deregister(id: &str, region: Option<&str>) -> CloudCommand {
 pub fn delete_snapshot(id: &str, region: Option<&str>) -> CloudCommand {
     ec2(
         "delete-snapshot",
-        vec!["--snapshot-id".into(), id.into()],
+        vec![flag_eq("snapshot-id", id)],
         region,
         false,
     )
@@ -539,7 +580,7 @@ pub fn delete_snapshot(id: &str, region: Option<&str>) -> CloudCommand {
 pub fn cancel_import(id: &str, region: Option<&str>) -> CloudCommand {
     ec2(
         "cancel-import-task",
-        vec!["--import-task-id".into(), id.into()],
+        vec![flag_eq("import-task-id", id)],
         region,
         true,
     )
@@ -549,7 +590,7 @@ pub fn cancel_import(id: &str, region: Option<&str>) -> CloudCommand {
 pub fn describe_import(id: &str, region: Option<&str>) -> CloudCommand {
     ec2(
         "describe-import-snapshot-tasks",
-        vec!["--import-task-ids".into(), id.into()],
+        vec![flag_eq("import-task-ids", id)],
         region,
         true,
     )
@@ -705,6 +746,34 @@ mod tests {
         let s = parse_import_status(done).unwrap();
         assert_eq!(s.snapshot_id.as_deref(), Some("snap-1234567890abcdef0"));
         assert!(parse_import_status("{}").is_err());
+    }
+
+    #[test]
+    fn targets_refuse_names_their_journal_would_refuse() {
+        let good = AwsTarget {
+            bucket: "capos-images".into(),
+            region: Some("us-east-1".into()),
+            format: AwsFormat::Raw,
+            boot_mode: BootMode::Uefi,
+            instance_type: DEFAULT_INSTANCE_TYPE.into(),
+            name: "capos-test".into(),
+        };
+        assert!(good.validate().is_ok());
+        let with = |f: &dyn Fn(&mut AwsTarget)| {
+            let mut t = good.clone();
+            f(&mut t);
+            t.validate().unwrap_err().message
+        };
+        assert_eq!(
+            with(&|t| t.name = "--dry-run".into()),
+            "S3 object s3://capos-images/--dry-run.raw: uri \"s3://capos-images/--dry-run.raw\" is not an S3 key cloudimg writes (1-1024 letters, digits and ()[]./-'@_, not starting with '-' or '/')"
+                .replace("S3 object", "object")
+        );
+        assert!(with(&|t| t.region = Some("*".into()))
+            .contains("region \"*\" is not an AWS region code"));
+        assert!(with(&|t| t.bucket = "Capos".into()).contains("is not an S3 bucket name"));
+        assert!(with(&|t| t.instance_type = "--dry-run".into())
+            .starts_with("instance type \"--dry-run\" is not an EC2 instance type"));
     }
 
     #[test]

@@ -214,7 +214,7 @@ impl AzureTarget {
                 return Err(invalid(format!("Azure {what} {v:?} is invalid")));
             }
         }
-        Ok(())
+        crate::journal::check_names(&self.resources())
     }
 
     /// `NAME.vhd`.
@@ -610,7 +610,7 @@ impl ProviderFlow for AzureTarget {
     }
 
     fn run(&self, s: &mut Session<'_>) -> Result<()> {
-        let art = s.opts.artifact.display().to_string();
+        let art = crate::command::path_arg(&s.opts.artifact);
         let [blob, disk, vnet, nic, vm] = <[Resource; 5]>::try_from(self.resources())
             .map_err(|_| Error::new(ErrorKind::InvalidInput, "internal: Azure resource list"))?;
         s.create(blob, &self.upload(&art))?;
@@ -732,7 +732,7 @@ impl AzurePlan {
 pub fn plan(target: &AzureTarget, artifact: &Path) -> Result<AzurePlan> {
     target.validate()?;
     let report = artifact::check(target, artifact)?;
-    let art = artifact.display().to_string();
+    let art = crate::command::path_arg(artifact);
     let verify = CloudCommand::new("cloudimg", ["verify", art.as_str()]);
     let steps = std::iter::once(("verify", vec![verify]))
         .chain(target.steps(&art))

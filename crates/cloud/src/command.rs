@@ -4,7 +4,8 @@
 use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,6 +80,17 @@ pub fn shell_quote(s: &str) -> String {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// A local path as a CLI argument: one starting with `-` gets `./` in
+/// front, so that no CLI reads the artifact's name as an option.
+pub fn path_arg(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.starts_with('-') {
+        format!("./{s}")
+    } else {
+        s
     }
 }
 
@@ -438,10 +450,26 @@ impl Runner {
             "stdout_tail": tail(stdout, 2000),
             "stderr_tail": tail(stderr, 2000),
         });
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = open_log(path, false) {
             let _ = f.write_all(format!("{v}\n").as_bytes());
         }
     }
+}
+
+/// Open the command log `path` for appending: owner-only, never through
+/// a symlink (`O_NOFOLLOW`), and with `new` created exclusively (the run
+/// claims it once, so it never appends to a file someone else made).
+pub(crate) fn open_log(path: &Path, new: bool) -> std::io::Result<std::fs::File> {
+    let mut o = OpenOptions::new();
+    o.append(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    if new {
+        o.create_new(true);
+    } else {
+        o.create(true);
+    }
+    o.open(path)
 }
 
 /// The error for a command that failed for good.
@@ -477,6 +505,14 @@ mod tests {
         assert_eq!(shell_quote("{\"a\":1}"), "'{\"a\":1}'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn a_path_is_never_an_option() {
+        assert_eq!(path_arg(Path::new("--recursive")), "./--recursive");
+        assert_eq!(path_arg(Path::new("-x.raw")), "./-x.raw");
+        assert_eq!(path_arg(Path::new("out/disk.raw")), "out/disk.raw");
+        assert_eq!(path_arg(Path::new("/abs/-x")), "/abs/-x");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use cloudimg_disk::io::OutputFile;
 use cloudimg_disk::vocab::Provider;
 
 use crate::artifact;
@@ -216,7 +217,7 @@ pub(crate) fn ph(what: &str) -> String {
 /// for ids that only exist at run time. Lines starting with `#` name the
 /// step.
 pub fn plan(target: &Target, artifact: &Path) -> Vec<String> {
-    let art = artifact.display().to_string();
+    let art = crate::command::path_arg(artifact);
     let mut out = vec![format!(
         "# verify\ncloudimg verify {}",
         crate::command::shell_quote(&art)
@@ -232,10 +233,65 @@ pub fn plan(target: &Target, artifact: &Path) -> Vec<String> {
     out.join("\n").lines().map(str::to_string).collect()
 }
 
+/// The files a run writes in its evidence directory.
+const EVIDENCE_FILES: [&str; 6] = [
+    "resources.json",
+    "commands.jsonl",
+    "verify.json",
+    "artifact.json",
+    "serial.log",
+    "summary.json",
+];
+
+/// Write `bytes` as `path`: a new owner-only temporary file beside it
+/// (exclusive, never through a symlink), fsynced, then given the name:
+/// `replace` renames it over whatever has the name (a symlink is
+/// replaced, never written through); otherwise the name must be free.
+pub(crate) fn write_file(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
+    use std::io::Write;
+    let write = || -> std::io::Result<()> {
+        let out = OutputFile::create(path)?;
+        out.file().write_all(bytes)?;
+        if replace {
+            out.commit()?;
+        } else {
+            out.commit_new()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| Error::io("writing", path, e))
+}
+
+/// Write a JSON record that the run writes once (the name must be free).
 fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(v)
         .map_err(|e| Error::new(ErrorKind::Io, format!("encoding {}: {e}", path.display())))?;
-    fs::write(path, text + "\n").map_err(|e| Error::io("writing", path, e))
+    write_file(path, (text + "\n").as_bytes(), false)
+}
+
+/// Make the evidence directory (it may exist) and claim it for this
+/// run: none of the run's files may be there already (another run's
+/// journal may list live resources; a planted symlink is refused), and
+/// `commands.jsonl` is created at once, exclusively and owner-only, so
+/// the run appends only to its own file.
+fn claim_evidence(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io("creating the evidence directory", dir, e))?;
+    for name in EVIDENCE_FILES {
+        let p = dir.join(name);
+        if fs::symlink_metadata(&p).is_ok() {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "the evidence directory {} already holds {name} (another run's evidence; its journal may list live resources): choose a new --evidence directory",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    let log = dir.join("commands.jsonl");
+    crate::command::open_log(&log, true)
+        .map(drop)
+        .map_err(|e| Error::io("creating", &log, e))
 }
 
 /// Verify the artifact as `cloudimg verify` does and check it is the
@@ -317,10 +373,16 @@ impl Session<'_> {
     ) -> Result<()> {
         let deadline = started + self.opts.boot_timeout;
         let mut shown = 0usize;
+        let mut written = None;
         loop {
             self.check_interrupt()?;
             let text = read(self)?;
-            let _ = fs::write(self.serial_path(), &text);
+            if written.as_ref() != Some(&text) {
+                // Replaced whole each time it grows (never appended
+                // through a symlink); a failure here only loses evidence.
+                let _ = write_file(&self.serial_path(), text.as_bytes(), true);
+                written = Some(text.clone());
+            }
             if text.len() > shown {
                 shown = text.len();
             }
@@ -426,8 +488,7 @@ pub fn run(target: &Target, name_run_id: &str, opts: &RunOptions) -> Result<Summ
     let t0 = Instant::now();
     let target = target.flow();
     INTERRUPTED.store(false, Ordering::SeqCst);
-    fs::create_dir_all(&opts.evidence_dir)
-        .map_err(|e| Error::io("creating the evidence directory", &opts.evidence_dir, e))?;
+    claim_evidence(&opts.evidence_dir)?;
     let mut summary = new_summary(target, name_run_id, opts);
     let finish = |mut s: Summary, e: Option<Error>| -> Result<Summary> {
         if let Some(e) = e {
@@ -517,6 +578,42 @@ fn print_kept(journal: &Mutex<Journal>, opts: &RunOptions) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evidence_files_are_owner_only_and_never_written_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        let serial = t.path().join("serial.log");
+        std::os::unix::fs::symlink(&victim, &serial).unwrap();
+        // Replaced in place: the symlink itself is replaced.
+        write_file(&serial, b"console", true).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(fs::read_to_string(&serial).unwrap(), "console");
+        let mode = fs::symlink_metadata(&serial).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Written once: a taken name (a symlink) is refused.
+        let summary = t.path().join("summary.json");
+        std::os::unix::fs::symlink(&victim, &summary).unwrap();
+        assert!(write_json(&summary, &1).is_err());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        // The command log is appended to without following a symlink.
+        let log = t.path().join("commands.jsonl");
+        std::os::unix::fs::symlink(&victim, &log).unwrap();
+        assert!(crate::command::open_log(&log, false).is_err());
+        assert!(crate::command::open_log(&log, true).is_err());
+        // No temporary file left behind.
+        let mut names: Vec<_> = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["commands.jsonl", "serial.log", "summary.json", "victim"]
+        );
+    }
 
     #[test]
     fn timestamps_are_utc_civil_dates() {

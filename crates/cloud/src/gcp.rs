@@ -70,7 +70,34 @@ impl GcpTarget {
                 ));
             }
         }
-        Ok(())
+        crate::names::gce_machine_type(&self.machine_type).map_err(|rule| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("machine type {:?} is {rule}", self.machine_type),
+            )
+        })?;
+        crate::journal::check_names(&self.resources())
+    }
+
+    /// Every resource a run creates, in creation order (object, image,
+    /// instance), as journaled.
+    pub fn resources(&self) -> Vec<Resource> {
+        vec![
+            Resource::GcsObject {
+                uri: self.object_uri(),
+                project: self.project.clone(),
+                gsutil: self.gsutil,
+            },
+            Resource::GcpImage {
+                name: self.name.clone(),
+                project: self.project.clone(),
+            },
+            Resource::GcpInstance {
+                name: self.name.clone(),
+                zone: self.zone.clone(),
+                project: self.project.clone(),
+            },
+        ]
     }
 
     fn project_flag(&self) -> String {
@@ -214,7 +241,7 @@ impl ProviderFlow for GcpTarget {
     }
 
     fn run(&self, s: &mut Session<'_>) -> Result<()> {
-        let art = s.opts.artifact.display().to_string();
+        let art = crate::command::path_arg(&s.opts.artifact);
         let obj = Resource::GcsObject {
             uri: self.object_uri(),
             project: self.project.clone(),

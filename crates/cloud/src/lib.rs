@@ -12,6 +12,15 @@
 //! handler) tears down the run in progress. [`plan`] prints the command
 //! lines without running anything.
 //!
+//! Every name and id that reaches a CLI has its provider's syntax
+//! ([`names`], with the rules' sources): checked when a target is
+//! validated, when a resource is journaled, when `cloud teardown
+//! --journal` opens a journal (which is refused whole, unknown fields
+//! included, before anything runs) and when a CLI lists ids to delete.
+//! Ids go to the AWS CLI as `--flag=value`. The journal and the evidence
+//! files are owner-only, created exclusively and never written through a
+//! symlink.
+//!
 //! The flow never matches on the provider: each provider's target
 //! (`GcpTarget`, `AwsTarget`, `AzureTarget`) implements one trait
 //! (`provider::ProviderFlow`: names, accepted shape and rules, plan
@@ -59,6 +68,7 @@ pub mod error;
 pub mod flow;
 pub mod gcp;
 pub mod journal;
+pub mod names;
 mod provider;
 pub mod teardown;
 

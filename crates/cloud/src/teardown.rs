@@ -11,9 +11,25 @@ use serde::Serialize;
 use crate::aws;
 use crate::azure;
 use crate::command::{classify, failure_error, CloudCommand, Failure, Runner};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::gcp;
 use crate::journal::{Journal, Resource, State};
+use crate::names::{self, Rule};
+
+/// Ids a CLI listed (by tag, name or description), each checked against
+/// its syntax before any is given to a delete command: one that is not
+/// refuses the whole list.
+fn listed(ids: Vec<String>, what: &str, rule: fn(&str) -> Result<(), Rule>) -> Result<Vec<String>> {
+    for id in &ids {
+        if let Err(why) = rule(id) {
+            return Err(Error::new(
+                ErrorKind::BadOutput,
+                format!("{what} listed {id:?}, which is {why}: nothing deleted from that list"),
+            ));
+        }
+    }
+    Ok(ids)
+}
 
 /// What teardown did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -87,9 +103,12 @@ fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Resu
             // Also by tag: a launch retried after a transient error may
             // have started a second instance.
             let mut ids: Vec<String> = id.iter().cloned().collect();
-            for found in
-                aws::parse_instance_ids(&runner.run(&aws::find_instances(name, region))?.stdout)?
-            {
+            let out = runner.run(&aws::find_instances(name, region))?.stdout;
+            for found in listed(
+                aws::parse_instance_ids(&out)?,
+                "aws ec2 describe-instances",
+                names::aws_instance_id,
+            )? {
                 if !ids.contains(&found) {
                     ids.push(found);
                 }
@@ -101,7 +120,11 @@ fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Resu
             let region = region.as_deref();
             let ids = match id {
                 Some(id) => vec![id.clone()],
-                None => aws::parse_image_ids(&runner.run(&aws::find_images(name, region))?.stdout)?,
+                None => listed(
+                    aws::parse_image_ids(&runner.run(&aws::find_images(name, region))?.stdout)?,
+                    "aws ec2 describe-images",
+                    names::aws_image_id,
+                )?,
             };
             let cmds: Vec<_> = ids.iter().map(|i| aws::deregister(i, region)).collect();
             delete_all(runner, &cmds)
@@ -115,8 +138,12 @@ fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Resu
             // Also by description: a retried import-snapshot may have
             // started a second task.
             let mut ids: Vec<String> = id.iter().cloned().collect();
-            let listed = runner.run(&aws::list_imports(region))?.stdout;
-            for found in aws::parse_import_ids(&listed, description)? {
+            let tasks = runner.run(&aws::list_imports(region))?.stdout;
+            for found in listed(
+                aws::parse_import_ids(&tasks, description)?,
+                "aws ec2 describe-import-snapshot-tasks",
+                names::aws_import_task_id,
+            )? {
                 if !ids.contains(&found) {
                     ids.push(found);
                 }
@@ -163,7 +190,14 @@ fn remove_import(
                 return match st.snapshot_id {
                     // Its own journal entry deals with it.
                     Some(s) if journaled_snapshots.contains(&s) => Ok(Outcome::Gone),
-                    Some(s) => delete(runner, &aws::delete_snapshot(&s, region)),
+                    Some(s) => {
+                        let s = listed(
+                            vec![s],
+                            "aws ec2 describe-import-snapshot-tasks",
+                            names::aws_snapshot_id,
+                        )?;
+                        delete(runner, &aws::delete_snapshot(&s[0], region))
+                    }
                     None => Ok(Outcome::Gone),
                 };
             }
@@ -171,7 +205,7 @@ fn remove_import(
         }
     }
     Err(Error::new(
-        crate::error::ErrorKind::CommandFailed,
+        ErrorKind::CommandFailed,
         format!("import task {id} could neither be cancelled nor found completed"),
     ))
 }
@@ -212,7 +246,13 @@ pub fn teardown(journal: &Mutex<Journal>, runner: &Runner) -> TeardownReport {
     for (index, resource) in live {
         let name = resource.to_string();
         (runner.log)(&format!("teardown: deleting {name}"));
-        let (state, err) = match remove(runner, &resource, &journaled_snapshots) {
+        // Checked when journaled and when the journal was opened; once
+        // more here, next to the commands.
+        let removed = resource
+            .check()
+            .map_err(|f| Error::new(ErrorKind::InvalidInput, format!("refused: {f}")))
+            .and_then(|()| remove(runner, &resource, &journaled_snapshots));
+        let (state, err) = match removed {
             Ok(Outcome::Deleted) => {
                 report.deleted.push(name);
                 (State::Deleted, None)
@@ -235,6 +275,8 @@ pub fn teardown(journal: &Mutex<Journal>, runner: &Runner) -> TeardownReport {
 }
 
 /// Finish the teardown recorded in the journal at `path` (after a crash).
+/// The journal is checked whole first ([`Journal::open`]): one that fails
+/// is an error and nothing is run.
 pub fn teardown_journal(path: &Path, runner: &Runner) -> Result<TeardownReport, Error> {
     let j = Mutex::new(Journal::open(path)?);
     Ok(teardown(&j, runner))

@@ -18,17 +18,17 @@ fn gcp_plan_is_exact() {
         "# verify",
         "cloudimg verify target/cloud-image/disk.raw.tar.gz",
         "# upload",
-        "gcloud storage cp target/cloud-image/disk.raw.tar.gz gs://bkt/capos-test.tar.gz --project=proj",
+        "gcloud storage cp target/cloud-image/disk.raw.tar.gz gs://bkt/capos-test.tar.gz --project=capos-proj",
         "# import",
-        "gcloud compute images create capos-test --project=proj --source-uri=gs://bkt/capos-test.tar.gz --guest-os-features=UEFI_COMPATIBLE --format=json",
+        "gcloud compute images create capos-test --project=capos-proj --source-uri=gs://bkt/capos-test.tar.gz --guest-os-features=UEFI_COMPATIBLE --format=json",
         "# boot",
-        "gcloud compute instances create capos-test --project=proj --zone=us-central1-a --image=capos-test --machine-type=e2-small --format=json",
+        "gcloud compute instances create capos-test --project=capos-proj --zone=us-central1-a --image=capos-test --machine-type=e2-small --format=json",
         "# read serial (repeated, --start=<next>)",
-        "gcloud compute instances get-serial-port-output capos-test --project=proj --zone=us-central1-a --port=1 --start=0 --format=json",
+        "gcloud compute instances get-serial-port-output capos-test --project=capos-proj --zone=us-central1-a --port=1 --start=0 --format=json",
         "# teardown",
-        "gcloud compute instances delete capos-test --project=proj --zone=us-central1-a --quiet",
-        "gcloud compute images delete capos-test --project=proj --quiet",
-        "gcloud storage rm gs://bkt/capos-test.tar.gz --project=proj",
+        "gcloud compute instances delete capos-test --project=capos-proj --zone=us-central1-a --quiet",
+        "gcloud compute images delete capos-test --project=capos-proj --quiet",
+        "gcloud storage rm gs://bkt/capos-test.tar.gz --project=capos-proj",
     ];
     assert_eq!(
         lines(
@@ -55,11 +55,11 @@ fn gcp_plan_with_gsutil_and_without_uefi() {
     );
     assert_eq!(
         got[5],
-        "gcloud compute images create capos-bios --project=proj --source-uri=gs://bkt/capos-bios.tar.gz --format=json"
+        "gcloud compute images create capos-bios --project=capos-proj --source-uri=gs://bkt/capos-bios.tar.gz --format=json"
     );
     assert_eq!(
         got[7],
-        "gcloud compute instances create capos-bios --project=proj --zone=europe-west4-b --image=capos-bios --machine-type=e2-small --format=json"
+        "gcloud compute instances create capos-bios --project=capos-proj --zone=europe-west4-b --image=capos-bios --machine-type=e2-small --format=json"
     );
     assert_eq!(got.last().unwrap(), "gsutil rm gs://bkt/capos-bios.tar.gz");
 }
@@ -82,9 +82,9 @@ fn aws_plan_is_exact() {
         "# read console (repeated)",
         "aws ec2 get-console-output --instance-id '<instance-id>' --latest --region us-east-1 --output json",
         "# teardown",
-        "aws ec2 terminate-instances --instance-ids '<instance-id>' --region us-east-1 --output json",
-        "aws ec2 deregister-image --image-id '<image-id>' --region us-east-1",
-        "aws ec2 delete-snapshot --snapshot-id '<snapshot-id>' --region us-east-1",
+        "aws ec2 terminate-instances '--instance-ids=<instance-id>' --region us-east-1 --output json",
+        "aws ec2 deregister-image '--image-id=<image-id>' --region us-east-1",
+        "aws ec2 delete-snapshot '--snapshot-id=<snapshot-id>' --region us-east-1",
         "aws s3 rm s3://bkt/capos-test.vmdk --region us-east-1",
     ];
     assert_eq!(lines(&t, "target/cloud-image/capos-aws.vmdk"), want);

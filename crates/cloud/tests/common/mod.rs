@@ -221,7 +221,7 @@ pub fn options(artifact: PathBuf, evidence: PathBuf, standin: &StandIn) -> RunOp
 
 pub fn gcp_target(name: &str) -> Target {
     Target::Gcp(GcpTarget {
-        project: "proj".into(),
+        project: "capos-proj".into(),
         bucket: "bkt".into(),
         zone: "us-central1-a".into(),
         machine_type: "e2-small".into(),
