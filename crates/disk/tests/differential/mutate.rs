@@ -92,7 +92,21 @@ pub struct Layout {
 /// `cases.txt`).
 pub fn mutators(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Qcow2 | Kind::Vmdk | Kind::Vhdx | Kind::Vhd => &[
+        Kind::Vmdk => &[
+            "field",
+            "field-nofix",
+            "flags",
+            "count",
+            "offset",
+            "copy",
+            "entry",
+            "dup",
+            "flip",
+            "flip-fix",
+            "pair",
+            "descriptor",
+        ],
+        Kind::Qcow2 | Kind::Vhdx | Kind::Vhd => &[
             "field",
             "field-nofix",
             "flags",
@@ -118,6 +132,7 @@ pub fn mutators(kind: Kind) -> &'static [&'static str] {
             "ova-mf",
             "ova-vmdk",
             "ova-vmdk-fixmf",
+            "ova-second-ref",
         ],
     }
 }
@@ -145,6 +160,11 @@ pub fn apply(
             Some((gzip(&t), d))
         }
         Kind::Ova => crate::tar_mut::apply_ova(name, seed, &mut rng, extra),
+        Kind::Vmdk if name == "descriptor" => {
+            let mut b = seed.to_vec();
+            let d = vmdk_descriptor(&mut b, &mut rng)?;
+            Some((b, d))
+        }
         _ => {
             let layout = layout(kind, seed);
             let mut b = seed.to_vec();
@@ -982,4 +1002,92 @@ pub fn gzip(b: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     e.write_all(b).unwrap();
     e.finish().unwrap()
+}
+
+/// Change the text descriptor embedded in a VMDK sparse extent (at the
+/// header's descriptorOffset, descriptorSize sectors; VMware "Virtual Disk
+/// Format 1.1" §"The Descriptor File"): a parent (delta disk), the create
+/// type, the extent's type or size. Names written are plain names in the
+/// mutant's own directory (the harness gives qemu-img nothing else).
+fn vmdk_descriptor(b: &mut [u8], rng: &mut Rng) -> Option<String> {
+    let at = get(b, 28, 8, false) as usize * 512;
+    let len = get(b, 36, 8, false) as usize * 512;
+    if at == 0 || len == 0 || at + len > b.len() {
+        return None;
+    }
+    let area = &b[at..at + len];
+    let end = area.iter().position(|&c| c == 0).unwrap_or(len);
+    let text = String::from_utf8(area[..end].to_vec()).ok()?;
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .map(str::to_string)
+    };
+    let (new, d) = match rng.next_u64() % 6 {
+        0 => {
+            let l = line("parentCID")?;
+            (
+                text.replace(&l, "parentCID=1234abcd"),
+                "parentCID=1234abcd (a delta disk)".to_string(),
+            )
+        }
+        1 => {
+            let l = line("parentCID")?;
+            let add = format!("{l}\nparentFileNameHint=\"base.vmdk\"");
+            (
+                text.replace(&l, &add),
+                "parentCID kept, parentFileNameHint=\"base.vmdk\" added (a delta disk)".into(),
+            )
+        }
+        2 => {
+            let l = line("createType")?;
+            let types = [
+                "monolithicFlat",
+                "twoGbMaxExtentSparse",
+                "vmfsSparse",
+                "streamOptimized",
+                "monolithicSparse",
+                "seSparse",
+            ];
+            let t = types[pick(rng, types.len())];
+            (
+                text.replace(&l, &format!("createType=\"{t}\"")),
+                format!("createType=\"{t}\""),
+            )
+        }
+        3 => {
+            let l = line("RW")?;
+            let types = ["FLAT", "ZERO", "VMFS", "SPARSE", "VMFSSPARSE"];
+            let t = types[pick(rng, types.len())];
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() < 4 {
+                return None;
+            }
+            let nl = format!("{} {} {t} {}", w[0], w[1], w[3..].join(" "));
+            (text.replace(&l, &nl), format!("extent line {nl:?}"))
+        }
+        4 => {
+            let l = line("RW")?;
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let n: u64 = w.get(1)?.parse().ok()?;
+            let m = [n / 2, n * 2, n + 1, 0][pick(rng, 4)];
+            let nl = format!("{} {m} {}", w[0], w[2..].join(" "));
+            (
+                text.replace(&l, &nl),
+                format!("extent line {nl:?} (was {n} sectors)"),
+            )
+        }
+        _ => {
+            let l = line("RW")?;
+            let nl = format!("{l}\n{l}");
+            (text.replace(&l, &nl), "the extent line twice".into())
+        }
+    };
+    if new.len() > len || new == text {
+        return None;
+    }
+    let area = &mut b[at..at + len];
+    area.fill(0);
+    area[..new.len()].copy_from_slice(new.as_bytes());
+    Some(format!("descriptor: {d}"))
 }

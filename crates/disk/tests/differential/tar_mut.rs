@@ -405,6 +405,37 @@ pub fn apply_ova(name: &str, b: &[u8], rng: &mut Rng, extra: &Extra) -> Option<(
                 if fixed { "rewritten" } else { "left stale" }
             )
         }
+        "ova-second-ref" => {
+            // A second disk the OVF references (a second File element),
+            // as a new member; the manifest rewritten or not.
+            let ovf = o.find(".ovf")?;
+            let text = String::from_utf8(o.members[ovf].1.clone()).ok()?;
+            let start = text.find("<File ").or_else(|| text.find(":File "))?;
+            let start = text[..start + 1].rfind('<')?;
+            let end = start + text[start..].find("/>")? + 2;
+            let file = &text[start..end];
+            let second = file.replace(&format!("\"{disk_name}\""), "\"second.vmdk\"");
+            if second == file {
+                return None;
+            }
+            let second = second.replacen("id=\"", "id=\"second-", 1);
+            let new = format!("{}\n{second}{}", &text[..end], &text[end..]);
+            o.set_data(ovf, new.into_bytes());
+            let at = if rng.next_u64() & 1 == 0 {
+                disk
+            } else {
+                disk + 1
+            };
+            o.insert(at, disk, "second.vmdk", extra.alt_vmdk.clone());
+            let fixed = rng.next_u64() % 4 != 0;
+            if fixed {
+                o.rewrite_mf();
+            }
+            format!(
+                "the OVF references a second disk second.vmdk (member {at}); manifest {}",
+                if fixed { "rewritten" } else { "left stale" }
+            )
+        }
         "ova-mf" => {
             let mf = o.find(".mf")?;
             let mut text = o.members[mf].1.clone();
