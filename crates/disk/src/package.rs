@@ -17,14 +17,14 @@ use sha2::{Digest, Sha256};
 
 use crate::disk::{ExtentKind, PatchedDisk, VirtualDisk, ZeroScanned, GIB, MIB, SECTOR_SIZE};
 use crate::error::{Error, ErrorKind, IoContext, Result};
-use crate::formats::{self, Format, WriteOptions};
+use crate::formats::{self, Format, Output, WriteOptions};
 use crate::io::direct::{self, Direct};
 use crate::io::sha256x2::{self, Lane};
 use crate::io::{sha256_file, DiskDigest, OutputFile, RawFile, ReadBack, Sha256Hex};
 use crate::layout;
 use crate::layout::gpt::Growth;
 use crate::trace;
-use crate::verify::{check_report, verify_file_from, Finding, Report};
+use crate::verify::{check_report, verify_file_with, Finding, Report, VerifyOptions};
 use crate::vocab::AZURE_SIZE_UNIT;
 
 /// Which cloud a shape is for (one type for every crate).
@@ -639,6 +639,10 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     let azure_footer = azure
         .as_ref()
         .map(|a| crate::formats::vhd::writer::fixed_footer(a.size(), &opts).to_bytes());
+    // The grown disks are cloudimg's work: their GPT must be sound. The
+    // others carry the input as it is.
+    let own_disk =
+        |shape: Shape| shape == Shape::GcpTarGz || (shape == Shape::AzureVhd && !azure_is_input);
     // The disk each shape holds.
     let shape_disk = |shape: Shape| -> &dyn VirtualDisk {
         match shape {
@@ -693,7 +697,7 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
             .iter()
             .map(|&shape| {
                 let tx = tx.clone();
-                let (opts, shape_disk) = (&opts, &shape_disk);
+                let (opts, shape_disk, own_disk) = (&opts, &shape_disk, &own_disk);
                 let target = req.out_dir.join(shape.file_name(&req.name));
                 let counter = req.progress.as_deref().map(|p| &p.read[shape.index()]);
                 spawn_named(scope, shape.thread_name(), move || {
@@ -705,7 +709,7 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                     let r = write_shape(shape, disk, &target, opts, req, counter).and_then(|out| {
                         trace::phase(|| format!("{} written", shape.thread_name()));
                         let _ = tx.send(Event::Verifying(shape));
-                        let r = decode_written(shape, out, disk);
+                        let r = decode_written(shape, out, disk, own_disk(shape));
                         trace::phase(|| format!("{} decoded back", shape.thread_name()));
                         if r.is_ok() {
                             let _ = tx.send(Event::Decoded(shape));
@@ -768,10 +772,6 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                     Shape::AzureVhd => azure_shas.map(|s| s.1),
                     _ => None,
                 };
-                // The grown disks are cloudimg's work: their GPT must be
-                // sound. The others carry the input as it is.
-                let own_disk =
-                    shape == Shape::GcpTarGz || (shape == Shape::AzureVhd && !azure_is_input);
                 let growth = match shape {
                     Shape::GcpTarGz => gcp_growth.clone(),
                     Shape::AzureVhd => azure_growth.clone(),
@@ -784,7 +784,7 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
                         shape_disk(shape),
                         expected_sha,
                         file_sha,
-                        own_disk,
+                        own_disk(shape),
                         growth,
                     )
                 });
@@ -1027,37 +1027,27 @@ fn write_shape(
         inner: disk,
         counter,
     };
-    let jobs = req.jobs.max(1);
-    let buffered = || BufWriter::with_capacity(crate::disk::BUFFER_SIZE, out.file());
     // The plain copies of the disk go to the device directly where the
     // filesystem allows it and cannot share extents (io::direct).
-    let direct = || {
-        (shape.is_plain_copy() && !direct::copies_without_data(out.file()))
-            .then(|| Direct::reopen(out.file(), true))
-            .flatten()
+    let direct = (shape.is_plain_copy() && !direct::copies_without_data(out.file()))
+        .then(|| Direct::reopen(out.file(), true))
+        .flatten();
+    let write = shape
+        .format()
+        .spec()
+        .write
+        .expect("every shape's format has a writer");
+    let file_name = shape_file_name(target);
+    let output = Output {
+        file: out.file(),
+        file_name: &file_name,
+        image_name: &req.name,
+        scratch_dir: &req.out_dir,
+        direct: direct.as_ref(),
+        jobs: req.jobs.max(1),
+        compress: shape == Shape::Qcow2 && req.qcow2_compressed,
     };
-    match shape {
-        Shape::AwsRaw => formats::raw::write_with(disk, out.file(), direct().as_ref()),
-        Shape::AwsVhd | Shape::AzureVhd => {
-            formats::vhd::writer::write_fixed_with(disk, out.file(), direct().as_ref(), opts)
-        }
-        Shape::AwsVmdk => {
-            let name = shape_file_name(target);
-            formats::vmdk::write_stream_optimized_jobs(disk, buffered(), &name, opts, jobs)
-                .and_then(finish_buf)
-        }
-        Shape::GcpTarGz => {
-            formats::gcp::write_tar_gz_jobs(disk, buffered(), opts, jobs).and_then(finish_buf)
-        }
-        Shape::Qcow2 => formats::qcow2::write(disk, out.file(), opts, req.qcow2_compressed, jobs),
-        Shape::Vhdx => formats::vhdx::write_dynamic(disk, out.file(), opts),
-        Shape::Ova => {
-            let mut w = buffered();
-            formats::ova::write_in(disk, &mut w, &req.name, opts, jobs, &req.out_dir)
-                .and_then(|()| finish_buf(w))
-        }
-    }
-    .map_err(with_target)?;
+    write(disk, &output, opts).map_err(with_target)?;
     out.file().sync_all().ctx("flushing").map_err(with_target)?;
     corrupt_for_tests(out.file(), target);
     Ok(out)
@@ -1078,8 +1068,15 @@ struct Decoded {
 }
 
 /// Read a written artifact back and decode it in full, comparing its
-/// content with `expected`, the disk it must hold.
-fn decode_written(shape: Shape, out: OutputFile, expected: &dyn VirtualDisk) -> Result<Decoded> {
+/// content with `expected`, the disk it must hold; its GPT is checked only
+/// for a disk cloudimg made (`own_disk`: the others are proven identical
+/// to the input, whose GPT is checked once, as the input).
+fn decode_written(
+    shape: Shape,
+    out: OutputFile,
+    expected: &dyn VirtualDisk,
+    own_disk: bool,
+) -> Result<Decoded> {
     let target = out.target().to_path_buf();
     let with_target = |e: Error| e.with_path(&target);
     let digest = DiskDigest::comparing(expected, PENDING_SHA)
@@ -1096,7 +1093,12 @@ fn decode_written(shape: Shape, out: OutputFile, expected: &dyn VirtualDisk) -> 
         } else {
             ReadBack::PageCache
         };
-        let report = verify_file_from(out.file(), shape.format(), digest, from);
+        let opts = VerifyOptions {
+            digest,
+            from,
+            check_disk: own_disk,
+        };
+        let report = verify_file_with(out.file(), shape.format(), opts);
         let file_sha = file_sha.map(|h| h.join().expect("hash threads do not panic"));
         (report, file_sha)
     });
@@ -1197,11 +1199,4 @@ fn shape_file_name(target: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-fn finish_buf<W: Write>(w: BufWriter<W>) -> Result<()> {
-    let mut inner = w
-        .into_inner()
-        .map_err(|e| Error::io("writing", e.into_error()))?;
-    inner.flush().ctx("writing")
 }

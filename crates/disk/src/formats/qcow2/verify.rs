@@ -9,8 +9,9 @@ use std::fs::File;
 use flate2::Decompress;
 
 use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::formats::table::{Verified, VerifyOptions};
 use crate::formats::{read_up_to, Format};
-use crate::io::DiskDigest;
+
 use crate::verify::{Finding, Report};
 
 use super::reader::{inflate_cluster, l2_mapping, read_header, Allow, Mapping, Qcow2Disk};
@@ -23,12 +24,6 @@ pub const MAX_CHECKED_CLUSTERS: u64 = 16 << 20;
 
 /// Findings of one repetitive kind reported in detail before summing up.
 const MAX_REPEATED: usize = 50;
-
-/// Decode and check a QCOW2 image in full. `Err` only when the file cannot
-/// be decoded at all (not QCOW2, an unsupported feature, unreadable).
-pub fn verify(file: &File) -> Result<Report> {
-    verify_with(file, DiskDigest::new())
-}
 
 /// How often each host cluster is referenced.
 struct Uses {
@@ -55,8 +50,12 @@ impl Uses {
     }
 }
 
-/// [`verify`], feeding the decoded disk to `digest`.
-pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
+/// Decode and check a QCOW2 image in full, feeding the decoded disk to
+/// `opts.digest`; the disk is handed back (for the GPT check) when every
+/// cluster decoded. `Err` only when the file cannot be decoded at all (not
+/// QCOW2, an unsupported feature, unreadable).
+pub fn verify(file: &File, opts: VerifyOptions<'_>) -> Result<Verified> {
+    let mut digest = opts.digest;
     let (h, len) = read_header(file)?;
     let mut r = Report::new(Format::Qcow2, len);
     if h.incompatible_features & INCOMPAT_CORRUPT != 0 {
@@ -80,7 +79,7 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
                 message: e.message().to_string(),
                 layer: crate::verify::Layer::Container,
             });
-            return Ok(r);
+            return Ok(Verified::report_only(r));
         }
         Err(e) => return Err(e),
     };
@@ -331,12 +330,12 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
     r.detail("compressed_clusters", compressed);
     r.detail("zero_flagged_clusters", zero_flagged);
 
-    if decodable {
-        r.virtual_size = Some(h.size);
-        r.virtual_sha256 = Some(digest.finish());
-        r.findings.extend(crate::verify::disk_findings(&disk));
+    if !decodable {
+        return Ok(Verified::report_only(r));
     }
-    Ok(r)
+    r.virtual_size = Some(h.size);
+    r.virtual_sha256 = Some(digest.finish());
+    Ok(Verified::with_disk(r, disk))
 }
 
 /// Fields that do not stop decoding but are not what they should be.

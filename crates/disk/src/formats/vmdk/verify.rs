@@ -4,8 +4,8 @@
 //! marker stream of a stream-optimized file (grain records, GT/GD/footer
 //! markers, end of stream), the grain directory and tables against the
 //! grains actually present, and inflates every grain. The decoded content
-//! is hashed, and its partition table checked with
-//! [`crate::layout::gpt::verify`].
+//! is hashed, and the disk handed back for the dispatcher to check its
+//! partition table ([`crate::verify::verify_file_with`]).
 
 use std::fs::File;
 
@@ -20,29 +20,26 @@ use super::wire::{
 };
 use crate::disk::{for_each_chunk, Chunk};
 use crate::error::{IoContext, Result};
+use crate::formats::table::{Verified, VerifyOptions};
 use crate::formats::Format;
-use crate::io::DiskDigest;
+use crate::io::{DiskDigest, Sha256Hex};
 use crate::verify::{Finding, Report};
 
 use super::reader::DESCRIPTOR_SECTORS_MAX;
 /// Descriptor lines not understood that are reported one by one.
 const MAX_BAD_LINES: usize = 16;
 
-/// Decode and check a VMDK in full.
-pub fn verify(file: &File) -> Result<Report> {
-    verify_with(file, DiskDigest::new())
-}
-
-/// [`verify`], feeding the decoded disk to `digest` (which may compare it
-/// with an expected disk instead of hashing it).
-pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
+/// Decode and check a VMDK in full, feeding the decoded disk to
+/// `opts.digest`; the disk is handed back (for the GPT check) when it was
+/// decoded in full.
+pub fn verify(file: &File, opts: VerifyOptions<'_>) -> Result<Verified> {
     let file_size = file.metadata().ctx("reading file metadata")?.len();
     let leading = reader::read_header(file, file_size)?;
     let mut r = Report::new(Format::Vmdk, file_size);
     header_details(&leading, &mut r);
     header_findings(&leading, 0, &mut r);
     if !leading.fatal_problems().is_empty() && leading.gd_offset != GD_AT_END {
-        return Ok(r);
+        return Ok(Verified::report_only(r));
     }
 
     let desc = descriptor_findings(file, file_size, &leading, &mut r)?;
@@ -69,11 +66,28 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
         leading
     };
     if !header.fatal_problems().is_empty() {
-        return Ok(r);
+        return Ok(Verified::report_only(r));
     }
-    let size = header.capacity * SECTOR_BYTES;
-    r.virtual_size = Some(size);
+    r.virtual_size = Some(header.capacity * SECTOR_BYTES);
+    let gd_at_end = leading.gd_offset == GD_AT_END;
+    let disk = decode(file, file_size, &header, gd_at_end, opts.digest, &mut r)?;
+    Ok(match disk {
+        Some(d) => Verified::with_disk(r, d),
+        None => Verified::report_only(r),
+    })
+}
 
+/// Walk the marker stream (stream-optimized files) and the grain tables,
+/// and hash the decoded disk; return it when it was decoded in full.
+fn decode(
+    file: &File,
+    file_size: u64,
+    header: &SparseExtentHeader,
+    gd_at_end: bool,
+    digest: DiskDigest<'_>,
+    r: &mut Report,
+) -> Result<Option<VmdkReader>> {
+    let size = header.capacity * SECTOR_BYTES;
     let disk = match VmdkReader::open(file.try_clone().ctx("opening the VMDK again")?) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -90,10 +104,10 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
         Some(walk_stream(
             file,
             file_size,
-            &header,
-            leading.gd_offset == GD_AT_END,
+            header,
+            gd_at_end,
             digest.take().unwrap_or_default(),
-            &mut r,
+            r,
         )?)
     } else {
         None
@@ -102,8 +116,8 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
     let mut consistent = walk.as_ref().is_some_and(|w| w.in_order);
     if let Some(d) = &disk {
         let before = r.findings.len();
-        table_findings(d, walk.as_ref(), &mut r);
-        redundant_gd_findings(file, d, &mut r)?;
+        table_findings(d, walk.as_ref(), r);
+        redundant_gd_findings(file, d, r)?;
         consistent &= r.findings.len() == before;
         r.detail("grains", d.allocated_grains());
         r.detail("grain_tables", d.gd().iter().filter(|&&e| e != 0).count());
@@ -119,33 +133,33 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
             dg.zeros(size - dg.len());
             Some(dg.finish())
         }
-        (_, Some(d)) => {
-            let mut dg = digest.take().unwrap_or_default();
-            let res = for_each_chunk(d, |_, c| -> std::io::Result<()> {
-                match c {
-                    Chunk::Data(b) => dg.data(b),
-                    Chunk::Zero(n) => dg.zeros(n),
-                }
-                Ok(())
-            });
-            match res {
-                Ok(()) => Some(dg.finish()),
-                Err(e) => {
-                    // Already explained by an earlier finding, if any.
-                    if r.findings.is_empty() {
-                        r.push(Finding::whole(format!("decoding the disk failed: {e}")));
-                    }
-                    None
-                }
-            }
-        }
+        (_, Some(d)) => hash_tables(d, digest.take().unwrap_or_default(), r),
         _ => None,
     };
     r.virtual_sha256 = sha;
-    if let (Some(d), Some(_)) = (&disk, sha) {
-        r.findings.extend(crate::verify::disk_findings(d));
+    Ok(disk.filter(|_| sha.is_some()))
+}
+
+/// Hash the disk `d` decoded through its grain tables; `None` (and a
+/// finding, unless an earlier one explains it) when that fails.
+fn hash_tables(d: &VmdkReader, mut dg: DiskDigest<'_>, r: &mut Report) -> Option<Sha256Hex> {
+    let res = for_each_chunk(d, |_, c| -> std::io::Result<()> {
+        match c {
+            Chunk::Data(b) => dg.data(b),
+            Chunk::Zero(n) => dg.zeros(n),
+        }
+        Ok(())
+    });
+    match res {
+        Ok(()) => Some(dg.finish()),
+        Err(e) => {
+            // Already explained by an earlier finding, if any.
+            if r.findings.is_empty() {
+                r.push(Finding::whole(format!("decoding the disk failed: {e}")));
+            }
+            None
+        }
     }
-    Ok(r)
 }
 
 fn header_details(h: &SparseExtentHeader, r: &mut Report) {
