@@ -313,20 +313,7 @@ fn check_tar<'a>(
             );
             continue;
         }
-        report.detail("tar_member", e.name_str());
-        report.detail("tar_typeflag", typeflag_text(e.typeflag));
-        report.detail("tar_format", e.format.name());
-        report.detail("tar_magic", escape(&e.magic));
-        report.detail("tar_realsize", e.realsize);
-        report.detail("tar_size", e.size);
-        report.detail("tar_mtime", e.mtime);
-        report.detail("tar_mode", format!("{:o}", e.mode));
-        report.detail("tar_uid", e.uid);
-        report.detail("tar_gid", e.gid);
-        report.detail(
-            "tar_sparse_entries",
-            e.sparse.as_ref().map_or(0, |m| m.len()),
-        );
+        member_details(&e, report);
         check_header(&e, report);
         if !matches!(
             e.typeflag,
@@ -346,26 +333,7 @@ fn check_tar<'a>(
             ));
             continue;
         }
-        let size = e.realsize;
-        let head_len = size.min(GPT_WINDOW);
-        let tail_start = size - size.min(GPT_WINDOW);
-        let mut d = Decoded {
-            size,
-            digest: digest.take().unwrap_or_default(),
-            head: vec![0; head_len as usize],
-            tail: vec![0; (size - tail_start) as usize],
-        };
-        tar.read_content(|offset, chunk| {
-            match chunk {
-                TarChunk::Hole(n) => d.digest.zeros(n),
-                TarChunk::Data(b) => {
-                    d.digest.data(b);
-                    copy_window(&mut d.head, 0, b, offset);
-                    copy_window(&mut d.tail, tail_start, b, offset);
-                }
-            }
-            Ok(())
-        })?;
+        let d = decode_member(tar, e.realsize, digest.take().unwrap_or_default())?;
         *disk = Some(d);
     }
     if let Some((at, n)) = unlisted {
@@ -382,16 +350,65 @@ fn check_tar<'a>(
         ));
     }
     report.detail("tar_members", members);
+    end_findings(tar.end(), report);
+    Ok(())
+}
+
+/// The `disk.raw` member's header facts, for `--json`.
+fn member_details(e: &TarEntry, report: &mut Report) {
+    report.detail("tar_member", e.name_str());
+    report.detail("tar_typeflag", typeflag_text(e.typeflag));
+    report.detail("tar_format", e.format.name());
+    report.detail("tar_magic", escape(&e.magic));
+    report.detail("tar_realsize", e.realsize);
+    report.detail("tar_size", e.size);
+    report.detail("tar_mtime", e.mtime);
+    report.detail("tar_mode", format!("{:o}", e.mode));
+    report.detail("tar_uid", e.uid);
+    report.detail("tar_gid", e.gid);
+    report.detail(
+        "tar_sparse_entries",
+        e.sparse.as_ref().map_or(0, |m| m.len()),
+    );
+}
+
+/// Stream the member's content (of `size` bytes) into `digest`, keeping
+/// its first and last [`GPT_WINDOW`] bytes.
+fn decode_member<'a>(tar: &mut Tar<'_>, size: u64, digest: DiskDigest<'a>) -> Result<Decoded<'a>> {
+    let head_len = size.min(GPT_WINDOW);
+    let tail_start = size - size.min(GPT_WINDOW);
+    let mut d = Decoded {
+        size,
+        digest,
+        head: vec![0; head_len as usize],
+        tail: vec![0; (size - tail_start) as usize],
+    };
+    tar.read_content(|offset, chunk| {
+        match chunk {
+            TarChunk::Hole(n) => d.digest.zeros(n),
+            TarChunk::Data(b) => {
+                d.digest.data(b);
+                copy_window(&mut d.head, 0, b, offset);
+                copy_window(&mut d.tail, tail_start, b, offset);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(d)
+}
+
+/// How the archive ends: two zero blocks, or findings.
+fn end_findings(end: TarEnd, report: &mut Report) {
     report.detail(
         "tar_end",
-        match tar.end() {
+        match end {
             TarEnd::ZeroBlocks(_) => "two zero blocks",
             TarEnd::LoneZeroBlock(_) => "one zero block",
             TarEnd::Eof(_) => "no zero blocks",
             TarEnd::NotYet => "not reached",
         },
     );
-    match tar.end() {
+    match end {
         TarEnd::ZeroBlocks(_) | TarEnd::NotYet => {}
         TarEnd::LoneZeroBlock(o) => report.push(Finding::at(
             o,
@@ -402,7 +419,6 @@ fn check_tar<'a>(
             "tar stream: end-of-archive zero blocks missing",
         )),
     }
-    Ok(())
 }
 
 /// Copy the part of `data` (at disk offset `offset`) that falls into

@@ -371,39 +371,7 @@ fn descriptor_findings(
     };
     r.detail("ovf_namespace", env.namespace);
     let at = |offset: usize| base + offset as u64;
-    // id -> href
-    let mut files: BTreeMap<String, String> = BTreeMap::new();
-    for e in &env.files {
-        let (Some(href), Some(id)) = (&e.href, &e.id) else {
-            r.push(Finding::at(
-                at(e.offset),
-                format!("{name}: File without ovf:href or ovf:id"),
-            ));
-            continue;
-        };
-        files.insert(id.clone(), href.clone());
-        match members.iter().find(|m| m.name == *href) {
-            None => r.push(Finding::at(
-                at(e.offset),
-                format!("{name}: File {href:?} is not in the archive"),
-            )),
-            Some(m) => match e.size.as_deref().map(str::parse::<u64>) {
-                None => {}
-                Some(Ok(s)) if s == m.size => {}
-                Some(Ok(s)) => r.push(Finding::at(
-                    at(e.offset),
-                    format!(
-                        "{name}: File {href:?} has ovf:size {s} but the member is {} bytes",
-                        m.size
-                    ),
-                )),
-                Some(Err(_)) => r.push(Finding::at(
-                    at(e.offset),
-                    format!("{name}: File {href:?} has a malformed ovf:size"),
-                )),
-            },
-        }
-    }
+    let files = file_references(&env.files, ovf_member, members, r);
     if env.disks.is_empty() {
         r.push(Finding::at(
             base,
@@ -479,6 +447,52 @@ fn descriptor_findings(
     if let Some(c) = declared {
         r.detail("ovf_capacity", c);
     }
+}
+
+/// The descriptor's `References/File` elements name members of the
+/// archive, with their sizes; returns their ids and hrefs.
+fn file_references(
+    refs: &[ovf::FileRef],
+    ovf_member: &Member,
+    members: &[Member],
+    r: &mut Report,
+) -> BTreeMap<String, String> {
+    let name = &ovf_member.name;
+    let at = |offset: usize| ovf_member.data_offset + offset as u64;
+    // id -> href
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for e in refs {
+        let (Some(href), Some(id)) = (&e.href, &e.id) else {
+            r.push(Finding::at(
+                at(e.offset),
+                format!("{name}: File without ovf:href or ovf:id"),
+            ));
+            continue;
+        };
+        files.insert(id.clone(), href.clone());
+        match members.iter().find(|m| m.name == *href) {
+            None => r.push(Finding::at(
+                at(e.offset),
+                format!("{name}: File {href:?} is not in the archive"),
+            )),
+            Some(m) => match e.size.as_deref().map(str::parse::<u64>) {
+                None => {}
+                Some(Ok(s)) if s == m.size => {}
+                Some(Ok(s)) => r.push(Finding::at(
+                    at(e.offset),
+                    format!(
+                        "{name}: File {href:?} has ovf:size {s} but the member is {} bytes",
+                        m.size
+                    ),
+                )),
+                Some(Err(_)) => r.push(Finding::at(
+                    at(e.offset),
+                    format!("{name}: File {href:?} has a malformed ovf:size"),
+                )),
+            },
+        }
+    }
+    files
 }
 
 /// Every line `SHA256(<member>)= <hex>` matches, and every other member is

@@ -383,6 +383,13 @@ fn descriptor_findings(
     read_exact_at(file, &mut b, at).ctx("reading the descriptor")?;
     // Judged by its content, not its first comment (see `descriptor`).
     let d = Descriptor::parse(&b);
+    identity_findings(&d, at, r);
+    extent_findings(&d, h, at, r);
+    Ok(Some(d))
+}
+
+/// The descriptor's type, CID and parent (at `at` in the file).
+fn identity_findings(d: &Descriptor, at: u64, r: &mut Report) {
     match &d.create_type {
         Some(t) => r.detail("create_type", t.as_str()),
         None => r.push(Finding::at(at, "the descriptor has no createType")),
@@ -419,6 +426,11 @@ fn descriptor_findings(
             ),
         ));
     }
+}
+
+/// The descriptor's one extent line against the header, and the lines
+/// not understood.
+fn extent_findings(d: &Descriptor, h: &SparseExtentHeader, at: u64, r: &mut Report) {
     match d.extents.as_slice() {
         [e] => {
             if e.kind != "SPARSE" {
@@ -458,7 +470,6 @@ fn descriptor_findings(
             ),
         ));
     }
-    Ok(Some(d))
 }
 
 /// A grain record found by walking the stream.
@@ -493,9 +504,6 @@ fn walk_stream<'a>(
     digest: DiskDigest<'a>,
     r: &mut Report,
 ) -> Result<Walk<'a>> {
-    let size = h.capacity * SECTOR_BYTES;
-    let gb = h.grain_bytes();
-    let max_comp = reader::max_compressed_bytes(gb);
     let mut w = Walk {
         grains: Vec::new(),
         gts: Vec::new(),
@@ -503,11 +511,16 @@ fn walk_stream<'a>(
         digest_ok: true,
         digest,
     };
-    let mut z = Decompress::new(true);
-    let mut data = vec![0u8; gb as usize];
-    let mut comp = Vec::new();
+    let mut grains = GrainRecords {
+        file,
+        file_size,
+        h,
+        z: Decompress::new(true),
+        data: vec![0u8; h.grain_bytes() as usize],
+        comp: Vec::new(),
+        prev_lba: None,
+    };
     let mut sector = h.overhead.max(1);
-    let mut prev_lba: Option<u64> = None;
     let mut eos = false;
     let mut gd_seen = None;
     let mut ended_early = false;
@@ -525,127 +538,35 @@ fn walk_stream<'a>(
         read_exact_at(file, &mut head, at).ctx("reading the marker stream")?;
         let m = Marker::parse(&head);
         if m.is_grain() {
-            let size_c = u64::from(m.size);
-            let lba = m.val;
-            if size_c > max_comp {
-                r.push(Finding::at(at, format!("grain record for LBA {lba} claims {size_c} compressed bytes (at most {max_comp})")));
-                ended_early = true;
-                break;
-            }
-            let rec_end = at + GRAIN_RECORD_HEADER_BYTES as u64 + size_c;
-            if rec_end > file_size {
-                r.push(Finding::at(at, format!("grain record for LBA {lba} ({size_c} compressed bytes) runs past the end of the file")));
-                ended_early = true;
-                break;
-            }
-            let bytes = (rec_end - at).div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
-            let lba_ok = lba % h.grain_size == 0 && lba < h.capacity;
-            if !lba_ok {
-                r.push(Finding::at(at, format!("grain record has LBA {lba}, not the start of a grain inside the {}-sector disk", h.capacity)));
-                w.digest_ok = false;
-            }
-            if let Some(p) = prev_lba.filter(|&p| lba <= p) {
-                r.push(Finding::at(at, format!("grain record for LBA {lba} comes after LBA {p} (grains must be in increasing order)")));
-                w.in_order = false;
-            }
-            prev_lba = Some(lba);
-            w.grains.push(WalkedGrain { sector, lba, bytes });
-            comp.resize(size_c as usize, 0);
-            read_exact_at(file, &mut comp, at + GRAIN_RECORD_HEADER_BYTES as u64)
-                .ctx("reading a grain")?;
-            let expected = if lba_ok {
-                (size - lba * SECTOR_BYTES).min(gb)
-            } else {
-                gb
-            };
-            match inflate(&mut z, &comp, &mut data) {
-                Inflated::Bytes(k) if k == expected || (k == gb && lba_ok) => {
-                    if lba_ok && w.in_order && w.digest_ok {
-                        w.digest.zeros(lba * SECTOR_BYTES - w.digest.len());
-                        w.digest.data(&data[..expected as usize]);
-                    }
-                }
-                Inflated::Bytes(k) => {
-                    r.push(Finding::at(
-                        at,
-                        format!("grain at LBA {lba} inflates to {k} bytes, expected {expected}"),
-                    ));
-                    w.digest_ok = false;
-                }
-                Inflated::MoreThan(k) => {
-                    r.push(Finding::at(at, format!("grain at LBA {lba} inflates to more than {k} bytes, expected {expected}")));
-                    w.digest_ok = false;
-                }
-                Inflated::Invalid(msg) => {
-                    r.push(Finding::at(at, format!("grain at LBA {lba}: {msg}")));
-                    w.digest_ok = false;
+            match grains.record(sector, &m, &mut w, r)? {
+                Some(next) => sector = next,
+                None => {
+                    ended_early = true;
+                    break;
                 }
             }
-            sector += bytes / SECTOR_BYTES;
             continue;
         }
-        // A metadata marker: `val` sectors of metadata follow.
-        let (expected, name) = match m.kind {
-            MARKER_EOS => (0, "end-of-stream"),
-            MARKER_GT => (h.gt_sectors(), "grain table"),
-            MARKER_GD => (h.gd_sectors(), "grain directory"),
-            MARKER_FOOTER => (1, "footer"),
-            k => {
-                r.push(Finding::at(
-                    at,
-                    format!("marker of unknown type {k} ({} sectors)", m.val),
-                ));
+        match metadata_marker(file, file_size, h, gd_at_end, sector, &m, r)? {
+            MarkerStep::Next(next) => {
+                match m.kind {
+                    MARKER_GT => w.gts.push(sector + 1),
+                    MARKER_GD => gd_seen = Some(sector + 1),
+                    // The footer itself was checked where readers look
+                    // for it (EOF - 1024).
+                    _ => {}
+                }
+                sector = next;
+            }
+            MarkerStep::EndOfStream => {
+                eos = true;
+                break;
+            }
+            MarkerStep::Stop => {
                 ended_early = true;
                 break;
             }
-        };
-        if m.val != expected {
-            r.push(Finding::at(
-                at,
-                format!(
-                    "{name} marker announces {} sectors, expected {expected}",
-                    m.val
-                ),
-            ));
         }
-        if m.kind == MARKER_EOS {
-            eos = true;
-            let after = at + SECTOR_BYTES;
-            // qemu-img pads its stream-optimized files with zeros to a
-            // whole grain; with the GD at the end, the end-of-stream
-            // marker must be the last sector (readers look for the footer
-            // at a fixed distance from the end).
-            if after < file_size && (gd_at_end || !is_zero_range(file, after, file_size)?) {
-                r.push(Finding::at(
-                    after,
-                    format!(
-                        "{} bytes follow the end-of-stream marker",
-                        file_size - after
-                    ),
-                ));
-            }
-            break;
-        }
-        let meta_end = sector.saturating_add(1).saturating_add(m.val);
-        if meta_end.saturating_mul(SECTOR_BYTES) > file_size {
-            r.push(Finding::at(
-                at,
-                format!(
-                    "{name} marker: its {} sectors run past the end of the file",
-                    m.val
-                ),
-            ));
-            ended_early = true;
-            break;
-        }
-        match m.kind {
-            MARKER_GT => w.gts.push(sector + 1),
-            MARKER_GD => gd_seen = Some(sector + 1),
-            // The footer itself was checked where readers look for it
-            // (EOF - 1024).
-            _ => {}
-        }
-        sector = meta_end;
     }
     if !eos && !ended_early {
         r.push(Finding::at(
@@ -666,6 +587,176 @@ fn walk_stream<'a>(
     }
     r.detail("end_of_stream_marker", eos);
     Ok(w)
+}
+
+/// Where the marker walk goes after a metadata marker.
+enum MarkerStep {
+    /// On, at this sector.
+    Next(u64),
+    /// The end-of-stream marker.
+    EndOfStream,
+    /// The stream cannot be followed further (a finding says why).
+    Stop,
+}
+
+/// Check the metadata marker `m` at `sector`: its type, its length, and
+/// what follows an end-of-stream marker.
+fn metadata_marker(
+    file: &File,
+    file_size: u64,
+    h: &SparseExtentHeader,
+    gd_at_end: bool,
+    sector: u64,
+    m: &Marker,
+    r: &mut Report,
+) -> Result<MarkerStep> {
+    let at = sector.saturating_mul(SECTOR_BYTES);
+    // A metadata marker: `val` sectors of metadata follow.
+    let (expected, name) = match m.kind {
+        MARKER_EOS => (0, "end-of-stream"),
+        MARKER_GT => (h.gt_sectors(), "grain table"),
+        MARKER_GD => (h.gd_sectors(), "grain directory"),
+        MARKER_FOOTER => (1, "footer"),
+        k => {
+            r.push(Finding::at(
+                at,
+                format!("marker of unknown type {k} ({} sectors)", m.val),
+            ));
+            return Ok(MarkerStep::Stop);
+        }
+    };
+    if m.val != expected {
+        r.push(Finding::at(
+            at,
+            format!(
+                "{name} marker announces {} sectors, expected {expected}",
+                m.val
+            ),
+        ));
+    }
+    if m.kind == MARKER_EOS {
+        let after = at + SECTOR_BYTES;
+        // qemu-img pads its stream-optimized files with zeros to a
+        // whole grain; with the GD at the end, the end-of-stream
+        // marker must be the last sector (readers look for the footer
+        // at a fixed distance from the end).
+        if after < file_size && (gd_at_end || !is_zero_range(file, after, file_size)?) {
+            r.push(Finding::at(
+                after,
+                format!(
+                    "{} bytes follow the end-of-stream marker",
+                    file_size - after
+                ),
+            ));
+        }
+        return Ok(MarkerStep::EndOfStream);
+    }
+    let meta_end = sector.saturating_add(1).saturating_add(m.val);
+    if meta_end.saturating_mul(SECTOR_BYTES) > file_size {
+        r.push(Finding::at(
+            at,
+            format!(
+                "{name} marker: its {} sectors run past the end of the file",
+                m.val
+            ),
+        ));
+        return Ok(MarkerStep::Stop);
+    }
+    Ok(MarkerStep::Next(meta_end))
+}
+
+/// Reads and inflates the grain records of a stream, in stream order.
+struct GrainRecords<'f> {
+    file: &'f File,
+    file_size: u64,
+    h: &'f SparseExtentHeader,
+    z: Decompress,
+    /// One grain's worth of inflated bytes.
+    data: Vec<u8>,
+    /// The compressed bytes of the record being read.
+    comp: Vec<u8>,
+    /// LBA of the previous record.
+    prev_lba: Option<u64>,
+}
+
+impl GrainRecords<'_> {
+    /// The grain record at `sector` (marker `m`): checked, and inflated
+    /// into `w.digest` while the stream is in order. Returns the sector
+    /// after it, or `None` when the stream cannot be followed further (a
+    /// finding says why).
+    fn record(
+        &mut self,
+        sector: u64,
+        m: &Marker,
+        w: &mut Walk<'_>,
+        r: &mut Report,
+    ) -> Result<Option<u64>> {
+        let (file, file_size, h) = (self.file, self.file_size, self.h);
+        let size = h.capacity * SECTOR_BYTES;
+        let gb = h.grain_bytes();
+        let max_comp = reader::max_compressed_bytes(gb);
+        let at = sector.saturating_mul(SECTOR_BYTES);
+        let size_c = u64::from(m.size);
+        let lba = m.val;
+        if size_c > max_comp {
+            r.push(Finding::at(at, format!("grain record for LBA {lba} claims {size_c} compressed bytes (at most {max_comp})")));
+            return Ok(None);
+        }
+        let rec_end = at + GRAIN_RECORD_HEADER_BYTES as u64 + size_c;
+        if rec_end > file_size {
+            r.push(Finding::at(at, format!("grain record for LBA {lba} ({size_c} compressed bytes) runs past the end of the file")));
+            return Ok(None);
+        }
+        let bytes = (rec_end - at).div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+        let lba_ok = lba % h.grain_size == 0 && lba < h.capacity;
+        if !lba_ok {
+            r.push(Finding::at(at, format!("grain record has LBA {lba}, not the start of a grain inside the {}-sector disk", h.capacity)));
+            w.digest_ok = false;
+        }
+        if let Some(p) = self.prev_lba.filter(|&p| lba <= p) {
+            r.push(Finding::at(at, format!("grain record for LBA {lba} comes after LBA {p} (grains must be in increasing order)")));
+            w.in_order = false;
+        }
+        self.prev_lba = Some(lba);
+        w.grains.push(WalkedGrain { sector, lba, bytes });
+        self.comp.resize(size_c as usize, 0);
+        read_exact_at(file, &mut self.comp, at + GRAIN_RECORD_HEADER_BYTES as u64)
+            .ctx("reading a grain")?;
+        let expected = if lba_ok {
+            (size - lba * SECTOR_BYTES).min(gb)
+        } else {
+            gb
+        };
+        match inflate(&mut self.z, &self.comp, &mut self.data) {
+            Inflated::Bytes(k) if k == expected || (k == gb && lba_ok) => {
+                if lba_ok && w.in_order && w.digest_ok {
+                    w.digest.zeros(lba * SECTOR_BYTES - w.digest.len());
+                    w.digest.data(&self.data[..expected as usize]);
+                }
+            }
+            Inflated::Bytes(k) => {
+                r.push(Finding::at(
+                    at,
+                    format!("grain at LBA {lba} inflates to {k} bytes, expected {expected}"),
+                ));
+                w.digest_ok = false;
+            }
+            Inflated::MoreThan(k) => {
+                r.push(Finding::at(
+                    at,
+                    format!(
+                        "grain at LBA {lba} inflates to more than {k} bytes, expected {expected}"
+                    ),
+                ));
+                w.digest_ok = false;
+            }
+            Inflated::Invalid(msg) => {
+                r.push(Finding::at(at, format!("grain at LBA {lba}: {msg}")));
+                w.digest_ok = false;
+            }
+        }
+        Ok(Some(sector + bytes / SECTOR_BYTES))
+    }
 }
 
 /// Check the grain directory and tables: against the walk for a stream,
