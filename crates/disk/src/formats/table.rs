@@ -87,22 +87,6 @@ pub struct Output<'a> {
     pub compress: bool,
 }
 
-impl<'a> Output<'a> {
-    /// `file`, named `file_name`, written on one thread, uncompressed,
-    /// scratch files in `$TMPDIR`, the image named after the file.
-    pub fn plain(file: &'a File, file_name: &'a str) -> Self {
-        Output {
-            file,
-            file_name,
-            image_name: file_name,
-            scratch_dir: Path::new("/tmp"),
-            direct: None,
-            jobs: 1,
-            compress: false,
-        }
-    }
-}
-
 /// Write `disk` in the row's format to `out`, flushing it (but not
 /// syncing it) before returning.
 pub type WriteFn = fn(disk: &dyn VirtualDisk, out: &Output<'_>, opts: &WriteOptions) -> Result<()>;
