@@ -17,6 +17,7 @@
 
 pub mod descriptor;
 mod reader;
+mod stream;
 pub mod verify;
 pub mod wire;
 mod writer;
