@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cloudimg_disk::formats::table::QemuDrive;
 use cloudimg_disk::formats::{self, Format};
 
 use crate::error::{Error, Result};
@@ -210,54 +211,34 @@ impl Drop for TempDir {
     }
 }
 
-/// The file QEMU should open for `artifact` and its `format=` name.
-/// A GCP tarball is extracted to a sparse `disk.raw` in `scratch`.
+/// The file QEMU should open for `artifact` and its `format=` name, as
+/// the format table says ([`QemuDrive`]): the artifact itself, or the
+/// member a container holds (a GCP tarball's sparse `disk.raw`, an OVA's
+/// VMDK) extracted into `scratch`.
 pub fn artifact_drive(artifact: &Path, scratch: &Path) -> Result<(PathBuf, Format, &'static str)> {
     let bad = |message: String| Error::Artifact {
         path: artifact.to_path_buf(),
         message,
     };
     let format = formats::detect(artifact).map_err(|e| bad(e.message().to_string()))?;
-    let qemu_format = match format {
-        Format::Raw => "raw",
-        Format::VhdFixed | Format::VhdDynamic => "vpc",
-        Format::Vmdk => "vmdk",
-        Format::Qcow2 => "qcow2",
-        Format::Vhdx => "vhdx",
-        Format::Gzip => {
-            let out = scratch.join("disk.raw");
-            extract_gcp_disk(artifact, &out)?;
-            return Ok((out, format, "raw"));
-        }
-        Format::Ova => {
-            let out = scratch.join("disk.vmdk");
+    match format.spec().qemu {
+        QemuDrive::File(driver) => Ok((artifact.to_path_buf(), format, driver)),
+        QemuDrive::Extracted {
+            driver,
+            file_name,
+            what,
+            extract,
+        } => {
+            let out = scratch.join(file_name);
             let input = std::fs::File::open(artifact).map_err(|e| bad(format!("opening: {e}")))?;
             let output = std::fs::File::create(&out)
                 .map_err(|e| bad(format!("creating {}: {e}", out.display())))?;
-            formats::open::extract_ova_vmdk(&input, &output)
-                .map_err(|e| bad(format!("extracting the VMDK: {}", e.message())))?;
-            return Ok((out, format, "vmdk"));
+            extract(&input, &output)
+                .map_err(|e| bad(format!("extracting {what}: {}", e.message())))?;
+            Ok((out, format, driver))
         }
-        Format::Tar | Format::VmdkDescriptor => {
-            return Err(bad(format!("a {format} cannot be booted directly")));
-        }
-    };
-    Ok((artifact.to_path_buf(), format, qemu_format))
-}
-
-/// Extract `disk.raw` from a GCP `disk.raw.tar.gz` to the sparse file
-/// `out` (holes stay holes), checking the gzip CRC and length on the way.
-fn extract_gcp_disk(artifact: &Path, out: &Path) -> Result<()> {
-    let bad = |message: String| Error::Artifact {
-        path: artifact.to_path_buf(),
-        message,
-    };
-    let input = std::fs::File::open(artifact).map_err(|e| bad(format!("opening: {e}")))?;
-    let output =
-        std::fs::File::create(out).map_err(|e| bad(format!("creating {}: {e}", out.display())))?;
-    cloudimg_disk::formats::gcp::extract_disk(&input, &output)
-        .map_err(|e| bad(format!("extracting disk.raw: {}", e.message())))?;
-    Ok(())
+        QemuDrive::None => Err(bad(format!("a {format} cannot be booted directly"))),
+    }
 }
 
 /// A path as a QEMU option value: commas doubled (QEMU's escape).
@@ -380,15 +361,10 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Boot `artifact` once and report what happened. `Err` only when the
-/// boot could not be tried (missing QEMU or firmware, unreadable
-/// artifact); a boot that fails is `Ok` with `passed: false`.
-pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
-    let tmp = TempDir::new()?;
-    let (drive, format, qemu_format) = artifact_drive(artifact, tmp.path())?;
-    let sha = cloudimg_disk::io::sha256_file(artifact)
-        .map_err(|e| Error::io(format!("hashing {}", artifact.display()), e))?;
-    let vars = match opts.firmware {
+/// A copy of OVMF's variable store in `dir`, for a UEFI boot (QEMU
+/// writes to it); `None` for BIOS.
+fn uefi_vars(opts: &BootOptions, dir: &Path) -> Result<Option<PathBuf>> {
+    Ok(match opts.firmware {
         Firmware::Uefi => {
             let fw = &opts.firmware_paths;
             for p in [&fw.ovmf_code, &fw.ovmf_vars] {
@@ -399,47 +375,36 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
                     });
                 }
             }
-            let vars = tmp.path().join("OVMF_VARS.fd");
+            let vars = dir.join("OVMF_VARS.fd");
             fs::copy(&fw.ovmf_vars, &vars)
                 .map_err(|e| Error::io(format!("copying {}", fw.ovmf_vars.display()), e))?;
             Some(vars)
         }
         Firmware::Bios => None,
-    };
-    let serial = tmp.path().join("serial.log");
-    let args = qemu_args(opts, &drive, qemu_format, &serial, vars.as_deref());
-    let stderr_path = tmp.path().join("qemu.stderr");
-    let stderr = fs::File::create(&stderr_path)
-        .map_err(|e| Error::io("creating the QEMU stderr file", e))?;
-    let mut command = vec![opts.qemu.display().to_string()];
-    command.extend(args.iter().cloned());
-    log::info!("running {}", command.join(" "));
+    })
+}
 
-    let start = Instant::now();
-    let child = Command::new(&opts.qemu)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            program: opts.qemu.display().to_string(),
-            source,
-        })?;
-    let running = Running::register(child);
-
+/// Watch the serial log until the landmark appears (seconds since
+/// `start`), QEMU exits or the timeout passes (why it failed).
+fn wait_for_landmark(
+    running: &Running,
+    serial: &Path,
+    stderr_path: &Path,
+    opts: &BootOptions,
+    start: Instant,
+) -> (Option<f64>, Option<String>) {
     let landmark = opts.expect.as_bytes();
     let mut seconds = None;
     let mut failure = None;
     loop {
         let exited = running.try_wait();
-        let log = fs::read(&serial).unwrap_or_default();
+        let log = fs::read(serial).unwrap_or_default();
         if contains(&log, landmark) {
             seconds = Some(start.elapsed().as_secs_f64());
             break;
         }
         if let Some(status) = exited {
-            let err = fs::read(&stderr_path).unwrap_or_default();
+            let err = fs::read(stderr_path).unwrap_or_default();
             let err = String::from_utf8_lossy(&err);
             let err = err.trim();
             failure = Some(if err.is_empty() {
@@ -466,6 +431,63 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    (seconds, failure)
+}
+
+/// Keep the serial log and the record (as JSON) in `dir`, and say where
+/// in `record`.
+fn save_evidence(
+    record: &mut BootRecord,
+    log: &[u8],
+    dir: &Path,
+    opts: &BootOptions,
+) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let stem = format!("boot-{}-{}", opts.firmware.id(), opts.disk.name());
+    let log_path = dir.join(format!("{stem}.serial.log"));
+    fs::write(&log_path, log)
+        .map_err(|e| Error::io(format!("writing {}", log_path.display()), e))?;
+    let json_path = dir.join(format!("{stem}.json"));
+    record.serial_log = Some(log_path);
+    record.record_path = Some(json_path.clone());
+    let json = serde_json::to_string_pretty(&*record).expect("a BootRecord serializes");
+    fs::write(&json_path, json + "\n")
+        .map_err(|e| Error::io(format!("writing {}", json_path.display()), e))?;
+    Ok(())
+}
+
+/// Boot `artifact` once and report what happened. `Err` only when the
+/// boot could not be tried (missing QEMU or firmware, unreadable
+/// artifact); a boot that fails is `Ok` with `passed: false`.
+pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
+    let tmp = TempDir::new()?;
+    let (drive, format, qemu_format) = artifact_drive(artifact, tmp.path())?;
+    let sha = cloudimg_disk::io::sha256_file(artifact)
+        .map_err(|e| Error::io(format!("hashing {}", artifact.display()), e))?;
+    let vars = uefi_vars(opts, tmp.path())?;
+    let serial = tmp.path().join("serial.log");
+    let args = qemu_args(opts, &drive, qemu_format, &serial, vars.as_deref());
+    let stderr_path = tmp.path().join("qemu.stderr");
+    let stderr = fs::File::create(&stderr_path)
+        .map_err(|e| Error::io("creating the QEMU stderr file", e))?;
+    let mut command = vec![opts.qemu.display().to_string()];
+    command.extend(args.iter().cloned());
+    log::info!("running {}", command.join(" "));
+
+    let start = Instant::now();
+    let child = Command::new(&opts.qemu)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            program: opts.qemu.display().to_string(),
+            source,
+        })?;
+    let running = Running::register(child);
+
+    let (seconds, failure) = wait_for_landmark(&running, &serial, &stderr_path, opts, start);
     // Give a kernel that powers off after the landmark a moment to finish
     // its lines, then stop QEMU in any case.
     if seconds.is_some() {
@@ -496,17 +518,7 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
         qemu_command: command,
     };
     if let Some(dir) = &opts.log_dir {
-        fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let stem = format!("boot-{}-{}", opts.firmware.id(), opts.disk.name());
-        let log_path = dir.join(format!("{stem}.serial.log"));
-        fs::write(&log_path, &log)
-            .map_err(|e| Error::io(format!("writing {}", log_path.display()), e))?;
-        let json_path = dir.join(format!("{stem}.json"));
-        record.serial_log = Some(log_path);
-        record.record_path = Some(json_path.clone());
-        let json = serde_json::to_string_pretty(&record).expect("a BootRecord serializes");
-        fs::write(&json_path, json + "\n")
-            .map_err(|e| Error::io(format!("writing {}", json_path.display()), e))?;
+        save_evidence(&mut record, &log, dir, opts)?;
     }
     Ok(record)
 }

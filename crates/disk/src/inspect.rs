@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::disk::VirtualDisk;
 use crate::error::Result;
+use crate::formats::table::Inspected;
 use crate::formats::{self, Format};
-use crate::io::RawFile;
 use crate::layout::{self, PartitionTable};
 
 /// What `inspect` found.
@@ -47,59 +46,20 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         partition_table: None,
         partition_table_error: None,
     };
-    let disk: Option<Box<dyn VirtualDisk>> = match format {
-        Format::Raw => Some(Box::new(RawFile::window(file, path, 0, meta.len()))),
-        Format::VhdFixed | Format::VhdDynamic => {
-            let f = formats::vhd::reader::read_footer(&file).map_err(|e| e.with_path(path))?;
-            let ft = &f.footer;
-            let d = &mut ins.details;
-            d.insert(
-                "creator".into(),
-                formats::vhd::wire::VhdFooter::fourcc(&ft.creator_app).into(),
-            );
-            d.insert("disk_type".into(), ft.disk_type.into());
-            d.insert("current_size".into(), ft.current_size.into());
-            d.insert("original_size".into(), ft.original_size.into());
-            d.insert(
-                "chs".into(),
-                format!("{}/{}/{}", ft.cylinders, ft.heads, ft.sectors_per_track).into(),
-            );
-            d.insert("timestamp".into(), ft.timestamp.into());
-            Some(formats::vhd::open(file).map_err(|e| e.with_path(path))?)
-        }
-        Format::Vmdk => {
-            let r = formats::vmdk::open(file).map_err(|e| e.with_path(path))?;
-            let h = r.header();
-            let d = &mut ins.details;
-            d.insert("version".into(), h.version.into());
-            d.insert("flags".into(), format!("{:#x}", h.flags).into());
-            d.insert("capacity_sectors".into(), h.capacity.into());
-            d.insert("grain_size_sectors".into(), h.grain_size.into());
-            d.insert("compress_algorithm".into(), h.compress_algorithm.into());
-            d.insert("gd_offset".into(), h.gd_offset.into());
-            let allocated = r.allocated_grains();
-            d.insert("grains_allocated".into(), allocated.into());
-            d.insert("grains_total".into(), r.grain_count().into());
-            Some(Box::new(r))
-        }
-        Format::Gzip => {
-            let (facts, head, size) = formats::gcp::peek(&file).map_err(|e| e.with_path(path))?;
-            ins.details = facts;
-            ins.details.insert(
-                "note".into(),
-                "only the start of disk.raw is decoded: the backup GPT is not read (verify decodes all)".into(),
-            );
-            ins.virtual_size = size;
-            // Only the start of the disk is decoded: enough for the primary
-            // GPT, not for the backup at the end.
-            size.map(|s| Box::new(HeadDisk { head, size: s }) as Box<dyn VirtualDisk>)
-        }
-        Format::Qcow2 | Format::Vhdx | Format::Ova => Some(
-            formats::open::open_file_disk(file, meta.len(), format, path)
-                .map_err(|e| e.with_path(path))?,
-        ),
-        Format::Tar | Format::VmdkDescriptor => None,
-    };
+    // The format table's inspection: header facts and the disk (or its
+    // start); without one, the disk the format opens to.
+    let len = meta.len();
+    let inspected = match format.spec().inspect {
+        Some(inspect) => inspect(file, len, path),
+        None => (format.spec().open)(file, len, path).map(|d| Inspected {
+            disk: Some(d),
+            ..Inspected::default()
+        }),
+    }
+    .map_err(|e| e.with_path(path))?;
+    ins.details = inspected.details;
+    ins.virtual_size = inspected.virtual_size;
+    let disk = inspected.disk;
     if let Some(disk) = disk {
         ins.virtual_size = Some(disk.size());
         match layout::read_table(&*disk) {
@@ -108,34 +68,4 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         }
     }
     Ok(ins)
-}
-
-/// The first bytes of a disk, known; the rest reads as zeros. Used only to
-/// show the primary GPT of a compressed disk (the backup, at the end, is
-/// not decoded by `inspect`).
-struct HeadDisk {
-    head: Vec<u8>,
-    size: u64,
-}
-
-impl VirtualDisk for HeadDisk {
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        buf.fill(0);
-        let head = self.head.len() as u64;
-        if offset < head {
-            let n = (head - offset).min(buf.len() as u64) as usize;
-            buf[..n].copy_from_slice(&self.head[offset as usize..offset as usize + n]);
-        }
-        Ok(())
-    }
-    fn extents(&self) -> std::io::Result<Vec<crate::disk::Extent>> {
-        Ok(vec![crate::disk::Extent {
-            offset: 0,
-            len: self.size,
-            kind: crate::disk::ExtentKind::Data,
-        }])
-    }
 }

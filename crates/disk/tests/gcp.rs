@@ -137,7 +137,11 @@ fn sparse_gib_disk_round_trips_through_every_oracle() {
     write_targz(&disk, &out);
 
     // Our verifier.
-    let report = gcp::verify(&File::open(&out).unwrap()).unwrap();
+    let report = cloudimg_disk::verify::verify_file(
+        &File::open(&out).unwrap(),
+        cloudimg_disk::formats::Format::Gzip,
+    )
+    .unwrap();
     assert!(report.is_ok(), "{:?}", messages(&report));
     assert_eq!(report.virtual_size, Some(GIB));
     assert_eq!(report.virtual_sha256, Some(expected));
@@ -292,7 +296,11 @@ fn nine_gib_disk_uses_base256_numbers() {
 fn nine_gib_disk_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let (src, out) = nine_gib_archive(dir.path());
-    let report = gcp::verify(&File::open(&out).unwrap()).unwrap();
+    let report = cloudimg_disk::verify::verify_file(
+        &File::open(&out).unwrap(),
+        cloudimg_disk::formats::Format::Gzip,
+    )
+    .unwrap();
     assert!(report.is_ok(), "{:?}", messages(&report));
     assert_eq!(report.virtual_size, Some(9 * GIB));
     assert_eq!(
@@ -316,7 +324,11 @@ fn gnu_tar_made_archive_verifies() {
         .arg("-C")
         .arg(dir.path())
         .arg("disk.raw"));
-    let report = gcp::verify(&File::open(&out).unwrap()).unwrap();
+    let report = cloudimg_disk::verify::verify_file(
+        &File::open(&out).unwrap(),
+        cloudimg_disk::formats::Format::Gzip,
+    )
+    .unwrap();
     assert!(report.is_ok(), "{:?}", messages(&report));
     assert_eq!(report.virtual_sha256, Some(expected));
     assert_eq!(report.details["tar_typeflag"], "S");
@@ -428,7 +440,11 @@ fn fix_checksum(h: &mut [u8]) {
 }
 
 fn verify_path(p: &Path) -> cloudimg_disk::verify::Report {
-    gcp::verify(&File::open(p).unwrap()).unwrap()
+    cloudimg_disk::verify::verify_file(
+        &File::open(p).unwrap(),
+        cloudimg_disk::formats::Format::Gzip,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -604,7 +620,11 @@ fn truncated_file_is_an_error() {
     let p = dir.path().join("cut.tar.gz");
     let cut = good.len() / 2;
     fs::write(&p, &good[..cut]).unwrap();
-    let err = gcp::verify(&File::open(&p).unwrap()).unwrap_err();
+    let err = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Gzip,
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -612,7 +632,11 @@ fn truncated_file_is_an_error() {
         )
     );
     fs::write(&p, &good[..good.len() - 3]).unwrap();
-    let err = gcp::verify(&File::open(&p).unwrap()).unwrap_err();
+    let err = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Gzip,
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -621,13 +645,21 @@ fn truncated_file_is_an_error() {
         )
     );
     fs::write(&p, [0x1f, 0x8b, 8]).unwrap();
-    let err = gcp::verify(&File::open(&p).unwrap()).unwrap_err();
+    let err = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Gzip,
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "gzip file truncated in the header (at byte 3)"
     );
     fs::write(&p, b"not gzip").unwrap();
-    let err = gcp::verify(&File::open(&p).unwrap()).unwrap_err();
+    let err = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Gzip,
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "not a gzip file: magic 6e 6f, expected 1f 8b (at byte 0)"

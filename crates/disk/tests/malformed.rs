@@ -84,12 +84,12 @@ fn targz_bytes() -> Vec<u8> {
 fn verify_with(
     dir: &Path,
     bytes: &[u8],
-    verify: fn(&File) -> cloudimg_disk::Result<Report>,
+    format: cloudimg_disk::formats::Format,
 ) -> cloudimg_disk::Result<Report> {
     let p = dir.join("x");
     fs::write(&p, bytes).unwrap();
     let t = Instant::now();
-    let r = verify(&File::open(&p).unwrap());
+    let r = cloudimg_disk::verify::verify_file(&File::open(&p).unwrap(), format);
     assert!(
         t.elapsed() < Duration::from_secs(20),
         "verify took {:?}",
@@ -145,12 +145,20 @@ fn truncated_fixed_vhd_is_never_sound() {
     let dir = tempfile::tempdir().unwrap();
     let good = vhd_bytes(dir.path());
     let len = good.len();
-    assert!(verify_with(dir.path(), &good, vhd::verify).unwrap().is_ok());
+    assert!(
+        verify_with(dir.path(), &good, cloudimg_disk::formats::Format::VhdFixed)
+            .unwrap()
+            .is_ok()
+    );
     for n in cuts(len) {
         if let Ok(d) = vhd::open(cut_file(dir.path(), &good[..n])) {
             exercise(&d);
         }
-        match verify_with(dir.path(), &good[..n], vhd::verify) {
+        match verify_with(
+            dir.path(),
+            &good[..n],
+            cloudimg_disk::formats::Format::VhdFixed,
+        ) {
             Err(e) => {
                 assert!(n < 512, "cut at {n}: {e}");
                 assert_eq!(
@@ -180,7 +188,12 @@ fn truncated_fixed_vhd_is_never_sound() {
         }
     }
     // One byte short: the footer starts one byte early.
-    let r = verify_with(dir.path(), &good[..len - 1], vhd::verify).unwrap();
+    let r = verify_with(
+        dir.path(),
+        &good[..len - 1],
+        cloudimg_disk::formats::Format::VhdFixed,
+    )
+    .unwrap();
     assert_eq!(
         messages(&r)[0],
         format!(
@@ -195,14 +208,16 @@ fn truncated_stream_optimized_vmdk_is_never_sound() {
     let dir = tempfile::tempdir().unwrap();
     let good = vmdk_bytes();
     let len = good.len();
-    assert!(verify_with(dir.path(), &good, vmdk::verify)
-        .unwrap()
-        .is_ok());
+    assert!(
+        verify_with(dir.path(), &good, cloudimg_disk::formats::Format::Vmdk)
+            .unwrap()
+            .is_ok()
+    );
     for n in cuts(len) {
         if let Ok(d) = vmdk::open(cut_file(dir.path(), &good[..n])) {
             exercise(&d);
         }
-        match verify_with(dir.path(), &good[..n], vmdk::verify) {
+        match verify_with(dir.path(), &good[..n], cloudimg_disk::formats::Format::Vmdk) {
             Err(e) => {
                 assert!(n < 512, "cut at {n}: {e}");
                 assert_eq!(
@@ -225,7 +240,12 @@ fn truncated_stream_optimized_vmdk_is_never_sound() {
             }
         }
     }
-    let r = verify_with(dir.path(), &good[..512], vmdk::verify).unwrap();
+    let r = verify_with(
+        dir.path(),
+        &good[..512],
+        cloudimg_disk::formats::Format::Vmdk,
+    )
+    .unwrap();
     assert_eq!(
         messages(&r),
         [
@@ -239,7 +259,7 @@ fn truncated_stream_optimized_vmdk_is_never_sound() {
     // marker should be is the grain directory (its first entry, 30, reads
     // as a marker's sector count).
     let n = len - 512;
-    let r = verify_with(dir.path(), &good[..n], vmdk::verify).unwrap();
+    let r = verify_with(dir.path(), &good[..n], cloudimg_disk::formats::Format::Vmdk).unwrap();
     assert_eq!(
         messages(&r)[0],
         format!(
@@ -255,13 +275,17 @@ fn truncated_gcp_tarball_is_an_error_at_the_cut() {
     let dir = tempfile::tempdir().unwrap();
     let good = targz_bytes();
     let len = good.len();
-    assert!(verify_with(dir.path(), &good, gcp::verify).unwrap().is_ok());
+    assert!(
+        verify_with(dir.path(), &good, cloudimg_disk::formats::Format::Gzip)
+            .unwrap()
+            .is_ok()
+    );
     // Cuts near the end decode the whole 1 GiB disk (hashing its hole,
     // about a second) before they reach the damage: keep one of them.
     let mut cuts = cuts(len);
     cuts.retain(|&n| n + 1536 < len || n + 4 == len);
     for n in cuts {
-        let e = verify_with(dir.path(), &good[..n], gcp::verify)
+        let e = verify_with(dir.path(), &good[..n], cloudimg_disk::formats::Format::Gzip)
             .map(|r| messages(&r))
             .expect_err(&format!("cut at {n} decodes"));
         let want = if n < 10 {
@@ -335,7 +359,7 @@ fn every_vhd_footer_byte_is_covered_by_the_checksum() {
     for i in 0..512 {
         let mut bad = good.clone();
         bad[fo + i] ^= 0x10;
-        let r = verify_with(dir.path(), &bad, vhd::verify).unwrap();
+        let r = verify_with(dir.path(), &bad, cloudimg_disk::formats::Format::VhdFixed).unwrap();
         let m = messages(&r);
         let stored = u32::from_be_bytes(bad[fo + 64..fo + 68].try_into().unwrap());
         assert!(
@@ -422,7 +446,7 @@ fn gzip_trailer_bytes_are_all_checked() {
     }
     let crc = u32::from_le_bytes(good[n - 8..n - 4].try_into().unwrap());
     let isize = u32::from_le_bytes(good[n - 4..].try_into().unwrap());
-    let r = verify_with(dir.path(), &bad, gcp::verify).unwrap();
+    let r = verify_with(dir.path(), &bad, cloudimg_disk::formats::Format::Gzip).unwrap();
     assert_eq!(
         messages(&r),
         [
@@ -484,7 +508,7 @@ fn sparse_map_of_millions_of_entries_is_refused() {
         .collect();
     let mut t: Vec<u8> = member_headers(&spec(), GIB, Some(&map)).concat();
     t.resize(t.len() + 1024, 0);
-    let r = verify_with(dir.path(), &gz(&t), gcp::verify).unwrap();
+    let r = verify_with(dir.path(), &gz(&t), cloudimg_disk::formats::Format::Gzip).unwrap();
     // The entry past the limit is in extension block (MAX - 4) / 21.
     let block = (MAX_SPARSE_ENTRIES - 4) / 21;
     assert_eq!(
@@ -517,7 +541,7 @@ fn endless_empty_sparse_extension_blocks_are_refused() {
         t.extend_from_slice(&empty);
     }
     t.resize(t.len() + 1024, 0);
-    let r = verify_with(dir.path(), &gz(&t), gcp::verify).unwrap();
+    let r = verify_with(dir.path(), &gz(&t), cloudimg_disk::formats::Format::Gzip).unwrap();
     assert_eq!(
         messages(&r),
         [format!(
@@ -572,7 +596,7 @@ fn deflate_bomb_after_the_tar_archive_is_stopped() {
     let bomb = deflate_bomb(&tar, 1024);
     assert!(bomb.len() < 2 << 20, "{}", bomb.len());
     let t = Instant::now();
-    let r = verify_with(dir.path(), &bomb, gcp::verify).unwrap();
+    let r = verify_with(dir.path(), &bomb, cloudimg_disk::formats::Format::Gzip).unwrap();
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(
         messages(&r).iter().map(|m| m.split_once(": ").unwrap().1).collect::<Vec<_>>(),
@@ -599,7 +623,7 @@ fn deflate_bomb_after_the_tar_archive_is_stopped() {
 
     // The same zeros within the limit are just record padding: sound.
     let padded = deflate_bomb(&tar, 2);
-    let r = verify_with(dir.path(), &padded, gcp::verify).unwrap();
+    let r = verify_with(dir.path(), &padded, cloudimg_disk::formats::Format::Gzip).unwrap();
     assert_eq!(
         messages(&r),
         [
@@ -642,7 +666,7 @@ fn vmdk_claiming_2_pow_40_grain_table_entries_is_refused() {
         e.message(),
         "the grain directory (2147483648 entries at sector 1) does not fit in the 512-byte file"
     );
-    let r = verify_with(dir.path(), &bytes, vmdk::verify).unwrap();
+    let r = verify_with(dir.path(), &bytes, cloudimg_disk::formats::Format::Vmdk).unwrap();
     assert_eq!(
         messages(&r),
         [
@@ -674,7 +698,7 @@ fn vmdk_descriptor_of_megabytes_is_not_read() {
     let tail = bad.split_off(512);
     bad.resize(512 + (4 << 20), b'x');
     bad.extend_from_slice(&tail);
-    let r = verify_with(dir.path(), &bad, vmdk::verify).unwrap();
+    let r = verify_with(dir.path(), &bad, cloudimg_disk::formats::Format::Vmdk).unwrap();
     let m = messages(&r);
     assert_eq!(
         m[0],
@@ -691,7 +715,7 @@ fn vmdk_descriptor_of_megabytes_is_not_read() {
     bad[36..44].copy_from_slice(&2048u64.to_le_bytes());
     bad.extend_from_slice(&junk);
     bad.extend_from_slice(&good[512..]);
-    let r = verify_with(dir.path(), &bad, vmdk::verify).unwrap();
+    let r = verify_with(dir.path(), &bad, cloudimg_disk::formats::Format::Vmdk).unwrap();
     let lines: Vec<String> = messages(&r)
         .into_iter()
         .filter(|m| m.contains("descriptor line"))
@@ -761,7 +785,7 @@ fn vmdk_grain_table_errors_carry_their_offset() {
         e.to_string(),
         format!("grain table 0 at sector 1000000 runs past the end of the {n}-byte file (at byte {gd_at})")
     );
-    let r = verify_with(dir.path(), &bad, vmdk::verify).unwrap();
+    let r = verify_with(dir.path(), &bad, cloudimg_disk::formats::Format::Vmdk).unwrap();
     assert!(
         messages(&r).contains(&format!(
             "at byte {gd_at}: cannot read the grain tables: grain table 0 at sector 1000000 runs past the end of \
@@ -784,7 +808,7 @@ fn dynamic_vhd_header_outside_the_file_is_reported_at_the_data_offset_field() {
     let c = vhd::wire::checksum(&f, 64);
     f[64..68].copy_from_slice(&c.to_be_bytes());
     let bytes = [&f[..], &[0u8; 1024][..], &f[..]].concat();
-    let r = verify_with(dir.path(), &bytes, vhd::verify).unwrap();
+    let r = verify_with(dir.path(), &bytes, cloudimg_disk::formats::Format::VhdFixed).unwrap();
     assert_eq!(
         messages(&r),
         [
@@ -834,7 +858,7 @@ fn every_tar_defect_is_reported_at_once_with_its_offset() {
     t.extend_from_slice(&h);
     t.resize(t.len() + (1 << 20) + 1024, 0);
     t.resize(t.len().div_ceil(10240) * 10240, 0);
-    let r = verify_with(dir.path(), &gz(&t), gcp::verify).unwrap();
+    let r = verify_with(dir.path(), &gz(&t), cloudimg_disk::formats::Format::Gzip).unwrap();
     assert_eq!(
         messages(&r),
         [
@@ -890,7 +914,7 @@ fn millions_of_tiny_members_give_a_bounded_report() {
         t.extend_from_slice(&header(&format!("x{i}"), 0, b'0'));
     }
     t.resize(t.len() + 1024, 0);
-    let r = verify_with(dir.path(), &gz(&t), gcp::verify).unwrap();
+    let r = verify_with(dir.path(), &gz(&t), cloudimg_disk::formats::Format::Gzip).unwrap();
     let m = messages(&r);
     assert_eq!(m.len(), 33, "{:?}", &m[..3]);
     assert_eq!(
@@ -938,7 +962,7 @@ fn pax_headers_piling_up_before_one_member_are_refused() {
     let third = 2 * (512 + rec.len().div_ceil(512) * 512);
     t.extend_from_slice(&header("disk.raw", 0, b'0'));
     t.resize(t.len() + 1024, 0);
-    let r = verify_with(dir.path(), &gz(&t), gcp::verify).unwrap();
+    let r = verify_with(dir.path(), &gz(&t), cloudimg_disk::formats::Format::Gzip).unwrap();
     assert_eq!(
         messages(&r),
         [format!(
@@ -955,7 +979,7 @@ fn deflate_bomb_after_an_unreadable_tar_header_is_stopped() {
     let mut h = header("disk.raw", GIB, b'0');
     h[0] = b'D';
     let bomb = deflate_bomb(&h, 64);
-    let r = verify_with(dir.path(), &bomb, gcp::verify).unwrap();
+    let r = verify_with(dir.path(), &bomb, cloudimg_disk::formats::Format::Gzip).unwrap();
     let m = messages(&r);
     assert_eq!(m.len(), 2, "{m:?}");
     assert!(

@@ -54,7 +54,11 @@ fn write_ova(input: &Path, out: &Path, jobs: usize, tmp: &Path) {
 }
 
 fn findings(p: &Path) -> Vec<String> {
-    let r = ova::verify(&File::open(p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(p).unwrap(),
+        cloudimg_disk::formats::Format::Ova,
+    )
+    .unwrap();
     r.findings.iter().map(|f| f.to_string()).collect()
 }
 
@@ -168,14 +172,22 @@ fn verifier_decodes_the_disk_and_finds_nothing() {
     let c = case();
     let input = RawFile::open(&c.input).unwrap();
     let file = File::open(&c.out).unwrap();
-    let r = ova::verify(&file).unwrap();
+    let r = cloudimg_disk::verify::verify_file(&file, cloudimg_disk::formats::Format::Ova).unwrap();
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     assert_eq!(r.virtual_size, Some(SIZE));
     assert_eq!(r.virtual_sha256, Some(sha256_disk(&input).unwrap()));
     assert_eq!(r.details["ovf_capacity"], SIZE);
     let sha = sha256_disk(&input).unwrap();
     let digest = DiskDigest::comparing(&input, sha).unwrap();
-    let r = ova::verify_with(&file, digest).unwrap();
+    let r = cloudimg_disk::verify::verify_file_with(
+        &file,
+        cloudimg_disk::formats::Format::Ova,
+        cloudimg_disk::verify::VerifyOptions {
+            digest,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     // The VMDK copy made beside the OVA has no name left.
     assert_eq!(std::fs::read_dir(c.dir.path()).unwrap().count(), 2);
@@ -294,7 +306,11 @@ fn truncated_archive_is_an_error() {
     let len = std::fs::metadata(&c.out).unwrap().len();
     let f = OpenOptions::new().write(true).open(&c.out).unwrap();
     f.set_len(len / 2).unwrap();
-    let err = ova::verify(&File::open(&c.out).unwrap()).unwrap_err();
+    let err = cloudimg_disk::verify::verify_file(
+        &File::open(&c.out).unwrap(),
+        cloudimg_disk::formats::Format::Ova,
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("tar stream truncated in member data (at byte {})", len / 2)
@@ -538,7 +554,11 @@ with tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as t:
         .arg(&decoy)
         .arg(&dst));
     let input_sha = sha256_disk(&RawFile::open(&c.input).unwrap()).unwrap();
-    let r = ova::verify(&File::open(&dst).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&dst).unwrap(),
+        cloudimg_disk::formats::Format::Ova,
+    )
+    .unwrap();
     assert_eq!(r.findings, vec![]);
     assert_eq!(r.virtual_sha256, Some(input_sha));
     let disk = cloudimg_disk::formats::open::open_file_disk(

@@ -159,7 +159,11 @@ fn written_images_pass_qemu_check_and_compare() {
             qemu_check(&out);
             assert_eq!(qemu_virtual_size(&out), size);
             qemu_compare(&raw, &out);
-            let r = qcow2::verify(&File::open(&out).unwrap()).unwrap();
+            let r = cloudimg_disk::verify::verify_file(
+                &File::open(&out).unwrap(),
+                cloudimg_disk::formats::Format::Qcow2,
+            )
+            .unwrap();
             assert_eq!(r.findings, vec![], "size {size} compress {compress}");
             assert_eq!(r.format, Format::Qcow2);
             assert_eq!(r.virtual_size, Some(size));
@@ -272,7 +276,11 @@ fn reads_images_made_by_qemu_img() {
         let ext = disk.extents().unwrap();
         assert_eq!(ext.last().unwrap().end(), disk.size());
         assert!(ext.iter().any(|e| e.kind == ExtentKind::Zero), "{args:?}");
-        let r = qcow2::verify(&File::open(&q).unwrap()).unwrap();
+        let r = cloudimg_disk::verify::verify_file(
+            &File::open(&q).unwrap(),
+            cloudimg_disk::formats::Format::Qcow2,
+        )
+        .unwrap();
         assert_eq!(container_findings(&r), Vec::<String>::new(), "{args:?}");
         assert_eq!(r.virtual_sha256, Some(want), "{args:?}");
     }
@@ -301,7 +309,11 @@ fn zero_flagged_clusters_read_as_zero() {
     let disk = qcow2::open(File::open(&q).unwrap()).unwrap();
     assert_eq!(sha256_disk(&disk).unwrap(), want);
     assert_eq!(disk.extents().unwrap()[0].kind, ExtentKind::Zero);
-    let r = qcow2::verify(&File::open(&q).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&q).unwrap(),
+        cloudimg_disk::formats::Format::Qcow2,
+    )
+    .unwrap();
     assert_eq!(container_findings(&r), Vec::<String>::new());
     assert!(r.details["zero_flagged_clusters"].as_u64().unwrap() > 0);
 }
@@ -317,7 +329,11 @@ fn reads_the_dfvfs_corpus_image() {
         sha256_disk(&disk).unwrap().to_string(),
         "a6c2f0e39afe6c6ab432ca5465349fcefe8dc944398e97b2d957d3f89dbb5d80"
     );
-    let r = qcow2::verify(&File::open(&q).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&q).unwrap(),
+        cloudimg_disk::formats::Format::Qcow2,
+    )
+    .unwrap();
     assert_eq!(container_findings(&r), Vec::<String>::new());
     assert_eq!(r.details["cluster_size"], 65536);
     assert_eq!(r.details["version"], 3);
@@ -460,7 +476,7 @@ fn l1_entry_past_eof_is_a_finding_and_a_read_error() {
     let f = patched(&d, &good, "l1eof", |b| {
         b[65536..65544].copy_from_slice(&((1u64 << 63) | (1 << 40)).to_be_bytes());
     });
-    let r = qcow2::verify(&f).unwrap();
+    let r = cloudimg_disk::verify::verify_file(&f, cloudimg_disk::formats::Format::Qcow2).unwrap();
     let len = good.len();
     assert!(
         r.findings.iter().any(|x| x.offset == Some(65536)
@@ -501,7 +517,7 @@ fn short_compressed_cluster_is_a_finding() {
     let f = patched(&d, &good, "short", |b| {
         b[off..off + short.len()].copy_from_slice(&short)
     });
-    let r = qcow2::verify(&f).unwrap();
+    let r = cloudimg_disk::verify::verify_file(&f, cloudimg_disk::formats::Format::Qcow2).unwrap();
     let vc = j; // region 0
     assert!(
         r.findings.iter().any(|x| x.offset == Some(off as u64)
@@ -542,7 +558,7 @@ fn refcount_leaks_and_missing_references_are_findings() {
         b[extra..extra + 2].copy_from_slice(&1u16.to_be_bytes());
         b.extend_from_slice(&vec![0u8; 65536]);
     });
-    let r = qcow2::verify(&f).unwrap();
+    let r = cloudimg_disk::verify::verify_file(&f, cloudimg_disk::formats::Format::Qcow2).unwrap();
     let msgs = container_findings(&r);
     assert_eq!(
         msgs,
@@ -562,7 +578,7 @@ fn refcount_leaks_and_missing_references_are_findings() {
     // Dirty bit: readable, reported by verify.
     let f = patched(&d, &good, "dirty", |b| b[79] |= 1);
     assert!(qcow2::open(f.try_clone().unwrap()).is_ok());
-    let r = qcow2::verify(&f).unwrap();
+    let r = cloudimg_disk::verify::verify_file(&f, cloudimg_disk::formats::Format::Qcow2).unwrap();
     assert_eq!(
         container_findings(&r),
         vec![
@@ -605,7 +621,15 @@ fn ten_gib_sparse_disk_writes_fast_and_checks_clean() {
     let rawd = RawFile::open(&raw).unwrap();
     let marker = cloudimg_disk::io::Sha256Hex([1; 32]);
     let digest = DiskDigest::comparing(&rawd, marker).unwrap();
-    let r = qcow2::verify_with(&File::open(&out).unwrap(), digest).unwrap();
+    let r = cloudimg_disk::verify::verify_file_with(
+        &File::open(&out).unwrap(),
+        cloudimg_disk::formats::Format::Qcow2,
+        cloudimg_disk::verify::VerifyOptions {
+            digest,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(container_findings(&r), Vec::<String>::new());
     assert_eq!(r.virtual_sha256, Some(marker));
     assert!(secs + t.elapsed().as_secs_f64() < 20.0);
@@ -640,7 +664,10 @@ fn corrupted_images_never_panic() {
         }
         let p = d.p("fuzz.qcow2");
         std::fs::write(&p, &b).unwrap();
-        let _ = qcow2::verify(&File::open(&p).unwrap());
+        let _ = cloudimg_disk::verify::verify_file(
+            &File::open(&p).unwrap(),
+            cloudimg_disk::formats::Format::Qcow2,
+        );
         if let Ok(disk) = qcow2::open(File::open(&p).unwrap()) {
             let _ = disk.extents();
             let mut buf = vec![0u8; 300_000];
@@ -671,7 +698,11 @@ fn images_with_internal_snapshots_read_the_active_state() {
     let want = sha256_disk(&RawFile::open(&raw).unwrap()).unwrap();
     let disk = qcow2::open(File::open(&q).unwrap()).unwrap();
     assert_eq!(sha256_disk(&disk).unwrap(), want);
-    let r = qcow2::verify(&File::open(&q).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&q).unwrap(),
+        cloudimg_disk::formats::Format::Qcow2,
+    )
+    .unwrap();
     assert_eq!(container_findings(&r), Vec::<String>::new());
     assert_eq!(r.details["nb_snapshots"], 1);
     assert_eq!(r.details["refcounts_checked"], false);

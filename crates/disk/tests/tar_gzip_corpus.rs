@@ -8,7 +8,6 @@ use std::io::Read;
 use std::path::Path;
 
 use cloudimg_disk::codec::{gzip, tar};
-use cloudimg_disk::formats::gcp;
 use cloudimg_disk::io::DiskDigest;
 use common::corpus;
 
@@ -479,7 +478,11 @@ fn flate2_multi_member() {
     let at = facts.next_member_offset.unwrap();
     assert_eq!(findings, [format!("at byte {at}: gzip: more than one gzip member: another starts here ({} bytes follow the first)", 53 - at)]);
     // The GCP verifier reports it too (beside the tar findings).
-    let report = gcp::verify(&File::open(corpus("flate2-rs/multi.gz").unwrap()).unwrap()).unwrap();
+    let report = cloudimg_disk::verify::verify_file(
+        &File::open(corpus("flate2-rs/multi.gz").unwrap()).unwrap(),
+        cloudimg_disk::formats::Format::Gzip,
+    )
+    .unwrap();
     let msgs: Vec<_> = report.findings.iter().map(|f| f.to_string()).collect();
     assert!(msgs.contains(&findings[0]), "{msgs:?}");
     assert_eq!(report.details["gzip_members"], "more than one");
@@ -528,7 +531,11 @@ fn dfvfs_corrupt1_is_truncated() {
         d.finish().to_string(),
         "a33d898c1cdf6592e13eaaa39040a657d23007faeb2e04845c8e7db6ece46438"
     );
-    let err = gcp::verify(&File::open(&p).unwrap()).unwrap_err();
+    let err = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Gzip,
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "gzip file truncated: the deflate stream ends before its final block (at byte 196608)"
@@ -587,7 +594,11 @@ fn verify_gzipped(rel: &str) -> Option<Vec<String>> {
     let mut w = gzip::GzipWriter::new(File::create(&out).unwrap()).unwrap();
     std::io::copy(&mut File::open(p).unwrap(), &mut w).unwrap();
     w.finish().unwrap();
-    let r = gcp::verify(&File::open(&out).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&out).unwrap(),
+        cloudimg_disk::formats::Format::Gzip,
+    )
+    .unwrap();
     Some(r.findings.iter().map(|f| f.to_string()).collect())
 }
 

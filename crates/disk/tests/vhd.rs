@@ -74,7 +74,11 @@ const ODD_SIZE: u64 = 5 * (1 << 20) + 1536;
 fn round_trip_verifies_and_keeps_holes() {
     for (size, seed) in [(ODD_SIZE, 1), (64 << 20, 2)] {
         let c = case(size, seed);
-        let report = vhd::verify(&File::open(&c.out).unwrap()).unwrap();
+        let report = cloudimg_disk::verify::verify_file(
+            &File::open(&c.out).unwrap(),
+            cloudimg_disk::formats::Format::VhdFixed,
+        )
+        .unwrap();
         assert_eq!(report.findings, vec![], "size {size}");
         assert_eq!(report.format, Format::VhdFixed);
         assert_eq!(report.virtual_size, Some(size));
@@ -239,7 +243,8 @@ fn damaged(
     }
     let len = file.metadata().unwrap().len();
     file.write_all_at(&ft, len - 512).unwrap();
-    let r = vhd::verify(&file).unwrap();
+    let r = cloudimg_disk::verify::verify_file(&file, cloudimg_disk::formats::Format::VhdFixed)
+        .unwrap();
     r.findings
         .into_iter()
         .map(|f| (f.offset, f.message))
@@ -340,7 +345,11 @@ fn size_versus_file_is_reported() {
     let data = std::fs::read(&c.out).unwrap();
     let (body, foot) = data.split_at(data.len() - 512);
     std::fs::write(&p, [body, &[0u8; 512][..], foot].concat()).unwrap();
-    let r = vhd::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::VhdFixed,
+    )
+    .unwrap();
     let msgs: Vec<_> = r.findings.iter().map(|f| f.message.clone()).collect();
     assert_eq!(
         msgs,
@@ -353,7 +362,11 @@ fn size_versus_file_is_reported() {
     // Too short for a footer: an error.
     let tiny = c.out.with_extension("tiny.vhd");
     std::fs::write(&tiny, [0u8; 100]).unwrap();
-    let e = vhd::verify(&File::open(&tiny).unwrap()).unwrap_err();
+    let e = cloudimg_disk::verify::verify_file(
+        &File::open(&tiny).unwrap(),
+        cloudimg_disk::formats::Format::VhdFixed,
+    )
+    .unwrap_err();
     assert_eq!(
         e.message(),
         "file of 100 bytes is too short for a VHD footer"
@@ -365,7 +378,11 @@ fn gpt_damage_inside_the_vhd_is_reported() {
     let c = case(ODD_SIZE, 11);
     let f = OpenOptions::new().write(true).open(&c.out).unwrap();
     f.write_all_at(&[0xAB], 512 + 60).unwrap();
-    let r = vhd::verify(&File::open(&c.out).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&c.out).unwrap(),
+        cloudimg_disk::formats::Format::VhdFixed,
+    )
+    .unwrap();
     assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
     assert!(r.findings[0]
         .message
@@ -387,7 +404,11 @@ fn dfvfs_ext2_dynamic_vhd_decodes() {
     let Some(p) = common::corpus("dfvfs/ext2.vhd") else {
         return;
     };
-    let r = vhd::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::VhdFixed,
+    )
+    .unwrap();
     assert_eq!(r.format, Format::VhdDynamic);
     assert_eq!(r.virtual_size, Some(4212736));
     assert_eq!(
@@ -456,7 +477,11 @@ fn fuzzed_afl5_is_rejected_without_allocating() {
         e.message(),
         "dynamic header at offset 512 lies outside the 1028-byte file"
     );
-    let r = vhd::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::VhdFixed,
+    )
+    .unwrap();
     assert!(
         r.findings.iter().any(|f| f.message == e.message()),
         "{:?}",
@@ -514,7 +539,11 @@ fn dynamic_structure_damage_is_reported() {
     let e = vhd::open(File::open(&p).unwrap()).err().unwrap();
     let msg = "block allocation table covers 4194304 bytes (2 blocks of 2097152), less than the 4212736-byte disk";
     assert_eq!(e.message(), msg);
-    let r = vhd::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::VhdFixed,
+    )
+    .unwrap();
     assert_eq!(
         r.findings,
         vec![cloudimg_disk::verify::Finding::at(512 + 28, msg)]
@@ -527,7 +556,11 @@ fn dynamic_structure_damage_is_reported() {
     b[1536..1540].copy_from_slice(&0x0010_0000u32.to_be_bytes());
     let p = dir.path().join("bat.vhd");
     std::fs::write(&p, &b).unwrap();
-    let r = vhd::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::VhdFixed,
+    )
+    .unwrap();
     let msgs: Vec<_> = r
         .findings
         .iter()
@@ -549,7 +582,8 @@ fn dynamic_structure_damage_is_reported() {
     let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
     f.write_all_at(&[0x77], 512 + 36).unwrap();
     f.write_all_at(&[0x01], 84).unwrap();
-    let r = vhd::verify(&f).unwrap();
+    let r =
+        cloudimg_disk::verify::verify_file(&f, cloudimg_disk::formats::Format::VhdFixed).unwrap();
     let msgs: Vec<_> = r.findings.iter().map(|f| f.message.clone()).collect();
     assert_eq!(msgs.len(), 2, "{msgs:?}");
     assert_eq!(
@@ -583,7 +617,10 @@ fn random_damage_never_panics() {
             b[i] = rng.next_u64() as u8;
         }
         std::fs::write(&p, &b).unwrap();
-        let _ = vhd::verify(&File::open(&p).unwrap());
+        let _ = cloudimg_disk::verify::verify_file(
+            &File::open(&p).unwrap(),
+            cloudimg_disk::formats::Format::VhdFixed,
+        );
         if let Ok(d) = vhd::open(File::open(&p).unwrap()) {
             if d.size() <= 64 << 20 {
                 let _ = sha256_disk(&d);
@@ -602,7 +639,11 @@ fn grown_gpt_disk_as_vhd_is_clean() {
     let grown = cloudimg_disk::layout::gpt::grow(RawFile::open(&input).unwrap(), 8 << 20).unwrap();
     let out = dir.path().join("out.vhd");
     vhd::write_fixed(&grown, &File::create(&out).unwrap(), &OPTS).unwrap();
-    let r = vhd::verify(&File::open(&out).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&out).unwrap(),
+        cloudimg_disk::formats::Format::VhdFixed,
+    )
+    .unwrap();
     assert_eq!(r.findings, vec![]);
     assert_eq!(r.virtual_size, Some(8 << 20));
     assert_eq!(r.virtual_sha256, Some(sha256_disk(&grown).unwrap()));

@@ -73,7 +73,11 @@ fn data_bytes(e: Vec<cloudimg_disk::Extent>) -> u64 {
 fn round_trip_verifies() {
     for (size, seed) in [(ODD_SIZE, 1), (64 << 20, 2)] {
         let c = case(size, seed);
-        let report = vhdx::verify(&File::open(&c.out).unwrap()).unwrap();
+        let report = cloudimg_disk::verify::verify_file(
+            &File::open(&c.out).unwrap(),
+            cloudimg_disk::formats::Format::Vhdx,
+        )
+        .unwrap();
         assert_eq!(report.findings, vec![], "size {size}");
         assert_eq!(report.format, Format::Vhdx);
         assert_eq!(report.virtual_size, Some(size));
@@ -88,7 +92,15 @@ fn round_trip_verifies() {
         let input = RawFile::open(&c.input).unwrap();
         let sha = sha256_disk(&input).unwrap();
         let dg = DiskDigest::comparing(&input, sha).unwrap();
-        let r = vhdx::verify_with(&File::open(&c.out).unwrap(), dg).unwrap();
+        let r = cloudimg_disk::verify::verify_file_with(
+            &File::open(&c.out).unwrap(),
+            cloudimg_disk::formats::Format::Vhdx,
+            cloudimg_disk::verify::VerifyOptions {
+                digest: dg,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(r.virtual_sha256, Some(sha));
         // Reader: same bytes; zero blocks are zero extents.
         let d = vhdx::open(File::open(&c.out).unwrap()).unwrap();
@@ -140,8 +152,16 @@ fn output_is_reproducible_and_seeded() {
     );
     assert_ne!(a, b);
     // Only header GUIDs/checksums and the page 83 GUID differ.
-    let r1 = vhdx::verify(&File::open(&c.out).unwrap()).unwrap();
-    let r2 = vhdx::verify(&File::open(&other).unwrap()).unwrap();
+    let r1 = cloudimg_disk::verify::verify_file(
+        &File::open(&c.out).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
+    let r2 = cloudimg_disk::verify::verify_file(
+        &File::open(&other).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert_ne!(r1.details["page83"], r2.details["page83"]);
     assert_ne!(r1.details["data_write_guid"], r2.details["data_write_guid"]);
     assert_eq!(r1.virtual_sha256, r2.virtual_sha256);
@@ -194,8 +214,16 @@ fn qemu_checks_reads_and_compares() {
             "ours {ours}, qemu {theirs}"
         );
         // Both hold the same blocks.
-        let rq = vhdx::verify(&File::open(&q).unwrap()).unwrap();
-        let ro = vhdx::verify(&File::open(&c.out).unwrap()).unwrap();
+        let rq = cloudimg_disk::verify::verify_file(
+            &File::open(&q).unwrap(),
+            cloudimg_disk::formats::Format::Vhdx,
+        )
+        .unwrap();
+        let ro = cloudimg_disk::verify::verify_file(
+            &File::open(&c.out).unwrap(),
+            cloudimg_disk::formats::Format::Vhdx,
+        )
+        .unwrap();
         assert_eq!(rq.findings, vec![]);
         assert_eq!(rq.details["blocks_present"], ro.details["blocks_present"]);
         assert_eq!(rq.virtual_sha256, ro.virtual_sha256);
@@ -215,7 +243,11 @@ fn four_k_sectors_and_other_block_sizes_round_trip() {
         let disk = RawFile::open(&c.input).unwrap();
         vhdx::writer::write_dynamic_with(&disk, &File::create(&out).unwrap(), &OPTS, &layout)
             .unwrap();
-        let r = vhdx::verify(&File::open(&out).unwrap()).unwrap();
+        let r = cloudimg_disk::verify::verify_file(
+            &File::open(&out).unwrap(),
+            cloudimg_disk::formats::Format::Vhdx,
+        )
+        .unwrap();
         assert_eq!(r.findings, vec![], "{bs} {ls}");
         assert_eq!(r.virtual_sha256, Some(sha256_file(&c.input).unwrap()));
         assert_eq!(
@@ -257,7 +289,11 @@ fn reads_images_made_by_qemu() {
         let d = vhdx::open(File::open(&q).unwrap()).unwrap();
         assert_eq!(d.size(), ODD_SIZE, "{name}");
         assert_eq!(sha256_disk(&d).unwrap(), sha, "{name}");
-        let r = vhdx::verify(&File::open(&q).unwrap()).unwrap();
+        let r = cloudimg_disk::verify::verify_file(
+            &File::open(&q).unwrap(),
+            cloudimg_disk::formats::Format::Vhdx,
+        )
+        .unwrap();
         assert_eq!(r.findings, vec![], "{name}");
         assert_eq!(r.virtual_sha256, Some(sha), "{name}");
         assert_eq!(r.details["block_size"], bs, "{name}");
@@ -292,7 +328,11 @@ fn hyperv_corpus_image_decodes() {
         return;
     };
     assert_eq!(std::fs::metadata(&p).unwrap().len(), 104857600);
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     let container: Vec<_> = r
         .findings
         .iter()
@@ -347,7 +387,15 @@ fn dirty_log_is_replayed_in_memory() {
     let expected = dirty_log_expected(dir.path());
     let marker = cloudimg_disk::io::Sha256Hex([0xab; 32]);
     let dg = DiskDigest::comparing(&expected, marker).unwrap();
-    let r = vhdx::verify_with(&File::open(&p).unwrap(), dg).unwrap();
+    let r = cloudimg_disk::verify::verify_file_with(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+        cloudimg_disk::verify::VerifyOptions {
+            digest: dg,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(r.virtual_sha256, Some(marker), "decoded content differs");
     assert_eq!(r.details["creator"], "QEMU v1.6.50");
     assert_eq!(
@@ -395,7 +443,11 @@ fn dirty_log_sha256_matches_the_corpus() {
     ) else {
         return;
     };
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert_eq!(
         r.virtual_sha256.unwrap().to_string(),
         "179cefe8b0587f123393eedf2aa7aa8d25798591178e6bc3950a09762f38f96f"
@@ -421,7 +473,15 @@ fn ten_gib_sparse_disk_writes_fast_and_checks_clean() {
     let raw = RawFile::open(&input).unwrap();
     let marker = cloudimg_disk::io::Sha256Hex([0xcd; 32]);
     let dg = DiskDigest::comparing(&raw, marker).unwrap();
-    let r = vhdx::verify_with(&File::open(&out).unwrap(), dg).unwrap();
+    let r = cloudimg_disk::verify::verify_file_with(
+        &File::open(&out).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+        cloudimg_disk::verify::VerifyOptions {
+            digest: dg,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(r.findings, vec![]);
     assert_eq!(r.details["block_size"], 16 << 20);
     assert_eq!(r.details["blocks_present"], 3);
@@ -488,14 +548,22 @@ fn truncated_file_is_refused() {
         open_err(&p),
         "file of 100000 bytes is too short for the VHDX header section (327680 bytes)"
     );
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert_eq!(r.findings.len(), 1);
     // Cut inside the data: the BAT points past the end.
     let cut = b.len() - (4 << 20);
     let p = damaged(dir.path(), "cut.vhdx", &b[..cut]);
     let e = open_err(&p);
     assert!(e.contains("runs past the end of the"), "{e}");
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert!(!r.findings.is_empty());
     assert_eq!(r.virtual_sha256, None);
     // Not a VHDX at all.
@@ -504,7 +572,11 @@ fn truncated_file_is_refused() {
         open_err(&p),
         "not a VHDX: no \"vhdxfile\" signature at offset 0"
     );
-    assert!(vhdx::verify(&File::open(&p).unwrap()).is_err());
+    assert!(cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx
+    )
+    .is_err());
 }
 
 #[test]
@@ -516,7 +588,11 @@ fn bad_header_checksums_are_reported() {
     b[wire::HEADER_OFFSETS[1] as usize + 200] ^= 1;
     let p = damaged(dir.path(), "one.vhdx", &b);
     assert!(vhdx::open(File::open(&p).unwrap()).is_ok());
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
     assert!(r.findings[0]
         .message
@@ -531,7 +607,11 @@ fn bad_header_checksums_are_reported() {
         open_err(&p),
         "no valid VHDX header: both headers fail their checks (at byte 65536)"
     );
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert_eq!(r.findings.len(), 3, "{:?}", r.findings);
     assert_eq!(r.virtual_sha256, None);
 }
@@ -554,12 +634,20 @@ fn bat_offset_past_eof_is_reported() {
         open_err(&p),
         format!("BAT entry 0: block 0 at file offset 1099511627776 runs past the end of the {len}-byte file (at byte 2097152)")
     );
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
     // With block 0 fixed, the overlap is found.
     b[bat..bat + 8].copy_from_slice(&e.to_le_bytes());
     let p = damaged(dir.path(), "overlap.vhdx", &b);
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
     assert!(
         r.findings[0].message.contains("overlaps block"),
@@ -586,7 +674,11 @@ fn absurd_block_size_is_refused() {
         open_err(&p),
         "block size 3221225472 is not a power of two between 1 MiB and 256 MiB (at byte 3145728)"
     );
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert_eq!(r.findings.len(), 1);
     // A huge virtual size with a BAT too small for it.
     let (_, mut b) = sample(dir.path());
@@ -612,7 +704,11 @@ fn parent_is_refused_and_stray_locator_reported() {
         open_err(&p),
         "differencing VHDX (the file parameters say it has a parent) is not supported (at byte 3145728)"
     );
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert_eq!(r.findings.len(), 1);
     // A parent locator item without the flag: a finding, still readable.
     let mut b = good.clone();
@@ -625,7 +721,11 @@ fn parent_is_refused_and_stray_locator_reported() {
     b[e + 24..e + 28].copy_from_slice(&wire::META_IS_REQUIRED.to_le_bytes());
     let p = damaged(dir.path(), "locator.vhdx", &b);
     assert!(vhdx::open(File::open(&p).unwrap()).is_ok());
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
     assert_eq!(
         r.findings[0].message,
@@ -752,7 +852,11 @@ fn crafted_log_sequence_is_replayed_from_its_tail() {
             sha256_disk(&want).unwrap(),
             "tail {b_tail}"
         );
-        let mut r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+        let mut r = cloudimg_disk::verify::verify_file(
+            &File::open(&p).unwrap(),
+            cloudimg_disk::formats::Format::Vhdx,
+        )
+        .unwrap();
         assert_eq!(
             r.details["log_entries_replayed"],
             if replay_a { 2 } else { 1 }
@@ -793,7 +897,11 @@ fn crafted_log_sequence_is_replayed_from_its_tail() {
     img[lo + a.len()..lo + a.len() + b.len()].copy_from_slice(&b);
     put_header(&mut img, 1, |h| h.log_guid = guid);
     let p = damaged(dir.path(), "log-a.vhdx", &img);
-    let r = vhdx::verify(&File::open(&p).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vhdx,
+    )
+    .unwrap();
     assert_eq!(r.details["log_entries_replayed"], 1);
     assert_eq!(r.details["blocks_present"], 1);
 }
@@ -876,7 +984,10 @@ fn random_damage_never_panics() {
                 assert!(!e.to_string().is_empty());
             }
         }
-        let _ = vhdx::verify(&File::open(&p).unwrap());
+        let _ = cloudimg_disk::verify::verify_file(
+            &File::open(&p).unwrap(),
+            cloudimg_disk::formats::Format::Vhdx,
+        );
     }
     eprintln!("opened {opened}, refused {refused}");
     assert!(opened > 0 && refused > 0);

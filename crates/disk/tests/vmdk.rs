@@ -104,7 +104,11 @@ fn write_vmdk(disk: &dyn VirtualDisk, raw_bytes: &[u8]) -> Written {
 /// Everything we and qemu-img can say about a VMDK we wrote of `raw`.
 fn check_against_oracles(w: &Written, raw: &[u8]) {
     // Our verifier and reader.
-    let report = vmdk::verify(&File::open(&w.vmdk).unwrap()).unwrap();
+    let report = cloudimg_disk::verify::verify_file(
+        &File::open(&w.vmdk).unwrap(),
+        cloudimg_disk::formats::Format::Vmdk,
+    )
+    .unwrap();
     assert_eq!(report.findings, Vec::<Finding>::new());
     assert_eq!(report.virtual_size, Some(raw.len() as u64));
     assert_eq!(report.virtual_sha256.unwrap().to_string(), sha_hex(raw));
@@ -182,7 +186,11 @@ fn size_not_a_grain_multiple_round_trips() {
     let w = write_vmdk(&MemDisk::new(raw.clone()), &raw);
     check_against_oracles(&w, &raw);
     // The last grain inflates to exactly the 1536 bytes the disk has left.
-    let r = vmdk::verify(&File::open(&w.vmdk).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&w.vmdk).unwrap(),
+        cloudimg_disk::formats::Format::Vmdk,
+    )
+    .unwrap();
     assert_eq!(r.details["grains"], 4 + 2 + 1);
     assert_eq!(r.details["grain_tables"], 2);
 }
@@ -193,7 +201,11 @@ fn zero_grains_are_omitted_even_when_reported_as_data() {
     raw[3 * GRAIN + 17] = 1;
     let w = write_vmdk(&AllData(MemDisk::new(raw.clone())), &raw);
     check_against_oracles(&w, &raw);
-    let r = vmdk::verify(&File::open(&w.vmdk).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&w.vmdk).unwrap(),
+        cloudimg_disk::formats::Format::Vmdk,
+    )
+    .unwrap();
     assert_eq!(r.details["grains"], 1);
 }
 
@@ -202,7 +214,11 @@ fn all_zero_disk_round_trips() {
     let raw = vec![0u8; 5 << 20];
     let w = write_vmdk(&MemDisk::new(raw.clone()), &raw);
     check_against_oracles(&w, &raw);
-    let r = vmdk::verify(&File::open(&w.vmdk).unwrap()).unwrap();
+    let r = cloudimg_disk::verify::verify_file(
+        &File::open(&w.vmdk).unwrap(),
+        cloudimg_disk::formats::Format::Vmdk,
+    )
+    .unwrap();
     assert_eq!(r.details["grains"], 0);
     assert_eq!(r.details["grain_tables"], 0);
 }
@@ -316,7 +332,11 @@ fn reads_qemu_img_stream_optimized_output() {
         "qemu keeps the GD in the header"
     );
     assert_eq!(sha256_disk(&r).unwrap().to_string(), sha_hex(&raw));
-    let report = vmdk::verify(&File::open(&q).unwrap()).unwrap();
+    let report = cloudimg_disk::verify::verify_file(
+        &File::open(&q).unwrap(),
+        cloudimg_disk::formats::Format::Vmdk,
+    )
+    .unwrap();
     assert_eq!(report.virtual_sha256.unwrap().to_string(), sha_hex(&raw));
     // qemu-img 7.2 pads the file with zeros to a whole grain after a
     // short last grain: the first zero sector reads as an end-of-stream
@@ -341,7 +361,11 @@ fn reads_qemu_img_stream_optimized_output() {
         ])
         .arg(&src)
         .arg(&q));
-    let report = vmdk::verify(&File::open(&q).unwrap()).unwrap();
+    let report = cloudimg_disk::verify::verify_file(
+        &File::open(&q).unwrap(),
+        cloudimg_disk::formats::Format::Vmdk,
+    )
+    .unwrap();
     assert_eq!(report.virtual_sha256.unwrap().to_string(), sha_hex(&raw));
     let len = fs::metadata(&q).unwrap().len();
     assert_eq!(
@@ -356,7 +380,11 @@ fn reads_qemu_img_stream_optimized_output() {
 fn corpus_sha(path: &Path, expected: &str, create_type: &str) {
     let r = vmdk::open(File::open(path).unwrap()).unwrap();
     assert_eq!(sha256_disk(&r).unwrap().to_string(), expected);
-    let report = vmdk::verify(&File::open(path).unwrap()).unwrap();
+    let report = cloudimg_disk::verify::verify_file(
+        &File::open(path).unwrap(),
+        cloudimg_disk::formats::Format::Vmdk,
+    )
+    .unwrap();
     assert_eq!(report.virtual_sha256.unwrap().to_string(), expected);
     assert_eq!(report.details["create_type"], create_type);
 }
@@ -373,7 +401,11 @@ fn corpus_vmware_stream_optimized() {
     );
     let r = vmdk::open(File::open(&p).unwrap()).unwrap();
     assert_eq!(r.size(), 10485760);
-    let report = vmdk::verify(&File::open(&p).unwrap()).unwrap();
+    let report = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vmdk,
+    )
+    .unwrap();
     assert_eq!(report.details["flags"], "0x00030001");
     assert_eq!(report.details["cid"], "00000000");
 }
@@ -427,7 +459,11 @@ fn corpus_fuzzed_header_is_rejected() {
         e.message(),
         "unusable VMDK header: capacity of 2233785398448881665 sectors is too large (at most 281474976710656)"
     );
-    let report = vmdk::verify(&File::open(&p).unwrap()).unwrap();
+    let report = cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vmdk,
+    )
+    .unwrap();
     assert!(!report.is_ok());
     assert_eq!(report.virtual_sha256, None);
 }
@@ -473,7 +509,10 @@ fn verify_bytes(bytes: &[u8]) -> cloudimg_disk::Result<cloudimg_disk::verify::Re
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.vmdk");
     fs::write(&p, bytes).unwrap();
-    vmdk::verify(&File::open(&p).unwrap())
+    cloudimg_disk::verify::verify_file(
+        &File::open(&p).unwrap(),
+        cloudimg_disk::formats::Format::Vmdk,
+    )
 }
 
 fn set_u32(b: &mut [u8], at: usize, v: u32) {
@@ -882,7 +921,11 @@ fn descriptor_with_another_first_comment_is_read_like_qemu() {
         .arg(&w.raw)
         .arg(&w.vmdk));
     // ...and so do our verifier (no finding) and reader.
-    let report = vmdk::verify(&File::open(&w.vmdk).unwrap()).unwrap();
+    let report = cloudimg_disk::verify::verify_file(
+        &File::open(&w.vmdk).unwrap(),
+        cloudimg_disk::formats::Format::Vmdk,
+    )
+    .unwrap();
     assert_eq!(report.findings, Vec::<Finding>::new());
     assert_eq!(report.virtual_sha256.unwrap().to_string(), sha_hex(&raw));
     let r = vmdk::open(File::open(&w.vmdk).unwrap()).unwrap();
@@ -923,7 +966,11 @@ fn descriptor_qemu_refuses_is_refused_in_one_line() {
         let e = vmdk::open(File::open(&w.vmdk).unwrap()).err().unwrap();
         assert_eq!(e.to_string(), message);
         // The verifier still decodes it and says what is wrong.
-        let report = vmdk::verify(&File::open(&w.vmdk).unwrap()).unwrap();
+        let report = cloudimg_disk::verify::verify_file(
+            &File::open(&w.vmdk).unwrap(),
+            cloudimg_disk::formats::Format::Vmdk,
+        )
+        .unwrap();
         assert!(!report.findings.is_empty(), "{text:?}");
         assert_eq!(report.virtual_sha256.unwrap().to_string(), sha_hex(&raw));
     }

@@ -72,50 +72,11 @@ pub struct Args {
 
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.name.is_empty() || args.name.contains('/') {
-        anyhow::bail!(
-            "--name {:?} must be a non-empty file name prefix without '/'",
-            args.name
-        );
-    }
-    use package::Provider;
-    let wanted = [
-        (args.gcp, Provider::Gcp),
-        (args.aws, Provider::Aws),
-        (args.azure, Provider::Azure),
-        (args.qcow2, Provider::Openstack),
-        (args.vhdx, Provider::Hyperv),
-        (args.ova, Provider::Vsphere),
-    ];
-    let shapes: Vec<Shape> = if args.all {
-        Shape::ALL.to_vec()
-    } else if wanted.iter().any(|(on, _)| *on) {
-        Shape::ALL
-            .into_iter()
-            .filter(|s| wanted.iter().any(|(on, p)| *on && s.provider() == *p))
-            .collect()
-    } else {
-        Shape::DEFAULT.to_vec()
-    };
-    let req = PackageRequest {
-        input: args.image.clone(),
-        out_dir: args.out_dir.clone(),
-        name: args.name.clone(),
-        shapes,
-        mtime: super::source_date_epoch()?,
-        jobs: match args.jobs {
-            Some(0) => anyhow::bail!("--jobs must be at least 1"),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        },
-        qcow2_compressed: args.compress_qcow2,
-        progress: None,
-    };
     let started = std::time::Instant::now();
     let progress = Arc::new(Progress::default());
     let req = PackageRequest {
         progress: Some(Arc::clone(&progress)),
-        ..req
+        ..request(&args)?
     };
     // A live status line only on a terminal; otherwise one summary line.
     let show = !args.quiet && super::stderr_is_tty();
@@ -124,39 +85,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = show.then(|| {
-        let (phases, stop, progress) = (
+        spawn_ticker(
             Arc::clone(&phases),
             Arc::clone(&stop),
             Arc::clone(&progress),
-        );
-        let name = req.name.clone();
-        std::thread::spawn(move || {
-            // One line per shape, redrawn in place: back to the first
-            // line (`ESC [ n F`), each line cleared (`ESC [ K`) and
-            // rewritten; at the end the block is erased (`ESC [ J`).
-            let mut drawn = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let lines =
-                    status_lines(&phases, &progress, &name, started.elapsed().as_secs_f64());
-                let mut frame = String::new();
-                if drawn > 0 {
-                    frame.push_str(&format!("\x1b[{drawn}F"));
-                }
-                // A line wider than the terminal would wrap and throw the
-                // redraw off: cut each to the width.
-                let columns = super::stderr_columns().saturating_sub(1).max(1);
-                for l in &lines {
-                    let l: String = l.chars().take(columns).collect();
-                    frame.push_str(&format!("\x1b[K{l}\n"));
-                }
-                eprint!("{frame}");
-                drawn = lines.len();
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            if drawn > 0 {
-                eprint!("\x1b[{drawn}F\x1b[J");
-            }
-        })
+            req.name.clone(),
+            started,
+        )
     });
     // Notes are shown after the status display, with the warnings.
     let mut notes: Vec<(Shape, String)> = Vec::new();
@@ -194,7 +129,100 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             started.elapsed().as_secs_f64()
         );
     }
+    print_notes(&args, &req, &outcome, &notes);
+    print_outcome(&args, &req, &outcome)?;
+    Ok(exit_code(&req, &outcome))
+}
 
+/// The request the arguments make: the shapes asked for (GCP and AWS by
+/// default), `SOURCE_DATE_EPOCH`, the threads.
+fn request(args: &Args) -> anyhow::Result<PackageRequest> {
+    if args.name.is_empty() || args.name.contains('/') {
+        anyhow::bail!(
+            "--name {:?} must be a non-empty file name prefix without '/'",
+            args.name
+        );
+    }
+    use package::Provider;
+    let wanted = [
+        (args.gcp, Provider::Gcp),
+        (args.aws, Provider::Aws),
+        (args.azure, Provider::Azure),
+        (args.qcow2, Provider::Openstack),
+        (args.vhdx, Provider::Hyperv),
+        (args.ova, Provider::Vsphere),
+    ];
+    let shapes: Vec<Shape> = if args.all {
+        Shape::ALL.to_vec()
+    } else if wanted.iter().any(|(on, _)| *on) {
+        Shape::ALL
+            .into_iter()
+            .filter(|s| wanted.iter().any(|(on, p)| *on && s.provider() == *p))
+            .collect()
+    } else {
+        Shape::DEFAULT.to_vec()
+    };
+    Ok(PackageRequest {
+        input: args.image.clone(),
+        out_dir: args.out_dir.clone(),
+        name: args.name.clone(),
+        shapes,
+        mtime: super::source_date_epoch()?,
+        jobs: match args.jobs {
+            Some(0) => anyhow::bail!("--jobs must be at least 1"),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
+        qcow2_compressed: args.compress_qcow2,
+        progress: None,
+    })
+}
+
+/// The live status display on stderr, redrawn five times a second until
+/// `stop`.
+fn spawn_ticker(
+    phases: Arc<Mutex<Vec<(Shape, &'static str)>>>,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+    name: String,
+    started: std::time::Instant,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        // One line per shape, redrawn in place: back to the first
+        // line (`ESC [ n F`), each line cleared (`ESC [ K`) and
+        // rewritten; at the end the block is erased (`ESC [ J`).
+        let mut drawn = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let lines = status_lines(&phases, &progress, &name, started.elapsed().as_secs_f64());
+            let mut frame = String::new();
+            if drawn > 0 {
+                frame.push_str(&format!("\x1b[{drawn}F"));
+            }
+            // A line wider than the terminal would wrap and throw the
+            // redraw off: cut each to the width.
+            let columns = super::stderr_columns().saturating_sub(1).max(1);
+            for l in &lines {
+                let l: String = l.chars().take(columns).collect();
+                frame.push_str(&format!("\x1b[K{l}\n"));
+            }
+            eprint!("{frame}");
+            drawn = lines.len();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if drawn > 0 {
+            eprint!("\x1b[{drawn}F\x1b[J");
+        }
+    })
+}
+
+/// Earlier artifacts kept or dropped, the input's own GPT problems and
+/// the shapes' notes, on stderr.
+fn print_notes(
+    args: &Args,
+    req: &PackageRequest,
+    outcome: &package::Outcome,
+    notes: &[(Shape, String)],
+) {
     if !args.quiet && !outcome.kept.is_empty() {
         eprintln!(
             "cloudimg: the manifest also lists {} artifact(s) of the same image from an earlier run: {}",
@@ -208,9 +236,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for f in &outcome.input_findings {
         eprintln!("cloudimg: warning: {}: {f}", args.image.display());
     }
-    for (shape, note) in &notes {
+    for (shape, note) in notes {
         eprintln!("cloudimg: note: {}: {note}", shape.file_name(&req.name));
     }
+}
+
+/// The manifest on stdout: as JSON (with failures and notes), or a table.
+fn print_outcome(
+    args: &Args,
+    req: &PackageRequest,
+    outcome: &package::Outcome,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         let failures: Vec<_> = outcome
@@ -245,22 +281,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         writeln!(out, "manifest: {}", manifest_path.display())?;
     }
+    Ok(())
+}
+
+/// 0 when every shape was made; else each failure on stderr, and 2.
+fn exit_code(req: &PackageRequest, outcome: &package::Outcome) -> ExitCode {
     if outcome.failures.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for (shape, e) in &outcome.failures {
-            // Name the shape's file once: an error about the file itself
-            // starts with its path already.
-            let file = shape.file_name(&req.name);
-            let msg = e.to_string();
-            if msg.starts_with(&format!("{}: ", req.out_dir.join(&file).display())) {
-                eprintln!("cloudimg: error: {msg}");
-            } else {
-                eprintln!("cloudimg: error: {file}: {msg}");
-            }
-        }
-        Ok(ExitCode::from(2))
+        return ExitCode::SUCCESS;
     }
+    for (shape, e) in &outcome.failures {
+        // Name the shape's file once: an error about the file itself
+        // starts with its path already.
+        let file = shape.file_name(&req.name);
+        let msg = e.to_string();
+        if msg.starts_with(&format!("{}: ", req.out_dir.join(&file).display())) {
+            eprintln!("cloudimg: error: {msg}");
+        } else {
+            eprintln!("cloudimg: error: {file}: {msg}");
+        }
+    }
+    ExitCode::from(2)
 }
 
 /// The status display: a line per shape with its phase; for a shape being

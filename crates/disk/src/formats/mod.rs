@@ -1,5 +1,7 @@
 //! Disk image formats, one folder each: `wire` (on-disk structures),
-//! `writer`, `reader`, `verify`.
+//! `writer`, `reader`, `verify`, and one row each in the format table
+//! ([`table`]), through which every other module detects, opens,
+//! inspects, writes and verifies them.
 //!
 //! [`detect`] tells the format from content, never from the file name,
 //! and refuses what cloudimg does not read (compressed data, VDI, QED, ...:
@@ -13,12 +15,15 @@ use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 
+pub use table::{spec, FormatSpec, Output, Verified, VerifyOptions};
+
 pub mod foreign;
 pub mod gcp;
 pub mod open;
 pub mod ova;
 pub mod qcow2;
 pub mod raw;
+pub mod table;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
@@ -54,18 +59,11 @@ pub enum Format {
 impl Format {
     /// A short human name.
     pub fn name(self) -> &'static str {
-        match self {
-            Format::Raw => "raw",
-            Format::VhdFixed => "vhd (fixed)",
-            Format::VhdDynamic => "vhd (dynamic)",
-            Format::Vmdk => "vmdk",
-            Format::VmdkDescriptor => "vmdk descriptor",
-            Format::Gzip => "gzip (tar.gz)",
-            Format::Tar => "tar",
-            Format::Ova => "ova",
-            Format::Qcow2 => "qcow2",
-            Format::Vhdx => "vhdx",
-        }
+        self.spec().name
+    }
+    /// Its row in the format table.
+    pub fn spec(self) -> &'static FormatSpec {
+        table::spec(self)
     }
 }
 
@@ -82,53 +80,22 @@ pub fn detect_file(file: &File) -> Result<Format> {
     detect_file_named(file, None)
 }
 
-/// [`detect_file`], naming `path` in the command a refusal suggests.
+/// [`detect_file`], naming `path` in the command a refusal suggests:
+/// the format table's detectors see the file's size, first and last
+/// sectors ([`table::Probe`]).
 fn detect_file_named(file: &File, path: Option<&Path>) -> Result<Format> {
-    let refuse = |f: foreign::Foreign| Err(Error::unsupported(f.refusal(path)));
     let len = file.metadata().ctx("reading file metadata")?.len();
     let mut head = [0u8; 512];
     let n = read_up_to(file, &mut head, 0)?;
-    let head = &head[..n];
-    if head.starts_with(foreign::GZIP_MAGIC) && !foreign::looks_partitioned(head) {
-        if !foreign::gzip_holds_tar(file) {
-            return refuse(foreign::Foreign::Gzip);
-        }
-        return Ok(Format::Gzip);
-    }
-    if head.starts_with(&vmdk::wire::MAGIC) {
-        return Ok(Format::Vmdk);
-    }
-    if vmdk::descriptor::is_text_descriptor(head) {
-        return Ok(Format::VmdkDescriptor);
-    }
-    if head.starts_with(&qcow2::wire::MAGIC) {
-        return Ok(Format::Qcow2);
-    }
-    if head.starts_with(&vhdx::wire::FILE_SIGNATURE) {
-        return Ok(Format::Vhdx);
-    }
-    if head.starts_with(&vhd::wire::FOOTER_COOKIE) {
-        return Ok(Format::VhdDynamic);
-    }
-    if len >= 512 {
-        let mut tail = [0u8; 512];
-        read_up_to(file, &mut tail, len - 512)?;
-        if tail.starts_with(&vhd::wire::FOOTER_COOKIE) {
-            return Ok(Format::VhdFixed);
-        }
-    }
-    if head.len() >= 263 && &head[257..262] == b"ustar" {
-        let name = &head[..100];
-        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(100)];
-        if name.to_ascii_lowercase().ends_with(b".ovf") {
-            return Ok(Format::Ova);
-        }
-        return Ok(Format::Tar);
-    }
-    match foreign::sniff(head) {
-        Some(f) => refuse(f),
-        None => Ok(Format::Raw),
-    }
+    let mut tail = [0u8; 512];
+    let has_tail = len >= 512 && read_up_to(file, &mut tail, len - 512)? == 512;
+    table::detect_probe(&table::Probe {
+        file,
+        path,
+        len,
+        head: &head[..n],
+        tail: has_tail.then_some(&tail[..]),
+    })
 }
 
 /// Detect the format of the file at `path`.

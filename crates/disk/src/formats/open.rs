@@ -26,35 +26,15 @@ pub fn open_disk(path: &Path) -> Result<(Box<dyn VirtualDisk>, Format)> {
 }
 
 /// [`open_disk`] for an already open `file` of `len` bytes, detected as
-/// `format`; `path` only names it in errors of later reads.
+/// `format`; `path` only names it in errors of later reads. The format
+/// table's opener does the work ([`FormatSpec::open`](super::FormatSpec)).
 pub fn open_file_disk(
     file: File,
     len: u64,
     format: Format,
     path: &Path,
 ) -> Result<Box<dyn VirtualDisk>> {
-    Ok(match format {
-        Format::Raw => Box::new(RawFile::window(file, path, 0, len)),
-        Format::VhdFixed | Format::VhdDynamic => formats::vhd::open(file)?,
-        Format::Vmdk => Box::new(formats::vmdk::open(file)?),
-        Format::Qcow2 => formats::qcow2::open(file)?,
-        Format::Vhdx => formats::vhdx::open(file)?,
-        Format::Gzip => {
-            let out = unnamed_temp_beside(&file, "a temporary extracted disk")?;
-            let size = gcp::extract_disk(&file, &out)?;
-            Box::new(RawFile::window(out, path, 0, size))
-        }
-        Format::Ova => {
-            let tmp = ova_vmdk(&file)?;
-            Box::new(formats::vmdk::open(tmp)?)
-        }
-        Format::VmdkDescriptor => return Err(Error::unsupported(descriptor_refusal(&file)?)),
-        Format::Tar => {
-            return Err(Error::unsupported(
-                "is a tar archive that is neither a GCP disk.raw.tar.gz nor an OVA",
-            ))
-        }
-    })
+    (format.spec().open)(file, len, path)
 }
 
 /// Why a VMDK text descriptor file is not read, and what to give instead:
@@ -89,7 +69,7 @@ pub fn decoded_once(
     near: &File,
     path: &Path,
 ) -> Result<Box<dyn VirtualDisk>> {
-    if !matches!(format, Format::Vmdk | Format::Ova | Format::Qcow2) {
+    if !format.spec().decode_once {
         return Ok(disk);
     }
     let out = unnamed_temp_beside(near, "a temporary decoded disk")?;
@@ -109,13 +89,6 @@ pub fn decoded_once(
         }
     }
     Ok(Box::new(RawFile::window(out, path, 0, disk.size())))
-}
-
-/// Copy the first `.vmdk` member of an OVA to an unnamed temporary file.
-fn ova_vmdk(file: &File) -> Result<File> {
-    let out = unnamed_temp_beside(file, "a temporary VMDK")?;
-    extract_ova_vmdk(file, &out)?;
-    Ok(out)
 }
 
 /// Copy the disk member of the OVA `file` into `out` (from its start);

@@ -1,14 +1,15 @@
-//! Decode an artifact in full by its format and check the report against
-//! what it must be.
+//! Decode an artifact in full by its format (the format table's
+//! verifier), check the decoded disk's GPT once, here, and check the
+//! report against what it must be.
 
 use std::fs::File;
 use std::path::Path;
 
-use crate::error::{Error, IoContext, Result};
-use crate::formats::{self, Format};
-use crate::io::{DiskDigest, RawFile, ReadBack, Sha256Hex};
+use crate::error::{Error, Result};
+use crate::formats::{self, Format, Verified, VerifyOptions};
+use crate::io::Sha256Hex;
 
-use super::findings::{disk_findings, Finding, Layer, Report};
+use super::findings::{Finding, Layer, Report};
 
 /// Check a verification report against what the artifact must be. With
 /// `check_disk` false, findings about the decoded disk's own structures
@@ -57,46 +58,46 @@ pub fn check_report(
     }
 }
 
-/// Decode and check an open file as `format`.
+/// Decode and check an open file as `format`, its decoded disk hashed and
+/// its GPT checked.
 pub fn verify_file(file: &File, format: Format) -> Result<Report> {
-    verify_file_with(file, format, DiskDigest::new())
+    verify_file_with(file, format, VerifyOptions::default())
 }
 
-/// [`verify_file`], feeding the decoded disk to `digest`.
-pub fn verify_file_with(file: &File, format: Format, digest: DiskDigest<'_>) -> Result<Report> {
-    verify_file_from(file, format, digest, ReadBack::PageCache)
-}
-
-/// [`verify_file_with`], reading a raw or fixed VHD file's data as `from`
-/// says (the other formats are read through the page cache).
-pub fn verify_file_from(
-    file: &File,
-    format: Format,
-    digest: DiskDigest<'_>,
-    from: ReadBack,
-) -> Result<Report> {
-    match format {
-        Format::Raw => {
-            let mut report = formats::raw::verify_from(file, digest, from)?;
-            let len = report.file_size;
-            let f = file.try_clone().ctx("opening")?;
-            let disk = RawFile::window(f, "", 0, len);
-            report.findings.extend(disk_findings(&disk));
-            Ok(report)
+/// Decode and check an open file as `format` with the format table's
+/// verifier, as `opts` says; then, when `opts.check_disk`, check the
+/// decoded disk's GPT ([`disk_findings`]): here, once, for every format.
+pub fn verify_file_with(file: &File, format: Format, opts: VerifyOptions<'_>) -> Result<Report> {
+    let check_disk = opts.check_disk;
+    let Verified { mut report, disk } = (format.spec().verify)(file, opts)?;
+    if let (true, Some(disk)) = (check_disk, disk) {
+        report.findings.extend(disk_findings(&disk));
+        if let Some(f) = disk.unserved_read() {
+            // A GPT check that failed already says it could not check.
+            if !report
+                .findings
+                .iter()
+                .any(|f| f.message.contains("cannot check"))
+            {
+                report.push(f);
+            }
         }
-        Format::VhdFixed | Format::VhdDynamic => {
-            formats::vhd::verify::verify_from(file, digest, from)
-        }
-        Format::Vmdk => formats::vmdk::verify_with(file, digest),
-        Format::Gzip => formats::gcp::verify_with(file, digest),
-        Format::Qcow2 => formats::qcow2::verify_with(file, digest),
-        Format::Vhdx => formats::vhdx::verify_with(file, digest),
-        Format::Ova => formats::ova::verify_with(file, digest),
-        Format::VmdkDescriptor => Err(Error::unsupported(formats::open::descriptor_refusal(file)?)),
-        other => Err(Error::unsupported(format!(
-            "cannot verify {other} files yet"
-        ))),
     }
+    Ok(report)
+}
+
+/// Check the partition table of a decoded disk: every finding of
+/// [`crate::layout::gpt::verify`], marked as a disk finding and prefixed
+/// "decoded disk: " so that it is told apart from the container's.
+pub fn disk_findings(disk: &dyn crate::disk::VirtualDisk) -> Vec<Finding> {
+    crate::layout::gpt::verify(disk)
+        .into_iter()
+        .map(|f| Finding {
+            offset: f.offset,
+            message: format!("decoded disk: {}", f.message),
+            layer: Layer::Disk,
+        })
+        .collect()
 }
 
 /// Detect the format of `path` from its content and verify it in full.

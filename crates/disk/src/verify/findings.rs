@@ -57,20 +57,6 @@ impl Finding {
     }
 }
 
-/// Check the partition table of a decoded disk: every finding of
-/// [`crate::layout::gpt::verify`], marked as a disk finding and prefixed
-/// "decoded disk: " so that it is told apart from the container's.
-pub fn disk_findings(disk: &dyn crate::disk::VirtualDisk) -> Vec<Finding> {
-    crate::layout::gpt::verify(disk)
-        .into_iter()
-        .map(|f| Finding {
-            offset: f.offset,
-            message: format!("decoded disk: {}", f.message),
-            layer: Layer::Disk,
-        })
-        .collect()
-}
-
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.offset {

@@ -8,6 +8,7 @@ pub mod artifact;
 pub mod findings;
 pub mod manifest;
 
-pub use artifact::{check_report, verify_file, verify_file_from, verify_file_with, verify_path};
+pub use crate::formats::table::VerifyOptions;
+pub use artifact::{check_report, disk_findings, verify_file, verify_file_with, verify_path};
 pub use findings::*;
 pub use manifest::{is_manifest, read_manifest, verify_manifest, ManifestCheck};

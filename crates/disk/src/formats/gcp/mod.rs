@@ -22,15 +22,95 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
+use std::path::Path;
+
 use crate::codec::{gzip, tar};
 use crate::disk::{VirtualDisk, GIB};
 use crate::error::{Error, IoContext, Result};
-use crate::formats::WriteOptions;
-use crate::io::FileReader;
+use crate::formats::table::{self, Inspected, Output, Probe};
+use crate::formats::{foreign, WriteOptions};
+use crate::io::{unnamed_temp_beside, FileReader, RawFile};
 
 mod verify;
 
-pub use verify::{verify, verify_with};
+pub use verify::verify;
+
+/// The format table's detector: gzip whose content is a tar. Any other
+/// gzip (a compressed disk image, say) is refused, saying to decompress
+/// it first. A disk whose first sector is a plausible MBR is never taken
+/// for gzip ([`foreign::looks_partitioned`]).
+pub fn detect(p: &Probe<'_>) -> Result<bool> {
+    if !p.head.starts_with(foreign::GZIP_MAGIC) || foreign::looks_partitioned(p.head) {
+        return Ok(false);
+    }
+    if !foreign::gzip_holds_tar(p.file) {
+        return Err(Error::unsupported(foreign::Foreign::Gzip.refusal(p.path)));
+    }
+    Ok(true)
+}
+
+/// The format table's opener: `disk.raw` extracted (sparse) to an
+/// unnamed temporary file beside `file` (or in `$TMPDIR`), which
+/// disappears with the returned disk.
+pub fn open(file: File, _len: u64, path: &Path) -> Result<Box<dyn VirtualDisk>> {
+    let out = unnamed_temp_beside(&file, "a temporary extracted disk")?;
+    let size = extract_disk(&file, &out)?;
+    Ok(Box::new(RawFile::window(out, path, 0, size)))
+}
+
+/// The format table's inspection: the first member's facts and the start
+/// of its content (enough for the primary GPT, not for the backup at the
+/// end), without decompressing the rest ([`peek`]).
+pub fn inspect(file: File, _len: u64, _path: &Path) -> Result<Inspected> {
+    let (mut details, head, size) = peek(&file)?;
+    details.insert(
+        "note".into(),
+        "only the start of disk.raw is decoded: the backup GPT is not read (verify decodes all)"
+            .into(),
+    );
+    Ok(Inspected {
+        details,
+        virtual_size: size,
+        disk: size.map(|s| Box::new(HeadDisk { head, size: s }) as Box<dyn VirtualDisk>),
+    })
+}
+
+/// The format table's writer: [`write_tar_gz_jobs`] through a buffer.
+pub fn write_artifact(disk: &dyn VirtualDisk, out: &Output<'_>, opts: &WriteOptions) -> Result<()> {
+    table::through_buffer(out.file, |w| {
+        write_tar_gz_jobs(disk, w, opts, out.jobs).map(drop)
+    })
+}
+
+/// The first bytes of a disk, known; the rest reads as zeros. Used only to
+/// show the primary GPT of a compressed disk (the backup, at the end, is
+/// not decoded by `inspect`).
+struct HeadDisk {
+    head: Vec<u8>,
+    size: u64,
+}
+
+impl VirtualDisk for HeadDisk {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        buf.fill(0);
+        let head = self.head.len() as u64;
+        if offset < head {
+            let n = (head - offset).min(buf.len() as u64) as usize;
+            buf[..n].copy_from_slice(&self.head[offset as usize..offset as usize + n]);
+        }
+        Ok(())
+    }
+    fn extents(&self) -> std::io::Result<Vec<crate::disk::Extent>> {
+        Ok(vec![crate::disk::Extent {
+            offset: 0,
+            len: self.size,
+            kind: crate::disk::ExtentKind::Data,
+        }])
+    }
+}
 
 /// The only member name GCP accepts.
 pub const MEMBER_NAME: &str = "disk.raw";

@@ -10,10 +10,11 @@ use std::io;
 use std::sync::Mutex;
 
 use super::MEMBER_NAME;
-use crate::codec::gzip::GzipReader;
+use crate::codec::gzip::{GzipFacts, GzipReader};
 use crate::codec::tar::{self, TarChunk, TarEnd, TarEntry, TarReader, MAGIC_GNU};
 use crate::disk::{Extent, ExtentKind, VirtualDisk, GIB};
 use crate::error::{IoContext, Result};
+use crate::formats::table::{DecodedDisk, Verified, VerifyOptions};
 use crate::formats::Format;
 use crate::io::DiskDigest;
 use crate::io::FileReader;
@@ -46,23 +47,17 @@ const MAX_LISTED_HEADER_FINDINGS: usize = 32;
 
 type Tar<'a> = TarReader<GzipReader<FileReader<'a>>>;
 
-/// Decode and check a GCP tarball in full: gzip framing, the tar stream,
-/// the one `disk.raw` member and its GPT. Every problem is a finding;
-/// `Err` only when the gzip layer cannot be decoded (not gzip, corrupt or
-/// truncated deflate data).
-pub fn verify(file: &File) -> Result<Report> {
-    verify_with(file, DiskDigest::new())
-}
-
-/// [`verify`], feeding the decoded `disk.raw` to `digest` (which may
-/// compare it with an expected disk instead of hashing it).
-pub fn verify_with<'a>(file: &File, digest: DiskDigest<'a>) -> Result<Report> {
-    let mut digest = Some(digest);
+/// Decode and check a GCP tarball in full: gzip framing, the tar stream
+/// and the one `disk.raw` member, whose two ends are handed back for the
+/// GPT check. Every problem is a finding; `Err` only when the gzip layer
+/// cannot be decoded (not gzip, corrupt or truncated deflate data).
+pub fn verify(file: &File, opts: VerifyOptions<'_>) -> Result<Verified> {
+    let mut digest = Some(opts.digest);
     let file_size = file.metadata().ctx("reading file metadata")?.len();
     let mut report = Report::new(Format::Gzip, file_size);
     let gz = GzipReader::new(FileReader::new(file))?;
     let mut tar = TarReader::new(gz);
-    let mut disk: Option<Decoded<'a>> = None;
+    let mut disk: Option<Decoded<'_>> = None;
     let tar_result = check_tar(&mut tar, &mut report, &mut disk, &mut digest);
     if let Err(e) = &tar_result {
         if let Some(fatal) = tar.get_mut().take_fatal() {
@@ -80,9 +75,39 @@ pub fn verify_with<'a>(file: &File, digest: DiskDigest<'a>) -> Result<Report> {
     }
     let tar_pos = tar.position();
     let mut gz = tar.into_inner();
+    check_after_archive(file, &mut gz, tar_pos, tar_result.is_ok(), &mut report)?;
+    gzip_details(gz.facts(), &mut report);
+    report.findings.splice(0..0, gz.findings().iter().cloned());
+
+    let Some(d) = disk else {
+        return Ok(Verified::report_only(report));
+    };
+    report.virtual_size = Some(d.size);
+    report.virtual_sha256 = Some(d.digest.finish());
+    let window = WindowDisk {
+        size: d.size,
+        head: d.head,
+        tail: d.tail,
+        misses: Mutex::new(Vec::new()),
+    };
+    Ok(Verified {
+        report,
+        disk: Some(Box::new(window)),
+    })
+}
+
+/// What follows the archive in the tar stream: non-zero bytes, or more
+/// than [`MAX_AFTER_ARCHIVE`] of anything (decompression then stops).
+fn check_after_archive(
+    file: &File,
+    gz: &mut GzipReader<FileReader<'_>>,
+    tar_pos: u64,
+    tar_ok: bool,
+    report: &mut Report,
+) -> Result<()> {
     let rest = gz.drain_at_most(MAX_AFTER_ARCHIVE)?;
     report.detail("tar_stream_size", tar_pos + rest.bytes);
-    if rest.nonzero > 0 && tar_result.is_ok() {
+    if rest.nonzero > 0 && tar_ok {
         report.push(Finding::at(
             tar_pos,
             format!(
@@ -100,12 +125,16 @@ pub fn verify_with<'a>(file: &File, digest: DiskDigest<'a>) -> Result<Report> {
                  stream (byte {tar_pos}); decompression stopped, so CRC32 and ISIZE were not checked (ISIZE, the \
                  file's last 4 bytes, says {})",
                 tar_pos + MAX_AFTER_ARCHIVE,
-                if tar_result.is_ok() { "the end" } else { "the unreadable part" },
-                stored_isize(file, file_size)?
+                if tar_ok { "the end" } else { "the unreadable part" },
+                stored_isize(file, report.file_size)?
             ),
         ));
     }
-    let facts = gz.facts().clone();
+    Ok(())
+}
+
+/// The gzip header's facts, for `--json`.
+fn gzip_details(facts: &GzipFacts, report: &mut Report) {
     report.detail("gzip_flags", facts.flags);
     report.detail("gzip_mtime", facts.mtime);
     report.detail("gzip_xfl", facts.xfl);
@@ -127,44 +156,6 @@ pub fn verify_with<'a>(file: &File, digest: DiskDigest<'a>) -> Result<Report> {
             "one"
         },
     );
-    report.findings.splice(0..0, gz.findings().iter().cloned());
-
-    if let Some(d) = disk {
-        report.virtual_size = Some(d.size);
-        report.virtual_sha256 = Some(d.digest.finish());
-        let window = WindowDisk {
-            size: d.size,
-            head: d.head,
-            tail: d.tail,
-            misses: Mutex::new(Vec::new()),
-        };
-        report
-            .findings
-            .extend(crate::verify::disk_findings(&window));
-        let misses = window
-            .misses
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some((o, len)) = misses.first() {
-            if !report
-                .findings
-                .iter()
-                .any(|f| f.message.contains("cannot check"))
-            {
-                report.push(
-                    Finding::at(
-                        *o,
-                        format!(
-                            "decoded disk: cannot check the GPT: it reads {len} bytes at {o}, outside the first \
-                             and last {GPT_WINDOW} bytes kept while streaming"
-                        ),
-                    )
-                    .in_disk(),
-                );
-            }
-        }
-    }
-    Ok(report)
 }
 
 /// The decoded disk, summarised while streaming.
@@ -322,20 +313,7 @@ fn check_tar<'a>(
             );
             continue;
         }
-        report.detail("tar_member", e.name_str());
-        report.detail("tar_typeflag", typeflag_text(e.typeflag));
-        report.detail("tar_format", e.format.name());
-        report.detail("tar_magic", escape(&e.magic));
-        report.detail("tar_realsize", e.realsize);
-        report.detail("tar_size", e.size);
-        report.detail("tar_mtime", e.mtime);
-        report.detail("tar_mode", format!("{:o}", e.mode));
-        report.detail("tar_uid", e.uid);
-        report.detail("tar_gid", e.gid);
-        report.detail(
-            "tar_sparse_entries",
-            e.sparse.as_ref().map_or(0, |m| m.len()),
-        );
+        member_details(&e, report);
         check_header(&e, report);
         if !matches!(
             e.typeflag,
@@ -355,26 +333,7 @@ fn check_tar<'a>(
             ));
             continue;
         }
-        let size = e.realsize;
-        let head_len = size.min(GPT_WINDOW);
-        let tail_start = size - size.min(GPT_WINDOW);
-        let mut d = Decoded {
-            size,
-            digest: digest.take().unwrap_or_default(),
-            head: vec![0; head_len as usize],
-            tail: vec![0; (size - tail_start) as usize],
-        };
-        tar.read_content(|offset, chunk| {
-            match chunk {
-                TarChunk::Hole(n) => d.digest.zeros(n),
-                TarChunk::Data(b) => {
-                    d.digest.data(b);
-                    copy_window(&mut d.head, 0, b, offset);
-                    copy_window(&mut d.tail, tail_start, b, offset);
-                }
-            }
-            Ok(())
-        })?;
+        let d = decode_member(tar, e.realsize, digest.take().unwrap_or_default())?;
         *disk = Some(d);
     }
     if let Some((at, n)) = unlisted {
@@ -391,16 +350,65 @@ fn check_tar<'a>(
         ));
     }
     report.detail("tar_members", members);
+    end_findings(tar.end(), report);
+    Ok(())
+}
+
+/// The `disk.raw` member's header facts, for `--json`.
+fn member_details(e: &TarEntry, report: &mut Report) {
+    report.detail("tar_member", e.name_str());
+    report.detail("tar_typeflag", typeflag_text(e.typeflag));
+    report.detail("tar_format", e.format.name());
+    report.detail("tar_magic", escape(&e.magic));
+    report.detail("tar_realsize", e.realsize);
+    report.detail("tar_size", e.size);
+    report.detail("tar_mtime", e.mtime);
+    report.detail("tar_mode", format!("{:o}", e.mode));
+    report.detail("tar_uid", e.uid);
+    report.detail("tar_gid", e.gid);
+    report.detail(
+        "tar_sparse_entries",
+        e.sparse.as_ref().map_or(0, |m| m.len()),
+    );
+}
+
+/// Stream the member's content (of `size` bytes) into `digest`, keeping
+/// its first and last [`GPT_WINDOW`] bytes.
+fn decode_member<'a>(tar: &mut Tar<'_>, size: u64, digest: DiskDigest<'a>) -> Result<Decoded<'a>> {
+    let head_len = size.min(GPT_WINDOW);
+    let tail_start = size - size.min(GPT_WINDOW);
+    let mut d = Decoded {
+        size,
+        digest,
+        head: vec![0; head_len as usize],
+        tail: vec![0; (size - tail_start) as usize],
+    };
+    tar.read_content(|offset, chunk| {
+        match chunk {
+            TarChunk::Hole(n) => d.digest.zeros(n),
+            TarChunk::Data(b) => {
+                d.digest.data(b);
+                copy_window(&mut d.head, 0, b, offset);
+                copy_window(&mut d.tail, tail_start, b, offset);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(d)
+}
+
+/// How the archive ends: two zero blocks, or findings.
+fn end_findings(end: TarEnd, report: &mut Report) {
     report.detail(
         "tar_end",
-        match tar.end() {
+        match end {
             TarEnd::ZeroBlocks(_) => "two zero blocks",
             TarEnd::LoneZeroBlock(_) => "one zero block",
             TarEnd::Eof(_) => "no zero blocks",
             TarEnd::NotYet => "not reached",
         },
     );
-    match tar.end() {
+    match end {
         TarEnd::ZeroBlocks(_) | TarEnd::NotYet => {}
         TarEnd::LoneZeroBlock(o) => report.push(Finding::at(
             o,
@@ -411,7 +419,6 @@ fn check_tar<'a>(
             "tar stream: end-of-archive zero blocks missing",
         )),
     }
-    Ok(())
 }
 
 /// Copy the part of `data` (at disk offset `offset`) that falls into
@@ -435,6 +442,24 @@ struct WindowDisk {
     head: Vec<u8>,
     tail: Vec<u8>,
     misses: Mutex<Vec<(u64, usize)>>,
+}
+
+impl DecodedDisk for WindowDisk {
+    /// The first read the GPT check made outside the two ends kept.
+    fn unserved_read(&self) -> Option<Finding> {
+        let misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+        let &(o, len) = misses.first()?;
+        Some(
+            Finding::at(
+                o,
+                format!(
+                    "decoded disk: cannot check the GPT: it reads {len} bytes at {o}, outside the first \
+                     and last {GPT_WINDOW} bytes kept while streaming"
+                ),
+            )
+            .in_disk(),
+        )
+    }
 }
 
 impl VirtualDisk for WindowDisk {

@@ -36,10 +36,46 @@ pub mod ovf;
 pub mod verify;
 pub mod writer;
 
-pub use verify::{verify, verify_with};
+pub use verify::verify;
 pub use writer::{write, write_in};
 
+use std::fs::File;
+use std::path::Path;
+
 use crate::codec::tar::{header_checksum, put_number, MAGIC_USTAR};
+use crate::disk::VirtualDisk;
+use crate::error::Result;
+use crate::formats::table::{self, Output, Probe};
+use crate::formats::WriteOptions;
+use crate::io::unnamed_temp_beside;
+
+/// The format table's detector: a USTAR archive whose first member's name
+/// ends in `.ovf` (DSP0243: the descriptor comes first).
+pub fn detect(p: &Probe<'_>) -> Result<bool> {
+    // ustar header: name at 0 (100 bytes), magic "ustar" at 257.
+    if p.head.len() < 263 || &p.head[257..262] != b"ustar" {
+        return Ok(false);
+    }
+    let name = &p.head[..100];
+    let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(100)];
+    Ok(name.to_ascii_lowercase().ends_with(b".ovf"))
+}
+
+/// The format table's opener: the disk member copied to an unnamed
+/// temporary file beside `file` (or in `$TMPDIR`) and read as a VMDK.
+pub fn open_disk(file: File, _len: u64, _path: &Path) -> Result<Box<dyn VirtualDisk>> {
+    let out = unnamed_temp_beside(&file, "a temporary VMDK")?;
+    crate::formats::open::extract_ova_vmdk(&file, &out)?;
+    Ok(Box::new(crate::formats::vmdk::open(out)?))
+}
+
+/// The format table's writer: the OVA of image `out.image_name`, its VMDK
+/// staged in `out.scratch_dir`.
+pub fn write_artifact(disk: &dyn VirtualDisk, out: &Output<'_>, opts: &WriteOptions) -> Result<()> {
+    table::through_buffer(out.file, |w| {
+        write_in(disk, w, out.image_name, opts, out.jobs, out.scratch_dir)
+    })
+}
 
 /// Permission bits of every member.
 pub const MEMBER_MODE: u64 = 0o644;

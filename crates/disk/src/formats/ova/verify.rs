@@ -16,11 +16,12 @@ use sha2::{Digest, Sha256};
 
 use super::ovf;
 use super::VMDK_STREAM_OPTIMIZED_URI;
-use crate::codec::tar::{typeflag, TarChunk, TarEnd, TarFormat, TarReader, RECORD_SIZE};
+use crate::codec::tar::{typeflag, TarChunk, TarEnd, TarEntry, TarFormat, TarReader, RECORD_SIZE};
 use crate::disk::BUFFER_SIZE;
 use crate::error::{Error, IoContext, Result};
+use crate::formats::table::{Verified, VerifyOptions};
 use crate::formats::{read_up_to, Format};
-use crate::io::{unnamed_temp_beside, DiskDigest, FileReader};
+use crate::io::{unnamed_temp_beside, FileReader};
 use crate::verify::{Finding, Report};
 
 /// Largest `.ovf` or `.mf` member read into memory.
@@ -36,65 +37,116 @@ struct Member {
     sha256: String,
 }
 
-/// Decode and check an OVA in full.
-pub fn verify(file: &File) -> Result<Report> {
-    verify_with(file, DiskDigest::new())
-}
-
-/// [`verify`], feeding the decoded disk to `digest`.
-pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
+/// Decode and check an OVA in full, feeding its VMDK's decoded disk to
+/// `opts.digest`; that disk is handed back for the GPT check.
+pub fn verify(file: &File, opts: VerifyOptions<'_>) -> Result<Verified> {
+    let digest = opts.digest;
     let file_size = file.metadata().ctx("reading file metadata")?.len();
     let mut r = Report::new(Format::Ova, file_size);
     r.detail("container", "ova");
 
     let mut tar = TarReader::new(BufReader::with_capacity(BUFFER_SIZE, FileReader::new(file)));
+    let Members {
+        members,
+        ovf_text,
+        mf_text,
+        disk,
+    } = read_members(file, &mut tar, &mut r)?;
+    end_findings(file, file_size, tar.end(), &mut r)?;
+
+    r.detail(
+        "members",
+        members
+            .iter()
+            .map(|m| serde_json::json!({"name": m.name, "size": m.size, "offset": m.data_offset}))
+            .collect::<Vec<_>>(),
+    );
+    order_findings(
+        &members,
+        ovf_text.as_ref().map(|t| t.0),
+        mf_text.as_ref().map(|t| t.0),
+        &mut r,
+    );
+
+    // Decode the disk first: the descriptor's capacity is checked against
+    // it.
+    let mut capacity = None;
+    let mut decoded = None;
+    match &disk {
+        Some((i, f)) => {
+            let m = &members[*i];
+            let vr = crate::formats::vmdk::verify(
+                f,
+                VerifyOptions {
+                    digest,
+                    ..VerifyOptions::default()
+                },
+            )?;
+            decoded = vr.disk;
+            let vr = vr.report;
+            for mut f in vr.findings {
+                if f.layer == crate::verify::Layer::Container {
+                    f.offset = f.offset.map(|o| o.saturating_add(m.data_offset));
+                    f.message = format!("{}: {}", m.name, f.message);
+                }
+                r.push(f);
+            }
+            r.virtual_size = vr.virtual_size;
+            r.virtual_sha256 = vr.virtual_sha256;
+            capacity = vr.virtual_size;
+            r.detail("vmdk", serde_json::Value::Object(vr.details));
+        }
+        None => r.push(Finding::whole("no VMDK disk member")),
+    }
+
+    match &ovf_text {
+        Some((i, text)) => descriptor_findings(
+            text,
+            &members[*i],
+            &members,
+            disk.as_ref().map(|d| &members[d.0]),
+            capacity,
+            &mut r,
+        ),
+        None => r.push(Finding::whole("no OVF descriptor (.ovf) member")),
+    }
+    match &mf_text {
+        Some((i, text)) => manifest_findings(text, &members[*i], &members, &mut r),
+        None => r.push(Finding::whole("no manifest (.mf) member")),
+    }
+    Ok(Verified {
+        report: r,
+        disk: decoded,
+    })
+}
+
+/// The archive's members as read: each one's place and SHA-256, the text
+/// of the descriptor and of the manifest, and the disk member, copied out.
+struct Members {
+    members: Vec<Member>,
+    ovf_text: Option<(usize, String)>,
+    mf_text: Option<(usize, String)>,
+    /// The disk member, copied out: (index in `members`, file).
+    disk: Option<(usize, File)>,
+}
+
+/// Read every member of the archive, hashing each, keeping the text of
+/// the descriptor and manifest and a copy of the disk member.
+fn read_members<R: std::io::Read>(
+    file: &File,
+    tar: &mut TarReader<R>,
+    r: &mut Report,
+) -> Result<Members> {
     let mut members: Vec<Member> = Vec::new();
     let mut ovf_text: Option<(usize, String)> = None;
     let mut mf_text: Option<(usize, String)> = None;
-    // The disk member, copied out: (index in `members`, file).
     let mut disk: Option<(usize, File)> = None;
     let mut disk_href: Option<String> = None;
 
     while let Some(e) = tar.next_entry()? {
         let name = e.name_str();
         let index = members.len();
-        if e.format != TarFormat::Ustar {
-            r.push(Finding::at(
-                e.main_header_offset,
-                format!(
-                    "member {name:?} has a {} header, not POSIX ustar",
-                    e.format.name()
-                ),
-            ));
-        }
-        if e.long_names + e.long_links > 0 || e.pax.is_some() {
-            r.push(Finding::at(
-                e.header_offset,
-                format!("member {name:?} uses GNU long-name or pax headers, not plain ustar"),
-            ));
-        }
-        if !matches!(e.typeflag, typeflag::REGULAR | typeflag::REGULAR_V7) {
-            r.push(Finding::at(
-                e.main_header_offset,
-                format!(
-                    "member {name:?} is not a regular file (typeflag {:?})",
-                    e.typeflag as char
-                ),
-            ));
-        }
-        if name.contains('/') {
-            r.push(Finding::at(
-                e.main_header_offset,
-                format!("member {name:?} is not at the top level of the archive"),
-            ));
-        }
-        if members.iter().any(|m| m.name == name) {
-            r.push(Finding::at(
-                e.main_header_offset,
-                format!("member {name:?} appears twice"),
-            ));
-        }
-
+        member_header_findings(&e, &name, &members, r);
         let is_ovf = name.ends_with(".ovf");
         let is_mf = name.ends_with(".mf");
         // The disk: the file the descriptor names, or (descriptor not read
@@ -182,60 +234,53 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
             }
         }
     }
-    end_findings(file, file_size, tar.end(), &mut r)?;
+    Ok(Members {
+        members,
+        ovf_text,
+        mf_text,
+        disk,
+    })
+}
 
-    r.detail(
-        "members",
-        members
-            .iter()
-            .map(|m| serde_json::json!({"name": m.name, "size": m.size, "offset": m.data_offset}))
-            .collect::<Vec<_>>(),
-    );
-    order_findings(
-        &members,
-        ovf_text.as_ref().map(|t| t.0),
-        mf_text.as_ref().map(|t| t.0),
-        &mut r,
-    );
-
-    // Decode the disk first: the descriptor's capacity is checked against
-    // it.
-    let mut capacity = None;
-    match &disk {
-        Some((i, f)) => {
-            let m = &members[*i];
-            let vr = crate::formats::vmdk::verify_with(f, digest)?;
-            for mut f in vr.findings {
-                if f.layer == crate::verify::Layer::Container {
-                    f.offset = f.offset.map(|o| o.saturating_add(m.data_offset));
-                    f.message = format!("{}: {}", m.name, f.message);
-                }
-                r.push(f);
-            }
-            r.virtual_size = vr.virtual_size;
-            r.virtual_sha256 = vr.virtual_sha256;
-            capacity = vr.virtual_size;
-            r.detail("vmdk", serde_json::Value::Object(vr.details));
-        }
-        None => r.push(Finding::whole("no VMDK disk member")),
+/// What is wrong with a member's header for an OVA: not plain ustar, not
+/// a regular file, not at the top level, or a second member of its name.
+fn member_header_findings(e: &TarEntry, name: &str, members: &[Member], r: &mut Report) {
+    if e.format != TarFormat::Ustar {
+        r.push(Finding::at(
+            e.main_header_offset,
+            format!(
+                "member {name:?} has a {} header, not POSIX ustar",
+                e.format.name()
+            ),
+        ));
     }
-
-    match &ovf_text {
-        Some((i, text)) => descriptor_findings(
-            text,
-            &members[*i],
-            &members,
-            disk.as_ref().map(|d| &members[d.0]),
-            capacity,
-            &mut r,
-        ),
-        None => r.push(Finding::whole("no OVF descriptor (.ovf) member")),
+    if e.long_names + e.long_links > 0 || e.pax.is_some() {
+        r.push(Finding::at(
+            e.header_offset,
+            format!("member {name:?} uses GNU long-name or pax headers, not plain ustar"),
+        ));
     }
-    match &mf_text {
-        Some((i, text)) => manifest_findings(text, &members[*i], &members, &mut r),
-        None => r.push(Finding::whole("no manifest (.mf) member")),
+    if !matches!(e.typeflag, typeflag::REGULAR | typeflag::REGULAR_V7) {
+        r.push(Finding::at(
+            e.main_header_offset,
+            format!(
+                "member {name:?} is not a regular file (typeflag {:?})",
+                e.typeflag as char
+            ),
+        ));
     }
-    Ok(r)
+    if name.contains('/') {
+        r.push(Finding::at(
+            e.main_header_offset,
+            format!("member {name:?} is not at the top level of the archive"),
+        ));
+    }
+    if members.iter().any(|m| m.name == name) {
+        r.push(Finding::at(
+            e.main_header_offset,
+            format!("member {name:?} appears twice"),
+        ));
+    }
 }
 
 /// DSP0243: the descriptor first; the manifest right after it or last.
@@ -324,39 +369,7 @@ fn descriptor_findings(
     };
     r.detail("ovf_namespace", env.namespace);
     let at = |offset: usize| base + offset as u64;
-    // id -> href
-    let mut files: BTreeMap<String, String> = BTreeMap::new();
-    for e in &env.files {
-        let (Some(href), Some(id)) = (&e.href, &e.id) else {
-            r.push(Finding::at(
-                at(e.offset),
-                format!("{name}: File without ovf:href or ovf:id"),
-            ));
-            continue;
-        };
-        files.insert(id.clone(), href.clone());
-        match members.iter().find(|m| m.name == *href) {
-            None => r.push(Finding::at(
-                at(e.offset),
-                format!("{name}: File {href:?} is not in the archive"),
-            )),
-            Some(m) => match e.size.as_deref().map(str::parse::<u64>) {
-                None => {}
-                Some(Ok(s)) if s == m.size => {}
-                Some(Ok(s)) => r.push(Finding::at(
-                    at(e.offset),
-                    format!(
-                        "{name}: File {href:?} has ovf:size {s} but the member is {} bytes",
-                        m.size
-                    ),
-                )),
-                Some(Err(_)) => r.push(Finding::at(
-                    at(e.offset),
-                    format!("{name}: File {href:?} has a malformed ovf:size"),
-                )),
-            },
-        }
-    }
+    let files = file_references(&env.files, ovf_member, members, r);
     if env.disks.is_empty() {
         r.push(Finding::at(
             base,
@@ -432,6 +445,52 @@ fn descriptor_findings(
     if let Some(c) = declared {
         r.detail("ovf_capacity", c);
     }
+}
+
+/// The descriptor's `References/File` elements name members of the
+/// archive, with their sizes; returns their ids and hrefs.
+fn file_references(
+    refs: &[ovf::FileRef],
+    ovf_member: &Member,
+    members: &[Member],
+    r: &mut Report,
+) -> BTreeMap<String, String> {
+    let name = &ovf_member.name;
+    let at = |offset: usize| ovf_member.data_offset + offset as u64;
+    // id -> href
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for e in refs {
+        let (Some(href), Some(id)) = (&e.href, &e.id) else {
+            r.push(Finding::at(
+                at(e.offset),
+                format!("{name}: File without ovf:href or ovf:id"),
+            ));
+            continue;
+        };
+        files.insert(id.clone(), href.clone());
+        match members.iter().find(|m| m.name == *href) {
+            None => r.push(Finding::at(
+                at(e.offset),
+                format!("{name}: File {href:?} is not in the archive"),
+            )),
+            Some(m) => match e.size.as_deref().map(str::parse::<u64>) {
+                None => {}
+                Some(Ok(s)) if s == m.size => {}
+                Some(Ok(s)) => r.push(Finding::at(
+                    at(e.offset),
+                    format!(
+                        "{name}: File {href:?} has ovf:size {s} but the member is {} bytes",
+                        m.size
+                    ),
+                )),
+                Some(Err(_)) => r.push(Finding::at(
+                    at(e.offset),
+                    format!("{name}: File {href:?} has a malformed ovf:size"),
+                )),
+            },
+        }
+    }
+    files
 }
 
 /// Every line `SHA256(<member>)= <hex>` matches, and every other member is

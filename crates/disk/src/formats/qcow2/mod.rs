@@ -14,12 +14,12 @@
 //! made by `qemu-img convert`, the dfvfs corpus image.
 
 use std::fs::File;
+use std::path::Path;
 
 use crate::disk::VirtualDisk;
 use crate::error::Result;
+use crate::formats::table::{Output, Probe};
 use crate::formats::WriteOptions;
-use crate::io::DiskDigest;
-use crate::verify::Report;
 
 pub mod reader;
 pub mod verify;
@@ -47,12 +47,20 @@ pub fn open(file: File) -> Result<Box<dyn VirtualDisk>> {
     reader::open(file)
 }
 
-/// Decode and check a QCOW2 image in full.
-pub fn verify(file: &File) -> Result<Report> {
-    verify::verify(file)
+pub use verify::verify;
+
+/// The format table's detector: the magic `QFI\xfb`.
+pub fn detect(p: &Probe<'_>) -> Result<bool> {
+    Ok(p.head.starts_with(&wire::MAGIC))
 }
 
-/// [`verify`], feeding the decoded disk to `digest`.
-pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
-    verify::verify_with(file, digest)
+/// The format table's opener.
+pub fn open_disk(file: File, _len: u64, _path: &Path) -> Result<Box<dyn VirtualDisk>> {
+    open(file)
+}
+
+/// The format table's writer: QCOW2 v3, clusters deflated when
+/// `out.compress`.
+pub fn write_artifact(disk: &dyn VirtualDisk, out: &Output<'_>, opts: &WriteOptions) -> Result<()> {
+    write(disk, out.file, opts, out.compress, out.jobs)
 }

@@ -9,8 +9,10 @@ use std::fs::File;
 use flate2::Decompress;
 
 use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::formats::table::{Verified, VerifyOptions};
 use crate::formats::{read_up_to, Format};
 use crate::io::DiskDigest;
+
 use crate::verify::{Finding, Report};
 
 use super::reader::{inflate_cluster, l2_mapping, read_header, Allow, Mapping, Qcow2Disk};
@@ -23,12 +25,6 @@ pub const MAX_CHECKED_CLUSTERS: u64 = 16 << 20;
 
 /// Findings of one repetitive kind reported in detail before summing up.
 const MAX_REPEATED: usize = 50;
-
-/// Decode and check a QCOW2 image in full. `Err` only when the file cannot
-/// be decoded at all (not QCOW2, an unsupported feature, unreadable).
-pub fn verify(file: &File) -> Result<Report> {
-    verify_with(file, DiskDigest::new())
-}
 
 /// How often each host cluster is referenced.
 struct Uses {
@@ -55,8 +51,11 @@ impl Uses {
     }
 }
 
-/// [`verify`], feeding the decoded disk to `digest`.
-pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
+/// Decode and check a QCOW2 image in full, feeding the decoded disk to
+/// `opts.digest`; the disk is handed back (for the GPT check) when every
+/// cluster decoded. `Err` only when the file cannot be decoded at all (not
+/// QCOW2, an unsupported feature, unreadable).
+pub fn verify(file: &File, opts: VerifyOptions<'_>) -> Result<Verified> {
     let (h, len) = read_header(file)?;
     let mut r = Report::new(Format::Qcow2, len);
     if h.incompatible_features & INCOMPAT_CORRUPT != 0 {
@@ -80,15 +79,51 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
                 message: e.message().to_string(),
                 layer: crate::verify::Layer::Container,
             });
-            return Ok(r);
+            return Ok(Verified::report_only(r));
         }
         Err(e) => return Err(e),
     };
+    header_details(&h, &mut r);
+    check_header_fields(&h, len, &mut r);
+    let extensions_reference_clusters = check_extensions(file, &h, len, &mut r)?;
+    let (stored, uses) = plan_refcounts(file, &h, len, extensions_reference_clusters, &mut r)?;
     let cs = h.cluster_size();
-    let cb = h.cluster_bits;
+    let mut walk = Walk {
+        file,
+        h: &h,
+        len,
+        refcounts_checked: stored.is_some(),
+        stored: stored.unwrap_or_default(),
+        uses,
+        digest: opts.digest,
+        decodable: true,
+        allocated: 0,
+        compressed: 0,
+        zero_flagged: 0,
+        z: Decompress::new(false),
+        cluster: vec![0u8; cs as usize],
+        copied_findings: 0,
+    };
+    // Walk L1 and L2 in virtual order, decoding as we go.
+    for (i, &e) in disk.l1().iter().enumerate() {
+        walk.l1_entry(&disk, i as u64, e, &mut r)?;
+    }
+    let Walk {
+        digest, decodable, ..
+    } = walk.finish(&mut r);
+    if !decodable {
+        return Ok(Verified::report_only(r));
+    }
+    r.virtual_size = Some(h.size);
+    r.virtual_sha256 = Some(digest.finish());
+    Ok(Verified::with_disk(r, disk))
+}
+
+/// The header's facts, for `--json`.
+fn header_details(h: &QcowHeader, r: &mut Report) {
     r.detail("version", h.version);
     r.detail("virtual_size", h.size);
-    r.detail("cluster_size", cs);
+    r.detail("cluster_size", h.cluster_size());
     r.detail("l1_size", h.l1_size);
     r.detail("refcount_bits", 1u64 << h.refcount_order.min(6));
     r.detail("header_length", h.header_length);
@@ -97,35 +132,38 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
     r.detail("incompatible_features", h.incompatible_features);
     r.detail("compatible_features", h.compatible_features);
     r.detail("autoclear_features", h.autoclear_features);
+}
 
-    check_header_fields(&h, len, &mut r);
-    let extensions_reference_clusters = check_extensions(file, &h, len, &mut r)?;
-
-    // Refcounts are compared only when every reference can be counted.
+/// The stored refcounts, when every reference can be counted (no
+/// snapshots, bitmaps or extensions that reference clusters; a sane
+/// refcount width; at most [`MAX_CHECKED_CLUSTERS`]), and the references
+/// of the header, L1 table, refcount table and blocks counted so far.
+fn plan_refcounts(
+    file: &File,
+    h: &QcowHeader,
+    len: u64,
+    extensions_reference_clusters: bool,
+    r: &mut Report,
+) -> Result<(Option<Vec<u32>>, Uses)> {
+    let cs = h.cluster_size();
     let file_clusters = len.div_ceil(cs);
-    let mut refcounts_checked = h.nb_snapshots == 0
+    let checkable = h.nb_snapshots == 0
         && h.autoclear_features & AUTOCLEAR_BITMAPS == 0
         && !extensions_reference_clusters
         && h.refcount_order <= 6
         && file_clusters <= MAX_CHECKED_CLUSTERS;
-    let stored = if refcounts_checked {
-        match read_refcounts(file, &h, len, file_clusters, &mut r)? {
-            Some(s) => s,
-            None => {
-                refcounts_checked = false;
-                Vec::new()
-            }
-        }
+    let stored = if checkable {
+        read_refcounts(file, h, len, file_clusters, r)?
     } else {
-        Vec::new()
+        None
     };
-    let n = if refcounts_checked {
+    let n = if stored.is_some() {
         file_clusters as usize
     } else {
         0
     };
     let mut uses = Uses {
-        cluster_bits: cb,
+        cluster_bits: h.cluster_bits,
         count: vec![0; n],
         whole: vec![false; n],
     };
@@ -142,26 +180,60 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
             true,
         );
     }
-    if refcounts_checked {
-        for (_, at) in refcount_blocks(file, &h, len)? {
+    if stored.is_some() {
+        for (_, at) in refcount_blocks(file, h, len)? {
             if at % cs == 0 && at.checked_add(cs).is_some_and(|end| end <= len) {
                 uses.add(at, cs, true);
             }
         }
     }
-    let copied_ok =
-        |host: u64| -> Option<bool> { stored.get((host >> cb) as usize).map(|&s| s == 1) };
+    Ok((stored, uses))
+}
 
-    // Walk L1 and L2 in virtual order, decoding as we go.
-    let region = h.l1_entry_bytes();
-    let mut decodable = true;
-    let (mut allocated, mut compressed, mut zero_flagged) = (0u64, 0u64, 0u64);
-    let mut z = Decompress::new(false);
-    let mut cluster = vec![0u8; cs as usize];
-    let mut copied_findings = 0usize;
-    for (i, &e) in disk.l1().iter().enumerate() {
-        let i = i as u64;
+/// The walk of the L1 and L2 tables in virtual order: references counted,
+/// clusters decoded into the digest, counts for the report.
+struct Walk<'a, 'd> {
+    file: &'a File,
+    h: &'a QcowHeader,
+    len: u64,
+    refcounts_checked: bool,
+    stored: Vec<u32>,
+    uses: Uses,
+    digest: DiskDigest<'d>,
+    /// Every cluster inside the disk decoded.
+    decodable: bool,
+    allocated: u64,
+    compressed: u64,
+    zero_flagged: u64,
+    z: Decompress,
+    /// One cluster's worth of buffer.
+    cluster: Vec<u8>,
+    copied_findings: usize,
+}
+
+impl<'d> Walk<'_, 'd> {
+    /// Whether the refcount of the cluster at `host` is 1 (what the copied
+    /// flag says), when known.
+    fn copied_ok(&self, host: u64) -> Option<bool> {
+        self.stored
+            .get((host >> self.h.cluster_bits) as usize)
+            .map(|&s| s == 1)
+    }
+
+    /// A copied flag that disagrees with the refcount: the first
+    /// [`MAX_REPEATED`] are reported one by one.
+    fn copied_mismatch(&mut self, at: u64, message: String, r: &mut Report) {
+        self.copied_findings += 1;
+        if self.copied_findings <= MAX_REPEATED {
+            r.push(Finding::at(at, message));
+        }
+    }
+
+    /// L1 entry `i` (`e`) and the L2 table it points at.
+    fn l1_entry(&mut self, disk: &Qcow2Disk, i: u64, e: u64, r: &mut Report) -> Result<()> {
+        let (h, len, cs) = (self.h, self.len, self.h.cluster_size());
         let at = h.l1_table_offset + i * 8;
+        let region = h.l1_entry_bytes();
         let rstart = i * region;
         let rend = rstart.saturating_add(region).min(h.size).max(rstart);
         let in_disk = rstart < h.size;
@@ -180,24 +252,23 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
             ));
             usable = false;
             if in_disk {
-                decodable = false;
+                self.decodable = false;
             }
         }
         if !usable {
             if in_disk {
-                digest.zeros(rend - rstart);
+                self.digest.zeros(rend - rstart);
             }
-            continue;
+            return Ok(());
         }
-        uses.add(l2, cs, true);
-        if refcounts_checked && (e & OFLAG_COPIED != 0) != copied_ok(l2).unwrap_or(false) {
-            copied_findings += 1;
-            if copied_findings <= MAX_REPEATED {
-                r.push(Finding::at(
-                    at,
-                    format!("L1 entry {i}: copied flag does not match the L2 table's refcount"),
-                ));
-            }
+        self.uses.add(l2, cs, true);
+        if self.refcounts_checked && (e & OFLAG_COPIED != 0) != self.copied_ok(l2).unwrap_or(false)
+        {
+            self.copied_mismatch(
+                at,
+                format!("L1 entry {i}: copied flag does not match the L2 table's refcount"),
+                r,
+            );
         }
         let table = disk
             .read_l2(l2)
@@ -208,135 +279,165 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
             let vstart = rstart + j * cs;
             let live = vstart < h.size;
             let vlen = if live { cs.min(h.size - vstart) } else { 0 };
-            match l2_mapping(le, cb) {
-                Mapping::Compressed(o, l) => {
-                    compressed += 1;
-                    if le & OFLAG_COPIED != 0 {
-                        r.push(Finding::at(
-                            eat,
-                            format!("compressed cluster entry {j} of L2 table {i} has the copied flag set"),
-                        ));
-                    }
-                    if o >= len {
-                        r.push(Finding::at(
-                            eat,
-                            format!("compressed cluster at {o:#x} lies past the end of the {len}-byte file"),
-                        ));
-                        if live {
-                            decodable = false;
-                            digest.zeros(vlen);
-                        }
-                        continue;
-                    }
-                    uses.add(o, l, false);
-                    let n = l.min(len - o) as usize;
-                    let mut input = vec![0u8; n];
-                    crate::io::read_exact_at(file, &mut input, o)
-                        .ctx("reading a compressed cluster")?;
-                    match inflate_cluster(&mut z, &input, &mut cluster) {
-                        Ok(more) => {
-                            if more {
-                                r.push(Finding::at(
-                                    o,
-                                    format!("virtual cluster {}: compressed cluster inflates to more than the cluster size {cs}", vstart / cs),
-                                ));
-                            }
-                            if live {
-                                digest.data(&cluster[..vlen as usize]);
-                            }
-                        }
-                        Err(m) => {
-                            r.push(Finding::at(
-                                o,
-                                format!("virtual cluster {}: {m}", vstart / cs),
-                            ));
-                            if live {
-                                decodable = false;
-                                digest.zeros(vlen);
-                            }
-                        }
-                    }
+            let entry = L2Entry {
+                i,
+                j,
+                at: eat,
+                le,
+                vstart,
+                vlen,
+            };
+            match l2_mapping(le, h.cluster_bits) {
+                Mapping::Compressed(o, l) => self.compressed_cluster(&entry, o, l, r)?,
+                m => self.standard_cluster(&entry, m, r)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A compressed cluster: inflated into the digest.
+    fn compressed_cluster(&mut self, e: &L2Entry, o: u64, l: u64, r: &mut Report) -> Result<()> {
+        let (len, cs) = (self.len, self.h.cluster_size());
+        let (i, j, live, vlen) = (e.i, e.j, e.vlen > 0, e.vlen);
+        self.compressed += 1;
+        if e.le & OFLAG_COPIED != 0 {
+            r.push(Finding::at(
+                e.at,
+                format!("compressed cluster entry {j} of L2 table {i} has the copied flag set"),
+            ));
+        }
+        if o >= len {
+            r.push(Finding::at(
+                e.at,
+                format!("compressed cluster at {o:#x} lies past the end of the {len}-byte file"),
+            ));
+            if live {
+                self.decodable = false;
+                self.digest.zeros(vlen);
+            }
+            return Ok(());
+        }
+        self.uses.add(o, l, false);
+        let n = l.min(len - o) as usize;
+        let mut input = vec![0u8; n];
+        crate::io::read_exact_at(self.file, &mut input, o).ctx("reading a compressed cluster")?;
+        match inflate_cluster(&mut self.z, &input, &mut self.cluster) {
+            Ok(more) => {
+                if more {
+                    r.push(Finding::at(
+                        o,
+                        format!("virtual cluster {}: compressed cluster inflates to more than the cluster size {cs}", e.vstart / cs),
+                    ));
                 }
-                m => {
-                    if le & L2_STANDARD_RESERVED != 0 {
-                        r.push(Finding::at(
-                            eat,
-                            format!("L2 entry {j} of table {i} has reserved bits set ({le:#018x})"),
-                        ));
-                    }
-                    if le & OFLAG_ZERO != 0 {
-                        zero_flagged += 1;
-                    }
-                    let host = le & OFFSET_MASK;
-                    if host != 0 {
-                        if host % cs != 0 || host + cs > len {
-                            r.push(Finding::at(
-                                eat,
-                                format!("L2 entry {j} of table {i} points at {host:#x}, not a cluster inside the {len}-byte file"),
-                            ));
-                            if live {
-                                decodable &= m == Mapping::Zero;
-                                digest.zeros(vlen);
-                            }
-                            continue;
-                        }
-                        allocated += 1;
-                        uses.add(host, cs, true);
-                        if refcounts_checked
-                            && (le & OFLAG_COPIED != 0) != copied_ok(host).unwrap_or(false)
-                        {
-                            copied_findings += 1;
-                            if copied_findings <= MAX_REPEATED {
-                                r.push(Finding::at(
-                                    eat,
-                                    format!("L2 entry {j} of table {i}: copied flag does not match the cluster's refcount"),
-                                ));
-                            }
-                        }
-                    } else if le & OFLAG_COPIED != 0 {
-                        r.push(Finding::at(
-                            eat,
-                            format!(
-                                "unallocated L2 entry {j} of table {i} has the copied flag set"
-                            ),
-                        ));
-                    }
-                    if !live {
-                        continue;
-                    }
-                    match m {
-                        Mapping::Data(host) => {
-                            crate::io::read_exact_at(file, &mut cluster[..vlen as usize], host)
-                                .ctx("reading a data cluster")?;
-                            digest.data(&cluster[..vlen as usize]);
-                        }
-                        _ => digest.zeros(vlen),
-                    }
+                if live {
+                    self.digest.data(&self.cluster[..vlen as usize]);
+                }
+            }
+            Err(m) => {
+                r.push(Finding::at(
+                    o,
+                    format!("virtual cluster {}: {m}", e.vstart / cs),
+                ));
+                if live {
+                    self.decodable = false;
+                    self.digest.zeros(vlen);
                 }
             }
         }
-    }
-    if copied_findings > MAX_REPEATED {
-        r.push(Finding::whole(format!(
-            "{} more L1/L2 entries with a wrong copied flag",
-            copied_findings - MAX_REPEATED
-        )));
+        Ok(())
     }
 
-    if refcounts_checked {
-        compare_refcounts(&uses, &stored, &mut r);
+    /// A standard (uncompressed, zero or unallocated) cluster.
+    fn standard_cluster(&mut self, e: &L2Entry, m: Mapping, r: &mut Report) -> Result<()> {
+        let (len, cs) = (self.len, self.h.cluster_size());
+        let (i, j, le, live, vlen) = (e.i, e.j, e.le, e.vlen > 0, e.vlen);
+        if le & L2_STANDARD_RESERVED != 0 {
+            r.push(Finding::at(
+                e.at,
+                format!("L2 entry {j} of table {i} has reserved bits set ({le:#018x})"),
+            ));
+        }
+        if le & OFLAG_ZERO != 0 {
+            self.zero_flagged += 1;
+        }
+        let host = le & OFFSET_MASK;
+        if host != 0 {
+            if host % cs != 0 || host + cs > len {
+                r.push(Finding::at(
+                    e.at,
+                    format!("L2 entry {j} of table {i} points at {host:#x}, not a cluster inside the {len}-byte file"),
+                ));
+                if live {
+                    self.decodable &= m == Mapping::Zero;
+                    self.digest.zeros(vlen);
+                }
+                return Ok(());
+            }
+            self.allocated += 1;
+            self.uses.add(host, cs, true);
+            if self.refcounts_checked
+                && (le & OFLAG_COPIED != 0) != self.copied_ok(host).unwrap_or(false)
+            {
+                self.copied_mismatch(
+                    e.at,
+                    format!("L2 entry {j} of table {i}: copied flag does not match the cluster's refcount"),
+                    r,
+                );
+            }
+        } else if le & OFLAG_COPIED != 0 {
+            r.push(Finding::at(
+                e.at,
+                format!("unallocated L2 entry {j} of table {i} has the copied flag set"),
+            ));
+        }
+        if !live {
+            return Ok(());
+        }
+        match m {
+            Mapping::Data(host) => {
+                crate::io::read_exact_at(self.file, &mut self.cluster[..vlen as usize], host)
+                    .ctx("reading a data cluster")?;
+                self.digest.data(&self.cluster[..vlen as usize]);
+            }
+            _ => self.digest.zeros(vlen),
+        }
+        Ok(())
     }
-    r.detail("refcounts_checked", refcounts_checked);
-    r.detail("allocated_clusters", allocated);
-    r.detail("compressed_clusters", compressed);
-    r.detail("zero_flagged_clusters", zero_flagged);
 
-    if decodable {
-        r.virtual_size = Some(h.size);
-        r.virtual_sha256 = Some(digest.finish());
-        r.findings.extend(crate::verify::disk_findings(&disk));
+    /// Sum up: copied-flag findings not listed, the refcount comparison,
+    /// the counts.
+    fn finish(self, r: &mut Report) -> Self {
+        if self.copied_findings > MAX_REPEATED {
+            r.push(Finding::whole(format!(
+                "{} more L1/L2 entries with a wrong copied flag",
+                self.copied_findings - MAX_REPEATED
+            )));
+        }
+        if self.refcounts_checked {
+            compare_refcounts(&self.uses, &self.stored, r);
+        }
+        r.detail("refcounts_checked", self.refcounts_checked);
+        r.detail("allocated_clusters", self.allocated);
+        r.detail("compressed_clusters", self.compressed);
+        r.detail("zero_flagged_clusters", self.zero_flagged);
+        self
     }
-    Ok(r)
+}
+
+/// One L2 entry and the virtual range it maps.
+struct L2Entry {
+    /// Index of its L2 table (= of the L1 entry).
+    i: u64,
+    /// Index in its table.
+    j: u64,
+    /// Its offset in the file.
+    at: u64,
+    /// Its value.
+    le: u64,
+    /// Virtual offset of the cluster it maps.
+    vstart: u64,
+    /// Bytes of that cluster inside the disk (0 past its end).
+    vlen: u64,
 }
 
 /// Fields that do not stop decoding but are not what they should be.

@@ -6,14 +6,16 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use crate::disk::{for_each_chunk, Chunk, ExtentKind, VirtualDisk};
 use crate::error::{Error, IoContext, Result};
 use crate::io::direct::{self, AlignedBuf, Direct};
-use crate::io::{feed_disk, DiskDigest, RawFile, ReadBack};
+use crate::io::{feed_disk, RawFile};
 use crate::verify::Report;
 
-use super::Format;
+use super::table::{Output, Verified, VerifyOptions};
+use super::{Format, WriteOptions};
 
 /// Copy `disk` into `out`, which must be empty; zero extents stay holes.
 pub fn write(disk: &dyn VirtualDisk, out: &File) -> Result<()> {
@@ -88,23 +90,13 @@ pub fn write_data(disk: &dyn VirtualDisk, out: &File) -> Result<()> {
     })
 }
 
-/// "Decode" a raw image: its content is its bytes. The partition table, if
-/// any, is checked by the caller ([`crate::layout`]).
-pub fn verify(file: &File) -> Result<Report> {
-    verify_with(file, DiskDigest::new())
-}
-
-/// [`verify`], feeding the content to `digest` (which may compare it with
-/// an expected disk instead of hashing it).
-pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
-    verify_from(file, digest, ReadBack::PageCache)
-}
-
-/// [`verify_with`], reading the file as `from` says.
-pub fn verify_from(file: &File, mut digest: DiskDigest<'_>, from: ReadBack) -> Result<Report> {
+/// "Decode" a raw image, reading it as `opts.from` says: its content is
+/// its bytes, handed back for the GPT check.
+pub fn verify(file: &File, opts: VerifyOptions<'_>) -> Result<Verified> {
+    let mut digest = opts.digest;
     let len = file.metadata().ctx("reading metadata")?.len();
     let f = file.try_clone().ctx("opening")?;
-    let disk = from.raw_file(RawFile::window(f, "", 0, len));
+    let disk = opts.from.raw_file(RawFile::window(f, "", 0, len));
     let mut report = Report::new(Format::Raw, len);
     report.virtual_size = Some(len);
     if len % 512 != 0 {
@@ -114,5 +106,16 @@ pub fn verify_from(file: &File, mut digest: DiskDigest<'_>, from: ReadBack) -> R
     }
     feed_disk(&disk, &mut digest).map_err(|e| Error::io("reading", e))?;
     report.virtual_sha256 = Some(digest.finish());
-    Ok(report)
+    Ok(Verified::with_disk(report, disk))
+}
+
+/// The format table's opener: the file's bytes.
+pub fn open_disk(file: File, len: u64, path: &Path) -> Result<Box<dyn VirtualDisk>> {
+    Ok(Box::new(RawFile::window(file, path, 0, len)))
+}
+
+/// The format table's writer: the disk's bytes, through `out.direct` when
+/// given.
+pub fn write_artifact(disk: &dyn VirtualDisk, out: &Output<'_>, _: &WriteOptions) -> Result<()> {
+    write_with(disk, out.file, out.direct)
 }

@@ -13,11 +13,12 @@
 //! check` does not support vpc.)
 
 use std::fs::File;
+use std::path::Path;
 
 use crate::disk::VirtualDisk;
 use crate::error::Result;
+use crate::formats::table::{Inspected, Output, Probe};
 use crate::formats::WriteOptions;
-use crate::verify::Report;
 
 pub mod reader;
 pub mod verify;
@@ -32,12 +33,53 @@ pub fn write_fixed(disk: &dyn VirtualDisk, out: &File, opts: &WriteOptions) -> R
     writer::write_fixed(disk, out, opts)
 }
 
-/// Decode and check a VHD in full.
-pub fn verify(file: &File) -> Result<Report> {
-    verify::verify(file)
-}
+pub use verify::verify;
 
 /// Open a VHD (fixed or dynamic) for random-access reading.
 pub fn open(file: File) -> Result<Box<dyn VirtualDisk>> {
     reader::open(file)
+}
+
+/// The format table's detector of a dynamic VHD: the footer copy at the
+/// start of the file.
+pub fn detect_dynamic(p: &Probe<'_>) -> Result<bool> {
+    Ok(p.head.starts_with(&wire::FOOTER_COOKIE))
+}
+
+/// The format table's detector of a fixed VHD: the footer in the last
+/// sector.
+pub fn detect_fixed(p: &Probe<'_>) -> Result<bool> {
+    Ok(p.tail.is_some_and(|t| t.starts_with(&wire::FOOTER_COOKIE)))
+}
+
+/// The format table's opener.
+pub fn open_disk(file: File, _len: u64, _path: &Path) -> Result<Box<dyn VirtualDisk>> {
+    open(file)
+}
+
+/// The format table's inspection: the footer's facts.
+pub fn inspect(file: File, _len: u64, _path: &Path) -> Result<Inspected> {
+    let at = reader::read_footer(&file)?;
+    let ft = &at.footer;
+    let mut d = serde_json::Map::new();
+    d.insert("creator".into(), VhdFooter::fourcc(&ft.creator_app).into());
+    d.insert("disk_type".into(), ft.disk_type.into());
+    d.insert("current_size".into(), ft.current_size.into());
+    d.insert("original_size".into(), ft.original_size.into());
+    d.insert(
+        "chs".into(),
+        format!("{}/{}/{}", ft.cylinders, ft.heads, ft.sectors_per_track).into(),
+    );
+    d.insert("timestamp".into(), ft.timestamp.into());
+    Ok(Inspected {
+        details: d,
+        virtual_size: None,
+        disk: Some(open(file)?),
+    })
+}
+
+/// The format table's writer: a fixed VHD, its data through `out.direct`
+/// when given.
+pub fn write_artifact(disk: &dyn VirtualDisk, out: &Output<'_>, opts: &WriteOptions) -> Result<()> {
+    writer::write_fixed_with(disk, out.file, out.direct, opts)
 }

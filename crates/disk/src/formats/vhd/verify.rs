@@ -1,44 +1,51 @@
 //! Deep check of a VHD: every footer field, the sizes against the file,
-//! the dynamic header and BAT, the decoded disk's SHA-256 and its GPT.
+//! the dynamic header and BAT, the decoded disk's SHA-256 (its GPT is
+//! checked by the dispatcher, [`crate::verify::verify_file_with`]).
 
 use std::fs::File;
 
 use crate::error::{Error, IoContext, Result};
+use crate::formats::table::{Verified, VerifyOptions};
 use crate::formats::Format;
-use crate::io::{feed_disk, DiskDigest, RawFile, ReadBack};
+use crate::io::{feed_disk, RawFile, ReadBack};
 use crate::verify::{Finding, Report};
 
-use super::reader::{read_footer, DynamicVhd};
+use super::reader::{read_footer, DynamicVhd, FooterAt};
 use super::wire::*;
 
-/// Decode and check a VHD in full. Every problem is a finding with its
-/// byte offset in the file; GPT findings concern the decoded disk (their
-/// message says so). `Err` only when the file is shorter than a footer or
+/// Decode and check a VHD in full, feeding the decoded disk to
+/// `opts.digest` and reading a fixed disk's data as `opts.from` says. Every problem is a finding with its
+/// byte offset in the file; the decoded disk is handed back for the GPT
+/// check. `Err` only when the file is shorter than a footer or
 /// cannot be read.
-pub fn verify(file: &File) -> Result<Report> {
-    verify_with(file, DiskDigest::new())
-}
-
-/// [`verify`], feeding the decoded disk to `digest` (which may compare it
-/// with an expected disk instead of hashing it).
-pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
-    verify_from(file, digest, ReadBack::PageCache)
-}
-
-/// [`verify_with`], reading a fixed disk's data as `from` says.
-pub fn verify_from(file: &File, mut digest: DiskDigest<'_>, from: ReadBack) -> Result<Report> {
+pub fn verify(file: &File, opts: VerifyOptions<'_>) -> Result<Verified> {
     let len = file.metadata().ctx("reading metadata")?.len();
     let at = read_footer(file)?;
     let f = &at.footer;
-    let fo = at.offset;
     let format = if f.disk_type == DISK_TYPE_DYNAMIC {
         Format::VhdDynamic
     } else {
         Format::VhdFixed
     };
     let mut r = Report::new(format, len);
-    let field = |o: usize| fo + o as u64;
+    footer_findings(&at, &mut r);
+    disk_type_findings(&at, len, &mut r);
+    size_findings(&at, &mut r);
+    footer_details(&at, &mut r);
+    let Some(disk) = decodable_disk(file, len, &at, opts.from, &mut r)? else {
+        return Ok(Verified::report_only(r));
+    };
+    let mut digest = opts.digest;
+    r.virtual_size = Some(f.virtual_size());
+    feed_disk(&disk, &mut digest).map_err(|e| Error::io("reading the VHD data", e))?;
+    r.virtual_sha256 = Some(digest.finish());
+    Ok(Verified::with_disk(r, disk))
+}
 
+/// The footer's cookie, checksum, features and version.
+fn footer_findings(at: &FooterAt, r: &mut Report) {
+    let (f, fo) = (&at.footer, at.offset);
+    let field = |o: usize| fo + o as u64;
     if f.cookie != FOOTER_COOKIE {
         r.push(Finding::at(
             field(off::COOKIE),
@@ -77,6 +84,12 @@ pub fn verify_from(file: &File, mut digest: DiskDigest<'_>, from: ReadBack) -> R
             ),
         ));
     }
+}
+
+/// The data offset and file size a disk type needs.
+fn disk_type_findings(at: &FooterAt, len: u64, r: &mut Report) {
+    let (f, fo) = (&at.footer, at.offset);
+    let field = |o: usize| fo + o as u64;
     match f.disk_type {
         DISK_TYPE_FIXED => {
             if f.data_offset != FIXED_DATA_OFFSET {
@@ -122,6 +135,12 @@ pub fn verify_from(file: &File, mut digest: DiskDigest<'_>, from: ReadBack) -> R
             format!("disk type is {t}, expected fixed (2) or dynamic (3)"),
         )),
     }
+}
+
+/// Sizes and geometry, saved state and reserved bytes.
+fn size_findings(at: &FooterAt, r: &mut Report) {
+    let (f, fo) = (&at.footer, at.offset);
+    let field = |o: usize| fo + o as u64;
     if f.current_size != f.original_size {
         r.push(Finding::at(
             field(off::ORIGINAL_SIZE),
@@ -174,7 +193,11 @@ pub fn verify_from(file: &File, mut digest: DiskDigest<'_>, from: ReadBack) -> R
             "footer reserved bytes are not zero",
         ));
     }
+}
 
+/// The footer's facts, for `--json`.
+fn footer_details(at: &FooterAt, r: &mut Report) {
+    let (f, fo) = (&at.footer, at.offset);
     r.detail("creator_app", VhdFooter::fourcc(&f.creator_app));
     r.detail("creator_version", format!("{:08x}", f.creator_version));
     r.detail("creator_host_os", VhdFooter::fourcc(&f.creator_host_os));
@@ -189,16 +212,28 @@ pub fn verify_from(file: &File, mut digest: DiskDigest<'_>, from: ReadBack) -> R
     r.detail("current_size", f.current_size);
     r.detail("original_size", f.original_size);
     r.detail("footer_offset", fo);
+}
 
+/// The disk the VHD holds, when it can be decoded: a dynamic disk whose
+/// blocks all lie inside the file, or a fixed disk the file holds in full.
+fn decodable_disk(
+    file: &File,
+    len: u64,
+    at: &FooterAt,
+    from: ReadBack,
+    r: &mut Report,
+) -> Result<Option<Box<dyn crate::VirtualDisk>>> {
+    let (f, fo) = (&at.footer, at.offset);
+    let field = |o: usize| fo + o as u64;
     let vsize = f.virtual_size();
-    let disk: Box<dyn crate::VirtualDisk> = match f.disk_type {
+    Ok(Some(match f.disk_type {
         DISK_TYPE_DYNAMIC => {
             let dup = file.try_clone().ctx("opening")?;
             match DynamicVhd::open(dup, f) {
                 Ok(d) => {
-                    if !check_dynamic(file, len, &at, &d, &mut r)? {
+                    if !check_dynamic(file, len, at, &d, r)? {
                         // Blocks outside the file cannot be decoded.
-                        return Ok(r);
+                        return Ok(None);
                     }
                     Box::new(d)
                 }
@@ -210,14 +245,14 @@ pub fn verify_from(file: &File, mut digest: DiskDigest<'_>, from: ReadBack) -> R
                         message: e.message().to_string(),
                         layer: crate::verify::Layer::Container,
                     });
-                    return Ok(r);
+                    return Ok(None);
                 }
             }
         }
         _ => {
             if vsize > len.saturating_sub(FOOTER_SIZE) || vsize % 512 != 0 {
                 // Cannot decode a disk the file does not hold.
-                return Ok(r);
+                return Ok(None);
             }
             Box::new(from.raw_file(RawFile::window(
                 file.try_clone().ctx("opening")?,
@@ -226,12 +261,7 @@ pub fn verify_from(file: &File, mut digest: DiskDigest<'_>, from: ReadBack) -> R
                 vsize,
             )))
         }
-    };
-    r.virtual_size = Some(vsize);
-    feed_disk(&disk, &mut digest).map_err(|e| Error::io("reading the VHD data", e))?;
-    r.virtual_sha256 = Some(digest.finish());
-    r.findings.extend(crate::verify::disk_findings(&disk));
-    Ok(r)
+    }))
 }
 
 /// Dynamic-disk checks: footer copy, header checksum and version, BAT

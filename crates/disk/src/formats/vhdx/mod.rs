@@ -13,12 +13,12 @@
 //! (one made by Hyper-V, one with a log to replay).
 
 use std::fs::File;
+use std::path::Path;
 
 use crate::disk::VirtualDisk;
 use crate::error::Result;
+use crate::formats::table::{Output, Probe};
 use crate::formats::WriteOptions;
-use crate::io::DiskDigest;
-use crate::verify::Report;
 
 pub mod log;
 pub mod reader;
@@ -35,14 +35,21 @@ pub fn write_dynamic(disk: &dyn VirtualDisk, out: &File, opts: &WriteOptions) ->
     writer::write_dynamic(disk, out, opts)
 }
 
-/// Decode and check a VHDX in full.
-pub fn verify(file: &File) -> Result<Report> {
-    verify::verify(file)
+pub use verify::verify;
+
+/// The format table's detector: the file type identifier `vhdxfile`.
+pub fn detect(p: &Probe<'_>) -> Result<bool> {
+    Ok(p.head.starts_with(&wire::FILE_SIGNATURE))
 }
 
-/// [`verify`], feeding the decoded disk to `digest` in order.
-pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
-    verify::verify_with(file, digest)
+/// The format table's opener.
+pub fn open_disk(file: File, _len: u64, _path: &Path) -> Result<Box<dyn VirtualDisk>> {
+    open(file)
+}
+
+/// The format table's writer: a dynamic VHDX.
+pub fn write_artifact(disk: &dyn VirtualDisk, out: &Output<'_>, opts: &WriteOptions) -> Result<()> {
+    write_dynamic(disk, out.file, opts)
 }
 
 /// Open a VHDX (dynamic or fixed) for random-access reading.

@@ -1,25 +1,24 @@
 //! Deep check of a VHDX: both headers and region tables, the metadata, every
-//! BAT entry, the decoded disk's SHA-256 and its GPT.
+//! BAT entry, the decoded disk's SHA-256 (its GPT is checked by the
+//! dispatcher, [`crate::verify::verify_file_with`]).
 
 use std::fs::File;
 
 use crate::error::{Error, IoContext, Result};
+use crate::formats::table::{Verified, VerifyOptions};
 use crate::formats::Format;
-use crate::io::{feed_disk, DiskDigest};
+use crate::io::feed_disk;
 use crate::verify::{Finding, Report};
 
 use super::reader::{is_structural, parse, VhdxDisk, VhdxImage};
 use super::wire::*;
 
-/// Decode and check a VHDX in full. Every problem is a finding with its
-/// byte offset in the file; GPT findings concern the decoded disk. `Err`
-/// only when the file is not a VHDX or cannot be read.
-pub fn verify(file: &File) -> Result<Report> {
-    verify_with(file, DiskDigest::new())
-}
-
-/// [`verify`], feeding the decoded disk to `digest` (zero runs as zeros).
-pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
+/// Decode and check a VHDX in full, feeding the decoded disk to
+/// `opts.digest` (zero runs as zeros). Every problem is a finding with its
+/// byte offset in the file; the decoded disk is handed back for the GPT
+/// check. `Err` only when the file is not a VHDX or cannot be read.
+pub fn verify(file: &File, opts: VerifyOptions<'_>) -> Result<Verified> {
+    let mut digest = opts.digest;
     let len = file.metadata().ctx("reading metadata")?.len();
     let mut r = Report::new(Format::Vhdx, len);
     let mut findings = Vec::new();
@@ -27,7 +26,7 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
     r.findings.append(&mut findings);
     let image = match parsed {
         Ok(i) => i,
-        Err(e) if is_structural(&e) => return Ok(r),
+        Err(e) if is_structural(&e) => return Ok(Verified::report_only(r)),
         Err(e) => return Err(e),
     };
     details(&image, &mut r);
@@ -38,8 +37,7 @@ pub fn verify_with(file: &File, mut digest: DiskDigest<'_>) -> Result<Report> {
     r.virtual_size = Some(crate::VirtualDisk::size(&disk));
     feed_disk(&disk, &mut digest).map_err(|e| Error::io("reading the VHDX data", e))?;
     r.virtual_sha256 = Some(digest.finish());
-    r.findings.extend(crate::verify::disk_findings(&disk));
-    Ok(r)
+    Ok(Verified::with_disk(r, disk))
 }
 
 fn details(im: &VhdxImage, r: &mut Report) {

@@ -4,45 +4,40 @@
 //! marker stream of a stream-optimized file (grain records, GT/GD/footer
 //! markers, end of stream), the grain directory and tables against the
 //! grains actually present, and inflates every grain. The decoded content
-//! is hashed, and its partition table checked with
-//! [`crate::layout::gpt::verify`].
+//! is hashed, and the disk handed back for the dispatcher to check its
+//! partition table ([`crate::verify::verify_file_with`]).
 
 use std::fs::File;
 
-use flate2::Decompress;
-
 use super::descriptor::{self, Descriptor};
-use super::reader::{self, inflate, read_exact_at, Inflated, VmdkReader};
+use super::reader::{self, read_exact_at, VmdkReader};
+use super::stream::{walk_stream, Walk};
 use super::wire::{
-    self, Marker, SparseExtentHeader, CHECK_CHARS, COMPRESS_DEFLATE, FLAG_COMPRESSED, FLAG_MARKERS,
-    FLAG_NEWLINE_TEST, GD_AT_END, GRAIN_RECORD_HEADER_BYTES, MARKER_EOS, MARKER_FOOTER, MARKER_GD,
-    MARKER_GT, NUM_GTES_PER_GT, SECTOR_BYTES, VERSION_STREAM_OPTIMIZED,
+    self, SparseExtentHeader, CHECK_CHARS, COMPRESS_DEFLATE, FLAG_COMPRESSED, FLAG_MARKERS,
+    FLAG_NEWLINE_TEST, GD_AT_END, NUM_GTES_PER_GT, SECTOR_BYTES, VERSION_STREAM_OPTIMIZED,
 };
 use crate::disk::{for_each_chunk, Chunk};
 use crate::error::{IoContext, Result};
+use crate::formats::table::{Verified, VerifyOptions};
 use crate::formats::Format;
-use crate::io::DiskDigest;
+use crate::io::{DiskDigest, Sha256Hex};
 use crate::verify::{Finding, Report};
 
 use super::reader::DESCRIPTOR_SECTORS_MAX;
 /// Descriptor lines not understood that are reported one by one.
 const MAX_BAD_LINES: usize = 16;
 
-/// Decode and check a VMDK in full.
-pub fn verify(file: &File) -> Result<Report> {
-    verify_with(file, DiskDigest::new())
-}
-
-/// [`verify`], feeding the decoded disk to `digest` (which may compare it
-/// with an expected disk instead of hashing it).
-pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
+/// Decode and check a VMDK in full, feeding the decoded disk to
+/// `opts.digest`; the disk is handed back (for the GPT check) when it was
+/// decoded in full.
+pub fn verify(file: &File, opts: VerifyOptions<'_>) -> Result<Verified> {
     let file_size = file.metadata().ctx("reading file metadata")?.len();
     let leading = reader::read_header(file, file_size)?;
     let mut r = Report::new(Format::Vmdk, file_size);
     header_details(&leading, &mut r);
     header_findings(&leading, 0, &mut r);
     if !leading.fatal_problems().is_empty() && leading.gd_offset != GD_AT_END {
-        return Ok(r);
+        return Ok(Verified::report_only(r));
     }
 
     let desc = descriptor_findings(file, file_size, &leading, &mut r)?;
@@ -69,11 +64,28 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
         leading
     };
     if !header.fatal_problems().is_empty() {
-        return Ok(r);
+        return Ok(Verified::report_only(r));
     }
-    let size = header.capacity * SECTOR_BYTES;
-    r.virtual_size = Some(size);
+    r.virtual_size = Some(header.capacity * SECTOR_BYTES);
+    let gd_at_end = leading.gd_offset == GD_AT_END;
+    let disk = decode(file, file_size, &header, gd_at_end, opts.digest, &mut r)?;
+    Ok(match disk {
+        Some(d) => Verified::with_disk(r, d),
+        None => Verified::report_only(r),
+    })
+}
 
+/// Walk the marker stream (stream-optimized files) and the grain tables,
+/// and hash the decoded disk; return it when it was decoded in full.
+fn decode(
+    file: &File,
+    file_size: u64,
+    header: &SparseExtentHeader,
+    gd_at_end: bool,
+    digest: DiskDigest<'_>,
+    r: &mut Report,
+) -> Result<Option<VmdkReader>> {
+    let size = header.capacity * SECTOR_BYTES;
     let disk = match VmdkReader::open(file.try_clone().ctx("opening the VMDK again")?) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -90,10 +102,10 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
         Some(walk_stream(
             file,
             file_size,
-            &header,
-            leading.gd_offset == GD_AT_END,
+            header,
+            gd_at_end,
             digest.take().unwrap_or_default(),
-            &mut r,
+            r,
         )?)
     } else {
         None
@@ -102,8 +114,8 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
     let mut consistent = walk.as_ref().is_some_and(|w| w.in_order);
     if let Some(d) = &disk {
         let before = r.findings.len();
-        table_findings(d, walk.as_ref(), &mut r);
-        redundant_gd_findings(file, d, &mut r)?;
+        table_findings(d, walk.as_ref(), r);
+        redundant_gd_findings(file, d, r)?;
         consistent &= r.findings.len() == before;
         r.detail("grains", d.allocated_grains());
         r.detail("grain_tables", d.gd().iter().filter(|&&e| e != 0).count());
@@ -119,33 +131,33 @@ pub fn verify_with(file: &File, digest: DiskDigest<'_>) -> Result<Report> {
             dg.zeros(size - dg.len());
             Some(dg.finish())
         }
-        (_, Some(d)) => {
-            let mut dg = digest.take().unwrap_or_default();
-            let res = for_each_chunk(d, |_, c| -> std::io::Result<()> {
-                match c {
-                    Chunk::Data(b) => dg.data(b),
-                    Chunk::Zero(n) => dg.zeros(n),
-                }
-                Ok(())
-            });
-            match res {
-                Ok(()) => Some(dg.finish()),
-                Err(e) => {
-                    // Already explained by an earlier finding, if any.
-                    if r.findings.is_empty() {
-                        r.push(Finding::whole(format!("decoding the disk failed: {e}")));
-                    }
-                    None
-                }
-            }
-        }
+        (_, Some(d)) => hash_tables(d, digest.take().unwrap_or_default(), r),
         _ => None,
     };
     r.virtual_sha256 = sha;
-    if let (Some(d), Some(_)) = (&disk, sha) {
-        r.findings.extend(crate::verify::disk_findings(d));
+    Ok(disk.filter(|_| sha.is_some()))
+}
+
+/// Hash the disk `d` decoded through its grain tables; `None` (and a
+/// finding, unless an earlier one explains it) when that fails.
+fn hash_tables(d: &VmdkReader, mut dg: DiskDigest<'_>, r: &mut Report) -> Option<Sha256Hex> {
+    let res = for_each_chunk(d, |_, c| -> std::io::Result<()> {
+        match c {
+            Chunk::Data(b) => dg.data(b),
+            Chunk::Zero(n) => dg.zeros(n),
+        }
+        Ok(())
+    });
+    match res {
+        Ok(()) => Some(dg.finish()),
+        Err(e) => {
+            // Already explained by an earlier finding, if any.
+            if r.findings.is_empty() {
+                r.push(Finding::whole(format!("decoding the disk failed: {e}")));
+            }
+            None
+        }
     }
-    Ok(r)
 }
 
 fn header_details(h: &SparseExtentHeader, r: &mut Report) {
@@ -369,6 +381,13 @@ fn descriptor_findings(
     read_exact_at(file, &mut b, at).ctx("reading the descriptor")?;
     // Judged by its content, not its first comment (see `descriptor`).
     let d = Descriptor::parse(&b);
+    identity_findings(&d, at, r);
+    extent_findings(&d, h, at, r);
+    Ok(Some(d))
+}
+
+/// The descriptor's type, CID and parent (at `at` in the file).
+fn identity_findings(d: &Descriptor, at: u64, r: &mut Report) {
     match &d.create_type {
         Some(t) => r.detail("create_type", t.as_str()),
         None => r.push(Finding::at(at, "the descriptor has no createType")),
@@ -405,6 +424,11 @@ fn descriptor_findings(
             ),
         ));
     }
+}
+
+/// The descriptor's one extent line against the header, and the lines
+/// not understood.
+fn extent_findings(d: &Descriptor, h: &SparseExtentHeader, at: u64, r: &mut Report) {
     match d.extents.as_slice() {
         [e] => {
             if e.kind != "SPARSE" {
@@ -444,214 +468,6 @@ fn descriptor_findings(
             ),
         ));
     }
-    Ok(Some(d))
-}
-
-/// A grain record found by walking the stream.
-#[derive(Debug, Clone, Copy)]
-struct WalkedGrain {
-    sector: u64,
-    lba: u64,
-    /// Padded length of the record in bytes.
-    bytes: u64,
-}
-
-/// What walking the marker stream found.
-struct Walk<'a> {
-    grains: Vec<WalkedGrain>,
-    /// Sectors of grain tables introduced by GT markers.
-    gts: Vec<u64>,
-    /// Whether grain LBAs strictly increase.
-    in_order: bool,
-    /// Whether every grain inflated correctly (so `digest` is usable).
-    digest_ok: bool,
-    /// Digest of the grains in stream order, zeros filled between them.
-    digest: DiskDigest<'a>,
-}
-
-/// Walk grain records and metadata markers from `overHead` to the end of
-/// the stream.
-fn walk_stream<'a>(
-    file: &File,
-    file_size: u64,
-    h: &SparseExtentHeader,
-    gd_at_end: bool,
-    digest: DiskDigest<'a>,
-    r: &mut Report,
-) -> Result<Walk<'a>> {
-    let size = h.capacity * SECTOR_BYTES;
-    let gb = h.grain_bytes();
-    let max_comp = reader::max_compressed_bytes(gb);
-    let mut w = Walk {
-        grains: Vec::new(),
-        gts: Vec::new(),
-        in_order: true,
-        digest_ok: true,
-        digest,
-    };
-    let mut z = Decompress::new(true);
-    let mut data = vec![0u8; gb as usize];
-    let mut comp = Vec::new();
-    let mut sector = h.overhead.max(1);
-    let mut prev_lba: Option<u64> = None;
-    let mut eos = false;
-    let mut gd_seen = None;
-    let mut ended_early = false;
-    loop {
-        let at = sector.saturating_mul(SECTOR_BYTES);
-        if at >= file_size {
-            break;
-        }
-        if file_size - at < 16 {
-            r.push(Finding::at(at, "the file ends inside a marker"));
-            ended_early = true;
-            break;
-        }
-        let mut head = [0u8; 16];
-        read_exact_at(file, &mut head, at).ctx("reading the marker stream")?;
-        let m = Marker::parse(&head);
-        if m.is_grain() {
-            let size_c = u64::from(m.size);
-            let lba = m.val;
-            if size_c > max_comp {
-                r.push(Finding::at(at, format!("grain record for LBA {lba} claims {size_c} compressed bytes (at most {max_comp})")));
-                ended_early = true;
-                break;
-            }
-            let rec_end = at + GRAIN_RECORD_HEADER_BYTES as u64 + size_c;
-            if rec_end > file_size {
-                r.push(Finding::at(at, format!("grain record for LBA {lba} ({size_c} compressed bytes) runs past the end of the file")));
-                ended_early = true;
-                break;
-            }
-            let bytes = (rec_end - at).div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
-            let lba_ok = lba % h.grain_size == 0 && lba < h.capacity;
-            if !lba_ok {
-                r.push(Finding::at(at, format!("grain record has LBA {lba}, not the start of a grain inside the {}-sector disk", h.capacity)));
-                w.digest_ok = false;
-            }
-            if let Some(p) = prev_lba.filter(|&p| lba <= p) {
-                r.push(Finding::at(at, format!("grain record for LBA {lba} comes after LBA {p} (grains must be in increasing order)")));
-                w.in_order = false;
-            }
-            prev_lba = Some(lba);
-            w.grains.push(WalkedGrain { sector, lba, bytes });
-            comp.resize(size_c as usize, 0);
-            read_exact_at(file, &mut comp, at + GRAIN_RECORD_HEADER_BYTES as u64)
-                .ctx("reading a grain")?;
-            let expected = if lba_ok {
-                (size - lba * SECTOR_BYTES).min(gb)
-            } else {
-                gb
-            };
-            match inflate(&mut z, &comp, &mut data) {
-                Inflated::Bytes(k) if k == expected || (k == gb && lba_ok) => {
-                    if lba_ok && w.in_order && w.digest_ok {
-                        w.digest.zeros(lba * SECTOR_BYTES - w.digest.len());
-                        w.digest.data(&data[..expected as usize]);
-                    }
-                }
-                Inflated::Bytes(k) => {
-                    r.push(Finding::at(
-                        at,
-                        format!("grain at LBA {lba} inflates to {k} bytes, expected {expected}"),
-                    ));
-                    w.digest_ok = false;
-                }
-                Inflated::MoreThan(k) => {
-                    r.push(Finding::at(at, format!("grain at LBA {lba} inflates to more than {k} bytes, expected {expected}")));
-                    w.digest_ok = false;
-                }
-                Inflated::Invalid(msg) => {
-                    r.push(Finding::at(at, format!("grain at LBA {lba}: {msg}")));
-                    w.digest_ok = false;
-                }
-            }
-            sector += bytes / SECTOR_BYTES;
-            continue;
-        }
-        // A metadata marker: `val` sectors of metadata follow.
-        let (expected, name) = match m.kind {
-            MARKER_EOS => (0, "end-of-stream"),
-            MARKER_GT => (h.gt_sectors(), "grain table"),
-            MARKER_GD => (h.gd_sectors(), "grain directory"),
-            MARKER_FOOTER => (1, "footer"),
-            k => {
-                r.push(Finding::at(
-                    at,
-                    format!("marker of unknown type {k} ({} sectors)", m.val),
-                ));
-                ended_early = true;
-                break;
-            }
-        };
-        if m.val != expected {
-            r.push(Finding::at(
-                at,
-                format!(
-                    "{name} marker announces {} sectors, expected {expected}",
-                    m.val
-                ),
-            ));
-        }
-        if m.kind == MARKER_EOS {
-            eos = true;
-            let after = at + SECTOR_BYTES;
-            // qemu-img pads its stream-optimized files with zeros to a
-            // whole grain; with the GD at the end, the end-of-stream
-            // marker must be the last sector (readers look for the footer
-            // at a fixed distance from the end).
-            if after < file_size && (gd_at_end || !is_zero_range(file, after, file_size)?) {
-                r.push(Finding::at(
-                    after,
-                    format!(
-                        "{} bytes follow the end-of-stream marker",
-                        file_size - after
-                    ),
-                ));
-            }
-            break;
-        }
-        let meta_end = sector.saturating_add(1).saturating_add(m.val);
-        if meta_end.saturating_mul(SECTOR_BYTES) > file_size {
-            r.push(Finding::at(
-                at,
-                format!(
-                    "{name} marker: its {} sectors run past the end of the file",
-                    m.val
-                ),
-            ));
-            ended_early = true;
-            break;
-        }
-        match m.kind {
-            MARKER_GT => w.gts.push(sector + 1),
-            MARKER_GD => gd_seen = Some(sector + 1),
-            // The footer itself was checked where readers look for it
-            // (EOF - 1024).
-            _ => {}
-        }
-        sector = meta_end;
-    }
-    if !eos && !ended_early {
-        r.push(Finding::at(
-            file_size,
-            "the stream ends without an end-of-stream marker",
-        ));
-    }
-    if let Some(gd) = gd_seen {
-        if gd != h.gd_offset && h.gd_offset != GD_AT_END {
-            r.push(Finding::at(
-                (gd - 1) * SECTOR_BYTES,
-                format!(
-                    "grain directory marker precedes sector {gd}, but the header's gdOffset is {}",
-                    h.gd_offset
-                ),
-            ));
-        }
-    }
-    r.detail("end_of_stream_marker", eos);
-    Ok(w)
 }
 
 /// Check the grain directory and tables: against the walk for a stream,
@@ -737,21 +553,6 @@ fn table_findings(d: &VmdkReader, walk: Option<&Walk>, r: &mut Report) {
             ));
         }
     }
-}
-
-/// Whether the file's bytes in `from..to` are all zero.
-fn is_zero_range(file: &File, from: u64, to: u64) -> Result<bool> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pos = from;
-    while pos < to {
-        let n = (to - pos).min(buf.len() as u64) as usize;
-        read_exact_at(file, &mut buf[..n], pos).ctx("reading the end of the file")?;
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        pos += n as u64;
-    }
-    Ok(true)
 }
 
 /// With the redundant-GD flag, the redundant grain directory's tables must
