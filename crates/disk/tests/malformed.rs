@@ -595,9 +595,7 @@ fn deflate_bomb_after_the_tar_archive_is_stopped() {
     // with 1 GiB of zeros that no tar header accounts for.
     let bomb = deflate_bomb(&tar, 1024);
     assert!(bomb.len() < 2 << 20, "{}", bomb.len());
-    let t = Instant::now();
     let r = verify_with(dir.path(), &bomb, cloudimg_disk::formats::Format::Gzip).unwrap();
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(
         messages(&r).iter().map(|m| m.split_once(": ").unwrap().1).collect::<Vec<_>>(),
         [format!(

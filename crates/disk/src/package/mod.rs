@@ -25,8 +25,9 @@ mod manifest;
 mod plan;
 mod run;
 
+pub use crate::vocab::{azure_size, gcp_size};
 pub use manifest::{Artifact, Manifest, Source};
-pub use plan::{azure_size, gcp_size, Shape};
+pub use plan::Shape;
 
 /// Which cloud a shape is for (one type for every crate).
 pub use crate::vocab::Provider;

@@ -16,7 +16,7 @@ use crate::formats::{self, Format};
 use crate::io::OutputFile;
 use crate::layout;
 use crate::layout::gpt::Growth;
-use crate::vocab::AZURE_SIZE_UNIT;
+use crate::vocab::{AZURE_SIZE_UNIT, GCP_SIZE_UNIT};
 
 /// One output shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,21 +264,6 @@ pub(super) fn preflight(req: &PackageRequest) -> Result<Box<dyn VirtualDisk>> {
     Ok(disk)
 }
 
-/// The smallest size GCP accepts: the next whole GiB (an exact multiple
-/// stays). [`package`] grows to a larger whole GiB when a backup GPT at
-/// this one would overwrite data ([`layout::gpt::plan_growth`]).
-pub fn gcp_size(size: u64) -> u64 {
-    size.div_ceil(GIB) * GIB
-}
-
-/// The smallest size Azure accepts: the next whole MiB (an exact multiple
-/// stays, and the input is then used as it is). [`package`] grows to a
-/// larger whole MiB when a backup GPT at this one would overwrite data
-/// ([`layout::gpt::plan_growth`]).
-pub fn azure_size(size: u64) -> u64 {
-    size.div_ceil(AZURE_SIZE_UNIT) * AZURE_SIZE_UNIT
-}
-
 /// Self-check of a grown disk, before any of it is written: its patches
 /// change nothing of the input outside the GPT (see
 /// [`layout::gpt::changes_outside_gpt`]; only the patched sectors are
@@ -423,7 +408,7 @@ impl<'d> Plan<'d> {
                 .map_err(|e| failures.push((shape, e)))
                 .ok()
         };
-        let (gcp, gcp_growth) = grow(Shape::GcpTarGz, GIB).unzip();
+        let (gcp, gcp_growth) = grow(Shape::GcpTarGz, GCP_SIZE_UNIT).unzip();
         let (azure, azure_growth) = grow(Shape::AzureVhd, AZURE_SIZE_UNIT).unzip();
         let azure_is_input = azure
             .as_ref()

@@ -25,11 +25,12 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::codec::{gzip, tar};
-use crate::disk::{VirtualDisk, GIB};
+use crate::disk::VirtualDisk;
 use crate::error::{Error, IoContext, Result};
 use crate::formats::table::{self, Inspected, Output, Probe};
 use crate::formats::{foreign, WriteOptions};
 use crate::io::{unnamed_temp_beside, FileReader, RawFile};
+use crate::vocab::GCP_SIZE_UNIT;
 
 mod verify;
 
@@ -135,7 +136,7 @@ pub fn write_tar_gz_jobs<W: Write>(
     jobs: usize,
 ) -> Result<W> {
     let size = disk.size();
-    if size == 0 || size % GIB != 0 {
+    if size == 0 || size % GCP_SIZE_UNIT != 0 {
         return Err(Error::invalid_input(format!(
             "disk.raw must be a whole number of GiB for GCP, but the disk is {size} bytes: grow it first"
         )));

@@ -12,13 +12,14 @@ use std::sync::Mutex;
 use super::MEMBER_NAME;
 use crate::codec::gzip::{GzipFacts, GzipReader};
 use crate::codec::tar::{self, TarChunk, TarEnd, TarEntry, TarReader, MAGIC_GNU};
-use crate::disk::{Extent, ExtentKind, VirtualDisk, GIB};
+use crate::disk::{Extent, ExtentKind, VirtualDisk};
 use crate::error::{IoContext, Result};
 use crate::formats::table::{DecodedDisk, Verified, VerifyOptions};
 use crate::formats::Format;
 use crate::io::DiskDigest;
 use crate::io::FileReader;
 use crate::verify::{Finding, Report};
+use crate::vocab::GCP_SIZE_UNIT;
 
 /// Bytes kept from each end of the decoded disk for the GPT check (the
 /// primary GPT is in the first 17 KiB, the backup in the last 17 KiB).
@@ -230,7 +231,7 @@ fn check_header(e: &TarEntry, report: &mut Report) {
             ),
         ));
     }
-    if e.realsize % GIB != 0 || e.realsize == 0 {
+    if e.realsize % GCP_SIZE_UNIT != 0 || e.realsize == 0 {
         report.push(Finding::at(
             at,
             format!(
