@@ -200,3 +200,34 @@ impl Drop for Mount {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// A FIFO (or any file that is not a regular file) is refused at once by
+/// every command that reads an image: opening it never waits for a writer.
+/// `timeout` ends a command that would hang, which then fails the test.
+#[test]
+fn fifo_input_is_refused_without_waiting() {
+    let t = tempfile::tempdir().unwrap();
+    let made = Command::new("mkfifo")
+        .arg("p")
+        .current_dir(t.path())
+        .status();
+    assert!(made.unwrap().success(), "mkfifo");
+    let cases: [&[&str]; 5] = [
+        &["verify", "p"],
+        &["inspect", "p"],
+        &["check", "p"],
+        &["boot", "p"],
+        &["package", "p", "-o", "out"],
+    ];
+    for args in cases {
+        let out = Command::new("timeout")
+            .arg("60")
+            .arg(env!("CARGO_BIN_EXE_cloudimg"))
+            .args(args)
+            .current_dir(t.path())
+            .output()
+            .expect("running cloudimg");
+        assert_ne!(out.status.code(), Some(124), "{args:?} waited on the FIFO");
+        assert_error(&out, &["p: ", "not a regular file"]);
+    }
+}

@@ -100,25 +100,28 @@ fn detect_file_named(file: &File, path: Option<&Path>) -> Result<Format> {
 
 /// Detect the format of the file at `path`.
 pub fn detect(path: &Path) -> Result<Format> {
-    let file = File::open(path)
-        .ctx("opening")
-        .map_err(|e| e.with_path(path))?;
+    let (file, _) = open_input(path)?;
     detect_file_named(&file, Some(path)).map_err(|e| e.with_path(path))
+}
+
+/// Open the input at `path` read-only: a regular file, or a one-line
+/// refusal naming it (a directory, a FIFO, a device: see
+/// [`crate::io::open_input`]).
+pub fn open_input(path: &Path) -> Result<(File, std::fs::Metadata)> {
+    crate::io::open_input(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::IsADirectory | std::io::ErrorKind::InvalidInput => {
+                Error::invalid_input(e.to_string())
+            }
+            _ => Error::io("opening", e),
+        })
+        .map_err(|e| e.with_path(path))
 }
 
 /// Open an existing artifact or image for reading and detect its format:
 /// a directory or an empty file is refused with an error naming it.
 pub fn open_detect(path: &Path) -> Result<(File, std::fs::Metadata, Format)> {
-    let file = File::open(path)
-        .ctx("opening")
-        .map_err(|e| e.with_path(path))?;
-    let meta = file
-        .metadata()
-        .ctx("opening")
-        .map_err(|e| e.with_path(path))?;
-    if meta.is_dir() {
-        return Err(Error::invalid_input("is a directory").with_path(path));
-    }
+    let (file, meta) = open_input(path)?;
     if meta.len() == 0 {
         return Err(Error::invalid_input("is empty").with_path(path));
     }

@@ -14,5 +14,5 @@ pub use digest::{feed_disk, sha256_disk, sha256_file, DiskDigest, Sha256Hex};
 pub use direct::ReadBack;
 pub use output::{cleanup_registered, OutputFile};
 pub use raw_file::RawFile;
-pub use read::read_exact_at;
+pub use read::{open_input, read_exact_at};
 pub use temp::{unnamed_temp_beside, unnamed_temp_in, FileReader};

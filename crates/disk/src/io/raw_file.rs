@@ -28,20 +28,7 @@ impl RawFile {
     /// Open a regular file read-only.
     pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path)?;
-        let meta = file.metadata()?;
-        if meta.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::IsADirectory,
-                "is a directory",
-            ));
-        }
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "is not a regular file",
-            ));
-        }
+        let (file, meta) = super::open_input(path)?;
         Ok(RawFile {
             file,
             size: meta.len(),

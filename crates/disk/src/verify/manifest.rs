@@ -1,7 +1,7 @@
 //! Re-check every artifact a `manifest.json` lists, and tell a manifest
 //! from a disk image by its content.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -19,9 +19,21 @@ const MANIFEST_MAX_BYTES: u64 = 16 << 20;
 
 /// Read and parse the `manifest.json` at `path`.
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
-    let text = fs::read(path)
-        .ctx("reading")
-        .map_err(|e| e.with_path(path))?;
+    let (file, meta) = crate::formats::open_input(path)?;
+    if meta.len() > MANIFEST_MAX_BYTES {
+        return Err(Error::invalid_format(format!(
+            "is {} bytes, more than a manifest ({MANIFEST_MAX_BYTES} at most)",
+            meta.len()
+        ))
+        .with_path(path));
+    }
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MANIFEST_MAX_BYTES + 1),
+        &mut text,
+    )
+    .ctx("reading")
+    .map_err(|e| e.with_path(path))?;
     serde_json::from_slice(&text).map_err(|e| {
         Error::invalid_format(format!("is not a cloudimg manifest: {e}")).with_path(path)
     })
@@ -38,7 +50,7 @@ pub fn is_manifest(path: &Path) -> bool {
         return false;
     }
     let mut head = [0u8; 1];
-    let first = File::open(path).and_then(|f| {
+    let first = crate::io::open_input(path).and_then(|(f, _)| {
         use std::io::Read;
         let mut r = std::io::BufReader::new(f);
         loop {
