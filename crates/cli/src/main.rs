@@ -69,10 +69,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the command failed writing to a closed stdout (`| head`): a
+/// plain write's error, or one inside a JSON serializer's.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>().map(|io| io.kind()) == broken
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                == broken
     })
 }
 

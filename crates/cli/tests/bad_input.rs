@@ -231,3 +231,34 @@ fn fifo_input_is_refused_without_waiting() {
         assert_error(&out, &["p: ", "not a regular file"]);
     }
 }
+
+/// A closed stdout (`cloudimg ... | head` once head has what it wants)
+/// ends the command quietly: exit 0, nothing on stderr, never a panic.
+/// The pipe's reading end is closed before cloudimg writes anything.
+#[test]
+fn closed_stdout_ends_quietly() {
+    let t = tempfile::tempdir().unwrap();
+    let built = cloudimg(&["image", "build", "-o", "d.raw"], t.path());
+    assert!(built.status.success(), "{built:?}");
+    let cases: [&[&str]; 6] = [
+        &["check", "d.raw"],
+        &["check", "--json", "d.raw"],
+        &["inspect", "d.raw"],
+        &["inspect", "--json", "d.raw"],
+        &["verify", "d.raw"],
+        &["verify", "--json", "d.raw"],
+    ];
+    for args in cases {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_cloudimg"))
+            .args(args)
+            .current_dir(t.path())
+            .stdout(writer)
+            .output()
+            .expect("running cloudimg");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}

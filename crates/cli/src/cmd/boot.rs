@@ -95,13 +95,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::signals::settle();
         let record = record
             .with_context(|| format!("booting {} with {}", args.artifact.display(), fw.id()))?;
-        println!("{}", record.summary());
+        super::outln!("{}", record.summary())?;
         if !record.passed {
             all_passed = false;
             eprintln!("serial console (last lines):\n{}", record.serial_tail);
         }
         if let Some(p) = &record.record_path {
-            println!("evidence: {}", p.display());
+            super::outln!("evidence: {}", p.display())?;
         }
     }
     Ok(if all_passed {

@@ -296,10 +296,10 @@ fn azure(a: AzureArgs) -> anyhow::Result<ExitCode> {
     }
     let plan = azure::plan(&target, &artifact)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        super::outln!("{}", serde_json::to_string_pretty(&plan)?)?;
     } else {
         for line in plan.lines() {
-            println!("{line}");
+            super::outln!("{line}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -329,7 +329,7 @@ fn run_target(
 ) -> anyhow::Result<ExitCode> {
     if c.plan {
         for line in flow::plan(&target, &artifact) {
-            println!("{line}");
+            super::outln!("{line}")?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -354,9 +354,9 @@ fn run_target(
         .with_context(|| format!("writing evidence to {}", evidence.display()))?;
     let left = s.teardown.as_ref().map_or(0, |t| t.failed.len());
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        super::outln!("{}", serde_json::to_string_pretty(&s)?)?;
     } else if s.passed {
-        println!(
+        super::outln!(
             "PASS {}: {} reached {:?} after {:.1} s (image {}, boot mode {}); evidence: {}",
             s.provider.id(),
             s.name,
@@ -365,7 +365,7 @@ fn run_target(
             s.image_id.as_deref().unwrap_or("?"),
             s.boot_mode,
             evidence.display()
-        );
+        )?;
     }
     if left > 0 {
         bail!(
@@ -380,11 +380,11 @@ fn run_target(
     match s.error_kind {
         Some(ErrorKind::Timeout) if s.instance_id.is_some() => {
             if !json {
-                println!(
+                super::outln!(
                     "FAIL {}: {why}; evidence: {}",
                     s.provider.id(),
                     evidence.display()
-                );
+                )?;
             }
             Ok(ExitCode::from(1))
         }
@@ -397,10 +397,10 @@ fn teardown(t: TeardownArgs) -> anyhow::Result<ExitCode> {
     let runner = Runner::new(log());
     let r = cloudimg_cloud::teardown_journal(&t.journal, &runner)?;
     for d in &r.deleted {
-        println!("deleted {d}");
+        super::outln!("deleted {d}")?;
     }
     for d in &r.already_gone {
-        println!("already gone: {d}");
+        super::outln!("already gone: {d}")?;
     }
     if !r.is_clean() {
         for (what, why) in &r.failed {

@@ -215,7 +215,7 @@ fn build_grub(a: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     let built = build_image(&opts, &a.output)
         .with_context(|| format!("building {}", a.output.display()))?;
-    println!(
+    super::outln!(
         "wrote {} ({} bytes, {} written): BIOS boot LBA {}..={}, ESP LBA {}..={} (FAT32 {}), disk GUID {}",
         built.path.display(),
         built.size,
@@ -226,7 +226,7 @@ fn build_grub(a: BuildArgs) -> anyhow::Result<ExitCode> {
         built.esp.last_lba,
         cloudimg_image::hybrid::fat_uuid(built.esp_volume_id),
         built.disk_guid
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -255,7 +255,7 @@ fn build_limine(a: BuildArgs) -> anyhow::Result<ExitCode> {
         Some(b) => format!("BIOS boot LBA {}..={}, ", b.first_lba, b.last_lba),
         None => String::new(),
     };
-    println!(
+    super::outln!(
         "wrote {} ({} bytes): Limine {}, {}ESP LBA {}..={} (FAT32 {}: {}, {}, {}), {} MBR, disk GUID {}",
         built.path.display(),
         built.size,
@@ -269,7 +269,7 @@ fn build_limine(a: BuildArgs) -> anyhow::Result<ExitCode> {
         LIMINE_KERNEL_PATH,
         if a.hybrid_mbr { "hybrid" } else { "protective" },
         built.disk_guid
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,16 @@
 //! One module per subcommand: clap arguments and a `run` function.
 
+/// `println!` that returns the write's error instead of panicking: a
+/// closed stdout (`cloudimg ... | head`) ends the command quietly through
+/// `main`'s broken-pipe check.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use outln;
+
 pub mod boot;
 pub mod check;
 pub mod cloud;
