@@ -262,3 +262,28 @@ fn closed_stdout_ends_quietly() {
         assert!(err.is_empty(), "{args:?}: {err}");
     }
 }
+
+/// Thread counts and durations out of range are refused before any work
+/// with a message naming the option: never a thread panic, a clock
+/// overflow or half-written `.partial` files.
+#[test]
+fn jobs_and_durations_out_of_range_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("d.raw"), vec![0u8; 1 << 20]).unwrap();
+    for jobs in ["0", "100000"] {
+        let out = cloudimg(&["package", "d.raw", "-j", jobs, "-o", "out"], t.path());
+        assert_error(&out, &["--jobs must be from 1 to 1024"]);
+        assert!(entries(&t.path().join("out")).is_empty());
+    }
+    for timeout in ["1e20", "inf", "NaN", "0", "-1"] {
+        let out = cloudimg(&["boot", "d.raw", &format!("--timeout={timeout}")], t.path());
+        assert_error(&out, &["--timeout must be a positive number of seconds"]);
+    }
+    let out = cloudimg(
+        &["cloud", "gcp", "--timeout", "99999999999999", "--plan"],
+        t.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--timeout") && !err.contains("panicked"), "{err}");
+}

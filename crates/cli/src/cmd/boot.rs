@@ -68,8 +68,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         FirmwareArg::Bios => &[Firmware::Bios],
         FirmwareArg::Both => &[Firmware::Bios, Firmware::Uefi],
     };
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
+    if !(args.timeout > 0.0 && args.timeout <= super::MAX_SECONDS as f64) {
+        anyhow::bail!(
+            "--timeout must be a positive number of seconds, at most {} (a week)",
+            super::MAX_SECONDS
+        );
     }
     // A file cloudimg does not read (compressed, VDI, ...) is refused in
     // one line before any firmware is tried.

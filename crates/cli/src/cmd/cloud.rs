@@ -62,13 +62,15 @@ struct Common {
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// Seconds to wait for the landmark once the instance runs.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=super::MAX_SECONDS))]
     timeout: u64,
     /// The serial console line that proves the boot.
     #[arg(long, value_name = "TEXT", default_value = "capos kernel starting")]
     expect: String,
     /// Seconds between polls of the import task and the console.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=super::MAX_SECONDS))]
     poll: u64,
 }
 
@@ -128,7 +130,8 @@ struct AwsArgs {
     #[arg(long, default_value = DEFAULT_INSTANCE_TYPE)]
     instance_type: String,
     /// Seconds the import task may take.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=super::MAX_SECONDS))]
     import_timeout: u64,
     #[command(flatten)]
     common: Common,

@@ -19,6 +19,15 @@ pub mod inspect;
 pub mod package;
 pub mod verify;
 
+/// The longest duration any option takes, in seconds: a week. Longer ones
+/// are refused by the argument parser (a larger value would overflow the
+/// clock arithmetic of a wait).
+pub const MAX_SECONDS: u64 = 7 * 24 * 3600;
+
+/// The most threads `--jobs` may ask for: more is refused in one line (the
+/// system would refuse to create them part way through a run).
+pub const MAX_JOBS: usize = 1024;
+
 /// Whether stderr is a terminal (progress is shown only then).
 pub fn stderr_is_tty() -> bool {
     use std::io::IsTerminal;

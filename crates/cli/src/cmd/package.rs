@@ -169,7 +169,9 @@ fn request(args: &Args) -> anyhow::Result<PackageRequest> {
         shapes,
         mtime: super::source_date_epoch()?,
         jobs: match args.jobs {
-            Some(0) => anyhow::bail!("--jobs must be at least 1"),
+            Some(n) if n == 0 || n > super::MAX_JOBS => {
+                anyhow::bail!("--jobs must be from 1 to {}", super::MAX_JOBS)
+            }
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
