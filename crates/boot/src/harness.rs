@@ -222,7 +222,10 @@ pub fn artifact_drive(artifact: &Path, scratch: &Path) -> Result<(PathBuf, Forma
     };
     let format = formats::detect(artifact).map_err(|e| bad(e.message().to_string()))?;
     match format.spec().qemu {
-        QemuDrive::File(driver) => Ok((artifact.to_path_buf(), format, driver)),
+        QemuDrive::File(driver) => {
+            refuse_what_cloudimg_refuses(artifact, driver).map_err(bad)?;
+            Ok((artifact.to_path_buf(), format, driver))
+        }
         QemuDrive::Extracted {
             driver,
             file_name,
@@ -235,10 +238,25 @@ pub fn artifact_drive(artifact: &Path, scratch: &Path) -> Result<(PathBuf, Forma
                 .map_err(|e| bad(format!("creating {}: {e}", out.display())))?;
             extract(&input, &output)
                 .map_err(|e| bad(format!("extracting {what}: {}", e.message())))?;
+            refuse_what_cloudimg_refuses(&out, driver).map_err(|m| bad(format!("{what}: {m}")))?;
             Ok((out, format, driver))
         }
         QemuDrive::None => Err(bad(format!("a {format} cannot be booted directly"))),
     }
+}
+
+/// QEMU opens what a file names: a QCOW2's backing file, a VMDK's
+/// extents. Before QEMU sees a file in any format but raw, cloudimg opens
+/// it itself, and a file cloudimg refuses (a backing file, an external or
+/// several extents, a header cloudimg does not read as qemu does) is not
+/// booted: QEMU then never opens anything but the one file given.
+fn refuse_what_cloudimg_refuses(drive: &Path, driver: &str) -> std::result::Result<(), String> {
+    if driver == "raw" {
+        return Ok(());
+    }
+    cloudimg_disk::formats::open::open_disk(drive)
+        .map(drop)
+        .map_err(|e| e.message().to_string())
 }
 
 /// A path as a QEMU option value: commas doubled (QEMU's escape).
@@ -445,15 +463,23 @@ fn save_evidence(
     fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let stem = format!("boot-{}-{}", opts.firmware.id(), opts.disk.name());
     let log_path = dir.join(format!("{stem}.serial.log"));
-    fs::write(&log_path, log)
-        .map_err(|e| Error::io(format!("writing {}", log_path.display()), e))?;
+    write_evidence(&log_path, log)?;
     let json_path = dir.join(format!("{stem}.json"));
     record.serial_log = Some(log_path);
     record.record_path = Some(json_path.clone());
     let json = serde_json::to_string_pretty(&*record).expect("a BootRecord serializes");
-    fs::write(&json_path, json + "\n")
-        .map_err(|e| Error::io(format!("writing {}", json_path.display()), e))?;
-    Ok(())
+    write_evidence(&json_path, (json + "\n").as_bytes())
+}
+
+/// Write one evidence file: a new owner-only file under a temporary name
+/// (created exclusively, never through a symlink), renamed over `path`. A
+/// symlink planted at `path` is replaced, never followed.
+fn write_evidence(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let io = |e| Error::io(format!("writing {}", path.display()), e);
+    let out = cloudimg_disk::io::OutputFile::create(path).map_err(io)?;
+    out.file().write_all(bytes).map_err(io)?;
+    out.commit().map(drop).map_err(io)
 }
 
 /// Boot `artifact` once and report what happened. `Err` only when the

@@ -276,7 +276,10 @@ fn jobs_and_durations_out_of_range_are_refused() {
         assert!(entries(&t.path().join("out")).is_empty());
     }
     for timeout in ["1e20", "inf", "NaN", "0", "-1"] {
-        let out = cloudimg(&["boot", "d.raw", &format!("--timeout={timeout}")], t.path());
+        let out = cloudimg(
+            &["boot", "d.raw", &format!("--timeout={timeout}")],
+            t.path(),
+        );
         assert_error(&out, &["--timeout must be a positive number of seconds"]);
     }
     let out = cloudimg(
@@ -285,5 +288,8 @@ fn jobs_and_durations_out_of_range_are_refused() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("--timeout") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("--timeout") && !err.contains("panicked"),
+        "{err}"
+    );
 }
