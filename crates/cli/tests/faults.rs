@@ -214,9 +214,25 @@ fn two_runs_into_one_directory_do_not_interleave() {
     };
     let (a, b) = (spawn("a.raw"), spawn("b.raw"));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
-    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    // One run at a time per directory: when the two overlap, the second
+    // is refused at once (exit 2, one line) by the first's lock; when they
+    // do not, both succeed.
+    for r in [&a, &b] {
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            r.status.success()
+                || (r.status.code() == Some(2)
+                    && err.contains("another cloudimg package is writing to this directory")),
+            "{err}"
+        );
+    }
+    assert!(a.status.success() || b.status.success());
     assert!(leftovers(&t.path().join("out")).is_empty());
+    // The manifest holds what is in the directory, whoever wrote last.
+    ok(cloudimg(
+        &["verify", "--manifest", "out/manifest.json"],
+        t.path(),
+    ));
     // Each final file is whole: one of the two inputs, never a mix.
     let (sa, sb) = (
         sha256(&t.path().join("a.raw")),
@@ -345,4 +361,46 @@ fn signals_at_any_moment_of_image_build_leave_no_partial_image() {
             run(Command::new("sgdisk").arg("-v").arg(&img));
         }
     }
+}
+
+/// While a `package` holds an output directory, a second one into it is
+/// refused at once, writing nothing: the lock is taken on the directory
+/// itself (here by `flock(1)`, as another run would hold it).
+#[test]
+fn a_second_run_into_a_locked_directory_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    image(t.path(), "a.raw", 16 * MIB, 2 * MIB, 6);
+    fs::create_dir(t.path().join("out")).unwrap();
+    let mut holder = Command::new("flock")
+        .args(["--exclusive", "out", "sleep", "30"])
+        .current_dir(t.path())
+        .spawn()
+        .unwrap();
+    // Wait until flock holds the lock (a test lock with -n fails then).
+    let held = || {
+        !Command::new("flock")
+            .args(["--nonblock", "out", "true"])
+            .current_dir(t.path())
+            .status()
+            .unwrap()
+            .success()
+    };
+    while !held() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = bin()
+        .args(["package", "a.raw", "--aws", "-o", "out"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("out: another cloudimg package is writing to this directory"),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(t.path().join("out")).unwrap().count(), 0);
 }

@@ -148,7 +148,9 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     let read_err = |e: std::io::Error| Error::io("reading", e).with_path(input);
     let jobs = req.jobs.max(1);
     // Zero blocks inside data extents are treated as holes from here on.
-    let disk: Input = ZeroScanned::scan(plan::preflight(req)?, jobs).map_err(read_err)?;
+    let checked = plan::preflight(req)?;
+    let _lock = plan::lock_out_dir(&req.out_dir)?;
+    let disk: Input = ZeroScanned::scan(checked, jobs).map_err(read_err)?;
     let extents = disk.extents().map_err(read_err)?;
     let data: u64 = extents
         .iter()

@@ -167,6 +167,30 @@ impl Shape {
 /// must stay within the 255 bytes most filesystems allow.
 const MAX_FILE_NAME: usize = 200;
 
+/// One `package` at a time per output directory: an exclusive `flock` on
+/// the directory itself (no lock file is left behind), held as long as the
+/// returned handle lives. A second run into the same directory is refused
+/// at once, before it writes anything; two runs could otherwise both exit
+/// 0 with artifacts of one under the other's manifest.
+pub(super) fn lock_out_dir(out: &std::path::Path) -> Result<fs::File> {
+    use rustix::fs::{flock, FlockOperation};
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::DIRECTORY.bits() as i32)
+        .open(out)
+        .ctx("opening the output directory")
+        .map_err(|e| e.with_path(out))?;
+    match flock(&dir, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(dir),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::invalid_input(
+            "another cloudimg package is writing to this directory; wait for it to finish or choose another output directory",
+        )
+        .with_path(out)),
+        Err(e) => Err(Error::io("locking the output directory", e.into()).with_path(out)),
+    }
+}
+
 /// Checks made before any work: the input is a readable, non-empty
 /// regular file holding a disk (in any format cloudimg reads) whose size
 /// is a multiple of 512, and the output directory is a writable directory
