@@ -201,10 +201,14 @@ fn judge(input: &Path, ours: &Path, dir: &Path, baseline: &BTreeSet<String>) -> 
     let new: Vec<&String> = findings.difference(baseline).collect();
     if open["ok"] == false {
         let err = open["error"].as_str().unwrap_or("");
-        if verify["ok"] == true && new.is_empty() && verify["virtual_sha256"].is_string() {
+        // open_disk refuses a container its verifier finds anything wrong
+        // with, so refusing is a disagreement only when verify finds
+        // nothing at all (a seed's own finding, such as a tarball that is
+        // not a whole GiB, is reason enough).
+        if verify["ok"] == true && findings.is_empty() && verify["virtual_sha256"].is_string() {
             return Verdict::disagree(
                 "verify-accepts-open-refuses",
-                format!("open_disk: {err}; verify decodes it with no new finding"),
+                format!("open_disk: {err}; verify decodes it with no finding"),
             );
         }
         return Verdict::agree(format!("refused: {err}"));

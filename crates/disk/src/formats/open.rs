@@ -28,13 +28,42 @@ pub fn open_disk(path: &Path) -> Result<(Box<dyn VirtualDisk>, Format)> {
 /// [`open_disk`] for an already open `file` of `len` bytes, detected as
 /// `format`; `path` only names it in errors of later reads. The format
 /// table's opener does the work ([`FormatSpec::open`](super::FormatSpec)).
+///
+/// A container (any format but raw) is first verified in full by the
+/// format's own verifier, and refused when it finds anything wrong with
+/// the container: what `package`, `check` and `boot` read is then never a
+/// file `cloudimg verify` calls defective (the decoded disk's own GPT is
+/// not judged here: `package` reports it as a warning).
 pub fn open_file_disk(
     file: File,
     len: u64,
     format: Format,
     path: &Path,
 ) -> Result<Box<dyn VirtualDisk>> {
+    if format != Format::Raw {
+        refuse_defective(&file, format)?;
+    }
     (format.spec().open)(file, len, path)
+}
+
+/// Verify a container in full (without the decoded disk's GPT) and refuse
+/// it, in one line, at its first finding.
+fn refuse_defective(file: &File, format: Format) -> Result<()> {
+    let opts = formats::VerifyOptions {
+        check_disk: false,
+        ..formats::VerifyOptions::default()
+    };
+    let report = crate::verify::verify_file_with(file, format, opts)?;
+    let Some(first) = report.findings.first() else {
+        return Ok(());
+    };
+    let more = match report.findings.len() {
+        1 => String::new(),
+        n => format!(" (and {} more; `cloudimg verify` lists them)", n - 1),
+    };
+    Err(Error::corrupt(format!(
+        "is a defective {format}: {first}{more}"
+    )))
 }
 
 /// Why a VMDK text descriptor file is not read, and what to give instead:
