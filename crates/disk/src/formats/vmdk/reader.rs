@@ -221,6 +221,7 @@ impl VmdkReader {
             ));
         }
         let (gd, gts) = load_tables(&file, file_size, &header)?;
+        check_leading_capacity(&leading).map_err(|e| e.at_header(0))?;
         check_as_qemu(&header, file_size).map_err(|e| e.at_header(header_at))?;
         check_redundant_gd(&header, file_size).map_err(|e| e.at_header(header_at))?;
         let grain_bytes = header.grain_bytes() as usize;
@@ -475,6 +476,24 @@ fn check_as_qemu(h: &SparseExtentHeader, file_size: u64) -> std::result::Result<
     Ok(())
 }
 
+/// qemu looks at the capacity of the header at sector 0 before it reads a
+/// footer: when it is 0 and the header names an embedded descriptor, it
+/// opens that descriptor as a descriptor file of other extents
+/// (`vmdk_open_vmdk4` → `vmdk_open_desc_file`), which a monolithic
+/// sparse or stream-optimized disk is not ("Unsupported image type").
+/// cloudimg would read the footer's capacity instead: refuse.
+fn check_leading_capacity(leading: &SparseExtentHeader) -> std::result::Result<(), HeaderProblem> {
+    if leading.capacity == 0 && leading.descriptor_offset != 0 {
+        return Err(HeaderProblem::new(
+            wire::field::CAPACITY,
+            Error::corrupt(
+                "the header at sector 0 has a capacity of 0 sectors and names an embedded descriptor, which makes it a descriptor file, not a disk",
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// qemu reads the redundant grain directory whenever the flag is set and
 /// `rgdOffset` is not 0, and fails to open the file when it cannot
 /// (`vmdk_init_tables`: "Could not read l1 backup table"). cloudimg never
@@ -706,6 +725,63 @@ mod tests {
             e.message(),
             "not a VMDK sparse extent: magic is [00, 00, 00, 00], expected \"KDMV\""
         );
+    }
+
+    /// A 64 KiB stream-optimized disk with no grain: header, descriptor
+    /// (zeros), grain directory at sector 21 (one entry, 0), padding to
+    /// 22 sectors; `edit` changes the header first.
+    fn tiny_vmdk(dir: &std::path::Path, edit: impl Fn(&mut SparseExtentHeader)) -> File {
+        let mut h = SparseExtentHeader::stream_optimized(128, 21);
+        edit(&mut h);
+        let mut b = h.to_bytes().to_vec();
+        b.resize(22 * 512, 0);
+        let p = dir.join("t.vmdk");
+        std::fs::write(&p, b).unwrap();
+        File::open(&p).unwrap()
+    }
+
+    #[test]
+    fn open_refuses_what_qemu_refuses_or_reads_otherwise() {
+        // Issue 13: each of these was decoded by cloudimg while qemu-img
+        // refused it or decoded other bytes (block/vmdk.c).
+        let dir = tempfile::tempdir().unwrap();
+        assert!(VmdkReader::open(tiny_vmdk(dir.path(), |_| {})).is_ok());
+        let refused = |edit: &dyn Fn(&mut SparseExtentHeader)| {
+            let e = VmdkReader::open(tiny_vmdk(dir.path(), edit)).unwrap_err();
+            format!("{} (at byte {:?})", e.message(), e.offset())
+        };
+        assert_eq!(
+            refused(&|h| h.overhead = 23),
+            "the header says grains start at sector 23 (overHead), past the end of the 11264-byte file (truncated?) (at byte Some(64))"
+        );
+        assert_eq!(
+            refused(&|h| h.overhead = u64::MAX),
+            "the header says grains start at sector 18446744073709551615 (overHead), past the end of the 11264-byte file (truncated?) (at byte Some(64))"
+        );
+        assert_eq!(
+            refused(&|h| h.compress_algorithm = wire::COMPRESS_NONE),
+            "the flags say the grains are compressed, but the compression algorithm is 0 (none) (at byte Some(77))"
+        );
+        assert_eq!(
+            refused(&|h| {
+                h.version = 1;
+                h.flags |= wire::FLAG_ZEROED_GTE;
+            }),
+            "version 1 header sets the zeroed-grain-table flag, defined only from version 2 (at byte Some(8))"
+        );
+        assert_eq!(
+            refused(&|h| {
+                h.flags |= wire::FLAG_REDUNDANT_GD;
+                h.rgd_offset = 22;
+            }),
+            "the redundant grain directory (1 entries at sector 22) does not fit in the 11264-byte file (at byte Some(48))"
+        );
+        // A redundant GD inside the file is fine.
+        assert!(VmdkReader::open(tiny_vmdk(dir.path(), |h| {
+            h.flags |= wire::FLAG_REDUNDANT_GD;
+            h.rgd_offset = 21;
+        }))
+        .is_ok());
     }
 
     #[test]
