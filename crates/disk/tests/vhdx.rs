@@ -655,6 +655,71 @@ fn bat_offset_past_eof_is_reported() {
     );
 }
 
+/// Whether qemu-img opens `p` as a VHDX.
+fn qemu_opens(p: &Path) -> bool {
+    Command::new("qemu-img")
+        .args(["info", "-f", "vhdx"])
+        .arg(p)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn what_qemu_refuses_at_open_is_refused() {
+    // Issue 13: each of these was decoded by cloudimg while qemu-img
+    // refused it (block/vhdx.c vhdx_open, block/vhdx-log.c
+    // vhdx_parse_log).
+    let dir = tempfile::tempdir().unwrap();
+    let (_, good) = sample(dir.path());
+    let qemu = require_tool("qemu-img");
+    let mut cases: Vec<(&str, Vec<u8>, String)> = Vec::new();
+    // An empty log (GUID 0) at an offset that is not 1 MiB-aligned.
+    let mut b = good.clone();
+    put_header(&mut b, 1, |h| h.log_offset = (1 << 20) + 4096);
+    cases.push((
+        "log-offset",
+        b,
+        "the log offset 1052672 is not 1 MiB-aligned after the header section (at byte 131144)"
+            .into(),
+    ));
+    // The first region table broken (its checksum no longer matches),
+    // the second intact: qemu reads only the first.
+    let mut b = good.clone();
+    b[(192 << 10) + 100] ^= 1;
+    cases.push((
+        "region-table",
+        b,
+        "the first region table fails its checks (see above) (at byte 196608)".into(),
+    ));
+    // Block 0 placed over the BAT region (at 2 MiB).
+    let mut b = good.clone();
+    let bat = 2 << 20;
+    b[bat..bat + 8].copy_from_slice(&wire::bat_entry(6, 2 << 20).to_le_bytes());
+    cases.push((
+        "block-over-bat",
+        b,
+        format!(
+            "BAT entry 0: block 0 at file offset 2097152 overlaps region {} (at byte 2097152)",
+            wire::BAT_GUID
+        ),
+    ));
+    let g = damaged(dir.path(), "good.vhdx", &good);
+    assert!(vhdx::open(File::open(&g).unwrap()).is_ok());
+    assert!(
+        !qemu || qemu_opens(&g),
+        "qemu-img refuses the unmutated file"
+    );
+    for (name, bytes, want) in cases {
+        let p = damaged(dir.path(), &format!("{name}.vhdx"), &bytes);
+        assert_eq!(open_err(&p), want, "{name}");
+        if qemu {
+            assert!(!qemu_opens(&p), "qemu-img opens {name}");
+        }
+    }
+}
+
 /// Patch a metadata item (by index in our writer's order) in place.
 fn patch_item(b: &mut [u8], item: usize, bytes: &[u8]) {
     let mo = 3 << 20;

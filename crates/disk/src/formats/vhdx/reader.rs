@@ -267,11 +267,21 @@ fn check_log_placement(
             .at(ho + header_off::LOG_VERSION as u64),
         ));
     }
+    // qemu refuses a log offset inside the header section or not 1
+    // MiB-aligned even when the log is empty (block/vhdx-log.c
+    // vhdx_parse_log: -EINVAL before it looks at the log GUID).
+    if h.log_offset < HEADER_SECTION_END || h.log_offset % MIB != 0 {
+        return Err(fatal(
+            findings,
+            Error::corrupt(format!(
+                "the log offset {} is not 1 MiB-aligned after the header section",
+                h.log_offset
+            ))
+            .at(ho + header_off::LOG_OFFSET as u64),
+        ));
+    }
     let log_end = h.log_offset.saturating_add(h.log_length as u64);
-    if h.log_length != 0 && (h.log_offset < HEADER_SECTION_END || h.log_offset % MIB != 0)
-        || h.log_length as u64 % MIB != 0
-        || log_end > len
-    {
+    if h.log_length as u64 % MIB != 0 || log_end > len {
         findings.push(Finding::at(
             ho + header_off::LOG_OFFSET as u64,
             format!(
@@ -336,13 +346,17 @@ fn read_region_tables(
             "the two region tables differ",
         ));
     }
-    let Some((offset, table, _)) = tables.into_iter().find(|t| t.2) else {
+    // qemu reads only the first region table and refuses the file when it
+    // fails its checks (block/vhdx.c vhdx_open_region_tables): falling
+    // back to the second copy would decode what qemu refuses.
+    let (offset, table, ok) = tables.swap_remove(0);
+    if !ok {
         return Err(fatal(
             findings,
-            Error::corrupt("no valid region table: both copies fail their checks")
+            Error::corrupt("the first region table fails its checks (see above)")
                 .at(REGION_TABLE_OFFSETS[0]),
         ));
-    };
+    }
     Ok((offset, table))
 }
 
@@ -411,8 +425,16 @@ fn required_regions(
     Ok((bat_region, metadata_region))
 }
 
+/// Whether the byte ranges `[a.0, a.1)` and `[b.0, b.1)` overlap, as
+/// qemu's `vhdx_region_check` decides it (block/vhdx.c): an empty range
+/// strictly inside another overlaps it.
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    !(a.0 >= b.1 || a.1 <= b.0)
+}
+
 /// Regions must not overlap each other, the header section or the log
-/// (which ends at `log_end`) (qemu `vhdx_region_check`).
+/// (which ends at `log_end`, and counts even when empty, as qemu
+/// registers it) (qemu `vhdx_region_check`).
 fn check_region_overlaps(
     regions: &RegionTable,
     table_offset: u64,
@@ -430,7 +452,7 @@ fn check_region_overlaps(
     for i in 0..spans.len() {
         for j in i + 1..spans.len() {
             let (a, b) = (&spans[i], &spans[j]);
-            if a.1 < b.2 && b.1 < a.2 && a.1 != a.2 && b.1 != b.2 {
+            if overlaps((a.1, a.2), (b.1, b.2)) {
                 return Err(fatal(
                     findings,
                     Error::corrupt(format!("{} overlaps {}", a.0, b.0)).at(table_offset),
@@ -690,6 +712,7 @@ fn check_payload_entries(image: &VhdxImage, findings: &mut Vec<Finding>) -> Resu
     let cr = image.params.chunk_ratio();
     let bs = image.params.block_size as u64;
     let vs = image.params.virtual_size;
+    let spans = registered_spans(image);
     for i in 0..image.blocks() {
         let idx = bat_index(i, cr);
         let e = image.bat[idx as usize];
@@ -714,7 +737,14 @@ fn check_payload_entries(image: &VhdxImage, findings: &mut Vec<Finding>) -> Resu
                         image.file.len()
                     ))
                 } else {
-                    None
+                    // qemu vhdx_check_bat_entries: a present block must not
+                    // overlap the log or a region (whole block size).
+                    spans
+                        .iter()
+                        .find(|(_, s, e)| overlaps((off, off + bs), (*s, *e)))
+                        .map(|(name, _, _)| {
+                            format!("BAT entry {idx}: block {i} at file offset {off} overlaps {name}")
+                        })
                 }
             }
             PAYLOAD_BLOCK_PARTIALLY_PRESENT => Some(format!(
@@ -730,6 +760,14 @@ fn check_payload_entries(image: &VhdxImage, findings: &mut Vec<Finding>) -> Resu
             }
         }
     }
+    if let Some((idx, m)) = bad_bitmap_entry(image) {
+        let at = image.bat_region.file_offset + 8 * idx;
+        bad += 1;
+        findings.push(Finding::at(at, m.clone()));
+        if first.is_none() {
+            first = Some(Error::corrupt(m).at(at));
+        }
+    }
     match first {
         None => Ok(()),
         Some(e) if bad == 1 => Err(e),
@@ -742,6 +780,45 @@ fn check_payload_entries(image: &VhdxImage, findings: &mut Vec<Finding>) -> Resu
             })
         }
     }
+}
+
+/// The file ranges qemu registers before it checks the BAT: the log (even
+/// empty) and every region of the table (block/vhdx.c
+/// vhdx_parse_header, vhdx_open_region_tables).
+fn registered_spans(image: &VhdxImage) -> Vec<(String, u64, u64)> {
+    let h = image.header();
+    let mut spans = vec![(
+        "the log".to_string(),
+        h.log_offset,
+        h.log_offset.saturating_add(h.log_length as u64),
+    )];
+    for e in &image.regions.entries {
+        spans.push((format!("region {}", e.guid), e.file_offset, e.end()));
+    }
+    spans
+}
+
+/// The first sector bitmap entry of the BAT that says "fully present"
+/// (state 6) but points past the end of the file, which qemu refuses for
+/// every BAT entry (block/vhdx.c vhdx_check_bat_entries; a disk without a
+/// parent reads no sector bitmap).
+fn bad_bitmap_entry(image: &VhdxImage) -> Option<(u64, String)> {
+    let cr = image.params.chunk_ratio();
+    let len = image.file.len();
+    (cr..image.bat.len() as u64)
+        .step_by(cr as usize + 1)
+        .find_map(|idx| {
+            let e = image.bat[idx as usize];
+            let off = e & BAT_OFFSET_MASK;
+            ((e & BAT_STATE_MASK) as u8 == PAYLOAD_BLOCK_FULLY_PRESENT && off >= len).then(|| {
+                (
+                    idx,
+                    format!(
+                        "BAT entry {idx}: sector bitmap at file offset {off} lies past the end of the {len}-byte file"
+                    ),
+                )
+            })
+        })
 }
 
 /// A VHDX read through its BAT.

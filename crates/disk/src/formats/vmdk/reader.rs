@@ -208,12 +208,22 @@ impl VmdkReader {
                 problems.join("; ")
             )));
         }
+        // Where the header in effect lies: the footer copy sits 1024 bytes
+        // before the end when the grain directory is at the end.
+        let header_at = if leading.gd_offset == GD_AT_END {
+            file_size / SECTOR_BYTES * SECTOR_BYTES - 2 * SECTOR_BYTES
+        } else {
+            0
+        };
         if header.compressed() && !header.markers() {
             return Err(Error::unsupported(
                 "compressed grains without grain markers are not supported",
             ));
         }
         let (gd, gts) = load_tables(&file, file_size, &header)?;
+        check_leading_capacity(&leading).map_err(|e| e.at_header(0))?;
+        check_as_qemu(&header, file_size).map_err(|e| e.at_header(header_at))?;
+        check_redundant_gd(&header, file_size).map_err(|e| e.at_header(header_at))?;
         let grain_bytes = header.grain_bytes() as usize;
         Ok(VmdkReader {
             file,
@@ -384,6 +394,133 @@ fn read_descriptor(
     let mut b = vec![0u8; len as usize];
     read_exact_at(file, &mut b, at).ctx("reading the embedded descriptor")?;
     Ok(Some(Descriptor::parse(&b)))
+}
+
+/// A header refusal and the offset of its field within the header.
+struct HeaderProblem {
+    field: u64,
+    error: Error,
+}
+
+impl HeaderProblem {
+    fn new(field: usize, error: Error) -> HeaderProblem {
+        HeaderProblem {
+            field: field as u64,
+            error,
+        }
+    }
+
+    /// The error, at the field's byte offset in a header at `header_at`.
+    fn at_header(self, header_at: u64) -> Error {
+        self.error.at(header_at + self.field)
+    }
+}
+
+/// qemu's L1 size limit (`vmdk_add_extent`, block/vmdk.c: "L1 size too
+/// big" above 32 Mi grain directory entries).
+const QEMU_L1_ENTRIES_MAX: u64 = 32 * 1024 * 1024;
+
+/// Refuse what qemu refuses at open, or reads otherwise than the header
+/// says (block/vmdk.c `vmdk_open_vmdk4`, `get_cluster_offset`,
+/// `vmdk_read_extent`), on the header in effect `h` of a `file_size`-byte
+/// file.
+fn check_as_qemu(h: &SparseExtentHeader, file_size: u64) -> std::result::Result<(), HeaderProblem> {
+    use wire::field as f;
+    // vmdk_open_vmdk4: `bdrv_nb_sectors(file) < grain_offset` ("File
+    // truncated, expecting at least N bytes"); the comparison is
+    // unsigned, and qemu's sector count rounds the file size up.
+    let sectors = file_size.div_ceil(SECTOR_BYTES);
+    if sectors < h.overhead {
+        return Err(HeaderProblem::new(
+            f::OVERHEAD,
+            Error::corrupt(format!(
+                "the header says grains start at sector {} (overHead), past the end of the {file_size}-byte file (truncated?)",
+                h.overhead
+            )),
+        ));
+    }
+    // qemu decides "compressed" by compressAlgorithm alone (== 1,
+    // deflate) and reads the grains of a file whose flags say compressed
+    // but whose algorithm is 0 as raw bytes, markers and all: which
+    // reading is meant is unknowable, so refuse.
+    if h.flags & wire::FLAG_COMPRESSED != 0 && h.compress_algorithm == wire::COMPRESS_NONE {
+        return Err(HeaderProblem::new(
+            f::COMPRESS_ALGORITHM,
+            Error::corrupt(
+                "the flags say the grains are compressed, but the compression algorithm is 0 (none)",
+            ),
+        ));
+    }
+    // qemu treats grain table entry 1 as a zeroed grain whenever the flag
+    // is set (`has_zero_grain`, whatever the version); the VMDK 5.0
+    // technote defines the flag from version 2 on, where a version-1
+    // reader takes entry 1 for a grain at sector 1. Refuse the ambiguity.
+    if h.version < 2 && h.flags & wire::FLAG_ZEROED_GTE != 0 {
+        return Err(HeaderProblem::new(
+            f::FLAGS,
+            Error::corrupt(format!(
+                "version {} header sets the zeroed-grain-table flag, defined only from version 2",
+                h.version
+            )),
+        ));
+    }
+    if h.gd_entries() > QEMU_L1_ENTRIES_MAX {
+        return Err(HeaderProblem::new(
+            f::CAPACITY,
+            Error::unsupported(format!(
+                "the grain directory has {} entries, more than the {QEMU_L1_ENTRIES_MAX} qemu reads",
+                h.gd_entries()
+            )),
+        ));
+    }
+    Ok(())
+}
+
+/// qemu looks at the capacity of the header at sector 0 before it reads a
+/// footer: when it is 0 and the header names an embedded descriptor, it
+/// opens that descriptor as a descriptor file of other extents
+/// (`vmdk_open_vmdk4` → `vmdk_open_desc_file`), which a monolithic
+/// sparse or stream-optimized disk is not ("Unsupported image type").
+/// cloudimg would read the footer's capacity instead: refuse.
+fn check_leading_capacity(leading: &SparseExtentHeader) -> std::result::Result<(), HeaderProblem> {
+    if leading.capacity == 0 && leading.descriptor_offset != 0 {
+        return Err(HeaderProblem::new(
+            wire::field::CAPACITY,
+            Error::corrupt(
+                "the header at sector 0 has a capacity of 0 sectors and names an embedded descriptor, which makes it a descriptor file, not a disk",
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// qemu reads the redundant grain directory whenever the flag is set and
+/// `rgdOffset` is not 0, and fails to open the file when it cannot
+/// (`vmdk_init_tables`: "Could not read l1 backup table"). cloudimg never
+/// reads it for decoding, but refuses one that does not lie inside the
+/// file (stricter than qemu, which reads zeros past the end of a file).
+fn check_redundant_gd(
+    h: &SparseExtentHeader,
+    file_size: u64,
+) -> std::result::Result<(), HeaderProblem> {
+    if h.flags & wire::FLAG_REDUNDANT_GD == 0 || h.rgd_offset == 0 {
+        return Ok(());
+    }
+    let end = h
+        .rgd_offset
+        .checked_mul(SECTOR_BYTES)
+        .and_then(|a| a.checked_add(h.gd_entries() * 4));
+    if end.is_none_or(|e| e > file_size) {
+        return Err(HeaderProblem::new(
+            wire::field::RGD_OFFSET,
+            Error::corrupt(format!(
+                "the redundant grain directory ({} entries at sector {}) does not fit in the {file_size}-byte file",
+                h.gd_entries(),
+                h.rgd_offset
+            )),
+        ));
+    }
+    Ok(())
 }
 
 /// Read and parse the header at sector 0.
@@ -588,6 +725,63 @@ mod tests {
             e.message(),
             "not a VMDK sparse extent: magic is [00, 00, 00, 00], expected \"KDMV\""
         );
+    }
+
+    /// A 64 KiB stream-optimized disk with no grain: header, descriptor
+    /// (zeros), grain directory at sector 21 (one entry, 0), padding to
+    /// 22 sectors; `edit` changes the header first.
+    fn tiny_vmdk(dir: &std::path::Path, edit: impl Fn(&mut SparseExtentHeader)) -> File {
+        let mut h = SparseExtentHeader::stream_optimized(128, 21);
+        edit(&mut h);
+        let mut b = h.to_bytes().to_vec();
+        b.resize(22 * 512, 0);
+        let p = dir.join("t.vmdk");
+        std::fs::write(&p, b).unwrap();
+        File::open(&p).unwrap()
+    }
+
+    #[test]
+    fn open_refuses_what_qemu_refuses_or_reads_otherwise() {
+        // Issue 13: each of these was decoded by cloudimg while qemu-img
+        // refused it or decoded other bytes (block/vmdk.c).
+        let dir = tempfile::tempdir().unwrap();
+        assert!(VmdkReader::open(tiny_vmdk(dir.path(), |_| {})).is_ok());
+        let refused = |edit: &dyn Fn(&mut SparseExtentHeader)| {
+            let e = VmdkReader::open(tiny_vmdk(dir.path(), edit)).unwrap_err();
+            format!("{} (at byte {:?})", e.message(), e.offset())
+        };
+        assert_eq!(
+            refused(&|h| h.overhead = 23),
+            "the header says grains start at sector 23 (overHead), past the end of the 11264-byte file (truncated?) (at byte Some(64))"
+        );
+        assert_eq!(
+            refused(&|h| h.overhead = u64::MAX),
+            "the header says grains start at sector 18446744073709551615 (overHead), past the end of the 11264-byte file (truncated?) (at byte Some(64))"
+        );
+        assert_eq!(
+            refused(&|h| h.compress_algorithm = wire::COMPRESS_NONE),
+            "the flags say the grains are compressed, but the compression algorithm is 0 (none) (at byte Some(77))"
+        );
+        assert_eq!(
+            refused(&|h| {
+                h.version = 1;
+                h.flags |= wire::FLAG_ZEROED_GTE;
+            }),
+            "version 1 header sets the zeroed-grain-table flag, defined only from version 2 (at byte Some(8))"
+        );
+        assert_eq!(
+            refused(&|h| {
+                h.flags |= wire::FLAG_REDUNDANT_GD;
+                h.rgd_offset = 22;
+            }),
+            "the redundant grain directory (1 entries at sector 22) does not fit in the 11264-byte file (at byte Some(48))"
+        );
+        // A redundant GD inside the file is fine.
+        assert!(VmdkReader::open(tiny_vmdk(dir.path(), |h| {
+            h.flags |= wire::FLAG_REDUNDANT_GD;
+            h.rgd_offset = 21;
+        }))
+        .is_ok());
     }
 
     #[test]

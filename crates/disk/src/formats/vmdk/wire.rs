@@ -99,7 +99,7 @@ pub const GTE_ZEROED: u32 = 1;
 
 /// Byte ranges of the header fields (offset, length), after the layout in
 /// the VMDK 5.0 technote `SparseExtentHeader` (packed).
-mod field {
+pub(crate) mod field {
     pub const MAGIC: usize = 0;
     pub const VERSION: usize = 4;
     pub const FLAGS: usize = 8;
