@@ -400,6 +400,34 @@ fn failed_verification_removes_the_artifact() {
     }
 }
 
+/// An input that changes while it is being packaged (here the test hook
+/// moves its modification time after every shape is written, as a write
+/// would) commits nothing: exit 2, one line naming it, no artifact, no
+/// manifest, no temporary file.
+#[test]
+fn an_input_changed_during_the_run_commits_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    gpt_image(t.path(), "disk.img", 24 * MIB, 6);
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudimg"))
+        .args(["package", "disk.img", "--all", "-q", "-o", "out"])
+        .current_dir(t.path())
+        .env("CLOUDIMG_TEST_TOUCH_INPUT", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("disk.img: changed while it was being packaged"),
+        "{err}"
+    );
+    let left: Vec<_> = fs::read_dir(t.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn phase_trace_only_when_asked() {
     let t = tempfile::tempdir().unwrap();

@@ -149,6 +149,7 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     let jobs = req.jobs.max(1);
     // Zero blocks inside data extents are treated as holes from here on.
     let checked = plan::preflight(req)?;
+    let identity = run::Identity::of(&req.input)?;
     let _lock = plan::lock_out_dir(&req.out_dir)?;
     let disk: Input = ZeroScanned::scan(checked, jobs).map_err(read_err)?;
     let extents = disk.extents().map_err(read_err)?;
@@ -174,7 +175,7 @@ pub fn package(req: &PackageRequest, on_event: &mut dyn FnMut(Event)) -> Result<
     let mut failures: Vec<(Shape, Error)> = Vec::new();
     let plan = plan::Plan::new(req, &disk, on_event, &mut failures);
     trace::phase(|| "input scanned, shapes planned".into());
-    let (results, source_sha) = run::run(req, &plan, &opts, on_event)?;
+    let (results, source_sha) = run::run(req, &identity, &plan, &opts, on_event)?;
 
     let mut artifacts = Vec::new();
     for (shape, r) in results {

@@ -249,6 +249,50 @@ fn corrupt_for_tests(file: &File, target: &Path) {
     }
 }
 
+/// What tells a changed input from the one the run began with, without
+/// reading it again: its file (device and inode), size, and modification
+/// and change times to the nanosecond (any write moves both).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Identity {
+    file: (u64, u64),
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    /// The identity of the file at `path` now.
+    pub(super) fn of(path: &Path) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)
+            .ctx("reading metadata")
+            .map_err(|e| e.with_path(path))?;
+        Ok(Identity {
+            file: (m.dev(), m.ino()),
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+/// Test hook: with `CLOUDIMG_TEST_TOUCH_INPUT=1` set, move the input's
+/// modification time one second on after every shape is written and
+/// before any is committed, as a change during the run would, so tests can
+/// prove that nothing is committed then. Does nothing otherwise.
+fn touch_input_for_tests(input: &Path) {
+    if std::env::var_os("CLOUDIMG_TEST_TOUCH_INPUT").is_none() {
+        return;
+    }
+    let Ok(f) = std::fs::OpenOptions::new().write(true).open(input) else {
+        return;
+    };
+    if let Ok(t) = f.metadata().and_then(|m| m.modified()) {
+        let _ = f.set_modified(t + std::time::Duration::from_secs(1));
+        log::warn!("test hook: touched {}", input.display());
+    }
+}
+
 fn shape_file_name(target: &Path) -> String {
     target
         .file_name()
@@ -267,6 +311,7 @@ type Written = (Shape, Result<Decoded>);
 /// Events from the worker threads are delivered on this thread.
 pub(super) fn run(
     req: &PackageRequest,
+    identity: &Identity,
     plan: &Plan<'_>,
     opts: &WriteOptions,
     on_event: &mut dyn FnMut(Event),
@@ -320,6 +365,17 @@ pub(super) fn run(
             None => plan.azure_is_input.then(|| source_lane.clone()),
         };
         let digests = Digests::new(plan, opts, source_lane, grown_sha, azure_lane);
+        // The input must be the file it was when the run began: a change
+        // while it was read (its digest and every shape come from those
+        // reads) commits nothing.
+        touch_input_for_tests(&req.input);
+        if Identity::of(&req.input)? != *identity {
+            return Err(Error::invalid_input(
+                "changed while it was being packaged (its size or modification time differ); \
+                 nothing was committed: package it again once it is final",
+            )
+            .with_path(&req.input));
+        }
         // Now that the digests are known: check every report and give each
         // artifact its final name.
         let results = decoded
