@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if small {
         let f = memfd(data);
-        let _ = gcp::verify(&f);
+        let _ = gcp::verify(&f, Default::default()).map(|v| v.report);
     }
     // The input as a tar stream (header checksums fixed) gzipped by our
     // writer: reaches the verifier's tar checks, which a mutated gzip
@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
         if small {
             let mut w = gzip::GzipWriter::with_jobs(Vec::new(), 1).unwrap();
             std::io::Write::write_all(&mut w, &tar).unwrap();
-            let _ = gcp::verify(&memfd(&w.finish().unwrap()));
+            let _ = gcp::verify(&memfd(&w.finish().unwrap()), Default::default());
         }
     }
 });

@@ -27,6 +27,6 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => None,
     };
     if size.is_none_or(|s| s <= MAX_VERIFY_BYTES) {
-        let _ = vhd::verify(&f);
+        let _ = vhd::verify(&f, Default::default()).map(|v| v.report);
     }
 });

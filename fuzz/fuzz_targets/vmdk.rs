@@ -25,6 +25,6 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => None,
     };
     if size.is_none_or(|s| s <= MAX_VERIFY_BYTES) {
-        let _ = vmdk::verify(&f);
+        let _ = vmdk::verify(&f, Default::default()).map(|v| v.report);
     }
 });

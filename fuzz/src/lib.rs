@@ -352,8 +352,9 @@ pub fn ova_vmdk_finding_overflows(f: &File, slack: u64) -> bool {
     if extract_ova_vmdk(f, &out).is_err() {
         return false;
     }
-    vmdk::verify(&out).is_ok_and(|r| {
-        r.findings
+    vmdk::verify(&out, Default::default()).is_ok_and(|r| {
+        r.report
+            .findings
             .iter()
             .any(|x| x.offset.is_some_and(|o| o.checked_add(slack).is_none()))
     })
