@@ -5,7 +5,12 @@
 //!
 //! Refused on open: backing files, encryption, external data files,
 //! extended L2 entries, compression other than zlib, unknown incompatible
-//! features, and images marked corrupt. The dirty bit (lazy refcounts not
+//! features, images marked corrupt, and what block/qcow2.c qcow2_do_open
+//! refuses (refcount order above 6, no refcount table, refcount, snapshot
+//! or L1 tables too large or at an unaligned offset, the compression type
+//! bit with zlib, the raw-external-data bit without a data file). Refused
+//! on read, as qemu's read path does: zero-flagged L2 entries in a
+//! version 2 image, L2 entries pointing at unaligned offsets. The dirty bit (lazy refcounts not
 //! written back) is accepted: guest data is reached through L1/L2 only and
 //! is unaffected; [`verify()`](super::verify()) reports it.
 
@@ -80,7 +85,18 @@ pub fn read_header(file: &File) -> Result<(QcowHeader, u64)> {
 pub(crate) fn check_header(file: &File, h: &QcowHeader, len: u64, allow: Allow) -> Result<()> {
     check_geometry(h)?;
     check_features(file, h, allow)?;
-    check_l1(h, len)
+    check_tables(h)?;
+    check_l1(h, len)?;
+    // What check_l1 leaves to qemu's check: an empty L1 table's offset.
+    validate_table(
+        h,
+        "L1 table",
+        h.l1_table_offset,
+        h.l1_size as u64,
+        8,
+        MAX_L1_BYTES,
+        (off::L1_SIZE, off::L1_TABLE_OFFSET),
+    )
 }
 
 /// Version, cluster size and header length.
@@ -167,11 +183,97 @@ fn check_features(file: &File, h: &QcowHeader, allow: Allow) -> Result<()> {
         ))
         .at(off::COMPRESSION_TYPE));
     }
-    if f & INCOMPAT_COMPRESSION != 0 && h.header_length <= V3_MIN_HEADER_SIZE {
+    // block/qcow2.c validate_compression_type: with zlib (also when the
+    // header is too short to hold the field) the bit must be clear.
+    if f & INCOMPAT_COMPRESSION != 0 {
         return Err(Error::corrupt(
-            "compression type feature bit is set but the header has no compression type field",
+            "compression type feature bit is set but the compression type is zlib \
+             (qemu: \"Compression type incompatible feature bit must not be set\")",
         )
         .at(off::INCOMPATIBLE));
+    }
+    // block/qcow2.c qcow2_do_open: the raw-external-data autoclear bit
+    // without an external data file ("data-file-raw requires a data file").
+    if h.autoclear_features & AUTOCLEAR_DATA_FILE_RAW != 0 {
+        return Err(Error::corrupt(
+            "autoclear feature bit 1 (raw external data) is set but the image has no external data file",
+        )
+        .at(off::AUTOCLEAR));
+    }
+    Ok(())
+}
+
+/// The refcount and snapshot tables as block/qcow2.c qcow2_do_open checks
+/// them before reading anything: refcount order at most 6 ("Reference
+/// count entry width too large"), a refcount table of at least one
+/// cluster ("Image does not contain a reference count table"), and both
+/// tables through `qcow2_validate_table` (size limit, then an offset that
+/// is cluster-aligned and whose end fits in a signed 64-bit offset). The
+/// L1 table, which qcow2_do_open checks next, is checked by `check_l1`.
+fn check_tables(h: &QcowHeader) -> Result<()> {
+    if h.refcount_order > MAX_REFCOUNT_ORDER {
+        return Err(Error::corrupt(format!(
+            "refcount order {} is above {MAX_REFCOUNT_ORDER} (refcounts wider than 64 bits)",
+            h.refcount_order
+        ))
+        .at(off::REFCOUNT_ORDER));
+    }
+    if h.refcount_table_clusters == 0 {
+        return Err(
+            Error::corrupt("the image has no refcount table (0 clusters)")
+                .at(off::REFCOUNT_TABLE_CLUSTERS),
+        );
+    }
+    let cs = h.cluster_size();
+    validate_table(
+        h,
+        "refcount table",
+        h.refcount_table_offset,
+        h.refcount_table_clusters as u64,
+        cs,
+        MAX_REFTABLE_BYTES,
+        (off::REFCOUNT_TABLE_CLUSTERS, off::REFCOUNT_TABLE_OFFSET),
+    )?;
+    validate_table(
+        h,
+        "snapshot table",
+        h.snapshots_offset,
+        h.nb_snapshots as u64,
+        SNAPSHOT_HEADER_SIZE,
+        SNAPSHOT_HEADER_SIZE * MAX_SNAPSHOTS,
+        (off::NB_SNAPSHOTS, off::SNAPSHOTS_OFFSET),
+    )
+}
+
+/// block/qcow2.c qcow2_validate_table: `entries` of `entry_len` bytes at
+/// `offset` are refused when larger than `max_bytes` ("... too large"),
+/// or when `offset` is not cluster-aligned or the table's end passes
+/// i64::MAX ("... offset invalid"). `at` is where the count and the
+/// offset fields are in the header.
+fn validate_table(
+    h: &QcowHeader,
+    name: &str,
+    offset: u64,
+    entries: u64,
+    entry_len: u64,
+    max_bytes: u64,
+    at: (u64, u64),
+) -> Result<()> {
+    if entries > max_bytes / entry_len {
+        return Err(Error::corrupt(format!(
+            "{name} of {entries} entries of {entry_len} bytes is larger than the {max_bytes} bytes qemu allows"
+        ))
+        .at(at.0));
+    }
+    let end_ok = (i64::MAX as u64)
+        .checked_sub(entries * entry_len)
+        .is_some_and(|room| offset <= room);
+    if !end_ok || offset % h.cluster_size() != 0 {
+        return Err(Error::corrupt(format!(
+            "{name} offset {offset:#x} is not a cluster-aligned offset (cluster size {})",
+            h.cluster_size()
+        ))
+        .at(at.1));
     }
     Ok(())
 }
@@ -267,6 +369,33 @@ pub fn l2_mapping(entry: u64, cluster_bits: u32) -> Mapping {
     }
 }
 
+/// Decode an L2 entry as [`l2_mapping`], refusing what qemu's read path
+/// refuses (block/qcow2-cluster.c qcow2_get_host_offset, which signals
+/// corruption and fails the read with -EIO): a "reads as zero" entry in a
+/// version 2 image ("Zero cluster entry found in pre-v3 image"), and a
+/// standard entry, zero-flagged or not, whose host offset is not
+/// cluster-aligned ("Cluster allocation offset ... unaligned"). `l2` and
+/// `idx` locate the entry for the message.
+fn checked_mapping(h: &QcowHeader, entry: u64, l2: u64, idx: u64) -> io::Result<Mapping> {
+    let m = l2_mapping(entry, h.cluster_bits);
+    if matches!(m, Mapping::Compressed(..)) {
+        return Ok(m);
+    }
+    let at = l2 + idx * 8;
+    if entry & OFLAG_ZERO != 0 && h.version < 3 {
+        return Err(invalid(format!(
+            "L2 entry {idx} of the table at {l2:#x} (byte {at}) has the zero flag, which a version 2 image cannot have"
+        )));
+    }
+    let host = entry & OFFSET_MASK;
+    if host % h.cluster_size() != 0 {
+        return Err(invalid(format!(
+            "L2 entry {idx} of the table at {l2:#x} (byte {at}) points at {host:#x}, which is not cluster-aligned"
+        )));
+    }
+    Ok(m)
+}
+
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -351,7 +480,7 @@ impl Qcow2Disk {
                 e
             }
         };
-        Ok(l2_mapping(entry, self.header.cluster_bits))
+        checked_mapping(&self.header, entry, l2, idx as u64)
     }
 
     /// Read the compressed bytes at `offset`, `len` long (clipped to the
@@ -439,12 +568,12 @@ impl VirtualDisk for Qcow2Disk {
             };
             let table = self.read_l2(l2)?;
             let mut pos = start;
-            for &e in &table {
+            for (j, &e) in table.iter().enumerate() {
                 if pos >= rend {
                     break;
                 }
                 let len = cs.min(rend - pos);
-                let kind = match l2_mapping(e, self.header.cluster_bits) {
+                let kind = match checked_mapping(&self.header, e, l2, j as u64)? {
                     Mapping::Zero => ExtentKind::Zero,
                     _ => ExtentKind::Data,
                 };
