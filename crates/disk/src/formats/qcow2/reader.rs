@@ -87,6 +87,8 @@ pub(crate) fn check_header(file: &File, h: &QcowHeader, len: u64, allow: Allow) 
     check_features(file, h, allow)?;
     check_tables(h)?;
     check_l1(h, len)?;
+    check_extensions(file, h)?;
+    check_snapshots(file, h)?;
     // What check_l1 leaves to qemu's check: an empty L1 table's offset.
     validate_table(
         h,
@@ -243,6 +245,111 @@ fn check_tables(h: &QcowHeader) -> Result<()> {
         SNAPSHOT_HEADER_SIZE * MAX_SNAPSHOTS,
         (off::NB_SNAPSHOTS, off::SNAPSHOTS_OFFSET),
     )
+}
+
+/// The header extensions as block/qcow2.c qcow2_read_extensions walks
+/// them, from the end of the header to the end of the first cluster
+/// (bytes past the end of the file read as zeros, as qemu reads them):
+/// refused are an extension running past that end ("Header extension too
+/// large"), a backing format name of 16 bytes or more, an encryption
+/// header in an image without LUKS encryption, and a bitmaps extension of
+/// the wrong length or, when the autoclear bit says the bitmaps are valid,
+/// with a reserved field set, no or more than 65535 bitmaps, an unaligned
+/// directory or a directory above 64 MiB.
+fn check_extensions(file: &File, h: &QcowHeader) -> Result<()> {
+    let end = h.cluster_size() as usize;
+    let mut buf = vec![0u8; end];
+    read_up_to(file, &mut buf, 0)?;
+    let mut at = h.header_length as usize;
+    while at < end {
+        let magic = u32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
+        let n = u32::from_be_bytes(buf[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+        let ext_at = at as u64;
+        at += 8;
+        if at > end || n > end - at {
+            return Err(Error::corrupt(format!(
+                "header extension {magic:#x} of {n} bytes runs past the end of the first cluster ({end} bytes)"
+            ))
+            .at(ext_at));
+        }
+        let data = &buf[at..at + n];
+        let bad = |what: String| {
+            Err(Error::corrupt(format!("header extension {magic:#x}: {what}")).at(ext_at))
+        };
+        match magic {
+            EXT_END => return Ok(()),
+            EXT_BACKING_FORMAT if n >= MAX_BACKING_FORMAT => {
+                return bad(format!("backing format name of {n} bytes is too long"))
+            }
+            EXT_CRYPTO => {
+                return bad("encryption header in an image that is not LUKS-encrypted".into())
+            }
+            EXT_BITMAPS if n != BITMAPS_EXT_SIZE => {
+                return bad(format!(
+                    "bitmaps extension of {n} bytes, not {BITMAPS_EXT_SIZE}"
+                ))
+            }
+            EXT_BITMAPS if h.autoclear_features & AUTOCLEAR_BITMAPS != 0 => {
+                let nb = u32::from_be_bytes(data[0..4].try_into().expect("4 bytes"));
+                let reserved = u32::from_be_bytes(data[4..8].try_into().expect("4 bytes"));
+                let dir_size = u64::from_be_bytes(data[8..16].try_into().expect("8 bytes"));
+                let dir_at = u64::from_be_bytes(data[16..24].try_into().expect("8 bytes"));
+                if reserved != 0 {
+                    return bad("bitmaps extension reserved field is not zero".into());
+                }
+                if nb == 0 || nb > MAX_BITMAPS {
+                    return bad(format!("{nb} bitmaps, not 1 to {MAX_BITMAPS}"));
+                }
+                if dir_at % h.cluster_size() != 0 {
+                    return bad(format!(
+                        "bitmap directory offset {dir_at:#x} is not cluster-aligned"
+                    ));
+                }
+                if dir_size > MAX_BITMAP_DIRECTORY_BYTES {
+                    return bad(format!(
+                        "bitmap directory of {dir_size} bytes is larger than the {MAX_BITMAP_DIRECTORY_BYTES} qemu allows"
+                    ));
+                }
+            }
+            _ => {}
+        }
+        at += n.div_ceil(8) * 8;
+    }
+    Ok(())
+}
+
+/// The snapshot table as block/qcow2-snapshot.c qcow2_do_read_snapshots
+/// reads it on open (entries 8-byte aligned; bytes past the end of the
+/// file read as zeros): refused are an entry with more than 1024 bytes of
+/// extra data ("Too much extra metadata in snapshot table entry") and a
+/// table larger than 64 MiB ("Snapshot table is too big"). Reads at most
+/// that much, one small header at a time.
+fn check_snapshots(file: &File, h: &QcowHeader) -> Result<()> {
+    let start = h.snapshots_offset;
+    let mut at = start;
+    for i in 0..h.nb_snapshots {
+        at = at.next_multiple_of(8);
+        let mut b = [0u8; SNAPSHOT_HEADER_SIZE as usize];
+        read_up_to(file, &mut b, at)?;
+        let id_len = u16::from_be_bytes([b[12], b[13]]) as u64;
+        let name_len = u16::from_be_bytes([b[14], b[15]]) as u64;
+        let extra = u32::from_be_bytes(b[36..40].try_into().expect("4 bytes")) as u64;
+        if extra > MAX_SNAPSHOT_EXTRA_DATA {
+            return Err(Error::corrupt(format!(
+                "snapshot table entry {i} has {extra} bytes of extra data, more than the {MAX_SNAPSHOT_EXTRA_DATA} qemu accepts"
+            ))
+            .at(at + 36));
+        }
+        at += SNAPSHOT_HEADER_SIZE + extra + id_len + name_len;
+        if at - start > MAX_SNAPSHOTS_TABLE_BYTES {
+            return Err(Error::corrupt(format!(
+                "snapshot table of {} entries is larger than the {MAX_SNAPSHOTS_TABLE_BYTES} bytes qemu allows",
+                h.nb_snapshots
+            ))
+            .at(off::SNAPSHOTS_OFFSET));
+        }
+    }
+    Ok(())
 }
 
 /// block/qcow2.c qcow2_validate_table: `entries` of `entry_len` bytes at

@@ -33,6 +33,22 @@ pub const MAX_REFCOUNT_ORDER: u32 = 6;
 pub const SNAPSHOT_HEADER_SIZE: u64 = 40;
 /// Most snapshots qemu opens (`QCOW_MAX_SNAPSHOTS`, block/qcow2.h).
 pub const MAX_SNAPSHOTS: u64 = 65536;
+/// Most extra data per snapshot table entry qemu opens
+/// (`QCOW_MAX_SNAPSHOT_EXTRA_DATA`, block/qcow2.h).
+pub const MAX_SNAPSHOT_EXTRA_DATA: u64 = 1024;
+/// Largest snapshot table qemu opens (`QCOW_MAX_SNAPSHOTS_SIZE`, 1 KiB per
+/// snapshot, block/qcow2.h).
+pub const MAX_SNAPSHOTS_TABLE_BYTES: u64 = 1024 * MAX_SNAPSHOTS;
+/// Backing format names qemu reads are shorter than this
+/// (`sizeof(bs->backing_format)`, include/block/block_int-common.h) [U:
+/// 16 in qemu 7.2, not re-read at the source].
+pub const MAX_BACKING_FORMAT: usize = 16;
+/// Bytes of the bitmaps header extension (`Qcow2BitmapHeaderExt`).
+pub const BITMAPS_EXT_SIZE: usize = 24;
+/// Most bitmaps qemu opens (`QCOW2_MAX_BITMAPS`, block/qcow2.h).
+pub const MAX_BITMAPS: u32 = 65535;
+/// Largest bitmap directory (`QCOW2_MAX_BITMAP_DIRECTORY_SIZE`).
+pub const MAX_BITMAP_DIRECTORY_BYTES: u64 = 1024 * 65535;
 /// Largest backing file name (qemu: 1023 bytes).
 pub const MAX_BACKING_NAME: u32 = 1023;
 
