@@ -117,6 +117,15 @@ fn check_geometry(h: &QcowHeader) -> Result<()> {
         ))
         .at(off::CLUSTER_BITS));
     }
+    // qemu counts the disk in whole sectors (block/qcow2.c qcow2_do_open:
+    // total_sectors = size / 512) and would drop the tail: refused.
+    if h.size % 512 != 0 {
+        return Err(Error::corrupt(format!(
+            "virtual size {} is not a multiple of 512 bytes (qemu reads only its whole sectors)",
+            h.size
+        ))
+        .at(off::SIZE));
+    }
     let cs = h.cluster_size();
     if h.version == 3 && (h.header_length < V3_MIN_HEADER_SIZE || h.header_length as u64 > cs) {
         return Err(Error::corrupt(format!(
@@ -258,7 +267,9 @@ fn check_tables(h: &QcowHeader) -> Result<()> {
 /// directory or a directory above 64 MiB.
 fn check_extensions(file: &File, h: &QcowHeader) -> Result<()> {
     let end = h.cluster_size() as usize;
-    let mut buf = vec![0u8; end];
+    // 8 bytes more: an extension header starting just before the end is
+    // read (from the file, as qemu reads it) before being refused.
+    let mut buf = vec![0u8; end + 8];
     read_up_to(file, &mut buf, 0)?;
     let mut at = h.header_length as usize;
     while at < end {
