@@ -180,8 +180,14 @@ fn truncated_fixed_vhd_is_never_sound() {
                     ))),
                     "cut at {n}: {m:?}"
                 );
+                // Findings about the container carry their offset (one
+                // about the decoded disk's GPT, when qemu 7.2's geometry
+                // rule gives the garbage footer a small size, does not).
                 assert!(
-                    r.findings.iter().all(|f| f.offset.is_some()),
+                    r.findings
+                        .iter()
+                        .filter(|f| f.layer == cloudimg_disk::verify::Layer::Container)
+                        .all(|f| f.offset.is_some()),
                     "cut at {n}: {m:?}"
                 );
             }
@@ -798,7 +804,8 @@ fn vmdk_grain_table_errors_carry_their_offset() {
 fn dynamic_vhd_header_outside_the_file_is_reported_at_the_data_offset_field() {
     let dir = tempfile::tempdir().unwrap();
     // A dynamic footer (copy at the start and at the end) whose data
-    // offset points past the end of the file.
+    // offset points past the end of the file; reported in the start copy,
+    // the one qemu reads (block/vpc.c vpc_open).
     let good = vhd_bytes(dir.path());
     let mut f = good[good.len() - 512..].to_vec();
     f[60..64].copy_from_slice(&3u32.to_be_bytes());
@@ -810,8 +817,8 @@ fn dynamic_vhd_header_outside_the_file_is_reported_at_the_data_offset_field() {
     assert_eq!(
         messages(&r),
         [
-            "at byte 1552: dynamic disk data offset is 1099511627776, expected 512",
-            "at byte 1552: dynamic header at offset 1099511627776 lies outside the 2048-byte file",
+            "at byte 16: dynamic disk data offset is 1099511627776, expected 512",
+            "at byte 16: dynamic header at offset 1099511627776 lies outside the 2048-byte file",
         ]
     );
 }

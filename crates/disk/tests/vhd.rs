@@ -550,7 +550,8 @@ fn dynamic_structure_damage_is_reported() {
     );
     assert_eq!(r.virtual_sha256, None);
 
-    // A BAT entry pointing past the end of the file.
+    // A BAT entry pointing past the end of the file: refused on open, as
+    // qemu does ("free_data_block_offset points after the end of file").
     let src = common::corpus("dfvfs/ext2.vhd").unwrap();
     let mut b = std::fs::read(&src).unwrap();
     b[1536..1540].copy_from_slice(&0x0010_0000u32.to_be_bytes());
@@ -570,18 +571,29 @@ fn dynamic_structure_damage_is_reported() {
         msgs,
         vec![(
             Some(1536),
-            "BAT entry 0 points at sector 1048576, past the data area of the file"
+            "BAT entry 0 puts block 0 at sector 1048576, whose 2097664 bytes run past the end of the 2100224-byte file"
         )]
     );
     assert_eq!(r.virtual_sha256, None);
 
-    // Header checksum, and footer copy differing from the footer.
+    // Header checksum, and the footer at the end differing from the copy
+    // at the start (the one qemu reads): open refuses, verify reports.
     let Some(p) = ext2_with_header(dir.path(), |_| {}) else {
         return;
     };
     let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    let len = f.metadata().unwrap().len();
     f.write_all_at(&[0x77], 512 + 36).unwrap();
-    f.write_all_at(&[0x01], 84).unwrap();
+    f.write_all_at(&[0x01], len - 512 + 84).unwrap();
+    let e = vhd::open(File::open(&p).unwrap()).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "the footer copy at the start differs from the footer at byte {}: qemu reads the \
+             start copy, other tools the end one (at byte 0)",
+            len - 512
+        )
+    );
     let r =
         cloudimg_disk::verify::verify_file(&f, cloudimg_disk::formats::Format::VhdFixed).unwrap();
     let msgs: Vec<_> = r.findings.iter().map(|f| f.message.clone()).collect();

@@ -5,7 +5,12 @@
 //!
 //! Refused on open: backing files, encryption, external data files,
 //! extended L2 entries, compression other than zlib, unknown incompatible
-//! features, and images marked corrupt. The dirty bit (lazy refcounts not
+//! features, images marked corrupt, and what block/qcow2.c qcow2_do_open
+//! refuses (refcount order above 6, no refcount table, refcount, snapshot
+//! or L1 tables too large or at an unaligned offset, the compression type
+//! bit with zlib, the raw-external-data bit without a data file). Refused
+//! on read, as qemu's read path does: zero-flagged L2 entries in a
+//! version 2 image, L2 entries pointing at unaligned offsets. The dirty bit (lazy refcounts not
 //! written back) is accepted: guest data is reached through L1/L2 only and
 //! is unaffected; [`verify()`](super::verify()) reports it.
 
@@ -80,7 +85,20 @@ pub fn read_header(file: &File) -> Result<(QcowHeader, u64)> {
 pub(crate) fn check_header(file: &File, h: &QcowHeader, len: u64, allow: Allow) -> Result<()> {
     check_geometry(h)?;
     check_features(file, h, allow)?;
-    check_l1(h, len)
+    check_tables(h)?;
+    check_l1(h, len)?;
+    check_extensions(file, h)?;
+    check_snapshots(file, h)?;
+    // What check_l1 leaves to qemu's check: an empty L1 table's offset.
+    validate_table(
+        h,
+        "L1 table",
+        h.l1_table_offset,
+        h.l1_size as u64,
+        8,
+        MAX_L1_BYTES,
+        (off::L1_SIZE, off::L1_TABLE_OFFSET),
+    )
 }
 
 /// Version, cluster size and header length.
@@ -98,6 +116,15 @@ fn check_geometry(h: &QcowHeader) -> Result<()> {
             h.cluster_bits
         ))
         .at(off::CLUSTER_BITS));
+    }
+    // qemu counts the disk in whole sectors (block/qcow2.c qcow2_do_open:
+    // total_sectors = size / 512) and would drop the tail: refused.
+    if h.size % 512 != 0 {
+        return Err(Error::corrupt(format!(
+            "virtual size {} is not a multiple of 512 bytes (qemu reads only its whole sectors)",
+            h.size
+        ))
+        .at(off::SIZE));
     }
     let cs = h.cluster_size();
     if h.version == 3 && (h.header_length < V3_MIN_HEADER_SIZE || h.header_length as u64 > cs) {
@@ -167,11 +194,204 @@ fn check_features(file: &File, h: &QcowHeader, allow: Allow) -> Result<()> {
         ))
         .at(off::COMPRESSION_TYPE));
     }
-    if f & INCOMPAT_COMPRESSION != 0 && h.header_length <= V3_MIN_HEADER_SIZE {
+    // block/qcow2.c validate_compression_type: with zlib (also when the
+    // header is too short to hold the field) the bit must be clear.
+    if f & INCOMPAT_COMPRESSION != 0 {
         return Err(Error::corrupt(
-            "compression type feature bit is set but the header has no compression type field",
+            "compression type feature bit is set but the compression type is zlib \
+             (qemu: \"Compression type incompatible feature bit must not be set\")",
         )
         .at(off::INCOMPATIBLE));
+    }
+    // block/qcow2.c qcow2_do_open: the raw-external-data autoclear bit
+    // without an external data file ("data-file-raw requires a data file").
+    if h.autoclear_features & AUTOCLEAR_DATA_FILE_RAW != 0 {
+        return Err(Error::corrupt(
+            "autoclear feature bit 1 (raw external data) is set but the image has no external data file",
+        )
+        .at(off::AUTOCLEAR));
+    }
+    Ok(())
+}
+
+/// The refcount and snapshot tables as block/qcow2.c qcow2_do_open checks
+/// them before reading anything: refcount order at most 6 ("Reference
+/// count entry width too large"), a refcount table of at least one
+/// cluster ("Image does not contain a reference count table"), and both
+/// tables through `qcow2_validate_table` (size limit, then an offset that
+/// is cluster-aligned and whose end fits in a signed 64-bit offset). The
+/// L1 table, which qcow2_do_open checks next, is checked by `check_l1`.
+fn check_tables(h: &QcowHeader) -> Result<()> {
+    if h.refcount_order > MAX_REFCOUNT_ORDER {
+        return Err(Error::corrupt(format!(
+            "refcount order {} is above {MAX_REFCOUNT_ORDER} (refcounts wider than 64 bits)",
+            h.refcount_order
+        ))
+        .at(off::REFCOUNT_ORDER));
+    }
+    if h.refcount_table_clusters == 0 {
+        return Err(
+            Error::corrupt("the image has no refcount table (0 clusters)")
+                .at(off::REFCOUNT_TABLE_CLUSTERS),
+        );
+    }
+    let cs = h.cluster_size();
+    validate_table(
+        h,
+        "refcount table",
+        h.refcount_table_offset,
+        h.refcount_table_clusters as u64,
+        cs,
+        MAX_REFTABLE_BYTES,
+        (off::REFCOUNT_TABLE_CLUSTERS, off::REFCOUNT_TABLE_OFFSET),
+    )?;
+    validate_table(
+        h,
+        "snapshot table",
+        h.snapshots_offset,
+        h.nb_snapshots as u64,
+        SNAPSHOT_HEADER_SIZE,
+        SNAPSHOT_HEADER_SIZE * MAX_SNAPSHOTS,
+        (off::NB_SNAPSHOTS, off::SNAPSHOTS_OFFSET),
+    )
+}
+
+/// The header extensions as block/qcow2.c qcow2_read_extensions walks
+/// them, from the end of the header to the end of the first cluster
+/// (bytes past the end of the file read as zeros, as qemu reads them):
+/// refused are an extension running past that end ("Header extension too
+/// large"), a backing format name of 16 bytes or more, an encryption
+/// header in an image without LUKS encryption, and a bitmaps extension of
+/// the wrong length or, when the autoclear bit says the bitmaps are valid,
+/// with a reserved field set, no or more than 65535 bitmaps, an unaligned
+/// directory or a directory above 64 MiB.
+fn check_extensions(file: &File, h: &QcowHeader) -> Result<()> {
+    let end = h.cluster_size() as usize;
+    // 8 bytes more: an extension header starting just before the end is
+    // read (from the file, as qemu reads it) before being refused.
+    let mut buf = vec![0u8; end + 8];
+    read_up_to(file, &mut buf, 0)?;
+    let mut at = h.header_length as usize;
+    while at < end {
+        let magic = u32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
+        let n = u32::from_be_bytes(buf[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+        let ext_at = at as u64;
+        at += 8;
+        if at > end || n > end - at {
+            return Err(Error::corrupt(format!(
+                "header extension {magic:#x} of {n} bytes runs past the end of the first cluster ({end} bytes)"
+            ))
+            .at(ext_at));
+        }
+        let data = &buf[at..at + n];
+        let bad = |what: String| {
+            Err(Error::corrupt(format!("header extension {magic:#x}: {what}")).at(ext_at))
+        };
+        match magic {
+            EXT_END => return Ok(()),
+            EXT_BACKING_FORMAT if n >= MAX_BACKING_FORMAT => {
+                return bad(format!("backing format name of {n} bytes is too long"))
+            }
+            EXT_CRYPTO => {
+                return bad("encryption header in an image that is not LUKS-encrypted".into())
+            }
+            EXT_BITMAPS if n != BITMAPS_EXT_SIZE => {
+                return bad(format!(
+                    "bitmaps extension of {n} bytes, not {BITMAPS_EXT_SIZE}"
+                ))
+            }
+            EXT_BITMAPS if h.autoclear_features & AUTOCLEAR_BITMAPS != 0 => {
+                let nb = u32::from_be_bytes(data[0..4].try_into().expect("4 bytes"));
+                let reserved = u32::from_be_bytes(data[4..8].try_into().expect("4 bytes"));
+                let dir_size = u64::from_be_bytes(data[8..16].try_into().expect("8 bytes"));
+                let dir_at = u64::from_be_bytes(data[16..24].try_into().expect("8 bytes"));
+                if reserved != 0 {
+                    return bad("bitmaps extension reserved field is not zero".into());
+                }
+                if nb == 0 || nb > MAX_BITMAPS {
+                    return bad(format!("{nb} bitmaps, not 1 to {MAX_BITMAPS}"));
+                }
+                if dir_at % h.cluster_size() != 0 {
+                    return bad(format!(
+                        "bitmap directory offset {dir_at:#x} is not cluster-aligned"
+                    ));
+                }
+                if dir_size > MAX_BITMAP_DIRECTORY_BYTES {
+                    return bad(format!(
+                        "bitmap directory of {dir_size} bytes is larger than the {MAX_BITMAP_DIRECTORY_BYTES} qemu allows"
+                    ));
+                }
+            }
+            _ => {}
+        }
+        at += n.div_ceil(8) * 8;
+    }
+    Ok(())
+}
+
+/// The snapshot table as block/qcow2-snapshot.c qcow2_do_read_snapshots
+/// reads it on open (entries 8-byte aligned; bytes past the end of the
+/// file read as zeros): refused are an entry with more than 1024 bytes of
+/// extra data ("Too much extra metadata in snapshot table entry") and a
+/// table larger than 64 MiB ("Snapshot table is too big"). Reads at most
+/// that much, one small header at a time.
+fn check_snapshots(file: &File, h: &QcowHeader) -> Result<()> {
+    let start = h.snapshots_offset;
+    let mut at = start;
+    for i in 0..h.nb_snapshots {
+        at = at.next_multiple_of(8);
+        let mut b = [0u8; SNAPSHOT_HEADER_SIZE as usize];
+        read_up_to(file, &mut b, at)?;
+        let id_len = u16::from_be_bytes([b[12], b[13]]) as u64;
+        let name_len = u16::from_be_bytes([b[14], b[15]]) as u64;
+        let extra = u32::from_be_bytes(b[36..40].try_into().expect("4 bytes")) as u64;
+        if extra > MAX_SNAPSHOT_EXTRA_DATA {
+            return Err(Error::corrupt(format!(
+                "snapshot table entry {i} has {extra} bytes of extra data, more than the {MAX_SNAPSHOT_EXTRA_DATA} qemu accepts"
+            ))
+            .at(at + 36));
+        }
+        at += SNAPSHOT_HEADER_SIZE + extra + id_len + name_len;
+        if at - start > MAX_SNAPSHOTS_TABLE_BYTES {
+            return Err(Error::corrupt(format!(
+                "snapshot table of {} entries is larger than the {MAX_SNAPSHOTS_TABLE_BYTES} bytes qemu allows",
+                h.nb_snapshots
+            ))
+            .at(off::SNAPSHOTS_OFFSET));
+        }
+    }
+    Ok(())
+}
+
+/// block/qcow2.c qcow2_validate_table: `entries` of `entry_len` bytes at
+/// `offset` are refused when larger than `max_bytes` ("... too large"),
+/// or when `offset` is not cluster-aligned or the table's end passes
+/// i64::MAX ("... offset invalid"). `at` is where the count and the
+/// offset fields are in the header.
+fn validate_table(
+    h: &QcowHeader,
+    name: &str,
+    offset: u64,
+    entries: u64,
+    entry_len: u64,
+    max_bytes: u64,
+    at: (u64, u64),
+) -> Result<()> {
+    if entries > max_bytes / entry_len {
+        return Err(Error::corrupt(format!(
+            "{name} of {entries} entries of {entry_len} bytes is larger than the {max_bytes} bytes qemu allows"
+        ))
+        .at(at.0));
+    }
+    let end_ok = (i64::MAX as u64)
+        .checked_sub(entries * entry_len)
+        .is_some_and(|room| offset <= room);
+    if !end_ok || offset % h.cluster_size() != 0 {
+        return Err(Error::corrupt(format!(
+            "{name} offset {offset:#x} is not a cluster-aligned offset (cluster size {})",
+            h.cluster_size()
+        ))
+        .at(at.1));
     }
     Ok(())
 }
@@ -267,6 +487,33 @@ pub fn l2_mapping(entry: u64, cluster_bits: u32) -> Mapping {
     }
 }
 
+/// Decode an L2 entry as [`l2_mapping`], refusing what qemu's read path
+/// refuses (block/qcow2-cluster.c qcow2_get_host_offset, which signals
+/// corruption and fails the read with -EIO): a "reads as zero" entry in a
+/// version 2 image ("Zero cluster entry found in pre-v3 image"), and a
+/// standard entry, zero-flagged or not, whose host offset is not
+/// cluster-aligned ("Cluster allocation offset ... unaligned"). `l2` and
+/// `idx` locate the entry for the message.
+fn checked_mapping(h: &QcowHeader, entry: u64, l2: u64, idx: u64) -> io::Result<Mapping> {
+    let m = l2_mapping(entry, h.cluster_bits);
+    if matches!(m, Mapping::Compressed(..)) {
+        return Ok(m);
+    }
+    let at = l2 + idx * 8;
+    if entry & OFLAG_ZERO != 0 && h.version < 3 {
+        return Err(invalid(format!(
+            "L2 entry {idx} of the table at {l2:#x} (byte {at}) has the zero flag, which a version 2 image cannot have"
+        )));
+    }
+    let host = entry & OFFSET_MASK;
+    if host % h.cluster_size() != 0 {
+        return Err(invalid(format!(
+            "L2 entry {idx} of the table at {l2:#x} (byte {at}) points at {host:#x}, which is not cluster-aligned"
+        )));
+    }
+    Ok(m)
+}
+
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -351,7 +598,7 @@ impl Qcow2Disk {
                 e
             }
         };
-        Ok(l2_mapping(entry, self.header.cluster_bits))
+        checked_mapping(&self.header, entry, l2, idx as u64)
     }
 
     /// Read the compressed bytes at `offset`, `len` long (clipped to the
@@ -439,12 +686,12 @@ impl VirtualDisk for Qcow2Disk {
             };
             let table = self.read_l2(l2)?;
             let mut pos = start;
-            for &e in &table {
+            for (j, &e) in table.iter().enumerate() {
                 if pos >= rend {
                     break;
                 }
                 let len = cs.min(rend - pos);
-                let kind = match l2_mapping(e, self.header.cluster_bits) {
+                let kind = match checked_mapping(&self.header, e, l2, j as u64)? {
                     Mapping::Zero => ExtentKind::Zero,
                     _ => ExtentKind::Data,
                 };

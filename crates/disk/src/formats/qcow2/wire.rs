@@ -23,6 +23,32 @@ pub const WRITE_REFCOUNT_ORDER: u32 = 4;
 
 /// Largest active L1 table qemu opens (`QCOW_MAX_L1_SIZE`, 32 MiB).
 pub const MAX_L1_BYTES: u64 = 32 << 20;
+/// Largest refcount table qemu opens (`QCOW_MAX_REFTABLE_SIZE`, 8 MiB,
+/// block/qcow2.h).
+pub const MAX_REFTABLE_BYTES: u64 = 8 << 20;
+/// Largest refcount order (64-bit refcounts; block/qcow2.c qcow2_do_open).
+pub const MAX_REFCOUNT_ORDER: u32 = 6;
+/// Bytes of a snapshot table entry's fixed part (`QCowSnapshotHeader`,
+/// block/qcow2.h), the unit qcow2_do_open validates the table in.
+pub const SNAPSHOT_HEADER_SIZE: u64 = 40;
+/// Most snapshots qemu opens (`QCOW_MAX_SNAPSHOTS`, block/qcow2.h).
+pub const MAX_SNAPSHOTS: u64 = 65536;
+/// Most extra data per snapshot table entry qemu opens
+/// (`QCOW_MAX_SNAPSHOT_EXTRA_DATA`, block/qcow2.h).
+pub const MAX_SNAPSHOT_EXTRA_DATA: u64 = 1024;
+/// Largest snapshot table qemu opens (`QCOW_MAX_SNAPSHOTS_SIZE`, 1 KiB per
+/// snapshot, block/qcow2.h).
+pub const MAX_SNAPSHOTS_TABLE_BYTES: u64 = 1024 * MAX_SNAPSHOTS;
+/// Backing format names qemu reads are shorter than this
+/// (`sizeof(bs->backing_format)`, include/block/block_int-common.h) [U:
+/// 16 in qemu 7.2, not re-read at the source].
+pub const MAX_BACKING_FORMAT: usize = 16;
+/// Bytes of the bitmaps header extension (`Qcow2BitmapHeaderExt`).
+pub const BITMAPS_EXT_SIZE: usize = 24;
+/// Most bitmaps qemu opens (`QCOW2_MAX_BITMAPS`, block/qcow2.h).
+pub const MAX_BITMAPS: u32 = 65535;
+/// Largest bitmap directory (`QCOW2_MAX_BITMAP_DIRECTORY_SIZE`).
+pub const MAX_BITMAP_DIRECTORY_BYTES: u64 = 1024 * 65535;
 /// Largest backing file name (qemu: 1023 bytes).
 pub const MAX_BACKING_NAME: u32 = 1023;
 
@@ -40,6 +66,9 @@ pub const INCOMPAT_EXTL2: u64 = 1 << 4;
 pub const INCOMPAT_KNOWN: u64 = 0x1f;
 /// Autoclear bit 0: persistent dirty bitmaps extension is valid.
 pub const AUTOCLEAR_BITMAPS: u64 = 1 << 0;
+/// Autoclear bit 1: the external data file is valid as a raw image
+/// (`QCOW2_AUTOCLEAR_DATA_FILE_RAW`).
+pub const AUTOCLEAR_DATA_FILE_RAW: u64 = 1 << 1;
 
 /// Compression type 0: zlib (raw deflate, 4 KiB window).
 pub const COMPRESSION_ZLIB: u8 = 0;
@@ -100,8 +129,12 @@ pub mod off {
     pub const REFCOUNT_TABLE_CLUSTERS: u64 = 56;
     /// Snapshot count (u32).
     pub const NB_SNAPSHOTS: u64 = 60;
+    /// Snapshot table offset (u64).
+    pub const SNAPSHOTS_OFFSET: u64 = 64;
     /// Incompatible features (u64).
     pub const INCOMPATIBLE: u64 = 72;
+    /// Autoclear features (u64).
+    pub const AUTOCLEAR: u64 = 88;
     /// Refcount order (u32).
     pub const REFCOUNT_ORDER: u64 = 96;
     /// Header length (u32).

@@ -2,15 +2,16 @@
 //! file; dynamic disks are read through their block allocation table.
 //!
 //! Like qemu, the reader ignores the per-block sector bitmaps (an allocated
-//! block is read in full) and accepts checksum mismatches, which
-//! [`verify()`](super::verify()) reports.
+//! block is read in full) and the dynamic header's checksum, which
+//! [`verify()`](super::verify()) reports. The footer is chosen as qemu
+//! does (the start copy first), and the reader refuses what qemu refuses
+//! or would read otherwise than other tools (see `check_footer`).
 
 use std::fs::File;
 use std::io;
 
 use crate::disk::{coalesce, eof_error, Extent, ExtentKind, VirtualDisk, SECTOR_SIZE};
 use crate::error::{Error, IoContext, Result};
-use crate::formats::read_up_to;
 use crate::io::RawFile;
 
 use super::wire::*;
@@ -29,8 +30,9 @@ pub struct FooterAt {
     pub footer: VhdFooter,
 }
 
-/// Read the footer at the end of the file; when its cookie is wrong and
-/// the file starts with a footer copy (dynamic disks), use that instead.
+/// Read the footer as block/vpc.c vpc_open chooses it: the copy at the
+/// start of the file when it has the "conectix" cookie (dynamic disks
+/// begin with one), else the footer at the end.
 pub fn read_footer(file: &File) -> Result<FooterAt> {
     let len = file.metadata().ctx("reading metadata")?.len();
     if len < FOOTER_SIZE {
@@ -39,20 +41,88 @@ pub fn read_footer(file: &File) -> Result<FooterAt> {
         )));
     }
     let mut bytes = [0u8; 512];
-    crate::io::read_exact_at(file, &mut bytes, len - FOOTER_SIZE).ctx("reading the VHD footer")?;
-    let mut at = len - FOOTER_SIZE;
+    crate::io::read_exact_at(file, &mut bytes, 0).ctx("reading the VHD footer copy")?;
+    let mut at = 0;
     if bytes[..8] != FOOTER_COOKIE {
-        let mut head = [0u8; 512];
-        if read_up_to(file, &mut head, 0)? == 512 && head[..8] == FOOTER_COOKIE {
-            bytes = head;
-            at = 0;
-        }
+        crate::io::read_exact_at(file, &mut bytes, len - FOOTER_SIZE)
+            .ctx("reading the VHD footer")?;
+        at = len - FOOTER_SIZE;
     }
     Ok(FooterAt {
         offset: at,
         footer: VhdFooter::parse(&bytes),
         bytes,
     })
+}
+
+/// Refuse what qemu 7.2's block/vpc.c vpc_open refuses or would read
+/// otherwise than other tools, for the footer `at` that [`read_footer`]
+/// chose in the `len`-byte `file`: a start copy that differs from the
+/// footer at the end (qemu follows the start copy, other readers the end
+/// one), a dynamic disk without its start copy or a fixed one with one
+/// (qemu picks its reading by where the footer is, not by the disk type),
+/// a footer checksum mismatch ("Incorrect header checksum"), a size qemu
+/// versions disagree on (unknown creator whose geometry and current size
+/// differ: qemu 7.2 takes the geometry, 10.0 the current size), and a
+/// disk above 2040 GiB.
+fn check_footer(file: &File, at: &FooterAt, len: u64) -> Result<()> {
+    let f = &at.footer;
+    let field = |o: usize| at.offset + o as u64;
+    if at.offset == 0 && len > FOOTER_SIZE {
+        let mut tail = [0u8; 512];
+        crate::io::read_exact_at(file, &mut tail, len - FOOTER_SIZE)
+            .ctx("reading the VHD footer")?;
+        if tail[..8] == FOOTER_COOKIE && tail != at.bytes {
+            return Err(Error::corrupt(format!(
+                "the footer copy at the start differs from the footer at byte {}: \
+                 qemu reads the start copy, other tools the end one",
+                len - FOOTER_SIZE
+            ))
+            .at(0));
+        }
+    }
+    match (f.disk_type, at.offset == 0) {
+        (DISK_TYPE_DYNAMIC, false) => {
+            return Err(Error::corrupt(
+                "dynamic VHD has no footer copy at the start of the file (qemu reads it as a fixed disk)",
+            )
+            .at(0))
+        }
+        (DISK_TYPE_FIXED, true) => {
+            return Err(Error::corrupt(
+                "fixed VHD starts with a footer copy (qemu reads it as a dynamic disk)",
+            )
+            .at(0))
+        }
+        _ => {}
+    }
+    let computed = checksum(&at.bytes, off::CHECKSUM);
+    if computed != f.checksum {
+        return Err(Error::corrupt(format!(
+            "footer checksum mismatch (expected {computed:08x}, found {:08x})",
+            f.checksum
+        ))
+        .at(field(off::CHECKSUM)));
+    }
+    let (old, new) = (f.virtual_size(), f.virtual_size_qemu10());
+    if old != new {
+        return Err(Error::corrupt(format!(
+            "creator {:?} is not one qemu knows: qemu 7.2 sizes the disk by its geometry \
+             {}/{}/{} ({old} bytes), qemu 10.0 by its current size ({new} bytes)",
+            VhdFooter::fourcc(&f.creator_app),
+            f.cylinders,
+            f.heads,
+            f.sectors_per_track
+        ))
+        .at(field(off::CREATOR_APP)));
+    }
+    if old > MAX_DISK_BYTES {
+        return Err(Error::corrupt(format!(
+            "disk of {old} bytes is larger than the {MAX_DISK_BYTES} bytes (2040 GiB) qemu opens"
+        ))
+        .at(field(off::CURRENT_SIZE)));
+    }
+    Ok(())
 }
 
 /// A dynamic VHD: blocks located through the BAT.
@@ -100,7 +170,12 @@ impl DynamicVhd {
             .at(ho + 32));
         }
         let entries = header.max_table_entries as u64;
-        let bat_end = header.table_offset.checked_add(entries * 4);
+        // block/vpc.c vpc_open: the data area starts at the BAT's end
+        // rounded up to a sector, and must lie inside the file.
+        let bat_end = header
+            .table_offset
+            .checked_add(entries * 4)
+            .and_then(|e| e.checked_next_multiple_of(SECTOR_SIZE));
         if bat_end.is_none_or(|e| e > len) {
             return Err(Error::corrupt(format!(
                 "block allocation table of {entries} entries at offset {} runs past the end of the {len}-byte file",
@@ -122,11 +197,12 @@ impl DynamicVhd {
         let mut raw = vec![0u8; (entries * 4) as usize];
         crate::io::read_exact_at(&file, &mut raw, header.table_offset)
             .ctx("reading the block allocation table")?;
-        let bat = raw
+        let bat: Vec<u32> = raw
             .chunks_exact(4)
             .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
             .collect();
         let bitmap_size = (bs as u64 / SECTOR_SIZE).div_ceil(8).div_ceil(SECTOR_SIZE) * SECTOR_SIZE;
+        check_blocks_inside(&bat, bitmap_size + bs as u64, len, header.table_offset)?;
         Ok(DynamicVhd {
             file,
             size,
@@ -164,6 +240,21 @@ impl DynamicVhd {
     pub fn block_size(&self) -> u64 {
         self.block_size
     }
+}
+
+/// As block/vpc.c vpc_open ("free_data_block_offset points after the end
+/// of file. The image has been truncated."): every allocated block, its
+/// bitmap and data (`block_bytes`), must end inside the `len`-byte file.
+fn check_blocks_inside(bat: &[u32], block_bytes: u64, len: u64, bat_offset: u64) -> Result<()> {
+    for (i, &e) in bat.iter().enumerate() {
+        if e != BAT_UNALLOCATED && e as u64 * SECTOR_SIZE + block_bytes > len {
+            return Err(Error::corrupt(format!(
+                "BAT entry {i} puts block {i} at sector {e}, whose {block_bytes} bytes run past the end of the {len}-byte file"
+            ))
+            .at(bat_offset + 4 * i as u64));
+        }
+    }
+    Ok(())
 }
 
 impl VirtualDisk for DynamicVhd {
@@ -227,6 +318,9 @@ pub fn open(file: File) -> Result<Box<dyn VirtualDisk>> {
         return Err(Error::invalid_format(
             "not a VHD: no \"conectix\" footer at the end or the start of the file",
         ));
+    }
+    if f.disk_type == DISK_TYPE_FIXED || f.disk_type == DISK_TYPE_DYNAMIC {
+        check_footer(&file, &at, len)?;
     }
     match f.disk_type {
         DISK_TYPE_FIXED => {

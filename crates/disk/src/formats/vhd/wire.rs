@@ -42,6 +42,16 @@ pub const DISK_TYPE_DIFFERENCING: u32 = 4;
 /// The largest CHS geometry, 65535 cylinders x 16 heads x 255 sectors;
 /// qemu treats it as "use current_size" whatever the creator.
 pub const MAX_CHS: (u16, u8, u8) = (65535, 16, 255);
+/// Bytes of the maximum geometry (`VHD_MAX_GEOMETRY` sectors, block/vpc.c).
+pub const MAX_GEOMETRY_BYTES: u64 = 65535 * 16 * 255 * 512;
+/// Largest disk qemu opens (`VHD_MAX_SECTORS`, 0xff000000 sectors =
+/// 2040 GiB, block/vpc.c vpc_open: -EFBIG above).
+pub const MAX_DISK_BYTES: u64 = 0xff00_0000 * 512;
+/// Creators whose current size qemu before 10.0 trusts (block/vpc.c
+/// vpc_open's `use_chs` table; `tap\0` is compared with its NUL).
+pub const CURRENT_SIZE_CREATORS: [[u8; 4]; 5] = [*b"win ", *b"qem2", *b"d2v ", *b"CTXS", *b"tap\0"];
+/// Creators qemu 10.0 and later size by geometry.
+pub const CHS_CREATORS: [[u8; 4]; 2] = [*b"vpc ", *b"qemu"];
 /// BAT entry of an unallocated block.
 pub const BAT_UNALLOCATED: u32 = 0xFFFF_FFFF;
 
@@ -207,18 +217,33 @@ impl VhdFooter {
         (self.cylinders, self.heads, self.sectors_per_track) == MAX_CHS
     }
 
-    /// The virtual size qemu (10.0 and later) gives this disk: the CHS size
-    /// for creators `vpc ` and `qemu` (unless the geometry is the maximum),
-    /// else current_size. Older qemu (before 10.0) also used CHS for
-    /// unknown creators; the two rules agree for every creator cloudimg
-    /// writes or the corpus holds (`qem2`, `win `, `vpc `, `qemu`).
-    pub fn virtual_size(&self) -> u64 {
-        let chs_creator = &self.creator_app == b"vpc " || &self.creator_app == b"qemu";
-        if chs_creator && !self.is_max_chs() {
+    /// The size qemu gives the disk when it sizes it by its geometry
+    /// (`use_chs`) or by its current size, as block/vpc.c vpc_open does:
+    /// the geometry's sectors, unless their product is the maximum
+    /// geometry's (`VHD_MAX_GEOMETRY`, compared as a product), else
+    /// current_size rounded down to whole 512-byte sectors.
+    fn size_by(&self, use_chs: bool) -> u64 {
+        if use_chs && self.chs_bytes() != MAX_GEOMETRY_BYTES {
             self.chs_bytes()
         } else {
-            self.current_size
+            self.current_size / 512 * 512
         }
+    }
+
+    /// The virtual size qemu 7.2 (the reference the tests run) gives this
+    /// disk: block/vpc.c vpc_open sizes it by its geometry unless the
+    /// creator is one of `win `, `qem2`, `d2v `, `CTXS`, `tap\0`
+    /// ([`CURRENT_SIZE_CREATORS`]) or the geometry is the maximum.
+    pub fn virtual_size(&self) -> u64 {
+        self.size_by(!CURRENT_SIZE_CREATORS.contains(&self.creator_app))
+    }
+
+    /// The virtual size qemu 10.0 and later give this disk: by geometry
+    /// only for creators `vpc ` and `qemu` (`vpc_ignore_current_size`,
+    /// qemu commit "vpc: Read images exported from Azure correctly"),
+    /// unless the geometry is the maximum.
+    pub fn virtual_size_qemu10(&self) -> u64 {
+        self.size_by(CHS_CREATORS.contains(&self.creator_app))
     }
 
     /// Printable four-character code.
