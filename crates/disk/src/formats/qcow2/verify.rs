@@ -359,6 +359,15 @@ impl<'d> Walk<'_, 'd> {
         }
         if le & OFLAG_ZERO != 0 {
             self.zero_flagged += 1;
+            // qemu (qcow2-cluster.c, qcow2_get_host_offset): "Zero cluster
+            // entry found in pre-v3 image", a corruption it refuses to read.
+            if self.h.version < 3 {
+                r.push(Finding::at(
+                    e.at,
+                    format!("L2 entry {j} of table {i} has the zero flag, which a version 2 image cannot have"),
+                ));
+                self.decodable &= !live;
+            }
         }
         let host = le & OFFSET_MASK;
         if host != 0 {
