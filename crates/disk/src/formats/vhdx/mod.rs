@@ -21,6 +21,7 @@ use crate::formats::table::{Output, Probe};
 use crate::formats::WriteOptions;
 
 pub mod log;
+mod metadata;
 pub mod reader;
 pub mod verify;
 pub mod wire;
