@@ -917,6 +917,10 @@ fn unreadable_inputs_are_refused_naming_the_file() {
     fs::write(d.join("short-data.qcow2"), &full[..full.len() - 65536]).unwrap();
     // The last cluster in the file holds the disk's last (the backup GPT).
     let (last, at) = (16 * MIB / 65536 - 1, full.len() - 65536);
+    // Where its L2 entry is: the L1 table's offset (header bytes 40..48),
+    // its first entry (the L2 table's offset, flags masked), entry `last`.
+    let be64 = |o: usize| u64::from_be_bytes(full[o..o + 8].try_into().unwrap());
+    let l2_entry = (be64(be64(40) as usize) & 0x00ff_ffff_ffff_fe00) + 8 * last;
 
     for (input, message) in [
         (
@@ -933,9 +937,10 @@ fn unreadable_inputs_are_refused_naming_the_file() {
         ),
         (
             "short-data.qcow2",
+            // Refused when opened: its verifier finds the entry pointing
+            // past the end of the file.
             format!(
-                "reading: cluster {last} at file offset {at:#x}: 65536 bytes at byte {at} run past the end of the file ({} bytes)",
-                full.len() - 65536
+                "is a defective qcow2: at byte {l2_entry}: L2 entry {last} of table 0 points at {at:#x}, not a cluster inside the {at}-byte file",
             ),
         ),
     ] {

@@ -29,35 +29,45 @@ pub fn open_disk(path: &Path) -> Result<(Box<dyn VirtualDisk>, Format)> {
 /// `format`; `path` only names it in errors of later reads. The format
 /// table's opener does the work ([`FormatSpec::open`](super::FormatSpec)).
 ///
-/// A container (any format but raw) is first verified in full by the
-/// format's own verifier, and refused when it finds anything wrong with
-/// the container: what `package`, `check` and `boot` read is then never a
-/// file `cloudimg verify` calls defective (the decoded disk's own GPT is
-/// not judged here: `package` reports it as a warning).
+/// A container (any format but raw) opened is then verified in full by
+/// the format's own verifier, and refused when it finds anything wrong
+/// with the container: what `package`, `check` and `boot` read is never a
+/// file `cloudimg verify` finds a container defect in (the decoded disk's
+/// own GPT is not judged here, `package` reports it as a warning; nor are
+/// a provider's rules, such as GCP's whole GiB).
 pub fn open_file_disk(
     file: File,
     len: u64,
     format: Format,
     path: &Path,
 ) -> Result<Box<dyn VirtualDisk>> {
+    let check = file.try_clone().ctx("opening")?;
+    let disk = (format.spec().open)(file, len, path)?;
     if format != Format::Raw {
-        refuse_defective(&file, format)?;
+        refuse_defective(&check, format)?;
     }
-    (format.spec().open)(file, len, path)
+    Ok(disk)
 }
 
 /// Verify a container in full (without the decoded disk's GPT) and refuse
-/// it, in one line, at its first finding.
+/// it, in one line, at its first finding about the container itself.
 fn refuse_defective(file: &File, format: Format) -> Result<()> {
     let opts = formats::VerifyOptions {
         check_disk: false,
         ..formats::VerifyOptions::default()
     };
     let report = crate::verify::verify_file_with(file, format, opts)?;
-    let Some(first) = report.findings.first() else {
+    // A provider's rule (a GCP tarball that is not a whole GiB) makes an
+    // artifact unfit for that provider, not an input read two ways.
+    let findings: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.layer == crate::verify::Layer::Container)
+        .collect();
+    let Some(first) = findings.first() else {
         return Ok(());
     };
-    let more = match report.findings.len() {
+    let more = match findings.len() {
         1 => String::new(),
         n => format!(" (and {} more; `cloudimg verify` lists them)", n - 1),
     };

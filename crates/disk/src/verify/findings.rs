@@ -19,6 +19,11 @@ pub enum Layer {
     /// The decoded virtual disk's own structures (its GPT); offsets are in
     /// the decoded disk.
     Disk,
+    /// A provider's rule for the shape, not a fault in decoding it (a GCP
+    /// tarball's disk that is not a whole GiB, a POSIX ustar header where
+    /// GCP wants oldgnu): the artifact is unfit for that provider, yet it
+    /// reads unambiguously, so it may still be an input.
+    Provider,
 }
 
 /// One problem found in an artifact.
@@ -49,6 +54,11 @@ impl Finding {
             message: message.into(),
             layer: Layer::Container,
         }
+    }
+    /// The same finding, about a provider's rule for the shape.
+    pub fn provider_rule(mut self) -> Self {
+        self.layer = Layer::Provider;
+        self
     }
     /// The same finding, about the decoded disk.
     pub fn in_disk(mut self) -> Self {

@@ -200,7 +200,7 @@ fn check_header(e: &TarEntry, report: &mut Report) {
             tar::TarFormat::V7 => "v7 or unknown",
             tar::TarFormat::Gnu => "gnu",
         };
-        report.push(Finding::at(
+        let finding = Finding::at(
             at + 257,
             format!(
                 "tar stream: header magic \"{}\" version \"{}\" is {kind}, expected oldgnu \
@@ -208,7 +208,13 @@ fn check_header(e: &TarEntry, report: &mut Report) {
                 escape(&e.magic[..6]),
                 escape(&e.magic[6..])
             ),
-        ));
+        );
+        // A POSIX ustar header is valid tar that GCP does not take; any
+        // other magic is not a tar header GNU tar reads the same way.
+        report.push(match e.format {
+            tar::TarFormat::Ustar => finding.provider_rule(),
+            _ => finding,
+        });
     }
     if e.name != MEMBER_NAME.as_bytes() {
         report.push(Finding::at(
@@ -232,14 +238,18 @@ fn check_header(e: &TarEntry, report: &mut Report) {
         ));
     }
     if e.realsize % GCP_SIZE_UNIT != 0 || e.realsize == 0 {
-        report.push(Finding::at(
+        let finding = Finding::at(
             at,
             format!(
                 "tar stream: {:?} is {} bytes, not a whole number of GiB",
                 e.name_str(),
                 e.realsize
             ),
-        ));
+        );
+        report.push(match e.realsize {
+            0 => finding,
+            _ => finding.provider_rule(),
+        });
     }
     if let Some(map) = &e.sparse {
         let data: Vec<_> = map.iter().filter(|c| c.numbytes > 0).collect();

@@ -112,7 +112,8 @@ pub fn verify(file: &File, opts: VerifyOptions<'_>) -> Result<Verified> {
     }
     match &mf_text {
         Some((i, text)) => manifest_findings(text, &members[*i], &members, &mut r),
-        None => r.push(Finding::whole("no manifest (.mf) member")),
+        // DSP0243 makes the manifest optional; vSphere's OVAs have one.
+        None => r.push(Finding::whole("no manifest (.mf) member").provider_rule()),
     }
     Ok(Verified {
         report: r,
@@ -371,10 +372,9 @@ fn descriptor_findings(
     let at = |offset: usize| base + offset as u64;
     let files = file_references(&env.files, ovf_member, members, r);
     if env.disks.is_empty() {
-        r.push(Finding::at(
-            base,
-            format!("{name}: no Disk in a DiskSection"),
-        ));
+        // The disk read is the one the File references name; a
+        // DiskSection is what vSphere needs to import it.
+        r.push(Finding::at(base, format!("{name}: no Disk in a DiskSection")).provider_rule());
     }
     if env.disks.len() > 1 {
         r.push(Finding::at(
