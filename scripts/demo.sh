@@ -13,7 +13,7 @@
 # Everything the demo makes is under target/demo: its own image (rebuilt
 # with --force on every run; an operator's target/capos-image.raw is never
 # touched), the packaged shapes and the evidence (serial logs, JSON
-# records).
+# records, and report.html / report.md, one page over every boot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,4 +74,9 @@ for row in [head] + rows:
     print("  ".join(str(c).ljust(w[i]) for i, c in enumerate(row)))
 print(f"\n{sum(r[4] == 'PASS' for r in rows)} of {len(rows)} boots reached the landmark; evidence in {sys.argv[1]}")
 PY
+
+step "report"
+# report.html (one self-contained page) and report.md of every boot above;
+# exit 1 only says a boot failed, which $failed already holds.
+"$CLOUDIMG" report "$EVIDENCE" || [ $? -eq 1 ]
 exit $failed

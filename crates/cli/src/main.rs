@@ -7,6 +7,7 @@
 //! failed step); 130 interrupted by SIGINT; 143 terminated by SIGTERM.
 
 mod cmd;
+mod report;
 mod signals;
 
 use std::io::Write;
@@ -42,6 +43,8 @@ enum Cmd {
     Boot(cmd::boot::Args),
     /// Import an artifact into GCP, AWS or Azure and boot it there.
     Cloud(cmd::cloud::Args),
+    /// Write a one-page report (HTML and Markdown) of an evidence directory.
+    Report(cmd::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Cmd::Image(a) => cmd::image::run(a),
         Cmd::Boot(a) => cmd::boot::run(a),
         Cmd::Cloud(a) => cmd::cloud::run(a),
+        Cmd::Report(a) => cmd::report::run(a),
     };
     signals::settle();
     match result {

@@ -17,6 +17,7 @@ pub mod cloud;
 pub mod image;
 pub mod inspect;
 pub mod package;
+pub mod report;
 pub mod verify;
 
 /// The longest duration any option takes, in seconds: a week. Longer ones

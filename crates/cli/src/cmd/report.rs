@@ -1,0 +1,36 @@
+//! `cloudimg report DIR`: the one-page report of an evidence directory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args as ClapArgs;
+
+/// `cloudimg report ...`
+#[derive(Debug, ClapArgs)]
+#[command(
+    long_about = "Write report.html (one self-contained page: inline CSS, no scripts, no \
+external resources) and report.md into an evidence directory: every boot recorded there \
+(`boot --log DIR`, `cloud ... --evidence DIR`, `make demo`'s target/demo/evidence) with its \
+artifact, firmware, disk interface, result, time to landmark and serial tail.",
+    after_help = "Example:\n  cloudimg boot disk.raw --log evidence && cloudimg report evidence\n\n\
+Exit codes: 0 report written, every boot passed; 1 report written, a boot\n\
+failed; 2 error (no evidence, unreadable record)."
+)]
+pub struct Args {
+    /// The evidence directory (searched to a depth of four, symlinks not
+    /// followed); the report is written into it.
+    dir: PathBuf,
+}
+
+/// Run `cloudimg report`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let w = crate::report::write_report(&args.dir)?;
+    super::outln!("{}", w.report.verdict())?;
+    super::outln!("report: {}", w.html.display())?;
+    super::outln!("report: {}", w.markdown.display())?;
+    Ok(if w.report.passed() == w.report.entries.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
