@@ -7,6 +7,7 @@
 //! failed step); 130 interrupted by SIGINT; 143 terminated by SIGTERM.
 
 mod cmd;
+mod config;
 mod report;
 mod signals;
 
@@ -45,6 +46,8 @@ enum Cmd {
     Cloud(cmd::cloud::Args),
     /// Write a one-page report (HTML and Markdown) of an evidence directory.
     Report(cmd::report::Args),
+    /// Show the cloud defaults in effect and where each one came from.
+    Config(cmd::config::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Cmd::Boot(a) => cmd::boot::run(a),
         Cmd::Cloud(a) => cmd::cloud::run(a),
         Cmd::Report(a) => cmd::report::run(a),
+        Cmd::Config(a) => cmd::config::run(a),
     };
     signals::settle();
     match result {

@@ -14,6 +14,7 @@ pub(crate) use outln;
 pub mod boot;
 pub mod check;
 pub mod cloud;
+pub mod config;
 pub mod image;
 pub mod inspect;
 pub mod package;

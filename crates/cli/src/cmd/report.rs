@@ -7,15 +7,18 @@ use clap::Args as ClapArgs;
 
 /// `cloudimg report ...`
 #[derive(Debug, ClapArgs)]
-#[command(
-    long_about = "Write report.html (one self-contained page: inline CSS, no scripts, no \
-external resources) and report.md into an evidence directory: every boot recorded there \
-(`boot --log DIR`, `cloud ... --evidence DIR`, `make demo`'s target/demo/evidence) with its \
-artifact, firmware, disk interface, result, time to landmark and serial tail.",
-    after_help = "Example:\n  cloudimg boot disk.raw --log evidence && cloudimg report evidence\n\n\
-Exit codes: 0 report written, every boot passed; 1 report written, a boot\n\
-failed; 2 error (no evidence, unreadable record)."
-)]
+#[command(after_help = "\
+Writes report.html (one self-contained page: inline CSS, no scripts, nothing
+loaded from elsewhere) and report.md into DIR: every boot recorded there
+(`boot --log DIR`, `cloud ... --evidence DIR`, make demo's
+target/demo/evidence) with its artifact, firmware, disk interface, result,
+time to landmark and serial tail. Reports already there are replaced.
+
+Example:
+  cloudimg boot disk.raw --log evidence && cloudimg report evidence
+
+Exit codes: 0 report written, every boot passed; 1 report written, a boot
+failed; 2 error (no evidence, unreadable record).")]
 pub struct Args {
     /// The evidence directory (searched to a depth of four, symlinks not
     /// followed); the report is written into it.
