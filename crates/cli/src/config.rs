@@ -273,14 +273,12 @@ impl Config {
     }
 
     /// The value of an option that may be left unset (`--region`).
-    #[allow(dead_code)] // for cmd/cloud.rs
     pub fn value(&self, key: &Key, flag: Option<String>) -> Option<String> {
         self.resolve(key, flag.as_deref()).value
     }
 
     /// The value of an option that must have one: an error saying the
     /// three ways to give it when none does.
-    #[allow(dead_code)] // for cmd/cloud.rs
     pub fn require(&self, key: &Key, flag: Option<String>) -> anyhow::Result<String> {
         self.value(key, flag).ok_or_else(|| {
             anyhow!(
@@ -309,7 +307,6 @@ fn user_file(env: &dyn Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
 }
 
 /// The user's file as the docs name it.
-#[allow(dead_code)] // for cmd/cloud.rs
 fn user_file_display() -> &'static str {
     "~/.config/cloudimg/config.toml"
 }

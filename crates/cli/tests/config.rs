@@ -205,3 +205,58 @@ fn unknown_key_is_an_error_naming_file_and_key() {
         "{err}"
     );
 }
+
+/// The `--zone=` of `cloud gcp --plan`'s instance command.
+fn planned_zone(cwd: &Path, home: &Path, flag: Option<&str>, env: &[(&str, &str)]) -> String {
+    let mut args = vec!["cloud", "gcp", "--plan", "--bucket", "b"];
+    if let Some(z) = flag {
+        args.extend(["--zone", z]);
+    }
+    let plan = ok(run(&args, cwd, home, env));
+    let line = plan
+        .lines()
+        .find(|l| l.contains("instances create"))
+        .unwrap_or_else(|| panic!("no instance in the plan:\n{plan}"));
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("--zone="))
+        .unwrap_or_else(|| panic!("no --zone in {line}"))
+        .to_string()
+}
+
+/// `cloud gcp` takes its options from the same places, flag first.
+#[test]
+fn cloud_options_come_from_flag_then_env_then_file_then_default() {
+    let t = tempfile::tempdir().unwrap();
+    let (cwd, home) = dirs(t.path());
+    let user = home.join(".config/cloudimg/config.toml");
+    fs::write(&user, "[gcp]\nproject = \"p\"\n").unwrap();
+    let default = cloudimg_cloud::gcp::DEFAULT_ZONE;
+    assert_eq!(planned_zone(&cwd, &home, None, &[]), default);
+    fs::write(&user, "[gcp]\nproject = \"p\"\nzone = \"file-z\"\n").unwrap();
+    assert_eq!(planned_zone(&cwd, &home, None, &[]), "file-z");
+    let env = [("CLOUDIMG_GCP_ZONE", "env-z")];
+    assert_eq!(planned_zone(&cwd, &home, None, &env), "env-z");
+    assert_eq!(planned_zone(&cwd, &home, Some("flag-z"), &env), "flag-z");
+
+    // The help names the built-in default cloudimg-cloud defines.
+    let help = ok(run(&["cloud", "gcp", "--help"], &cwd, &home, &[]));
+    assert!(help.contains(&format!("[default: {default}")), "{help}");
+
+    // Nothing anywhere for a required option: one line saying where to
+    // give it, exit 2, nothing run.
+    fs::remove_file(&user).unwrap();
+    let out = run(
+        &["cloud", "gcp", "--plan", "--bucket", "b"],
+        &cwd,
+        &home,
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--project is required") && err.contains("CLOUDIMG_GCP_PROJECT"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -9,16 +9,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use cloudimg_cloud::aws::DEFAULT_INSTANCE_TYPE;
-use cloudimg_cloud::azure::{
-    self, DEFAULT_LOCATION as AZURE_DEFAULT_LOCATION, DEFAULT_VM_SIZE as AZURE_DEFAULT_VM_SIZE,
-};
-use cloudimg_cloud::gcp::{DEFAULT_MACHINE_TYPE, DEFAULT_ZONE};
+use cloudimg_cloud::azure;
 use cloudimg_cloud::{
     flow, AwsFormat, AwsTarget, AzureTarget, BootMode, ErrorKind, GcpTarget, Generation, Log,
     RunOptions, Runner, Target,
 };
 use cloudimg_disk::vocab::Firmware;
+
+use crate::config::{self, Config};
 
 /// Import an artifact into GCP, AWS or Azure, boot it and watch its serial
 /// console for the landmark; every resource is journaled and torn down.
@@ -76,18 +74,18 @@ struct Common {
 
 #[derive(Debug, clap::Args)]
 struct GcpArgs {
-    /// The GCP project.
+    /// The GCP project [or CLOUDIMG_GCP_PROJECT, gcp.project in cloudimg.toml].
     #[arg(long)]
-    project: String,
-    /// The Cloud Storage bucket to upload to.
+    project: Option<String>,
+    /// The Cloud Storage bucket to upload to [or CLOUDIMG_GCP_BUCKET, gcp.bucket].
     #[arg(long)]
-    bucket: String,
-    /// The zone of the instance.
-    #[arg(long, default_value = DEFAULT_ZONE)]
-    zone: String,
-    /// The machine type.
-    #[arg(long, default_value = DEFAULT_MACHINE_TYPE)]
-    machine_type: String,
+    bucket: Option<String>,
+    /// The zone of the instance [default: us-central1-a; see `cloudimg config`].
+    #[arg(long)]
+    zone: Option<String>,
+    /// The machine type [default: e2-small; see `cloudimg config`].
+    #[arg(long)]
+    machine_type: Option<String>,
     /// Upload and delete with gsutil instead of gcloud storage.
     #[arg(long)]
     gsutil: bool,
@@ -114,10 +112,10 @@ enum BootModeArg {
 
 #[derive(Debug, clap::Args)]
 struct AwsArgs {
-    /// The S3 bucket to upload to (in the same region).
+    /// The S3 bucket to upload to (in the same region) [or CLOUDIMG_AWS_BUCKET, aws.bucket].
     #[arg(long)]
-    bucket: String,
-    /// The region [default: the AWS CLI's configuration].
+    bucket: Option<String>,
+    /// The region [default: CLOUDIMG_AWS_REGION, aws.region, else the AWS CLI's configuration].
     #[arg(long)]
     region: Option<String>,
     /// The artifact's format [default: detected from --artifact, else raw].
@@ -126,9 +124,9 @@ struct AwsArgs {
     /// The AMI's boot mode.
     #[arg(long, value_enum, default_value = "uefi-preferred")]
     boot_mode: BootModeArg,
-    /// The instance type (Nitro types boot UEFI and BIOS over NVMe).
-    #[arg(long, default_value = DEFAULT_INSTANCE_TYPE)]
-    instance_type: String,
+    /// The instance type (Nitro types boot UEFI and BIOS over NVMe) [default: t3.micro].
+    #[arg(long)]
+    instance_type: Option<String>,
     /// Seconds the import task may take.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..=super::MAX_SECONDS))]
@@ -158,21 +156,21 @@ fn firmware_arg() -> impl clap::builder::TypedValueParser<Value = Firmware> {
 
 #[derive(Debug, clap::Args)]
 struct AzureArgs {
-    /// The resource group (must exist).
+    /// The resource group (must exist) [or CLOUDIMG_AZURE_RESOURCE_GROUP, azure.resource_group].
     #[arg(long)]
-    resource_group: String,
-    /// The location of the disk and the VM (the storage account's).
-    #[arg(long, default_value = AZURE_DEFAULT_LOCATION)]
-    location: String,
+    resource_group: Option<String>,
+    /// The location of the disk and the VM (the storage account's) [default: eastus].
+    #[arg(long)]
+    location: Option<String>,
     /// The storage account to upload to (must exist; also holds boot diagnostics).
     #[arg(long)]
-    storage_account: String,
+    storage_account: Option<String>,
     /// The blob container (must exist).
     #[arg(long)]
-    container: String,
-    /// The VM size.
-    #[arg(long, default_value = AZURE_DEFAULT_VM_SIZE)]
-    size: String,
+    container: Option<String>,
+    /// The VM size [default: Standard_B1s].
+    #[arg(long)]
+    size: Option<String>,
     /// The firmware: uefi (Hyper-V generation V2) or bios (V1).
     #[arg(long, value_parser = firmware_arg(), default_value = "uefi")]
     boot_mode: Firmware,
@@ -198,8 +196,9 @@ fn log() -> Log {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.cmd {
         CloudCmd::Teardown(t) => teardown(t),
-        CloudCmd::Azure(a) => azure(a),
+        CloudCmd::Azure(a) => azure(a, &Config::load()?),
         CloudCmd::Gcp(g) => {
+            let cfg = Config::load()?;
             let run_id = flow::new_run_id();
             let artifact = g
                 .common
@@ -207,10 +206,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("target/cloud-image/disk.raw.tar.gz"));
             let target = Target::Gcp(GcpTarget {
-                project: g.project,
-                bucket: g.bucket,
-                zone: g.zone,
-                machine_type: g.machine_type,
+                project: cfg.require(&config::GCP_PROJECT, g.project)?,
+                bucket: cfg.require(&config::GCP_BUCKET, g.bucket)?,
+                zone: cfg.require(&config::GCP_ZONE, g.zone)?,
+                machine_type: cfg.require(&config::GCP_MACHINE_TYPE, g.machine_type)?,
                 name: name(&g.common, &run_id),
                 gsutil: g.gsutil,
                 firmware: if g.no_uefi {
@@ -228,6 +227,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         }
         CloudCmd::Aws(a) => {
+            let cfg = Config::load()?;
             let run_id = flow::new_run_id();
             let format = match (a.format, &a.common.artifact) {
                 (Some(f), _) => match f {
@@ -247,15 +247,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 PathBuf::from(format!("target/cloud-image/capos-aws.{}", format.ext()))
             });
             let target = Target::Aws(AwsTarget {
-                bucket: a.bucket,
-                region: a.region,
+                bucket: cfg.require(&config::AWS_BUCKET, a.bucket)?,
+                region: cfg.value(&config::AWS_REGION, a.region),
                 format,
                 boot_mode: match a.boot_mode {
                     BootModeArg::Uefi => BootMode::Uefi,
                     BootModeArg::LegacyBios => BootMode::LegacyBios,
                     BootModeArg::UefiPreferred => BootMode::UefiPreferred,
                 },
-                instance_type: a.instance_type,
+                instance_type: cfg.require(&config::AWS_INSTANCE_TYPE, a.instance_type)?,
                 name: name(&a.common, &run_id),
             });
             go(
@@ -271,7 +271,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// `cloud azure`: with --plan, check the VHD and print the plan (text or
 /// JSON); else the full run.
-fn azure(a: AzureArgs) -> anyhow::Result<ExitCode> {
+fn azure(a: AzureArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
     let run_id = flow::new_run_id();
     let artifact = a
         .common
@@ -279,11 +279,11 @@ fn azure(a: AzureArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("target/cloud-image/capos-azure.vhd"));
     let target = AzureTarget {
-        resource_group: a.resource_group,
-        location: a.location,
-        storage_account: a.storage_account,
-        container: a.container,
-        vm_size: a.size,
+        resource_group: cfg.require(&config::AZURE_RESOURCE_GROUP, a.resource_group)?,
+        location: cfg.require(&config::AZURE_LOCATION, a.location)?,
+        storage_account: cfg.require(&config::AZURE_STORAGE_ACCOUNT, a.storage_account)?,
+        container: cfg.require(&config::AZURE_CONTAINER, a.container)?,
+        vm_size: cfg.require(&config::AZURE_SIZE, a.size)?,
         firmware: a.boot_mode,
         name: name(&a.common, &run_id),
     };
