@@ -414,3 +414,90 @@ fn report_never_writes_through_a_symlink() {
     let meta = fs::symlink_metadata(dir.join("report.html")).unwrap();
     assert!(meta.file_type().is_file());
 }
+
+/// A cloud run's evidence (`cloud aws --evidence DIR` against the
+/// provider stand-ins in standin/bin, which boot the imported disk in
+/// QEMU: SeaBIOS for `legacy-bios`) is reported from its summary.json
+/// and serial.log, as the rendered page shows.
+#[test]
+fn cloud_run_evidence_is_reported() {
+    let Some(ev) = evidence() else { return };
+    if !(require_tool("chromium") && require_tool("python3") && require_tool("qemu-img")) {
+        return;
+    }
+    let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let d = t.path();
+    let state = d.join("state");
+    fs::create_dir_all(state.join("s3/capos-images")).unwrap();
+    let standin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../standin/bin")
+        .canonicalize()
+        .unwrap();
+    let cloudimg = |args: &[&str]| {
+        let path = format!(
+            "{}:{}",
+            standin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new(env!("CARGO_BIN_EXE_cloudimg"))
+            .args(args)
+            .current_dir(d)
+            .env("PATH", path)
+            .env("CLOUDIMG_STANDIN_STATE", &state)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .expect("running cloudimg")
+    };
+    let image = ev.parent().unwrap().join("img.raw");
+    ok(cloudimg(&[
+        "package",
+        image.to_str().unwrap(),
+        "--aws",
+        "-o",
+        "cloud",
+    ]));
+    ok(cloudimg(&[
+        "cloud",
+        "aws",
+        "--bucket",
+        "capos-images",
+        "--format",
+        "raw",
+        "--boot-mode",
+        "legacy-bios",
+        "--artifact",
+        "cloud/capos-aws.raw",
+        "--name",
+        "capos-report",
+        "--evidence",
+        "cev",
+        "--timeout",
+        "120",
+        "--poll",
+        "1",
+    ]));
+    ok(cloudimg(&["report", "cev"]));
+    let summary: Value =
+        serde_json::from_str(&fs::read_to_string(d.join("cev/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["passed"], json!(true), "{summary}");
+    let page = render(&d.join("cev/report.html"));
+    assert_eq!((page.scripts, page.foreign, page.resources), (0, 0, 0));
+    assert_eq!(page.rows, 1);
+    let row = format!(
+        "1\tcapos-aws.raw\t{}\t{}\t-\t{}\tPASS\t{:.2}",
+        summary["artifact_format"].as_str().unwrap(),
+        summary["boot_mode"].as_str().unwrap(),
+        summary["provider"].as_str().unwrap(),
+        summary["seconds_to_landmark"].as_f64().unwrap()
+    );
+    assert!(
+        page.text.lines().any(|l| l == row),
+        "row {row:?} not rendered:\n{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("capos demo kernel: firmware=bios"),
+        "serial tail from serial.log:\n{}",
+        page.text
+    );
+}
