@@ -364,7 +364,7 @@ fn hostile_serial_text_is_shown_not_run() {
         page.text
     );
     let md = fs::read_to_string(dir.join("report.md")).unwrap();
-    assert!(md.contains("\\<i title\\=x\\>evil.raw"), "{md}");
+    assert!(md.contains("\\<i title=x\\>evil.raw"), "{md}");
     assert!(
         md.contains("\n````text\n"),
         "a fence longer than ``` :\n{md}"

@@ -12,12 +12,12 @@ use std::fmt::Write;
 use super::{seconds_text, Entry, Report};
 
 /// The punctuation escaped in inline text: what could start emphasis,
-/// links, code, HTML, entities or end a table cell. Kept short so that
-/// paths stay readable (`/`, `.`, `-`, `:` mean nothing inside a line).
-const SPECIAL: &[char] = &[
-    '\\', '`', '*', '_', '[', ']', '<', '>', '|', '&', '~', '!', '(', ')', '{', '}', '#', '+', '=',
-    '$', '"', '\'',
-];
+/// links (`[`; so `![`, `](` cannot form either), code, HTML, entities,
+/// strikethrough, GitHub's math (`$`) or end a table cell. Kept short so
+/// that paths and formats stay readable: what only means something at
+/// the start of a line (`#`, `+`, `=`) cannot be there, as every value
+/// follows a cell's `| ` or a list item's `- Name: `.
+const SPECIAL: &[char] = &['\\', '`', '*', '_', '[', ']', '<', '>', '|', '&', '~', '$'];
 
 /// `text` as inline Markdown on one line: punctuation escaped, line
 /// breaks as spaces, control characters as U+FFFD.

@@ -101,6 +101,24 @@ pub fn write_report(dir: &Path) -> anyhow::Result<Written> {
     })
 }
 
+/// [`write_report`] at the end of a command that wrote evidence into
+/// `dir` (`boot --log DIR`, `cloud ... --evidence DIR`): the report's
+/// path is logged, and a failure is a warning, never the command's
+/// result (the boots themselves are what the command reports).
+#[allow(dead_code)] // for cmd/boot.rs and cmd/cloud.rs (one line each)
+pub fn write_report_logged(dir: &Path) -> Option<Written> {
+    match write_report(dir) {
+        Ok(w) => {
+            log::info!("report: {}", w.html.display());
+            Some(w)
+        }
+        Err(e) => {
+            log::warn!("no report written: {e:#}");
+            None
+        }
+    }
+}
+
 /// Write `bytes` as `path` through a temporary file renamed over it.
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let write = || -> std::io::Result<()> {
