@@ -74,6 +74,8 @@ fn records(dir: &Path) -> Vec<Value> {
 /// Chromium that hangs.
 struct Chromium {
     child: Child,
+    /// Chromium's stderr, shown when it fails.
+    stderr: PathBuf,
     to: ChildStdin,
     from: BufReader<ChildStdout>,
     next_id: u64,
@@ -94,6 +96,7 @@ const CHROMIUM_FLAGS: &[&str] = &[
 
 impl Chromium {
     fn start(profile: &Path) -> Chromium {
+        let stderr = profile.with_extension("stderr");
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(r#"exec timeout 120 "$0" "$@" 3<&0 4>&1 </dev/null >/dev/null"#)
@@ -103,13 +106,14 @@ impl Chromium {
             .arg("about:blank")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(fs::File::create(profile.with_extension("stderr")).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap())
             .spawn()
             .expect("starting chromium");
         let to = child.stdin.take().unwrap();
         let from = BufReader::new(child.stdout.take().unwrap());
         Chromium {
             child,
+            stderr,
             to,
             from,
             next_id: 1,
@@ -132,7 +136,11 @@ impl Chromium {
         loop {
             let mut buf = Vec::new();
             let n = self.from.read_until(0, &mut buf).unwrap();
-            assert!(n > 0, "chromium closed the pipe during {method}");
+            assert!(
+                n > 0,
+                "chromium closed the pipe during {method}; its stderr:\n{}",
+                fs::read_to_string(&self.stderr).unwrap_or_default()
+            );
             buf.pop();
             let v: Value = serde_json::from_slice(&buf).unwrap();
             if v["id"] == json!(id) {
