@@ -178,6 +178,13 @@ fn zeroed_mbr_boot_code_fails_bios_boot() {
         f.starts_with("timed out after 6 s") || f.starts_with("QEMU exited"),
         "{f}"
     );
+    // The serial console is empty, but SeaBIOS said what it did on its
+    // debug port.
+    assert!(
+        r.firmware_tail.contains("Booting from Hard Disk"),
+        "{}",
+        r.firmware_tail
+    );
 }
 
 #[test]
@@ -245,6 +252,13 @@ fn evidence_lands_in_the_log_dir() {
     assert_eq!(json["qemu_command"][0], "qemu-system-x86_64");
     let serial = std::fs::read_to_string(logs.join("boot-bios-virtio.serial.log")).unwrap();
     assert!(serial.contains("capos kernel starting"), "{serial}");
+    let fw_log = logs.join("boot-bios-virtio.firmware.log");
+    assert_eq!(json["firmware_log"], fw_log.to_str().unwrap());
+    let fw = std::fs::read_to_string(&fw_log).unwrap();
+    assert!(fw.contains("SeaBIOS (version"), "{fw}");
+    assert_eq!(json["memory_bytes"], 256u64 << 20);
+    assert_eq!(json["fail_on"], serde_json::json!([]));
+    assert_eq!(json["fail_on_match"], serde_json::Value::Null);
 }
 
 #[test]
@@ -256,7 +270,8 @@ fn missing_firmware_is_an_error() {
     let err = boot(&img, &o).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "firmware file /nonexistent/OVMF_CODE.fd is missing: install the ovmf package"
+        "firmware file /nonexistent/OVMF_CODE.fd is missing: install the ovmf package \
+         (Debian, Ubuntu) or edk2-ovmf (Fedora, Arch), or name the files with --ovmf CODE,VARS"
     );
 }
 
