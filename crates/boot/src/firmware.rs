@@ -88,6 +88,22 @@ impl Default for FirmwarePaths {
 }
 
 impl FirmwarePaths {
+    /// Check that the files a boot with `firmware` needs are there (the
+    /// error names the file and the package to install), so that a run of
+    /// several boots can refuse before the first.
+    pub fn check(&self, firmware: Firmware) -> Result<()> {
+        match firmware {
+            Firmware::Uefi => {
+                require(&self.ovmf_code, OVMF_HINT)?;
+                require(&self.ovmf_vars, OVMF_HINT)
+            }
+            Firmware::Bios => self
+                .bios
+                .as_deref()
+                .map_or(Ok(()), |b| require(b, SEABIOS_HINT)),
+        }
+    }
+
     /// The variable store beside an OVMF code file, named as every
     /// distribution above names it: `CODE` replaced by `VARS` in the file
     /// name (`OVMF_CODE_4M.fd` → `OVMF_VARS_4M.fd`). `None` when the name
@@ -116,21 +132,15 @@ fn require(path: &Path, hint: &'static str) -> Result<()> {
 /// copy; the template is never written). The copy's path, for UEFI.
 pub(crate) fn prepare(opts: &BootOptions, dir: &Path) -> Result<Option<PathBuf>> {
     let fw = &opts.firmware_paths;
+    fw.check(opts.firmware)?;
     match opts.firmware {
         Firmware::Uefi => {
-            require(&fw.ovmf_code, OVMF_HINT)?;
-            require(&fw.ovmf_vars, OVMF_HINT)?;
             let vars = dir.join("OVMF_VARS.fd");
             fs::copy(&fw.ovmf_vars, &vars)
                 .map_err(|e| Error::io(format!("copying {}", fw.ovmf_vars.display()), e))?;
             Ok(Some(vars))
         }
-        Firmware::Bios => {
-            if let Some(bios) = &fw.bios {
-                require(bios, SEABIOS_HINT)?;
-            }
-            Ok(None)
-        }
+        Firmware::Bios => Ok(None),
     }
 }
 

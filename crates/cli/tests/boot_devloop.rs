@@ -204,7 +204,15 @@ fn bad_firmware_qemu_and_options_are_one_line_errors() {
     fs::write(d.join("tiny.raw"), vec![0u8; 1 << 16]).unwrap();
     let cases: [(&[&str], &[&str]); 7] = [
         (
-            &["--firmware", "uefi", "--ovmf", "/nonexistent/OVMF_CODE.fd"],
+            // Refused before the BIOS boot would run.
+            &[
+                "--firmware",
+                "both",
+                "--ovmf",
+                "/nonexistent/OVMF_CODE.fd",
+                "--log",
+                "ev",
+            ],
             &[
                 "/nonexistent/OVMF_CODE.fd is missing",
                 "ovmf package",
@@ -245,4 +253,5 @@ fn bad_firmware_qemu_and_options_are_one_line_errors() {
             assert!(first.contains(w), "{args:?}: {err}");
         }
     }
+    assert!(!d.join("ev").exists(), "no boot was tried");
 }

@@ -139,6 +139,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--fail-on {p:?}: the text must not be empty");
     }
     let firmware_paths = firmware_paths(&args)?;
+    // Every firmware's files before the first boot: a run of two boots
+    // does not fail half way.
+    for &fw in firmwares {
+        firmware_paths.check(fw)?;
+    }
     // A file cloudimg does not read (compressed, VDI, ...) is refused in
     // one line before any firmware is tried.
     let format = cloudimg_disk::formats::detect(&args.artifact)?;

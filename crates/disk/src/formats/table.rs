@@ -166,9 +166,13 @@ pub enum QemuOpens {
     /// Only the file given: the format cannot name another file (raw).
     OnlyTheFile,
     /// Whatever the file names, too: a QCOW2's backing file, a VMDK's
-    /// extents (and a descriptor in place of a sparse header), a VHD's or
-    /// VHDX's parent. QEMU is given such a file only after cloudimg's own
-    /// reading has accepted it, which refuses every one of those.
+    /// extents (and a descriptor in place of a sparse header), a
+    /// differencing VHD's or VHDX's parent (QEMU's vhdx driver refuses
+    /// those today, block/vhdx.c "until differencing files are supported";
+    /// vpc's not checked [U]; both are kept here so that a QEMU that
+    /// follows parents is still gated). QEMU is given such a file only
+    /// after cloudimg's own reading has accepted it, which refuses every
+    /// one of those.
     WhatItNames,
 }
 
