@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::drive::{artifact_drive, qemu_args, BootFiles};
 use crate::error::{Error, Result};
 use crate::record::BootRecord;
-use crate::serial::{BootWatcher, FailOnMatch, SerialWatch};
+use crate::serial::{BootWatcher, FailOnMatch, GrowingLog, SerialWatch, LOG_BYTES_MAX};
 
 pub use crate::firmware::FirmwarePaths;
 pub use crate::serial::log_tail;
@@ -238,6 +238,7 @@ fn exit_failure(status: ExitStatus, stderr: &str, opts: &BootOptions, start: Ins
 fn wait_for_landmark(
     running: &Running,
     watch: &mut SerialWatch<'_>,
+    debugcon: &Path,
     stderr_path: &Path,
     opts: &BootOptions,
     start: Instant,
@@ -256,6 +257,12 @@ fn wait_for_landmark(
             return Ok(Waited {
                 seconds: Some(start.elapsed().as_secs_f64()),
                 failure: None,
+            });
+        }
+        if let Some(flood) = flooded(watch, debugcon) {
+            return Ok(Waited {
+                seconds: None,
+                failure: Some(flood),
             });
         }
         if let Some(status) = exited {
@@ -285,6 +292,19 @@ fn wait_for_landmark(
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Why a boot whose serial or firmware log passed [`LOG_BYTES_MAX`] is
+/// stopped, if one did.
+fn flooded(watch: &SerialWatch<'_>, debugcon: &Path) -> Option<String> {
+    let mib = LOG_BYTES_MAX >> 20;
+    if watch.full() {
+        return Some(format!(
+            "the serial console printed more than {mib} MiB without the landmark"
+        ));
+    }
+    let fw = fs::metadata(debugcon).map_or(0, |m| m.len());
+    (fw > LOG_BYTES_MAX).then(|| format!("the firmware printed more than {mib} MiB"))
 }
 
 /// How often the serial log is read while waiting.
@@ -396,7 +416,7 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
         &opts.fail_on,
         opts.watcher.as_deref(),
     );
-    let waited = wait_for_landmark(&running, &mut watch, &stderr_path, opts, start);
+    let waited = wait_for_landmark(&running, &mut watch, &debugcon, &stderr_path, opts, start);
     let late_failure = match &waited {
         Ok(w) if w.seconds.is_some() => grace_period(&running, &mut watch),
         _ => None,
@@ -413,7 +433,9 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
             failure: late_failure,
         };
     }
-    let firmware_log = fs::read(&debugcon).unwrap_or_default();
+    let mut firmware_log = GrowingLog::new(&debugcon);
+    firmware_log.read_more();
+    let firmware_log = firmware_log.bytes();
 
     let mut record = BootRecord {
         artifact: artifact.to_path_buf(),
@@ -435,12 +457,12 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
         fail_on: opts.fail_on.clone(),
         fail_on_match: watch.failed().cloned(),
         firmware_log: None,
-        firmware_tail: log_tail(&firmware_log, 20),
+        firmware_tail: log_tail(firmware_log, 20),
     };
     if let Some(dir) = &opts.log_dir {
         let logs = Logs {
             serial: watch.bytes(),
-            firmware: &firmware_log,
+            firmware: firmware_log,
         };
         save_evidence(&mut record, &logs, dir, opts)?;
     }

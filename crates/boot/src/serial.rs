@@ -165,6 +165,11 @@ fn line_at(log: &[u8], at: usize) -> String {
     log_tail(&log[start..end], 1)
 }
 
+/// The most of a serial or firmware log read and kept (16 MiB): a boot
+/// prints a few KiB; a guest that floods its console is stopped there
+/// rather than filling memory and the disk (issue 13: bounded).
+pub const LOG_BYTES_MAX: u64 = 16 << 20;
+
 /// A log file QEMU is writing, read as it grows.
 pub(crate) struct GrowingLog {
     path: PathBuf,
@@ -180,17 +185,24 @@ impl GrowingLog {
         }
     }
 
-    /// Read what was added since the last call; how many bytes that was.
-    /// A file not there yet (QEMU starting) has added nothing.
+    /// Read what was added since the last call, up to [`LOG_BYTES_MAX`]
+    /// in all; how many bytes that was. A file not there yet (QEMU
+    /// starting) has added nothing.
     pub(crate) fn read_more(&mut self) -> usize {
         let Ok(mut f) = File::open(&self.path) else {
             return 0;
         };
         let before = self.bytes.len();
-        if f.seek(SeekFrom::Start(before as u64)).is_ok() {
-            let _ = f.read_to_end(&mut self.bytes);
+        let room = LOG_BYTES_MAX.saturating_sub(before as u64);
+        if room > 0 && f.seek(SeekFrom::Start(before as u64)).is_ok() {
+            let _ = f.take(room).read_to_end(&mut self.bytes);
         }
         self.bytes.len() - before
+    }
+
+    /// Whether the log reached [`LOG_BYTES_MAX`]: the rest is not read.
+    pub(crate) fn full(&self) -> bool {
+        self.bytes.len() as u64 >= LOG_BYTES_MAX
     }
 
     /// Every byte read so far.
@@ -261,6 +273,11 @@ impl<'a> SerialWatch<'a> {
         }
     }
 
+    /// Whether the serial log reached [`LOG_BYTES_MAX`].
+    pub(crate) fn full(&self) -> bool {
+        self.log.full()
+    }
+
     /// Whether the landmark has been seen, before any `--fail-on` text.
     pub(crate) fn reached(&self) -> bool {
         self.landmark_at.is_some() && self.fail.is_none()
@@ -308,6 +325,19 @@ mod tests {
         out += &f.push(b"\xffz\xc3");
         out += &f.push(b"!");
         assert_eq!(out, "\u{2603}xy\u{fffd}z\u{fffd}!");
+    }
+
+    #[test]
+    fn a_flooded_log_is_read_only_up_to_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("serial.log");
+        let f = File::create(&p).unwrap();
+        f.set_len(LOG_BYTES_MAX + 4096).unwrap();
+        let mut log = GrowingLog::new(&p);
+        assert_eq!(log.read_more() as u64, LOG_BYTES_MAX);
+        assert!(log.full());
+        f.set_len(LOG_BYTES_MAX * 2).unwrap();
+        assert_eq!(log.read_more(), 0);
     }
 
     #[test]
