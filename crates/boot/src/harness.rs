@@ -315,16 +315,15 @@ const POLL: Duration = Duration::from_millis(50);
 /// that time still fails the boot.
 const GRACE: Duration = Duration::from_secs(1);
 
-/// After the landmark: let the guest finish its lines, watching for a
-/// `--fail-on` text; the failure if one appears.
-fn grace_period(running: &Running, watch: &mut SerialWatch<'_>) -> Option<String> {
+/// After the landmark: let the guest finish its lines (streamed to the
+/// watcher), until it exits, a `--fail-on` text appears or [`GRACE`]
+/// passes.
+fn grace_period(running: &Running, watch: &mut SerialWatch<'_>) {
     let grace = Instant::now();
-    while running.try_wait().is_none() && grace.elapsed() < GRACE {
+    while running.try_wait().is_none() && grace.elapsed() < GRACE && watch.failed().is_none() {
         std::thread::sleep(Duration::from_millis(20));
         watch.poll();
     }
-    watch.poll();
-    watch.failed().map(fail_on_failure)
 }
 
 /// The serial and firmware logs of a boot.
@@ -417,20 +416,21 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
         opts.watcher.as_deref(),
     );
     let waited = wait_for_landmark(&running, &mut watch, &debugcon, &stderr_path, opts, start);
-    let late_failure = match &waited {
-        Ok(w) if w.seconds.is_some() => grace_period(&running, &mut watch),
-        _ => None,
-    };
+    if matches!(&waited, Ok(w) if w.seconds.is_some()) {
+        grace_period(&running, &mut watch);
+    }
     drop(running);
     if let Some(w) = &opts.watcher {
         w.done();
     }
     let mut waited = waited?;
+    // The last lines QEMU wrote; a `--fail-on` text in them (or in the
+    // grace period) fails a boot that reached the landmark.
     watch.poll();
-    if late_failure.is_some() {
+    if let (Some(_), Some(m)) = (waited.seconds, watch.failed()) {
         waited = Waited {
             seconds: None,
-            failure: late_failure,
+            failure: Some(fail_on_failure(m)),
         };
     }
     let mut firmware_log = GrowingLog::new(&debugcon);

@@ -279,3 +279,27 @@ fn missing_firmware_is_an_error() {
 fn demo_boots_under_ovmf_ide() {
     assert_passes(Firmware::Uefi, DiskInterface::Ide);
 }
+
+/// A `--fail-on` text printed after the landmark (the demo kernel's last
+/// line) still fails the boot, with the line recorded.
+#[test]
+fn fail_on_text_after_the_landmark_fails_the_boot() {
+    if !ready(Firmware::Bios) {
+        return;
+    }
+    let o = BootOptions {
+        fail_on: vec!["powering off".into()],
+        timeout: Duration::from_secs(120),
+        ..BootOptions::new(Firmware::Bios)
+    };
+    let r = boot(demo_image(), &o).unwrap();
+    assert!(!r.passed, "{}", r.serial_tail);
+    assert!(r.serial_tail.contains(LANDMARK), "{}", r.serial_tail);
+    let m = r.fail_on_match.unwrap();
+    assert_eq!(m.pattern, "powering off");
+    assert_eq!(m.line, "capos demo kernel: powering off");
+    assert_eq!(
+        r.failure.as_deref(),
+        Some("serial output matched --fail-on \"powering off\": capos demo kernel: powering off")
+    );
+}
