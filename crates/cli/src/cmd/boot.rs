@@ -93,6 +93,7 @@ pub struct Args {
     /// OVMF code and variable store template for UEFI (default: found
     /// where Debian, Fedora or Arch installs it). Without VARS, the file
     /// named like CODE with VARS for CODE. VARS is copied, never written.
+    /// Neither path may hold a comma.
     #[arg(long, value_name = "CODE[,VARS]")]
     ovmf: Option<String>,
     /// A BIOS image for BIOS boots (default: QEMU's own, SeaBIOS).
