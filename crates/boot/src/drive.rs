@@ -84,8 +84,9 @@ pub(crate) struct BootFiles<'a> {
 
 /// The I/O port SeaBIOS and OVMF write their debug text to on QEMU, as
 /// QEMU's `isa-debugcon` device must be told (its default is 0xe9): SeaBIOS
-/// docs/Debugging.md ("-device isa-debugcon,iobase=0x402"), OVMF's README
-/// ("-global isa-debugcon.iobase=0x402"). Debian's SeaBIOS writes its boot
+/// docs/Debugging.md ("-device isa-debugcon,iobase=0x402"), the tianocore
+/// wiki "How to debug OVMF with QEMU using GDB" ("-debugcon file:debug.log
+/// -global isa-debugcon.iobase=0x402"). Debian's SeaBIOS writes its boot
 /// messages there ("No bootable device."); Debian's OVMF is a release build
 /// and writes nothing (both seen with QEMU 7.2).
 const FIRMWARE_DEBUG_PORT: &str = "0x402";
