@@ -12,8 +12,11 @@
 # controller; `cloudimg boot` runs the VMDK inside it).
 # Everything the demo makes is under target/demo: its own image (rebuilt
 # with --force on every run; an operator's target/capos-image.raw is never
-# touched), the packaged shapes and the evidence (serial logs, JSON
-# records, and report.html / report.md, one page over every boot).
+# touched), the packaged shapes and the evidence (serial logs, firmware
+# debug-port logs, JSON records,
+# and report.html / report.md, one page over every boot). The first boot streams the guest's serial
+# console live (--console); every boot stops at once as failed if the
+# guest prints "panic" (--fail-on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +36,8 @@ mkdir -p "$(dirname "$IMAGE")"
 "$CLOUDIMG" image build --force -o "$IMAGE"
 
 step "boot $IMAGE (UEFI and BIOS)"
-"$CLOUDIMG" boot "$IMAGE" --firmware both --disk virtio --log "$EVIDENCE/image"
+"$CLOUDIMG" boot "$IMAGE" --firmware both --disk virtio --console --fail-on panic \
+  --log "$EVIDENCE/image"
 
 step "package every shape into $OUT"
 "$CLOUDIMG" package "$IMAGE" --all -o "$OUT"
@@ -44,7 +48,7 @@ boot() { # ARTIFACT DISK...
   shift
   for disk in "$@"; do
     step "boot $artifact ($disk, UEFI and BIOS)"
-    "$CLOUDIMG" boot "$artifact" --firmware both --disk "$disk" \
+    "$CLOUDIMG" boot "$artifact" --firmware both --disk "$disk" --fail-on panic \
       --log "$EVIDENCE/$(basename "$artifact")" || failed=1
   done
 }

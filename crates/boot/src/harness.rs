@@ -2,15 +2,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cloudimg_disk::formats::table::QemuDrive;
-use cloudimg_disk::formats::{self, Format};
-
+use crate::drive::{artifact_drive, qemu_args, BootFiles};
 use crate::error::{Error, Result};
 use crate::record::BootRecord;
+use crate::serial::{BootWatcher, FailOnMatch, GrowingLog, SerialWatch, LOG_BYTES_MAX};
+
+pub use crate::firmware::FirmwarePaths;
+pub use crate::serial::log_tail;
 
 /// Which firmware boots the disk: OVMF (UEFI) or SeaBIOS (QEMU's default
 /// BIOS). The disk crate's type, shared by every crate.
@@ -60,27 +62,6 @@ impl Accel {
     }
 }
 
-/// Firmware files.
-#[derive(Debug, Clone)]
-pub struct FirmwarePaths {
-    /// OVMF code, attached read-only.
-    pub ovmf_code: PathBuf,
-    /// OVMF variable store template, copied for each boot.
-    pub ovmf_vars: PathBuf,
-    /// The BIOS image (None: QEMU's default, SeaBIOS).
-    pub bios: Option<PathBuf>,
-}
-
-impl Default for FirmwarePaths {
-    fn default() -> Self {
-        FirmwarePaths {
-            ovmf_code: PathBuf::from("/usr/share/OVMF/OVMF_CODE_4M.fd"),
-            ovmf_vars: PathBuf::from("/usr/share/OVMF/OVMF_VARS_4M.fd"),
-            bios: None,
-        }
-    }
-}
-
 /// How to boot.
 #[derive(Debug, Clone)]
 pub struct BootOptions {
@@ -102,6 +83,12 @@ pub struct BootOptions {
     pub firmware_paths: FirmwarePaths,
     /// Guest memory in MiB.
     pub memory_mib: u32,
+    /// Texts that end the boot at once as failed when the serial output
+    /// contains them (e.g. `panic`), even in the second after the
+    /// landmark.
+    pub fail_on: Vec<String>,
+    /// Told about the boot as it runs (live console, countdown).
+    pub watcher: Option<Arc<dyn BootWatcher>>,
 }
 
 impl BootOptions {
@@ -117,6 +104,8 @@ impl BootOptions {
             qemu: PathBuf::from("qemu-system-x86_64"),
             firmware_paths: FirmwarePaths::default(),
             memory_mib: 256,
+            fail_on: Vec::new(),
+            watcher: None,
         }
     }
 }
@@ -211,261 +200,156 @@ impl Drop for TempDir {
     }
 }
 
-/// The file QEMU should open for `artifact` and its `format=` name, as
-/// the format table says ([`QemuDrive`]): the artifact itself, or the
-/// member a container holds (a GCP tarball's sparse `disk.raw`, an OVA's
-/// VMDK) extracted into `scratch`.
-pub fn artifact_drive(artifact: &Path, scratch: &Path) -> Result<(PathBuf, Format, &'static str)> {
-    let bad = |message: String| Error::Artifact {
-        path: artifact.to_path_buf(),
-        message,
-    };
-    let format = formats::detect(artifact).map_err(|e| bad(e.message().to_string()))?;
-    match format.spec().qemu {
-        QemuDrive::File(driver) => {
-            refuse_what_cloudimg_refuses(artifact, driver).map_err(bad)?;
-            Ok((artifact.to_path_buf(), format, driver))
-        }
-        QemuDrive::Extracted {
-            driver,
-            file_name,
-            what,
-            extract,
-        } => {
-            let out = scratch.join(file_name);
-            let input = std::fs::File::open(artifact).map_err(|e| bad(format!("opening: {e}")))?;
-            let output = std::fs::File::create(&out)
-                .map_err(|e| bad(format!("creating {}: {e}", out.display())))?;
-            extract(&input, &output)
-                .map_err(|e| bad(format!("extracting {what}: {}", e.message())))?;
-            refuse_what_cloudimg_refuses(&out, driver).map_err(|m| bad(format!("{what}: {m}")))?;
-            Ok((out, format, driver))
-        }
-        QemuDrive::None => Err(bad(format!("a {format} cannot be booted directly"))),
-    }
+/// How a wait for the landmark ended.
+struct Waited {
+    /// Seconds from QEMU's start to the landmark, when it was reached.
+    seconds: Option<f64>,
+    /// Why the boot failed.
+    failure: Option<String>,
 }
 
-/// QEMU opens what a file names: a QCOW2's backing file, a VMDK's
-/// extents. Before QEMU sees a file in any format but raw, cloudimg opens
-/// it itself, and a file cloudimg refuses (a backing file, an external or
-/// several extents, a header cloudimg does not read as qemu does) is not
-/// booted: QEMU then never opens anything but the one file given.
-fn refuse_what_cloudimg_refuses(drive: &Path, driver: &str) -> std::result::Result<(), String> {
-    if driver == "raw" {
-        return Ok(());
-    }
-    cloudimg_disk::formats::open::open_disk(drive)
-        .map(drop)
-        .map_err(|e| e.message().to_string())
+/// The reason a boot failed on a `--fail-on` text.
+fn fail_on_failure(m: &FailOnMatch) -> String {
+    format!(
+        "serial output matched --fail-on {:?}: {}",
+        m.pattern, m.line
+    )
 }
 
-/// A path as a QEMU option value: commas doubled (QEMU's escape).
-fn qemu_path(p: &Path) -> String {
-    p.display().to_string().replace(',', ",,")
-}
-
-/// The QEMU arguments (without the program) for one boot.
-fn qemu_args(
-    opts: &BootOptions,
-    drive: &Path,
-    format: &str,
-    serial: &Path,
-    vars: Option<&Path>,
-) -> Vec<String> {
-    let mut a: Vec<String> = Vec::new();
-    let mut push = |s: &[&str]| a.extend(s.iter().map(|x| x.to_string()));
-    // IDE means the legacy PIIX controller of the `pc` machine (q35's
-    // controller is AHCI); everything else runs on q35.
-    let machine = if opts.disk == DiskInterface::Ide {
-        "pc"
+/// Why QEMU exited before the landmark, with its stderr.
+fn exit_failure(status: ExitStatus, stderr: &str, opts: &BootOptions, start: Instant) -> String {
+    if stderr.is_empty() {
+        format!(
+            "QEMU exited ({status}) after {:.1} s without printing {:?}",
+            start.elapsed().as_secs_f64(),
+            opts.expect
+        )
     } else {
-        "q35"
-    };
-    push(&[
-        "-machine",
-        machine,
-        "-accel",
-        opts.accel.name(),
-        "-m",
-        &opts.memory_mib.to_string(),
-    ]);
-    push(&[
-        "-display",
-        "none",
-        "-no-reboot",
-        "-nodefaults",
-        "-nic",
-        "none",
-        "-monitor",
-        "none",
-    ]);
-    push(&["-serial", &format!("file:{}", serial.display())]);
-    match (opts.firmware, vars) {
-        (Firmware::Uefi, Some(vars)) => {
-            let code = &opts.firmware_paths.ovmf_code;
-            push(&[
-                "-drive",
-                &format!(
-                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                    qemu_path(code)
-                ),
-            ]);
-            push(&[
-                "-drive",
-                &format!("if=pflash,format=raw,unit=1,file={}", qemu_path(vars)),
-            ]);
-        }
-        _ => {
-            if let Some(bios) = &opts.firmware_paths.bios {
-                push(&["-bios", &bios.display().to_string()]);
-            }
-        }
+        format!(
+            "QEMU exited ({status}) without printing {:?}: {stderr}",
+            opts.expect
+        )
     }
-    push(&[
-        "-drive",
-        &format!(
-            "file={},format={format},if=none,id=disk0,snapshot=on",
-            qemu_path(drive)
-        ),
-    ]);
-    match opts.disk {
-        DiskInterface::Virtio => push(&["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]),
-        DiskInterface::Nvme => push(&["-device", "nvme,serial=cloudimg0,drive=disk0,bootindex=0"]),
-        DiskInterface::Scsi => {
-            push(&["-device", "virtio-scsi-pci,id=scsi0"]);
-            push(&["-device", "scsi-hd,bus=scsi0.0,drive=disk0,bootindex=0"]);
-        }
-        DiskInterface::Ide => push(&["-device", "ide-hd,bus=ide.0,drive=disk0,bootindex=0"]),
-    }
-    a
 }
 
-/// Printable last `lines` lines of a serial log: escape sequences and
-/// control characters other than newlines removed.
-pub fn log_tail(bytes: &[u8], lines: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut clean = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' => {
-                // CSI: ESC [ params final-byte; others: ESC + one or two chars.
-                if chars.peek() == Some(&'[') {
-                    chars.next();
-                    for n in chars.by_ref() {
-                        if ('@'..='~').contains(&n) {
-                            break;
-                        }
-                    }
-                } else if matches!(chars.next(), Some('(' | ')' | '#' | '%')) {
-                    // Character-set designation: ESC ( B and the like.
-                    chars.next();
-                }
-            }
-            '\n' | '\t' => clean.push(c),
-            c if c.is_control() => {}
-            c => clean.push(c),
-        }
-    }
-    let all: Vec<&str> = clean
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty())
-        .collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// A copy of OVMF's variable store in `dir`, for a UEFI boot (QEMU
-/// writes to it); `None` for BIOS.
-fn uefi_vars(opts: &BootOptions, dir: &Path) -> Result<Option<PathBuf>> {
-    Ok(match opts.firmware {
-        Firmware::Uefi => {
-            let fw = &opts.firmware_paths;
-            for p in [&fw.ovmf_code, &fw.ovmf_vars] {
-                if !p.is_file() {
-                    return Err(Error::Firmware {
-                        path: p.clone(),
-                        hint: "install the ovmf package",
-                    });
-                }
-            }
-            let vars = dir.join("OVMF_VARS.fd");
-            fs::copy(&fw.ovmf_vars, &vars)
-                .map_err(|e| Error::io(format!("copying {}", fw.ovmf_vars.display()), e))?;
-            Some(vars)
-        }
-        Firmware::Bios => None,
-    })
-}
-
-/// Watch the serial log until the landmark appears (seconds since
-/// `start`), QEMU exits or the timeout passes (why it failed).
+/// Watch the serial log until the landmark appears, a `--fail-on` text
+/// appears, QEMU exits or the timeout passes. `Err` when QEMU exited
+/// because a firmware file is missing.
 fn wait_for_landmark(
     running: &Running,
-    serial: &Path,
+    watch: &mut SerialWatch<'_>,
+    debugcon: &Path,
     stderr_path: &Path,
     opts: &BootOptions,
     start: Instant,
-) -> (Option<f64>, Option<String>) {
-    let landmark = opts.expect.as_bytes();
-    let mut seconds = None;
-    let mut failure = None;
+) -> Result<Waited> {
+    let watcher = opts.watcher.as_deref();
     loop {
         let exited = running.try_wait();
-        let log = fs::read(serial).unwrap_or_default();
-        if contains(&log, landmark) {
-            seconds = Some(start.elapsed().as_secs_f64());
-            break;
+        watch.poll();
+        if let Some(m) = watch.failed() {
+            return Ok(Waited {
+                seconds: None,
+                failure: Some(fail_on_failure(m)),
+            });
+        }
+        if watch.reached() {
+            return Ok(Waited {
+                seconds: Some(start.elapsed().as_secs_f64()),
+                failure: None,
+            });
+        }
+        if let Some(flood) = flooded(watch, debugcon) {
+            return Ok(Waited {
+                seconds: None,
+                failure: Some(flood),
+            });
         }
         if let Some(status) = exited {
             let err = fs::read(stderr_path).unwrap_or_default();
             let err = String::from_utf8_lossy(&err);
-            let err = err.trim();
-            failure = Some(if err.is_empty() {
-                format!(
-                    "QEMU exited ({status}) after {:.1} s without printing {:?}",
-                    start.elapsed().as_secs_f64(),
-                    opts.expect
-                )
-            } else {
-                format!(
-                    "QEMU exited ({status}) without printing {:?}: {err}",
-                    opts.expect
-                )
+            if let Some(e) = crate::firmware::missing_from_qemu_stderr(&err) {
+                return Err(e);
+            }
+            return Ok(Waited {
+                seconds: None,
+                failure: Some(exit_failure(status, err.trim(), opts, start)),
             });
-            break;
         }
-        if start.elapsed() >= opts.timeout {
-            failure = Some(format!(
-                "timed out after {} s waiting for {:?}",
-                opts.timeout.as_secs_f64(),
-                opts.expect
-            ));
-            break;
+        let left = opts.timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Ok(Waited {
+                seconds: None,
+                failure: Some(format!(
+                    "timed out after {} s waiting for {:?}",
+                    opts.timeout.as_secs_f64(),
+                    opts.expect
+                )),
+            });
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if let Some(w) = watcher {
+            w.waiting(left);
+        }
+        std::thread::sleep(POLL);
     }
-    (seconds, failure)
 }
 
-/// Keep the serial log and the record (as JSON) in `dir`, and say where
-/// in `record`.
+/// Why a boot whose serial or firmware log passed [`LOG_BYTES_MAX`] is
+/// stopped, if one did.
+fn flooded(watch: &SerialWatch<'_>, debugcon: &Path) -> Option<String> {
+    let mib = LOG_BYTES_MAX >> 20;
+    if watch.full() {
+        return Some(format!(
+            "the serial console printed more than {mib} MiB without the landmark"
+        ));
+    }
+    let fw = fs::metadata(debugcon).map_or(0, |m| m.len());
+    (fw > LOG_BYTES_MAX).then(|| format!("the firmware printed more than {mib} MiB"))
+}
+
+/// How often the serial log is read while waiting.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long a kernel that reached the landmark is given to finish its
+/// lines (and power off) before QEMU is stopped; a `--fail-on` text in
+/// that time still fails the boot.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// After the landmark: let the guest finish its lines (streamed to the
+/// watcher), until it exits, a `--fail-on` text appears or [`GRACE`]
+/// passes.
+fn grace_period(running: &Running, watch: &mut SerialWatch<'_>) {
+    let grace = Instant::now();
+    while running.try_wait().is_none() && grace.elapsed() < GRACE && watch.failed().is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+        watch.poll();
+    }
+}
+
+/// The serial and firmware logs of a boot.
+struct Logs<'a> {
+    serial: &'a [u8],
+    firmware: &'a [u8],
+}
+
+/// Keep the serial log, the firmware log and the record (as JSON) in
+/// `dir`, and say where in `record`. Both logs are written even when
+/// empty.
 fn save_evidence(
     record: &mut BootRecord,
-    log: &[u8],
+    logs: &Logs<'_>,
     dir: &Path,
     opts: &BootOptions,
 ) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let stem = format!("boot-{}-{}", opts.firmware.id(), opts.disk.name());
     let log_path = dir.join(format!("{stem}.serial.log"));
-    write_evidence(&log_path, log)?;
+    write_evidence(&log_path, logs.serial)?;
+    let fw_path = dir.join(format!("{stem}.firmware.log"));
+    write_evidence(&fw_path, logs.firmware)?;
     let json_path = dir.join(format!("{stem}.json"));
     record.serial_log = Some(log_path);
+    record.firmware_log = Some(fw_path);
     record.record_path = Some(json_path.clone());
     let json = serde_json::to_string_pretty(&*record).expect("a BootRecord serializes");
     write_evidence(&json_path, (json + "\n").as_bytes())
@@ -482,27 +366,12 @@ fn write_evidence(path: &Path, bytes: &[u8]) -> Result<()> {
     out.commit().map(drop).map_err(io)
 }
 
-/// Boot `artifact` once and report what happened. `Err` only when the
-/// boot could not be tried (missing QEMU or firmware, unreadable
-/// artifact); a boot that fails is `Ok` with `passed: false`.
-pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
-    let tmp = TempDir::new()?;
-    let (drive, format, qemu_format) = artifact_drive(artifact, tmp.path())?;
-    let sha = cloudimg_disk::io::sha256_file(artifact)
-        .map_err(|e| Error::io(format!("hashing {}", artifact.display()), e))?;
-    let vars = uefi_vars(opts, tmp.path())?;
-    let serial = tmp.path().join("serial.log");
-    let args = qemu_args(opts, &drive, qemu_format, &serial, vars.as_deref());
-    let stderr_path = tmp.path().join("qemu.stderr");
-    let stderr = fs::File::create(&stderr_path)
-        .map_err(|e| Error::io("creating the QEMU stderr file", e))?;
-    let mut command = vec![opts.qemu.display().to_string()];
-    command.extend(args.iter().cloned());
-    log::info!("running {}", command.join(" "));
-
-    let start = Instant::now();
+/// Start QEMU with `args`, its stderr to `stderr_path`.
+fn spawn(opts: &BootOptions, args: &[String], stderr_path: &Path) -> Result<Running> {
+    let stderr =
+        fs::File::create(stderr_path).map_err(|e| Error::io("creating the QEMU stderr file", e))?;
     let child = Command::new(&opts.qemu)
-        .args(&args)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -511,20 +380,62 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
             program: opts.qemu.display().to_string(),
             source,
         })?;
-    let running = Running::register(child);
+    Ok(Running::register(child))
+}
 
-    let (seconds, failure) = wait_for_landmark(&running, &serial, &stderr_path, opts, start);
-    // Give a kernel that powers off after the landmark a moment to finish
-    // its lines, then stop QEMU in any case.
-    if seconds.is_some() {
-        let grace = Instant::now();
-        while running.try_wait().is_none() && grace.elapsed() < Duration::from_secs(1) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+/// Boot `artifact` once and report what happened. `Err` only when the
+/// boot could not be tried (missing QEMU or firmware, unreadable
+/// artifact); a boot that fails is `Ok` with `passed: false`.
+pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
+    let tmp = TempDir::new()?;
+    let (drive, format, qemu_format) = artifact_drive(artifact, tmp.path())?;
+    let sha = cloudimg_disk::io::sha256_file(artifact)
+        .map_err(|e| Error::io(format!("hashing {}", artifact.display()), e))?;
+    let vars = crate::firmware::prepare(opts, tmp.path())?;
+    let serial = tmp.path().join("serial.log");
+    let debugcon = tmp.path().join("firmware.log");
+    let files = BootFiles {
+        drive: &drive,
+        format: qemu_format,
+        serial: &serial,
+        debugcon: &debugcon,
+        vars: vars.as_deref(),
+    };
+    let args = qemu_args(opts, &files);
+    let stderr_path = tmp.path().join("qemu.stderr");
+    let mut command = vec![opts.qemu.display().to_string()];
+    command.extend(args.iter().cloned());
+    log::info!("running {}", command.join(" "));
+
+    let start = Instant::now();
+    let running = spawn(opts, &args, &stderr_path)?;
+    let mut watch = SerialWatch::new(
+        &serial,
+        &opts.expect,
+        &opts.fail_on,
+        opts.watcher.as_deref(),
+    );
+    let waited = wait_for_landmark(&running, &mut watch, &debugcon, &stderr_path, opts, start);
+    if matches!(&waited, Ok(w) if w.seconds.is_some()) {
+        grace_period(&running, &mut watch);
     }
     drop(running);
-    let log = fs::read(&serial).unwrap_or_default();
-    let tail = log_tail(&log, 20);
+    if let Some(w) = &opts.watcher {
+        w.done();
+    }
+    let mut waited = waited?;
+    // The last lines QEMU wrote; a `--fail-on` text in them (or in the
+    // grace period) fails a boot that reached the landmark.
+    watch.poll();
+    if let (Some(_), Some(m)) = (waited.seconds, watch.failed()) {
+        waited = Waited {
+            seconds: None,
+            failure: Some(fail_on_failure(m)),
+        };
+    }
+    let mut firmware_log = GrowingLog::new(&debugcon);
+    firmware_log.read_more();
+    let firmware_log = firmware_log.bytes();
 
     let mut record = BootRecord {
         artifact: artifact.to_path_buf(),
@@ -534,65 +445,26 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
         disk_interface: opts.disk.name().into(),
         accel: opts.accel.name().into(),
         landmark: opts.expect.clone(),
-        passed: seconds.is_some(),
-        seconds_to_landmark: seconds,
+        passed: waited.seconds.is_some(),
+        seconds_to_landmark: waited.seconds,
         timeout_seconds: opts.timeout.as_secs_f64(),
-        failure,
-        serial_tail: tail,
+        failure: waited.failure,
+        serial_tail: log_tail(watch.bytes(), 20),
         serial_log: None,
         record_path: None,
         qemu_command: command,
+        memory_bytes: u64::from(opts.memory_mib) << 20,
+        fail_on: opts.fail_on.clone(),
+        fail_on_match: watch.failed().cloned(),
+        firmware_log: None,
+        firmware_tail: log_tail(firmware_log, 20),
     };
     if let Some(dir) = &opts.log_dir {
-        save_evidence(&mut record, &log, dir, opts)?;
+        let logs = Logs {
+            serial: watch.bytes(),
+            firmware: firmware_log,
+        };
+        save_evidence(&mut record, &logs, dir, opts)?;
     }
     Ok(record)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tail_strips_escapes_and_keeps_last_lines() {
-        let log = b"\x1b[2J\x1b[0;0Hone\r\n\ntwo\x1b(B\r\nthree\r\n";
-        assert_eq!(log_tail(log, 2), "two\nthree");
-        assert_eq!(log_tail(b"", 5), "");
-    }
-
-    #[test]
-    fn qemu_args_attach_the_disk_read_only() {
-        let o = BootOptions {
-            disk: DiskInterface::Nvme,
-            ..BootOptions::new(Firmware::Uefi)
-        };
-        let a = qemu_args(
-            &o,
-            Path::new("/d.raw"),
-            "raw",
-            Path::new("/s.log"),
-            Some(Path::new("/v.fd")),
-        );
-        let s = a.join(" ");
-        assert!(
-            s.contains("-drive file=/d.raw,format=raw,if=none,id=disk0,snapshot=on"),
-            "{s}"
-        );
-        assert!(
-            s.contains("-device nvme,serial=cloudimg0,drive=disk0"),
-            "{s}"
-        );
-        assert!(
-            s.contains(
-                "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"
-            ),
-            "{s}"
-        );
-        assert!(s.contains("-serial file:/s.log -"), "{s}");
-        let a = qemu_args(&o, Path::new("/a,b.raw"), "raw", Path::new("/s.log"), None);
-        assert!(
-            a.contains(&"file=/a,,b.raw,format=raw,if=none,id=disk0,snapshot=on".to_string()),
-            "{a:?}"
-        );
-    }
 }

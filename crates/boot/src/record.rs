@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::serial::FailOnMatch;
+
 /// What happened in one boot.
 #[derive(Debug, Clone, Serialize)]
 pub struct BootRecord {
@@ -37,6 +39,18 @@ pub struct BootRecord {
     pub record_path: Option<PathBuf>,
     /// The QEMU command line (program first).
     pub qemu_command: Vec<String>,
+    /// Guest memory, in bytes.
+    pub memory_bytes: u64,
+    /// The `--fail-on` texts watched for.
+    pub fail_on: Vec<String>,
+    /// The `--fail-on` text that failed the boot, with its line.
+    pub fail_on_match: Option<FailOnMatch>,
+    /// The firmware's debug output (I/O port 0x402) kept in the log
+    /// directory, if one was given.
+    pub firmware_log: Option<PathBuf>,
+    /// The last lines of the firmware's debug output (empty for a
+    /// firmware that prints none, as Debian's release build of OVMF).
+    pub firmware_tail: String,
 }
 
 impl BootRecord {

@@ -178,6 +178,13 @@ fn zeroed_mbr_boot_code_fails_bios_boot() {
         f.starts_with("timed out after 6 s") || f.starts_with("QEMU exited"),
         "{f}"
     );
+    // The serial console is empty, but SeaBIOS said what it did on its
+    // debug port.
+    assert!(
+        r.firmware_tail.contains("Booting from Hard Disk"),
+        "{}",
+        r.firmware_tail
+    );
 }
 
 #[test]
@@ -245,6 +252,13 @@ fn evidence_lands_in_the_log_dir() {
     assert_eq!(json["qemu_command"][0], "qemu-system-x86_64");
     let serial = std::fs::read_to_string(logs.join("boot-bios-virtio.serial.log")).unwrap();
     assert!(serial.contains("capos kernel starting"), "{serial}");
+    let fw_log = logs.join("boot-bios-virtio.firmware.log");
+    assert_eq!(json["firmware_log"], fw_log.to_str().unwrap());
+    let fw = std::fs::read_to_string(&fw_log).unwrap();
+    assert!(fw.contains("SeaBIOS (version"), "{fw}");
+    assert_eq!(json["memory_bytes"], 256u64 << 20);
+    assert_eq!(json["fail_on"], serde_json::json!([]));
+    assert_eq!(json["fail_on_match"], serde_json::Value::Null);
 }
 
 #[test]
@@ -256,11 +270,36 @@ fn missing_firmware_is_an_error() {
     let err = boot(&img, &o).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "firmware file /nonexistent/OVMF_CODE.fd is missing: install the ovmf package"
+        "firmware file /nonexistent/OVMF_CODE.fd is missing: install the ovmf package \
+         (Debian, Ubuntu) or edk2-ovmf (Fedora, Arch), or name the files with --ovmf CODE,VARS"
     );
 }
 
 #[test]
 fn demo_boots_under_ovmf_ide() {
     assert_passes(Firmware::Uefi, DiskInterface::Ide);
+}
+
+/// A `--fail-on` text printed after the landmark (the demo kernel's last
+/// line) still fails the boot, with the line recorded.
+#[test]
+fn fail_on_text_after_the_landmark_fails_the_boot() {
+    if !ready(Firmware::Bios) {
+        return;
+    }
+    let o = BootOptions {
+        fail_on: vec!["powering off".into()],
+        timeout: Duration::from_secs(120),
+        ..BootOptions::new(Firmware::Bios)
+    };
+    let r = boot(demo_image(), &o).unwrap();
+    assert!(!r.passed, "{}", r.serial_tail);
+    assert!(r.serial_tail.contains(LANDMARK), "{}", r.serial_tail);
+    let m = r.fail_on_match.unwrap();
+    assert_eq!(m.pattern, "powering off");
+    assert_eq!(m.line, "capos demo kernel: powering off");
+    assert_eq!(
+        r.failure.as_deref(),
+        Some("serial output matched --fail-on \"powering off\": capos demo kernel: powering off")
+    );
 }

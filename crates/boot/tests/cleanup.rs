@@ -3,10 +3,24 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use cloudimg_boot::{boot, cleanup, BootOptions, Firmware};
+use cloudimg_boot::{boot, cleanup, BootOptions, BootWatcher, Firmware};
 use cloudimg_image::{build_image, demo_kernel_without_landmark, ImageOptions};
+
+/// Says once that the boot is waiting for its landmark: QEMU is running.
+#[derive(Debug)]
+struct Started(Mutex<Option<Sender<()>>>);
+
+impl BootWatcher for Started {
+    fn waiting(&self, _left: Duration) {
+        if let Some(tx) = self.0.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
+}
 
 #[test]
 fn cleanup_kills_a_running_boot() {
@@ -23,19 +37,22 @@ fn cleanup_kills_a_running_boot() {
     )
     .unwrap()
     .path;
-    let start = Instant::now();
+    let (tx, rx) = channel();
     let t = std::thread::spawn(move || {
         let o = BootOptions {
-            timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(600),
+            watcher: Some(Arc::new(Started(Mutex::new(Some(tx))))),
             ..BootOptions::new(Firmware::Bios)
         };
         boot(&img, &o).unwrap()
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Wait for QEMU to run (however loaded the machine), not a fixed time.
+    rx.recv_timeout(Duration::from_secs(300))
+        .expect("the boot starts QEMU");
     assert_eq!(cleanup(), 1, "one QEMU was running");
     let r = t.join().unwrap();
-    assert!(start.elapsed() < Duration::from_secs(20));
     assert!(!r.passed);
+    // It ended because QEMU was killed, not at its timeout.
     assert!(
         r.failure
             .as_deref()

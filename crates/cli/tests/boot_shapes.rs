@@ -81,8 +81,8 @@ fn every_packaged_shape_boots_under_uefi_and_bios() {
 
 /// Check the JSON record `cloudimg boot --log` left for one firmware: it
 /// passed, the kernel said which firmware started it, and QEMU opened the
-/// artifact itself in `qemu_format` (no conversion to raw first), or, for
-/// an OVA, the VMDK extracted from it.
+/// artifact itself (by its absolute path) in `qemu_format` (no conversion
+/// to raw first), or, for an OVA, the VMDK extracted from it.
 fn assert_booted(log: &Path, artifact: &str, fw: &str, disk: &str, qemu_format: &str) {
     let rec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(log.join(format!("boot-{fw}-{disk}.json"))).unwrap())
@@ -109,8 +109,12 @@ fn assert_booted(log: &Path, artifact: &str, fw: &str, disk: &str, qemu_format: 
         "{artifact} {fw}: {drive}"
     );
     if !artifact.ends_with(".ova") {
+        // QEMU is given the artifact by its absolute path (a relative
+        // name with a colon could be taken for a protocol).
+        let path: std::path::PathBuf = rec["artifact"].as_str().unwrap().into();
+        assert!(path.is_relative(), "the record keeps the path as given");
         assert!(
-            drive.starts_with(&format!("file={artifact},")),
+            drive.starts_with("file=/") && drive.contains(&format!("/{artifact},")),
             "{artifact} {fw}: {drive}"
         );
     }
