@@ -13,9 +13,8 @@
 # Everything the demo makes is under target/demo: its own image (rebuilt
 # with --force on every run; an operator's target/capos-image.raw is never
 # touched), the packaged shapes and the evidence (serial logs, firmware
-# debug-port logs, JSON records,
-# and report.html / report.md, one page over every boot). The first boot streams the guest's serial
-# console live (--console); every boot stops at once as failed if the
+# debug-port logs, JSON records, and report.html / report.md, one page
+# over every boot). The first boot streams the guest's serial console live (--console); every boot stops at once as failed if the
 # guest prints "panic" (--fail-on).
 set -euo pipefail
 cd "$(dirname "$0")/.."

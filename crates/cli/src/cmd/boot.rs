@@ -172,6 +172,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&args, format.name(), all_passed, &records)?;
     }
+    if let Some(dir) = &args.log {
+        crate::report::write_report_logged(dir);
+    }
     Ok(if all_passed {
         ExitCode::SUCCESS
     } else {
