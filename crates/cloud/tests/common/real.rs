@@ -1,0 +1,214 @@
+//! The real cloud CLIs against local emulators (standin/api): where the
+//! tools live (`scripts/setup.sh` puts them in `.venv/`), how to start an
+//! emulator, the environment that points a CLI at it, and how to ask the
+//! emulator what it still holds.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{require_file, require_tool};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `.venv/cloud/bin`: awscli, azure-cli, moto, fake-gcs-server.
+pub fn venv_bin() -> PathBuf {
+    repo().join(".venv/cloud/bin")
+}
+
+/// `.venv/npm/bin`: azurite.
+pub fn npm_bin() -> PathBuf {
+    repo().join(".venv/npm/bin")
+}
+
+/// `standin/api`.
+pub fn api_dir() -> PathBuf {
+    repo().join("standin/api")
+}
+
+/// A tool `scripts/setup.sh` installs: present, or (under CI /
+/// REQUIRE_ORACLES=1) a failure naming the script.
+pub fn require_installed(path: &Path) -> bool {
+    require_file(path.to_str().unwrap())
+}
+
+/// What every real-CLI flow needs: QEMU and friends, the venv's python,
+/// and `aws` (checked by the caller per provider).
+pub fn ready_aws() -> bool {
+    super::ready() && require_installed(&venv_bin().join("aws"))
+}
+
+/// `PATH` with the venv first (so `aws`/`az` are the installed ones, not
+/// the stand-ins nor a system copy), then the caller's PATH.
+pub fn path_with_venv() -> OsString {
+    let mut paths = vec![venv_bin(), npm_bin()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap()
+}
+
+/// A gcloud on PATH (it is not installable from a registry).
+pub fn ready_gcloud() -> bool {
+    super::ready() && require_tool("gcloud")
+}
+
+// ------------------------------------------------------------ AWS ----
+
+/// A local AWS: moto (S3, STS, the rest of EC2) and our EC2 endpoint
+/// (standin/api/aws_emulator.py), alive while this value is.
+pub struct AwsEmu {
+    /// Temp dir: the emulator's state, the CLI's config and credentials.
+    pub dir: tempfile::TempDir,
+    /// moto's URL (`AWS_ENDPOINT_URL`).
+    pub moto: String,
+    /// Our EC2 endpoint's URL (`AWS_ENDPOINT_URL_EC2`).
+    pub ec2: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+/// The region every test works in.
+pub const REGION: &str = "us-east-1";
+
+impl AwsEmu {
+    /// Start the emulator with fault spec `faults` (standin/api/faults.py)
+    /// and make bucket `bkt` with the real CLI.
+    pub fn start(faults: &str) -> AwsEmu {
+        let dir = tempfile::Builder::new()
+            .prefix("aws-emu-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let mut child = Command::new(venv_bin().join("python"))
+            .arg(api_dir().join("aws_emulator.py"))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--faults")
+            .arg(faults)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start standin/api/aws_emulator.py");
+        let urls = first_line_json(&mut child);
+        let stdin = child.stdin.take();
+        let emu = AwsEmu {
+            moto: urls["moto"].as_str().unwrap().to_string(),
+            ec2: urls["ec2"].as_str().unwrap().to_string(),
+            dir,
+            child,
+            stdin,
+        };
+        emu.write_config();
+        let mb = emu.aws(&["s3", "mb", "s3://bkt"]);
+        assert!(mb.status.success(), "aws s3 mb: {mb:?}");
+        emu
+    }
+
+    /// A throwaway CLI configuration: region, JSON output, dummy keys.
+    fn write_config(&self) {
+        std::fs::write(
+            self.dir.path().join("config"),
+            format!("[default]\nregion = {REGION}\noutput = json\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            self.dir.path().join("credentials"),
+            "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+        )
+        .unwrap();
+    }
+
+    /// The environment that points the real `aws` at the emulator:
+    /// `AWS_ENDPOINT_URL` (every service: moto) and
+    /// `AWS_ENDPOINT_URL_EC2` (ours), read by botocore >= 1.31 (awscli v1
+    /// 1.29+; checked with the installed one by the tests using it), and
+    /// the config/credentials files above. Nothing reaches past 127.0.0.1.
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        let d = self.dir.path();
+        vec![
+            ("PATH".into(), path_with_venv()),
+            ("AWS_CONFIG_FILE".into(), d.join("config").into()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                d.join("credentials").into(),
+            ),
+            ("AWS_ENDPOINT_URL".into(), self.moto.clone().into()),
+            ("AWS_ENDPOINT_URL_EC2".into(), self.ec2.clone().into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            ("AWS_PROFILE".into(), "default".into()),
+        ]
+    }
+
+    /// Run the real `aws` with the emulator's environment.
+    pub fn aws(&self, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new(venv_bin().join("aws"));
+        c.args(args).env_clear().envs(self.env());
+        c.env("HOME", self.dir.path());
+        c.output().unwrap()
+    }
+
+    /// Everything the emulator still holds, asked of the emulator itself
+    /// (our EC2 resources, QEMU processes, moto's S3 objects).
+    pub fn leftovers(&self) -> Vec<String> {
+        let body = http(&self.ec2, "GET", "/_standin/leftovers", "");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Replace the fault spec.
+    pub fn set_faults(&self, spec: &str) {
+        http(&self.ec2, "POST", "/_standin/faults", spec);
+    }
+}
+
+impl Drop for AwsEmu {
+    /// Close the emulator's stdin (it stops its QEMUs and exits); kill it
+    /// if it has not within 10 s.
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON object an emulator prints as its first line once it listens.
+fn first_line_json(child: &mut Child) -> serde_json::Value {
+    let mut line = String::new();
+    let out = child.stdout.take().unwrap();
+    BufReader::new(out).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("emulator did not start ({e}): {line:?}"))
+}
+
+/// One plain HTTP/1.0 request to a local control endpoint; the body.
+pub fn http(base: &str, method: &str, path: &str, body: &str) -> String {
+    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(hostport).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, rest) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains(" 200 "), "{method} {path}: {head}");
+    rest.to_string()
+}
