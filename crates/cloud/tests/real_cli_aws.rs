@@ -262,7 +262,7 @@ fn killed_harness_then_teardown_from_the_journal_leaves_nothing() {
         return;
     }
     let emu = AwsEmu::start("no-landmark");
-    let evidence = emu.dir.path().join("evidence");
+    let evidence = emu.dir().join("evidence");
     let journal = evidence.join("resources.json");
     let env: Vec<(String, String)> = emu
         .env()

@@ -62,34 +62,31 @@ pub fn ready_gcloud() -> bool {
     super::ready() && require_tool("gcloud")
 }
 
-// ------------------------------------------------------------ AWS ----
+// ------------------------------------------------------- emulators ----
 
-/// A local AWS: moto (S3, STS, the rest of EC2) and our EC2 endpoint
-/// (standin/api/aws_emulator.py), alive while this value is.
-pub struct AwsEmu {
-    /// Temp dir: the emulator's state, the CLI's config and credentials.
+/// One emulator process from standin/api, alive while this value is: it
+/// prints its URLs as one JSON line, and exits when its stdin closes.
+pub struct Emulator {
+    /// Temp dir: the emulator's state and the CLI's configuration.
     pub dir: tempfile::TempDir,
-    /// moto's URL (`AWS_ENDPOINT_URL`).
-    pub moto: String,
-    /// Our EC2 endpoint's URL (`AWS_ENDPOINT_URL_EC2`).
-    pub ec2: String,
+    /// What it printed: its URLs by name.
+    pub urls: serde_json::Value,
+    /// The URL of its control endpoints (`/_standin/...`).
+    control: String,
     child: Child,
     stdin: Option<ChildStdin>,
 }
 
-/// The region every test works in.
-pub const REGION: &str = "us-east-1";
-
-impl AwsEmu {
-    /// Start the emulator with fault spec `faults` (standin/api/faults.py)
-    /// and make bucket `bkt` with the real CLI.
-    pub fn start(faults: &str) -> AwsEmu {
+impl Emulator {
+    /// Start `standin/api/<script> --state DIR --faults SPEC`; `control`
+    /// names the URL (in its JSON line) that serves `/_standin/...`.
+    pub fn start(script: &str, faults: &str, control: &str) -> Emulator {
         let dir = tempfile::Builder::new()
-            .prefix("aws-emu-")
+            .prefix("emu-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
         let mut child = Command::new(venv_bin().join("python"))
-            .arg(api_dir().join("aws_emulator.py"))
+            .arg(api_dir().join(script))
             .arg("--state")
             .arg(dir.path().join("state"))
             .arg("--faults")
@@ -98,79 +95,36 @@ impl AwsEmu {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start standin/api/aws_emulator.py");
+            .unwrap_or_else(|e| panic!("start standin/api/{script}: {e}"));
         let urls = first_line_json(&mut child);
         let stdin = child.stdin.take();
-        let emu = AwsEmu {
-            moto: urls["moto"].as_str().unwrap().to_string(),
-            ec2: urls["ec2"].as_str().unwrap().to_string(),
+        Emulator {
+            control: urls[control].as_str().unwrap().to_string(),
+            urls,
             dir,
             child,
             stdin,
-        };
-        emu.write_config();
-        let mb = emu.aws(&["s3", "mb", "s3://bkt"]);
-        assert!(mb.status.success(), "aws s3 mb: {mb:?}");
-        emu
+        }
     }
 
-    /// A throwaway CLI configuration: region, JSON output, dummy keys.
-    fn write_config(&self) {
-        std::fs::write(
-            self.dir.path().join("config"),
-            format!("[default]\nregion = {REGION}\noutput = json\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            self.dir.path().join("credentials"),
-            "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
-        )
-        .unwrap();
+    /// The URL named `name`.
+    pub fn url(&self, name: &str) -> String {
+        self.urls[name].as_str().unwrap().to_string()
     }
 
-    /// The environment that points the real `aws` at the emulator:
-    /// `AWS_ENDPOINT_URL` (every service: moto) and
-    /// `AWS_ENDPOINT_URL_EC2` (ours), read by botocore >= 1.31 (awscli v1
-    /// 1.29+; checked with the installed one by the tests using it), and
-    /// the config/credentials files above. Nothing reaches past 127.0.0.1.
-    pub fn env(&self) -> Vec<(OsString, OsString)> {
-        let d = self.dir.path();
-        vec![
-            ("PATH".into(), path_with_venv()),
-            ("AWS_CONFIG_FILE".into(), d.join("config").into()),
-            (
-                "AWS_SHARED_CREDENTIALS_FILE".into(),
-                d.join("credentials").into(),
-            ),
-            ("AWS_ENDPOINT_URL".into(), self.moto.clone().into()),
-            ("AWS_ENDPOINT_URL_EC2".into(), self.ec2.clone().into()),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-            ("AWS_PROFILE".into(), "default".into()),
-        ]
-    }
-
-    /// Run the real `aws` with the emulator's environment.
-    pub fn aws(&self, args: &[&str]) -> std::process::Output {
-        let mut c = Command::new(venv_bin().join("aws"));
-        c.args(args).env_clear().envs(self.env());
-        c.env("HOME", self.dir.path());
-        c.output().unwrap()
-    }
-
-    /// Everything the emulator still holds, asked of the emulator itself
-    /// (our EC2 resources, QEMU processes, moto's S3 objects).
+    /// Everything the emulator still holds, asked of the emulator itself.
     pub fn leftovers(&self) -> Vec<String> {
-        let body = http(&self.ec2, "GET", "/_standin/leftovers", "");
+        let body = http(&self.control, "GET", "/_standin/leftovers", "");
         serde_json::from_str(&body).unwrap()
     }
 
     /// Replace the fault spec.
     pub fn set_faults(&self, spec: &str) {
-        http(&self.ec2, "POST", "/_standin/faults", spec);
+        http(&self.control, "POST", "/_standin/faults", spec);
     }
 }
 
-impl Drop for AwsEmu {
+impl Drop for Emulator {
     /// Close the emulator's stdin (it stops its QEMUs and exits); kill it
     /// if it has not within 10 s.
     fn drop(&mut self) {
@@ -184,6 +138,164 @@ impl Drop for AwsEmu {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------ AWS ----
+
+/// A local AWS: moto (S3, STS, the rest of EC2) and our EC2 endpoint
+/// (standin/api/aws_emulator.py).
+pub struct AwsEmu {
+    /// The emulator.
+    pub emu: Emulator,
+}
+
+/// The region every test works in.
+pub const REGION: &str = "us-east-1";
+
+impl AwsEmu {
+    /// Start the emulator with fault spec `faults` (standin/api/faults.py)
+    /// and make bucket `bkt` with the real CLI.
+    pub fn start(faults: &str) -> AwsEmu {
+        let emu = AwsEmu {
+            emu: Emulator::start("aws_emulator.py", faults, "ec2"),
+        };
+        emu.write_config();
+        let mb = emu.aws(&["s3", "mb", "s3://bkt"]);
+        assert!(mb.status.success(), "aws s3 mb: {mb:?}");
+        emu
+    }
+
+    /// The temp dir (state, config, evidence of child runs).
+    pub fn dir(&self) -> &Path {
+        self.emu.dir.path()
+    }
+
+    /// A throwaway CLI configuration: region, JSON output, dummy keys.
+    fn write_config(&self) {
+        std::fs::write(
+            self.dir().join("config"),
+            format!("[default]\nregion = {REGION}\noutput = json\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            self.dir().join("credentials"),
+            "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+        )
+        .unwrap();
+    }
+
+    /// The environment that points the real `aws` at the emulator:
+    /// `AWS_ENDPOINT_URL` (every service: moto) and
+    /// `AWS_ENDPOINT_URL_EC2` (ours), read by botocore >= 1.31 (awscli v1
+    /// 1.29+; `cli_honours_the_endpoint_variables` checks the installed
+    /// one), and the config/credentials files above. Nothing reaches past
+    /// 127.0.0.1.
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        let d = self.dir();
+        vec![
+            ("PATH".into(), path_with_venv()),
+            ("AWS_CONFIG_FILE".into(), d.join("config").into()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                d.join("credentials").into(),
+            ),
+            ("AWS_ENDPOINT_URL".into(), self.emu.url("moto").into()),
+            ("AWS_ENDPOINT_URL_EC2".into(), self.emu.url("ec2").into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            ("AWS_PROFILE".into(), "default".into()),
+        ]
+    }
+
+    /// Run the real `aws` with the emulator's environment only.
+    pub fn aws(&self, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new(venv_bin().join("aws"));
+        c.args(args).env_clear().envs(self.env());
+        c.env("HOME", self.dir());
+        c.output().unwrap()
+    }
+
+    /// Everything the emulator still holds (our EC2 resources, QEMU
+    /// processes, moto's S3 objects).
+    pub fn leftovers(&self) -> Vec<String> {
+        self.emu.leftovers()
+    }
+}
+
+// ------------------------------------------------------------ GCP ----
+
+/// A local GCP: fake-gcs-server and our Compute endpoint
+/// (standin/api/gcp_emulator.py), with bucket `bkt`.
+pub struct GcpEmu {
+    /// The emulator.
+    pub emu: Emulator,
+}
+
+/// The project every GCP test works in.
+pub const PROJECT: &str = "capos-proj";
+
+impl GcpEmu {
+    /// Start the emulator with fault spec `faults`.
+    pub fn start(faults: &str) -> GcpEmu {
+        let emu = GcpEmu {
+            emu: Emulator::start("gcp_emulator.py", faults, "compute"),
+        };
+        std::fs::create_dir_all(emu.emu.dir.path().join("gcloud")).unwrap();
+        std::fs::write(emu.emu.dir.path().join("token"), "standin-token\n").unwrap();
+        emu
+    }
+
+    /// The environment that points the real `gcloud` at the emulator:
+    /// the API endpoint overrides (`CLOUDSDK_API_ENDPOINT_OVERRIDES_*`,
+    /// gcloud's properties `api_endpoint_overrides/storage|compute`), an
+    /// access token from a file (`auth/access_token_file`), a throwaway
+    /// configuration directory, account and project properties, and no
+    /// prompts, usage reporting or update checks (nothing leaves
+    /// 127.0.0.1).
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        let d = self.emu.dir.path();
+        vec![
+            ("CLOUDSDK_CONFIG".into(), d.join("gcloud").into()),
+            (
+                "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE".into(),
+                d.join("token").into(),
+            ),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE".into(),
+                format!("{}/storage/v1/", self.emu.url("gcs")).into(),
+            ),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE".into(),
+                format!("{}/compute/v1/", self.emu.url("compute")).into(),
+            ),
+            ("CLOUDSDK_CORE_ACCOUNT".into(), "standin@example.com".into()),
+            ("CLOUDSDK_CORE_PROJECT".into(), PROJECT.into()),
+            ("CLOUDSDK_COMPUTE_ZONE".into(), "us-central1-a".into()),
+            ("CLOUDSDK_CORE_DISABLE_PROMPTS".into(), "1".into()),
+            (
+                "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING".into(),
+                "true".into(),
+            ),
+            (
+                "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK".into(),
+                "true".into(),
+            ),
+        ]
+    }
+
+    /// Run the real `gcloud` with the emulator's environment.
+    pub fn gcloud(&self, args: &[&str]) -> std::process::Output {
+        Command::new("gcloud")
+            .args(args)
+            .envs(self.env())
+            .output()
+            .unwrap()
+    }
+
+    /// Everything the emulator still holds (images, instances, QEMUs, GCS
+    /// objects).
+    pub fn leftovers(&self) -> Vec<String> {
+        self.emu.leftovers()
     }
 }
 
