@@ -324,3 +324,58 @@ pub fn http(base: &str, method: &str, path: &str, body: &str) -> String {
     assert!(head.contains(" 200 "), "{method} {path}: {head}");
     rest.to_string()
 }
+
+// ---------------------------------------------------------- Azure ----
+
+/// A local Azure Blob Storage: Azurite with account `caposimages`
+/// (standin/api/azure_emulator.py).
+pub struct AzureEmu {
+    /// The emulator.
+    pub emu: Emulator,
+}
+
+impl AzureEmu {
+    /// Start Azurite and make container `vhds` with the real `az`.
+    pub fn start() -> AzureEmu {
+        let emu = AzureEmu {
+            emu: Emulator::start("azure_emulator.py", "", "blob"),
+        };
+        let c = emu.az(&["storage", "container", "create", "--name", "vhds"]);
+        assert!(c.status.success(), "{c:?}");
+        emu
+    }
+
+    /// The environment of a blob command against Azurite: the account's
+    /// connection string (`AZURE_STORAGE_CONNECTION_STRING`, read by
+    /// `az storage` when no credential is given on the line) and
+    /// [`az_env`]'s throwaway configuration.
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        let mut e = az_env(self.emu.dir.path());
+        e.push((
+            "AZURE_STORAGE_CONNECTION_STRING".into(),
+            self.emu.url("connection_string").into(),
+        ));
+        e
+    }
+
+    /// Run the real `az` against Azurite.
+    pub fn az(&self, args: &[&str]) -> std::process::Output {
+        Command::new(venv_bin().join("az"))
+            .args(args)
+            .env_clear()
+            .envs(self.env())
+            .output()
+            .unwrap()
+    }
+}
+
+/// A throwaway `az` environment under `dir`: an empty configuration
+/// directory (so: not logged in), no telemetry, the venv first on PATH.
+pub fn az_env(dir: &Path) -> Vec<(OsString, OsString)> {
+    vec![
+        ("PATH".into(), path_with_venv()),
+        ("HOME".into(), dir.into()),
+        ("AZURE_CONFIG_DIR".into(), dir.join("azure").into()),
+        ("AZURE_CORE_COLLECT_TELEMETRY".into(), "false".into()),
+    ]
+}
