@@ -14,7 +14,7 @@ AWS_ENDPOINT_URL_EC2=<ec2> (botocore >= 1.31 reads both; awscli v1
 1.29+). Control endpoints on the EC2 URL:
 
     GET  /_standin/leftovers   JSON list of every resource still held
-                               (ours, moto's S3 objects and EC2 instances)
+                               (ours, QEMUs, and moto's S3 objects)
     POST /_standin/faults      replace the fault spec (faults.py)
 """
 
@@ -107,8 +107,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def moto_leftovers(s3):
-    """Objects in moto's S3 buckets, and moto's own EC2 resources (from
-    Actions that went to moto)."""
+    """Every object in moto's S3 buckets."""
     out = []
     for b in s3.list_buckets().get("Buckets", []):
         for o in s3.list_objects_v2(Bucket=b["Name"]).get("Contents", []):
