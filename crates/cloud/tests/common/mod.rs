@@ -4,6 +4,8 @@
 
 pub use cloudimg_testkit::*;
 
+pub mod real;
+
 // ------------------------------------------------------------ cloud ----
 
 use std::ffi::OsString;

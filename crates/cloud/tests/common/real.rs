@@ -1,0 +1,381 @@
+//! The real cloud CLIs against local emulators (standin/api): where the
+//! tools live (`scripts/setup.sh` puts them in `.venv/`), how to start an
+//! emulator, the environment that points a CLI at it, and how to ask the
+//! emulator what it still holds.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{require_file, require_tool};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `.venv/cloud/bin`: awscli, azure-cli, moto, fake-gcs-server.
+pub fn venv_bin() -> PathBuf {
+    repo().join(".venv/cloud/bin")
+}
+
+/// `.venv/npm/bin`: azurite.
+pub fn npm_bin() -> PathBuf {
+    repo().join(".venv/npm/bin")
+}
+
+/// `standin/api`.
+pub fn api_dir() -> PathBuf {
+    repo().join("standin/api")
+}
+
+/// A tool `scripts/setup.sh` installs: present, or (under CI /
+/// REQUIRE_ORACLES=1) a failure naming the script.
+pub fn require_installed(path: &Path) -> bool {
+    require_file(path.to_str().unwrap())
+}
+
+/// What every real-CLI flow needs: QEMU and friends, the venv's python,
+/// and `aws` (checked by the caller per provider).
+pub fn ready_aws() -> bool {
+    super::ready() && require_installed(&venv_bin().join("aws"))
+}
+
+/// `PATH` with the venv first (so `aws`/`az` are the installed ones, not
+/// the stand-ins nor a system copy), then the caller's PATH.
+pub fn path_with_venv() -> OsString {
+    let mut paths = vec![venv_bin(), npm_bin()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap()
+}
+
+/// A gcloud on PATH (it is not installable from a registry).
+pub fn ready_gcloud() -> bool {
+    super::ready() && require_tool("gcloud")
+}
+
+// ------------------------------------------------------- emulators ----
+
+/// One emulator process from standin/api, alive while this value is: it
+/// prints its URLs as one JSON line, and exits when its stdin closes.
+pub struct Emulator {
+    /// Temp dir: the emulator's state and the CLI's configuration.
+    pub dir: tempfile::TempDir,
+    /// What it printed: its URLs by name.
+    pub urls: serde_json::Value,
+    /// The URL of its control endpoints (`/_standin/...`).
+    control: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Emulator {
+    /// Start `standin/api/<script> --state DIR --faults SPEC`; `control`
+    /// names the URL (in its JSON line) that serves `/_standin/...`.
+    pub fn start(script: &str, faults: &str, control: &str) -> Emulator {
+        let dir = tempfile::Builder::new()
+            .prefix("emu-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let mut child = Command::new(venv_bin().join("python"))
+            .arg(api_dir().join(script))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--faults")
+            .arg(faults)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start standin/api/{script}: {e}"));
+        let urls = first_line_json(&mut child);
+        let stdin = child.stdin.take();
+        Emulator {
+            control: urls[control].as_str().unwrap().to_string(),
+            urls,
+            dir,
+            child,
+            stdin,
+        }
+    }
+
+    /// The URL named `name`.
+    pub fn url(&self, name: &str) -> String {
+        self.urls[name].as_str().unwrap().to_string()
+    }
+
+    /// Everything the emulator still holds, asked of the emulator itself.
+    pub fn leftovers(&self) -> Vec<String> {
+        let body = http(&self.control, "GET", "/_standin/leftovers", "");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Replace the fault spec.
+    pub fn set_faults(&self, spec: &str) {
+        http(&self.control, "POST", "/_standin/faults", spec);
+    }
+}
+
+impl Drop for Emulator {
+    /// Close the emulator's stdin (it stops its QEMUs and exits); kill it
+    /// if it has not within 10 s.
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------ AWS ----
+
+/// A local AWS: moto (S3, STS, the rest of EC2) and our EC2 endpoint
+/// (standin/api/aws_emulator.py).
+pub struct AwsEmu {
+    /// The emulator.
+    pub emu: Emulator,
+}
+
+/// The region every test works in.
+pub const REGION: &str = "us-east-1";
+
+impl AwsEmu {
+    /// Start the emulator with fault spec `faults` (standin/api/faults.py)
+    /// and make bucket `bkt` with the real CLI.
+    pub fn start(faults: &str) -> AwsEmu {
+        let emu = AwsEmu {
+            emu: Emulator::start("aws_emulator.py", faults, "ec2"),
+        };
+        emu.write_config();
+        let mb = emu.aws(&["s3", "mb", "s3://bkt"]);
+        assert!(mb.status.success(), "aws s3 mb: {mb:?}");
+        emu
+    }
+
+    /// The temp dir (state, config, evidence of child runs).
+    pub fn dir(&self) -> &Path {
+        self.emu.dir.path()
+    }
+
+    /// A throwaway CLI configuration: region, JSON output, dummy keys.
+    fn write_config(&self) {
+        std::fs::write(
+            self.dir().join("config"),
+            format!("[default]\nregion = {REGION}\noutput = json\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            self.dir().join("credentials"),
+            "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+        )
+        .unwrap();
+    }
+
+    /// The environment that points the real `aws` at the emulator:
+    /// `AWS_ENDPOINT_URL` (every service: moto) and
+    /// `AWS_ENDPOINT_URL_EC2` (ours), read by botocore >= 1.31 (awscli v1
+    /// 1.29+; `cli_honours_the_endpoint_variables` checks the installed
+    /// one), and the config/credentials files above. Nothing reaches past
+    /// 127.0.0.1.
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        let d = self.dir();
+        vec![
+            ("PATH".into(), path_with_venv()),
+            ("AWS_CONFIG_FILE".into(), d.join("config").into()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                d.join("credentials").into(),
+            ),
+            ("AWS_ENDPOINT_URL".into(), self.emu.url("moto").into()),
+            ("AWS_ENDPOINT_URL_EC2".into(), self.emu.url("ec2").into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            ("AWS_PROFILE".into(), "default".into()),
+        ]
+    }
+
+    /// Run the real `aws` with the emulator's environment only.
+    pub fn aws(&self, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new(venv_bin().join("aws"));
+        c.args(args).env_clear().envs(self.env());
+        c.env("HOME", self.dir());
+        c.output().unwrap()
+    }
+
+    /// Everything the emulator still holds (our EC2 resources, QEMU
+    /// processes, moto's S3 objects).
+    pub fn leftovers(&self) -> Vec<String> {
+        self.emu.leftovers()
+    }
+}
+
+// ------------------------------------------------------------ GCP ----
+
+/// A local GCP: fake-gcs-server and our Compute endpoint
+/// (standin/api/gcp_emulator.py), with bucket `bkt`.
+pub struct GcpEmu {
+    /// The emulator.
+    pub emu: Emulator,
+}
+
+/// The project every GCP test works in.
+pub const PROJECT: &str = "capos-proj";
+
+impl GcpEmu {
+    /// Start the emulator with fault spec `faults`.
+    pub fn start(faults: &str) -> GcpEmu {
+        let emu = GcpEmu {
+            emu: Emulator::start("gcp_emulator.py", faults, "compute"),
+        };
+        std::fs::create_dir_all(emu.emu.dir.path().join("gcloud")).unwrap();
+        std::fs::write(emu.emu.dir.path().join("token"), "standin-token\n").unwrap();
+        emu
+    }
+
+    /// The environment that points the real `gcloud` at the emulator:
+    /// the API endpoint overrides (`CLOUDSDK_API_ENDPOINT_OVERRIDES_*`,
+    /// gcloud's properties `api_endpoint_overrides/storage|compute`), an
+    /// access token from a file (`auth/access_token_file`), a throwaway
+    /// configuration directory, account and project properties, and no
+    /// prompts, usage reporting or update checks (nothing leaves
+    /// 127.0.0.1).
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        let d = self.emu.dir.path();
+        vec![
+            ("CLOUDSDK_CONFIG".into(), d.join("gcloud").into()),
+            (
+                "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE".into(),
+                d.join("token").into(),
+            ),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE".into(),
+                format!("{}/storage/v1/", self.emu.url("gcs")).into(),
+            ),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE".into(),
+                format!("{}/compute/v1/", self.emu.url("compute")).into(),
+            ),
+            ("CLOUDSDK_CORE_ACCOUNT".into(), "standin@example.com".into()),
+            ("CLOUDSDK_CORE_PROJECT".into(), PROJECT.into()),
+            ("CLOUDSDK_COMPUTE_ZONE".into(), "us-central1-a".into()),
+            ("CLOUDSDK_CORE_DISABLE_PROMPTS".into(), "1".into()),
+            (
+                "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING".into(),
+                "true".into(),
+            ),
+            (
+                "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK".into(),
+                "true".into(),
+            ),
+        ]
+    }
+
+    /// Run the real `gcloud` with the emulator's environment.
+    pub fn gcloud(&self, args: &[&str]) -> std::process::Output {
+        Command::new("gcloud")
+            .args(args)
+            .envs(self.env())
+            .output()
+            .unwrap()
+    }
+
+    /// Everything the emulator still holds (images, instances, QEMUs, GCS
+    /// objects).
+    pub fn leftovers(&self) -> Vec<String> {
+        self.emu.leftovers()
+    }
+}
+
+/// The JSON object an emulator prints as its first line once it listens.
+fn first_line_json(child: &mut Child) -> serde_json::Value {
+    let mut line = String::new();
+    let out = child.stdout.take().unwrap();
+    BufReader::new(out).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("emulator did not start ({e}): {line:?}"))
+}
+
+/// One plain HTTP/1.0 request to a local control endpoint; the body.
+pub fn http(base: &str, method: &str, path: &str, body: &str) -> String {
+    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(hostport).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, rest) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains(" 200 "), "{method} {path}: {head}");
+    rest.to_string()
+}
+
+// ---------------------------------------------------------- Azure ----
+
+/// A local Azure Blob Storage: Azurite with account `caposimages`
+/// (standin/api/azure_emulator.py).
+pub struct AzureEmu {
+    /// The emulator.
+    pub emu: Emulator,
+}
+
+impl AzureEmu {
+    /// Start Azurite and make container `vhds` with the real `az`.
+    pub fn start() -> AzureEmu {
+        let emu = AzureEmu {
+            emu: Emulator::start("azure_emulator.py", "", "blob"),
+        };
+        let c = emu.az(&["storage", "container", "create", "--name", "vhds"]);
+        assert!(c.status.success(), "{c:?}");
+        emu
+    }
+
+    /// The environment of a blob command against Azurite: the account's
+    /// connection string (`AZURE_STORAGE_CONNECTION_STRING`, read by
+    /// `az storage` when no credential is given on the line) and
+    /// [`az_env`]'s throwaway configuration.
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        let mut e = az_env(self.emu.dir.path());
+        e.push((
+            "AZURE_STORAGE_CONNECTION_STRING".into(),
+            self.emu.url("connection_string").into(),
+        ));
+        e
+    }
+
+    /// Run the real `az` against Azurite.
+    pub fn az(&self, args: &[&str]) -> std::process::Output {
+        Command::new(venv_bin().join("az"))
+            .args(args)
+            .env_clear()
+            .envs(self.env())
+            .output()
+            .unwrap()
+    }
+}
+
+/// A throwaway `az` environment under `dir`: an empty configuration
+/// directory (so: not logged in), no telemetry, the venv first on PATH.
+pub fn az_env(dir: &Path) -> Vec<(OsString, OsString)> {
+    vec![
+        ("PATH".into(), path_with_venv()),
+        ("HOME".into(), dir.into()),
+        ("AZURE_CONFIG_DIR".into(), dir.join("azure").into()),
+        ("AZURE_CORE_COLLECT_TELEMETRY".into(), "false".into()),
+    ]
+}
