@@ -65,3 +65,24 @@ pub fn shrink_arrays_to_44(f: &std::fs::File, n: u64) {
         f.write_all_at(&h, hdr_lba * 512).unwrap();
     }
 }
+
+/// `gzip -n -c` of `data`: one gzip member, as GNU gzip writes it.
+pub fn gzip_n(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("gzip")
+        .args(["-n", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("gzip output");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("writing to gzip");
+    assert!(out.status.success(), "gzip -n -c");
+    out.stdout
+}

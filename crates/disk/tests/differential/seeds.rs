@@ -162,6 +162,24 @@ pub fn build(dir: &Path) -> (Vec<Seed>, Extra) {
         bytes: fs::read(t.join("disk.raw.tar.gz")).unwrap(),
         costly: false,
     });
+    // The same tar as two gzip members (`gzip -c a; gzip -c b`, cut in
+    // the data): RFC 1952 §2.2 allows a series of members and GNU tar
+    // reads them all, as cloudimg must.
+    run(Command::new("tar")
+        .args(["--format=oldgnu", "-Scf", "disk.raw.tar", "disk.raw"])
+        .current_dir(&t));
+    let tar = fs::read(t.join("disk.raw.tar")).unwrap();
+    let mut two = Vec::new();
+    for piece in [&tar[..tar.len() / 2], &tar[tar.len() / 2..]] {
+        two.extend_from_slice(&common::gzip_n(piece));
+    }
+    seeds.push(Seed {
+        name: "gnu-tar-two-gzip-members",
+        kind: Kind::TarGz,
+        ext: "tar.gz",
+        bytes: two,
+        costly: false,
+    });
     // cloudimg's own shapes.
     for (compressed, shapes) in [
         (
