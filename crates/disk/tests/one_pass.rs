@@ -13,11 +13,10 @@ mod common;
 
 use std::fs::File;
 use std::path::Path;
-use std::process::Command;
 
 use cloudimg_disk::formats::{self, gcp, ova, Format, WriteOptions};
 use cloudimg_disk::{MemDisk, VirtualDisk};
-use common::{require_tool, run, Rng};
+use common::{require_tool, Rng};
 
 const MIB: u64 = 1 << 20;
 const OPTS: WriteOptions = WriteOptions {
@@ -76,46 +75,21 @@ fn reads_of(path: &Path, format: Format, want: &[u8]) -> (u64, u64) {
     (verify, open)
 }
 
-fn qemu_img(args: &[&str]) {
-    run(Command::new("qemu-img").args(args));
-}
-
 #[test]
 fn compressed_containers_are_decoded_once_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("disk.raw");
     let small = disk_bytes(16 * MIB, 8 * MIB, 1);
     std::fs::write(&raw, &small).unwrap();
-    let raw_s = raw.to_str().unwrap();
     let mut cases: Vec<(std::path::PathBuf, Format, Vec<u8>)> = Vec::new();
 
     let have_qemu = require_tool("qemu-img");
     if have_qemu {
         let q = dir.path().join("c.qcow2");
-        qemu_img(&[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "qcow2",
-            "-c",
-            raw_s,
-            q.to_str().unwrap(),
-        ]);
+        common::qemu_convert_raw(&raw, "qcow2", &["-c"], &q);
         cases.push((q, Format::Qcow2, small.clone()));
         let v = dir.path().join("s.vmdk");
-        let vs = v.to_str().unwrap();
-        qemu_img(&[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-            raw_s,
-            vs,
-        ]);
+        common::qemu_stream_vmdk(&raw, &v);
         cases.push((v, Format::Vmdk, small.clone()));
     }
     let o = dir.path().join("d.ova");

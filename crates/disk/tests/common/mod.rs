@@ -86,3 +86,23 @@ pub fn gzip_n(data: &[u8]) -> Vec<u8> {
     assert!(out.status.success(), "gzip -n -c");
     out.stdout
 }
+
+/// `qemu-img convert -f raw -O <format> [options...] <raw> <out>`: the
+/// independent writer most tests compare with (panics if it fails).
+pub fn qemu_convert_raw(
+    raw: &std::path::Path,
+    format: &str,
+    options: &[&str],
+    out: &std::path::Path,
+) {
+    run(std::process::Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", format])
+        .args(options)
+        .arg(raw)
+        .arg(out));
+}
+
+/// qemu-img's stream-optimized VMDK of the raw disk `raw`, written to `out`.
+pub fn qemu_stream_vmdk(raw: &std::path::Path, out: &std::path::Path) {
+    qemu_convert_raw(raw, "vmdk", &["-o", "subformat=streamOptimized"], out);
+}

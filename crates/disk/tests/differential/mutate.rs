@@ -88,37 +88,30 @@ pub struct Layout {
     pub fixes: Vec<Fix>,
 }
 
+/// The mutators of the image formats' structures ([`generic`]), the last
+/// one (the embedded descriptor's) for VMDK only.
+const STRUCTURAL: [&str; 12] = [
+    "field",
+    "field-nofix",
+    "flags",
+    "count",
+    "offset",
+    "copy",
+    "entry",
+    "dup",
+    "flip",
+    "flip-fix",
+    "pair",
+    "descriptor",
+];
+
 /// The mutators that apply to a kind of file, by stable name (used in
 /// `cases.txt`).
 pub fn mutators(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Vmdk => &[
-            "field",
-            "field-nofix",
-            "flags",
-            "count",
-            "offset",
-            "copy",
-            "entry",
-            "dup",
-            "flip",
-            "flip-fix",
-            "pair",
-            "descriptor",
-        ],
-        Kind::Qcow2 | Kind::Vhdx | Kind::Vhd => &[
-            "field",
-            "field-nofix",
-            "flags",
-            "count",
-            "offset",
-            "copy",
-            "entry",
-            "dup",
-            "flip",
-            "flip-fix",
-            "pair",
-        ],
+        Kind::Vmdk => &STRUCTURAL,
+        // All but the VMDK descriptor's.
+        Kind::Qcow2 | Kind::Vhdx | Kind::Vhd => &STRUCTURAL[..STRUCTURAL.len() - 1],
         Kind::TarGz => &[
             "tar-field",
             "tar-field-nofix",

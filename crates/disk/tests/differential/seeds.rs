@@ -133,11 +133,7 @@ pub fn build(dir: &Path) -> (Vec<Seed>, Extra) {
     let mut seeds = Vec::new();
     for &(name, kind, ext, fmt, args) in QEMU {
         let out = dir.join(format!("{name}.{ext}"));
-        run(Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", fmt])
-            .args(args)
-            .arg(&raw)
-            .arg(&out));
+        common::qemu_convert_raw(&raw, fmt, args, &out);
         seeds.push(Seed {
             name,
             kind,
@@ -237,18 +233,7 @@ pub fn build(dir: &Path) -> (Vec<Seed>, Extra) {
     let alt = dir.join("alt.raw");
     write_disk(&alt, 2 << 20, 99);
     let alt_vmdk = dir.join("alt.vmdk");
-    run(Command::new("qemu-img")
-        .args([
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-        ])
-        .arg(&alt)
-        .arg(&alt_vmdk));
+    crate::common::qemu_stream_vmdk(&alt, &alt_vmdk);
     let extra = Extra {
         alt_vmdk: fs::read(&alt_vmdk).unwrap(),
     };
