@@ -106,3 +106,45 @@ pub fn qemu_convert_raw(
 pub fn qemu_stream_vmdk(raw: &std::path::Path, out: &std::path::Path) {
     qemu_convert_raw(raw, "vmdk", &["-o", "subformat=streamOptimized"], out);
 }
+
+/// Reading work done by this thread, counted by the kernel: the bytes its
+/// read(2)/pread(2) calls returned and how many calls it made
+/// (`rchar`/`syscr` of /proc/thread-self/io, proc(5)). A count of work,
+/// not a time: the same code on the same input counts the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reads {
+    /// Bytes returned by read calls.
+    pub bytes: u64,
+    /// Read calls.
+    pub calls: u64,
+}
+
+fn thread_reads() -> Reads {
+    let io = std::fs::read_to_string("/proc/thread-self/io")
+        .expect("/proc/thread-self/io (Linux task I/O accounting)");
+    let field = |name: &str| -> u64 {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/thread-self/io"))
+    };
+    Reads {
+        bytes: field("rchar:"),
+        calls: field("syscr:"),
+    }
+}
+
+/// Run `f` and count the reads this thread made meanwhile (the reading of
+/// /proc itself, a few hundred bytes, included).
+pub fn counting_reads<T>(f: impl FnOnce() -> T) -> (T, Reads) {
+    let before = thread_reads();
+    let out = f();
+    let after = thread_reads();
+    (
+        out,
+        Reads {
+            bytes: after.bytes - before.bytes,
+            calls: after.calls - before.calls,
+        },
+    )
+}
