@@ -5,10 +5,10 @@
 # the scale ratios (4, 16). For the README; nothing here is asserted (the
 # test asserts counted work, never times).
 #
-#   bench/linear.sh [SCALES]        (default 1,4,16)
+#   bench/linear.sh [SCALES]        (default 2,8,32: 16 to 256 MiB disks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SCALES=${1:-1,4,16}
+SCALES=${1:-2,8,32}
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 LINEAR_SCALES=$SCALES nice -n 5 cargo test --release --locked -p cloudimg-disk --test linear \
