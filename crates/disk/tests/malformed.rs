@@ -1019,3 +1019,29 @@ fn deflate_bomb_after_an_unreadable_tar_header_is_stopped() {
          bytes, says 512)"
     );
 }
+
+#[test]
+fn check_readable_refuses_what_open_disk_refuses() {
+    use cloudimg_disk::formats::open::{check_readable, open_disk};
+    let dir = tempfile::tempdir().unwrap();
+    // A GCP tarball whose gzip CRC-32 is wrong, a VMDK whose grain
+    // directory runs past the end, and the good ones.
+    let mut gz = targz_bytes();
+    let n = gz.len();
+    gz[n - 8] ^= 1;
+    let mut vm = vmdk_bytes();
+    vm.truncate(vm.len() / 2);
+    for (name, bytes, ok) in [
+        ("good.tar.gz", targz_bytes(), true),
+        ("crc.tar.gz", gz, false),
+        ("good.vmdk", vmdk_bytes(), true),
+        ("cut.vmdk", vm, false),
+    ] {
+        let p = dir.path().join(name);
+        fs::write(&p, &bytes).unwrap();
+        let open = open_disk(&p).map(|(_, f)| f).map_err(|e| e.to_string());
+        let check = check_readable(&p).map_err(|e| e.to_string());
+        assert_eq!(open, check, "{name}");
+        assert_eq!(check.is_ok(), ok, "{name}: {check:?}");
+    }
+}

@@ -122,5 +122,14 @@ fn compressed_containers_are_decoded_once_on_open() {
             open < verify + file_len / 4,
             "{format}: opening read {open} bytes, verifying alone {verify}: the file was read twice"
         );
+        // Checking that cloudimg reads it (boot's gate) costs one pass
+        // too, and keeps no copy.
+        let before = rchar();
+        assert_eq!(formats::open::check_readable(path).unwrap(), *format);
+        let check = rchar() - before;
+        assert!(
+            check < verify + file_len / 4,
+            "{format}: check_readable read {check} bytes"
+        );
     }
 }

@@ -27,6 +27,34 @@ pub fn open_disk(path: &Path) -> Result<(Box<dyn VirtualDisk>, Format)> {
     Ok((disk, format))
 }
 
+/// Refuse the file at `path` where [`open_disk`] would refuse it, without
+/// keeping its decoded disk (no scratch copy is written); return its
+/// format. For a caller that hands the file to another reader: `boot`
+/// gives it to QEMU, and only needs to know that cloudimg reads it.
+pub fn check_readable(path: &Path) -> Result<Format> {
+    let (file, meta, format) = formats::open_detect(path)?;
+    let spec = format.spec();
+    let check = |file: File| -> Result<()> {
+        let opener_first = match spec.reading {
+            Reading::InPlace => true,
+            Reading::Decoded { opener_first } => opener_first,
+        };
+        if opener_first || format == Format::Raw {
+            drop((spec.open)(
+                file.try_clone().ctx("opening")?,
+                meta.len(),
+                path,
+            )?);
+        }
+        if format != Format::Raw {
+            verify_container(&file, format, DiskDigest::new())?;
+        }
+        Ok(())
+    };
+    check(file).map_err(|e| e.with_path(path))?;
+    Ok(format)
+}
+
 /// [`open_disk`] for an already open `file` of `len` bytes, detected as
 /// `format`; `path` only names it in errors of later reads.
 ///
