@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz every cloudimg parser for a bounded time and fail on any crash.
 #
-#   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 15: 8 targets, ~2 min)
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 15: 12 targets, ~3 min)
 #
 # Installs cargo-fuzz (from crates.io, --locked) if it is missing, builds
 # the targets in fuzz/ with nightly (no sanitizer: the library's only
@@ -12,6 +12,11 @@
 # Corpora live in target/fuzz-corpus/<target>/ (kept between runs);
 # crashes are written to fuzz/artifacts/<target>/ and make the script fail.
 # FUZZ_TARGETS="gpt vhd" limits the run to some targets.
+#
+# The differential target compares cloudimg's reading of mutants with
+# qemu-img's and GNU tar's (crates/disk/tests/differential.rs's seeds,
+# mutators and judgement): it needs qemu-img, GNU tar and timeout, and
+# under CI (or REQUIRE_ORACLES=1) fails when one is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,7 +24,7 @@ SECS=${1:-15}
 # The reproducers of bugs the targets found are kept in fuzz/artifacts/
 # (fuzz/README.md says what each was); libFuzzer replays none by itself,
 # so the script runs each against its target first.
-TARGETS=${FUZZ_TARGETS:-"gpt vhd vmdk tar gzip detect qcow2 vhdx ova check deflate"}
+TARGETS=${FUZZ_TARGETS:-"gpt vhd vmdk tar gzip detect qcow2 vhdx ova check deflate differential"}
 CORPUS_SRC=${CLOUDIMG_CORPUS:-$ROOT/../shared/corpus}
 OUT=$ROOT/target/fuzz-corpus
 
@@ -40,7 +45,7 @@ echo "fuzz.sh: seeding corpora"
 SEEDS=$(mktemp -d)
 trap 'rm -rf "$SEEDS"' EXIT
 fuzz/target/release/cloudimg-fuzz-seedgen "$SEEDS"
-ALL_TARGETS="gpt vhd vmdk tar gzip detect qcow2 vhdx ova check deflate"
+ALL_TARGETS="gpt vhd vmdk tar gzip detect qcow2 vhdx ova check deflate differential"
 for t in $ALL_TARGETS; do mkdir -p "$OUT/$t"; done
 cp "$SEEDS"/gpt/* "$OUT/gpt/"
 cp "$SEEDS"/vhd/* "$OUT/vhd/"
@@ -49,6 +54,14 @@ cp "$SEEDS"/tar/* "$OUT/tar/"
 cp "$SEEDS"/gzip/* "$SEEDS"/tar/* "$OUT/gzip/"
 for t in qcow2 vhdx ova check deflate; do cp "$SEEDS/$t"/* "$OUT/$t/"; done
 cp "$SEEDS"/*/* "$OUT/detect/"
+# differential: byte 0 picks a seed, byte 1 a mutator, bytes 2..10 the
+# mutation number; one input per seed and mutator to start from.
+for s in $(seq 0 15); do
+    for m in $(seq 0 11); do
+        printf "\\x$(printf %02x "$s")\\x$(printf %02x "$m")\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00" \
+            > "$OUT/differential/s$s-m$m"
+    done
+done
 if [ -d "$CORPUS_SRC" ]; then
     c=$CORPUS_SRC
     cp "$c"/gpt-rs/gpt-disk.img "$OUT/gpt/" 2>/dev/null || true
@@ -92,8 +105,13 @@ for t in $TARGETS; do
         tar|vhd|gpt) max_len=300000 ;;
         qcow2) max_len=600000 ;;
         vhdx) max_len=150000 ;;
+        differential) max_len=10 ;;
         *) max_len=70000 ;;
     esac
+    # One differential input runs cloudimg (in a child limited to 60 s)
+    # and qemu-img or GNU tar: allow it that long.
+    timeout=10
+    [ "$t" = differential ] && timeout=150
     mkdir -p "fuzz/artifacts/$t"
     repro=(fuzz/artifacts/"$t"/*)
     if [ -e "${repro[0]}" ]; then
@@ -110,7 +128,7 @@ for t in $TARGETS; do
     # -timeout: one input taking this long is a hang; -rss_limit_mb: an
     # input needing this much memory is an allocation bomb.
     if ! (cd fuzz && cargo +nightly fuzz run -s none -a "$t" "$OUT/$t" -- \
-            -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
+            -max_total_time="$SECS" -timeout="$timeout" -rss_limit_mb=2048 \
             -max_len="$max_len" -print_final_stats=1 \
             > "$ROOT/target/fuzz-$t.log" 2>&1); then
         echo "fuzz.sh: $t FAILED; its log:" >&2

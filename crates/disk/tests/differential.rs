@@ -32,6 +32,8 @@
 //! does), `DIFF_SEEDS=a,b` explores only those seeds.
 
 mod common;
+#[path = "differential/judge.rs"]
+mod judge;
 #[path = "differential/mutate.rs"]
 mod mutate;
 #[path = "differential/oracle.rs"]
@@ -42,18 +44,15 @@ mod seeds;
 mod tar_mut;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use common::require_tool;
-use oracle::Child;
+use judge::{baseline_of, evaluate, parse_cases, Verdict};
 use seeds::Seed;
 
-/// The named cases and known disagreements.
-const CASES: &str = include_str!("differential/cases.txt");
+/// cloudimg's reading: in a child process, this test binary again.
+const READ: judge::Reader = oracle::cloudimg_read;
 
 /// Default seconds of exploration.
 const DEFAULT_SECONDS: u64 = 30;
@@ -69,221 +68,6 @@ fn child_process_entry() {
     let out = std::env::var_os("DIFF_CHILD_OUT").unwrap();
     let result = std::env::var_os("DIFF_CHILD_RESULT").unwrap();
     oracle::child_main(Path::new(&input), Path::new(&out), Path::new(&result));
-}
-
-/// What one mutant did.
-#[derive(Debug, Clone)]
-struct Verdict {
-    /// "agree" or a disagreement class.
-    class: String,
-    /// What each side said.
-    detail: String,
-}
-
-impl Verdict {
-    fn agree(detail: impl Into<String>) -> Self {
-        Verdict {
-            class: "agree".into(),
-            detail: detail.into(),
-        }
-    }
-    fn disagree(class: &str, detail: impl Into<String>) -> Self {
-        Verdict {
-            class: class.into(),
-            detail: detail.into(),
-        }
-    }
-}
-
-/// A line of `cases.txt`.
-struct Case {
-    name: String,
-    seed: String,
-    mutator: String,
-    n: u64,
-    expect: String,
-}
-
-fn parse_cases() -> Vec<Case> {
-    CASES
-        .lines()
-        .map(|l| l.split('#').next().unwrap().trim())
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            assert!(
-                w.len() == 5,
-                "cases.txt: {l:?} is not NAME SEED MUTATOR N EXPECT"
-            );
-            Case {
-                name: w[0].into(),
-                seed: w[1].into(),
-                mutator: w[2].into(),
-                n: w[3]
-                    .parse()
-                    .unwrap_or_else(|_| panic!("cases.txt: {l:?}: N is not a number")),
-                expect: w[4].into(),
-            }
-        })
-        .collect()
-}
-
-/// Findings with their numbers blanked, to compare a mutant's with its
-/// seed's.
-fn normalized(findings: &Value) -> BTreeSet<String> {
-    findings
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f.as_str())
-        // The decoded disk's own GPT is not the container's business:
-        // package writes a disk with a broken GPT for AWS, with warnings.
-        .filter(|s| !s.contains("decoded disk: "))
-        .map(|s| {
-            let mut out = String::new();
-            for c in s.chars() {
-                if c.is_ascii_digit() {
-                    if !out.ends_with('#') {
-                        out.push('#');
-                    }
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        })
-        .collect()
-}
-
-/// Read `bytes` (a file of `seed`'s kind) both ways and judge.
-fn evaluate(
-    seed: &Seed,
-    bytes: &[u8],
-    baseline: &BTreeSet<String>,
-    root: &Path,
-    k: usize,
-) -> Verdict {
-    let dir = oracle::mutant_dir(root, k);
-    let input = dir.join("m").join(format!("m.{}", seed.ext));
-    fs::write(&input, bytes).unwrap();
-    let ours = dir.join("cloudimg.raw");
-    let v = judge(&input, &ours, &dir, baseline);
-    let _ = fs::remove_dir_all(&dir);
-    v
-}
-
-fn judge(input: &Path, ours: &Path, dir: &Path, baseline: &BTreeSet<String>) -> Verdict {
-    let v = match oracle::cloudimg_read(input, ours, &dir.join("result.json")) {
-        Child::Done(v) => v,
-        Child::Died(partial, how) => {
-            let refused = partial.as_ref().is_some_and(|p| p["open"]["ok"] == false);
-            let class = if how.contains("panicked") {
-                "panic"
-            } else {
-                "resource"
-            };
-            if refused && class == "resource" && how.starts_with("killed") {
-                // open_disk refused it; verify hashes the size a header
-                // declares (a documented cost), and ran out of time.
-                return Verdict::agree(format!("refused; verify did not finish: {how}"));
-            }
-            let during = if partial.is_some() {
-                "verify"
-            } else {
-                "open_disk"
-            };
-            return Verdict::disagree(class, format!("cloudimg {during}: {how}"));
-        }
-    };
-    let open = &v["open"];
-    let verify = &v["verify"];
-    let findings = normalized(&verify["findings"]);
-    let new: Vec<&String> = findings.difference(baseline).collect();
-    if open["ok"] == false {
-        let err = open["error"].as_str().unwrap_or("");
-        // open_disk refuses a container its verifier finds anything wrong
-        // with, so refusing is a disagreement only when verify finds
-        // nothing at all (a seed's own finding, such as a tarball that is
-        // not a whole GiB, is reason enough).
-        if verify["ok"] == true && findings.is_empty() && verify["virtual_sha256"].is_string() {
-            return Verdict::disagree(
-                "verify-accepts-open-refuses",
-                format!("open_disk: {err}; verify decodes it with no finding"),
-            );
-        }
-        return Verdict::agree(format!("refused: {err}"));
-    }
-    if let Some(s) = open["skipped"].as_str() {
-        return Verdict::agree(format!("not compared: {s}"));
-    }
-    let format = v["format"].as_str().unwrap_or("");
-    let reference = dir.join("reference.raw");
-    let said = format!("cloudimg decodes it as {format} ({} bytes)", open["size"]);
-    match oracle::reference(format, input, &reference, dir) {
-        Err(e) if e.starts_with("UNSAFE") => {
-            return Verdict::disagree("names-other-file", format!("{said}; {e}"));
-        }
-        Err(e) => {
-            return Verdict::disagree(
-                "reference-refuses",
-                format!("{said}; the reference refuses it: {e}"),
-            )
-        }
-        Ok(()) => {
-            if let Some(d) = oracle::compare(ours, &reference) {
-                let class = if d.starts_with("sizes") {
-                    "size-differs"
-                } else {
-                    "bytes-differ"
-                };
-                return Verdict::disagree(class, format!("{said}; {d}"));
-            }
-        }
-    }
-    if verify["ok"] == false {
-        return Verdict::disagree(
-            "verify-errs-open-decodes",
-            format!(
-                "{said} as the reference does; verify: {}",
-                verify["error"].as_str().unwrap_or("")
-            ),
-        );
-    }
-    if !new.is_empty() {
-        return Verdict::disagree(
-            "verify-defective-open-decodes",
-            format!(
-                "{said} as the reference does; verify finds {} new: {}",
-                new.len(),
-                new[0]
-            ),
-        );
-    }
-    if verify["virtual_sha256"] != open["sha256"] {
-        return Verdict::disagree(
-            "verify-reads-differently",
-            format!(
-                "{said} (sha256 {}); verify decodes sha256 {}",
-                open["sha256"], verify["virtual_sha256"]
-            ),
-        );
-    }
-    Verdict::agree("same bytes")
-}
-
-/// The seed's own verify findings, normalized.
-fn baseline_of(seed: &Seed, root: &Path) -> (Verdict, BTreeSet<String>) {
-    let dir = oracle::mutant_dir(root, usize::MAX);
-    let input = dir.join("m").join(format!("m.{}", seed.ext));
-    fs::write(&input, &seed.bytes).unwrap();
-    let r = dir.join("result.json");
-    let base = match oracle::cloudimg_read(&input, &dir.join("cloudimg.raw"), &r) {
-        Child::Done(v) => normalized(&v["verify"]["findings"]),
-        Child::Died(..) => BTreeSet::new(),
-    };
-    let v = judge(&input, &dir.join("cloudimg.raw"), &dir, &base);
-    let _ = fs::remove_dir_all(&dir);
-    (v, base)
 }
 
 /// At most 240 characters of `s`, on one line.
@@ -363,7 +147,7 @@ fn differential_against_qemu_and_gnu_tar() {
     // The seeds themselves, unmutated (mutator "none").
     let mut baselines = BTreeMap::new();
     for s in &seeds {
-        let (v, base) = baseline_of(s, root);
+        let (v, base) = baseline_of(READ, s, root);
         if v.class != "agree" {
             found.push(Found {
                 seed: s.name.into(),
@@ -389,7 +173,7 @@ fn differential_against_qemu_and_gnu_tar() {
             .get(c.seed.as_str())
             .unwrap_or_else(|| panic!("cases.txt: {}: no seed {}", c.name, c.seed));
         let v = if c.mutator == "none" {
-            baseline_of(seed, root).0
+            baseline_of(READ, seed, root).0
         } else {
             let Some((bytes, desc)) =
                 mutate::apply(seed.kind, &c.mutator, &seed.bytes, c.n, &extra)
@@ -401,7 +185,7 @@ fn differential_against_qemu_and_gnu_tar() {
                 continue;
             };
             k += 1;
-            let v = evaluate(seed, &bytes, &baselines[seed.name], root, k);
+            let v = evaluate(READ, seed, &bytes, &baselines[seed.name], root, k);
             if v.class != "agree" {
                 found.push(Found {
                     seed: c.seed.clone(),
@@ -458,7 +242,7 @@ fn differential_against_qemu_and_gnu_tar() {
         k += 1;
         explored += 1;
         let t = Instant::now();
-        let v = evaluate(seed, &bytes, &baselines[seed.name], root, k);
+        let v = evaluate(READ, seed, &bytes, &baselines[seed.name], root, k);
         let e = times.entry(seed.name).or_default();
         e.0 += 1;
         e.1 += t.elapsed();

@@ -9,7 +9,6 @@ mod common;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use cloudimg_disk::codec::{gzip, tar};
 use cloudimg_disk::formats::{gcp, vhd, vmdk, WriteOptions};
@@ -80,7 +79,17 @@ fn targz_bytes() -> Vec<u8> {
     gcp::write_tar_gz(&grown, Vec::new(), &opts()).unwrap()
 }
 
-/// Run `verify` on `bytes` written to a file, within a time bound.
+/// Most bytes a verifier may read per byte of its input, and beyond: a
+/// verifier reads the file once or twice (a stream-optimized VMDK's
+/// markers, then its tables), never in a loop.
+const READS_PER_INPUT_BYTE: u64 = 4;
+const READS_BEYOND: u64 = 1 << 20;
+
+/// Run `verify` on `bytes` written to a file, within a bound of work that
+/// no hang or loop over the input stays inside: the bytes it reads are
+/// counted ([`common::counting_reads`]) and bounded by the input's size,
+/// and what it decodes by the largest disk these tests build (1 GiB: the
+/// GCP shape). No wall clock: the bound is the same on any machine.
 fn verify_with(
     dir: &Path,
     bytes: &[u8],
@@ -88,13 +97,25 @@ fn verify_with(
 ) -> cloudimg_disk::Result<Report> {
     let p = dir.join("x");
     fs::write(&p, bytes).unwrap();
-    let t = Instant::now();
-    let r = cloudimg_disk::verify::verify_file(&File::open(&p).unwrap(), format);
+    let (r, reads) = common::counting_reads(|| {
+        cloudimg_disk::verify::verify_file(&File::open(&p).unwrap(), format)
+    });
+    let most = READS_PER_INPUT_BYTE * bytes.len() as u64 + READS_BEYOND;
     assert!(
-        t.elapsed() < Duration::from_secs(20),
-        "verify took {:?}",
-        t.elapsed()
+        reads.bytes <= most,
+        "verify read {} bytes of a {}-byte input (at most {most})",
+        reads.bytes,
+        bytes.len()
     );
+    // What was decoded (and hashed) in full.
+    if let Ok(Report {
+        virtual_size: Some(size),
+        virtual_sha256: Some(_),
+        ..
+    }) = &r
+    {
+        assert!(*size <= GIB, "verify decoded {size} bytes");
+    }
     r
 }
 
@@ -997,4 +1018,30 @@ fn deflate_bomb_after_an_unreadable_tar_header_is_stopped() {
          stream (byte 512); decompression stopped, so CRC32 and ISIZE were not checked (ISIZE, the file's last 4 \
          bytes, says 512)"
     );
+}
+
+#[test]
+fn check_readable_refuses_what_open_disk_refuses() {
+    use cloudimg_disk::formats::open::{check_readable, open_disk};
+    let dir = tempfile::tempdir().unwrap();
+    // A GCP tarball whose gzip CRC-32 is wrong, a VMDK whose grain
+    // directory runs past the end, and the good ones.
+    let mut gz = targz_bytes();
+    let n = gz.len();
+    gz[n - 8] ^= 1;
+    let mut vm = vmdk_bytes();
+    vm.truncate(vm.len() / 2);
+    for (name, bytes, ok) in [
+        ("good.tar.gz", targz_bytes(), true),
+        ("crc.tar.gz", gz, false),
+        ("good.vmdk", vmdk_bytes(), true),
+        ("cut.vmdk", vm, false),
+    ] {
+        let p = dir.path().join(name);
+        fs::write(&p, &bytes).unwrap();
+        let open = open_disk(&p).map(|(_, f)| f).map_err(|e| e.to_string());
+        let check = check_readable(&p).map_err(|e| e.to_string());
+        assert_eq!(open, check, "{name}");
+        assert_eq!(check.is_ok(), ok, "{name}: {check:?}");
+    }
 }

@@ -516,18 +516,7 @@ fn reader_takes_the_disk_the_descriptor_names() {
     let other_raw = c.dir.path().join("other.raw");
     make_input(&other_raw, 2 << 20, 6);
     let decoy = c.dir.path().join("decoy.vmdk");
-    run(Command::new("qemu-img")
-        .args([
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-        ])
-        .arg(&other_raw)
-        .arg(&decoy));
+    common::qemu_stream_vmdk(&other_raw, &decoy);
     let dst = c.dir.path().join("two.ova");
     // Python's tarfile writes: .ovf, aaa.vmdk (the decoy), the named
     // VMDK, then a manifest listing all three.

@@ -252,11 +252,7 @@ fn reads_images_made_by_qemu_img() {
     ];
     for args in variants {
         let q = d.p("q.qcow2");
-        run(Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
-            .args(args)
-            .arg(&raw)
-            .arg(&q));
+        common::qemu_convert_raw(&raw, "qcow2", args, &q);
         let disk = qcow2::open(File::open(&q).unwrap()).unwrap();
         assert_eq!(disk.size(), size, "{args:?}");
         assert_eq!(sha256_disk(&disk).unwrap(), want, "{args:?}");
@@ -295,10 +291,7 @@ fn zero_flagged_clusters_read_as_zero() {
     let raw = d.p("in.raw");
     make_input(&raw, 8 << 20, 12);
     let q = d.p("q.qcow2");
-    run(Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "qcow2"])
-        .arg(&raw)
-        .arg(&q));
+    common::qemu_convert_raw(&raw, "qcow2", &[], &q);
     // Zero the first 2 MiB the qemu way: "reads as zero" L2 entries.
     run(Command::new("qemu-io")
         .args(["-f", "qcow2", "-c", "write -z 0 2M"])

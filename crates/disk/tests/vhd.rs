@@ -149,18 +149,7 @@ fn footer_matches_qemu_force_size_but_for_time_and_uuid() {
     }
     let c = case(ODD_SIZE, 5);
     let q = c.out.with_extension("qemu.vhd");
-    run(Command::new("qemu-img")
-        .args([
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vpc",
-            "-o",
-            "subformat=fixed,force_size",
-        ])
-        .arg(&c.input)
-        .arg(&q));
+    common::qemu_convert_raw(&c.input, "vpc", &["-o", "subformat=fixed,force_size"], &q);
     let (ours, theirs) = (footer(&c.out), footer(&q));
     let masked = |b: &[u8; 512]| {
         let mut m = *b;

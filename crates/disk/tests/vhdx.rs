@@ -192,18 +192,7 @@ fn qemu_checks_reads_and_compares() {
             .arg(&c.out));
         // Size against qemu's own conversion of the same input.
         let q = c.dir.path().join("qemu.vhdx");
-        run(Command::new("qemu-img")
-            .args([
-                "convert",
-                "-f",
-                "raw",
-                "-O",
-                "vhdx",
-                "-o",
-                "subformat=dynamic",
-            ])
-            .arg(&c.input)
-            .arg(&q));
+        common::qemu_convert_raw(&c.input, "vhdx", &["-o", "subformat=dynamic"], &q);
         let ours = std::fs::metadata(&c.out).unwrap().len();
         let theirs = std::fs::metadata(&q).unwrap().len();
         let ratio = ours as f64 / theirs as f64;

@@ -313,18 +313,7 @@ fn reads_qemu_img_stream_optimized_output() {
     let src = dir.path().join("in.raw");
     fs::write(&src, &raw).unwrap();
     let q = dir.path().join("q.vmdk");
-    run(Command::new("qemu-img")
-        .args([
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-        ])
-        .arg(&src)
-        .arg(&q));
+    common::qemu_stream_vmdk(&src, &q);
     let r = vmdk::open(File::open(&q).unwrap()).unwrap();
     assert_eq!(
         r.leading_header().gd_offset,
@@ -349,18 +338,7 @@ fn reads_qemu_img_stream_optimized_output() {
     Rng::new(22).fill(&mut raw);
     fs::write(&src, &raw).unwrap();
     fs::remove_file(&q).unwrap();
-    run(Command::new("qemu-img")
-        .args([
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-        ])
-        .arg(&src)
-        .arg(&q));
+    common::qemu_stream_vmdk(&src, &q);
     let report = cloudimg_disk::verify::verify_file(
         &File::open(&q).unwrap(),
         cloudimg_disk::formats::Format::Vmdk,

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 
-pub use table::{spec, FormatSpec, Output, Verified, VerifyOptions};
+pub use table::{spec, FormatSpec, Output, Reading, Verified, VerifyOptions};
 
 pub mod foreign;
 pub mod gcp;

@@ -2,10 +2,11 @@
 //! its content: raw, VHD (fixed, dynamic), VMDK (stream-optimized,
 //! monolithic sparse), QCOW2, VHDX, a GCP `disk.raw.tar.gz` and an OVA.
 //!
-//! The compressed containers cannot be read at random: the disk of a GCP
-//! tarball is first extracted (sparse) and the VMDK of an OVA copied, each
-//! to an unnamed temporary file beside the input (or in `$TMPDIR`) that
-//! disappears with the returned disk.
+//! A container is verified in full before it is read. The compressed
+//! ones cannot be read at random: the verifier's decode is copied
+//! (sparse) to an unnamed temporary file beside the input (or in
+//! `$TMPDIR`), which is read instead and disappears with the returned
+//! disk ([`open_file_disk`]).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -14,8 +15,9 @@ use std::path::Path;
 use crate::codec::tar::TarReader;
 use crate::disk::VirtualDisk;
 use crate::error::{Error, IoContext, Result};
-use crate::formats::{self, gcp, ova, Format};
-use crate::io::{unnamed_temp_beside, FileReader, RawFile};
+use crate::formats::{self, ova, Format, Reading};
+use crate::io::{unnamed_temp_beside, write_nonzero, DecodedCopy, DiskDigest, FileReader, RawFile};
+use crate::verify::Report;
 
 /// Open the image at `path` for reading, whatever its format; return the
 /// disk it holds and the format found. Errors name `path`.
@@ -25,34 +27,95 @@ pub fn open_disk(path: &Path) -> Result<(Box<dyn VirtualDisk>, Format)> {
     Ok((disk, format))
 }
 
+/// Refuse the file at `path` where [`open_disk`] would refuse it, without
+/// keeping its decoded disk (no scratch copy is written); return its
+/// format. For a caller that hands the file to another reader: `boot`
+/// gives it to QEMU, and only needs to know that cloudimg reads it.
+pub fn check_readable(path: &Path) -> Result<Format> {
+    let (file, meta, format) = formats::open_detect(path)?;
+    let spec = format.spec();
+    let check = |file: File| -> Result<()> {
+        let opener_first = match spec.reading {
+            Reading::InPlace => true,
+            Reading::Decoded { opener_first } => opener_first,
+        };
+        if opener_first || format == Format::Raw {
+            drop((spec.open)(
+                file.try_clone().ctx("opening")?,
+                meta.len(),
+                path,
+            )?);
+        }
+        if format != Format::Raw {
+            verify_container(&file, format, DiskDigest::new())?;
+        }
+        Ok(())
+    };
+    check(file).map_err(|e| e.with_path(path))?;
+    Ok(format)
+}
+
 /// [`open_disk`] for an already open `file` of `len` bytes, detected as
-/// `format`; `path` only names it in errors of later reads. The format
-/// table's opener does the work ([`FormatSpec::open`](super::FormatSpec)).
+/// `format`; `path` only names it in errors of later reads.
 ///
-/// A container (any format but raw) opened is then verified in full by
-/// the format's own verifier, and refused when it finds anything wrong
-/// with the container: what `package`, `check` and `boot` read is never a
-/// file `cloudimg verify` finds a container defect in (the decoded disk's
-/// own GPT is not judged here, `package` reports it as a warning; nor are
-/// a provider's rules, such as GCP's whole GiB).
+/// A raw disk is read in place. A container (any other format) is
+/// verified in full by the format's own verifier and refused, in one
+/// line, at its first finding about the container itself: what
+/// `package`, `check` and `boot` read is never a file `cloudimg verify`
+/// finds a container defect in (the decoded disk's own GPT is not judged
+/// here, `package` reports it as a warning; nor are a provider's rules,
+/// such as GCP's whole GiB: they make an artifact unfit for a provider,
+/// not an input read two ways).
+///
+/// How the container is then read is the table's [`Reading`]: a VHD or
+/// VHDX in place, through the row's opener; a compressed one (QCOW2,
+/// VMDK, OVA, GCP tarball) from the scratch copy the verifier's decode
+/// wrote as it went, so that the file is decoded once, by the code that
+/// checked it ([`DecodedCopy`]). When the verifier's decode did not
+/// cover the disk in one pass (it reported another reading's digest),
+/// the disk is decoded again through the opener, as a fallback.
 pub fn open_file_disk(
     file: File,
     len: u64,
     format: Format,
     path: &Path,
 ) -> Result<Box<dyn VirtualDisk>> {
-    let check = file.try_clone().ctx("opening")?;
-    let disk = (format.spec().open)(file, len, path)?;
-    if format != Format::Raw {
-        refuse_defective(&check, format)?;
+    let spec = format.spec();
+    if format == Format::Raw {
+        return (spec.open)(file, len, path);
     }
-    Ok(disk)
+    match spec.reading {
+        Reading::InPlace => {
+            let check = file.try_clone().ctx("opening")?;
+            let disk = (spec.open)(file, len, path)?;
+            verify_container(&check, format, DiskDigest::new())?;
+            Ok(disk)
+        }
+        Reading::Decoded { opener_first } => {
+            if opener_first {
+                // Its refusals first; the disk itself is read from the copy.
+                drop((spec.open)(file.try_clone().ctx("opening")?, len, path)?);
+            }
+            let copy = DecodedCopy::new(unnamed_temp_beside(&file, "a temporary decoded disk")?);
+            let report = verify_container(&file, format, DiskDigest::new().copying_to(&copy))?;
+            let copied = match (report.virtual_size, report.virtual_sha256) {
+                (Some(size), Some(sha)) => copy.into_file(size, sha)?.map(|f| (f, size)),
+                _ => None,
+            };
+            match copied {
+                Some((f, size)) => Ok(Box::new(RawFile::window(f, path, 0, size))),
+                None => decode_through_opener(file, len, format, path),
+            }
+        }
+    }
 }
 
-/// Verify a container in full (without the decoded disk's GPT) and refuse
-/// it, in one line, at its first finding about the container itself.
-fn refuse_defective(file: &File, format: Format) -> Result<()> {
+/// Verify a container in full (without the decoded disk's GPT), its
+/// decoded disk fed to `digest`, and refuse it, in one line, at its first
+/// finding about the container itself; return the report.
+fn verify_container(file: &File, format: Format, digest: DiskDigest<'_>) -> Result<Report> {
     let opts = formats::VerifyOptions {
+        digest,
         check_disk: false,
         ..formats::VerifyOptions::default()
     };
@@ -65,7 +128,7 @@ fn refuse_defective(file: &File, format: Format) -> Result<()> {
         .filter(|f| f.layer == crate::verify::Layer::Container)
         .collect();
     let Some(first) = findings.first() else {
-        return Ok(());
+        return Ok(report);
     };
     let more = match findings.len() {
         1 => String::new(),
@@ -74,6 +137,35 @@ fn refuse_defective(file: &File, format: Format) -> Result<()> {
     Err(Error::corrupt(format!(
         "is a defective {format}: {first}{more}"
     )))
+}
+
+/// The fallback of [`open_file_disk`]: open the container with the row's
+/// opener and decode its disk (a second pass) into an unnamed sparse
+/// scratch file beside it (or in `$TMPDIR`), read instead.
+fn decode_through_opener(
+    file: File,
+    len: u64,
+    format: Format,
+    path: &Path,
+) -> Result<Box<dyn VirtualDisk>> {
+    let out = unnamed_temp_beside(&file, "a temporary decoded disk")?;
+    let disk = (format.spec().open)(file, len, path)?;
+    out.set_len(disk.size())
+        .ctx("sizing the temporary decoded disk")?;
+    let mut buf = vec![0u8; crate::disk::BUFFER_SIZE];
+    for e in disk.extents().ctx("listing the disk's extents")? {
+        if e.kind != crate::disk::ExtentKind::Data {
+            continue;
+        }
+        let mut at = e.offset;
+        while at < e.end() {
+            let k = (e.end() - at).min(buf.len() as u64) as usize;
+            disk.read_at(&mut buf[..k], at).ctx("reading")?;
+            write_nonzero(&out, &buf[..k], at)?;
+            at += k as u64;
+        }
+    }
+    Ok(Box::new(RawFile::window(out, path, 0, disk.size())))
 }
 
 /// Why a VMDK text descriptor file is not read, and what to give instead:
@@ -96,38 +188,16 @@ pub(crate) fn descriptor_refusal(file: &File) -> Result<String> {
     })
 }
 
-/// For a disk whose every read costs decompression (a stream-optimized or
-/// OVA's VMDK, a QCOW2 that may hold compressed clusters): decode it once
-/// into an unnamed sparse temporary file beside `near` (or in `$TMPDIR`)
-/// and read that instead. Others are returned as they are. `package` reads
-/// its input several times (zero scan, digests, every shape, every
-/// verification); this keeps that to one decode.
+/// What `package` once called after [`open_file_disk`] to decode a
+/// compressed input once: the opener now does that itself (the
+/// verifier's decode is the copy read), so this returns `disk` as it is.
 pub fn decoded_once(
     disk: Box<dyn VirtualDisk>,
-    format: Format,
-    near: &File,
-    path: &Path,
+    _format: Format,
+    _near: &File,
+    _path: &Path,
 ) -> Result<Box<dyn VirtualDisk>> {
-    if !format.spec().decode_once {
-        return Ok(disk);
-    }
-    let out = unnamed_temp_beside(near, "a temporary decoded disk")?;
-    out.set_len(disk.size())
-        .ctx("sizing the temporary decoded disk")?;
-    let mut buf = vec![0u8; crate::disk::BUFFER_SIZE];
-    for e in disk.extents().ctx("listing the disk's extents")? {
-        if e.kind != crate::disk::ExtentKind::Data {
-            continue;
-        }
-        let mut at = e.offset;
-        while at < e.end() {
-            let k = (e.end() - at).min(buf.len() as u64) as usize;
-            disk.read_at(&mut buf[..k], at).ctx("reading")?;
-            gcp::write_nonzero(&out, &buf[..k], at)?;
-            at += k as u64;
-        }
-    }
-    Ok(Box::new(RawFile::window(out, path, 0, disk.size())))
+    Ok(disk)
 }
 
 /// Copy the disk member of the OVA `file` into `out` (from its start);

@@ -204,6 +204,23 @@ pub enum QemuDrive {
     None,
 }
 
+/// How the opener ([`open::open_file_disk`]) reads a format's file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Reading {
+    /// In place, through the row's opener, as a raw disk or a VHD: a read
+    /// costs no decompression. A container is verified in full first.
+    InPlace,
+    /// Every read of the container costs decompression (or extraction):
+    /// its verifier's one decode copies the disk to an unnamed scratch
+    /// file as it checks it, and that copy is read.
+    Decoded {
+        /// Run the row's opener first, for its own refusals (it reads
+        /// headers and tables only: VMDK, QCOW2). Not for an opener that
+        /// would itself decode the whole file (a GCP tarball, an OVA).
+        opener_first: bool,
+    },
+}
+
 /// Everything cloudimg knows how to do with one format.
 pub struct FormatSpec {
     /// The format.
@@ -219,9 +236,8 @@ pub struct FormatSpec {
     ///
     /// [`open`]: FormatSpec::open
     pub inspect: Option<InspectFn>,
-    /// Every read of the opened disk costs decompression: read it many
-    /// times only after decoding it once ([`open::decoded_once`]).
-    pub decode_once: bool,
+    /// How [`open::open_file_disk`] reads it.
+    pub reading: Reading,
     /// Its writer, for the formats cloudimg writes.
     pub write: Option<WriteFn>,
     /// Its verifier.
@@ -246,7 +262,9 @@ pub static TABLE: [FormatSpec; 10] = [
         detect: Some(gcp::detect),
         open: gcp::open,
         inspect: Some(gcp::inspect),
-        decode_once: false,
+        reading: Reading::Decoded {
+            opener_first: false,
+        },
         write: Some(gcp::write_artifact),
         verify: gcp::verify,
         qemu: QemuDrive::Extracted {
@@ -263,7 +281,7 @@ pub static TABLE: [FormatSpec; 10] = [
         detect: Some(vmdk::detect),
         open: vmdk::open_disk,
         inspect: Some(vmdk::inspect),
-        decode_once: true,
+        reading: Reading::Decoded { opener_first: true },
         write: Some(vmdk::write_artifact),
         verify: vmdk::verify,
         qemu: QemuDrive::File {
@@ -277,7 +295,7 @@ pub static TABLE: [FormatSpec; 10] = [
         detect: Some(vmdk::detect_descriptor),
         open: vmdk::refuse_descriptor,
         inspect: Some(no_disk),
-        decode_once: false,
+        reading: Reading::InPlace,
         write: None,
         verify: vmdk::verify_descriptor,
         qemu: QemuDrive::None,
@@ -288,7 +306,7 @@ pub static TABLE: [FormatSpec; 10] = [
         detect: Some(qcow2::detect),
         open: qcow2::open_disk,
         inspect: None,
-        decode_once: true,
+        reading: Reading::Decoded { opener_first: true },
         write: Some(qcow2::write_artifact),
         verify: qcow2::verify,
         qemu: QemuDrive::File {
@@ -302,7 +320,7 @@ pub static TABLE: [FormatSpec; 10] = [
         detect: Some(vhdx::detect),
         open: vhdx::open_disk,
         inspect: None,
-        decode_once: false,
+        reading: Reading::InPlace,
         write: Some(vhdx::write_artifact),
         verify: vhdx::verify,
         qemu: QemuDrive::File {
@@ -316,7 +334,7 @@ pub static TABLE: [FormatSpec; 10] = [
         detect: Some(vhd::detect_dynamic),
         open: vhd::open_disk,
         inspect: Some(vhd::inspect),
-        decode_once: false,
+        reading: Reading::InPlace,
         write: None,
         verify: vhd::verify,
         qemu: QemuDrive::File {
@@ -330,7 +348,7 @@ pub static TABLE: [FormatSpec; 10] = [
         detect: Some(vhd::detect_fixed),
         open: vhd::open_disk,
         inspect: Some(vhd::inspect),
-        decode_once: false,
+        reading: Reading::InPlace,
         write: Some(vhd::write_artifact),
         verify: vhd::verify,
         qemu: QemuDrive::File {
@@ -344,7 +362,9 @@ pub static TABLE: [FormatSpec; 10] = [
         detect: Some(ova::detect),
         open: ova::open_disk,
         inspect: None,
-        decode_once: true,
+        reading: Reading::Decoded {
+            opener_first: false,
+        },
         write: Some(ova::write_artifact),
         verify: ova::verify,
         qemu: QemuDrive::Extracted {
@@ -361,7 +381,7 @@ pub static TABLE: [FormatSpec; 10] = [
         detect: Some(detect_tar),
         open: refuse_tar,
         inspect: Some(no_disk),
-        decode_once: false,
+        reading: Reading::InPlace,
         write: None,
         verify: verify_tar,
         qemu: QemuDrive::None,
@@ -372,7 +392,7 @@ pub static TABLE: [FormatSpec; 10] = [
         detect: None,
         open: raw::open_disk,
         inspect: None,
-        decode_once: false,
+        reading: Reading::InPlace,
         write: Some(raw::write_artifact),
         verify: raw::verify,
         qemu: QemuDrive::File {

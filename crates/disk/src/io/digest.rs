@@ -8,6 +8,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::DecodedCopy;
 use crate::disk::{for_each_chunk, Chunk, Extent, ExtentKind, VirtualDisk, BUFFER_SIZE};
 
 /// A SHA-256 digest, shown as 64 lowercase hex digits.
@@ -56,6 +57,8 @@ impl std::str::FromStr for Sha256Hex {
 pub struct DiskDigest<'a> {
     mode: Mode<'a>,
     len: u64,
+    /// Where the content fed is also copied, if anywhere.
+    copy: Option<&'a DecodedCopy>,
 }
 
 enum Mode<'a> {
@@ -78,6 +81,7 @@ impl Default for DiskDigest<'_> {
         DiskDigest {
             mode: Mode::Hash(Sha256::new()),
             len: 0,
+            copy: None,
         }
     }
 }
@@ -104,11 +108,23 @@ impl<'a> DiskDigest<'a> {
                 mismatch: None,
             })),
             len: 0,
+            copy: None,
         })
+    }
+
+    /// This digest, also copying the content it is fed into `copy` (data
+    /// in place, zero runs left as holes), and telling it how the content
+    /// ended when it finishes.
+    pub fn copying_to(mut self, copy: &'a DecodedCopy) -> Self {
+        self.copy = Some(copy);
+        self
     }
 
     /// Feed `data`.
     pub fn data(&mut self, data: &[u8]) {
+        if let Some(c) = self.copy {
+            c.data(self.len, data);
+        }
         match &mut self.mode {
             Mode::Hash(h) => h.update(data),
             Mode::Compare(c) => c.data(self.len, data),
@@ -159,13 +175,18 @@ impl<'a> DiskDigest<'a> {
     /// `Err(offset)` of the first difference otherwise.
     pub fn finish_checked(self) -> Result<Sha256Hex, u64> {
         let mismatch = self.mismatch();
-        match self.mode {
+        let (len, copy) = (self.len, self.copy);
+        let sha = match self.mode {
             Mode::Hash(h) => Ok(Sha256Hex(h.finalize().into())),
             Mode::Compare(c) => match mismatch {
                 None => Ok(c.sha256),
                 Some(at) => Err(at),
             },
+        };
+        if let (Some(c), Ok(s)) = (copy, sha) {
+            c.finished(len, s);
         }
+        sha
     }
 
     /// The SHA-256 of the content fed. In compare mode, when the content

@@ -65,3 +65,86 @@ pub fn shrink_arrays_to_44(f: &std::fs::File, n: u64) {
         f.write_all_at(&h, hdr_lba * 512).unwrap();
     }
 }
+
+/// `gzip -n -c` of `data`: one gzip member, as GNU gzip writes it.
+pub fn gzip_n(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("gzip")
+        .args(["-n", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("gzip output");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("writing to gzip");
+    assert!(out.status.success(), "gzip -n -c");
+    out.stdout
+}
+
+/// `qemu-img convert -f raw -O <format> [options...] <raw> <out>`: the
+/// independent writer most tests compare with (panics if it fails).
+pub fn qemu_convert_raw(
+    raw: &std::path::Path,
+    format: &str,
+    options: &[&str],
+    out: &std::path::Path,
+) {
+    run(std::process::Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", format])
+        .args(options)
+        .arg(raw)
+        .arg(out));
+}
+
+/// qemu-img's stream-optimized VMDK of the raw disk `raw`, written to `out`.
+pub fn qemu_stream_vmdk(raw: &std::path::Path, out: &std::path::Path) {
+    qemu_convert_raw(raw, "vmdk", &["-o", "subformat=streamOptimized"], out);
+}
+
+/// Reading work done by this thread, counted by the kernel: the bytes its
+/// read(2)/pread(2) calls returned and how many calls it made
+/// (`rchar`/`syscr` of /proc/thread-self/io, proc(5)). A count of work,
+/// not a time: the same code on the same input counts the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reads {
+    /// Bytes returned by read calls.
+    pub bytes: u64,
+    /// Read calls.
+    pub calls: u64,
+}
+
+fn thread_reads() -> Reads {
+    let io = std::fs::read_to_string("/proc/thread-self/io")
+        .expect("/proc/thread-self/io (Linux task I/O accounting)");
+    let field = |name: &str| -> u64 {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/thread-self/io"))
+    };
+    Reads {
+        bytes: field("rchar:"),
+        calls: field("syscr:"),
+    }
+}
+
+/// Run `f` and count the reads this thread made meanwhile (the reading of
+/// /proc itself, a few hundred bytes, included).
+pub fn counting_reads<T>(f: impl FnOnce() -> T) -> (T, Reads) {
+    let before = thread_reads();
+    let out = f();
+    let after = thread_reads();
+    (
+        out,
+        Reads {
+            bytes: after.bytes - before.bytes,
+            calls: after.calls - before.calls,
+        },
+    )
+}

@@ -88,37 +88,30 @@ pub struct Layout {
     pub fixes: Vec<Fix>,
 }
 
+/// The mutators of the image formats' structures ([`generic`]), the last
+/// one (the embedded descriptor's) for VMDK only.
+const STRUCTURAL: [&str; 12] = [
+    "field",
+    "field-nofix",
+    "flags",
+    "count",
+    "offset",
+    "copy",
+    "entry",
+    "dup",
+    "flip",
+    "flip-fix",
+    "pair",
+    "descriptor",
+];
+
 /// The mutators that apply to a kind of file, by stable name (used in
 /// `cases.txt`).
 pub fn mutators(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Vmdk => &[
-            "field",
-            "field-nofix",
-            "flags",
-            "count",
-            "offset",
-            "copy",
-            "entry",
-            "dup",
-            "flip",
-            "flip-fix",
-            "pair",
-            "descriptor",
-        ],
-        Kind::Qcow2 | Kind::Vhdx | Kind::Vhd => &[
-            "field",
-            "field-nofix",
-            "flags",
-            "count",
-            "offset",
-            "copy",
-            "entry",
-            "dup",
-            "flip",
-            "flip-fix",
-            "pair",
-        ],
+        Kind::Vmdk => &STRUCTURAL,
+        // All but the VMDK descriptor's.
+        Kind::Qcow2 | Kind::Vhdx | Kind::Vhd => &STRUCTURAL[..STRUCTURAL.len() - 1],
         Kind::TarGz => &[
             "tar-field",
             "tar-field-nofix",
@@ -347,8 +340,8 @@ fn set_field(b: &mut [u8], f: &Field, rng: &mut Rng, role: Role, both: bool) -> 
             0 => 0,
             1 => 1,
             2 => old.wrapping_sub(1),
-            3 => old + 1,
-            4 => old * 2,
+            3 => old.wrapping_add(1),
+            4 => old.wrapping_mul(2),
             5 => old / 2,
             6 => 0xFFFF,
             7 => max,
@@ -357,22 +350,22 @@ fn set_field(b: &mut [u8], f: &Field, rng: &mut Rng, role: Role, both: bool) -> 
         },
         Role::Offset => match rng.next_u64() % 10 {
             0 => 0,
-            1 => old + 1,
-            2 => old + 512,
+            1 => old.wrapping_add(1),
+            2 => old.wrapping_add(512),
             3 => old.wrapping_sub(512),
             4 => len,
             5 => len + 65536,
             6 => max,
             7 => old / 2,
-            8 => old + 65536,
+            8 => old.wrapping_add(65536),
             _ => rng.next_u64(),
         },
         Role::Size => match rng.next_u64() % 9 {
             0 => 0,
             1 => old.wrapping_sub(512),
-            2 => old + 512,
-            3 => old * 2,
-            4 => old + 1,
+            2 => old.wrapping_add(512),
+            3 => old.wrapping_mul(2),
+            4 => old.wrapping_add(1),
             5 => old / 2,
             6 => 1 << 40,
             7 => 1 << 50,

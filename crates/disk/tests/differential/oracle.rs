@@ -122,8 +122,27 @@ pub enum Child {
     Died(Option<Value>, String),
 }
 
-/// Run the child on `input`; its decoded disk goes to `out`.
+/// Run the child on `input`; its decoded disk goes to `out`. The child is
+/// this test binary, running only `child_process_entry`.
 pub fn cloudimg_read(input: &Path, out: &Path, result: &Path) -> Child {
+    cloudimg_read_with(
+        &[
+            "child_process_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ],
+        input,
+        out,
+        result,
+    )
+}
+
+/// [`cloudimg_read`], the current executable run with `args` as the
+/// child (the fuzz target runs itself without arguments: its init code
+/// sees `DIFF_CHILD_INPUT` and calls [`child_main`]).
+pub fn cloudimg_read_with(args: &[&str], input: &Path, out: &Path, result: &Path) -> Child {
     let exe = std::env::current_exe().unwrap();
     let _ = fs::remove_file(result);
     let o = Command::new("sh")
@@ -132,13 +151,7 @@ pub fn cloudimg_read(input: &Path, out: &Path, result: &Path) -> Child {
             "ulimit -v {MEMORY_KIB}; exec timeout -s KILL {TIMEOUT_SECS} \"$0\" \"$@\""
         ))
         .arg(&exe)
-        .args([
-            "child_process_entry",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
+        .args(args)
         .env("DIFF_CHILD_INPUT", input)
         .env("DIFF_CHILD_OUT", out)
         .env("DIFF_CHILD_RESULT", result)

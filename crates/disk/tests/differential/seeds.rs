@@ -133,11 +133,7 @@ pub fn build(dir: &Path) -> (Vec<Seed>, Extra) {
     let mut seeds = Vec::new();
     for &(name, kind, ext, fmt, args) in QEMU {
         let out = dir.join(format!("{name}.{ext}"));
-        run(Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", fmt])
-            .args(args)
-            .arg(&raw)
-            .arg(&out));
+        common::qemu_convert_raw(&raw, fmt, args, &out);
         seeds.push(Seed {
             name,
             kind,
@@ -160,6 +156,24 @@ pub fn build(dir: &Path) -> (Vec<Seed>, Extra) {
         kind: Kind::TarGz,
         ext: "tar.gz",
         bytes: fs::read(t.join("disk.raw.tar.gz")).unwrap(),
+        costly: false,
+    });
+    // The same tar as two gzip members (`gzip -c a; gzip -c b`, cut in
+    // the data): RFC 1952 §2.2 allows a series of members and GNU tar
+    // reads them all, as cloudimg must.
+    run(Command::new("tar")
+        .args(["--format=oldgnu", "-Scf", "disk.raw.tar", "disk.raw"])
+        .current_dir(&t));
+    let tar = fs::read(t.join("disk.raw.tar")).unwrap();
+    let mut two = Vec::new();
+    for piece in [&tar[..tar.len() / 2], &tar[tar.len() / 2..]] {
+        two.extend_from_slice(&common::gzip_n(piece));
+    }
+    seeds.push(Seed {
+        name: "gnu-tar-two-gzip-members",
+        kind: Kind::TarGz,
+        ext: "tar.gz",
+        bytes: two,
         costly: false,
     });
     // cloudimg's own shapes.
@@ -219,18 +233,7 @@ pub fn build(dir: &Path) -> (Vec<Seed>, Extra) {
     let alt = dir.join("alt.raw");
     write_disk(&alt, 2 << 20, 99);
     let alt_vmdk = dir.join("alt.vmdk");
-    run(Command::new("qemu-img")
-        .args([
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-        ])
-        .arg(&alt)
-        .arg(&alt_vmdk));
+    crate::common::qemu_stream_vmdk(&alt, &alt_vmdk);
     let extra = Extra {
         alt_vmdk: fs::read(&alt_vmdk).unwrap(),
     };

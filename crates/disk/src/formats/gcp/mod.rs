@@ -20,7 +20,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 
 use std::path::Path;
 
@@ -29,7 +28,7 @@ use crate::disk::VirtualDisk;
 use crate::error::{Error, IoContext, Result};
 use crate::formats::table::{self, Inspected, Output, Probe};
 use crate::formats::{foreign, WriteOptions};
-use crate::io::{unnamed_temp_beside, FileReader, RawFile};
+use crate::io::{unnamed_temp_beside, write_nonzero, FileReader, RawFile};
 use crate::vocab::GCP_SIZE_UNIT;
 
 mod verify;
@@ -151,12 +150,9 @@ pub fn write_tar_gz_jobs<W: Write>(
     gz.finish()
 }
 
-/// Block size used to leave all-zero blocks of the extracted disk as holes.
-const EXTRACT_HOLE_BLOCK: usize = 4096;
-
 /// Decode `disk.raw` from a GCP tarball into `out` (which should be empty)
-/// as a sparse file: holes of the sparse map and all-zero 4 KiB blocks are
-/// not written. Returns the disk's size. Fails if there is no `disk.raw`
+/// as a sparse file: holes of the sparse map and all-zero 4 KiB blocks
+/// ([`crate::io::HOLE_BLOCK`]) are not written. Returns the disk's size. Fails if there is no `disk.raw`
 /// member, or the gzip CRC-32/ISIZE does not match.
 pub fn extract_disk(file: &File, out: &File) -> Result<u64> {
     let gz = gzip::GzipReader::new(FileReader::new(file))?;
@@ -227,24 +223,6 @@ pub fn extract_disk(file: &File, out: &File) -> Result<u64> {
         return Err(Error::corrupt(f.message.clone()).at(f.offset.unwrap_or(0)));
     }
     Ok(size)
-}
-
-/// Write `data` at `offset`, skipping all-zero blocks aligned to
-/// [`EXTRACT_HOLE_BLOCK`] so they stay holes.
-pub(crate) fn write_nonzero(out: &File, data: &[u8], offset: u64) -> Result<()> {
-    let mut i = 0usize;
-    while i < data.len() {
-        let abs = offset + i as u64;
-        let to_boundary = EXTRACT_HOLE_BLOCK - (abs % EXTRACT_HOLE_BLOCK as u64) as usize;
-        let n = to_boundary.min(data.len() - i);
-        let piece = &data[i..i + n];
-        if piece.iter().any(|&b| b != 0) {
-            out.write_all_at(piece, abs)
-                .ctx("writing the extracted disk")?;
-        }
-        i += n;
-    }
-    Ok(())
 }
 
 /// What [`peek`] returns: the first member's facts, the first bytes of

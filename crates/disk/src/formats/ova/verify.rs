@@ -8,7 +8,7 @@
 //! temporary file goes beside the OVA when its directory is known and
 //! writable, else to [`std::env::temp_dir`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 
@@ -143,11 +143,12 @@ fn read_members<R: std::io::Read>(
     let mut mf_text: Option<(usize, String)> = None;
     let mut disk: Option<(usize, File)> = None;
     let mut disk_href: Option<String> = None;
+    let mut seen: HashSet<String> = HashSet::new();
 
     while let Some(e) = tar.next_entry()? {
         let name = e.name_str();
         let index = members.len();
-        member_header_findings(&e, &name, &members, r);
+        member_header_findings(&e, &name, &mut seen, r);
         let is_ovf = name.ends_with(".ovf");
         let is_mf = name.ends_with(".mf");
         // The disk: the file the descriptor names, or (descriptor not read
@@ -245,7 +246,7 @@ fn read_members<R: std::io::Read>(
 
 /// What is wrong with a member's header for an OVA: not plain ustar, not
 /// a regular file, not at the top level, or a second member of its name.
-fn member_header_findings(e: &TarEntry, name: &str, members: &[Member], r: &mut Report) {
+fn member_header_findings(e: &TarEntry, name: &str, seen: &mut HashSet<String>, r: &mut Report) {
     if e.format != TarFormat::Ustar {
         r.push(Finding::at(
             e.main_header_offset,
@@ -276,7 +277,9 @@ fn member_header_findings(e: &TarEntry, name: &str, members: &[Member], r: &mut 
             format!("member {name:?} is not at the top level of the archive"),
         ));
     }
-    if members.iter().any(|m| m.name == name) {
+    // A set, not a scan of the members so far: an archive of n members
+    // costs n lookups, not n² comparisons.
+    if !seen.insert(name.to_string()) {
         r.push(Finding::at(
             e.main_header_offset,
             format!("member {name:?} appears twice"),
@@ -447,6 +450,16 @@ fn descriptor_findings(
     }
 }
 
+/// Each member name's first member (as a scan from the start finds it),
+/// looked up in constant time.
+fn by_name(members: &[Member]) -> HashMap<&str, &Member> {
+    let mut index = HashMap::with_capacity(members.len());
+    for m in members {
+        index.entry(m.name.as_str()).or_insert(m);
+    }
+    index
+}
+
 /// The descriptor's `References/File` elements name members of the
 /// archive, with their sizes; returns their ids and hrefs.
 fn file_references(
@@ -459,6 +472,7 @@ fn file_references(
     let at = |offset: usize| ovf_member.data_offset + offset as u64;
     // id -> href
     let mut files: BTreeMap<String, String> = BTreeMap::new();
+    let index = by_name(members);
     for e in refs {
         let (Some(href), Some(id)) = (&e.href, &e.id) else {
             r.push(Finding::at(
@@ -468,7 +482,7 @@ fn file_references(
             continue;
         };
         files.insert(id.clone(), href.clone());
-        match members.iter().find(|m| m.name == *href) {
+        match index.get(href.as_str()) {
             None => r.push(Finding::at(
                 at(e.offset),
                 format!("{name}: File {href:?} is not in the archive"),
@@ -496,7 +510,8 @@ fn file_references(
 /// Every line `SHA256(<member>)= <hex>` matches, and every other member is
 /// listed.
 fn manifest_findings(text: &str, mf: &Member, members: &[Member], r: &mut Report) {
-    let mut listed = Vec::new();
+    let mut listed = HashSet::new();
+    let index = by_name(members);
     let mut line_at = mf.data_offset;
     for (n, line) in text.split_inclusive('\n').enumerate() {
         let at = line_at;
@@ -516,8 +531,8 @@ fn manifest_findings(text: &str, mf: &Member, members: &[Member], r: &mut Report
             ));
             continue;
         };
-        listed.push(file.to_string());
-        let Some(m) = members.iter().find(|m| m.name == file) else {
+        listed.insert(file.to_string());
+        let Some(m) = index.get(file) else {
             r.push(Finding::at(
                 at,
                 format!(
@@ -550,7 +565,7 @@ fn manifest_findings(text: &str, mf: &Member, members: &[Member], r: &mut Report
         }
     }
     for m in members {
-        if m.name != mf.name && !listed.contains(&m.name) {
+        if m.name != mf.name && !listed.contains(m.name.as_str()) {
             r.push(Finding::at(
                 m.header_offset,
                 format!("{}: member {:?} is not listed", mf.name, m.name),

@@ -534,15 +534,7 @@ mod tests {
         // an entry whose checksum it computed.
         let ll = 8usize << 20;
         let sectors = (ll / 4096) as u64;
-        let mut log = vec![0u8; ll];
-        for s in (0..ll).step_by(4096).rev() {
-            let len = (ll - s) as u32;
-            put_entry(&mut log[s..], len.max(4096), 1, 0, false);
-        }
-        // Claims of the whole log length too.
-        for s in (4096..ll).step_by(8192) {
-            log[s + 8..s + 12].copy_from_slice(&(ll as u32).to_le_bytes());
-        }
+        let log = near_valid_log(ll);
         let r = search(&log, &GUID).unwrap();
         assert!(r.active.is_none());
         assert!(
@@ -550,6 +542,29 @@ mod tests {
             "{} sectors read for a log of {sectors}",
             r.sectors_read
         );
+    }
+
+    /// A log of `ll` bytes whose every sector starts an entry with a
+    /// valid header claiming the rest of the log (every other one: the
+    /// whole log), each with a wrong checksum.
+    fn near_valid_log(ll: usize) -> Vec<u8> {
+        let mut log = vec![0u8; ll];
+        for s in (0..ll).step_by(4096).rev() {
+            let len = (ll - s) as u32;
+            put_entry(&mut log[s..], len.max(4096), 1, 0, false);
+        }
+        for s in (4096..ll).step_by(8192) {
+            log[s + 8..s + 12].copy_from_slice(&(ll as u32).to_le_bytes());
+        }
+        log
+    }
+
+    #[test]
+    fn the_log_search_is_linear_in_the_log_length() {
+        // Work counted in sectors checksummed, at N and 4N.
+        let work = |ll: usize| search(&near_valid_log(ll), &GUID).unwrap().sectors_read;
+        let (n, n4) = (work(1 << 20), work(4 << 20));
+        assert!(n4 <= 4 * n, "{n4} sectors read for 4 MiB, {n} for 1 MiB");
     }
 
     #[test]

@@ -1,7 +1,15 @@
 //! gzip framing (RFC 1952, reference §4e): a single-member writer that
 //! writes the same header as `gzip -n` / `tar -z` (FLG 0, MTIME 0, XFL 0,
-//! OS 3 = Unix), and a streaming reader that checks the header, the
-//! CRC-32 and ISIZE trailer, and that nothing follows the one member.
+//! OS 3 = Unix), and a streaming reader that checks each member's header
+//! and CRC-32 and ISIZE trailer and reads every member of the file.
+//!
+//! RFC 1952 §2.2: "A gzip file consists of a series of "members"
+//! (compressed data sets)", and GNU gzip decompresses them all, one after
+//! the other, as one stream (so `tar -xzf` extracts from their
+//! concatenation). The reader does the same; a second member is a
+//! provider-rule finding (whether GCP's importer reads past the first
+//! member is not documented [U]; reference §4e), and bytes after the last
+//! member that do not start another are trailing garbage.
 //!
 //! The writer compresses pigz-style (reference §4e "pigz"): 1 MiB input
 //! blocks, each raw-deflated on its own and ended by a sync flush, joined into one deflate stream closed by an
@@ -385,6 +393,8 @@ pub struct GzipFacts {
     pub uncompressed_len: u64,
     /// Offset of a second member, if one follows.
     pub next_member_offset: Option<u64>,
+    /// Members started so far (1 once the first header is read).
+    pub members: u64,
     /// Bytes after the member's trailer (0 for a clean file).
     pub trailing_bytes: u64,
 }
@@ -400,9 +410,11 @@ pub struct Drained {
     pub complete: bool,
 }
 
-/// A streaming reader of the first gzip member of a stream. Problems that
-/// leave the data readable (CRC/ISIZE mismatch, header CRC, a second
-/// member, trailing garbage) become [`findings`](Self::findings); a
+/// A streaming reader of every gzip member of a stream, in order, as one
+/// stream (RFC 1952 §2.2, as GNU gzip reads them). The header facts are
+/// the first member's. Problems that leave the data readable (CRC/ISIZE
+/// mismatch, header CRC, a second member, trailing garbage) become
+/// [`findings`](Self::findings); a
 /// truncated or corrupt deflate stream is an error (also kept in
 /// [`fatal`](Self::fatal) so that callers reading through another layer
 /// can tell it apart).
@@ -416,7 +428,10 @@ pub struct GzipReader<R> {
     eof: bool,
     inflate: Decompress,
     crc: crc32fast::Hasher,
+    /// Bytes decompressed, all members.
     out_len: u64,
+    /// Bytes decompressed of the current member (for its ISIZE).
+    member_len: u64,
     done: bool,
     facts: GzipFacts,
     findings: Vec<Finding>,
@@ -440,12 +455,23 @@ impl<R: Read> GzipReader<R> {
             inflate: Decompress::new(false),
             crc: crc32fast::Hasher::new(),
             out_len: 0,
+            member_len: 0,
             done: false,
             facts: GzipFacts::default(),
             findings: Vec::new(),
             fatal: None,
         };
-        r.read_header()?;
+        let id = [r.byte("the header")?, r.byte("the header")?];
+        if id != GZIP_MAGIC {
+            return Err(gzerr(
+                0,
+                format!(
+                    "not a gzip file: magic {:02x} {:02x}, expected 1f 8b",
+                    id[0], id[1]
+                ),
+            ));
+        }
+        r.read_header(0)?;
         Ok(r)
     }
 
@@ -474,7 +500,7 @@ impl<R: Read> GzipReader<R> {
         self.fatal.take()
     }
 
-    /// Whether the member's end (and trailer) has been reached.
+    /// Whether the last member's end (and trailer) has been reached.
     pub fn is_done(&self) -> bool {
         self.done
     }
@@ -517,32 +543,28 @@ impl<R: Read> GzipReader<R> {
         Ok(b)
     }
 
-    fn read_header(&mut self) -> Result<()> {
-        let mut hdr = Vec::with_capacity(10);
+    /// Read the rest of a member header whose magic (ID1 ID2) was read at
+    /// file offset `at`; record its facts when it is the first member.
+    fn read_header(&mut self, at: u64) -> Result<()> {
+        self.facts.members += 1;
+        let first = self.facts.members == 1;
+        let mut hdr = GZIP_MAGIC.to_vec();
         let take = |r: &mut Self, what: &str, hdr: &mut Vec<u8>| -> Result<u8> {
             let b = r.byte(what)?;
             hdr.push(b);
             Ok(b)
         };
-        let id1 = take(self, "the header", &mut hdr)?;
-        let id2 = take(self, "the header", &mut hdr)?;
-        if [id1, id2] != GZIP_MAGIC {
-            return Err(gzerr(
-                0,
-                format!("not a gzip file: magic {id1:02x} {id2:02x}, expected 1f 8b"),
-            ));
-        }
         let cm = take(self, "the header", &mut hdr)?;
         if cm != CM_DEFLATE {
             return Err(Error::unsupported(format!(
                 "gzip compression method {cm} is not deflate (8)"
             ))
-            .at(2));
+            .at(at + 2));
         }
         let flg = take(self, "the header", &mut hdr)?;
         if flg & FRESERVED != 0 {
             return Err(gzerr(
-                3,
+                at + 3,
                 format!("gzip header has reserved flag bits set (FLG 0x{flg:02x})"),
             ));
         }
@@ -552,10 +574,12 @@ impl<R: Read> GzipReader<R> {
         }
         let xfl = take(self, "the header", &mut hdr)?;
         let os = take(self, "the header", &mut hdr)?;
-        self.facts.flags = flg;
-        self.facts.mtime = u32::from_le_bytes(mtime);
-        self.facts.xfl = xfl;
-        self.facts.os = os;
+        if first {
+            self.facts.flags = flg;
+            self.facts.mtime = u32::from_le_bytes(mtime);
+            self.facts.xfl = xfl;
+            self.facts.os = os;
+        }
         if flg & FEXTRA != 0 {
             let lo = take(self, "FEXTRA", &mut hdr)?;
             let hi = take(self, "FEXTRA", &mut hdr)?;
@@ -563,7 +587,9 @@ impl<R: Read> GzipReader<R> {
             for _ in 0..xlen {
                 take(self, "FEXTRA", &mut hdr)?;
             }
-            self.facts.extra_len = Some(xlen);
+            if first {
+                self.facts.extra_len = Some(xlen);
+            }
         }
         for (flag, what) in [(FNAME, "FNAME"), (FCOMMENT, "FCOMMENT")] {
             if flg & flag == 0 {
@@ -584,10 +610,10 @@ impl<R: Read> GzipReader<R> {
                 s.push(b);
             }
             let s = String::from_utf8_lossy(&s).into_owned();
-            if flag == FNAME {
-                self.facts.name = Some(s);
-            } else {
-                self.facts.comment = Some(s);
+            match (first, flag) {
+                (false, _) => {}
+                (true, FNAME) => self.facts.name = Some(s),
+                (true, _) => self.facts.comment = Some(s),
             }
         }
         if flg & FHCRC != 0 {
@@ -603,7 +629,9 @@ impl<R: Read> GzipReader<R> {
                 ));
             }
         }
-        self.facts.header_len = self.file_position();
+        if first {
+            self.facts.header_len = self.file_position();
+        }
         Ok(())
     }
 
@@ -615,7 +643,6 @@ impl<R: Read> GzipReader<R> {
 
     fn read_trailer(&mut self) -> Result<()> {
         let at = self.file_position();
-        self.facts.trailer_offset = Some(at);
         let mut t = [0u8; 8];
         for b in &mut t {
             *b = self.byte("the trailer (CRC32 and ISIZE)")?;
@@ -623,9 +650,12 @@ impl<R: Read> GzipReader<R> {
         let stored_crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
         let stored_isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
         let crc = self.crc.clone().finalize();
-        self.facts.stored_crc = Some(stored_crc);
-        self.facts.stored_isize = Some(stored_isize);
-        self.facts.crc = crc;
+        if self.facts.members == 1 {
+            self.facts.trailer_offset = Some(at);
+            self.facts.stored_crc = Some(stored_crc);
+            self.facts.stored_isize = Some(stored_isize);
+            self.facts.crc = crc;
+        }
         self.facts.uncompressed_len = self.out_len;
         if stored_crc != crc {
             self.findings.push(Finding::at(
@@ -635,41 +665,59 @@ impl<R: Read> GzipReader<R> {
                 ),
             ));
         }
-        if stored_isize != self.out_len as u32 {
+        if stored_isize != self.member_len as u32 {
             self.findings.push(Finding::at(
                 at + 4,
                 format!(
                     "gzip: ISIZE mismatch: trailer says {stored_isize}, the data is {} bytes ({} mod 2^32)",
-                    self.out_len, self.out_len as u32
+                    self.member_len, self.member_len as u32
                 ),
             ));
         }
-        // What follows the member?
+        self.after_member()
+    }
+
+    /// What follows a member: nothing, another member (read on, as GNU
+    /// gzip does), or trailing garbage (counted and skipped).
+    fn after_member(&mut self) -> Result<()> {
         let next = self.file_position();
         let mut first: Vec<u8> = Vec::with_capacity(2);
-        let mut trailing = 0u64;
-        while self.fill()? {
-            let avail = &self.buf[self.start..self.end];
-            if first.len() < 2 {
-                first.extend(avail.iter().take(2 - first.len()));
+        while first.len() < 2 && self.fill()? {
+            first.push(self.buf[self.start]);
+            self.start += 1;
+            if first[0] != GZIP_MAGIC[0] {
+                break;
             }
-            trailing += avail.len() as u64;
+        }
+        if first == GZIP_MAGIC {
+            if self.facts.next_member_offset.is_none() {
+                self.facts.next_member_offset = Some(next);
+                self.findings.push(
+                    Finding::at(
+                        next,
+                        "gzip: more than one gzip member: another starts here; GNU gzip and tar read them \
+                         all, as cloudimg does, but whether GCP's importer does is not documented: write one member",
+                    )
+                    .provider_rule(),
+                );
+            }
+            self.inflate.reset(false);
+            self.crc = crc32fast::Hasher::new();
+            self.member_len = 0;
+            self.done = false;
+            return self.read_header(next);
+        }
+        let mut trailing = first.len() as u64;
+        while self.fill()? {
+            trailing += (self.end - self.start) as u64;
             self.start = self.end;
         }
         self.facts.trailing_bytes = trailing;
         if trailing > 0 {
-            if first.len() == 2 && first == GZIP_MAGIC {
-                self.facts.next_member_offset = Some(next);
-                self.findings.push(Finding::at(
-                    next,
-                    format!("gzip: more than one gzip member: another starts here ({trailing} bytes follow the first)"),
-                ));
-            } else {
-                self.findings.push(Finding::at(
-                    next,
-                    format!("gzip: {trailing} bytes of trailing garbage after the gzip member"),
-                ));
-            }
+            self.findings.push(Finding::at(
+                next,
+                format!("gzip: {trailing} bytes of trailing garbage after the gzip member"),
+            ));
         }
         Ok(())
     }
@@ -692,10 +740,15 @@ impl<R: Read> GzipReader<R> {
             self.start += used;
             self.crc.update(&out[..produced]);
             self.out_len += produced as u64;
+            self.member_len += produced as u64;
             if status == Status::StreamEnd {
                 self.done = true;
+                // Sets `done` back when another member follows.
                 self.read_trailer()?;
-                return Ok(produced);
+                if self.done || produced > 0 {
+                    return Ok(produced);
+                }
+                continue;
             }
             if produced > 0 {
                 return Ok(produced);
@@ -758,115 +811,4 @@ impl<R: Read> Read for GzipReader<R> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn gz(data: &[u8]) -> Vec<u8> {
-        let mut w = GzipWriter::new(Vec::new()).unwrap();
-        w.write_all(data).unwrap();
-        w.finish().unwrap()
-    }
-
-    #[test]
-    fn writes_gzip_n_header_and_round_trips() {
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let z = gz(&data);
-        assert_eq!(&z[..10], &WRITER_HEADER);
-        let mut r = GzipReader::new(&z[..]).unwrap();
-        let mut back = Vec::new();
-        r.read_to_end(&mut back).unwrap();
-        assert_eq!(back, data);
-        assert!(r.findings().is_empty(), "{:?}", r.findings());
-        assert_eq!(r.facts().crc, crc32fast::hash(&data));
-        // flate2's own decoder agrees.
-        let mut d = flate2::read::GzDecoder::new(&z[..]);
-        let mut back2 = Vec::new();
-        d.read_to_end(&mut back2).unwrap();
-        assert_eq!(back2, data);
-    }
-
-    #[test]
-    fn reports_crc_isize_and_second_member() {
-        let mut z = gz(b"hello");
-        let n = z.len();
-        z[n - 8] ^= 1;
-        z[n - 4] ^= 1;
-        z.extend_from_slice(&gz(b"x"));
-        let mut r = GzipReader::new(&z[..]).unwrap();
-        let mut back = Vec::new();
-        r.read_to_end(&mut back).unwrap();
-        assert_eq!(back, b"hello");
-        let msgs: Vec<_> = r.findings().iter().map(|f| f.to_string()).collect();
-        assert_eq!(msgs.len(), 3, "{msgs:?}");
-        assert!(
-            msgs[0].starts_with(&format!("at byte {}: gzip: CRC32 mismatch", n - 8)),
-            "{msgs:?}"
-        );
-        assert_eq!(msgs[1], format!("at byte {}: gzip: ISIZE mismatch: trailer says 4, the data is 5 bytes (5 mod 2^32)", n - 4));
-        assert!(msgs[2].contains("more than one gzip member"));
-    }
-
-    #[test]
-    fn output_does_not_depend_on_jobs_or_write_sizes() {
-        let mut data = vec![0u8; 3 * GZIP_BLOCK_SIZE + 12345];
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = ((i as u64).wrapping_mul(2654435761) >> 13) as u8 & 0x3f;
-        }
-        let one = gz(&data);
-        for jobs in [2, 3, 8] {
-            let mut w = GzipWriter::with_jobs(Vec::new(), jobs).unwrap();
-            for c in data.chunks(77_777) {
-                w.write_all(c).unwrap();
-            }
-            assert!(w.finish().unwrap() == one, "jobs {jobs}");
-        }
-        let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&one[..])
-            .read_to_end(&mut back)
-            .unwrap();
-        assert!(back == data);
-    }
-
-    #[test]
-    fn empty_input_is_a_valid_gzip() {
-        let z = gz(b"");
-        let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&z[..])
-            .read_to_end(&mut back)
-            .unwrap();
-        assert!(back.is_empty());
-        assert_eq!(&z[z.len() - 8..], &[0; 8]);
-    }
-
-    #[test]
-    fn short_reads_decode_the_same() {
-        struct Trickle<'a>(&'a [u8], usize);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-                self.1 = self.1 % 5 + 1;
-                let n = b.len().min(self.1).min(self.0.len());
-                b[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
-        let data: Vec<u8> = (0..70_000u32).map(|i| (i / 300) as u8).collect();
-        let mut z = gz(&data);
-        z.extend_from_slice(b"xy");
-        let mut r = GzipReader::new(Trickle(&z, 0)).unwrap();
-        let mut back = Vec::new();
-        r.read_to_end(&mut back).unwrap();
-        assert_eq!(back, data);
-        assert_eq!(r.facts().trailing_bytes, 2);
-    }
-
-    #[test]
-    fn truncation_is_an_error() {
-        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 13 % 255) as u8).collect();
-        let z = gz(&data);
-        let mut r = GzipReader::new(&z[..z.len() / 2]).unwrap();
-        let err = r.read_to_end(&mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("truncated"), "{err}");
-        assert!(r.fatal().is_some());
-    }
-}
+mod tests;
