@@ -57,7 +57,7 @@ pub fn artifact_drive(artifact: &Path, scratch: &Path) -> Result<(PathBuf, Forma
 fn refuse_what_cloudimg_refuses(drive: &Path, opens: QemuOpens) -> std::result::Result<(), String> {
     match opens {
         QemuOpens::OnlyTheFile => Ok(()),
-        QemuOpens::WhatItNames => cloudimg_disk::formats::open::open_disk(drive)
+        QemuOpens::WhatItNames => cloudimg_disk::formats::open::check_readable(drive)
             .map(drop)
             .map_err(|e| e.message().to_string()),
     }

@@ -188,18 +188,6 @@ pub(crate) fn descriptor_refusal(file: &File) -> Result<String> {
     })
 }
 
-/// What `package` once called after [`open_file_disk`] to decode a
-/// compressed input once: the opener now does that itself (the
-/// verifier's decode is the copy read), so this returns `disk` as it is.
-pub fn decoded_once(
-    disk: Box<dyn VirtualDisk>,
-    _format: Format,
-    _near: &File,
-    _path: &Path,
-) -> Result<Box<dyn VirtualDisk>> {
-    Ok(disk)
-}
-
 /// Copy the disk member of the OVA `file` into `out` (from its start);
 /// return the member's size. The disk member is chosen as the verifier
 /// chooses it: the file the descriptor's first `References/File` names

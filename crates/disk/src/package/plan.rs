@@ -233,12 +233,7 @@ pub(super) fn preflight(req: &PackageRequest) -> Result<Box<dyn VirtualDisk>> {
         ))
         .with_path(input));
     }
-    let near = file
-        .try_clone()
-        .ctx("opening")
-        .map_err(|e| e.with_path(input))?;
     let disk = formats::open::open_file_disk(file, meta.len(), format, input)
-        .and_then(|d| formats::open::decoded_once(d, format, &near, input))
         .map_err(|e| e.with_path(input))?;
     if disk.size() == 0 || disk.size() % SECTOR_SIZE != 0 {
         return Err(Error::invalid_input(format!(
