@@ -725,3 +725,47 @@ fn not_logged_in_exits_2_says_what_to_run_and_reports_nothing_left_behind() {
     assert_eq!(v["error_kind"], "permission");
     assert!(v["teardown"].is_null(), "{v}");
 }
+
+#[test]
+fn teardown_json_is_a_document_and_publish_excludes_keep() {
+    if !require_tool("python3") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (d, state) = (t.path(), t.path().join("state"));
+    std::fs::create_dir_all(state.join("s3/bkt")).unwrap();
+    std::fs::write(state.join("s3/bkt/capos-x.raw"), "x").unwrap();
+    std::fs::write(
+        d.join("j.json"),
+        r#"{"version": 1, "provider": "aws", "run_id": "r1", "resources": [{"resource": {"kind": "s3-object", "uri": "s3://bkt/capos-x.raw", "region": null}, "state": "kept", "updated_unix": 1}]}"#,
+    )
+    .unwrap();
+    // A kept (published) resource is removed by the journal's teardown.
+    let out = ok(cloudimg(
+        &["cloud", "teardown", "--journal", "j.json", "--json"],
+        d,
+        &state,
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema"], "cloudimg.teardown/1");
+    assert_eq!(v["deleted"][0], "object s3://bkt/capos-x.raw");
+    assert_eq!(v["failed"].as_array().unwrap().len(), 0);
+    assert_eq!(v["clean"], true);
+    assert!(!state.join("s3/bkt/capos-x.raw").exists());
+    // --keep keeps everything; --publish only the image: not both.
+    let out = cloudimg(
+        &[
+            "cloud",
+            "aws",
+            "--bucket",
+            "bkt",
+            "--keep",
+            "--publish",
+            "--plan",
+        ],
+        d,
+        &state,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}
