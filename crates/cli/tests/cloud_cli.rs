@@ -230,6 +230,7 @@ fn azure_plan_bios_is_generation_v1_and_json_parses() {
         steps,
         [
             "verify",
+            "preflight (version, identity, location, storage account id)",
             "upload (page blob)",
             "import (managed disk from the blob)",
             "network",
@@ -238,7 +239,7 @@ fn azure_plan_bios_is_generation_v1_and_json_parses() {
             "teardown"
         ]
     );
-    let import = &v["steps"][2]["commands"][0];
+    let import = &v["steps"][3]["commands"][0];
     assert_eq!(import["program"], "az");
     let args: Vec<&str> = import["args"]
         .as_array()

@@ -420,6 +420,13 @@ impl ProviderFlow for AwsTarget {
     fn steps(&self, artifact: &str) -> Vec<Step> {
         let r = self.region.as_deref();
         vec![
+            (
+                "preflight (version, identity)",
+                vec![
+                    crate::preflight::aws_version(),
+                    crate::preflight::aws_identity(r),
+                ],
+            ),
             ("upload", vec![self.upload(artifact)]),
             (
                 "import (poll the task until completed)",

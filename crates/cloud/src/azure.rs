@@ -640,6 +640,15 @@ impl ProviderFlow for AzureTarget {
             return shown.steps(artifact);
         }
         vec![
+            (
+                "preflight (version, identity, location, storage account id)",
+                vec![
+                    crate::preflight::az_version(),
+                    crate::preflight::az_account(),
+                    self.group_show(),
+                    self.account_show(),
+                ],
+            ),
             ("upload (page blob)", vec![self.upload(artifact)]),
             (
                 "import (managed disk from the blob)",

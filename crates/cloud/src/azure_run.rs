@@ -52,6 +52,37 @@ impl AzureTarget {
         Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
 
+    /// `az group show` (its location is the run's default).
+    pub fn group_show(&self) -> CloudCommand {
+        CloudCommand::new(
+            "az",
+            [
+                "group",
+                "show",
+                "--name",
+                &self.resource_group,
+                "--output",
+                "json",
+            ],
+        )
+    }
+
+    /// `az storage account show` (its id and location).
+    pub fn account_show(&self) -> CloudCommand {
+        CloudCommand::new(
+            "az",
+            [
+                "storage",
+                "account",
+                "show",
+                "--name",
+                &self.storage_account,
+                "--output",
+                "json",
+            ],
+        )
+    }
+
     /// This target with the resource group's location where none was
     /// given and the storage account's id, both read with az; the
     /// storage account must be in that location (Azure makes a disk only

@@ -330,7 +330,17 @@ impl ProviderFlow for GcpTarget {
     fn steps(&self, artifact: &str) -> Vec<Step> {
         let this = self.shown();
         let this = &this;
+        use crate::preflight::{gcloud_config, gcloud_version};
         vec![
+            (
+                "preflight (version, account, project, zone)",
+                vec![
+                    gcloud_version(),
+                    gcloud_config("account"),
+                    gcloud_config("compute/zone"),
+                    gcloud_config("project"),
+                ],
+            ),
             ("upload", vec![this.upload(artifact)]),
             ("import", vec![this.create_image()]),
             ("boot", vec![this.create_instance()]),

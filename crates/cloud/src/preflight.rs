@@ -115,9 +115,38 @@ fn ask(runner: &Runner, cmd: &CloudCommand, cli: &str, run: &str) -> Result<Stri
     Ok(out.stdout)
 }
 
+/// `aws --version`.
+pub fn aws_version() -> CloudCommand {
+    CloudCommand::new("aws", ["--version"])
+}
+
+/// `aws sts get-caller-identity`.
+pub fn aws_identity(region: Option<&str>) -> CloudCommand {
+    let mut args = vec!["sts", "get-caller-identity", "--output", "json"];
+    if let Some(r) = region {
+        args.extend(["--region", r]);
+    }
+    CloudCommand::new("aws", args)
+}
+
+/// `gcloud version --format=json`.
+pub fn gcloud_version() -> CloudCommand {
+    CloudCommand::new("gcloud", ["version", "--format=json"])
+}
+
+/// `az version`.
+pub fn az_version() -> CloudCommand {
+    CloudCommand::new("az", ["version", "--output", "json"])
+}
+
+/// `az account show`.
+pub fn az_account() -> CloudCommand {
+    CloudCommand::new("az", ["account", "show", "--output", "json"])
+}
+
 /// `aws --version`, then `aws sts get-caller-identity`.
 pub fn aws(runner: &Runner, region: Option<&str>) -> Result<Identity> {
-    let cmd = CloudCommand::new("aws", ["--version"]);
+    let cmd = aws_version();
     let out = runner.run(&cmd)?;
     // AWS CLI v1 printed its version on stderr before 1.18 (\[U\]).
     let text = if out.stdout.trim().is_empty() {
@@ -173,12 +202,7 @@ pub fn gcloud_config(key: &str) -> CloudCommand {
 /// zone from gcloud's configuration. An access token given through
 /// `CLOUDSDK_AUTH_ACCESS_TOKEN_FILE` counts as logged in.
 pub fn gcloud(runner: &Runner) -> Result<Identity> {
-    let v = json(
-        &runner
-            .run(&CloudCommand::new("gcloud", ["version", "--format=json"]))?
-            .stdout,
-        "gcloud version",
-    )?;
+    let v = json(&runner.run(&gcloud_version())?.stdout, "gcloud version")?;
     let version = v["Google Cloud SDK"]
         .as_str()
         .unwrap_or_default()
@@ -221,23 +245,13 @@ pub fn gcloud(runner: &Runner) -> Result<Identity> {
 
 /// `az version`, then `az account show`.
 pub fn az(runner: &Runner) -> Result<Identity> {
-    let v = json(
-        &runner
-            .run(&CloudCommand::new("az", ["version", "--output", "json"]))?
-            .stdout,
-        "az version",
-    )?;
+    let v = json(&runner.run(&az_version())?.stdout, "az version")?;
     let version = v["azure-cli"].as_str().unwrap_or_default().to_string();
     if major_minor(&version).is_none_or(|v| v < MIN_AZ) {
         return Err(too_old("azure-cli", &version, MIN_AZ));
     }
     let who = json(
-        &ask(
-            runner,
-            &CloudCommand::new("az", ["account", "show", "--output", "json"]),
-            "az",
-            "az login",
-        )?,
+        &ask(runner, &az_account(), "az", "az login")?,
         "az account show",
     )?;
     Ok(Identity {

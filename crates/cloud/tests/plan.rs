@@ -17,6 +17,11 @@ fn gcp_plan_is_exact() {
     let want = [
         "# verify",
         "cloudimg verify target/cloud-image/disk.raw.tar.gz",
+        "# preflight (version, account, project, zone)",
+        "gcloud version --format=json",
+        "gcloud config get-value account",
+        "gcloud config get-value compute/zone",
+        "gcloud config get-value project",
         "# upload",
         "gcloud storage cp target/cloud-image/disk.raw.tar.gz gs://bkt/capos-test.tar.gz --project=capos-proj",
         "# import",
@@ -50,15 +55,15 @@ fn gcp_plan_with_gsutil_and_without_uefi() {
     let got = lines(&t, "out dir/disk.raw.tar.gz");
     assert_eq!(got[1], "cloudimg verify 'out dir/disk.raw.tar.gz'");
     assert_eq!(
-        got[3],
+        got[8],
         "gsutil cp 'out dir/disk.raw.tar.gz' gs://bkt/capos-bios.tar.gz"
     );
     assert_eq!(
-        got[5],
+        got[10],
         "gcloud compute images create capos-bios --project=capos-proj --source-uri=gs://bkt/capos-bios.tar.gz --format=json"
     );
     assert_eq!(
-        got[7],
+        got[12],
         "gcloud compute instances create capos-bios --project=capos-proj --zone=europe-west4-b --image=capos-bios --machine-type=e2-small --no-address --format=json"
     );
     assert_eq!(got.last().unwrap(), "gsutil rm gs://bkt/capos-bios.tar.gz");
@@ -70,6 +75,9 @@ fn aws_plan_is_exact() {
     let want = [
         "# verify",
         "cloudimg verify target/cloud-image/capos-aws.vmdk",
+        "# preflight (version, identity)",
+        "aws --version",
+        "aws sts get-caller-identity --output json --region us-east-1",
         "# upload",
         "aws s3 cp target/cloud-image/capos-aws.vmdk s3://bkt/capos-test.vmdk --region us-east-1",
         "# import (poll the task until completed)",
@@ -101,15 +109,15 @@ fn aws_plan_raw_legacy_bios_without_region() {
         a.region = None;
     }
     let got = lines(&t, "capos-aws.raw");
-    assert_eq!(got[3], "aws s3 cp capos-aws.raw s3://bkt/capos-raw.raw");
+    assert_eq!(got[6], "aws s3 cp capos-aws.raw s3://bkt/capos-raw.raw");
     assert_eq!(
-        got[5],
+        got[8],
         r#"aws ec2 import-snapshot --description capos-raw --disk-container '{"Description":"capos-raw","Format":"RAW","UserBucket":{"S3Bucket":"bkt","S3Key":"capos-raw.raw"}}' --output json"#
     );
     assert!(
-        got[8].ends_with("--ena-support --boot-mode legacy-bios --output json"),
+        got[11].ends_with("--ena-support --boot-mode legacy-bios --output json"),
         "{}",
-        got[8]
+        got[11]
     );
     assert!(got.iter().all(|l| !l.contains("--region")));
 }
@@ -119,12 +127,12 @@ fn aws_vhd_plan_declares_vhd() {
     let t = common::aws_target("capos-vhd", AwsFormat::Vhd, BootMode::Uefi);
     let got = lines(&t, "capos-aws.vhd");
     assert!(
-        got[5]
+        got[8]
             .contains(r#""Format":"VHD","UserBucket":{"S3Bucket":"bkt","S3Key":"capos-vhd.vhd"}"#),
         "{}",
-        got[5]
+        got[8]
     );
-    assert!(got[8].contains("--boot-mode uefi --region"), "{}", got[8]);
+    assert!(got[11].contains("--boot-mode uefi --region"), "{}", got[11]);
 }
 
 #[test]
@@ -133,6 +141,11 @@ fn azure_plan_is_exact() {
     let want = [
         "# verify",
         "cloudimg verify cloud/capos-azure.vhd",
+        "# preflight (version, identity, location, storage account id)",
+        "az version --output json",
+        "az account show --output json",
+        "az group show --name capos-rg --output json",
+        "az storage account show --name caposimages --output json",
         "# upload (page blob)",
         "az storage blob upload --account-name caposimages --container-name vhds --name capos-test.vhd --file cloud/capos-azure.vhd --type page --overwrite --auth-mode login --output json",
         "# import (managed disk from the blob)",
