@@ -770,3 +770,74 @@ fn teardown_json_is_a_document_and_publish_excludes_keep() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
+
+#[test]
+fn aws_publish_prints_the_ami_and_teardown_removes_it_later() {
+    if !(require_tool("qemu-system-x86_64") && require_tool("qemu-img") && require_tool("python3"))
+    {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (d, state) = (t.path(), t.path().join("state"));
+    std::fs::create_dir_all(state.join("s3/bkt")).unwrap();
+    ok(cloudimg(&["image", "build", "-o", "img.raw"], d, &state));
+    let out = ok(cloudimg(
+        &[
+            "cloud",
+            "aws",
+            "--bucket",
+            "bkt",
+            "--artifact",
+            "img.raw",
+            "--format",
+            "raw",
+            "--boot-mode",
+            "legacy-bios",
+            "--name",
+            "capos-pub",
+            "--evidence",
+            "ev",
+            "--publish",
+            "--label",
+            "os=capos",
+            "--poll",
+            "1",
+            "--timeout",
+            "120",
+        ],
+        d,
+        &state,
+    ));
+    assert!(out.starts_with("PUBLISHED ami-"), "{out}");
+    assert!(out.contains("; kept snapshot snap-"), "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with("remove with `cloudimg cloud teardown --journal ev/resources.json`"),
+        "{out}"
+    );
+    let sum: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("ev/summary.json")).unwrap()).unwrap();
+    assert_eq!(sum["schema"], "cloudimg.cloud-run/1");
+    let ami = sum["published"]["image_id"].as_str().unwrap().to_string();
+    assert!(state.join(format!("aws/images/{ami}.json")).exists());
+    assert!(!state.join("s3/bkt/capos-pub.raw").exists());
+    let id: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("ev/identity.json")).unwrap()).unwrap();
+    assert_eq!(id["account"], "123456789012");
+    // Later, the journal removes the published AMI and its snapshot.
+    let out = ok(cloudimg(
+        &[
+            "cloud",
+            "teardown",
+            "--journal",
+            "ev/resources.json",
+            "--json",
+        ],
+        d,
+        &state,
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["clean"], true, "{v}");
+    assert_eq!(v["deleted"].as_array().unwrap().len(), 2, "{v}");
+    assert!(!state.join(format!("aws/images/{ami}.json")).exists());
+}
