@@ -57,6 +57,21 @@
 //! with `--os-type` and `--hyper-v-generation`; `az vm create
 //! --boot-diagnostics-storage <account>`.
 //!
+//! Issue 14: confirmed from the az reference that `az vm boot-diagnostics
+//! get-boot-log-uris` exists ("Get SAS URIs for a virtual machine's boot
+//! diagnostic") and from the REST reference that it is
+//! `retrieveBootDiagnosticsData` ("retrieve SAS URIs for a virtual
+//! machine's boot diagnostic logs", 120 minutes by default). Not
+//! confirmed (\[U\]): that it answers SAS URIs for a VM whose boot
+//! diagnostics use a custom storage account (the run's
+//! `--boot-diagnostics-storage`), and its JSON keys
+//! (`serialConsoleLogBlobUri`); `az storage blob download --blob-url`
+//! with a SAS URL and no other credentials; that `get-boot-log-uris` says
+//! "Please enable boot diagnostics." before a log exists (azure-cli's
+//! `get-boot-log` does); that `az group show` / `az storage account show`
+//! print `location` and `id` (the ARM resource shapes); the wording of
+//! the region mismatch refusal the stand-in prints.
+//!
 //! Not confirmed (\[U\]): `--overwrite` on `az storage blob upload` (so that
 //! an upload retried after a lost answer does not fail with
 //! `BlobAlreadyExists`); `--auth-mode login` on the blob commands (the
