@@ -7,7 +7,8 @@ import re
 import shutil
 import sys
 
-from standin import (CliError, aws_check_disk, convert_to_raw, faults, fault_ops, new_id,
+from standin import (CliError, aws_check_disk, convert_to_raw, due, fault_count, faults,
+                     fault_ops, new_id,
                      now_iso, one, parse_args, path, read_json, read_serial, start_qemu,
                      stop_qemu, transient_due, write_json, GIB)
 
@@ -35,6 +36,17 @@ def inject(key, op):
 
 def out(value):
     print(json.dumps(value, indent=4))
+
+
+def hidden(record_p, rec, code, op, what):
+    """Eventual consistency: a resource made under `notfound-after-create`
+    answers NotFound to the next `hidden` calls that name it (AWS: "its ID
+    might not have propagated throughout the system")."""
+    n = rec.get("standin", {}).get("hidden", 0)
+    if n > 0:
+        rec["standin"]["hidden"] = n - 1
+        write_json(record_p, rec)
+        fail(code, op, "The %s does not exist" % what)
 
 
 # -------------------------------------------------------------------- s3 ----
@@ -252,6 +264,18 @@ def delete_snapshot(args):
         os.remove(raw)
 
 
+def describe_snapshots(args):
+    op = "DescribeSnapshots"
+    _, flags = parse_args(args, BOOLS)
+    found = []
+    for sid in flags.get("snapshot-ids", []):
+        meta = path("aws", "snapshots", sid + ".json")
+        if not os.path.exists(meta):
+            fail("InvalidSnapshot.NotFound", op, "The snapshot '%s' does not exist." % sid)
+        found.append(read_json(meta))
+    out({"Snapshots": found})
+
+
 # ----------------------------------------------------------------- images ----
 
 
@@ -291,7 +315,11 @@ def register_image(args):
         "RootDeviceType": "ebs", "BlockDeviceMappings": bdm, "BootMode": mode,
         "EnaSupport": "ena-support" in flags, "State": "available",
         "VirtualizationType": one(flags, "virtualization-type", "hvm"),
-        "CreationDate": now_iso(), "OwnerId": "123456789012"})
+        "CreationDate": now_iso(), "OwnerId": "123456789012",
+        "Tags": [t for spec in flags.get("tag-specifications", [])
+                 for s in json.loads(spec) if s.get("ResourceType") == "image"
+                 for t in s.get("Tags", [])],
+        "standin": {"hidden": fault_count("notfound-after-create", "register-image") or 0}})
     out({"ImageId": ami})
 
 
@@ -316,18 +344,24 @@ def value_matches(value, patterns):
 
 
 def describe_images(args):
+    op = "DescribeImages"
     _, flags = parse_args(args, BOOLS)
     ids = flags.get("image-ids", [])
     fl = filters(flags)
     images = []
     d = path("aws", "images")
+    for ami in ids:
+        p = os.path.join(d, ami + ".json")
+        if not os.path.exists(p):
+            fail("InvalidAMIID.NotFound", op, "The image id '[%s]' does not exist" % ami)
+        hidden(p, read_json(p), "InvalidAMIID.NotFound", op, "image id '[%s]'" % ami)
     for n in sorted(os.listdir(d)) if os.path.isdir(d) else []:
         img = read_json(os.path.join(d, n))
         if ids and img["ImageId"] not in ids:
             continue
         if "name" in fl and not value_matches(img["Name"], fl["name"]):
             continue
-        images.append(img)
+        images.append({k: v for k, v in img.items() if k != "standin"})
     out({"Images": images})
 
 
@@ -339,6 +373,7 @@ def deregister_image(args):
     p = path("aws", "images", ami + ".json")
     if not os.path.exists(p):
         fail("InvalidAMIID.NotFound", op, "The image id '[%s]' does not exist" % ami)
+    hidden(p, read_json(p), "InvalidAMIID.NotFound", op, "image id '[%s]'" % ami)
     os.remove(p)
     out({"Return": True})
 
@@ -350,14 +385,42 @@ def inst_dir(iid):
     return path("aws", "instances", iid)
 
 
+def by_token(token):
+    """The instance an earlier run-instances with this client token made:
+    "If you repeat the request with the same client token, the same
+    response is returned" (EC2, Ensuring idempotency)."""
+    d = path("aws", "instances")
+    for iid in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        p = os.path.join(d, iid, "instance.json")
+        if os.path.exists(p) and token and read_json(p).get("ClientToken") == token:
+            return read_json(p)
+    return None
+
+
 def run_instances(args):
     op = "RunInstances"
     _, flags = parse_args(args, BOOLS)
     inject("run-instances", op)
+    token = one(flags, "client-token", "")
+    if len(token) > 64:
+        fail("InvalidParameterValue", op, "Client token is longer than 64 characters")
     ami = one(flags, "image-id", "")
+    earlier = by_token(token)
+    if earlier is not None:
+        if earlier["ImageId"] != ami:
+            fail("IdempotentParameterMismatch", op, "The client token %s was used with "
+                 "different parameters" % token)
+        out({"ReservationId": new_id("r-"), "OwnerId": "123456789012", "Groups": [],
+             "Instances": [{k: v for k, v in earlier.items() if k != "standin"}]})
+        return
+    subnet = one(flags, "subnet-id")
+    if subnet is None and "no-default-vpc" in faults():
+        fail("VPCIdNotSpecified", op, "No default VPC for this user. GroupName is only "
+             "supported for EC2-Classic and default VPC.")
     p = path("aws", "images", ami + ".json")
     if not os.path.exists(p):
         fail("InvalidAMIID.NotFound", op, "The image id '[%s]' does not exist" % ami)
+    hidden(p, read_json(p), "InvalidAMIID.NotFound", op, "image id '[%s]'" % ami)
     img = read_json(p)
     sid = [m for m in img["BlockDeviceMappings"]
            if m.get("DeviceName") == img["RootDeviceName"]][0]["Ebs"]["SnapshotId"]
@@ -379,12 +442,17 @@ def run_instances(args):
     inst = {"InstanceId": iid, "ImageId": ami,
             "InstanceType": one(flags, "instance-type", "m1.small"),
             "State": {"Code": 0, "Name": "pending"}, "LaunchTime": now_iso(),
-            "BootMode": img["BootMode"], "Tags": tags,
-            "standin": {"pid": None, "firmware": firmware, "disk": "nvme"}}
+            "BootMode": img["BootMode"], "Tags": tags, "ClientToken": token,
+            "SubnetId": subnet or "subnet-0default0",
+            "SecurityGroups": [{"GroupId": g} for g in flags.get("security-group-ids", [])],
+            "standin": {"pid": None, "firmware": firmware, "disk": "nvme",
+                        "hidden": fault_count("notfound-after-create", "run-instances") or 0}}
     # Recorded before QEMU starts, so terminate always finds it.
     write_json(os.path.join(d, "instance.json"), inst)
     inst["standin"]["pid"] = start_qemu(d, raw, firmware, "nvme")
-    write_json(os.path.join(d, "instance.json"), inst)
+    # The answer says pending; describes from now on say running.
+    write_json(os.path.join(d, "instance.json"),
+               dict(inst, State={"Code": 16, "Name": "running"}))
     if transient_due("run-instances", "lost-response"):
         fail("RequestLimitExceeded", op, "Request limit exceeded.")
     out({"ReservationId": new_id("r-"), "OwnerId": "123456789012", "Groups": [],
@@ -392,10 +460,17 @@ def run_instances(args):
 
 
 def describe_instances(args):
+    op = "DescribeInstances"
     _, flags = parse_args(args, BOOLS)
     ids = flags.get("instance-ids", [])
     fl = filters(flags)
     found = []
+    for iid in ids:
+        p = os.path.join(inst_dir(iid), "instance.json")
+        if not os.path.exists(p):
+            fail("InvalidInstanceID.NotFound", op, "The instance ID '%s' does not exist" % iid)
+        hidden(p, read_json(p), "InvalidInstanceID.NotFound", op, "instance ID '%s'" % iid)
+        settle_termination(iid)
     d = path("aws", "instances")
     for iid in sorted(os.listdir(d)) if os.path.isdir(d) else []:
         inst = read_json(os.path.join(d, iid, "instance.json"))
@@ -404,8 +479,35 @@ def describe_instances(args):
         tag_name = [t["Value"] for t in inst.get("Tags", []) if t.get("Key") == "Name"]
         if "tag:Name" in fl and not any(value_matches(t, fl["tag:Name"]) for t in tag_name):
             continue
+        if ("instance-state-name" in fl
+                and not value_matches(inst["State"]["Name"], fl["instance-state-name"])):
+            continue
         found.append({k: v for k, v in inst.items() if k != "standin"})
     out({"Reservations": [{"Instances": found}] if found else []})
+
+
+def nitro(instance_type):
+    """The hypervisor of an instance type, as describe-instance-types
+    reports it: the Xen generations (t1, t2, m1-m4, c1, c3, c4, r3, r4,
+    i2, i3 but i3.metal, ...) are `xen`, later ones `nitro` (EC2 User
+    Guide, "Instances built on the AWS Nitro System"; list abridged)."""
+    family = instance_type.split(".")[0]
+    xen = {"t1", "t2", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "r3", "r4", "i2", "d2",
+           "g3", "p2", "p3", "x1", "x1e", "h1", "f1"}
+    if family == "i3":
+        return instance_type.endswith(".metal")
+    return family not in xen
+
+
+def describe_instance_types(args):
+    _, flags = parse_args(args, BOOLS)
+    types = []
+    for t in flags.get("instance-types", []):
+        types.append({"InstanceType": t, "CurrentGeneration": True,
+                      "Hypervisor": "nitro" if nitro(t) else "xen",
+                      "SupportedBootModes": ["legacy-bios", "uefi"] if nitro(t)
+                      else ["legacy-bios"]})
+    out({"InstanceTypes": types})
 
 
 def get_console_output(args):
@@ -414,8 +516,14 @@ def get_console_output(args):
     inject("get-console-output", op)
     iid = one(flags, "instance-id", "")
     d = inst_dir(iid)
-    if not os.path.exists(os.path.join(d, "instance.json")):
+    p = os.path.join(d, "instance.json")
+    if not os.path.exists(p):
         fail("InvalidInstanceID.NotFound", op, "The instance ID '%s' does not exist" % iid)
+    inst = read_json(p)
+    hidden(p, inst, "InvalidInstanceID.NotFound", op, "instance ID '%s'" % iid)
+    if "latest" in flags and not nitro(inst["InstanceType"]):
+        fail("UnsupportedOperation", op, "The instance type %s does not support the latest "
+             "console output. Retry without the latest option." % inst["InstanceType"])
     data = read_serial(d)
     # The API returns base64; the CLI decodes it for the user.
     text = base64.b64decode(base64.b64encode(data)).decode("utf-8", "replace")
@@ -426,6 +534,37 @@ def get_console_output(args):
         print("%s\t%s" % (iid, text))
     else:
         out(result)
+
+
+def end_instance(iid):
+    """Stop its QEMU and keep only the record, `terminated`: EC2 keeps a
+    terminated instance visible to describe-instances for a while."""
+    d = inst_dir(iid)
+    p = os.path.join(d, "instance.json")
+    inst = read_json(p)
+    stop_qemu(d, inst.get("standin", {}).get("pid"))
+    for n in os.listdir(d):
+        if n != "instance.json":
+            q = os.path.join(d, n)
+            shutil.rmtree(q, ignore_errors=True) if os.path.isdir(q) else os.remove(q)
+    inst["State"] = {"Code": 48, "Name": "terminated"}
+    inst["standin"].pop("running_after_terminate", None)
+    write_json(p, inst)
+
+
+def settle_termination(iid):
+    """Fault `still-running-after-terminate:N`: a terminated instance goes
+    on running for N more describes, then ends."""
+    p = os.path.join(inst_dir(iid), "instance.json")
+    inst = read_json(p)
+    n = inst["standin"].get("running_after_terminate")
+    if n is None:
+        return
+    if n > 0:
+        inst["standin"]["running_after_terminate"] = n - 1
+        write_json(p, inst)
+    else:
+        end_instance(iid)
 
 
 def terminate_instances(args):
@@ -439,17 +578,64 @@ def terminate_instances(args):
         if not os.path.exists(p):
             fail("InvalidInstanceID.NotFound", op, "The instance ID '%s' does not exist" % iid)
         inst = read_json(p)
-        stop_qemu(d, inst.get("standin", {}).get("pid"))
-        shutil.rmtree(d, ignore_errors=True)
+        hidden(p, inst, "InvalidInstanceID.NotFound", op, "instance ID '%s'" % iid)
+        # Fault `notfound-after-terminate[:N]`: NotFound, and the instance
+        # goes on running (AWS: "this does not mean that the instance is
+        # or will be terminated").
+        if due("notfound-after-terminate"):
+            fail("InvalidInstanceID.NotFound", op, "The instance ID '%s' does not exist" % iid)
+        prev = inst["State"]["Name"]
+        if prev != "terminated":
+            n = fault_count("still-running-after-terminate")
+            if n and "running_after_terminate" not in inst["standin"]:
+                inst["standin"]["running_after_terminate"] = n
+                write_json(p, inst)
+            elif not n:
+                end_instance(iid)
         res.append({"InstanceId": iid, "CurrentState": {"Code": 32, "Name": "shutting-down"},
-                    "PreviousState": {"Code": 16, "Name": "running"}})
+                    "PreviousState": {"Code": 16, "Name": prev}})
     out({"TerminatingInstances": res})
+
+
+def create_tags(args):
+    """`aws ec2 create-tags --resources ID --tags JSON`: tags on a
+    snapshot or an AMI."""
+    op = "CreateTags"
+    _, flags = parse_args(args, BOOLS)
+    try:
+        tags = json.loads(one(flags, "tags", "[]"))
+    except ValueError:
+        raise CliError("\nError parsing parameter '--tags': Invalid JSON\n", 252)
+    for rid in flags.get("resources", []):
+        kind = "snapshots" if rid.startswith("snap-") else "images"
+        p = path("aws", kind, rid + ".json")
+        if not os.path.exists(p):
+            code = "InvalidSnapshot.NotFound" if kind == "snapshots" else "InvalidAMIID.NotFound"
+            fail(code, op, "The resource '%s' does not exist" % rid)
+        rec = read_json(p)
+        rec["Tags"] = [t for t in rec.get("Tags", []) if t["Key"] not in
+                       {n["Key"] for n in tags}] + tags
+        write_json(p, rec)
+
+
+def sts_get_caller_identity(args):
+    if "not-logged-in" in faults():
+        raise CliError("\nUnable to locate credentials. You can configure credentials by "
+                       "running \"aws configure\".\n", 253)
+    out({"UserId": "AIDASTANDINUSER000000", "Account": "123456789012",
+         "Arn": "arn:aws:iam::123456789012:user/standin"})
 
 
 # ------------------------------------------------------------------- main ----
 
 
+VERSION = "aws-cli/2.15.30 Python/3.11.8 Linux/6.1.0 exe/x86_64.debian.12"
+
+
 def aws(argv):
+    if argv == ["--version"]:
+        print(VERSION)
+        return None
     pos = [a for a in argv if not a.startswith("-")]
     if len(pos) < 2:
         raise CliError("usage: aws [options] <command> <subcommand> [parameters]\n", 252)
@@ -468,6 +654,10 @@ def aws(argv):
         ("ec2", "describe-instances"): describe_instances,
         ("ec2", "get-console-output"): get_console_output,
         ("ec2", "terminate-instances"): terminate_instances,
+        ("ec2", "describe-snapshots"): describe_snapshots,
+        ("ec2", "create-tags"): create_tags,
+        ("ec2", "describe-instance-types"): describe_instance_types,
+        ("sts", "get-caller-identity"): sts_get_caller_identity,
     }
     fn = table.get((svc, cmd))
     if fn is None:

@@ -31,7 +31,7 @@ import os
 import shutil
 import sys
 
-from standin import (CliError, faults, fault_ops, new_id, now_iso, one, parse_args, path,
+from standin import (CliError, due, faults, fault_ops, new_id, now_iso, one, parse_args, path,
                      read_json, read_serial, start_qemu, stop_qemu, transient_due, write_json)
 
 MIB = 1 << 20
@@ -275,6 +275,24 @@ def disk_create(args):
     if read_json(bmeta)["type"] != "page":
         fail("BadRequest", "The source blob %s is not a page blob. Upload the VHD with "
              "--type page." % url)
+    # Without --source-storage-account-id az takes the account to be in
+    # the disk's resource group; the stand-in's accounts live in the group
+    # of <state>/blob/<account>/account.json (default: capos-rg).
+    acct = account_record(parts[0])
+    given = one(flags, "source-storage-account-id")
+    if given is None and acct["resourceGroup"] != rg:
+        fail("ResourceNotFound", "The Resource 'Microsoft.Storage/storageAccounts/%s' under "
+             "resource group '%s' was not found." % (parts[0], rg), 3)
+    if given is not None and given.lower() != acct["id"].lower():
+        fail("InvalidParameter", "The storage account '%s' does not hold source blob %s."
+             % (given, url))
+    # az's default location is the resource group's [U]; the stand-in's
+    # groups are where their accounts are.
+    location = one(flags, "location", acct["location"])
+    if location.lower() != acct["location"].lower():
+        fail("BadRequest", "The source blob %s is in region %s, the disk in %s: a disk must "
+             "be created in the region of its source blob [U wording]."
+             % (url, acct["location"], location))
     if "import-fail" in faults():
         problem, virtual = ("BadRequest", "The specified cookie value in VHD footer indicates "
                             "that disk '%s' with blob %s is not a supported VHD. Disk is expected "
@@ -285,13 +303,15 @@ def disk_create(args):
         fail(*problem)
     disk = {
         "id": did, "name": name, "type": "Microsoft.Compute/disks",
-        "location": one(flags, "location", "eastus"),
-        "creationData": {"createOption": "Import", "sourceUri": url},
+        "location": location,
+        "creationData": {"createOption": "Import", "sourceUri": url,
+                         "storageAccountId": acct["id"]},
         "diskSizeBytes": virtual, "diskSizeGB": (virtual + (1 << 30) - 1) >> 30,
         "diskState": "Unattached", "managedBy": None,
         "hyperVGeneration": gen, "osType": os_type.capitalize() if os_type else None,
         "provisioningState": "Creating", "sku": {"name": "Standard_LRS", "tier": "Standard"},
         "timeCreated": now_iso(),
+        "tags": dict(str(t).partition("=")[::2] for t in flags.get("tags", [])),
     }
     # Recorded before the data is copied, so that a delete finds a disk
     # whose creation was cut short.
@@ -521,6 +541,96 @@ def boot_log(args):
     sys.stdout.write(read_serial(d).decode("utf-8", "replace"))
 
 
+def boot_log_uris(args):
+    """`az vm boot-diagnostics get-boot-log-uris`: SAS URIs of the logs
+    (ARM retrieveBootDiagnosticsData). Fault `no-boot-log-yet[=N]`: the
+    first N calls answer "Please enable boot diagnostics." as the CLI
+    does while the VM has written no log yet."""
+    _, flags = parse_args(args, BOOLS)
+    rg, gdir = group_dir(flags)
+    name = name_of(flags)
+    inject("get-boot-log", "Microsoft.Compute/virtualMachines/retrieveBootDiagnosticsData/action",
+           arm_id(rg, "Microsoft.Compute/virtualMachines", name))
+    p = os.path.join(vm_dir(gdir, name), "vm.json")
+    if not os.path.exists(p):
+        not_found("Microsoft.Compute/virtualMachines", rg, name)
+    if not read_json(p).get("bootDiagnostics") or due("no-boot-log-yet"):
+        raise CliError("ERROR: Please enable boot diagnostics.\n", 1)
+    base = "https://standinbootdiag.blob.core.windows.net/bootdiagnostics-%s/%s" % (rg, name)
+    sas = "?sv=2021-08-06&se=2099-01-01T00%3A00%3A00Z&sr=b&sp=r&sig=standin"
+    out({"consoleScreenshotBlobUri": base + ".screenshot.bmp" + sas,
+         "serialConsoleLogBlobUri": base + ".serialconsole.log" + sas})
+
+
+def blob_download(args):
+    """`az storage blob download --blob-url URL --file F`: the boot
+    diagnostics log of a VM (a SAS URL from get-boot-log-uris)."""
+    _, flags = parse_args(args, BOOLS)
+    url = one(flags, "blob-url", "")
+    dst = one(flags, "file")
+    pre = "https://standinbootdiag.blob.core.windows.net/bootdiagnostics-"
+    if not url.startswith(pre) or not dst:
+        storage_fail("The specified blob does not exist.", "BlobNotFound")
+    if "sig=" not in url and one(flags, "auth-mode") != "login":
+        storage_fail("Server failed to authenticate the request.", "NoAuthenticationInformation")
+    rg, _, rest = url[len(pre):].partition("/")
+    name = rest.split(".serialconsole.log")[0]
+    d = vm_dir(path("azure", rg), name)
+    if not os.path.exists(os.path.join(d, "vm.json")):
+        storage_fail("The specified blob does not exist.", "BlobNotFound")
+    with open(dst, "wb") as f:
+        f.write(read_serial(d))
+
+
+def account_record(account):
+    """The stand-in's storage account: <state>/blob/<account>/account.json
+    (resource group `capos-rg` and location `westeurope` by default)."""
+    p = path("blob", account, "account.json")
+    rec = read_json(p) if os.path.exists(p) else {}
+    rg = rec.get("resourceGroup", "capos-rg")
+    return {"id": "%s/resourceGroups/%s/providers/Microsoft.Storage/storageAccounts/%s"
+                  % (SUB, rg, account),
+            "name": account, "resourceGroup": rg, "location": rec.get("location", "westeurope"),
+            "kind": "StorageV2",
+            "primaryEndpoints": {"blob": "https://%s.blob.core.windows.net/" % account}}
+
+
+def storage_account_show(args):
+    _, flags = parse_args(args, BOOLS)
+    name = name_of(flags)
+    if not os.path.isdir(path("blob", name)):
+        fail("ResourceNotFound", "The Resource 'Microsoft.Storage/storageAccounts/%s' was not "
+             "found." % name, 3)
+    out(account_record(name))
+
+
+def group_show(args):
+    _, flags = parse_args(args, BOOLS)
+    name = name_of(flags)
+    d = path("azure", name)
+    if not os.path.isdir(d):
+        fail("ResourceGroupNotFound", "Resource group '%s' could not be found." % name, 3)
+    p = os.path.join(d, "group.json")
+    loc = read_json(p).get("location", "westeurope") if os.path.exists(p) else "westeurope"
+    out({"id": "%s/resourceGroups/%s" % (SUB, name), "location": loc, "name": name,
+         "properties": {"provisioningState": "Succeeded"}})
+
+
+def account_show(args):
+    """`az account show`; fault `not-logged-in`: the CLI's message."""
+    if "not-logged-in" in faults():
+        raise CliError("ERROR: Please run 'az login' to setup account.\n", 1)
+    out({"environmentName": "AzureCloud", "id": SUB.rsplit("/", 1)[1], "isDefault": True,
+         "name": "standin-subscription", "state": "Enabled",
+         "tenantId": "00000000-0000-0000-0000-00000000000a",
+         "user": {"name": "operator@example.com", "type": "user"}})
+
+
+def version(args):
+    out({"azure-cli": "2.67.0", "azure-cli-core": "2.67.0", "azure-cli-telemetry": "1.1.0",
+         "extensions": {}})
+
+
 def resource_list(args):
     """`az resource list --resource-group RG`: everything the group holds."""
     _, flags = parse_args(args, BOOLS)
@@ -561,8 +671,15 @@ def az(argv):
         ("vm", "create"): vm_create,
         ("vm", "delete"): vm_delete,
         ("vm", "boot-diagnostics", "get-boot-log"): boot_log,
+        ("vm", "boot-diagnostics", "get-boot-log-uris"): boot_log_uris,
+        ("storage", "blob", "download"): blob_download,
+        ("storage", "account", "show"): storage_account_show,
+        ("group", "show"): group_show,
+        ("account", "show"): account_show,
         ("resource", "list"): resource_list,
     }
+    if words == ["version"]:
+        return version(argv[1:])
     for n in (3, 2):
         fn = table.get(tuple(words[:n]))
         if fn is not None and len(words) >= n:

@@ -12,7 +12,7 @@ from standin import (CliError, faults, fault_ops, gcp_check_tarball, new_id, now
                      one, parse_args, path, read_json, read_serial, start_qemu, stop_qemu,
                      transient_due, write_json)
 
-BOOLS = {"quiet", "async", "q"}
+BOOLS = {"quiet", "async", "q", "no-address"}
 API = "https://www.googleapis.com/compute/v1"
 
 
@@ -161,6 +161,15 @@ def images_create(args):
         "guestOsFeatures": [{"type": f} for f in features],
         "selfLink": "%s/projects/%s/global/images/%s" % (API, project, name),
     }
+    if one(flags, "family"):
+        image["family"] = one(flags, "family")
+    labels = {}
+    for v in flags.get("labels", []):
+        for kv in str(v).split(","):
+            k, _, val = kv.partition("=")
+            labels[k] = val
+    if labels:
+        image["labels"] = labels
     write_json(meta_p, image)
     sys.stderr.write("Created [%s].\n" % image["selfLink"])
     print_format(flags, [image], "NAME  PROJECT  STATUS\n%s  %s  READY" % (name, project))
@@ -219,6 +228,21 @@ def instances_create(args):
         fail(cmd, ["The resource 'projects/%s/global/images/%s' was not found" % (project, image)])
     meta = read_json(meta_p)
     uefi = any(f["type"] == "UEFI_COMPATIBLE" for f in meta.get("guestOsFeatures", []))
+    # Without --no-address the instance asks for an external IP (an
+    # ephemeral one on ONE_TO_ONE_NAT); fault `no-external-ip`: an
+    # organization policy forbids that [U wording].
+    external = "no-address" not in flags
+    if external and "no-external-ip" in faults():
+        fail(cmd, ["Constraint constraints/compute.vmExternalIpAccess violated for project %s. "
+                   "Add instance projects/%s/zones/%s/instances/%s to the constraint to use "
+                   "external IP with it." % (project, project, zone, name)])
+    nic = {"network": "%s/projects/%s/global/networks/%s"
+           % (API, project, one(flags, "network", "default"))}
+    if one(flags, "subnet"):
+        nic["subnetwork"] = "%s/projects/%s/regions/%s/subnetworks/%s" % (
+            API, project, zone.rsplit("-", 1)[0], one(flags, "subnet"))
+    if external:
+        nic["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "external-nat"}]
     os.makedirs(d, exist_ok=True)
     inst = {
         "kind": "compute#instance",
@@ -229,6 +253,7 @@ def instances_create(args):
         "machineType": "%s/projects/%s/zones/%s/machineTypes/%s"
         % (API, project, zone, one(flags, "machine-type", "n1-standard-1")),
         "status": "RUNNING",
+        "networkInterfaces": [nic],
         "disks": [{"boot": True, "source": image, "interface": "SCSI",
                    "guestOsFeatures": meta.get("guestOsFeatures", [])}],
         "selfLink": "%s/projects/%s/zones/%s/instances/%s" % (API, project, zone, name),
@@ -302,7 +327,30 @@ def print_format(flags, value, table):
 # ------------------------------------------------------------------ main ----
 
 
+def config_get_value(key):
+    """`gcloud config get-value KEY`: the value on stdout, `(unset)` on
+    stderr when unset (as the Google Cloud SDK 528 prints). The stand-in's
+    configuration is <state>/gcloud-config.json; the account is
+    `operator@example.com` unless the fault `not-logged-in` is set."""
+    p = path("gcloud-config.json")
+    conf = read_json(p) if os.path.exists(p) else {}
+    conf.setdefault("account", "operator@example.com")
+    if "not-logged-in" in faults():
+        conf["account"] = ""
+    value = conf.get(key, "")
+    if value:
+        print(value)
+    else:
+        sys.stderr.write("(unset)\n")
+
+
 def gcloud(argv):
+    if argv[:1] == ["version"]:
+        print(json.dumps({"Google Cloud SDK": "528.0.0", "core": "2025.06.20",
+                          "gsutil": "5.34"}, indent=2))
+        return None
+    if argv[:2] == ["config", "get-value"] and len(argv) == 3:
+        return config_get_value(argv[2])
     words = [a for a in argv if not a.startswith("-")]
     key = tuple(words[:3])
     rest_from = {

@@ -31,6 +31,21 @@ separated):
     quota=OP               OP fails with the provider's quota error
     permission=OP          OP fails with the provider's permission error
     no-vmimport            AWS import-snapshot: the vmimport role is missing
+    grandchild-hang=TOOL   every TOOL call forks a grandchild and both hang
+    not-logged-in          aws sts get-caller-identity, gcloud's account and
+                           az account show say the CLI is not logged in
+    notfound-after-create=OP[:N]
+                           the resource OP made (run-instances,
+                           register-image) answers NotFound N times (1)
+    notfound-after-terminate[=N]
+                           terminate-instances answers NotFound (N times) and
+                           the instance goes on running
+    still-running-after-terminate[=N]
+                           a terminated instance runs on for N describes
+    no-default-vpc         run-instances without --subnet-id fails
+    no-external-ip         GCP instances create without --no-address fails
+    no-boot-log-yet[=N]    az get-boot-log-uris: "Please enable boot
+                           diagnostics." N times
 OP is the operation key, e.g. storage-cp, images-create, instances-create,
 get-serial-port-output, s3-cp, import-snapshot, register-image,
 run-instances, get-console-output, describe-import-snapshot-tasks; Azure:
@@ -147,6 +162,33 @@ def transient_due(op, kind="transient"):
             write_json(counts_p, counts)
             return True
     return False
+
+
+def fault_count(kind, op=None):
+    """N of fault `kind=OP[:N]` (op given) or `kind[=N]` (no op), 1 when N
+    is left out; None when the fault is not set."""
+    for v in faults().get(kind, []):
+        if op is None:
+            return int(v) if v else 1
+        name, _, num = v.partition(":")
+        if name == op:
+            return int(num) if num else 1
+    return None
+
+
+def due(kind):
+    """Whether fault `kind[=N]` fires now: its first N calls do."""
+    n = fault_count(kind)
+    if not n:
+        return False
+    counts_p = path("fault-counts.json")
+    counts = read_json(counts_p) if os.path.exists(counts_p) else {}
+    done = counts.get(kind, 0)
+    if done >= n:
+        return False
+    counts[kind] = done + 1
+    write_json(counts_p, counts)
+    return True
 
 
 # -------------------------------------------------------------- parsing ----
@@ -374,10 +416,30 @@ def convert_to_raw(src, fmt, dst):
     return r.returncode == 0, r.stderr.strip()
 
 
+def grandchild_hang(tool):
+    """Fault `grandchild-hang=TOOL`: like the real `gsutil` (a wrapper that
+    runs a second Python process), fork a grandchild that inherits stdout
+    and stderr, record its pid in <state>/grandchild.pid, and let both
+    hang. Only killing the whole process group ends them."""
+    if tool not in faults().get("grandchild-hang", []):
+        return
+    pid = os.fork()
+    if pid == 0:
+        while True:
+            time.sleep(60)
+    with open(path("grandchild.pid"), "w") as f:
+        f.write(str(pid))
+    sys.stdout.write("working...\n")
+    sys.stdout.flush()
+    while True:
+        time.sleep(60)
+
+
 def main(tool, fn, argv):
     """Run one stand-in invocation: log it, dispatch, report errors the way
     the real CLI does (message on stderr, its exit status)."""
     log_call([tool] + argv)
+    grandchild_hang(tool)
     try:
         fn(argv)
     except CliError as e:

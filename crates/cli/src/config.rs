@@ -44,8 +44,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 
 use cloudimg_cloud::aws::DEFAULT_INSTANCE_TYPE;
-use cloudimg_cloud::azure::{DEFAULT_LOCATION, DEFAULT_VM_SIZE};
-use cloudimg_cloud::gcp::{DEFAULT_MACHINE_TYPE, DEFAULT_ZONE};
+use cloudimg_cloud::azure::DEFAULT_VM_SIZE;
+use cloudimg_cloud::gcp::DEFAULT_MACHINE_TYPE;
 
 /// The name of the configuration file in the working directory.
 pub const PROJECT_FILE: &str = "cloudimg.toml";
@@ -93,11 +93,13 @@ impl Key {
 }
 
 /// `cloud gcp --project`.
-pub const GCP_PROJECT: Key = Key::new("gcp.project", "--project", None);
+pub const GCP_PROJECT: Key =
+    Key::optional("gcp.project", "--project", "gcloud's configured project");
 /// `cloud gcp --bucket`.
 pub const GCP_BUCKET: Key = Key::new("gcp.bucket", "--bucket", None);
 /// `cloud gcp --zone`.
-pub const GCP_ZONE: Key = Key::new("gcp.zone", "--zone", Some(DEFAULT_ZONE));
+pub const GCP_ZONE: Key =
+    Key::optional("gcp.zone", "--zone", "gcloud's configured compute/zone");
 /// `cloud gcp --machine-type`.
 pub const GCP_MACHINE_TYPE: Key = Key::new(
     "gcp.machine_type",
@@ -118,7 +120,8 @@ pub const AWS_INSTANCE_TYPE: Key = Key::new(
 /// `cloud azure --resource-group`.
 pub const AZURE_RESOURCE_GROUP: Key = Key::new("azure.resource_group", "--resource-group", None);
 /// `cloud azure --location`.
-pub const AZURE_LOCATION: Key = Key::new("azure.location", "--location", Some(DEFAULT_LOCATION));
+pub const AZURE_LOCATION: Key =
+    Key::optional("azure.location", "--location", "the resource group's location");
 /// `cloud azure --storage-account`.
 pub const AZURE_STORAGE_ACCOUNT: Key = Key::new("azure.storage_account", "--storage-account", None);
 /// `cloud azure --container`.

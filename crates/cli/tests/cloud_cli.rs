@@ -182,9 +182,10 @@ fn azure_plan_uefi_is_generation_v2_and_runs_nothing() {
     );
     for l in [
         "az storage blob upload --account-name caposimages --container-name vhds --name capos-test.vhd --file capos-azure.vhd --type page --overwrite --auth-mode login --output json",
-        "az disk create --resource-group capos-rg --name capos-test-osdisk --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --os-type Linux --hyper-v-generation V2 --output json",
+        "az disk create --resource-group capos-rg --name capos-test-osdisk --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --source-storage-account-id '<storage account id>' --os-type Linux --hyper-v-generation V2 --output json",
         "az vm create --resource-group capos-rg --name capos-test --location westeurope --attach-os-disk capos-test-osdisk --os-type Linux --size Standard_B1s --nics capos-test-nic --boot-diagnostics-storage caposimages --output json",
-        "az vm boot-diagnostics get-boot-log --resource-group capos-rg --name capos-test",
+        "az vm boot-diagnostics get-boot-log-uris --resource-group capos-rg --name capos-test --output json",
+        "az storage blob download --blob-url '<serialConsoleLogBlobUri>' --file '<evidence/boot-log.download>' --auth-mode login --output none",
         "az vm delete --resource-group capos-rg --name capos-test --yes",
         "az disk delete --resource-group capos-rg --name capos-test-osdisk --yes",
         "az storage blob delete --account-name caposimages --container-name vhds --name capos-test.vhd --auth-mode login",
@@ -212,11 +213,13 @@ fn azure_plan_bios_is_generation_v1_and_json_parses() {
         &["--boot-mode", "bios", "--json"],
     ));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema"], "cloudimg.cloud-plan/1");
     assert_eq!(v["provider"], "azure");
     assert_eq!(v["generation"], "V1");
-    assert_eq!(v["boot_mode"], "bios");
-    assert_eq!(v["vhd"]["virtual_size"], 20 << 20);
-    assert_eq!(v["vhd"]["file_size"], (20 << 20) + 512);
+    assert_eq!(v["boot_mode"], "V1");
+    assert_eq!(v["firmware"], "bios");
+    assert_eq!(v["vhd"]["virtual_size_bytes"], 20 << 20);
+    assert_eq!(v["vhd"]["file_size_bytes"], (20 << 20) + 512);
     let steps: Vec<&str> = v["steps"]
         .as_array()
         .unwrap()
@@ -227,15 +230,16 @@ fn azure_plan_bios_is_generation_v1_and_json_parses() {
         steps,
         [
             "verify",
+            "preflight (version, identity, location, storage account id)",
             "upload (page blob)",
             "import (managed disk from the blob)",
             "network",
             "boot (OS disk attached)",
-            "read serial (repeated)",
+            "read serial (repeated; \"Please enable boot diagnostics.\" means not yet)",
             "teardown"
         ]
     );
-    let import = &v["steps"][2]["commands"][0];
+    let import = &v["steps"][3]["commands"][0];
     assert_eq!(import["program"], "az");
     let args: Vec<&str> = import["args"]
         .as_array()
@@ -597,4 +601,243 @@ fn teardown_refuses_a_hostile_journal_in_one_line_and_runs_nothing() {
     ));
     assert_eq!(out, "already gone: AMI named capos-x\n");
     assert!(state.join(format!("aws/images/{ami}.json")).exists());
+}
+
+#[test]
+fn gcp_and_aws_plans_are_json_documents_and_run_nothing() {
+    if !require_tool("python3") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (d, state) = (t.path(), t.path().join("state"));
+    let gcp = ok(cloudimg(
+        &[
+            "cloud",
+            "gcp",
+            "--bucket",
+            "bkt",
+            "--name",
+            "capos-test",
+            "--artifact",
+            "x.tar.gz",
+            "--network",
+            "capos-net",
+            "--plan",
+            "--json",
+        ],
+        d,
+        &state,
+    ));
+    let v: serde_json::Value = serde_json::from_str(&gcp).unwrap();
+    assert_eq!(v["schema"], "cloudimg.cloud-plan/1");
+    assert_eq!(v["provider"], "gcp");
+    assert_eq!(v["firmware"], "uefi");
+    let lines: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["commands"].as_array().unwrap())
+        .map(|c| c["line"].as_str().unwrap())
+        .collect();
+    assert!(
+        lines.contains(&"gcloud compute instances create capos-test '--project=<gcloud config project>' '--zone=<gcloud config compute/zone>' --image=capos-test --machine-type=e2-small --no-address --network=capos-net --format=json"),
+        "{lines:#?}"
+    );
+    let aws = ok(cloudimg(
+        &[
+            "cloud",
+            "aws",
+            "--bucket",
+            "bkt",
+            "--name",
+            "capos-test",
+            "--artifact",
+            "x.raw",
+            "--format",
+            "raw",
+            "--subnet-id",
+            "subnet-08fc749671b2d077c",
+            "--security-group-id",
+            "sg-0b0384b66d7d692f9",
+            "--plan",
+            "--json",
+        ],
+        d,
+        &state,
+    ));
+    let v: serde_json::Value = serde_json::from_str(&aws).unwrap();
+    assert_eq!(v["schema"], "cloudimg.cloud-plan/1");
+    assert_eq!(v["provider"], "aws");
+    assert_eq!(v["boot_mode"], "uefi-preferred");
+    assert!(aws.contains("'--client-token=<run-id-name>'"), "{aws}");
+    assert!(
+        aws.contains(
+            "--subnet-id=subnet-08fc749671b2d077c --security-group-ids sg-0b0384b66d7d692f9"
+        ),
+        "{aws}"
+    );
+    assert!(!state.join("calls.log").exists(), "--plan runs nothing");
+}
+
+#[test]
+fn not_logged_in_exits_2_says_what_to_run_and_reports_nothing_left_behind() {
+    if !(require_tool("qemu-img") && require_tool("python3")) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (d, state) = (t.path(), t.path().join("state"));
+    std::fs::create_dir_all(state.join("s3/bkt")).unwrap();
+    std::fs::write(state.join("faults"), "not-logged-in").unwrap();
+    ok(cloudimg(&["image", "build", "-o", "img.raw"], d, &state));
+    let out = cloudimg(
+        &[
+            "cloud",
+            "aws",
+            "--bucket",
+            "bkt",
+            "--artifact",
+            "img.raw",
+            "--format",
+            "raw",
+            "--name",
+            "capos-nolog",
+            "--evidence",
+            "ev",
+            "--json",
+        ],
+        d,
+        &state,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("aws is not logged in (Unable to locate credentials."),
+        "{err}"
+    );
+    assert!(
+        err.contains("run `aws configure`; nothing was created"),
+        "{err}"
+    );
+    assert!(!err.contains("LEFT BEHIND"), "{err}");
+    assert!(!d.join("ev/resources.json").exists());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], "cloudimg.cloud-run/1");
+    assert_eq!(v["passed"], false);
+    assert_eq!(v["error_kind"], "permission");
+    assert!(v["teardown"].is_null(), "{v}");
+}
+
+#[test]
+fn teardown_json_is_a_document_and_publish_excludes_keep() {
+    if !require_tool("python3") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (d, state) = (t.path(), t.path().join("state"));
+    std::fs::create_dir_all(state.join("s3/bkt")).unwrap();
+    std::fs::write(state.join("s3/bkt/capos-x.raw"), "x").unwrap();
+    std::fs::write(
+        d.join("j.json"),
+        r#"{"version": 1, "provider": "aws", "run_id": "r1", "resources": [{"resource": {"kind": "s3-object", "uri": "s3://bkt/capos-x.raw", "region": null}, "state": "kept", "updated_unix": 1}]}"#,
+    )
+    .unwrap();
+    // A kept (published) resource is removed by the journal's teardown.
+    let out = ok(cloudimg(
+        &["cloud", "teardown", "--journal", "j.json", "--json"],
+        d,
+        &state,
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema"], "cloudimg.teardown/1");
+    assert_eq!(v["deleted"][0], "object s3://bkt/capos-x.raw");
+    assert_eq!(v["failed"].as_array().unwrap().len(), 0);
+    assert_eq!(v["clean"], true);
+    assert!(!state.join("s3/bkt/capos-x.raw").exists());
+    // --keep keeps everything; --publish only the image: not both.
+    let out = cloudimg(
+        &[
+            "cloud",
+            "aws",
+            "--bucket",
+            "bkt",
+            "--keep",
+            "--publish",
+            "--plan",
+        ],
+        d,
+        &state,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}
+
+#[test]
+fn aws_publish_prints_the_ami_and_teardown_removes_it_later() {
+    if !(require_tool("qemu-system-x86_64") && require_tool("qemu-img") && require_tool("python3"))
+    {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (d, state) = (t.path(), t.path().join("state"));
+    std::fs::create_dir_all(state.join("s3/bkt")).unwrap();
+    ok(cloudimg(&["image", "build", "-o", "img.raw"], d, &state));
+    let out = ok(cloudimg(
+        &[
+            "cloud",
+            "aws",
+            "--bucket",
+            "bkt",
+            "--artifact",
+            "img.raw",
+            "--format",
+            "raw",
+            "--boot-mode",
+            "legacy-bios",
+            "--name",
+            "capos-pub",
+            "--evidence",
+            "ev",
+            "--publish",
+            "--label",
+            "os=capos",
+            "--poll",
+            "1",
+            "--timeout",
+            "120",
+        ],
+        d,
+        &state,
+    ));
+    assert!(out.starts_with("PUBLISHED ami-"), "{out}");
+    assert!(out.contains("; kept snapshot snap-"), "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with("remove with `cloudimg cloud teardown --journal ev/resources.json`"),
+        "{out}"
+    );
+    let sum: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("ev/summary.json")).unwrap()).unwrap();
+    assert_eq!(sum["schema"], "cloudimg.cloud-run/1");
+    let ami = sum["published"]["image_id"].as_str().unwrap().to_string();
+    assert!(state.join(format!("aws/images/{ami}.json")).exists());
+    assert!(!state.join("s3/bkt/capos-pub.raw").exists());
+    let id: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("ev/identity.json")).unwrap()).unwrap();
+    assert_eq!(id["account"], "123456789012");
+    // Later, the journal removes the published AMI and its snapshot.
+    let out = ok(cloudimg(
+        &[
+            "cloud",
+            "teardown",
+            "--journal",
+            "ev/resources.json",
+            "--json",
+        ],
+        d,
+        &state,
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["clean"], true, "{v}");
+    assert_eq!(v["deleted"].as_array().unwrap().len(), 2, "{v}");
+    assert!(!state.join(format!("aws/images/{ami}.json")).exists());
 }

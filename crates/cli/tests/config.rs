@@ -160,7 +160,7 @@ fn xdg_config_home_is_the_users_directory_when_absolute() {
     let doc = config_json(&cwd, &t.path().join("nowhere"), &[]);
     assert_eq!(
         value(&doc, "azure.location"),
-        (&cloudimg_cloud::azure::DEFAULT_LOCATION.into(), "default")
+        (&Value::Null, "unset")
     );
 }
 
@@ -230,7 +230,8 @@ fn cloud_options_come_from_flag_then_env_then_file_then_default() {
     let (cwd, home) = dirs(t.path());
     let user = home.join(".config/cloudimg/config.toml");
     fs::write(&user, "[gcp]\nproject = \"p\"\n").unwrap();
-    let default = cloudimg_cloud::gcp::DEFAULT_ZONE;
+    // No zone anywhere: the run asks gcloud's configuration.
+    let default = "<gcloud config compute/zone>";
     assert_eq!(planned_zone(&cwd, &home, None, &[]), default);
     fs::write(&user, "[gcp]\nproject = \"p\"\nzone = \"file-z\"\n").unwrap();
     assert_eq!(planned_zone(&cwd, &home, None, &[]), "file-z");
@@ -240,22 +241,18 @@ fn cloud_options_come_from_flag_then_env_then_file_then_default() {
 
     // The help names the built-in default cloudimg-cloud defines.
     let help = ok(run(&["cloud", "gcp", "--help"], &cwd, &home, &[]));
-    assert!(help.contains(&format!("[default: {default}")), "{help}");
+    let machine = cloudimg_cloud::gcp::DEFAULT_MACHINE_TYPE;
+    assert!(help.contains(&format!("[default: {machine}")), "{help}");
 
     // Nothing anywhere for a required option: one line saying where to
     // give it, exit 2, nothing run.
     fs::remove_file(&user).unwrap();
-    let out = run(
-        &["cloud", "gcp", "--plan", "--bucket", "b"],
-        &cwd,
-        &home,
-        &[],
-    );
+    let out = run(&["cloud", "gcp", "--plan"], &cwd, &home, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("--project is required") && err.contains("CLOUDIMG_GCP_PROJECT"),
+        err.contains("--bucket is required") && err.contains("CLOUDIMG_GCP_BUCKET"),
         "{err}"
     );
     assert!(out.stdout.is_empty());

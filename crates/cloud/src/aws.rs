@@ -15,11 +15,16 @@ use cloudimg_disk::formats::Format;
 use cloudimg_disk::verify::Report;
 use cloudimg_disk::vocab::Provider;
 
-use crate::command::CloudCommand;
+use crate::command::{CloudCommand, Runner};
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::Target;
 use crate::flow::{ph, Session};
 use crate::journal::{Resource, State};
+use crate::preflight::Identity;
 use crate::provider::{ProviderFlow, Step};
+
+use crate::aws_parse::parse_json;
+pub use crate::aws_parse::*;
 
 /// The disk container format of `import-snapshot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +118,14 @@ pub struct AwsTarget {
     pub instance_type: String,
     /// AMI name, instance `Name` tag, object key `NAME.<ext>`.
     pub name: String,
+    /// `run-instances --subnet-id` (None: the default VPC's default
+    /// subnet, which an account may not have).
+    pub subnet_id: Option<String>,
+    /// `run-instances --security-group-ids` (empty: the VPC's default
+    /// group).
+    pub security_group_ids: Vec<String>,
+    /// Tags (`KEY=VALUE`) of the AMI and its snapshot.
+    pub labels: Vec<(String, String)>,
 }
 
 /// The default instance type (Nitro: NVMe, UEFI and BIOS).
@@ -140,6 +153,20 @@ impl AwsTarget {
                 ErrorKind::InvalidInput,
                 format!("S3 bucket {:?} is invalid", self.bucket),
             ));
+        }
+        for id in self.subnet_id.iter() {
+            crate::names::aws_subnet_id(id).map_err(|rule| {
+                Error::new(ErrorKind::InvalidInput, format!("subnet {id:?} is {rule}"))
+            })?;
+        }
+        crate::names::labels(&self.labels)?;
+        for id in &self.security_group_ids {
+            crate::names::aws_security_group_id(id).map_err(|rule| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("security group {id:?} is {rule}"),
+                )
+            })?;
         }
         crate::names::aws_instance_type(&self.instance_type).map_err(|rule| {
             Error::new(
@@ -252,42 +279,99 @@ impl AwsTarget {
                 "--ena-support".into(),
                 "--boot-mode".into(),
                 self.boot_mode.api_name().into(),
-            ],
+            ]
+            .into_iter()
+            .chain(self.tag_spec("image"))
+            .collect(),
             true,
         )
     }
 
-    /// Launch one instance, tagged `Name=NAME`.
-    pub fn run_instance(&self, image_id: &str) -> CloudCommand {
+    /// `--tag-specifications` for a `kind` of resource with the labels
+    /// (none without labels).
+    fn tag_spec(&self, kind: &str) -> Vec<String> {
+        if self.labels.is_empty() {
+            return vec![];
+        }
+        vec![
+            "--tag-specifications".into(),
+            json!([{"ResourceType": kind, "Tags": self.tags_json()}]).to_string(),
+        ]
+    }
+
+    fn tags_json(&self) -> serde_json::Value {
+        self.labels
+            .iter()
+            .map(|(k, v)| json!({"Key": k, "Value": v}))
+            .collect()
+    }
+
+    /// Tag the imported snapshot with the labels (`create-tags`: the
+    /// snapshot is made by the import, which tags only its task).
+    pub fn tag_snapshot(&self, snapshot_id: &str) -> CloudCommand {
+        self.ec2(
+            "create-tags",
+            vec![
+                flag_eq("resources", snapshot_id),
+                "--tags".into(),
+                self.tags_json().to_string(),
+            ],
+            false,
+        )
+    }
+
+    /// Launch one instance, tagged `Name=NAME`, with the run's client
+    /// token: "If you repeat the request with the same client token, the
+    /// same response is returned" and no second instance starts (the CLI
+    /// reference's `--client-token`: "Unique, case-sensitive identifier
+    /// you provide to ensure the idempotency of the request ... Maximum
+    /// 64 ASCII characters").
+    pub fn run_instance(&self, image_id: &str, client_token: &str) -> CloudCommand {
         let tags =
             json!([{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": self.name}]}]);
+        let mut a = vec![
+            "--image-id".into(),
+            image_id.to_string(),
+            "--instance-type".into(),
+            self.instance_type.clone(),
+            "--count".into(),
+            "1".into(),
+            flag_eq("client-token", client_token),
+            "--tag-specifications".into(),
+            tags.to_string(),
+        ];
+        if let Some(subnet) = &self.subnet_id {
+            a.push(flag_eq("subnet-id", subnet));
+        }
+        if !self.security_group_ids.is_empty() {
+            // A list option: "string" "string" ... (ids checked, never
+            // an option).
+            a.push("--security-group-ids".into());
+            a.extend(self.security_group_ids.iter().cloned());
+        }
+        self.ec2("run-instances", a, true)
+    }
+
+    /// Whether the instance type runs on the Nitro hypervisor: `Latest`
+    /// console output "is supported on instance types that use the Nitro
+    /// hypervisor" (GetConsoleOutput API reference), and
+    /// `describe-instance-types` names it (`Hypervisor`: `nitro | xen`).
+    pub fn describe_type(&self) -> CloudCommand {
         self.ec2(
-            "run-instances",
-            vec![
-                "--image-id".into(),
-                image_id.to_string(),
-                "--instance-type".into(),
-                self.instance_type.clone(),
-                "--count".into(),
-                "1".into(),
-                "--tag-specifications".into(),
-                tags.to_string(),
-            ],
+            "describe-instance-types",
+            vec![flag_eq("instance-types", &self.instance_type)],
             true,
         )
     }
 
-    /// The instance's latest console output.
-    pub fn console(&self, instance_id: &str) -> CloudCommand {
-        self.ec2(
-            "get-console-output",
-            vec![
-                "--instance-id".into(),
-                instance_id.to_string(),
-                "--latest".into(),
-            ],
-            true,
-        )
+    /// The instance's console output: the latest (`--latest`) where the
+    /// type supports it, else the buffered output.
+    pub fn console(&self, instance_id: &str, latest: bool) -> CloudCommand {
+        let mut a = vec!["--instance-id".into(), instance_id.to_string()];
+        if latest {
+            a.push("--latest".into());
+        }
+        self.ec2("get-console-output", a, true)
     }
 }
 
@@ -325,9 +409,24 @@ impl ProviderFlow for AwsTarget {
         AwsFormat::of(report.format) == Some(self.format)
     }
 
+    fn publishes(&self, r: &Resource) -> bool {
+        matches!(r, Resource::AwsImage { .. } | Resource::AwsSnapshot { .. })
+    }
+
+    fn resources(&self) -> Vec<Resource> {
+        AwsTarget::resources(self)
+    }
+
     fn steps(&self, artifact: &str) -> Vec<Step> {
         let r = self.region.as_deref();
         vec![
+            (
+                "preflight (version, identity)",
+                vec![
+                    crate::preflight::aws_version(),
+                    crate::preflight::aws_identity(r),
+                ],
+            ),
             ("upload", vec![self.upload(artifact)]),
             (
                 "import (poll the task until completed)",
@@ -336,22 +435,45 @@ impl ProviderFlow for AwsTarget {
                     self.describe_import(&ph("import-task-id")),
                 ],
             ),
-            ("register", vec![self.register_image(&ph("snapshot-id"))]),
-            ("boot", vec![self.run_instance(&ph("image-id"))]),
             (
-                "read console (repeated)",
-                vec![self.console(&ph("instance-id"))],
+                "register",
+                if self.labels.is_empty() {
+                    vec![self.register_image(&ph("snapshot-id"))]
+                } else {
+                    vec![
+                        self.tag_snapshot(&ph("snapshot-id")),
+                        self.register_image(&ph("snapshot-id")),
+                    ]
+                },
             ),
             (
-                "teardown",
+                "boot (--latest console where the type's hypervisor is nitro)",
+                vec![
+                    self.describe_type(),
+                    self.run_instance(&ph("image-id"), &ph("run-id-name")),
+                ],
+            ),
+            (
+                "read console (repeated; a NotFound retried while the instance propagates)",
+                vec![self.console(&ph("instance-id"), true)],
+            ),
+            (
+                "teardown (each deletion confirmed by describing)",
                 vec![
                     terminate(&ph("instance-id"), r),
+                    crate::settle::describe_instance(&ph("instance-id"), r),
                     deregister(&ph("image-id"), r),
+                    crate::settle::describe_image(&ph("image-id"), r),
                     delete_snapshot(&ph("snapshot-id"), r),
+                    crate::settle::describe_snapshot(&ph("snapshot-id"), r),
                     delete_object(&self.object_uri(), r),
                 ],
             ),
         ]
+    }
+
+    fn preflight(&self, runner: &Runner) -> Result<(Identity, Option<Target>)> {
+        Ok((crate::preflight::aws(runner, self.region.as_deref())?, None))
     }
 
     fn run(&self, s: &mut Session<'_>) -> Result<()> {
@@ -364,11 +486,13 @@ impl ProviderFlow for AwsTarget {
         let snapshot = self.import(s)?;
         let ami = self.register(s, &snapshot)?;
         s.summary.image_id = Some(ami.clone());
+        let latest = self.nitro(s);
         let iid = self.boot(s, &ami)?;
         s.summary.instance_id = Some(iid.clone());
         let started = Instant::now();
+        let console = self.console(&iid, latest);
         s.wait_landmark(started, |c| {
-            let out = c.runner.run(&self.console(&iid))?;
+            let out = c.runner.run_settled(&console)?;
             parse_console(&out.stdout)
         })
     }
@@ -399,6 +523,9 @@ impl AwsTarget {
             State::Created,
         )?;
         s.log(&format!("imported snapshot {snapshot}"));
+        if !self.labels.is_empty() {
+            s.runner.run_settled(&self.tag_snapshot(&snapshot))?;
+        }
         Ok(snapshot)
     }
 
@@ -463,7 +590,7 @@ impl AwsTarget {
             name: self.name.clone(),
             region: self.region.clone(),
         };
-        let (i, out) = s.create(img.clone(), &self.register_image(snapshot))?;
+        let (i, out) = s.create_settled(img.clone(), &self.register_image(snapshot))?;
         let ami = parse_image_id(&out)?;
         if let Resource::AwsImage { id, .. } = &mut img {
             *id = Some(ami.clone());
@@ -472,14 +599,44 @@ impl AwsTarget {
         Ok(ami)
     }
 
-    /// Launch the instance from `ami`, journaled with its id.
+    /// Whether to read the console with `--latest`: the instance type's
+    /// hypervisor is `nitro`. A describe that fails (permissions) means
+    /// the plain, buffered output.
+    fn nitro(&self, s: &Session<'_>) -> bool {
+        match s.runner.run(&self.describe_type()) {
+            Ok(out) => {
+                let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+                let h = v["InstanceTypes"][0]["Hypervisor"].as_str().unwrap_or("");
+                s.log(&format!(
+                    "instance type {}: hypervisor {h:?}; console read {}",
+                    self.instance_type,
+                    if h == "nitro" {
+                        "with --latest"
+                    } else {
+                        "buffered (no --latest)"
+                    }
+                ));
+                h == "nitro"
+            }
+            Err(e) => {
+                s.log(&format!(
+                    "describe-instance-types: {e}; console read buffered"
+                ));
+                false
+            }
+        }
+    }
+
+    /// Launch the instance from `ami`, journaled with its id. The client
+    /// token is the run's (unique per run, the same on every retry).
     fn boot(&self, s: &Session<'_>, ami: &str) -> Result<String> {
         let mut inst = Resource::AwsInstance {
             id: None,
             name: self.name.clone(),
             region: self.region.clone(),
         };
-        let (i, out) = s.create(inst.clone(), &self.run_instance(ami))?;
+        let token = client_token(&s.summary.run_id, &self.name);
+        let (i, out) = s.create_settled(inst.clone(), &self.run_instance(ami, &token))?;
         let iid = parse_instance_id(&out)?;
         if let Resource::AwsInstance { id, .. } = &mut inst {
             *id = Some(iid.clone());
@@ -487,6 +644,14 @@ impl AwsTarget {
         s.set(i, inst)?;
         Ok(iid)
     }
+}
+
+/// The run's `run-instances` client token: `RUNID-NAME`, cut to the 64
+/// ASCII characters EC2 takes (run ids and names are ASCII).
+pub fn client_token(run_id: &str, name: &str) -> String {
+    let mut t = format!("{run_id}-{name}");
+    t.truncate(64);
+    t
 }
 
 fn push_region(a: &mut Vec<String>, region: Option<&str>) {
@@ -623,114 +788,6 @@ pub fn delete_object(uri: &str, region: Option<&str>) -> CloudCommand {
     CloudCommand::new("aws", a)
 }
 
-/// The state of an import task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportStatus {
-    /// `active`, `completed`, `deleting`, `deleted`.
-    pub status: String,
-    /// Percent, while active.
-    pub progress: Option<String>,
-    /// Detail (`downloading/converting`, `ClientError: ...`).
-    pub message: Option<String>,
-    /// The snapshot, once completed.
-    pub snapshot_id: Option<String>,
-}
-
-fn parse_json(stdout: &str, what: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(stdout).map_err(|e| {
-        Error::new(
-            ErrorKind::BadOutput,
-            format!("aws ec2 {what} printed no JSON: {e}"),
-        )
-    })
-}
-
-fn field(v: &serde_json::Value, what: &str, key: &str) -> Result<String> {
-    v[key].as_str().map(str::to_string).ok_or_else(|| {
-        Error::new(
-            ErrorKind::BadOutput,
-            format!("aws ec2 {what} output has no {key}"),
-        )
-    })
-}
-
-/// `ImportTaskId` from `import-snapshot`.
-pub fn parse_import_task(stdout: &str) -> Result<String> {
-    field(
-        &parse_json(stdout, "import-snapshot")?,
-        "import-snapshot",
-        "ImportTaskId",
-    )
-}
-
-/// The task's `SnapshotTaskDetail` from `describe-import-snapshot-tasks`.
-pub fn parse_import_status(stdout: &str) -> Result<ImportStatus> {
-    let v = parse_json(stdout, "describe-import-snapshot-tasks")?;
-    let d = &v["ImportSnapshotTasks"][0]["SnapshotTaskDetail"];
-    if d.is_null() {
-        return Err(Error::new(
-            ErrorKind::BadOutput,
-            "aws ec2 describe-import-snapshot-tasks returned no task",
-        ));
-    }
-    let s = |k: &str| d[k].as_str().map(str::to_string);
-    Ok(ImportStatus {
-        status: s("Status").unwrap_or_default(),
-        progress: s("Progress"),
-        message: s("StatusMessage"),
-        snapshot_id: s("SnapshotId"),
-    })
-}
-
-/// `ImageId` from `register-image`.
-pub fn parse_image_id(stdout: &str) -> Result<String> {
-    field(
-        &parse_json(stdout, "register-image")?,
-        "register-image",
-        "ImageId",
-    )
-}
-
-/// The first `InstanceId` from `run-instances`.
-pub fn parse_instance_id(stdout: &str) -> Result<String> {
-    let v = parse_json(stdout, "run-instances")?;
-    field(&v["Instances"][0], "run-instances", "InstanceId")
-}
-
-/// The (CLI-decoded) `Output` of `get-console-output`; absent means
-/// nothing yet.
-pub fn parse_console(stdout: &str) -> Result<String> {
-    let v = parse_json(stdout, "get-console-output")?;
-    Ok(v["Output"].as_str().unwrap_or_default().to_string())
-}
-
-/// Image ids from `describe-images`.
-pub fn parse_image_ids(stdout: &str) -> Result<Vec<String>> {
-    let v = parse_json(stdout, "describe-images")?;
-    Ok(v["Images"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|i| i["ImageId"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-/// Instance ids from `describe-instances`.
-pub fn parse_instance_ids(stdout: &str) -> Result<Vec<String>> {
-    let v = parse_json(stdout, "describe-instances")?;
-    let mut ids = Vec::new();
-    for r in v["Reservations"].as_array().into_iter().flatten() {
-        for i in r["Instances"].as_array().into_iter().flatten() {
-            if let Some(id) = i["InstanceId"].as_str() {
-                ids.push(id.to_string());
-            }
-        }
-    }
-    Ok(ids)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -757,6 +814,9 @@ mod tests {
             boot_mode: BootMode::Uefi,
             instance_type: DEFAULT_INSTANCE_TYPE.into(),
             name: "capos-test".into(),
+            subnet_id: None,
+            security_group_ids: vec![],
+            labels: vec![],
         };
         assert!(good.validate().is_ok());
         let with = |f: &dyn Fn(&mut AwsTarget)| {

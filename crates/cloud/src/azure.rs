@@ -15,8 +15,11 @@
 //! boots UEFI, V1 BIOS), `az network vnet create` and `az network nic
 //! create` (named here, so that teardown never has to guess what `az vm
 //! create` would have made), `az vm create --attach-os-disk --nics
-//! --boot-diagnostics-storage`, `az vm boot-diagnostics get-boot-log`
-//! until the landmark; teardown in reverse creation order: `az vm
+//! --boot-diagnostics-storage`, `az vm boot-diagnostics get-boot-log-uris`
+//! and `az storage blob download --blob-url` of the serial log's SAS URI
+//! until the landmark (not `get-boot-log`, which lists the storage
+//! account's keys and so fails where `--auth-mode login` is the only
+//! access); teardown in reverse creation order: `az vm
 //! delete`, `az network nic delete`, `az network vnet delete`, `az disk
 //! delete`, `az storage blob delete`. The resource group, storage account
 //! and container must exist; cloudimg creates nothing else. Every name is
@@ -54,6 +57,21 @@
 //! with `--os-type` and `--hyper-v-generation`; `az vm create
 //! --boot-diagnostics-storage <account>`.
 //!
+//! Issue 14: confirmed from the az reference that `az vm boot-diagnostics
+//! get-boot-log-uris` exists ("Get SAS URIs for a virtual machine's boot
+//! diagnostic") and from the REST reference that it is
+//! `retrieveBootDiagnosticsData` ("retrieve SAS URIs for a virtual
+//! machine's boot diagnostic logs", 120 minutes by default). Not
+//! confirmed (\[U\]): that it answers SAS URIs for a VM whose boot
+//! diagnostics use a custom storage account (the run's
+//! `--boot-diagnostics-storage`), and its JSON keys
+//! (`serialConsoleLogBlobUri`); `az storage blob download --blob-url`
+//! with a SAS URL and no other credentials; that `get-boot-log-uris` says
+//! "Please enable boot diagnostics." before a log exists (azure-cli's
+//! `get-boot-log` does); that `az group show` / `az storage account show`
+//! print `location` and `id` (the ARM resource shapes); the wording of
+//! the region mismatch refusal the stand-in prints.
+//!
 //! Not confirmed (\[U\]): `--overwrite` on `az storage blob upload` (so that
 //! an upload retried after a lost answer does not fail with
 //! `BlobAlreadyExists`); `--auth-mode login` on the blob commands (the
@@ -87,17 +105,16 @@ use cloudimg_disk::verify::Report;
 // Azure's size rules, stated once in the disk crate.
 use cloudimg_disk::vocab::{Firmware, Provider, AZURE_MAX, AZURE_MIN, AZURE_SIZE_UNIT};
 
-use crate::artifact;
-use crate::command::CloudCommand;
+use crate::command::{CloudCommand, Runner};
 use crate::error::{Error, ErrorKind, Result};
-use crate::flow::{import_error, Session};
+use crate::flow::Session;
+use crate::flow::{ph, Target};
 use crate::journal::Resource;
+use crate::preflight::Identity;
 use crate::provider::{ProviderFlow, Step};
 
 /// The default VM size (Gen1 and Gen2).
 pub const DEFAULT_VM_SIZE: &str = "Standard_B1s";
-/// The default location.
-pub const DEFAULT_LOCATION: &str = "eastus";
 /// The Hyper-V generation, Azure's name for the firmware: Gen2 boots
 /// UEFI, Gen1 BIOS (reference §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -137,8 +154,14 @@ impl Generation {
 pub struct AzureTarget {
     /// The resource group (exists).
     pub resource_group: String,
-    /// The location of the disk, network and VM (the storage account's).
+    /// The location of the disk, network and VM; empty: the resource
+    /// group's (`az group show`). It must be the storage account's:
+    /// Azure makes a disk only from a blob in its own region.
     pub location: String,
+    /// The storage account's resource id, for `disk create
+    /// --source-storage-account-id` (None until the preflight has read it
+    /// with `az storage account show`).
+    pub storage_account_id: Option<String>,
     /// The storage account (exists; also holds boot diagnostics).
     pub storage_account: String,
     /// The blob container (exists).
@@ -147,12 +170,14 @@ pub struct AzureTarget {
     pub vm_size: String,
     /// UEFI (Hyper-V generation V2) or BIOS (V1).
     pub firmware: Firmware,
+    /// Tags (`KEY=VALUE`) of the managed disk (`--publish` keeps it).
+    pub labels: Vec<(String, String)>,
     /// The VM's name; the blob is `NAME.vhd`, the OS disk `NAME-osdisk`,
     /// the network `NAME-vnet` and `NAME-nic`.
     pub name: String,
 }
 
-fn invalid(msg: String) -> Error {
+pub(crate) fn invalid(msg: String) -> Error {
     Error::new(ErrorKind::InvalidInput, msg)
 }
 
@@ -209,11 +234,17 @@ impl AzureTarget {
                 "Azure resource group {g:?} is invalid: use 1-90 letters, digits and -_.() not ending in '.'"
             )));
         }
-        for (what, v) in [("location", &self.location), ("VM size", &self.vm_size)] {
+        let location = if self.location.is_empty() {
+            "unset" // the resource group's, checked once read
+        } else {
+            &self.location
+        };
+        for (what, v) in [("location", location), ("VM size", &self.vm_size)] {
             if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(invalid(format!("Azure {what} {v:?} is invalid")));
             }
         }
+        crate::names::labels(&self.labels)?;
         crate::journal::check_names(&self.resources())
     }
 
@@ -286,8 +317,16 @@ impl AzureTarget {
         )
     }
 
-    /// Make the managed OS disk from the blob (the import).
+    /// Make the managed OS disk from the blob (the import). The storage
+    /// account is named by its id: without `--source-storage-account-id`
+    /// az takes the account to be in the disk's resource group (the az
+    /// reference: "Required when source blob is in a different
+    /// subscription"; \[U\] for a different group of the same one).
     pub fn create_disk(&self) -> CloudCommand {
+        let account_id = self
+            .storage_account_id
+            .clone()
+            .unwrap_or_else(|| crate::flow::ph("storage account id"));
         self.group_cmd(
             &["disk", "create"],
             &[
@@ -297,12 +336,15 @@ impl AzureTarget {
                 &self.location,
                 "--source",
                 &self.blob_url(),
+                "--source-storage-account-id",
+                &account_id,
                 "--os-type",
                 "Linux",
                 "--hyper-v-generation",
                 self.generation().api_name(),
             ],
         )
+        .with_tags(&self.labels)
     }
 
     /// The virtual network with one subnet, `default`.
@@ -365,20 +407,37 @@ impl AzureTarget {
         )
     }
 
-    /// The serial log captured by boot diagnostics.
-    pub fn boot_log(&self) -> CloudCommand {
-        CloudCommand::new(
-            "az",
-            [
-                "vm",
-                "boot-diagnostics",
-                "get-boot-log",
-                "--resource-group",
-                &self.resource_group,
-                "--name",
-                &self.name,
-            ],
+    /// The URIs of the boot diagnostics logs: the ARM operation
+    /// `retrieveBootDiagnosticsData` ("retrieve SAS URIs for a virtual
+    /// machine's boot diagnostic logs"). Unlike `get-boot-log`, which
+    /// lists the storage account's keys, it needs only the VM's read
+    /// permission, so it works where `--auth-mode login` is the only
+    /// access to storage.
+    pub fn boot_log_uris(&self) -> CloudCommand {
+        self.group_cmd(
+            &["vm", "boot-diagnostics", "get-boot-log-uris"],
+            &["--name", &self.name],
         )
+    }
+
+    /// Download the serial log at `url` to `file`: a SAS URL carries its
+    /// own authorization, any other is read with the login's (`--auth-mode
+    /// login`) \[U\] (`az storage blob download --blob-url`).
+    pub fn download_log(url: &str, file: &str) -> CloudCommand {
+        let mut a = vec![
+            "storage",
+            "blob",
+            "download",
+            "--blob-url",
+            url,
+            "--file",
+            file,
+        ];
+        if !url.contains('?') {
+            a.extend(["--auth-mode", "login"]);
+        }
+        a.extend(["--output", "none"]);
+        CloudCommand::new("az", a)
     }
 
     /// The blob, as journaled.
@@ -418,6 +477,20 @@ impl AzureTarget {
     /// The teardown commands, in reverse creation order.
     pub fn teardown(&self) -> Vec<CloudCommand> {
         self.resources().iter().rev().filter_map(delete).collect()
+    }
+}
+
+impl CloudCommand {
+    /// `--tags KEY=VALUE ...` before the trailing `--output json`, when
+    /// there are tags (az's space-separated tag list).
+    fn with_tags(mut self, tags: &[(String, String)]) -> Self {
+        if !tags.is_empty() {
+            let at = self.args.len().saturating_sub(2);
+            let mut t = vec!["--tags".to_string()];
+            t.extend(tags.iter().map(|(k, v)| format!("{k}={v}")));
+            self.args.splice(at..at, t);
+        }
+        self
     }
 }
 
@@ -477,7 +550,7 @@ pub fn delete(r: &Resource) -> Option<CloudCommand> {
     })
 }
 
-fn parse_json(stdout: &str, what: &str) -> Result<serde_json::Value> {
+pub(crate) fn parse_json(stdout: &str, what: &str) -> Result<serde_json::Value> {
     serde_json::from_str(stdout).map_err(|e| {
         Error::new(
             ErrorKind::BadOutput,
@@ -512,34 +585,6 @@ pub fn parse_generation(stdout: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// What the verifier read from the VHD, for the plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VhdFacts {
-    /// File size in bytes (virtual size + 512).
-    pub file_size: u64,
-    /// Virtual size in bytes.
-    pub virtual_size: u64,
-    /// Creator application (`qem2`, `win `, ...).
-    pub creator: String,
-}
-
-impl VhdFacts {
-    /// The facts a verifier's report holds.
-    fn of(report: &Report) -> VhdFacts {
-        VhdFacts {
-            file_size: report.file_size,
-            virtual_size: report.virtual_size.unwrap_or_default(),
-            creator: report
-                .details
-                .get("creator_app")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string(),
-        }
-    }
-}
-
-/// Azure's size rule for a verified fixed VHD (reference §3): a virtual
 /// size (footer excluded) that is a whole number of MiB, from 20 MiB to
 /// 32 TiB. `Err` says which part is broken.
 pub fn size_rule(virtual_size: Option<u64>) -> std::result::Result<(), String> {
@@ -595,8 +640,30 @@ impl ProviderFlow for AzureTarget {
         size_rule(report.virtual_size)
     }
 
+    fn publishes(&self, r: &Resource) -> bool {
+        matches!(r, Resource::AzureDisk { .. })
+    }
+
+    fn resources(&self) -> Vec<Resource> {
+        AzureTarget::resources(self)
+    }
+
     fn steps(&self, artifact: &str) -> Vec<Step> {
+        if self.location.is_empty() {
+            let mut shown = self.clone();
+            shown.location = ph("resource group location");
+            return shown.steps(artifact);
+        }
         vec![
+            (
+                "preflight (version, identity, location, storage account id)",
+                vec![
+                    crate::preflight::az_version(),
+                    crate::preflight::az_account(),
+                    self.group_show(),
+                    self.account_show(),
+                ],
+            ),
             ("upload (page blob)", vec![self.upload(artifact)]),
             (
                 "import (managed disk from the blob)",
@@ -604,7 +671,16 @@ impl ProviderFlow for AzureTarget {
             ),
             ("network", vec![self.create_vnet(), self.create_nic()]),
             ("boot (OS disk attached)", vec![self.create_vm()]),
-            ("read serial (repeated)", vec![self.boot_log()]),
+            (
+                "read serial (repeated; \"Please enable boot diagnostics.\" means not yet)",
+                vec![
+                    self.boot_log_uris(),
+                    Self::download_log(
+                        &ph("serialConsoleLogBlobUri"),
+                        &ph("evidence/boot-log.download"),
+                    ),
+                ],
+            ),
             ("teardown", self.teardown()),
         ]
     }
@@ -622,134 +698,33 @@ impl ProviderFlow for AzureTarget {
         let (_, out) = s.create(vm, &self.create_vm())?;
         s.summary.instance_id = Some(parse_id(&out, "vm create")?);
         let started = Instant::now();
-        let cmd = self.boot_log();
-        s.wait_landmark(started, |c| {
-            let out = c.runner.run_raw(&cmd)?;
-            if out.success() {
-                return Ok(out.stdout);
+        let file = s.opts.evidence_dir.join("boot-log.download");
+        let mut text = String::new();
+        let result = s.wait_landmark(started, |c| {
+            if let Some(t) = self.read_boot_log(c, &file)? {
+                text = t;
             }
-            // Nothing written yet [U].
-            if out.stderr.contains("BlobNotFound") {
-                return Ok(String::new());
-            }
-            Err(crate::command::failure_error(&cmd, &out))
-        })
+            Ok(text.clone())
+        });
+        let _ = std::fs::remove_file(&file);
+        result
+    }
+
+    fn preflight(&self, runner: &Runner) -> Result<(Identity, Option<Target>)> {
+        let id = crate::preflight::az(runner)?;
+        let t = self.with_group(runner)?;
+        Ok((id, Some(Target::Azure(t))))
     }
 }
 
-impl AzureTarget {
-    /// Make the managed disk from the blob (journaled as `disk`) and
-    /// check it is of the generation asked for. Returns its id.
-    fn import(&self, s: &Session<'_>, disk: Resource) -> Result<String> {
-        let (_, out) = s
-            .create(disk, &self.create_disk())
-            .map_err(|e| import_error("Azure", e))?;
-        let disk_id = parse_id(&out, "disk create")?;
-        let want = self.generation().api_name();
-        match parse_generation(&out) {
-            Some(g) if g != want => Err(Error::new(
-                ErrorKind::BadOutput,
-                format!("az disk create made a {g} disk, {want} was asked for"),
-            )),
-            _ => Ok(disk_id),
-        }
-    }
-}
+/// The plan of an Azure run (see [`crate::plan`]).
+pub type AzurePlan = crate::plan::Plan;
+pub use crate::plan::{PlanCommand, PlanStep, VhdFacts};
 
-/// One step of a plan and the commands it runs.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanStep {
-    /// What the step does.
-    pub step: String,
-    /// The command lines, exactly as they would run (`<...>` for values
-    /// known only at run time).
-    pub commands: Vec<PlanCommand>,
-}
-
-/// One command of a plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanCommand {
-    /// The program.
-    pub program: String,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// The shell line.
-    pub line: String,
-}
-
-impl From<&CloudCommand> for PlanCommand {
-    fn from(c: &CloudCommand) -> Self {
-        PlanCommand {
-            program: c.program.clone(),
-            args: c.args.clone(),
-            line: c.line(),
-        }
-    }
-}
-
-/// A checked plan: the artifact's facts and the commands, in order.
-#[derive(Debug, Clone, Serialize)]
-pub struct AzurePlan {
-    /// `azure`.
-    pub provider: Provider,
-    /// The artifact.
-    pub artifact: String,
-    /// What the checks read from it.
-    pub vhd: VhdFacts,
-    /// `V1` or `V2`.
-    pub generation: Generation,
-    /// `bios` or `uefi`.
-    pub boot_mode: Firmware,
-    /// The resources a run creates, in creation order.
-    pub resources: Vec<Resource>,
-    /// The steps.
-    pub steps: Vec<PlanStep>,
-}
-
-impl AzurePlan {
-    /// The plan as text: `# step` lines, then the command lines.
-    pub fn lines(&self) -> Vec<String> {
-        let mut out = vec![format!(
-            "# checked {}: fixed VHD, virtual size {} bytes ({} MiB), creator {:?}; Hyper-V generation {} ({})",
-            self.artifact,
-            self.vhd.virtual_size,
-            self.vhd.virtual_size / MIB,
-            self.vhd.creator,
-            self.generation.api_name(),
-            self.boot_mode.id()
-        )];
-        for s in &self.steps {
-            out.push(format!("# {}", s.step));
-            out.extend(s.commands.iter().map(|c| c.line.clone()));
-        }
-        out
-    }
-}
-
-/// Check the names and the artifact (decoded in full by the verifier, as
-/// a run does), and list the commands a run would execute. Nothing is
-/// run.
+/// Check the names and the artifact and list the commands a run would
+/// execute ([`crate::plan::azure`]). Nothing is run.
 pub fn plan(target: &AzureTarget, artifact: &Path) -> Result<AzurePlan> {
-    target.validate()?;
-    let report = artifact::check(target, artifact)?;
-    let art = crate::command::path_arg(artifact);
-    let verify = CloudCommand::new("cloudimg", ["verify", art.as_str()]);
-    let steps = std::iter::once(("verify", vec![verify]))
-        .chain(target.steps(&art))
-        .map(|(name, cmds)| PlanStep {
-            step: name.to_string(),
-            commands: cmds.iter().map(PlanCommand::from).collect(),
-        })
-        .collect();
-    Ok(AzurePlan {
-        provider: Provider::Azure,
-        artifact: art,
-        vhd: VhdFacts::of(&report),
-        generation: target.generation(),
-        boot_mode: target.firmware,
-        resources: target.resources(),
-        steps,
-    })
+    crate::plan::azure(target, artifact)
 }
 
 #[cfg(test)]
@@ -761,6 +736,8 @@ mod tests {
             resource_group: "capos-rg".into(),
             location: "westeurope".into(),
             storage_account: "caposimages".into(),
+            storage_account_id: None,
+            labels: vec![],
             container: "vhds".into(),
             vm_size: DEFAULT_VM_SIZE.into(),
             firmware: Firmware::Uefi,
@@ -770,14 +747,17 @@ mod tests {
 
     #[test]
     fn commands_are_exact() {
-        let t = target();
+        let mut t = target();
+        t.storage_account_id = Some(
+            "/subscriptions/s/resourceGroups/other-rg/providers/Microsoft.Storage/storageAccounts/caposimages".into(),
+        );
         assert_eq!(
             t.upload("cloud/capos-azure.vhd").line(),
             "az storage blob upload --account-name caposimages --container-name vhds --name capos-test.vhd --file cloud/capos-azure.vhd --type page --overwrite --auth-mode login --output json"
         );
         assert_eq!(
             t.create_disk().line(),
-            "az disk create --resource-group capos-rg --name capos-test-osdisk --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --os-type Linux --hyper-v-generation V2 --output json"
+            "az disk create --resource-group capos-rg --name capos-test-osdisk --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --source-storage-account-id /subscriptions/s/resourceGroups/other-rg/providers/Microsoft.Storage/storageAccounts/caposimages --os-type Linux --hyper-v-generation V2 --output json"
         );
         assert_eq!(
             t.create_vnet().line(),
@@ -792,8 +772,16 @@ mod tests {
             "az vm create --resource-group capos-rg --name capos-test --location westeurope --attach-os-disk capos-test-osdisk --os-type Linux --size Standard_B1s --nics capos-test-nic --boot-diagnostics-storage caposimages --output json"
         );
         assert_eq!(
-            t.boot_log().line(),
-            "az vm boot-diagnostics get-boot-log --resource-group capos-rg --name capos-test"
+            t.boot_log_uris().line(),
+            "az vm boot-diagnostics get-boot-log-uris --resource-group capos-rg --name capos-test --output json"
+        );
+        assert_eq!(
+            AzureTarget::download_log("https://a.blob.core.windows.net/c/b.log?sv=1&sig=x", "ev/f").line(),
+            "az storage blob download --blob-url 'https://a.blob.core.windows.net/c/b.log?sv=1&sig=x' --file ev/f --output none"
+        );
+        assert_eq!(
+            AzureTarget::download_log("https://a.blob.core.windows.net/c/b.log", "ev/f").line(),
+            "az storage blob download --blob-url https://a.blob.core.windows.net/c/b.log --file ev/f --auth-mode login --output none"
         );
         let down: Vec<String> = t.teardown().iter().map(CloudCommand::line).collect();
         assert_eq!(

@@ -22,6 +22,10 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// The default [`Runner::settle`]: 5 minutes, the "few minutes" AWS
+/// gives for its eventual consistency (see the field).
+pub const SETTLE: Duration = Duration::from_secs(300);
+
 /// A progress sink: one human-readable line per call (stderr in the CLI).
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -263,6 +267,15 @@ pub struct Runner {
     /// Whether [`crate::cleanup`] kills this runner's commands (false for
     /// teardown, which must finish).
     pub interruptible: bool,
+    /// How long a provider may take to show a change everywhere: a
+    /// NotFound for a resource just created is retried this long, and
+    /// teardown waits this long for a deletion to be confirmed. AWS: "run
+    /// the Describe command repeatedly, starting with a couple of seconds
+    /// of wait time, and increasing gradually up to a few minutes"
+    /// (docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html).
+    pub settle: Duration,
+    /// Between two looks while settling.
+    pub poll: Duration,
     /// Progress.
     pub log: Log,
 }
@@ -277,7 +290,49 @@ impl Runner {
             backoff: Duration::from_secs(2),
             timeout: Duration::from_secs(3600),
             interruptible: true,
+            settle: SETTLE,
+            poll: Duration::from_secs(5),
             log,
+        }
+    }
+
+    /// Sleep `d`, or less when interrupted (interruptible runners only).
+    pub(crate) fn pause(&self, d: Duration) -> Result<()> {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.interruptible && interrupted() {
+                return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
+            }
+            std::thread::sleep(Duration::from_millis(20).min(d));
+        }
+        Ok(())
+    }
+
+    /// Run a command about a resource just created, and require success:
+    /// a NotFound answer is the provider's eventual consistency ("If you
+    /// run a command to modify or describe the resource that you just
+    /// created, its ID might not have propagated throughout the system",
+    /// AWS, ibid.), retried with a doubling pause for up to
+    /// [`Runner::settle`].
+    pub fn run_settled(&self, cmd: &CloudCommand) -> Result<CmdOutput> {
+        let deadline = Instant::now() + self.settle;
+        let mut delay = self.poll.min(Duration::from_secs(2));
+        loop {
+            let out = self.run_raw(cmd)?;
+            if out.success() {
+                return Ok(out);
+            }
+            if classify(&out.stderr) != Failure::NotFound || Instant::now() >= deadline {
+                return Err(failure_error(cmd, &out));
+            }
+            (self.log)(&format!(
+                "{}: not found yet ({}); the provider is eventually consistent, asking again in {:.1} s",
+                cmd.name(),
+                reason(&out.stderr),
+                delay.as_secs_f64()
+            ));
+            self.pause(delay)?;
+            delay = delay.saturating_mul(2).min(Duration::from_secs(30));
         }
     }
 
@@ -304,13 +359,7 @@ impl Runner {
                 attempt + 1,
                 self.retries + 1
             ));
-            let until = Instant::now() + delay;
-            while Instant::now() < until {
-                if self.interruptible && interrupted() {
-                    return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
-                }
-                std::thread::sleep(Duration::from_millis(20).min(delay));
-            }
+            self.pause(delay)?;
             delay = delay.saturating_mul(2);
         }
     }
@@ -330,6 +379,10 @@ impl Runner {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
+        // The CLI stays in cloudimg's process group, so that whatever ends
+        // cloudimg's group (a terminal's hang-up, a CI job killed) ends
+        // it too; a timeout or an interrupt ends its whole tree
+        // ([`kill_tree`]).
         let mut c = Command::new(&cmd.program);
         c.args(&cmd.args)
             .stdin(Stdio::null())
@@ -400,8 +453,7 @@ impl Runner {
                 ));
             }
             if stopped.is_some() {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_tree(&mut child);
                 break -1;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -454,6 +506,55 @@ impl Runner {
             let _ = f.write_all(format!("{v}\n").as_bytes());
         }
     }
+}
+
+/// A process's parent and session, from `/proc/PID/stat` (fields 4
+/// and 6, after the parenthesised command name: proc(5)).
+fn proc_stat(pid: i32) -> Option<(i32, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = text.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f.get(1)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+/// Kill `child` and every process it started that is still in its
+/// session: `gsutil` and `gcloud` are wrappers that run further Python
+/// processes, which would outlive the limit and hold the output pipes
+/// (and so the readers) open. The tree is stopped (SIGSTOP) while it is
+/// walked, so that nothing forks past the walk, then killed; a process
+/// that left the session (a daemon) is not cloudimg's to kill.
+fn kill_tree(child: &mut std::process::Child) {
+    use rustix::process::{kill_process, Pid, Signal};
+    let signal = |pid: i32, sig: Signal| {
+        if let Some(p) = Pid::from_raw(pid) {
+            let _ = kill_process(p, sig);
+        }
+    };
+    let root = i32::try_from(child.id()).unwrap_or(0);
+    if let Some((_, session)) = proc_stat(root) {
+        let mut tree = vec![root];
+        // Bounded: each round stops what the last one found.
+        for _ in 0..16 {
+            tree.iter().for_each(|&p| signal(p, Signal::STOP));
+            let found: Vec<i32> = std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|p| !tree.contains(p))
+                .filter(|&p| {
+                    proc_stat(p).is_some_and(|(ppid, sid)| sid == session && tree.contains(&ppid))
+                })
+                .collect();
+            if found.is_empty() {
+                break;
+            }
+            tree.extend(found);
+        }
+        tree.iter().for_each(|&p| signal(p, Signal::KILL));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Open the command log `path` for appending: owner-only, never through

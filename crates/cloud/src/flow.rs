@@ -20,6 +20,7 @@ use crate::command::{interrupted, CloudCommand, Log, Runner, INTERRUPTED};
 use crate::error::{Error, ErrorKind, Result};
 use crate::gcp::GcpTarget;
 use crate::journal::{Journal, Resource, State};
+use crate::preflight::Identity;
 use crate::provider::ProviderFlow;
 use crate::teardown::{removal_commands, teardown, TeardownReport};
 
@@ -70,6 +71,9 @@ pub struct RunOptions {
     pub evidence_dir: PathBuf,
     /// Leave the resources up.
     pub keep: bool,
+    /// Once the boot is proven, keep the image (GCP image; AWS AMI and
+    /// its snapshot; Azure managed disk) and tear down the rest.
+    pub publish: bool,
     /// The line to wait for on the serial console.
     pub landmark: String,
     /// How long to wait for the landmark once the instance runs.
@@ -86,6 +90,9 @@ pub struct RunOptions {
     pub backoff: Duration,
     /// Limit for one CLI command.
     pub command_timeout: Duration,
+    /// How long a NotFound right after a create is retried, and a
+    /// deletion is waited for ([`Runner::settle`]).
+    pub settle: Duration,
     /// Progress lines.
     pub log: Log,
 }
@@ -98,6 +105,7 @@ impl RunOptions {
             artifact,
             evidence_dir,
             keep: false,
+            publish: false,
             landmark: "capos kernel starting".into(),
             boot_timeout: Duration::from_secs(300),
             import_timeout: Duration::from_secs(3600),
@@ -106,14 +114,21 @@ impl RunOptions {
             retries: 3,
             backoff: Duration::from_secs(2),
             command_timeout: Duration::from_secs(3600),
+            settle: crate::command::SETTLE,
             log,
         }
     }
 }
 
-/// `summary.json`.
+/// The `schema` of a run's summary (`summary.json`, `--json`).
+pub const RUN_SCHEMA: &str = "cloudimg.cloud-run/1";
+
+/// `summary.json`, and the `--json` output of a run:
+/// `cloudimg.cloud-run/1` (docs/schema/cloud-run.schema.json).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// [`RUN_SCHEMA`].
+    pub schema: &'static str,
     /// The provider (`gcp`, `aws` or `azure` in JSON).
     pub provider: Provider,
     /// The run id.
@@ -146,6 +161,22 @@ pub struct Summary {
     pub total_seconds: f64,
     /// The evidence directory.
     pub evidence_dir: PathBuf,
+    /// Who the CLI acted as (None when the preflight did not get there).
+    pub identity: Option<Identity>,
+    /// What `--publish` kept (None unless published).
+    pub published: Option<Published>,
+}
+
+/// What `--publish` kept: the image, recorded in the journal as `kept`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    /// The image (GCP image name and id, AMI id, Azure managed disk id).
+    pub image_id: Option<String>,
+    /// The resources kept, as the journal names them.
+    pub resources: Vec<String>,
+    /// The journal that lists them: `cloudimg cloud teardown --journal`
+    /// removes them.
+    pub journal: PathBuf,
 }
 
 /// The run in progress, for [`cleanup`].
@@ -234,8 +265,9 @@ pub fn plan(target: &Target, artifact: &Path) -> Vec<String> {
 }
 
 /// The files a run writes in its evidence directory.
-const EVIDENCE_FILES: [&str; 6] = [
+const EVIDENCE_FILES: [&str; 7] = [
     "resources.json",
+    "identity.json",
     "commands.jsonl",
     "verify.json",
     "artifact.json",
@@ -354,11 +386,61 @@ impl Session<'_> {
     /// Run a creating command: journal the resource first (creating),
     /// then mark it created. Returns its index and the command's stdout.
     pub(crate) fn create(&self, r: Resource, cmd: &CloudCommand) -> Result<(usize, String)> {
+        self.create_with(r, cmd, false)
+    }
+
+    /// [`Session::create`] for a command that names a resource just
+    /// created (an AMI from its snapshot, an instance from its AMI): a
+    /// NotFound is retried while the provider settles
+    /// ([`Runner::run_settled`]).
+    pub(crate) fn create_settled(
+        &self,
+        r: Resource,
+        cmd: &CloudCommand,
+    ) -> Result<(usize, String)> {
+        self.create_with(r, cmd, true)
+    }
+
+    fn create_with(
+        &self,
+        r: Resource,
+        cmd: &CloudCommand,
+        settled: bool,
+    ) -> Result<(usize, String)> {
         let i = self.add(r.clone(), State::Creating)?;
         self.log(&format!("$ {}", cmd.line()));
-        let out = self.runner.run(cmd)?;
-        self.set(i, r)?;
-        Ok((i, out.stdout))
+        let out = if settled {
+            self.runner.run_settled(cmd)
+        } else {
+            self.runner.run(cmd)
+        };
+        match out {
+            Ok(out) => {
+                self.set(i, r)?;
+                Ok((i, out.stdout))
+            }
+            Err(e) => {
+                // Refused outright (no permission, no quota, the CLI
+                // absent): the provider made nothing, so teardown has
+                // nothing to look for and reports nothing left behind.
+                if matches!(
+                    e.kind,
+                    ErrorKind::Permission | ErrorKind::Quota | ErrorKind::MissingCli
+                ) {
+                    let _ = self
+                        .journal
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .update(
+                            i,
+                            r,
+                            State::Deleted,
+                            Some(format!("not created: {}", e.message)),
+                        );
+                }
+                Err(e)
+            }
+        }
     }
 
     fn serial_path(&self) -> PathBuf {
@@ -450,6 +532,7 @@ pub(crate) fn import_error(who: &str, e: Error) -> Error {
 /// The summary before anything ran.
 fn new_summary(target: &dyn ProviderFlow, run_id: &str, opts: &RunOptions) -> Summary {
     Summary {
+        schema: RUN_SCHEMA,
         provider: target.provider(),
         run_id: run_id.to_string(),
         name: target.name().to_string(),
@@ -466,6 +549,8 @@ fn new_summary(target: &dyn ProviderFlow, run_id: &str, opts: &RunOptions) -> Su
         teardown: None,
         total_seconds: 0.0,
         evidence_dir: opts.evidence_dir.clone(),
+        identity: None,
+        published: None,
     }
 }
 
@@ -477,6 +562,8 @@ fn new_runner(opts: &RunOptions) -> Runner {
     runner.retries = opts.retries;
     runner.backoff = opts.backoff;
     runner.timeout = opts.command_timeout;
+    runner.settle = opts.settle;
+    runner.poll = opts.poll_interval;
     runner
 }
 
@@ -486,10 +573,10 @@ fn new_runner(opts: &RunOptions) -> Runner {
 /// success, failure, timeout and interruption unless `opts.keep`.
 pub fn run(target: &Target, name_run_id: &str, opts: &RunOptions) -> Result<Summary> {
     let t0 = Instant::now();
-    let target = target.flow();
+    let asked = target.flow();
     INTERRUPTED.store(false, Ordering::SeqCst);
     claim_evidence(&opts.evidence_dir)?;
-    let mut summary = new_summary(target, name_run_id, opts);
+    let mut summary = new_summary(asked, name_run_id, opts);
     let finish = |mut s: Summary, e: Option<Error>| -> Result<Summary> {
         if let Some(e) = e {
             s.error = Some(e.message.clone());
@@ -499,16 +586,43 @@ pub fn run(target: &Target, name_run_id: &str, opts: &RunOptions) -> Result<Summ
         write_json(&opts.evidence_dir.join("summary.json"), &s)?;
         Ok(s)
     };
-    if let Err(e) = target.validate().and_then(|_| preflight(target, opts)) {
+    if let Err(e) = asked.validate().and_then(|_| preflight(asked, opts)) {
         return finish(summary, Some(e));
     }
     (opts.log)(&format!("verifying {}", opts.artifact.display()));
-    match check_artifact(target, opts) {
+    match check_artifact(asked, opts) {
         Ok(f) => summary.artifact_format = Some(f),
         Err(e) => return finish(summary, Some(e)),
     }
+    // Who the CLI acts as, and the defaults its configuration gives;
+    // nothing is created before this passes.
+    let resolved = match who(asked, opts, &mut summary) {
+        Ok(r) => r,
+        Err(e) => return finish(summary, Some(e)),
+    };
+    let target = resolved.as_ref().map_or(asked, Target::flow);
+    if let Err(e) = target.validate() {
+        return finish(summary, Some(e));
+    }
+    summary.name = target.name().to_string();
     let (summary, result) = run_journaled(target, name_run_id, opts, summary)?;
     finish(summary, result.err())
+}
+
+/// The provider's preflight ([`ProviderFlow::preflight`]): print and
+/// record the identity (`identity.json`, the summary); returns the
+/// target with the defaults the CLI's configuration gave, if any.
+fn who(
+    target: &dyn ProviderFlow,
+    opts: &RunOptions,
+    summary: &mut Summary,
+) -> Result<Option<Target>> {
+    let runner = new_runner(opts);
+    let (identity, resolved) = target.preflight(&runner)?;
+    (opts.log)(&identity.line());
+    write_json(&opts.evidence_dir.join("identity.json"), &identity)?;
+    summary.identity = Some(identity);
+    Ok(resolved)
 }
 
 /// From the journal's creation to the teardown (or `--keep`): the
@@ -543,6 +657,9 @@ fn run_journaled(
     if let Err(e) = &result {
         (opts.log)(&format!("FAIL: {e}"));
     }
+    if result.is_ok() && opts.publish && !opts.keep && !interrupted() {
+        summary.published = Some(publish(target, &journal, &summary, opts)?);
+    }
     if opts.keep && !interrupted() {
         summary.kept = true;
         print_kept(&journal, opts);
@@ -561,6 +678,35 @@ fn run_journaled(
         *active = None;
     }
     Ok((summary, result))
+}
+
+/// `--publish`: mark the provider's image resources kept in the journal
+/// (the teardown then leaves them) and say how to remove them later.
+fn publish(
+    target: &dyn ProviderFlow,
+    journal: &Mutex<Journal>,
+    summary: &Summary,
+    opts: &RunOptions,
+) -> Result<Published> {
+    let mut j = journal.lock().unwrap_or_else(|e| e.into_inner());
+    let mut kept = Vec::new();
+    for (i, r) in j.live() {
+        if target.publishes(&r) {
+            j.keep(i)?;
+            kept.push(r.to_string());
+        }
+    }
+    (opts.log)(&format!(
+        "published {}: kept {}; remove with `cloudimg cloud teardown --journal {}`",
+        summary.image_id.as_deref().unwrap_or("?"),
+        kept.join(", "),
+        j.path().display()
+    ));
+    Ok(Published {
+        image_id: summary.image_id.clone(),
+        resources: kept,
+        journal: j.path().to_path_buf(),
+    })
 }
 
 /// `--keep`: say how to remove what was left up.

@@ -11,21 +11,33 @@ use std::time::Instant;
 
 use cloudimg_disk::vocab::{Firmware, Provider};
 
-use crate::command::CloudCommand;
+use crate::command::{CloudCommand, Runner};
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::Target;
 use crate::flow::{import_error, Session};
 use crate::journal::Resource;
+use crate::preflight::Identity;
 use crate::provider::{ProviderFlow, Step};
 
 /// Where and under which names a GCP run works.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GcpTarget {
-    /// The project (`--project`).
+    /// The project (`--project`); empty: gcloud's configured `project`.
     pub project: String,
     /// The Cloud Storage bucket the tarball is uploaded to.
     pub bucket: String,
-    /// The zone of the instance.
+    /// The zone of the instance; empty: gcloud's configured
+    /// `compute/zone`.
     pub zone: String,
+    /// `instances create --network` (None: the project's `default`).
+    pub network: Option<String>,
+    /// `instances create --subnet` (None: the network's subnet in the
+    /// zone's region).
+    pub subnet: Option<String>,
+    /// `images create --family` (for `--publish`: the image family).
+    pub family: Option<String>,
+    /// `images create --labels` (`KEY=VALUE`).
+    pub labels: Vec<(String, String)>,
     /// The machine type.
     pub machine_type: String,
     /// Name of the image and the instance; the object is `NAME.tar.gz`.
@@ -37,14 +49,36 @@ pub struct GcpTarget {
     pub firmware: Firmware,
 }
 
-/// The default zone.
-pub const DEFAULT_ZONE: &str = "us-central1-a";
 /// The default machine type (UEFI-capable, small).
 pub const DEFAULT_MACHINE_TYPE: &str = "e2-small";
 
 impl GcpTarget {
     /// Check names against GCE's rules (`[a-z]([-a-z0-9]{0,61}[a-z0-9])?`).
+    /// A project or zone left to gcloud's configuration (empty) is
+    /// checked once the preflight has filled it in.
     pub fn validate(&self) -> Result<()> {
+        if self.project.is_empty() || self.zone.is_empty() {
+            let mut t = self.clone();
+            if t.project.is_empty() {
+                t.project = "unset-project".into();
+            }
+            if t.zone.is_empty() {
+                t.zone = "us-central1-a".into();
+            }
+            return t.validate();
+        }
+        crate::names::labels(&self.labels)?;
+        for (what, v) in [
+            ("network", &self.network),
+            ("subnet", &self.subnet),
+            ("image family", &self.family),
+        ] {
+            if let Some(v) = v {
+                crate::names::gce_name(v).map_err(|rule| {
+                    Error::new(ErrorKind::InvalidInput, format!("{what} {v:?} is {rule}"))
+                })?;
+            }
+        }
         let n = &self.name;
         let ok = !n.is_empty()
             && n.len() <= 63
@@ -147,26 +181,85 @@ impl GcpTarget {
         if self.firmware == Firmware::Uefi {
             a.push("--guest-os-features=UEFI_COMPATIBLE".into());
         }
+        if let Some(f) = &self.family {
+            a.push(format!("--family={f}"));
+        }
+        if !self.labels.is_empty() {
+            let l: Vec<String> = self
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            a.push(format!("--labels={}", l.join(",")));
+        }
         a.push("--format=json".into());
         CloudCommand::new("gcloud", a)
     }
 
-    /// Boot an instance from the image.
+    /// Boot an instance from the image, with no external IP address
+    /// (`--no-address`: "the instances are not assigned external IP
+    /// addresses"; the serial port is read through the API, so none is
+    /// needed, and an organization policy may forbid one).
     pub fn create_instance(&self) -> CloudCommand {
-        CloudCommand::new(
-            "gcloud",
-            [
-                "compute".to_string(),
-                "instances".into(),
-                "create".into(),
-                self.name.clone(),
-                self.project_flag(),
-                self.zone_flag(),
-                format!("--image={}", self.name),
-                format!("--machine-type={}", self.machine_type),
-                "--format=json".into(),
-            ],
-        )
+        let mut a = vec![
+            "compute".to_string(),
+            "instances".into(),
+            "create".into(),
+            self.name.clone(),
+            self.project_flag(),
+            self.zone_flag(),
+            format!("--image={}", self.name),
+            format!("--machine-type={}", self.machine_type),
+            "--no-address".into(),
+        ];
+        if let Some(n) = &self.network {
+            a.push(format!("--network={n}"));
+        }
+        if let Some(n) = &self.subnet {
+            a.push(format!("--subnet={n}"));
+        }
+        a.push("--format=json".into());
+        CloudCommand::new("gcloud", a)
+    }
+
+    /// This target with gcloud's configured project and zone where none
+    /// was given; an error naming the flag and the `gcloud config set`
+    /// command when neither has one.
+    pub fn with_config(&self, identity: &Identity) -> Result<GcpTarget> {
+        let mut t = self.clone();
+        if t.project.is_empty() {
+            t.project = identity.account.clone();
+        }
+        if t.zone.is_empty() {
+            t.zone = identity.zone.clone().unwrap_or_default();
+        }
+        for (what, v, key) in [
+            ("project", &t.project, "project PROJECT"),
+            ("zone", &t.zone, "compute/zone ZONE"),
+        ] {
+            if v.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "no GCP {what}: give --{what}, or set one with `gcloud config set {key}`"
+                    ),
+                ));
+            }
+        }
+        Ok(t)
+    }
+
+    /// For a plan: a project or zone left to gcloud's configuration
+    /// shown as `<gcloud config project>` / `<gcloud config compute/zone>`.
+    fn shown(&self) -> GcpTarget {
+        let mut t = self.clone();
+        if t.project.is_empty() {
+            t.project = crate::flow::ph("gcloud config project");
+        }
+        if t.zone.is_empty() {
+            t.zone = crate::flow::ph("gcloud config compute/zone");
+        }
+        t
     }
 
     /// Serial port 1 output from byte `start`.
@@ -220,21 +313,47 @@ impl ProviderFlow for GcpTarget {
         "a GCP disk.raw.tar.gz".into()
     }
 
+    fn preflight(&self, runner: &Runner) -> Result<(Identity, Option<Target>)> {
+        let id = crate::preflight::gcloud(runner)?;
+        let t = self.with_config(&id)?;
+        Ok((id, Some(Target::Gcp(t))))
+    }
+
+    fn publishes(&self, r: &Resource) -> bool {
+        matches!(r, Resource::GcpImage { .. })
+    }
+
+    fn resources(&self) -> Vec<Resource> {
+        GcpTarget::resources(self)
+    }
+
     fn steps(&self, artifact: &str) -> Vec<Step> {
+        let this = self.shown();
+        let this = &this;
+        use crate::preflight::{gcloud_config, gcloud_version};
         vec![
-            ("upload", vec![self.upload(artifact)]),
-            ("import", vec![self.create_image()]),
-            ("boot", vec![self.create_instance()]),
+            (
+                "preflight (version, account, project, zone)",
+                vec![
+                    gcloud_version(),
+                    gcloud_config("account"),
+                    gcloud_config("compute/zone"),
+                    gcloud_config("project"),
+                ],
+            ),
+            ("upload", vec![this.upload(artifact)]),
+            ("import", vec![this.create_image()]),
+            ("boot", vec![this.create_instance()]),
             (
                 "read serial (repeated, --start=<next>)",
-                vec![self.serial(0)],
+                vec![this.serial(0)],
             ),
             (
                 "teardown",
                 vec![
-                    delete_instance(&self.name, &self.zone, &self.project),
-                    delete_image(&self.name, &self.project),
-                    delete_object(&self.object_uri(), &self.project, self.gsutil),
+                    delete_instance(&this.name, &this.zone, &this.project),
+                    delete_image(&this.name, &this.project),
+                    delete_object(&this.object_uri(), &this.project, this.gsutil),
                 ],
             ),
         ]

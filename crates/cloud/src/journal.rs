@@ -350,6 +350,9 @@ pub enum State {
     Deleted,
     /// Teardown could not remove it.
     DeleteFailed,
+    /// Published (`--publish`): the run's teardown leaves it, `cloud
+    /// teardown --journal` removes it.
+    Kept,
 }
 
 /// One journal entry.
@@ -513,7 +516,16 @@ impl Journal {
         self.save()
     }
 
-    /// Entries not yet deleted.
+    /// Mark entry `index` kept (published).
+    pub fn keep(&mut self, index: usize) -> Result<()> {
+        if let Some(e) = self.data.resources.get_mut(index) {
+            e.state = State::Kept;
+            e.updated_unix = now_unix();
+        }
+        self.save()
+    }
+
+    /// Entries not yet deleted (kept ones included).
     pub fn live(&self) -> Vec<(usize, Resource)> {
         self.data
             .resources

@@ -55,21 +55,37 @@
 //! command shapes from how-to pages; the error wordings, exit statuses and
 //! the `get-boot-log` output format are the stand-in's assumptions).
 //!
-//! Deliberate difference from the operator notes: the console is read with
-//! `get-console-output --latest --output json`, since the text output puts
-//! the instance id and timestamp on the same lines as the console text.
+//! The console is read with `get-console-output --output json` (the text
+//! output puts the instance id and timestamp on the same lines as the
+//! console text), with `--latest` only where the instance type's
+//! hypervisor is `nitro` (`describe-instance-types`; GetConsoleOutput:
+//! "This option is supported on instance types that use the Nitro
+//! hypervisor").
+//!
+//! Issue 14: before anything is created the CLI's version and identity
+//! are checked ([`preflight`]); `run-instances` carries the run's client
+//! token; a NotFound right after a create is retried for a bounded time,
+//! and AWS deletions are confirmed by describing ([`settle`]); a timed-out
+//! CLI is ended with the processes it started; `--publish` keeps the image
+//! (journal state `kept`); plans and summaries are the JSON documents
+//! `cloudimg.cloud-plan/1` ([`plan`]) and `cloudimg.cloud-run/1`.
 #![deny(missing_docs)]
 
 mod artifact;
 pub mod aws;
+mod aws_parse;
 pub mod azure;
+mod azure_run;
 pub mod command;
 pub mod error;
 pub mod flow;
 pub mod gcp;
 pub mod journal;
 pub mod names;
+pub mod plan;
+pub mod preflight;
 mod provider;
+pub mod settle;
 pub mod teardown;
 
 pub use aws::{AwsFormat, AwsTarget, BootMode};
@@ -79,4 +95,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use flow::{cleanup, new_run_id, plan, run, RunOptions, Summary, Target};
 pub use gcp::GcpTarget;
 pub use journal::{Journal, Resource, State};
+pub use preflight::Identity;
 pub use teardown::{teardown_journal, TeardownReport};

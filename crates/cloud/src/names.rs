@@ -117,6 +117,18 @@ pub fn aws_image_id(s: &str) -> Result<(), Rule> {
     ec2_id(s, "ami-", "an AMI id")
 }
 
+/// A VPC subnet id (`subnet-08fc749671b2d077c`, the CLI reference's
+/// example).
+pub fn aws_subnet_id(s: &str) -> Result<(), Rule> {
+    ec2_id(s, "subnet-", "a VPC subnet id")
+}
+
+/// A security group id (`sg-0b0384b66d7d692f9`, the CLI reference's
+/// example).
+pub fn aws_security_group_id(s: &str) -> Result<(), Rule> {
+    ec2_id(s, "sg-", "a security group id")
+}
+
 /// An EBS snapshot id (`snap-1234567890abcdef0`).
 pub fn aws_snapshot_id(s: &str) -> Result<(), Rule> {
     ec2_id(s, "snap-", "an EBS snapshot id")
@@ -209,6 +221,41 @@ pub fn gce_name(s: &str) -> Result<(), Rule> {
             && !s.ends_with('-'),
         "not a Compute Engine name ([a-z]([-a-z0-9]{0,61}[a-z0-9])?)",
     )
+}
+
+/// A label (GCP), tag (AWS, Azure) key: GCP's rule, the strictest of
+/// the three ("Keys must start with a lowercase letter ... can contain
+/// only lowercase letters, numeric characters, underscores, and dashes",
+/// at most 63 characters: cloud.google.com/compute/docs/labeling-resources).
+pub fn label_key(s: &str) -> Result<(), Rule> {
+    check(
+        (1..=63).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars().all(|c| lower_digit(c) || c == '-' || c == '_'),
+        "not a label key ([a-z][a-z0-9_-]{0,62})",
+    )
+}
+
+/// A label or tag value: at most 63 lowercase letters, digits, `_` and
+/// `-` (GCP's rule, as for [`label_key`]).
+pub fn label_value(s: &str) -> Result<(), Rule> {
+    check(
+        s.len() <= 63 && s.chars().all(|c| lower_digit(c) || c == '-' || c == '_'),
+        "not a label value ([a-z0-9_-]{0,63})",
+    )
+}
+
+/// Check `labels` (`KEY=VALUE` pairs).
+pub fn labels(labels: &[(String, String)]) -> crate::error::Result<()> {
+    for (k, v) in labels {
+        label_key(k).and_then(|()| label_value(v)).map_err(|rule| {
+            crate::error::Error::new(
+                crate::error::ErrorKind::InvalidInput,
+                format!("label {k}={v} is {rule}"),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// A GCP project id.

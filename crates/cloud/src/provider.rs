@@ -13,9 +13,12 @@
 use cloudimg_disk::verify::Report;
 use cloudimg_disk::vocab::Provider;
 
-use crate::command::CloudCommand;
+use crate::command::{CloudCommand, Runner};
 use crate::error::Result;
 use crate::flow::Session;
+use crate::flow::Target;
+use crate::journal::Resource;
+use crate::preflight::Identity;
 
 /// One step of a plan: what it does, and the commands it runs.
 pub(crate) type Step = (&'static str, Vec<CloudCommand>);
@@ -57,9 +60,22 @@ pub(crate) trait ProviderFlow {
         Ok(())
     }
 
+    /// Whether `--publish` keeps `r` (the image and what it needs).
+    fn publishes(&self, r: &Resource) -> bool;
+
+    /// Every resource a run creates, in creation order, as journaled
+    /// before its id is known.
+    fn resources(&self) -> Vec<Resource>;
+
     /// The steps after `verify`, with the exact commands (`<...>` for
     /// values known only at run time), teardown last.
     fn steps(&self, artifact: &str) -> Vec<Step>;
+
+    /// Before anything is created: the CLI's version and who it acts as
+    /// ([`crate::preflight`]), and the target with the defaults the CLI's
+    /// configuration gives (GCP project and zone, Azure location), if
+    /// any were left to it.
+    fn preflight(&self, runner: &Runner) -> Result<(Identity, Option<Target>)>;
 
     /// Upload, import, boot and wait for the landmark, journaling every
     /// resource through `s` before it is created.

@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::gcp;
 use crate::journal::{Journal, Resource, State};
 use crate::names::{self, Rule};
+use crate::settle;
 
 /// Ids a CLI listed (by tag, name or description), each checked against
 /// its syntax before any is given to a delete command: one that is not
@@ -49,8 +50,11 @@ impl TeardownReport {
     }
 }
 
-enum Outcome {
+/// How a resource left.
+pub(crate) enum Outcome {
+    /// Deleted now.
     Deleted,
+    /// Already gone.
     Gone,
 }
 
@@ -66,17 +70,25 @@ fn delete(runner: &Runner, cmd: &CloudCommand) -> Result<Outcome> {
     Err(failure_error(cmd, &out))
 }
 
-fn delete_all(runner: &Runner, cmds: &[CloudCommand]) -> Result<Outcome> {
+/// Each of `ids` removed by `one`: Deleted if any was.
+fn each(ids: &[String], mut one: impl FnMut(&str) -> Result<Outcome>) -> Result<Outcome> {
     let mut any = false;
-    for c in cmds {
-        if let Outcome::Deleted = delete(runner, c)? {
+    for id in ids {
+        if let Outcome::Deleted = one(id)? {
             any = true;
         }
     }
     Ok(if any { Outcome::Deleted } else { Outcome::Gone })
 }
 
-fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Result<Outcome> {
+/// Remove `r`, journaled created at `created_unix` (AWS deletions are
+/// confirmed by describing: [`crate::settle`]).
+fn remove(
+    runner: &Runner,
+    r: &Resource,
+    created_unix: u64,
+    journaled_snapshots: &[String],
+) -> Result<Outcome> {
     if let Some(cmd) = azure::delete(r) {
         return delete(runner, &cmd);
     }
@@ -96,7 +108,7 @@ fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Resu
             delete(runner, &aws::delete_object(uri, region.as_deref()))
         }
         Resource::AwsSnapshot { id, region } => {
-            delete(runner, &aws::delete_snapshot(id, region.as_deref()))
+            settle::snapshot(runner, id, region.as_deref(), created_unix)
         }
         Resource::AwsInstance { id, name, region } => {
             let region = region.as_deref();
@@ -113,8 +125,7 @@ fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Resu
                     ids.push(found);
                 }
             }
-            let cmds: Vec<_> = ids.iter().map(|i| aws::terminate(i, region)).collect();
-            delete_all(runner, &cmds)
+            each(&ids, |i| settle::instance(runner, i, region, created_unix))
         }
         Resource::AwsImage { id, name, region } => {
             let region = region.as_deref();
@@ -126,8 +137,7 @@ fn remove(runner: &Runner, r: &Resource, journaled_snapshots: &[String]) -> Resu
                     names::aws_image_id,
                 )?,
             };
-            let cmds: Vec<_> = ids.iter().map(|i| aws::deregister(i, region)).collect();
-            delete_all(runner, &cmds)
+            each(&ids, |i| settle::image(runner, i, region, created_unix))
         }
         Resource::AwsImportTask {
             id,
@@ -196,7 +206,7 @@ fn remove_import(
                             "aws ec2 describe-import-snapshot-tasks",
                             names::aws_snapshot_id,
                         )?;
-                        delete(runner, &aws::delete_snapshot(&s[0], region))
+                        settle::snapshot(runner, &s[0], region, 0)
                     }
                     None => Ok(Outcome::Gone),
                 };
@@ -227,9 +237,14 @@ fn import_status(
     aws::parse_import_status(&out.stdout).map(Some)
 }
 
-/// Tear down every live resource of `journal`, newest first, holding the
-/// journal's lock throughout (so a concurrent run cannot add to it).
+/// Tear down every live resource of `journal` but the kept
+/// (published) ones, newest first, holding the journal's lock throughout
+/// (so a concurrent run cannot add to it).
 pub fn teardown(journal: &Mutex<Journal>, runner: &Runner) -> TeardownReport {
+    teardown_with(journal, runner, false)
+}
+
+fn teardown_with(journal: &Mutex<Journal>, runner: &Runner, kept_too: bool) -> TeardownReport {
     let mut j = journal.lock().unwrap_or_else(|e| e.into_inner());
     let mut report = TeardownReport::default();
     let journaled_snapshots: Vec<String> = j
@@ -242,16 +257,20 @@ pub fn teardown(journal: &Mutex<Journal>, runner: &Runner) -> TeardownReport {
         })
         .collect();
     let mut live = j.live();
+    if !kept_too {
+        live.retain(|(i, _)| j.data().resources[*i].state != State::Kept);
+    }
     live.reverse();
     for (index, resource) in live {
         let name = resource.to_string();
+        let created_unix = j.data().resources[index].updated_unix;
         (runner.log)(&format!("teardown: deleting {name}"));
         // Checked when journaled and when the journal was opened; once
         // more here, next to the commands.
         let removed = resource
             .check()
             .map_err(|f| Error::new(ErrorKind::InvalidInput, format!("refused: {f}")))
-            .and_then(|()| remove(runner, &resource, &journaled_snapshots));
+            .and_then(|()| remove(runner, &resource, created_unix, &journaled_snapshots));
         let (state, err) = match removed {
             Ok(Outcome::Deleted) => {
                 report.deleted.push(name);
@@ -279,7 +298,7 @@ pub fn teardown(journal: &Mutex<Journal>, runner: &Runner) -> TeardownReport {
 /// is an error and nothing is run.
 pub fn teardown_journal(path: &Path, runner: &Runner) -> Result<TeardownReport, Error> {
     let j = Mutex::new(Journal::open(path)?);
-    Ok(teardown(&j, runner))
+    Ok(teardown_with(&j, runner, true))
 }
 
 /// The commands that would remove each live resource of a journal, for
@@ -354,6 +373,8 @@ mod tests {
             resource_group: "rg".into(),
             location: "eastus".into(),
             storage_account: "acct".into(),
+            storage_account_id: None,
+            labels: vec![],
             container: "vhds".into(),
             vm_size: "Standard_B1s".into(),
             firmware: cloudimg_disk::vocab::Firmware::Bios,

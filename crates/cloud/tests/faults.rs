@@ -289,7 +289,8 @@ fn launch_whose_answer_was_lost_leaves_no_second_instance() {
         return;
     }
     // run-instances starts an instance, then reports a transient error;
-    // the retry starts another. Teardown finds both by their Name tag.
+    // the retry carries the same client token, so EC2 answers with the
+    // same instance and starts no second one.
     let t = aws_target("capos-f13", AwsFormat::Raw, BootMode::LegacyBios);
     let (s, si, _e) = run_with(&t, "lost-response=run-instances", LONG);
     assert!(s.passed, "{s:#?}");
@@ -303,11 +304,23 @@ fn launch_whose_answer_was_lost_leaves_no_second_instance() {
     assert_eq!(instances, 1, "one journal entry: {td:?}");
     assert_eq!(si.leftovers(), Vec::<String>::new());
     let calls = std::fs::read_to_string(si.state().join("calls.log")).unwrap();
+    let launches: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.contains("\"run-instances\""))
+        .collect();
+    assert_eq!(launches.len(), 2, "{calls}");
+    let token = |l: &str| {
+        l.split('"')
+            .find(|a| a.starts_with("--client-token="))
+            .map(str::to_string)
+    };
     assert_eq!(
-        calls.matches("\"terminate-instances\"").count(),
-        2,
-        "{calls}"
+        token(launches[0]),
+        Some("--client-token=fault-run-capos-f13".into())
     );
+    assert_eq!(token(launches[0]), token(launches[1]));
+    let dirs = std::fs::read_dir(si.state().join("aws/instances")).unwrap();
+    assert_eq!(dirs.count(), 1, "one instance was ever started");
 }
 
 // ----------------------------------------------------------------- azure ----
@@ -345,13 +358,21 @@ fn azure_vm_quota() {
     }
     let (s, si, _e) = run_with(&azure("capos-af2"), "quota=vm-create", LONG);
     assert_failed_clean(&s, &si, ErrorKind::Quota, "quota exceeded: ERROR: (QuotaExceeded) Operation could not be completed as it results in exceeding approved standardBSFamily Cores quota.");
-    // Blob, disk, vnet, NIC deleted; the VM never existed.
+    // Blob, disk, vnet, NIC deleted; the VM never existed: refused
+    // outright, it is journaled as not created and not looked for.
     let td = s.teardown.as_ref().unwrap();
     assert_eq!(td.deleted.len(), 4, "{td:?}");
-    assert_eq!(td.already_gone.len(), 1, "{td:?}");
+    assert!(td.already_gone.is_empty(), "{td:?}");
+    let j: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.evidence_dir.join("resources.json")).unwrap(),
+    )
+    .unwrap();
+    let vm = &j["resources"][4];
+    assert_eq!(vm["resource"]["kind"], "azure-vm", "{j}");
+    assert_eq!(vm["state"], "deleted", "{j}");
     assert!(
-        td.already_gone[0].starts_with("Azure VM capos-af2"),
-        "{td:?}"
+        vm["error"].as_str().unwrap().starts_with("not created: "),
+        "{j}"
     );
 }
 

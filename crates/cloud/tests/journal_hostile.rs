@@ -297,10 +297,19 @@ fn a_valid_journal_is_torn_down_and_only_what_it_names() {
         ]
     );
     assert!(!s.join(format!("aws/images/{OUR_AMI}.json")).exists());
-    assert!(!s.join(format!("aws/instances/{OUR_INSTANCE}")).exists());
+    // EC2 keeps a terminated instance's record for a while.
+    let ours: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.join(format!("aws/instances/{OUR_INSTANCE}/instance.json")))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ours["State"]["Name"], "terminated", "{ours}");
     assert!(!s.join("s3/bkt/capos-mine.raw").exists());
     assert!(s.join(format!("aws/images/{THEIR_AMI}.json")).exists());
-    assert!(s.join(format!("aws/instances/{THEIR_INSTANCE}")).exists());
+    let theirs =
+        std::fs::read_to_string(s.join(format!("aws/instances/{THEIR_INSTANCE}/instance.json")))
+            .unwrap();
+    assert!(!theirs.contains("terminated"), "{theirs}");
     assert!(s.join("s3/bkt/prod-web.raw").exists());
     // The ids were passed as `--flag=value`.
     let calls = std::fs::read_to_string(s.join("calls.log")).unwrap();

@@ -17,12 +17,17 @@ fn gcp_plan_is_exact() {
     let want = [
         "# verify",
         "cloudimg verify target/cloud-image/disk.raw.tar.gz",
+        "# preflight (version, account, project, zone)",
+        "gcloud version --format=json",
+        "gcloud config get-value account",
+        "gcloud config get-value compute/zone",
+        "gcloud config get-value project",
         "# upload",
         "gcloud storage cp target/cloud-image/disk.raw.tar.gz gs://bkt/capos-test.tar.gz --project=capos-proj",
         "# import",
         "gcloud compute images create capos-test --project=capos-proj --source-uri=gs://bkt/capos-test.tar.gz --guest-os-features=UEFI_COMPATIBLE --format=json",
         "# boot",
-        "gcloud compute instances create capos-test --project=capos-proj --zone=us-central1-a --image=capos-test --machine-type=e2-small --format=json",
+        "gcloud compute instances create capos-test --project=capos-proj --zone=us-central1-a --image=capos-test --machine-type=e2-small --no-address --format=json",
         "# read serial (repeated, --start=<next>)",
         "gcloud compute instances get-serial-port-output capos-test --project=capos-proj --zone=us-central1-a --port=1 --start=0 --format=json",
         "# teardown",
@@ -50,16 +55,16 @@ fn gcp_plan_with_gsutil_and_without_uefi() {
     let got = lines(&t, "out dir/disk.raw.tar.gz");
     assert_eq!(got[1], "cloudimg verify 'out dir/disk.raw.tar.gz'");
     assert_eq!(
-        got[3],
+        got[8],
         "gsutil cp 'out dir/disk.raw.tar.gz' gs://bkt/capos-bios.tar.gz"
     );
     assert_eq!(
-        got[5],
+        got[10],
         "gcloud compute images create capos-bios --project=capos-proj --source-uri=gs://bkt/capos-bios.tar.gz --format=json"
     );
     assert_eq!(
-        got[7],
-        "gcloud compute instances create capos-bios --project=capos-proj --zone=europe-west4-b --image=capos-bios --machine-type=e2-small --format=json"
+        got[12],
+        "gcloud compute instances create capos-bios --project=capos-proj --zone=europe-west4-b --image=capos-bios --machine-type=e2-small --no-address --format=json"
     );
     assert_eq!(got.last().unwrap(), "gsutil rm gs://bkt/capos-bios.tar.gz");
 }
@@ -70,6 +75,9 @@ fn aws_plan_is_exact() {
     let want = [
         "# verify",
         "cloudimg verify target/cloud-image/capos-aws.vmdk",
+        "# preflight (version, identity)",
+        "aws --version",
+        "aws sts get-caller-identity --output json --region us-east-1",
         "# upload",
         "aws s3 cp target/cloud-image/capos-aws.vmdk s3://bkt/capos-test.vmdk --region us-east-1",
         "# import (poll the task until completed)",
@@ -77,14 +85,18 @@ fn aws_plan_is_exact() {
         "aws ec2 describe-import-snapshot-tasks --import-task-ids '<import-task-id>' --region us-east-1 --output json",
         "# register",
         r#"aws ec2 register-image --name capos-test --architecture x86_64 --virtualization-type hvm --root-device-name /dev/xvda --block-device-mappings '[{"DeviceName":"/dev/xvda","Ebs":{"DeleteOnTermination":true,"SnapshotId":"<snapshot-id>"}}]' --ena-support --boot-mode uefi-preferred --region us-east-1 --output json"#,
-        "# boot",
-        r#"aws ec2 run-instances --image-id '<image-id>' --instance-type t3.micro --count 1 --tag-specifications '[{"ResourceType":"instance","Tags":[{"Key":"Name","Value":"capos-test"}]}]' --region us-east-1 --output json"#,
-        "# read console (repeated)",
+        "# boot (--latest console where the type's hypervisor is nitro)",
+        "aws ec2 describe-instance-types --instance-types=t3.micro --region us-east-1 --output json",
+        r#"aws ec2 run-instances --image-id '<image-id>' --instance-type t3.micro --count 1 '--client-token=<run-id-name>' --tag-specifications '[{"ResourceType":"instance","Tags":[{"Key":"Name","Value":"capos-test"}]}]' --region us-east-1 --output json"#,
+        "# read console (repeated; a NotFound retried while the instance propagates)",
         "aws ec2 get-console-output --instance-id '<instance-id>' --latest --region us-east-1 --output json",
-        "# teardown",
+        "# teardown (each deletion confirmed by describing)",
         "aws ec2 terminate-instances '--instance-ids=<instance-id>' --region us-east-1 --output json",
+        "aws ec2 describe-instances '--instance-ids=<instance-id>' --region us-east-1 --output json",
         "aws ec2 deregister-image '--image-id=<image-id>' --region us-east-1",
+        "aws ec2 describe-images '--image-ids=<image-id>' --region us-east-1 --output json",
         "aws ec2 delete-snapshot '--snapshot-id=<snapshot-id>' --region us-east-1",
+        "aws ec2 describe-snapshots '--snapshot-ids=<snapshot-id>' --region us-east-1 --output json",
         "aws s3 rm s3://bkt/capos-test.vmdk --region us-east-1",
     ];
     assert_eq!(lines(&t, "target/cloud-image/capos-aws.vmdk"), want);
@@ -97,15 +109,15 @@ fn aws_plan_raw_legacy_bios_without_region() {
         a.region = None;
     }
     let got = lines(&t, "capos-aws.raw");
-    assert_eq!(got[3], "aws s3 cp capos-aws.raw s3://bkt/capos-raw.raw");
+    assert_eq!(got[6], "aws s3 cp capos-aws.raw s3://bkt/capos-raw.raw");
     assert_eq!(
-        got[5],
+        got[8],
         r#"aws ec2 import-snapshot --description capos-raw --disk-container '{"Description":"capos-raw","Format":"RAW","UserBucket":{"S3Bucket":"bkt","S3Key":"capos-raw.raw"}}' --output json"#
     );
     assert!(
-        got[8].ends_with("--ena-support --boot-mode legacy-bios --output json"),
+        got[11].ends_with("--ena-support --boot-mode legacy-bios --output json"),
         "{}",
-        got[8]
+        got[11]
     );
     assert!(got.iter().all(|l| !l.contains("--region")));
 }
@@ -115,12 +127,12 @@ fn aws_vhd_plan_declares_vhd() {
     let t = common::aws_target("capos-vhd", AwsFormat::Vhd, BootMode::Uefi);
     let got = lines(&t, "capos-aws.vhd");
     assert!(
-        got[5]
+        got[8]
             .contains(r#""Format":"VHD","UserBucket":{"S3Bucket":"bkt","S3Key":"capos-vhd.vhd"}"#),
         "{}",
-        got[5]
+        got[8]
     );
-    assert!(got[8].contains("--boot-mode uefi --region"), "{}", got[8]);
+    assert!(got[11].contains("--boot-mode uefi --region"), "{}", got[11]);
 }
 
 #[test]
@@ -129,17 +141,23 @@ fn azure_plan_is_exact() {
     let want = [
         "# verify",
         "cloudimg verify cloud/capos-azure.vhd",
+        "# preflight (version, identity, location, storage account id)",
+        "az version --output json",
+        "az account show --output json",
+        "az group show --name capos-rg --output json",
+        "az storage account show --name caposimages --output json",
         "# upload (page blob)",
         "az storage blob upload --account-name caposimages --container-name vhds --name capos-test.vhd --file cloud/capos-azure.vhd --type page --overwrite --auth-mode login --output json",
         "# import (managed disk from the blob)",
-        "az disk create --resource-group capos-rg --name capos-test-osdisk --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --os-type Linux --hyper-v-generation V1 --output json",
+        "az disk create --resource-group capos-rg --name capos-test-osdisk --location westeurope --source https://caposimages.blob.core.windows.net/vhds/capos-test.vhd --source-storage-account-id '<storage account id>' --os-type Linux --hyper-v-generation V1 --output json",
         "# network",
         "az network vnet create --resource-group capos-rg --name capos-test-vnet --location westeurope --address-prefixes 10.0.0.0/16 --subnet-name default --subnet-prefixes 10.0.0.0/24 --output json",
         "az network nic create --resource-group capos-rg --name capos-test-nic --location westeurope --vnet-name capos-test-vnet --subnet default --output json",
         "# boot (OS disk attached)",
         "az vm create --resource-group capos-rg --name capos-test --location westeurope --attach-os-disk capos-test-osdisk --os-type Linux --size Standard_B1s --nics capos-test-nic --boot-diagnostics-storage caposimages --output json",
-        "# read serial (repeated)",
-        "az vm boot-diagnostics get-boot-log --resource-group capos-rg --name capos-test",
+        "# read serial (repeated; \"Please enable boot diagnostics.\" means not yet)",
+        "az vm boot-diagnostics get-boot-log-uris --resource-group capos-rg --name capos-test --output json",
+        "az storage blob download --blob-url '<serialConsoleLogBlobUri>' --file '<evidence/boot-log.download>' --auth-mode login --output none",
         "# teardown",
         "az vm delete --resource-group capos-rg --name capos-test --yes",
         "az network nic delete --resource-group capos-rg --name capos-test-nic",

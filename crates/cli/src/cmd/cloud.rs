@@ -54,8 +54,17 @@ struct Common {
     #[arg(long)]
     plan: bool,
     /// Leave the resources up and print how to remove them.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "publish")]
     keep: bool,
+    /// Once the boot is proven, keep the image (GCP image, AWS AMI and its
+    /// snapshot, Azure managed disk), delete everything else, print its id;
+    /// `cloud teardown --journal` removes it later.
+    #[arg(long)]
+    publish: bool,
+    /// A label (GCP) or tag (AWS, Azure) of the image: KEY=VALUE
+    /// (lowercase letters, digits, _ and -), repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label_arg)]
+    labels: Vec<(String, String)>,
     /// Name of the image, instance and object [default: capos-<run id>].
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -70,25 +79,40 @@ struct Common {
     #[arg(long, value_name = "SECONDS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=super::MAX_SECONDS))]
     poll: u64,
+    /// Print the plan (with --plan, cloudimg.cloud-plan/1) or the run's
+    /// summary (cloudimg.cloud-run/1) as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 struct GcpArgs {
-    /// The GCP project [or CLOUDIMG_GCP_PROJECT, gcp.project in cloudimg.toml].
+    /// The GCP project [default: CLOUDIMG_GCP_PROJECT, gcp.project in
+    /// cloudimg.toml, else gcloud's configured project].
     #[arg(long)]
     project: Option<String>,
     /// The Cloud Storage bucket to upload to [or CLOUDIMG_GCP_BUCKET, gcp.bucket].
     #[arg(long)]
     bucket: Option<String>,
-    /// The zone of the instance [default: us-central1-a; see `cloudimg config`].
+    /// The zone of the instance [default: CLOUDIMG_GCP_ZONE, gcp.zone, else
+    /// gcloud's configured compute/zone].
     #[arg(long)]
     zone: Option<String>,
+    /// The VPC network of the instance [default: the project's `default`].
+    #[arg(long)]
+    network: Option<String>,
+    /// The subnet of the instance (in --network's region).
+    #[arg(long)]
+    subnet: Option<String>,
     /// The machine type [default: e2-small; see `cloudimg config`].
     #[arg(long)]
     machine_type: Option<String>,
     /// Upload and delete with gsutil instead of gcloud storage.
     #[arg(long)]
     gsutil: bool,
+    /// The image family of the image (with --publish: the family to publish into).
+    #[arg(long, value_name = "FAMILY")]
+    family: Option<String>,
     /// Do not mark the image UEFI_COMPATIBLE (boots legacy BIOS).
     #[arg(long)]
     no_uefi: bool,
@@ -124,9 +148,16 @@ struct AwsArgs {
     /// The AMI's boot mode.
     #[arg(long, value_enum, default_value = "uefi-preferred")]
     boot_mode: BootModeArg,
-    /// The instance type (Nitro types boot UEFI and BIOS over NVMe) [default: t3.micro].
+    /// The instance type (Nitro types boot UEFI and BIOS over NVMe; the
+    /// console is read with --latest only on Nitro types) [default: t3.micro].
     #[arg(long)]
     instance_type: Option<String>,
+    /// The subnet to launch into (needed where the account has no default VPC).
+    #[arg(long, value_name = "SUBNET_ID")]
+    subnet_id: Option<String>,
+    /// A security group for the instance (repeatable) [default: the VPC's default group].
+    #[arg(long = "security-group-id", value_name = "SG_ID")]
+    security_group_ids: Vec<String>,
     /// Seconds the import task may take.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..=super::MAX_SECONDS))]
@@ -159,7 +190,8 @@ struct AzureArgs {
     /// The resource group (must exist) [or CLOUDIMG_AZURE_RESOURCE_GROUP, azure.resource_group].
     #[arg(long)]
     resource_group: Option<String>,
-    /// The location of the disk and the VM (the storage account's) [default: eastus].
+    /// The location of the disk and the VM; must be the storage account's
+    /// [default: CLOUDIMG_AZURE_LOCATION, azure.location, else the resource group's].
     #[arg(long)]
     location: Option<String>,
     /// The storage account to upload to (must exist; also holds boot diagnostics).
@@ -174,9 +206,6 @@ struct AzureArgs {
     /// The firmware: uefi (Hyper-V generation V2) or bios (V1).
     #[arg(long, value_parser = firmware_arg(), default_value = "uefi")]
     boot_mode: Firmware,
-    /// Print the plan (with --plan) or the run's summary as JSON on stdout.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -186,6 +215,16 @@ struct TeardownArgs {
     /// The journal (resources.json in the run's evidence directory).
     #[arg(long, value_name = "FILE")]
     journal: PathBuf,
+    /// Print what was done as JSON (cloudimg.teardown/1) on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `KEY=VALUE`.
+fn label_arg(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 fn log() -> Log {
@@ -206,9 +245,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("target/cloud-image/disk.raw.tar.gz"));
             let target = Target::Gcp(GcpTarget {
-                project: cfg.require(&config::GCP_PROJECT, g.project)?,
+                project: cfg.value(&config::GCP_PROJECT, g.project).unwrap_or_default(),
                 bucket: cfg.require(&config::GCP_BUCKET, g.bucket)?,
-                zone: cfg.require(&config::GCP_ZONE, g.zone)?,
+                zone: cfg.value(&config::GCP_ZONE, g.zone).unwrap_or_default(),
+                network: g.network,
+                subnet: g.subnet,
+                family: g.family,
+                labels: g.common.labels.clone(),
                 machine_type: cfg.require(&config::GCP_MACHINE_TYPE, g.machine_type)?,
                 name: name(&g.common, &run_id),
                 gsutil: g.gsutil,
@@ -257,6 +300,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 },
                 instance_type: cfg.require(&config::AWS_INSTANCE_TYPE, a.instance_type)?,
                 name: name(&a.common, &run_id),
+                subnet_id: a.subnet_id,
+                security_group_ids: a.security_group_ids,
+                labels: a.common.labels.clone(),
             });
             go(
                 target,
@@ -280,7 +326,9 @@ fn azure(a: AzureArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("target/cloud-image/capos-azure.vhd"));
     let target = AzureTarget {
         resource_group: cfg.require(&config::AZURE_RESOURCE_GROUP, a.resource_group)?,
-        location: cfg.require(&config::AZURE_LOCATION, a.location)?,
+        location: cfg.value(&config::AZURE_LOCATION, a.location).unwrap_or_default(),
+        storage_account_id: None,
+        labels: a.common.labels.clone(),
         storage_account: cfg.require(&config::AZURE_STORAGE_ACCOUNT, a.storage_account)?,
         container: cfg.require(&config::AZURE_CONTAINER, a.container)?,
         vm_size: cfg.require(&config::AZURE_SIZE, a.size)?,
@@ -294,11 +342,10 @@ fn azure(a: AzureArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
             &a.common,
             &run_id,
             Duration::from_secs(3600),
-            a.json,
         );
     }
     let plan = azure::plan(&target, &artifact)?;
-    if a.json {
+    if a.common.json {
         super::outln!("{}", serde_json::to_string_pretty(&plan)?)?;
     } else {
         for line in plan.lines() {
@@ -319,7 +366,7 @@ fn go(
     run_id: &str,
     import_timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
-    run_target(target, artifact, c, run_id, import_timeout, false)
+    run_target(target, artifact, c, run_id, import_timeout)
 }
 
 fn run_target(
@@ -328,11 +375,16 @@ fn run_target(
     c: &Common,
     run_id: &str,
     import_timeout: Duration,
-    json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let json = c.json;
     if c.plan {
-        for line in flow::plan(&target, &artifact) {
-            super::outln!("{line}")?;
+        if json {
+            let plan = cloudimg_cloud::plan::plan(&target, &artifact);
+            super::outln!("{}", serde_json::to_string_pretty(&plan)?)?;
+        } else {
+            for line in flow::plan(&target, &artifact) {
+                super::outln!("{line}")?;
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -344,6 +396,7 @@ fn run_target(
     });
     let mut opts = RunOptions::new(artifact, evidence.clone(), log());
     opts.keep = c.keep;
+    opts.publish = c.publish;
     opts.landmark = c.expect.clone();
     opts.boot_timeout = Duration::from_secs(c.timeout);
     opts.import_timeout = import_timeout;
@@ -355,9 +408,20 @@ fn run_target(
     );
     let s = flow::run(&target, run_id, &opts)
         .with_context(|| format!("writing evidence to {}", evidence.display()))?;
+    crate::report::write_report_logged(&evidence);
     let left = s.teardown.as_ref().map_or(0, |t| t.failed.len());
     if json {
         super::outln!("{}", serde_json::to_string_pretty(&s)?)?;
+    } else if let Some(p) = &s.published {
+        super::outln!(
+            "PUBLISHED {}: {} booted to {:?} after {:.1} s; kept {}; remove with `cloudimg cloud teardown --journal {}`",
+            p.image_id.as_deref().unwrap_or("?"),
+            s.name,
+            c.expect,
+            s.seconds_to_landmark.unwrap_or_default(),
+            p.resources.join(", "),
+            p.journal.display()
+        )?;
     } else if s.passed {
         super::outln!(
             "PASS {}: {} reached {:?} after {:.1} s (image {}, boot mode {}); evidence: {}",
@@ -399,11 +463,23 @@ fn run_target(
 fn teardown(t: TeardownArgs) -> anyhow::Result<ExitCode> {
     let runner = Runner::new(log());
     let r = cloudimg_cloud::teardown_journal(&t.journal, &runner)?;
-    for d in &r.deleted {
-        super::outln!("deleted {d}")?;
-    }
-    for d in &r.already_gone {
-        super::outln!("already gone: {d}")?;
+    if t.json {
+        let doc = serde_json::json!({
+            "schema": "cloudimg.teardown/1",
+            "journal": t.journal,
+            "deleted": r.deleted,
+            "already_gone": r.already_gone,
+            "failed": r.failed.iter().map(|(what, why)| serde_json::json!({"resource": what, "error": why})).collect::<Vec<_>>(),
+            "clean": r.is_clean(),
+        });
+        super::outln!("{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        for d in &r.deleted {
+            super::outln!("deleted {d}")?;
+        }
+        for d in &r.already_gone {
+            super::outln!("already gone: {d}")?;
+        }
     }
     if !r.is_clean() {
         for (what, why) in &r.failed {

@@ -105,7 +105,6 @@ pub fn write_report(dir: &Path) -> anyhow::Result<Written> {
 /// `dir` (`boot --log DIR`, `cloud ... --evidence DIR`): the report's
 /// path is logged, and a failure is a warning, never the command's
 /// result (the boots themselves are what the command reports).
-#[allow(dead_code)] // for cmd/boot.rs and cmd/cloud.rs (one line each)
 pub fn write_report_logged(dir: &Path) -> Option<Written> {
     match write_report(dir) {
         Ok(w) => {

@@ -150,6 +150,9 @@ impl StandIn {
         ] {
             walk(&s.join(sub), &mut out);
         }
+        // EC2 keeps a terminated instance's record for a while: that is
+        // not a leftover (its QEMU is checked below).
+        out.retain(|p| !terminated_record(Path::new(p)));
         if let Ok(rd) = std::fs::read_dir(s.join("aws/tasks")) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -166,6 +169,27 @@ impl StandIn {
         out.extend(qemus_in(s).into_iter().map(|p| format!("qemu pid {p}")));
         out
     }
+}
+
+/// An AWS instance directory (or its `instance.json`) whose record says
+/// `terminated`, with nothing else in it.
+fn terminated_record(p: &Path) -> bool {
+    let dir = if p.ends_with("instance.json") {
+        p.parent().unwrap_or(p)
+    } else {
+        p
+    };
+    if !dir.parent().is_some_and(|d| d.ends_with("aws/instances")) {
+        return false;
+    }
+    let only_record = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().all(|e| e.file_name() == "instance.json"))
+        .unwrap_or(false);
+    let v: serde_json::Value = std::fs::read_to_string(dir.join("instance.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    only_record && v["State"]["Name"] == "terminated"
 }
 
 fn walk(d: &Path, out: &mut Vec<String>) {
@@ -218,6 +242,7 @@ pub fn options(artifact: PathBuf, evidence: PathBuf, standin: &StandIn) -> RunOp
     o.boot_timeout = Duration::from_secs(90);
     o.backoff = Duration::from_millis(50);
     o.command_timeout = Duration::from_secs(120);
+    o.settle = Duration::from_secs(20);
     o
 }
 
@@ -229,6 +254,10 @@ pub fn gcp_target(name: &str) -> Target {
         machine_type: "e2-small".into(),
         name: name.into(),
         gsutil: false,
+        network: None,
+        subnet: None,
+        family: None,
+        labels: vec![],
         firmware: Firmware::Uefi,
     })
 }
@@ -241,6 +270,9 @@ pub fn aws_target(name: &str, format: AwsFormat, boot_mode: BootMode) -> Target 
         boot_mode,
         instance_type: "t3.micro".into(),
         name: name.into(),
+        subnet_id: None,
+        security_group_ids: vec![],
+        labels: vec![],
     })
 }
 
@@ -249,6 +281,8 @@ pub fn azure_target(name: &str, firmware: Firmware) -> Target {
         resource_group: "capos-rg".into(),
         location: "westeurope".into(),
         storage_account: "caposimages".into(),
+        storage_account_id: None,
+        labels: vec![],
         container: "vhds".into(),
         vm_size: "Standard_B1s".into(),
         firmware,
