@@ -5,7 +5,8 @@
 set -euo pipefail
 
 PACKAGES=(qemu-system-x86 ovmf seabios grub-pc-bin grub-efi-amd64-bin grub-common
-          gdisk dosfstools mtools pigz python3 xz-utils bzip2 zstd lz4 zip gcc binutils make)
+          gdisk dosfstools mtools pigz python3 xz-utils bzip2 zstd lz4 zip gcc binutils make
+          man-db groff-base python3-jsonschema)
 
 missing=()
 for p in "${PACKAGES[@]}" qemu-utils; do
