@@ -690,6 +690,14 @@ fn sha256sums_is_reproducible_and_never_follows_a_symlink() {
     assert_eq!(m["cloudimg_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(m["artifacts"][0]["source_date_epoch"], 1_700_000_000u64);
     assert_eq!(m["artifacts"][0]["format"], "qcow2");
+    // verify checks a SHA256SUMS against the manifest beside it.
+    let stdout = ok(cloudimg(&["verify", "a/SHA256SUMS"], d));
+    assert_eq!(stdout, "a/SHA256SUMS: ok: checksums of a/manifest.json\n");
+    fs::write(d.join("a/SHA256SUMS"), a.replace("  capos", "  other")).unwrap();
+    let out = cloudimg(&["verify", "a/SHA256SUMS"], d);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("a/SHA256SUMS: DEFECTIVE: "), "{stdout}");
 }
 
 /// `package` (GCP+AWS), then `package --azure` into the same directory:

@@ -17,7 +17,7 @@ use cloudimg_disk::verify::{is_manifest, read_manifest, verify_manifest, verify_
 /// The format is detected from the content, not the file name: raw
 /// images, fixed VHD, stream-optimized VMDK and the GCP disk.raw.tar.gz.
 /// A cloudimg `manifest.json` among the artifacts is checked as
-/// `--manifest`, and the `SHA256SUMS` beside it against it, so
+/// `--manifest`, and a `SHA256SUMS` against the manifest beside it, so
 /// `cloudimg verify target/cloud-image/*` checks a whole output
 /// directory. Exit status: 0 sound, 1 defects found, 2 unusable (cannot
 /// be decoded).
@@ -51,8 +51,8 @@ const SUMS_FORMAT: &str = "sha256sums";
 enum Item {
     /// A `manifest.json`: every artifact it lists.
     Manifest(PathBuf),
-    /// The `SHA256SUMS` beside a manifest checked: it must list what the
-    /// manifest lists, with the same digests.
+    /// A `SHA256SUMS` with a cloudimg manifest beside it: it must list
+    /// what the manifest lists, with the same digests.
     Sums(PathBuf, PathBuf),
     /// An artifact on its own.
     Artifact(PathBuf),
@@ -61,7 +61,8 @@ enum Item {
 /// What to check: `--manifest`, then the arguments in order. An argument
 /// that is a cloudimg manifest by its content is checked as `--manifest`
 /// (so `verify dir/*` works); an artifact a manifest lists is checked
-/// once, through the manifest; a manifest given twice is checked once.
+/// once, through the manifest; a manifest given twice is checked once; a
+/// `SHA256SUMS` is checked against the manifest beside it.
 fn plan(args: &Args) -> anyhow::Result<Vec<Item>> {
     let key = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut manifests: Vec<PathBuf> = args.manifest.iter().cloned().collect();
@@ -80,31 +81,27 @@ fn plan(args: &Args) -> anyhow::Result<Vec<Item>> {
         }
         items.push(Item::Manifest(m));
     }
-    // A SHA256SUMS given beside a manifest is checked against it (its
-    // files are hashed through the manifest already).
-    let sums_of: Vec<(PathBuf, PathBuf)> = items
-        .iter()
-        .filter_map(|i| match i {
-            Item::Manifest(m) => Some(m.with_file_name(SHA256SUMS)),
-            _ => None,
-        })
-        .zip(items.iter().filter_map(|i| match i {
-            Item::Manifest(m) => Some(m.clone()),
-            _ => None,
-        }))
-        .collect();
     for p in &args.artifacts {
         let k = key(p);
         if seen.contains(&k) || listed.contains(&k) {
             continue;
         }
-        match sums_of.iter().find(|(s, _)| key(s) == k) {
-            Some((_, m)) => items.push(Item::Sums(p.clone(), m.clone())),
+        match sums_manifest(p) {
+            Some(m) => items.push(Item::Sums(p.clone(), m)),
             None => items.push(Item::Artifact(p.clone())),
         }
-        seen.insert(k);
     }
     Ok(items)
+}
+
+/// The manifest a `SHA256SUMS` belongs to: the cloudimg `manifest.json`
+/// beside it (`package` writes the two together); none for another file.
+fn sums_manifest(p: &Path) -> Option<PathBuf> {
+    if p.file_name()? != SHA256SUMS {
+        return None;
+    }
+    let m = p.with_file_name("manifest.json");
+    is_manifest(&m).then_some(m)
 }
 
 /// Run the command.
@@ -177,7 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         serde_json::json!({"path": path, "ok": false, "error": e.to_string()}),
                     );
                 } else {
-                    eprintln!("cloudimg: error: {e}");
+                    log::error!("{e}");
                 }
             }
         }
@@ -210,12 +207,19 @@ fn result_json(path: &Path, report: &Report) -> anyhow::Result<serde_json::Value
 /// `package` writes for the artifacts the manifest lists, in its order.
 /// A difference is a finding; the file is reported as plain text.
 fn check_sums(sums: &Path, manifest: &Path) -> anyhow::Result<Report> {
-    let text = std::fs::read(sums)
-        .map_err(|e| anyhow::anyhow!("{}: cannot be read: {e}", sums.display()))?;
+    use std::io::Read;
     let m = read_manifest(manifest)?;
     let want: String = m.artifacts.iter().map(sums_line).collect();
-    let mut report = Report::new(cloudimg_disk::formats::Format::Raw, text.len() as u64);
-    report.findings.clear();
+    // One byte more than the expected text is enough to tell it differs
+    // (a large file of that name is not read whole).
+    let cannot = |e: std::io::Error| anyhow::anyhow!("{}: cannot be read: {e}", sums.display());
+    let file = std::fs::File::open(sums).map_err(cannot)?;
+    let size = file.metadata().map_err(cannot)?.len();
+    let mut text = Vec::new();
+    file.take(want.len() as u64 + 1)
+        .read_to_end(&mut text)
+        .map_err(cannot)?;
+    let mut report = Report::new(cloudimg_disk::formats::Format::Raw, size);
     if text != want.as_bytes() {
         report.findings.push(Finding::whole(format!(
             "does not list the digests {} lists (run `sha256sum -c {SHA256SUMS}` in its directory)",
