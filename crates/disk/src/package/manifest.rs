@@ -118,8 +118,9 @@ pub(super) struct Recorded {
 
 /// This run's manifest, written as `manifest.json` in the output
 /// directory merged with the entries of a previous run still there
-/// ([`merge_previous`]), and `SHA256SUMS` of the artifacts it lists. A run that made nothing writes no manifest: one listing nothing
-/// would replace a previous run's, whose artifacts are still there.
+/// ([`merge_previous`]), and `SHA256SUMS` of the artifacts it lists. A
+/// run that made nothing writes neither: a manifest listing nothing would
+/// replace a previous run's, whose artifacts are still there.
 pub(super) fn record(
     req: &PackageRequest,
     source: Source,
