@@ -93,3 +93,24 @@ HASH_FIXTURES ?= a,c
 .PHONY: check-hashes
 check-hashes: build
 	bench/artifact_hashes.py --fixtures $(HASH_FIXTURES) --check bench/results/artifact-hashes.txt
+
+# Install the binary, its man pages (generated from the command-line
+# definition) and its bash, zsh and fish completions under
+# $(DESTDIR)$(PREFIX). CLOUDIMG=/path/to/cloudimg installs that binary
+# without building.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man/man1
+BASH_COMPLETION_DIR ?= $(PREFIX)/share/bash-completion/completions
+ZSH_COMPLETION_DIR ?= $(PREFIX)/share/zsh/site-functions
+FISH_COMPLETION_DIR ?= $(PREFIX)/share/fish/vendor_completions.d
+.PHONY: install
+install: | $(CLOUDIMG_DEP)
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MANDIR)" "$(DESTDIR)$(BASH_COMPLETION_DIR)" \
+		"$(DESTDIR)$(ZSH_COMPLETION_DIR)" "$(DESTDIR)$(FISH_COMPLETION_DIR)"
+	install -m 755 "$(CLOUDIMG)" "$(DESTDIR)$(BINDIR)/cloudimg"
+	"$(CLOUDIMG)" generate man "$(DESTDIR)$(MANDIR)"
+	"$(CLOUDIMG)" generate completions bash > "$(DESTDIR)$(BASH_COMPLETION_DIR)/cloudimg"
+	"$(CLOUDIMG)" generate completions zsh > "$(DESTDIR)$(ZSH_COMPLETION_DIR)/_cloudimg"
+	"$(CLOUDIMG)" generate completions fish > "$(DESTDIR)$(FISH_COMPLETION_DIR)/cloudimg.fish"

@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(qemu-system-x86 ovmf seabios grub-pc-bin grub-efi-amd64-bin grub-common
           gdisk dosfstools mtools pigz python3 xz-utils bzip2 zstd lz4 zip gcc binutils make
-          chromium python3-yaml python3-jsonschema)
+          chromium python3-yaml python3-jsonschema man-db groff-base)
 
 missing=()
 for p in "${PACKAGES[@]}" qemu-utils; do

@@ -215,7 +215,7 @@ fn vhd_artifact_boots_through_qemu_vpc_driver() {
     );
     let r = boot_with(&vhd, Firmware::Bios, DiskInterface::Virtio, 60);
     assert!(r.passed, "{}\n{}", r.summary(), r.serial_tail);
-    assert_eq!(r.artifact_format, "vhd (dynamic)");
+    assert_eq!(r.artifact_format, "vhd-dynamic");
     assert!(
         r.qemu_command.iter().any(|a| a.contains(",format=vpc,")),
         "{:?}",

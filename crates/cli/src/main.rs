@@ -8,22 +8,28 @@
 
 mod cmd;
 mod config;
+mod help;
+mod logger;
 mod report;
 mod signals;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Take a bootable disk image to cloud-importable shapes, verified.
 #[derive(Debug, Parser)]
 #[command(name = "cloudimg", version, about, long_about = None, help_expected = true)]
 #[command(max_term_width = 80, term_width = 80)]
-#[command(
-    after_help = "Exit codes: 0 ok, 1 defects found, not ready or boot failed, 2 error,\n130/143 interrupted."
-)]
 struct Cli {
+    /// More messages on stderr (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings and errors on stderr: no progress, notes or
+    /// summaries (for scripts).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -48,11 +54,26 @@ enum Cmd {
     Report(cmd::report::Args),
     /// Show the cloud defaults in effect and where each one came from.
     Config(cmd::config::Args),
+    /// Write man pages or shell completions (for packagers; `make
+    /// install` runs it).
+    #[command(hide = true)]
+    Generate(cmd::generate::Args),
+}
+
+/// The command-line definition: clap's, with every command's examples and
+/// exit codes ([`help::decorate`]). `--help`, the man pages and the
+/// completions all come from it.
+pub fn command() -> clap::Command {
+    help::decorate(Cli::command())
 }
 
 fn main() -> ExitCode {
     signals::install();
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    logger::init(logger::level(cli.quiet, cli.verbose));
     let result = match cli.cmd {
         Cmd::Package(a) => cmd::package::run(a),
         Cmd::Verify(a) => cmd::verify::run(a),
@@ -63,6 +84,7 @@ fn main() -> ExitCode {
         Cmd::Cloud(a) => cmd::cloud::run(a),
         Cmd::Report(a) => cmd::report::run(a),
         Cmd::Config(a) => cmd::config::run(a),
+        Cmd::Generate(a) => cmd::generate::run(a),
     };
     signals::settle();
     match result {

@@ -171,7 +171,7 @@ fn every_new_shape_boots_under_uefi_and_bios() {
     ok(cloudimg(&["package", "odd.raw", "--azure", "-o", "odd"], d));
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("odd/manifest.json")).unwrap()).unwrap();
-    assert_eq!(m["artifacts"][0]["virtual_size"], 201u64 << 20, "{m}");
+    assert_eq!(m["artifacts"][0]["virtual_size_bytes"], 201u64 << 20, "{m}");
     for (artifact, disk, qemu_format) in [
         ("cloud/capos-azure.vhd", "scsi", "vpc"),
         ("odd/capos-azure.vhd", "scsi", "vpc"),

@@ -111,14 +111,16 @@ fn json_shape() {
             "limine",
             "path",
             "ready",
+            "schema",
             "verdicts",
-            "virtual_size"
+            "virtual_size_bytes"
         ]
     );
     assert_eq!(v["limine"], serde_json::Value::Null, "a GRUB image");
     assert_eq!(v["path"], "demo.raw");
     assert_eq!(v["ready"], true);
-    assert_eq!(v["virtual_size"], 256u64 << 20);
+    assert_eq!(v["schema"], "cloudimg.check/1");
+    assert_eq!(v["virtual_size_bytes"], 256u64 << 20);
     let ids: Vec<&str> = v["checks"]
         .as_array()
         .unwrap()
@@ -150,8 +152,8 @@ fn json_shape() {
     assert_eq!(
         v["verdicts"],
         serde_json::json!([
-            {"target": "aws-uefi", "cloud": "aws", "firmware": "uefi", "ready": true, "failing": [], "warnings": []},
-            {"target": "aws-bios", "cloud": "aws", "firmware": "bios", "ready": true, "failing": [], "warnings": []},
+            {"target": "aws-uefi", "provider": "aws", "firmware": "uefi", "ready": true, "failing": [], "warnings": []},
+            {"target": "aws-bios", "provider": "aws", "firmware": "bios", "ready": true, "failing": [], "warnings": []},
         ])
     );
 }
@@ -275,12 +277,12 @@ fn packaged_vhd_and_vmdk_are_checked_like_the_raw_image() {
     for f in ["out/capos-aws.vhd", "out/capos-aws.vmdk"] {
         let out = cloudimg(&["check", f, "--json"], t.path());
         assert_eq!(out.status.code(), Some(0), "{f}: {out:?}");
-        assert_eq!(json(&out)["virtual_size"], 256u64 << 20, "{f}");
+        assert_eq!(json(&out)["virtual_size_bytes"], 256u64 << 20, "{f}");
     }
     // The GCP tarball is read too: its disk is the image grown to 1 GiB.
     let out = cloudimg(&["check", "out/disk.raw.tar.gz", "--json"], t.path());
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_eq!(json(&out)["virtual_size"], 1u64 << 30);
+    assert_eq!(json(&out)["virtual_size_bytes"], 1u64 << 30);
 }
 
 #[test]

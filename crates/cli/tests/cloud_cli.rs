@@ -361,7 +361,7 @@ fn azure_plan_refuses_a_dynamic_vhd() {
     );
     fails_with(
         azure_plan(d, "dyn.vhd", &[]),
-        "dyn.vhd: is a vhd (dynamic) file, expected a fixed VHD (cloudimg package --azure)",
+        "dyn.vhd: is a vhd-dynamic file, expected a fixed VHD (cloudimg package --azure)",
     );
 }
 

@@ -342,10 +342,10 @@ fn run_case(kit: &Kit, case: &Case, t: &Mutex<Timings>) -> Vec<String> {
         };
         let want = expected_growth(&input, unit, &limine);
         let skipped = !want["skipped"].as_array().unwrap().is_empty();
-        if a["virtual_size"] != want["to"] {
+        if a["virtual_size_bytes"] != want["to"] {
             problems.push(format!(
                 "{what}: grown to {}, expected {}",
-                a["virtual_size"], want["to"]
+                a["virtual_size_bytes"], want["to"]
             ));
         }
         // `growth` is there exactly when a size was skipped.

@@ -195,19 +195,19 @@ fn check_all(input: &Path, out_dir: &Path) {
     // The manifest matches the files.
     let m: serde_json::Value =
         serde_json::from_slice(&fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(m["source"]["size"], size);
+    assert_eq!(m["source"]["size_bytes"], size);
     assert_eq!(m["source"]["sha256"], sha256(input));
     let arts = m["artifacts"].as_array().unwrap();
     assert_eq!(arts.len(), 4);
     for a in arts {
         let f = out_dir.join(a["file"].as_str().unwrap());
         assert_eq!(a["sha256"], sha256(&f), "{f:?}");
-        assert_eq!(a["size"], fs::metadata(&f).unwrap().len());
+        assert_eq!(a["size_bytes"], fs::metadata(&f).unwrap().len());
         if a["provider"] == "gcp" {
-            assert_eq!(a["virtual_size"], grown_size);
+            assert_eq!(a["virtual_size_bytes"], grown_size);
             assert_eq!(a["virtual_sha256"], expected_sha);
         } else {
-            assert_eq!(a["virtual_size"], size);
+            assert_eq!(a["virtual_size_bytes"], size);
             assert_eq!(a["virtual_sha256"], sha256(input));
         }
         // And `cloudimg verify` agrees, given the manifest's hash.
@@ -227,6 +227,7 @@ fn check_all(input: &Path, out_dir: &Path) {
     assert_eq!(
         names,
         [
+            "SHA256SUMS",
             "capos-aws.raw",
             "capos-aws.vhd",
             "capos-aws.vmdk",
@@ -234,6 +235,12 @@ fn check_all(input: &Path, out_dir: &Path) {
             "manifest.json"
         ]
     );
+    // SHA256SUMS lists every artifact, as `sha256sum -c` reads it.
+    let check = run(Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(out_dir));
+    assert_eq!(check.lines().count(), 4, "{check}");
+    assert!(check.lines().all(|l| l.ends_with(": OK")), "{check}");
 }
 
 fn oracles() -> bool {
@@ -311,6 +318,7 @@ fn packaging_twice_gives_identical_bytes() {
         "capos-aws.vmdk",
         "disk.raw.tar.gz",
         "manifest.json",
+        "SHA256SUMS",
     ] {
         run(Command::new("cmp")
             .arg(t.path().join("a").join(f))
@@ -597,6 +605,101 @@ fn glob(dir: &Path, out: &str) -> Vec<String> {
     v
 }
 
+/// Off a terminal, a long run prints a progress line at a steady interval
+/// (made short here with CLOUDIMG_PROGRESS_SECONDS), each naming the
+/// shapes done; `-q` prints nothing at all on success.
+#[test]
+fn progress_lines_off_a_terminal_and_none_with_quiet() {
+    let t = tempfile::tempdir().unwrap();
+    gpt_image(t.path(), "disk.img", 24 * MIB, 8);
+    let package = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cloudimg"))
+            .args(["package", "disk.img", "--all"])
+            .args(args)
+            .current_dir(t.path())
+            .env("CLOUDIMG_PROGRESS_SECONDS", "0.01")
+            .output()
+            .unwrap()
+    };
+    let out = package(&["-o", "a"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let progress: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cloudimg: package: "))
+        .collect();
+    assert!(!progress.is_empty(), "no progress line: {err}");
+    for l in &progress {
+        assert!(l.contains(" shapes done"), "{l}");
+        assert!(
+            !l.contains('\x1b'),
+            "no terminal codes off a terminal: {l:?}"
+        );
+    }
+    assert!(err
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("cloudimg: packaged 8 artifact(s)"));
+    // -q before or after the subcommand: nothing on stderr.
+    for args in [["-q", "-o", "b"], ["-o", "c", "--quiet"]] {
+        let out = package(&args);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudimg"))
+        .args(["-q", "package", "disk.img", "-o", "d"])
+        .current_dir(t.path())
+        .env("CLOUDIMG_PROGRESS_SECONDS", "0.01")
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
+
+/// SHA256SUMS is reproducible (the same bytes from the same input) and
+/// written like the other outputs: a file of the same name that is a
+/// symlink is replaced, never followed.
+#[test]
+fn sha256sums_is_reproducible_and_never_follows_a_symlink() {
+    if !require_tool("sha256sum") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    gpt_image(d, "disk.img", 24 * MIB, 9);
+    fs::create_dir(d.join("b")).unwrap();
+    fs::write(d.join("victim"), b"keep me\n").unwrap();
+    std::os::unix::fs::symlink(d.join("victim"), d.join("b/SHA256SUMS")).unwrap();
+    ok(cloudimg(&["package", "disk.img", "--qcow2", "-o", "a"], d));
+    ok(cloudimg(&["package", "disk.img", "--qcow2", "-o", "b"], d));
+    assert_eq!(fs::read(d.join("victim")).unwrap(), b"keep me\n");
+    assert!(!fs::symlink_metadata(d.join("b/SHA256SUMS"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let a = fs::read_to_string(d.join("a/SHA256SUMS")).unwrap();
+    assert_eq!(a, fs::read_to_string(d.join("b/SHA256SUMS")).unwrap());
+    assert_eq!(
+        a,
+        format!("{}  capos.qcow2\n", sha256(&d.join("a/capos.qcow2")))
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(d.join("a/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["schema"], "cloudimg.manifest/1");
+    assert_eq!(m["source_date_epoch"], 1_700_000_000u64);
+    assert_eq!(m["cloudimg_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(m["artifacts"][0]["source_date_epoch"], 1_700_000_000u64);
+    assert_eq!(m["artifacts"][0]["format"], "qcow2");
+    // verify checks a SHA256SUMS against the manifest beside it.
+    let stdout = ok(cloudimg(&["verify", "a/SHA256SUMS"], d));
+    assert_eq!(stdout, "a/SHA256SUMS: ok: checksums of a/manifest.json\n");
+    fs::write(d.join("a/SHA256SUMS"), a.replace("  capos", "  other")).unwrap();
+    let out = cloudimg(&["verify", "a/SHA256SUMS"], d);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("a/SHA256SUMS: DEFECTIVE: "), "{stdout}");
+}
+
 /// `package` (GCP+AWS), then `package --azure` into the same directory:
 /// the manifest lists all five artifacts, the first four exactly as the
 /// first run recorded them, and `verify out/*` checks each once through
@@ -640,14 +743,24 @@ fn manifest_describes_the_directory_across_runs() {
         first["artifacts"].as_array().unwrap()[..]
     );
 
-    // The natural glob, manifest included: every artifact once, all ok.
+    // The natural glob, manifest and SHA256SUMS included: every artifact
+    // once, all ok, and SHA256SUMS agrees with the manifest.
     let files = glob(d, "out");
-    assert_eq!(files.len(), 6, "{files:?}");
+    assert_eq!(files.len(), 7, "{files:?}");
     let mut args = vec!["verify"];
     args.extend(files.iter().map(String::as_str));
     let stdout = ok(cloudimg(&args, d));
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{stdout}");
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert!(
+        lines.contains(&"out/SHA256SUMS: ok: checksums of out/manifest.json"),
+        "{stdout}"
+    );
+    // sha256sum agrees on the merged listing too.
+    let check = run(Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(d.join("out")));
+    assert_eq!(check.lines().count(), 5, "{check}");
     for f in manifest_files(&m) {
         let n = lines
             .iter()

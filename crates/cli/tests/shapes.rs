@@ -339,21 +339,22 @@ fn check_new_shapes(input: &Path, out: &Path, scratch: &Path) {
     for a in arts {
         let f = out.join(a["file"].as_str().unwrap());
         assert_eq!(a["sha256"], sha256(&f), "{f:?}");
-        assert_eq!(a["size"], fs::metadata(&f).unwrap().len(), "{f:?}");
+        assert_eq!(a["size_bytes"], fs::metadata(&f).unwrap().len(), "{f:?}");
         match a["file"].as_str().unwrap() {
             "disk.raw.tar.gz" => {}
             "capos-azure.vhd" => {
-                assert_eq!(a["virtual_size"], azure_size);
+                assert_eq!(a["virtual_size_bytes"], azure_size);
                 assert_eq!(a["virtual_sha256"], expected_sha);
             }
             _ => {
-                assert_eq!(a["virtual_size"], size, "{f:?}");
+                assert_eq!(a["virtual_size_bytes"], size, "{f:?}");
                 assert_eq!(a["virtual_sha256"], input_sha, "{f:?}");
             }
         }
     }
     let mut names = files.clone();
     names.push("manifest.json");
+    names.push("SHA256SUMS");
     names.sort();
     assert_eq!(entries(out), names, "nothing else is left");
 }
@@ -404,7 +405,7 @@ fn every_new_shape_of_the_demo_image_passes_the_oracles() {
     );
     assert_eq!(
         entries(&d.join("deflated")),
-        ["capos.qcow2", "manifest.json"]
+        ["SHA256SUMS", "capos.qcow2", "manifest.json"]
     );
 }
 
@@ -467,7 +468,10 @@ fn azure_grows_to_the_next_mib_like_truncate_and_sgdisk_e() {
     let before = sha256(&img);
     ok(cloudimg(&["package", "odd.img", "--azure", "-o", "az"], d));
     assert_eq!(sha256(&img), before, "input untouched");
-    assert_eq!(entries(&d.join("az")), ["capos-azure.vhd", "manifest.json"]);
+    assert_eq!(
+        entries(&d.join("az")),
+        ["SHA256SUMS", "capos-azure.vhd", "manifest.json"]
+    );
     let vhd = d.join("az/capos-azure.vhd");
     let grown = 65 * MIB;
     let expected = d.join("expected.raw");
@@ -506,15 +510,15 @@ fn azure_grows_to_the_next_mib_like_truncate_and_sgdisk_e() {
     assert_eq!(u32::from_be_bytes(footer[64..68].try_into().unwrap()), !sum);
 
     let m = manifest(&d.join("az"));
-    assert_eq!(m["source"]["size"], size);
-    assert_eq!(m["artifacts"][0]["virtual_size"], grown);
+    assert_eq!(m["source"]["size_bytes"], size);
+    assert_eq!(m["artifacts"][0]["virtual_size_bytes"], grown);
     assert_eq!(m["artifacts"][0]["virtual_sha256"], sha256(&expected));
     // `cloudimg verify` agrees: the grown disk's GPT is sound.
     let out = cloudimg(&["verify", "--json", "az/capos-azure.vhd"], d);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let v = json(&out);
+    let v = &json(&out)["results"];
     assert_eq!(v[0]["findings"], serde_json::json!([]), "{v:#}");
-    assert_eq!(v[0]["virtual_size"], grown);
+    assert_eq!(v[0]["virtual_size_bytes"], grown);
 }
 
 const DEFAULT_SHAPES: [&str; 4] = [
@@ -657,7 +661,7 @@ fn own_ova_and_gcp_tarball_package_as_the_disks_they_hold() {
     // again).
     let grown_sha = sha256(&d.join("disk.raw"));
     assert_eq!(from_tar["source"]["sha256"], grown_sha);
-    assert_eq!(from_tar["source"]["size"], 1u64 << 30);
+    assert_eq!(from_tar["source"]["size_bytes"], 1u64 << 30);
     for a in from_tar["artifacts"].as_array().unwrap() {
         assert_eq!(a["virtual_sha256"], grown_sha, "{a}");
     }
@@ -710,7 +714,9 @@ fn verify_inspect_and_check_read_every_new_shape() {
     let out = cloudimg(&["verify", "--json", "--manifest", "out/manifest.json"], d);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let v = json(&out);
-    let reports = v.as_array().unwrap();
+    assert_eq!(v["schema"], "cloudimg.verify/1", "{v:#}");
+    assert_eq!(v["ok"], true, "{v:#}");
+    let reports = v["results"].as_array().unwrap();
     assert_eq!(reports.len(), 8, "{v:#}");
     assert!(reports.iter().all(|r| r["ok"] == true), "{v:#}");
     let raw = json(&cloudimg(&["inspect", "--json", "capos-image.raw"], d));
@@ -727,7 +733,7 @@ fn verify_inspect_and_check_read_every_new_shape() {
     ] {
         let out = cloudimg(&["verify", "--json", file], d);
         assert_eq!(out.status.code(), Some(0), "{file}: {out:?}");
-        let v = json(&out);
+        let v = &json(&out)["results"];
         assert_eq!(v[0]["ok"], true, "{file}: {v:#}");
         assert_eq!(v[0]["format"], format, "{file}: {v:#}");
         assert_eq!(v[0]["findings"], serde_json::json!([]), "{file}: {v:#}");
@@ -737,7 +743,7 @@ fn verify_inspect_and_check_read_every_new_shape() {
         assert_eq!(out.status.code(), Some(0), "{file}: {out:?}");
         let i = json(&out);
         assert_eq!(i["format"], format, "{file}: {i:#}");
-        assert_eq!(i["virtual_size"], raw["virtual_size"], "{file}");
+        assert_eq!(i["virtual_size_bytes"], raw["virtual_size_bytes"], "{file}");
         assert_eq!(&i["partition_table"], table, "{file}: {i:#}");
 
         let out = cloudimg(&["check", "--json", file], d);
@@ -832,8 +838,8 @@ fn failed_verification_removes_each_new_shape() {
         assert!(!left.contains(&victim.to_string()), "{victim}: {left:?}");
         assert_eq!(
             left.len(),
-            8,
-            "the 7 other shapes and the manifest: {left:?}"
+            9,
+            "the 7 other shapes, the manifest and SHA256SUMS: {left:?}"
         );
         let m = manifest(&dir);
         let files: Vec<_> = m["artifacts"]

@@ -64,7 +64,8 @@ pub(crate) fn judge(target: &dyn ProviderFlow, path: &Path, report: &Report) -> 
 }
 
 /// What `artifact.json` records: the artifact's entry in the
-/// `manifest.json` beside it, else one computed here. An entry whose
+/// `manifest.json` beside it, else one computed here with the manifest's
+/// keys (`size_bytes`, `virtual_size_bytes`). An entry whose
 /// decoded SHA-256 differs from the report's is refused.
 pub(crate) fn record(path: &Path, report: &Report) -> Result<serde_json::Value> {
     let file = path
@@ -96,8 +97,8 @@ pub(crate) fn record(path: &Path, report: &Report) -> Result<serde_json::Value> 
             let sha =
                 cloudimg_disk::io::sha256_file(path).map_err(|e| Error::io("hashing", path, e))?;
             Ok(serde_json::json!({"source": "computed", "entry": {
-                "file": file, "size": report.file_size, "sha256": sha.to_string(),
-                "format": report.format, "virtual_size": report.virtual_size,
+                "file": file, "size_bytes": report.file_size, "sha256": sha.to_string(),
+                "format": report.format, "virtual_size_bytes": report.virtual_size,
                 "virtual_sha256": decoded,
             }}))
         }

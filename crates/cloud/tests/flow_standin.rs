@@ -253,7 +253,7 @@ fn artifact_without_manifest_gets_a_computed_entry() {
         .clone();
     assert_eq!(entry["entry"]["sha256"], want["sha256"]);
     assert_eq!(entry["entry"]["virtual_sha256"], want["virtual_sha256"]);
-    assert_eq!(entry["entry"]["size"], want["size"]);
+    assert_eq!(entry["entry"]["size_bytes"], want["size_bytes"]);
     assert_eq!(si.leftovers(), Vec::<String>::new());
 }
 

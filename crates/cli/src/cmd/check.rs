@@ -41,8 +41,9 @@ ready: gcp-uefi, gcp-bios, aws-uefi, aws-bios, azure-gen2 (UEFI), azure-gen1
 (BIOS). A warn does not.
 
 Reads any image format cloudimg reads. --json prints the same checks and
-verdicts, and under \"limine\" what was found of Limine (family, versions,
-stage 2 byte ranges, limine-bios.sys, the config each firmware reads).
+verdicts (cloudimg.check/1), and under \"limine\" what was found of Limine
+(family, versions, stage 2 byte ranges, limine-bios.sys, the config each
+firmware reads).
 
 Exit codes: 0 every requested path ready, 1 some path not ready, 2 the image
 could not be read.")]
@@ -101,15 +102,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let list = check(disk.as_ref(), &clouds).map_err(|e| e.with_path(&args.image))?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        let mut v = serde_json::to_value(&list)?;
-        v["path"] = serde_json::json!(args.image);
-        v["ready"] = serde_json::json!(list.ready());
-        serde_json::to_writer_pretty(&mut out, &v)?;
-        writeln!(out)?;
+        drop(out);
+        super::print_json("check", &document(&args.image, &list)?)?;
     } else {
         human(&mut out, &args.image, &list)?;
     }
     Ok(ExitCode::from(if list.ready() { 0 } else { 1 }))
+}
+
+/// The `cloudimg.check/1` document: the checklist with the image's path,
+/// the verdict, its size under `virtual_size_bytes` and each verdict's
+/// cloud under `provider`.
+fn document(image: &Path, list: &Checklist) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(list)?;
+    super::rename_key(&mut v, "virtual_size", "virtual_size_bytes");
+    if let Some(verdicts) = v["verdicts"].as_array_mut() {
+        for verdict in verdicts {
+            super::rename_key(verdict, "cloud", "provider");
+        }
+    }
+    v["path"] = serde_json::json!(image);
+    v["ready"] = serde_json::json!(list.ready());
+    Ok(v)
 }
 
 /// One line on Limine: its family, versions, and the config each

@@ -91,6 +91,57 @@ struct BuildArgs {
     /// GRUB's platform directories (holding x86_64-efi/ and i386-pc/).
     #[arg(long, default_value = "/usr/lib/grub")]
     grub_dir: PathBuf,
+    /// Print what was built as JSON (`cloudimg.image/1`) on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `image build --json` prints (`cloudimg.image/1`).
+#[derive(serde::Serialize)]
+struct Built {
+    /// The image written.
+    path: PathBuf,
+    /// `grub` or `limine`.
+    loader: &'static str,
+    /// The Limine release's version (Limine only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limine_version: Option<String>,
+    /// The disk's size.
+    size_bytes: u64,
+    /// The bytes of data written (GRUB only; the rest is holes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written_bytes: Option<u64>,
+    /// The GPT disk GUID.
+    disk_guid: String,
+    /// The BIOS boot partition, when there is one.
+    bios_boot: Option<Lbas>,
+    /// The EFI system partition.
+    esp: Lbas,
+    /// The ESP's FAT volume id, as `blkid` shows it (`XXXX-XXXX`).
+    esp_volume_id: String,
+    /// `protective` or `hybrid`.
+    mbr: &'static str,
+    /// The SOURCE_DATE_EPOCH used (none when unset).
+    source_date_epoch: Option<i64>,
+    /// The seed of the GUIDs and the volume id.
+    seed: u64,
+}
+
+/// A partition's first and last LBA (inclusive).
+#[derive(serde::Serialize)]
+struct Lbas {
+    first_lba: u64,
+    last_lba: u64,
+}
+
+/// Print `built` as JSON, or the one-line `text`.
+fn report(a: &BuildArgs, built: &Built, text: String) -> anyhow::Result<ExitCode> {
+    if a.json {
+        super::print_json("image", built)?;
+    } else {
+        super::outln!("{text}")?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Parse `256M`, `10G`, `1048576`.
@@ -215,7 +266,7 @@ fn build_grub(a: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     let built = build_image(&opts, &a.output)
         .with_context(|| format!("building {}", a.output.display()))?;
-    super::outln!(
+    let text = format!(
         "wrote {} ({} bytes, {} written): BIOS boot LBA {}..={}, ESP LBA {}..={} (FAT32 {}), disk GUID {}",
         built.path.display(),
         built.size,
@@ -226,8 +277,28 @@ fn build_grub(a: BuildArgs) -> anyhow::Result<ExitCode> {
         built.esp.last_lba,
         cloudimg_image::hybrid::fat_uuid(built.esp_volume_id),
         built.disk_guid
-    )?;
-    Ok(ExitCode::SUCCESS)
+    );
+    let doc = Built {
+        path: built.path.clone(),
+        loader: "grub",
+        limine_version: None,
+        size_bytes: built.size,
+        written_bytes: Some(built.bytes_written),
+        disk_guid: built.disk_guid.to_string(),
+        bios_boot: Some(Lbas {
+            first_lba: built.bios_boot.first_lba,
+            last_lba: built.bios_boot.last_lba,
+        }),
+        esp: Lbas {
+            first_lba: built.esp.first_lba,
+            last_lba: built.esp.last_lba,
+        },
+        esp_volume_id: cloudimg_image::hybrid::fat_uuid(built.esp_volume_id),
+        mbr: "protective",
+        source_date_epoch: epoch,
+        seed,
+    };
+    report(&a, &doc, text)
 }
 
 fn build_limine(a: BuildArgs) -> anyhow::Result<ExitCode> {
@@ -255,7 +326,8 @@ fn build_limine(a: BuildArgs) -> anyhow::Result<ExitCode> {
         Some(b) => format!("BIOS boot LBA {}..={}, ", b.first_lba, b.last_lba),
         None => String::new(),
     };
-    super::outln!(
+    let mbr = if a.hybrid_mbr { "hybrid" } else { "protective" };
+    let text = format!(
         "wrote {} ({} bytes): Limine {}, {}ESP LBA {}..={} (FAT32 {}: {}, {}, {}), {} MBR, disk GUID {}",
         built.path.display(),
         built.size,
@@ -267,10 +339,30 @@ fn build_limine(a: BuildArgs) -> anyhow::Result<ExitCode> {
         LIMINE_CONF_PATH,
         LIMINE_BIOS_SYS_PATH,
         LIMINE_KERNEL_PATH,
-        if a.hybrid_mbr { "hybrid" } else { "protective" },
+        mbr,
         built.disk_guid
-    )?;
-    Ok(ExitCode::SUCCESS)
+    );
+    let doc = Built {
+        path: built.path.clone(),
+        loader: "limine",
+        limine_version: Some(built.version.to_string()),
+        size_bytes: built.size,
+        written_bytes: None,
+        disk_guid: built.disk_guid.to_string(),
+        bios_boot: built.layout.bios_boot.map(|b| Lbas {
+            first_lba: b.first_lba,
+            last_lba: b.last_lba,
+        }),
+        esp: Lbas {
+            first_lba: built.layout.esp.first_lba,
+            last_lba: built.layout.esp.last_lba,
+        },
+        esp_volume_id: cloudimg_image::hybrid::fat_uuid(built.esp_volume_id),
+        mbr,
+        source_date_epoch: epoch,
+        seed,
+    };
+    report(&a, &doc, text)
 }
 
 #[cfg(test)]

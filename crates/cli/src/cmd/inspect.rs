@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cloudimg_disk::inspect::inspect;
+use cloudimg_disk::inspect::{inspect, Inspection};
 use cloudimg_disk::layout::PartitionTable;
 
 /// Show a file's format, sizes, header facts and GPT layout.
@@ -15,7 +15,7 @@ use cloudimg_disk::layout::PartitionTable;
 pub struct Args {
     /// The image or artifact.
     pub file: PathBuf,
-    /// Print JSON on stdout.
+    /// Print JSON (`cloudimg.inspect/1`) on stdout.
     #[arg(long)]
     pub json: bool,
 }
@@ -35,13 +35,32 @@ fn human(n: u64) -> String {
     }
 }
 
+/// The `cloudimg.inspect/1` document: the inspection with its sizes under
+/// `_bytes` keys, and each GPT partition's size.
+fn document(ins: &Inspection) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(ins)?;
+    super::rename_key(&mut v, "file_size", "file_size_bytes");
+    super::rename_key(&mut v, "allocated_size", "allocated_bytes");
+    super::rename_key(&mut v, "virtual_size", "virtual_size_bytes");
+    if let Some(PartitionTable::Gpt(g)) = &ins.partition_table {
+        let t = &mut v["partition_table"];
+        super::rename_key(t, "entry_size", "entry_size_bytes");
+        if let Some(parts) = t["partitions"].as_array_mut() {
+            for (j, p) in parts.iter_mut().zip(&g.partitions) {
+                j["size_bytes"] = serde_json::json!(p.size_bytes());
+            }
+        }
+    }
+    Ok(v)
+}
+
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ins = inspect(&args.file)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &ins)?;
-        writeln!(out)?;
+        drop(out);
+        super::print_json("inspect", &document(&ins)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(out, "file:                {}", ins.path.display())?;

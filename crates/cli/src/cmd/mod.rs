@@ -15,6 +15,7 @@ pub mod boot;
 pub mod check;
 pub mod cloud;
 pub mod config;
+pub mod generate;
 pub mod image;
 pub mod inspect;
 pub mod package;
@@ -54,4 +55,49 @@ pub fn source_date_epoch() -> anyhow::Result<u64> {
         }),
         _ => Ok(0),
     }
+}
+
+/// A JSON document of kind `cloudimg.<kind>/1`: `"schema"` first, then
+/// the body's keys (docs/json.md lists every kind and its schema file).
+#[derive(serde::Serialize)]
+struct Document<'a, T: serde::Serialize> {
+    schema: String,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// The schema name of a document kind: `cloudimg.<kind>/1`.
+pub fn schema_name(kind: &str) -> String {
+    format!("cloudimg.{kind}/1")
+}
+
+/// Print `body` (a JSON object) on stdout as the document
+/// `cloudimg.<kind>/1`, pretty, with a final newline.
+pub fn print_json(kind: &str, body: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let doc = Document {
+        schema: schema_name(kind),
+        body,
+    };
+    serde_json::to_writer_pretty(&mut out, &doc)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Rename the key `from` of the JSON object `v` to `to` (when present):
+/// the library's field names made the documents' vocabulary (`_bytes`
+/// for sizes, `provider`, `format`).
+pub fn rename_key(v: &mut serde_json::Value, from: &str, to: &str) {
+    if let Some(map) = v.as_object_mut() {
+        if let Some(x) = map.remove(from) {
+            map.insert(to.to_string(), x);
+        }
+    }
+}
+
+/// Whether messages that are not the command's result are shown (not
+/// under `-q`): progress, notes, summaries.
+pub fn chatty() -> bool {
+    log::log_enabled!(log::Level::Info)
 }

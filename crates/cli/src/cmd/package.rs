@@ -17,8 +17,13 @@ use cloudimg_disk::package::{self, Event, PackageRequest, Progress, Shape};
 /// and AWS shapes: disk.raw.tar.gz (GCP), NAME-aws.raw, NAME-aws.vhd and
 /// NAME-aws.vmdk (AWS). --azure, --qcow2, --vhdx and --ova add
 /// NAME-azure.vhd, NAME.qcow2, NAME.vhdx and NAME.ova; --all makes every
-/// shape. manifest.json lists what was made. Every artifact is decoded
-/// back and checked before it gets its final name.
+/// shape. manifest.json lists what was made (with the SOURCE_DATE_EPOCH
+/// used and cloudimg's version) and SHA256SUMS their digests, for
+/// `sha256sum -c`. Every artifact is decoded back and checked before it
+/// gets its final name.
+///
+/// On a terminal a status line per shape is redrawn in place; off one, a
+/// progress line is printed every 10 s; -q prints neither.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The disk image to package (never modified), in any format read.
@@ -62,12 +67,10 @@ pub struct Args {
     /// output bytes do not depend on it.
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
-    /// Print the manifest as JSON on stdout instead of a table.
+    /// Print what was made as JSON (`cloudimg.package/1`) on stdout
+    /// instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// No progress messages on stderr (they are only shown on a terminal).
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 /// Run the command.
@@ -78,19 +81,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         progress: Some(Arc::clone(&progress)),
         ..request(&args)?
     };
-    // A live status line only on a terminal; otherwise one summary line.
-    let show = !args.quiet && super::stderr_is_tty();
+    log::debug!(
+        "package {} into {}: shapes {:?}, {} thread(s) per writer, SOURCE_DATE_EPOCH {}",
+        req.input.display(),
+        req.out_dir.display(),
+        req.shapes,
+        req.jobs,
+        req.mtime
+    );
+    // A live status display on a terminal; off one, a progress line at a
+    // steady interval; neither under -q.
+    let chatty = super::chatty();
+    let show = chatty && super::stderr_is_tty();
     let phases: Arc<Mutex<Vec<(Shape, &'static str)>>> = Arc::new(Mutex::new(
         req.shapes.iter().map(|&s| (s, "waiting")).collect(),
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    let ticker = show.then(|| {
+    let ticker = chatty.then(|| {
         spawn_ticker(
-            Arc::clone(&phases),
-            Arc::clone(&stop),
-            Arc::clone(&progress),
-            req.name.clone(),
-            started,
+            Ticker {
+                phases: Arc::clone(&phases),
+                stop: Arc::clone(&stop),
+                progress: Arc::clone(&progress),
+                name: req.name.clone(),
+                started,
+            },
+            show,
         )
     });
     // Notes are shown after the status display, with the warnings.
@@ -119,10 +135,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = t.join();
     }
     let outcome = outcome?;
-    if !args.quiet {
+    if chatty {
         let data = progress.data_total.load(Ordering::Relaxed);
-        eprintln!(
-            "cloudimg: packaged {} artifact(s) from {} ({} bytes of data) in {:.2} s",
+        log::info!(
+            "packaged {} artifact(s) from {} ({} bytes of data) in {:.2} s",
             outcome.manifest.artifacts.len() - outcome.kept.len(),
             args.image.display(),
             data,
@@ -180,41 +196,113 @@ fn request(args: &Args) -> anyhow::Result<PackageRequest> {
     })
 }
 
-/// The live status display on stderr, redrawn five times a second until
-/// `stop`.
-fn spawn_ticker(
+/// What the progress thread reads.
+struct Ticker {
     phases: Arc<Mutex<Vec<(Shape, &'static str)>>>,
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
     name: String,
     started: std::time::Instant,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        // One line per shape, redrawn in place: back to the first
-        // line (`ESC [ n F`), each line cleared (`ESC [ K`) and
-        // rewritten; at the end the block is erased (`ESC [ J`).
-        let mut drawn = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let lines = status_lines(&phases, &progress, &name, started.elapsed().as_secs_f64());
-            let mut frame = String::new();
-            if drawn > 0 {
-                frame.push_str(&format!("\x1b[{drawn}F"));
-            }
-            // A line wider than the terminal would wrap and throw the
-            // redraw off: cut each to the width.
-            let columns = super::stderr_columns().saturating_sub(1).max(1);
-            for l in &lines {
-                let l: String = l.chars().take(columns).collect();
-                frame.push_str(&format!("\x1b[K{l}\n"));
-            }
-            eprint!("{frame}");
-            drawn = lines.len();
-            std::thread::sleep(Duration::from_millis(200));
-        }
+}
+
+/// How often a progress line is printed off a terminal:
+/// `CLOUDIMG_PROGRESS_SECONDS` (a number of seconds, for tests), else
+/// [`PROGRESS_INTERVAL`].
+fn progress_interval() -> Duration {
+    std::env::var("CLOUDIMG_PROGRESS_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= super::MAX_SECONDS as f64)
+        .map_or(PROGRESS_INTERVAL, Duration::from_secs_f64)
+}
+
+/// The interval of the progress lines off a terminal (a log that shows
+/// the run is alive without flooding it).
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The progress display until `stop`: on a terminal (`live`) the status
+/// lines redrawn five times a second; off one, a progress line every
+/// [`progress_interval`].
+fn spawn_ticker(t: Ticker, live: bool) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || if live { redraw(&t) } else { log_lines(&t) })
+}
+
+/// The live status display on stderr, redrawn five times a second until
+/// `stop`.
+fn redraw(t: &Ticker) {
+    // One line per shape, redrawn in place: back to the first
+    // line (`ESC [ n F`), each line cleared (`ESC [ K`) and
+    // rewritten; at the end the block is erased (`ESC [ J`).
+    let mut drawn = 0;
+    while !t.stop.load(Ordering::Relaxed) {
+        let lines = status_lines(
+            &t.phases,
+            &t.progress,
+            &t.name,
+            t.started.elapsed().as_secs_f64(),
+        );
+        let mut frame = String::new();
         if drawn > 0 {
-            eprint!("\x1b[{drawn}F\x1b[J");
+            frame.push_str(&format!("\x1b[{drawn}F"));
         }
-    })
+        // A line wider than the terminal would wrap and throw the
+        // redraw off: cut each to the width.
+        let columns = super::stderr_columns().saturating_sub(1).max(1);
+        for l in &lines {
+            let l: String = l.chars().take(columns).collect();
+            frame.push_str(&format!("\x1b[K{l}\n"));
+        }
+        eprint!("{frame}");
+        drawn = lines.len();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if drawn > 0 {
+        eprint!("\x1b[{drawn}F\x1b[J");
+    }
+}
+
+/// Off a terminal: one progress line per interval until `stop` (checked
+/// five times a second, so the run's end is not delayed).
+fn log_lines(t: &Ticker) {
+    let every = progress_interval();
+    let mut next = every;
+    while !t.stop.load(Ordering::Relaxed) {
+        let elapsed = t.started.elapsed();
+        if elapsed >= next {
+            log::info!("{}", progress_line(t, elapsed.as_secs_f64()));
+            next = elapsed + every;
+        }
+        std::thread::sleep(every.min(Duration::from_millis(200)));
+    }
+}
+
+/// `package: 3/8 shapes done; writing capos.qcow2 512/1024 MiB (50%), ...;
+/// 12 s`: the shapes done, and each shape being written with the input
+/// data its writer has read of the total.
+fn progress_line(t: &Ticker, elapsed: f64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    let total = t.progress.data_total.load(Ordering::Relaxed);
+    let phases = t.phases.lock().map(|p| p.clone()).unwrap_or_default();
+    let done = phases.iter().filter(|(_, p)| *p == "ok").count();
+    let mut parts = vec![format!("package: {done}/{} shapes done", phases.len())];
+    for (shape, phase) in &phases {
+        let file = shape.file_name(&t.name);
+        match *phase {
+            "writing" if total > 0 => {
+                let read = t.progress.read(*shape).min(total);
+                parts.push(format!(
+                    "writing {file} {}/{} MiB ({:.0}%)",
+                    read / MIB,
+                    total / MIB,
+                    read as f64 * 100.0 / total as f64
+                ));
+            }
+            "verifying" | "writing" => parts.push(format!("{phase} {file}")),
+            _ => {}
+        }
+    }
+    parts.push(format!("{elapsed:.0} s"));
+    parts.join("; ")
 }
 
 /// Earlier artifacts kept or dropped, the input's own GPT problems and
@@ -225,21 +313,21 @@ fn print_notes(
     outcome: &package::Outcome,
     notes: &[(Shape, String)],
 ) {
-    if !args.quiet && !outcome.kept.is_empty() {
-        eprintln!(
-            "cloudimg: the manifest also lists {} artifact(s) of the same image from an earlier run: {}",
+    if !outcome.kept.is_empty() {
+        log::info!(
+            "the manifest also lists {} artifact(s) of the same image from an earlier run: {}",
             outcome.kept.len(),
             outcome.kept.join(", ")
         );
     }
     for note in &outcome.dropped {
-        eprintln!("cloudimg: note: {note}");
+        log::warn!(target: "note", "{note}");
     }
     for f in &outcome.input_findings {
-        eprintln!("cloudimg: warning: {}: {f}", args.image.display());
+        log::warn!("{}: {f}", args.image.display());
     }
     for (shape, note) in notes {
-        eprintln!("cloudimg: note: {}: {note}", shape.file_name(&req.name));
+        log::warn!(target: "note", "{}: {note}", shape.file_name(&req.name));
     }
 }
 
@@ -249,22 +337,11 @@ fn print_outcome(
     req: &PackageRequest,
     outcome: &package::Outcome,
 ) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
     if args.json {
-        let failures: Vec<_> = outcome
-            .failures
-            .iter()
-            .map(|(s, e)| serde_json::json!({"file": s.file_name(&req.name), "error": e.to_string()}))
-            .collect();
-        let mut v = serde_json::to_value(&outcome.manifest)?;
-        v["manifest"] = serde_json::json!(outcome.manifest_path);
-        v["failures"] = serde_json::json!(failures);
-        v["input_findings"] = serde_json::to_value(&outcome.input_findings)?;
-        v["kept"] = serde_json::json!(outcome.kept);
-        v["dropped"] = serde_json::json!(outcome.dropped);
-        serde_json::to_writer_pretty(&mut out, &v)?;
-        writeln!(out)?;
-    } else if let Some(manifest_path) = &outcome.manifest_path {
+        return super::print_json("package", &document(req, outcome)?);
+    }
+    let mut out = std::io::stdout().lock();
+    if let Some(manifest_path) = &outcome.manifest_path {
         writeln!(
             out,
             "{:<22} {:<8} {:>14}  SHA-256",
@@ -282,8 +359,50 @@ fn print_outcome(
             )?;
         }
         writeln!(out, "manifest: {}", manifest_path.display())?;
+        if let Some(dir) = manifest_path.parent() {
+            writeln!(
+                out,
+                "checksums: {}",
+                dir.join(package::SHA256SUMS).display()
+            )?;
+        }
     }
     Ok(())
+}
+
+/// The `cloudimg.package/1` document: the manifest's keys (its own
+/// `schema` left out), where it and `SHA256SUMS` were written, and the
+/// failures, input findings and earlier entries kept or dropped.
+fn document(req: &PackageRequest, outcome: &package::Outcome) -> anyhow::Result<serde_json::Value> {
+    let failures: Vec<_> = outcome
+        .failures
+        .iter()
+        .map(|(s, e)| {
+            serde_json::json!({
+                "file": s.file_name(&req.name),
+                "shape": s,
+                "provider": s.provider(),
+                "format": s.format(),
+                "error": e.to_string(),
+            })
+        })
+        .collect();
+    let mut v = serde_json::to_value(&outcome.manifest)?;
+    if let Some(m) = v.as_object_mut() {
+        m.remove("schema");
+    }
+    let sums = outcome
+        .manifest_path
+        .as_ref()
+        .and_then(|p| p.parent())
+        .map(|d| d.join(package::SHA256SUMS));
+    v["manifest_path"] = serde_json::json!(outcome.manifest_path);
+    v["sha256sums_path"] = serde_json::json!(sums);
+    v["failures"] = serde_json::json!(failures);
+    v["input_findings"] = serde_json::to_value(&outcome.input_findings)?;
+    v["kept"] = serde_json::json!(outcome.kept);
+    v["dropped"] = serde_json::json!(outcome.dropped);
+    Ok(v)
 }
 
 /// 0 when every shape was made; else each failure on stderr, and 2.
@@ -297,9 +416,9 @@ fn exit_code(req: &PackageRequest, outcome: &package::Outcome) -> ExitCode {
         let file = shape.file_name(&req.name);
         let msg = e.to_string();
         if msg.starts_with(&format!("{}: ", req.out_dir.join(&file).display())) {
-            eprintln!("cloudimg: error: {msg}");
+            log::error!("{msg}");
         } else {
-            eprintln!("cloudimg: error: {file}: {msg}");
+            log::error!("{file}: {msg}");
         }
     }
     ExitCode::from(2)

@@ -29,8 +29,10 @@ pub mod vhdx;
 pub mod vmdk;
 
 /// A format cloudimg can recognise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+///
+/// It serializes as its [`name`](Format::name), the one spelling of a
+/// format in messages and JSON documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// A raw disk image (anything not recognised as another format, nor
     /// refused as compressed data or an image format cloudimg does not
@@ -56,8 +58,15 @@ pub enum Format {
     Vhdx,
 }
 
+impl Serialize for Format {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl Format {
-    /// A short human name.
+    /// Its name (`raw`, `vhd-fixed`, `vhd-dynamic`, `vmdk`,
+    /// `vmdk-descriptor`, `tar-gz`, `tar`, `ova`, `qcow2`, `vhdx`).
     pub fn name(self) -> &'static str {
         self.spec().name
     }

@@ -225,7 +225,9 @@ pub enum Reading {
 pub struct FormatSpec {
     /// The format.
     pub format: Format,
-    /// A short human name.
+    /// Its name: lower case, no spaces (`raw`, `vhd-fixed`, `tar-gz`,
+    /// ...), the one spelling of a format in text and in every JSON
+    /// document (`"format"`).
     pub name: &'static str,
     /// Its detector; `None` for the fallback ([`Format::Raw`]).
     pub detect: Option<DetectFn>,
@@ -258,7 +260,7 @@ pub fn spec(format: Format) -> &'static FormatSpec {
 pub static TABLE: [FormatSpec; 10] = [
     FormatSpec {
         format: Format::Gzip,
-        name: "gzip (tar.gz)",
+        name: "tar-gz",
         detect: Some(gcp::detect),
         open: gcp::open,
         inspect: Some(gcp::inspect),
@@ -291,7 +293,7 @@ pub static TABLE: [FormatSpec; 10] = [
     },
     FormatSpec {
         format: Format::VmdkDescriptor,
-        name: "vmdk descriptor",
+        name: "vmdk-descriptor",
         detect: Some(vmdk::detect_descriptor),
         open: vmdk::refuse_descriptor,
         inspect: Some(no_disk),
@@ -330,7 +332,7 @@ pub static TABLE: [FormatSpec; 10] = [
     },
     FormatSpec {
         format: Format::VhdDynamic,
-        name: "vhd (dynamic)",
+        name: "vhd-dynamic",
         detect: Some(vhd::detect_dynamic),
         open: vhd::open_disk,
         inspect: Some(vhd::inspect),
@@ -344,7 +346,7 @@ pub static TABLE: [FormatSpec; 10] = [
     },
     FormatSpec {
         format: Format::VhdFixed,
-        name: "vhd (fixed)",
+        name: "vhd-fixed",
         detect: Some(vhd::detect_fixed),
         open: vhd::open_disk,
         inspect: Some(vhd::inspect),

@@ -1,6 +1,11 @@
 //! `manifest.json`: what it records (the source and each verified
 //! artifact), merging the entries of a previous run still in the output
-//! directory, and writing it.
+//! directory, and writing it with `SHA256SUMS` beside it.
+//!
+//! The manifest is a JSON document of kind `cloudimg.manifest/1`
+//! (docs/schema/manifest.schema.json). Sizes are in bytes under keys
+//! ending `_bytes`; manifests written before that (`size`,
+//! `virtual_size`) still read.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -18,7 +23,8 @@ use crate::layout::gpt::Growth;
 pub struct Source {
     /// File name of the input.
     pub file: String,
-    /// Size in bytes.
+    /// Size in bytes (of the disk it holds).
+    #[serde(rename = "size_bytes", alias = "size")]
     pub size: u64,
     /// SHA-256 of its bytes.
     pub sha256: Sha256Hex,
@@ -33,14 +39,25 @@ pub struct Artifact {
     pub provider: Provider,
     /// Its shape.
     pub shape: Shape,
+    /// Its format ([`crate::formats::Format`]'s name: `tar-gz`, `raw`,
+    /// `vhd-fixed`, ...); absent from manifests written before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
     /// Size of the file in bytes.
+    #[serde(rename = "size_bytes", alias = "size")]
     pub size: u64,
     /// SHA-256 of the file.
     pub sha256: Sha256Hex,
     /// Size of the virtual disk it decodes to.
+    #[serde(rename = "virtual_size_bytes", alias = "virtual_size")]
     pub virtual_size: u64,
     /// SHA-256 of the virtual disk it decodes to.
     pub virtual_sha256: Sha256Hex,
+    /// The `SOURCE_DATE_EPOCH` it was made with (absent from older
+    /// manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<u64>,
     /// For a grown disk (GCP, Azure) whose first candidate size was passed
     /// over: `{"from": bytes, "to": bytes, "skipped": [{"size": bytes,
     /// "foreign_lbas": [[first, last], ...]}]}`, the input's size, the
@@ -53,11 +70,34 @@ pub struct Artifact {
     pub growth: Option<Growth>,
 }
 
+/// The kind of document `manifest.json` is (its `"schema"`, first key).
+pub const MANIFEST_SCHEMA: &str = "cloudimg.manifest/1";
+
+/// The name of the checksum file written beside the artifacts.
+pub const SHA256SUMS: &str = "SHA256SUMS";
+
+fn manifest_schema() -> String {
+    MANIFEST_SCHEMA.to_string()
+}
+
 /// `manifest.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
-    /// The tool that wrote it.
+    /// `cloudimg.manifest/1` ([`MANIFEST_SCHEMA`]); manifests written
+    /// before it was recorded read as that.
+    #[serde(default = "manifest_schema")]
+    pub schema: String,
+    /// The tool that wrote it (`cloudimg VERSION`).
     pub generator: String,
+    /// The version of cloudimg that wrote it (absent from older
+    /// manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudimg_version: Option<String>,
+    /// The `SOURCE_DATE_EPOCH` the run used (0 when it was unset): with
+    /// the same input, shapes and version, the same artifacts. Artifacts
+    /// kept from an earlier run carry their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<u64>,
     /// The input image.
     pub source: Source,
     /// The artifacts, in the order they were written.
@@ -78,16 +118,23 @@ pub(super) struct Recorded {
 
 /// This run's manifest, written as `manifest.json` in the output
 /// directory merged with the entries of a previous run still there
-/// ([`merge_previous`]). A run that made nothing writes no manifest: one listing nothing
-/// would replace a previous run's, whose artifacts are still there.
+/// ([`merge_previous`]), and `SHA256SUMS` of the artifacts it lists. A
+/// run that made nothing writes neither: a manifest listing nothing would
+/// replace a previous run's, whose artifacts are still there.
 pub(super) fn record(
     req: &PackageRequest,
     source: Source,
-    artifacts: Vec<Artifact>,
+    mut artifacts: Vec<Artifact>,
     any_failure: bool,
 ) -> Result<Recorded> {
+    for a in &mut artifacts {
+        a.source_date_epoch = Some(req.mtime);
+    }
     let mut manifest = Manifest {
+        schema: manifest_schema(),
         generator: format!("cloudimg {}", env!("CARGO_PKG_VERSION")),
+        cloudimg_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        source_date_epoch: Some(req.mtime),
         source,
         artifacts,
     };
@@ -102,6 +149,7 @@ pub(super) fn record(
     let p = req.out_dir.join("manifest.json");
     let (kept, dropped) = merge_previous(&p, &mut manifest);
     write_manifest(&manifest, &p)?;
+    write_sums(&manifest, &req.out_dir.join(SHA256SUMS))?;
     Ok(Recorded {
         manifest,
         path: Some(p),
@@ -181,7 +229,11 @@ fn merge_previous(path: &Path, m: &mut Manifest) -> (Vec<String>, Vec<String>) {
 /// recorded: not a plain file name, gone, not a regular file, another size
 /// or another SHA-256.
 fn previous_file_problem(dir: &Path, a: &Artifact) -> Option<String> {
-    if a.file.is_empty() || a.file.contains('/') || a.file == "manifest.json" {
+    if a.file.is_empty()
+        || a.file.contains('/')
+        || a.file == "manifest.json"
+        || a.file == SHA256SUMS
+    {
         return Some("not a file name in the directory".into());
     }
     let p = dir.join(&a.file);
@@ -213,12 +265,40 @@ fn previous_file_problem(dir: &Path, a: &Artifact) -> Option<String> {
 }
 
 fn write_manifest(m: &Manifest, path: &Path) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(m).map_err(|e| Error::io("writing", e.into()))?;
+    text.push(b'\n');
+    write_new(path, &text)
+}
+
+/// `SHA256SUMS`: one line per artifact the manifest lists, in its order,
+/// as `sha256sum` writes them and `sha256sum -c` reads them.
+fn write_sums(m: &Manifest, path: &Path) -> Result<()> {
+    let text: String = m.artifacts.iter().map(sums_line).collect();
+    write_new(path, text.as_bytes())
+}
+
+/// One `SHA256SUMS` line: the digest, two spaces (text mode) and the file
+/// name. A name holding a backslash or a newline is escaped as GNU
+/// coreutils does (the line starts with `\`, and `\` and newline are
+/// written `\\` and `\n`: coreutils manual, "md5sum invocation").
+pub fn sums_line(a: &Artifact) -> String {
+    if a.file.contains(['\\', '\n']) {
+        let name = a.file.replace('\\', "\\\\").replace('\n', "\\n");
+        format!("\\{}  {name}\n", a.sha256)
+    } else {
+        format!("{}  {}\n", a.sha256, a.file)
+    }
+}
+
+/// Write `bytes` to `path` through a new temporary file (created
+/// exclusively, never through a symlink), renamed over `path` once
+/// written.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     let out = OutputFile::create(path)
         .ctx("creating")
         .map_err(|e| e.with_path(path))?;
     let mut w = BufWriter::new(out.file());
-    serde_json::to_writer_pretty(&mut w, m).map_err(|e| Error::io("writing", e.into()))?;
-    w.write_all(b"\n")
+    w.write_all(bytes)
         .ctx("writing")
         .map_err(|e| e.with_path(path))?;
     w.flush().ctx("writing").map_err(|e| e.with_path(path))?;

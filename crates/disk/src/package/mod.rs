@@ -26,7 +26,7 @@ mod plan;
 mod run;
 
 pub use crate::vocab::{azure_size, gcp_size};
-pub use manifest::{Artifact, Manifest, Source};
+pub use manifest::{sums_line, Artifact, Manifest, Source, MANIFEST_SCHEMA, SHA256SUMS};
 pub use plan::Shape;
 
 /// Which cloud a shape is for (one type for every crate).

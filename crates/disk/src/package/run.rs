@@ -218,10 +218,12 @@ fn commit_verified(
         file: shape_file_name(&target),
         provider: shape.provider(),
         shape,
+        format: Some(shape.format().name().to_string()),
         size,
         sha256,
         virtual_size: expected_disk.size(),
         virtual_sha256: expected_sha,
+        source_date_epoch: None,
         growth,
     })
 }
@@ -245,7 +247,7 @@ fn corrupt_for_tests(file: &File, target: &Path) {
     let mut b = [0u8; 1];
     if file.read_exact_at(&mut b, at).is_ok() {
         let _ = file.write_all_at(&[b[0] ^ 0xff], at);
-        log::warn!("test hook: flipped byte {at} of {}", target.display());
+        log::debug!("test hook: flipped byte {at} of {}", target.display());
     }
 }
 
@@ -289,7 +291,7 @@ fn touch_input_for_tests(input: &Path) {
     };
     if let Ok(t) = f.metadata().and_then(|m| m.modified()) {
         let _ = f.set_modified(t + std::time::Duration::from_secs(1));
-        log::warn!("test hook: touched {}", input.display());
+        log::debug!("test hook: touched {}", input.display());
     }
 }
 
