@@ -217,10 +217,13 @@ fn planned_zone(cwd: &Path, home: &Path, flag: Option<&str>, env: &[(&str, &str)
         .lines()
         .find(|l| l.contains("instances create"))
         .unwrap_or_else(|| panic!("no instance in the plan:\n{plan}"));
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("--zone="))
-        .unwrap_or_else(|| panic!("no --zone in {line}"))
-        .to_string()
+    // The value ends at the closing quote of a quoted word, else at a space.
+    let at = line
+        .find("--zone=")
+        .unwrap_or_else(|| panic!("no --zone in {line}"));
+    let rest = &line[at + "--zone=".len()..];
+    let end = if line[..at].ends_with('\'') { '\'' } else { ' ' };
+    rest.split(end).next().unwrap().to_string()
 }
 
 /// `cloud gcp` takes its options from the same places, flag first.

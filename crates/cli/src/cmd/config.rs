@@ -24,7 +24,8 @@ TOML, one table per provider:
   [azure]  resource_group, location, storage_account, container, size
 An unknown key is an error naming the file and the key.
 
-Example:
+Examples:
+  cloudimg config --json
   printf '[gcp]\\nproject = \"my-project\"\\n' > cloudimg.toml
   CLOUDIMG_GCP_BUCKET=my-images cloudimg config
 

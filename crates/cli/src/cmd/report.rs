@@ -14,7 +14,8 @@ loaded from elsewhere) and report.md into DIR: every boot recorded there
 target/demo/evidence) with its artifact, firmware, disk interface, result,
 time to landmark and serial tail. Reports already there are replaced.
 
-Example:
+Examples:
+  cloudimg report target/demo/evidence
   cloudimg boot disk.raw --log evidence && cloudimg report evidence
 
 Exit codes: 0 report written, every boot passed; 1 report written, a boot
