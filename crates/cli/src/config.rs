@@ -98,8 +98,7 @@ pub const GCP_PROJECT: Key =
 /// `cloud gcp --bucket`.
 pub const GCP_BUCKET: Key = Key::new("gcp.bucket", "--bucket", None);
 /// `cloud gcp --zone`.
-pub const GCP_ZONE: Key =
-    Key::optional("gcp.zone", "--zone", "gcloud's configured compute/zone");
+pub const GCP_ZONE: Key = Key::optional("gcp.zone", "--zone", "gcloud's configured compute/zone");
 /// `cloud gcp --machine-type`.
 pub const GCP_MACHINE_TYPE: Key = Key::new(
     "gcp.machine_type",
@@ -120,8 +119,11 @@ pub const AWS_INSTANCE_TYPE: Key = Key::new(
 /// `cloud azure --resource-group`.
 pub const AZURE_RESOURCE_GROUP: Key = Key::new("azure.resource_group", "--resource-group", None);
 /// `cloud azure --location`.
-pub const AZURE_LOCATION: Key =
-    Key::optional("azure.location", "--location", "the resource group's location");
+pub const AZURE_LOCATION: Key = Key::optional(
+    "azure.location",
+    "--location",
+    "the resource group's location",
+);
 /// `cloud azure --storage-account`.
 pub const AZURE_STORAGE_ACCOUNT: Key = Key::new("azure.storage_account", "--storage-account", None);
 /// `cloud azure --container`.

@@ -158,10 +158,7 @@ fn xdg_config_home_is_the_users_directory_when_absolute() {
     let doc = config_json(&cwd, &home, &[("XDG_CONFIG_HOME", "relative/dir")]);
     assert_eq!(value(&doc, "azure.location"), (&"home".into(), "file"));
     let doc = config_json(&cwd, &t.path().join("nowhere"), &[]);
-    assert_eq!(
-        value(&doc, "azure.location"),
-        (&Value::Null, "unset")
-    );
+    assert_eq!(value(&doc, "azure.location"), (&Value::Null, "unset"));
 }
 
 /// A key cloudimg does not know, a value of the wrong type or broken
@@ -222,7 +219,11 @@ fn planned_zone(cwd: &Path, home: &Path, flag: Option<&str>, env: &[(&str, &str)
         .find("--zone=")
         .unwrap_or_else(|| panic!("no --zone in {line}"));
     let rest = &line[at + "--zone=".len()..];
-    let end = if line[..at].ends_with('\'') { '\'' } else { ' ' };
+    let end = if line[..at].ends_with('\'') {
+        '\''
+    } else {
+        ' '
+    };
     rest.split(end).next().unwrap().to_string()
 }
 

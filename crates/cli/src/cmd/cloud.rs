@@ -245,7 +245,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("target/cloud-image/disk.raw.tar.gz"));
             let target = Target::Gcp(GcpTarget {
-                project: cfg.value(&config::GCP_PROJECT, g.project).unwrap_or_default(),
+                project: cfg
+                    .value(&config::GCP_PROJECT, g.project)
+                    .unwrap_or_default(),
                 bucket: cfg.require(&config::GCP_BUCKET, g.bucket)?,
                 zone: cfg.value(&config::GCP_ZONE, g.zone).unwrap_or_default(),
                 network: g.network,
@@ -326,7 +328,9 @@ fn azure(a: AzureArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("target/cloud-image/capos-azure.vhd"));
     let target = AzureTarget {
         resource_group: cfg.require(&config::AZURE_RESOURCE_GROUP, a.resource_group)?,
-        location: cfg.value(&config::AZURE_LOCATION, a.location).unwrap_or_default(),
+        location: cfg
+            .value(&config::AZURE_LOCATION, a.location)
+            .unwrap_or_default(),
         storage_account_id: None,
         labels: a.common.labels.clone(),
         storage_account: cfg.require(&config::AZURE_STORAGE_ACCOUNT, a.storage_account)?,
