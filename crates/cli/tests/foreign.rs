@@ -198,3 +198,70 @@ fn text_descriptor_with_another_first_comment_names_its_extent() {
     }
     assert!(!dir.join("out").exists());
 }
+
+/// An OVA whose OVF references two disks (made from cloudimg's own OVA
+/// with GNU tar, its manifest's digests recomputed with `sha256sum`) is
+/// not packaged from one of them: `package` and `check` refuse it in one
+/// line naming the second disk, `verify` calls it defective, nothing is
+/// written.
+#[test]
+fn ova_with_two_disks_is_refused() {
+    if !require_tool("sgdisk") || !require_tool("tar") || !require_tool("sha256sum") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    gpt_disk(d);
+    ok(cloudimg(&["package", "disk.raw", "--ova", "-o", "one"], d));
+    let x = d.join("x");
+    fs::create_dir(&x).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(d.join("one/capos.ova"))
+        .current_dir(&x));
+    fs::copy(x.join("capos-disk1.vmdk"), x.join("capos-disk2.vmdk")).unwrap();
+    let ovf = fs::read_to_string(x.join("capos.ovf")).unwrap();
+    let twice = |text: &str, start: &str, from: &str, to: &str| -> String {
+        let at = text.find(start).unwrap();
+        let end = at + text[at..].find('\n').unwrap() + 1;
+        let line = text[at..end].replace(from, to).replace("file1", "file2");
+        format!("{}{}{}", &text[..end], line, &text[end..])
+    };
+    let ovf = twice(&ovf, "<File ", "disk1", "disk2");
+    let ovf = twice(&ovf, "<Disk ", "vmdisk1", "vmdisk2");
+    assert_eq!(ovf.matches("<Disk ").count(), 2, "{ovf}");
+    fs::write(x.join("capos.ovf"), ovf).unwrap();
+    let mut mf = String::new();
+    for f in ["capos.ovf", "capos-disk1.vmdk", "capos-disk2.vmdk"] {
+        mf += &format!("SHA256({f})= {}\n", sha256(&x.join(f)));
+    }
+    fs::write(x.join("capos.mf"), mf).unwrap();
+    run(Command::new("tar")
+        .args(["--format=ustar", "-cf", "../two.ova"])
+        .args([
+            "capos.ovf",
+            "capos-disk1.vmdk",
+            "capos-disk2.vmdk",
+            "capos.mf",
+        ])
+        .current_dir(&x));
+    let before = sha256(&d.join("two.ova"));
+    for (args, code) in [
+        (&["package", "two.ova", "--gcp", "-o", "out"][..], 2),
+        (&["check", "two.ova"][..], 2),
+        (&["verify", "two.ova"][..], 1),
+    ] {
+        let out = cloudimg(args, d);
+        let text = String::from_utf8_lossy(if code == 2 { &out.stderr } else { &out.stdout });
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {text}");
+        assert!(
+            text.contains("capos.ovf: 2 disks: cloudimg reads an OVA of one disk"),
+            "{args:?}: {text}"
+        );
+        if code == 2 {
+            assert_eq!(text.lines().count(), 1, "{args:?}: {text}");
+        }
+    }
+    assert!(!d.join("out").exists());
+    assert_eq!(sha256(&d.join("two.ova")), before);
+}

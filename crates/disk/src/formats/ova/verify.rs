@@ -383,7 +383,7 @@ fn descriptor_findings(
         r.push(Finding::at(
             at(env.disks[1].offset),
             format!(
-                "{name}: {} disks; cloudimg checks only the first",
+                "{name}: {} disks: cloudimg reads an OVA of one disk (give each disk on its own)",
                 env.disks.len()
             ),
         ));
