@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{ok, require_tool};
+use common::{ok, require_tool, require_validator, validate};
 
 fn standin_bin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -442,6 +442,9 @@ fn azure_run_boots_uefi_and_bios_with_json_summaries() {
             &state,
         ));
         let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if require_validator() {
+            validate("cloud-run", &s, "cloud azure --json");
+        }
         assert_eq!(s["passed"], true, "{s}");
         assert_eq!(s["provider"], "azure");
         assert_eq!(s["boot_mode"], gen);
@@ -748,6 +751,9 @@ fn teardown_json_is_a_document_and_publish_excludes_keep() {
         &state,
     ));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    if require_validator() {
+        validate("teardown", &v, "cloud teardown --json");
+    }
     assert_eq!(v["schema"], "cloudimg.teardown/1");
     assert_eq!(v["deleted"][0], "object s3://bkt/capos-x.raw");
     assert_eq!(v["failed"].as_array().unwrap().len(), 0);

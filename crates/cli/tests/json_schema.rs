@@ -5,74 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 
-use common::{cloudimg, require_grub, require_tool, strict};
-
-/// The repository's docs/ directory.
-fn docs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
-}
-
-/// Whether Python's `jsonschema` can be imported (a missing one fails
-/// under CI / REQUIRE_ORACLES=1, as any oracle).
-fn require_validator() -> bool {
-    if !require_tool("python3") {
-        return false;
-    }
-    let ok = Command::new("python3")
-        .args(["-c", "import jsonschema"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            !strict(),
-            "Python's jsonschema is required (Debian: python3-jsonschema)"
-        );
-        eprintln!("skipping: Python's jsonschema is not installed");
-    }
-    ok
-}
-
-/// Validate `doc` against docs/schema/`kind`.schema.json with the draft
-/// 2020-12 validator (the schema itself checked first); panic with every
-/// error found.
-fn validate(kind: &str, doc: &serde_json::Value, what: &str) {
-    const SCRIPT: &str = "\
-import json, sys
-import jsonschema
-schema = json.load(open(sys.argv[1]))
-jsonschema.Draft202012Validator.check_schema(schema)
-doc = json.load(sys.stdin)
-errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(doc), key=str)
-for e in errors:
-    print('/'.join(map(str, e.absolute_path)) + ': ' + e.message)
-sys.exit(1 if errors else 0)
-";
-    let schema = docs().join(format!("schema/{kind}.schema.json"));
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .arg(&schema)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running python3");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(doc.to_string().as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{what}: not a valid {kind} document:\n{}{}\n{doc:#}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(doc["schema"], format!("cloudimg.{kind}/1"), "{what}");
-}
+use common::{cloudimg, docs, require_grub, require_validator, validate};
 
 /// The JSON on stdout of a run (checking the exit status and that
 /// `"schema"` is its first key, on the text: serde_json's map sorts
