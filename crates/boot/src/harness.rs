@@ -405,7 +405,7 @@ pub fn boot(artifact: &Path, opts: &BootOptions) -> Result<BootRecord> {
     let stderr_path = tmp.path().join("qemu.stderr");
     let mut command = vec![opts.qemu.display().to_string()];
     command.extend(args.iter().cloned());
-    log::info!("running {}", command.join(" "));
+    log::debug!("running {}", command.join(" "));
 
     let start = Instant::now();
     let running = spawn(opts, &args, &stderr_path)?;

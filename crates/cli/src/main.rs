@@ -114,9 +114,14 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// The error and its causes on one line. A library error already names
 /// its file and reason, so the OS error beneath it is not repeated.
 fn one_line(e: &anyhow::Error) -> String {
-    let mut parts = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
-        parts.push(cause.to_string());
+        let text = cause.to_string();
+        // An error that shows its source in its own text (`starting X:
+        // No such file`) is not followed by that source again.
+        if !parts.last().is_some_and(|p| p.ends_with(&text)) {
+            parts.push(text);
+        }
         if cause.is::<cloudimg_disk::Error>() {
             break;
         }
