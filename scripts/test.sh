@@ -16,7 +16,7 @@ cargo fmt --all -- --check
 # the tests below (the dev profile would build them a second time).
 cargo clippy --release --workspace --all-targets --locked -- -D warnings
 scripts/shape.sh
-REQUIRE_ORACLES=1 cargo test --workspace --locked --release 2>&1 | tee "$log" || status=$?
+REQUIRE_ORACLES=1 cargo test --workspace --locked --release --no-fail-fast 2>&1 | tee "$log" || status=$?
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 if [ "$status" -eq 0 ]; then
