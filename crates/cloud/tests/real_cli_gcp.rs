@@ -284,29 +284,26 @@ fn not_logged_in_fails_the_preflight_and_creates_nothing() {
 /// A CLI killed on its time limit leaves no process: `gsutil` is a shell
 /// script running Python, which runs gsutil, which forks workers (five
 /// processes, seen with the Google Cloud SDK 528). Here it lists a bucket
-/// on a local port that accepts and never answers, so it hangs; after the
-/// timeout no process carrying this test's marker is left.
+/// on a local port that never answers, so gsutil waits 60 s for its TLS
+/// handshake. Were only the direct child killed (tried: it is so), the
+/// grandchildren would keep the output pipes open and `run_raw` would
+/// return only when they give up, 60 s later: the test waits 45 s (the
+/// command's limit is 8 s), then names what still runs, kills it and
+/// fails.
 #[test]
 fn a_timed_out_cli_leaves_no_process() {
     if !ready_gcloud() || !common::real::require_installed(std::path::Path::new("/usr/bin/gsutil"))
     {
         return;
     }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for c in listener.incoming() {
-            held.push(c);
-        }
-    });
+    let port = silent_server();
     let emu = GcpEmu::start("");
     let boto = emu.emu.dir.path().join("boto");
     std::fs::write(
         &boto,
         format!(
             "[Credentials]\ngs_json_host = 127.0.0.1\ngs_json_port = {port}\n\
-             [Boto]\nis_secure = False\nnum_retries = 0\n"
+             [Boto]\nnum_retries = 0\n"
         ),
     )
     .unwrap();
@@ -319,8 +316,22 @@ fn a_timed_out_cli_leaves_no_process() {
         .push(("CLOUDIMG_TEST_MARK".into(), marker.clone().into()));
     runner.timeout = Duration::from_secs(8);
     runner.retries = 0;
-    let cmd = cloudimg_cloud::CloudCommand::new("gsutil", ["ls", "gs://bkt"]);
-    let err = runner.run_raw(&cmd).unwrap_err();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let cmd = cloudimg_cloud::CloudCommand::new("gsutil", ["ls", "gs://bkt"]);
+        let _ = tx.send(runner.run_raw(&cmd).map(|o| o.status));
+    });
+    // A hang guard, not a timing assertion: the limit is 8 s.
+    let Ok(res) = rx.recv_timeout(Duration::from_secs(45)) else {
+        let left = marked(&marker);
+        for (pid, _) in &left {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        panic!("run_raw did not return: the timed-out tree still runs: {left:?}");
+    };
+    let err = res.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Timeout, "{err:?}");
     // SIGKILL is delivered at once, but a process leaves /proc only once
     // its parent reaps it: look again for a while before failing.
@@ -335,22 +346,34 @@ fn a_timed_out_cli_leaves_no_process() {
     assert!(left.is_empty(), "still running: {left:?}");
 }
 
-/// Processes whose environment holds `CLOUDIMG_TEST_MARK=marker`.
-fn marked(marker: &str) -> Vec<String> {
+/// A local port that accepts connections and never answers: the TLS
+/// handshake of a client waits until its own socket timeout (gsutil:
+/// 60 s, "The handshake operation timed out", seen with `gsutil -D`).
+fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming() {
+            held.push(c);
+        }
+    });
+    port
+}
+
+/// Processes whose environment holds `CLOUDIMG_TEST_MARK=marker`: pid
+/// and command line.
+fn marked(marker: &str) -> Vec<(u32, String)> {
     let needle = format!("CLOUDIMG_TEST_MARK={marker}");
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
         .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
             let env = std::fs::read(e.path().join("environ")).ok()?;
             let hit = env.split(|&b| b == 0).any(|v| v == needle.as_bytes());
             let cmd = std::fs::read_to_string(e.path().join("cmdline")).ok()?;
-            hit.then(|| cmd.replace('\0', " "))
+            hit.then(|| (pid, cmd.replace('\0', " ")))
         })
         .collect()
 }
@@ -363,4 +386,31 @@ fn runs_where_external_ips_are_forbidden() {
     let emu = GcpEmu::start("no-external-ip");
     let (s, _ev) = run(&gcp_target("capos-gcp-noip"), &emu, |_| {});
     assert_passed(&s, &emu, "uefi");
+}
+
+/// Logged in by an access token alone (`CLOUDSDK_AUTH_ACCESS_TOKEN_FILE`,
+/// no account): the real `gcloud config get-value account` prints nothing
+/// (and `(unset)` on stderr), and the preflight accepts the token; the
+/// project and zone come from gcloud's configuration.
+#[test]
+fn an_access_token_alone_passes_the_preflight() {
+    if !ready_gcloud() {
+        return;
+    }
+    let emu = GcpEmu::start("");
+    let mut runner = Runner::new(cloudimg_cloud::command::quiet());
+    runner.env = emu.env();
+    runner.env.retain(|(k, _)| k != "CLOUDSDK_CORE_ACCOUNT");
+    let out = runner
+        .run_raw(&cloudimg_cloud::preflight::gcloud_config("account"))
+        .unwrap();
+    assert!(out.success() && out.stdout.trim().is_empty(), "{out:?}");
+    let id = cloudimg_cloud::preflight::gcloud(&runner).unwrap();
+    assert!(id.principal.contains("access token"), "{id:?}");
+    assert_eq!(id.account, common::real::PROJECT);
+    assert_eq!(id.zone.as_deref(), Some("us-central1-a"));
+    assert!(
+        id.version.starts_with(|c: char| c.is_ascii_digit()),
+        "{id:?}"
+    );
 }
