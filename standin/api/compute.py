@@ -33,13 +33,14 @@ GIB = 1 << 30
 class ApiError(Exception):
     """A Compute API error: HTTP status, reason, message."""
 
-    def __init__(self, status, reason, message):
+    def __init__(self, status, reason, message, domain="global"):
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
+        self.domain = domain
 
     def body(self):
         return {"error": {"code": self.status, "message": self.message,
-                          "errors": [{"domain": "global", "reason": self.reason,
+                          "errors": [{"domain": self.domain, "reason": self.reason,
                                       "message": self.message}]}}
 
 
@@ -59,6 +60,9 @@ class Compute:
         self.state, self.faults, self.gcs_url, self.base = state, faults, gcs_url, base
         self.lock = threading.RLock()
         self.images, self.instances, self.ops = {}, {}, {}
+        #: Fault `visible-after-delete=N`: (kind, name) -> [gets left,
+        #: the record as still described].
+        self.ghosts = {}
 
     def path(self, *parts):
         return os.path.join(self.state, *parts)
@@ -181,8 +185,28 @@ class Compute:
         with urllib.request.urlopen(url, timeout=120) as r, open(dest, "wb") as f:
             shutil.copyfileobj(r, f)
 
+    def haunt(self, kind, rec, status):
+        """Fault `visible-after-delete=N`: the deleted resource is still
+        described (in `status`) by the next N gets, as a deletion that
+        has not finished everywhere yet would be."""
+        n = self.faults.number("visible-after-delete")
+        if n > 0:
+            ghost = dict(rec, status=status)
+            ghost.pop("dir", None)
+            self.ghosts[(kind, rec["name"])] = [n, ghost]
+
+    def ghost(self, kind, name):
+        """The still-visible record of a deleted resource, or None."""
+        g = self.ghosts.get((kind, name))
+        if g is None or g[0] <= 0:
+            return None
+        g[0] -= 1
+        return g[1]
+
     def get_image(self, project, name):
         img = self.images.get(name)
+        if img is None:
+            img = self.ghost("images", name)
         if img is None:
             raise not_found("images", project, name)
         return {k: v for k, v in img.items() if v is not None}
@@ -190,7 +214,7 @@ class Compute:
     def delete_image(self, project, name):
         if name not in self.images:
             raise not_found("images", project, name)
-        del self.images[name]
+        self.haunt("images", self.images.pop(name), "DELETING")
         p = self.path("images", name + ".raw")
         if os.path.exists(p):
             os.remove(p)
@@ -254,6 +278,9 @@ class Compute:
         return inst
 
     def get_instance(self, project, zone, name):
+        ghost = None if name in self.instances else self.ghost("instances", name)
+        if ghost is not None:
+            return ghost
         inst = self.instance(project, zone, name)
         return {k: v for k, v in inst.items() if k != "dir"}
 
@@ -261,7 +288,7 @@ class Compute:
         inst = self.instance(project, zone, name)
         standin.stop_qemu(inst["dir"])
         shutil.rmtree(inst["dir"], ignore_errors=True)
-        del self.instances[name]
+        self.haunt("instances", self.instances.pop(name), "STOPPING")
         return self.operation(project, zone, "instances", "projects/%s/zones/%s/instances/%s"
                               % (project, zone, name), "delete")
 
@@ -280,6 +307,9 @@ class Compute:
         with self.lock:
             out = ["image " + k for k in self.images]
             out += ["instance " + k for k in self.instances]
+            out += ["%s %s (deleted, still described %d more times)"
+                    % (kind[:-1], name, g[0])
+                    for (kind, name), g in self.ghosts.items() if g[0] > 0]
         return out
 
     def shutdown(self):

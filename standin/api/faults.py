@@ -6,8 +6,9 @@
     unavailable=OP[:N]        OP answers HTTP 503 (EC2 Unavailable; GCP
                               503 backendError) N times
     throttle=OP[:N]           OP answers the provider's throttling error
-                              (EC2 RequestLimitExceeded, GCP 429
-                              rateLimitExceeded) N times
+                              (EC2 RequestLimitExceeded, GCP 403
+                              rateLimitExceeded "Rate Limit Exceeded") N
+                              times
     notfound-after-run=N      for N calls naming a new instance after its
                               creation, answer NotFound (EC2 eventual
                               consistency; the instance does run)
@@ -15,6 +16,9 @@
     shutting-down=N           after terminate the instance stays
                               `shutting-down` (QEMU still running) for N
                               describes before it is terminated
+    visible-after-delete=N    GCP: a deleted instance (STOPPING) or image
+                              (DELETING) is still described by the next N
+                              gets (leftovers list it until then)
     import-fail               the import (EC2 import task, GCP images
                               insert) fails with the provider's message
     no-landmark               instances boot with their serial going nowhere

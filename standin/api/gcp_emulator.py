@@ -133,7 +133,12 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(503, "backendError", "The service is currently unavailable. "
                                "(injected)")
             if c.faults.due("throttle", op):
-                raise ApiError(429, "rateLimitExceeded", "Rate Limit Exceeded (injected)")
+                # A rate quota: "you receive a 403 error with the reason
+                # rateLimitExceeded", message "Rate Limit Exceeded", domain
+                # usageLimits (cloud.google.com/compute/api-quota;
+                # compute/docs/troubleshooting/troubleshoot-operation-limits).
+                raise ApiError(403, "rateLimitExceeded", "Rate Limit Exceeded",
+                               "usageLimits")
             with c.lock:
                 out = fn(c, match, query, body)
         except ApiError as e:

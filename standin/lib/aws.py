@@ -13,7 +13,7 @@ from standin import (CliError, aws_check_disk, convert_to_raw, due, fault_count,
                      stop_qemu, transient_due, write_json, GIB)
 
 BOOLS = {"ena-support", "no-ena-support", "latest", "no-latest", "dry-run", "no-dry-run",
-         "quiet", "no-cli-pager", "recursive"}
+         "quiet", "no-cli-pager", "recursive", "only-show-errors"}
 
 
 def fail(code, op, message):
@@ -60,7 +60,7 @@ def split_s3(uri):
 
 
 def s3_cp(args):
-    pos, _ = parse_args(args, BOOLS)
+    pos, flags = parse_args(args, BOOLS)
     src, dst = pos
     b, k = split_s3(dst)
     if transient_due("s3-cp"):
@@ -77,7 +77,8 @@ def s3_cp(args):
     os.makedirs(os.path.dirname(target), exist_ok=True)
     shutil.copyfile(src, target + ".uploading")
     os.replace(target + ".uploading", target)
-    print("upload: %s to %s" % (src, dst))
+    if "only-show-errors" not in flags:
+        print("upload: %s to %s" % (src, dst))
 
 
 def s3_rm(args):

@@ -276,6 +276,15 @@ def load_instance(cmd, name, project, zone):
     return d, read_json(p)
 
 
+def instances_describe(args):
+    cmd = "compute.instances.describe"
+    pos, flags = parse_args(args, BOOLS)
+    project = one(flags, "project", "standin-project")
+    zone = one(flags, "zone", "us-central1-a")
+    _, inst = load_instance(cmd, pos[0], project, zone)
+    print(json.dumps({k: v for k, v in inst.items() if k != "standin"}, indent=2))
+
+
 def instances_serial(args):
     cmd = "compute.instances.get-serial-port-output"
     pos, flags = parse_args(args, BOOLS)
@@ -365,6 +374,7 @@ def gcloud(argv):
         ("compute", "images", "describe"): images_describe,
         ("compute", "instances", "create"): instances_create,
         ("compute", "instances", "delete"): instances_delete,
+        ("compute", "instances", "describe"): instances_describe,
         ("compute", "instances", "get-serial-port-output"): instances_serial,
     }
     fn = table.get(key)

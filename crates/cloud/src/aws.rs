@@ -217,13 +217,18 @@ impl AwsTarget {
         ec2(op, args, self.region.as_deref(), json_out)
     }
 
-    /// Upload the artifact.
+    /// Upload the artifact. `--only-show-errors`: off a terminal `aws s3
+    /// cp` still prints a progress line per part, which would fill the
+    /// command log; the option ("Only errors and warnings are displayed.
+    /// All other output is suppressed.", `aws s3 cp help` of awscli
+    /// 1.46.3; also in v2's reference) keeps the errors cloudimg reads.
     pub fn upload(&self, artifact: &str) -> CloudCommand {
         let mut a = vec![
             "s3".to_string(),
             "cp".into(),
             artifact.to_string(),
             self.object_uri(),
+            "--only-show-errors".into(),
         ];
         push_region(&mut a, self.region.as_deref());
         CloudCommand::new("aws", a)

@@ -176,7 +176,31 @@ pub fn classify(stderr: &str) -> Failure {
         "ErrorCode:ServerBusy",
         "ErrorCode:InternalError",
         "ErrorCode:OperationTimedOut",
-    ]) {
+        // EC2's 503: "Unavailable: The server is overloaded and can't
+        // handle the request" (EC2 API reference, "Error codes for the
+        // Amazon EC2 API", server errors).
+        "(Unavailable)",
+        // botocore appends "(reached max retries: N)" to the error only
+        // when its retry handler gave up on an error it counts as
+        // retryable (throttling, 5xx): `ClientError._get_retry_info` in
+        // botocore/exceptions.py reads `MaxAttemptsReached`, set by
+        // retryhandler.py (legacy mode) and retries/standard.py.
+        "(reached max retries:",
+        // Compute Engine rate quotas: "a 403 error with the reason
+        // rateLimitExceeded. To resolve this error, wait a minute then try
+        // your request again", message "Rate Limit Exceeded"
+        // (cloud.google.com/compute/api-quota and the operation-limits
+        // troubleshooting page). gcloud prints only the message
+        // (`Could not fetch resource: - Rate Limit Exceeded`, seen with
+        // the Google Cloud SDK 528 against standin/api).
+        "Rate Limit Exceeded",
+        // google.rpc.Code UNAVAILABLE (HTTP 503): "The service is
+        // currently unavailable. This is most likely a transient
+        // condition" (googleapis google/rpc/code.proto); gcloud prints
+        // the message only.
+        "The service is currently unavailable",
+    ]) || rate_quota(&lower)
+    {
         return Failure::Transient;
     }
     if lower.contains("vmimport") {
@@ -228,6 +252,16 @@ pub fn classify(stderr: &str) -> Failure {
         return Failure::Quota;
     }
     Failure::Other
+}
+
+/// A per-minute rate quota (the 429 `RESOURCE_EXHAUSTED` form of Google
+/// APIs: "Quota exceeded for quota metric 'Read requests' and limit
+/// 'Read requests per minute' of service 'compute.googleapis.com'"): it
+/// refills within the minute, so it is transient, unlike a resource
+/// quota (`Quota 'CPUS' exceeded`), which is not.
+fn rate_quota(lower: &str) -> bool {
+    lower.contains("quota exceeded for quota metric")
+        && (lower.contains("per minute") || lower.contains("per 100 seconds"))
 }
 
 /// The meaningful part of a CLI's stderr, on one line.
@@ -660,6 +694,28 @@ mod tests {
         assert_eq!(
             classify("ERROR: (gcloud.compute.images.create) Could not fetch resource:\n - The tar archive is not a valid image.\n"),
             Failure::Other
+        );
+        // EC2's 503 past botocore's retries, as awscli 1.46 prints it.
+        assert_eq!(
+            classify("\nAn error occurred (Unavailable) when calling the RegisterImage operation (reached max retries: 4): The server is overloaded and can't handle the request.\n"),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify(&aws("InvalidAMIID.Unavailable")),
+            Failure::NotFound
+        );
+        // gcloud: the message of a 403 rateLimitExceeded and of a 503.
+        assert_eq!(
+            classify("ERROR: (gcloud.compute.images.create) Could not fetch resource:\n - Rate Limit Exceeded\n"),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify("ERROR: (gcloud.compute.instances.create) Could not fetch resource:\n - The service is currently unavailable.\n"),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify("ERROR: (gcloud.compute.instances.list) Could not fetch resource:\n - Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' of service 'compute.googleapis.com' for consumer 'project_number:1'.\n"),
+            Failure::Transient
         );
         // az: ARM errors as `ERROR: (Code) Message`, blob errors with an
         // `ErrorCode:` line.

@@ -349,10 +349,12 @@ impl ProviderFlow for GcpTarget {
                 vec![this.serial(0)],
             ),
             (
-                "teardown",
+                "teardown (instance and image deletions confirmed by describing)",
                 vec![
                     delete_instance(&this.name, &this.zone, &this.project),
+                    crate::settle::gcp_describe_instance(&this.name, &this.zone, &this.project),
                     delete_image(&this.name, &this.project),
+                    crate::settle::gcp_describe_image(&this.name, &this.project),
                     delete_object(&this.object_uri(), &this.project, this.gsutil),
                 ],
             ),

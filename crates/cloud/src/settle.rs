@@ -1,4 +1,5 @@
-//! Deletions confirmed by looking, not by the delete's answer (issue 14).
+//! Deletions confirmed by looking, not by the delete's answer (issue 14):
+//! AWS instances, AMIs and snapshots; GCP instances and images.
 //!
 //! AWS documents that its API is eventually consistent, and that a
 //! NotFound is not proof of absence: "If you get an
@@ -13,8 +14,11 @@
 //! [`Runner::settle`]. A NotFound from the describe is believed only once
 //! the delete was accepted, or once the resource is older than the settle
 //! window (then it is not a new resource that has not propagated yet, but
-//! one that is gone). What cannot be confirmed is an error: teardown
-//! reports it LEFT BEHIND.
+//! one that is gone). An EC2 instance is the exception: a terminated
+//! instance stays described `terminated` for a while, so right after an
+//! accepted terminate only `terminated` confirms it (or not being
+//! described for the whole settle window): see [`Afterwards`]. What
+//! cannot be confirmed is an error: teardown reports it LEFT BEHIND.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +46,22 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// How a resource shows its deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Afterwards {
+    /// Deleted, it is no longer described (an AMI, a snapshot, a GCP
+    /// resource): not described after an accepted delete = gone.
+    Vanishes,
+    /// Deleted, it stays described in a final state for a while (an EC2
+    /// instance: "Recently terminated instances might appear in the
+    /// returned results. This interval is usually less than one hour.",
+    /// DescribeInstances, EC2 API reference). Not being described right
+    /// after an accepted terminate is then the eventual consistency AWS
+    /// warns of, not proof: only `terminated` confirms, or not being
+    /// described for the whole settle window.
+    StaysDescribed,
+}
+
 /// Delete with `delete` and look with `look` until the resource is seen
 /// gone, within [`Runner::settle`]. `created_unix`: when the journal
 /// recorded it created (0: unknown, long ago). `what` names it in
@@ -50,12 +70,14 @@ pub(crate) fn confirm(
     runner: &Runner,
     what: &str,
     created_unix: u64,
+    afterwards: Afterwards,
     delete: &CloudCommand,
     look: &dyn Fn(&Runner) -> Result<Seen>,
 ) -> Result<Outcome> {
     let deadline = Instant::now() + runner.settle;
     let settled = || now_unix() >= created_unix.saturating_add(runner.settle.as_secs());
     let mut accepted = false;
+    let mut absent_since_accepted = false;
     let mut last: String;
     let mut refused = String::new();
     let mut delete_next = true;
@@ -81,6 +103,13 @@ pub(crate) fn confirm(
                     Outcome::Gone
                 })
             }
+            Seen::Absent if accepted && afterwards == Afterwards::StaysDescribed => {
+                last = "not described since its deletion was accepted (not proof: \
+                        it should be described as ended for a while)"
+                    .into();
+                delete_next = false;
+                absent_since_accepted = true;
+            }
             Seen::Absent if accepted || settled() => {
                 return Ok(if accepted {
                     Outcome::Deleted
@@ -94,8 +123,21 @@ pub(crate) fn confirm(
             Seen::Going(s) => {
                 last = s;
                 delete_next = false;
+                absent_since_accepted = false;
             }
-            Seen::Present(s) => last = s,
+            Seen::Present(s) => {
+                last = s;
+                absent_since_accepted = false;
+            }
+        }
+        if Instant::now() >= deadline && absent_since_accepted {
+            // Accepted, then not described for the whole window AWS
+            // gives its eventual consistency: gone.
+            (runner.log)(&format!(
+                "teardown: {what}: not described for {} s after its deletion was accepted: gone",
+                runner.settle.as_secs()
+            ));
+            return Ok(Outcome::Deleted);
         }
         if Instant::now() >= deadline {
             return Err(Error::new(
@@ -189,6 +231,7 @@ pub(crate) fn instance(
         runner,
         &format!("instance {id}"),
         created_unix,
+        Afterwards::StaysDescribed,
         &aws::terminate(id, region),
         &look,
     )
@@ -217,6 +260,7 @@ pub(crate) fn image(
         runner,
         &format!("AMI {id}"),
         created_unix,
+        Afterwards::Vanishes,
         &aws::deregister(id, region),
         &look,
     )
@@ -242,7 +286,96 @@ pub(crate) fn snapshot(
         runner,
         &format!("snapshot {id}"),
         created_unix,
+        Afterwards::Vanishes,
         &aws::delete_snapshot(id, region),
+        &look,
+    )
+}
+
+// ------------------------------------------------------------- GCP ----
+//
+// Compute Engine deletions are long-running operations; gcloud waits
+// for the operation, but the resource can still be described while it
+// goes (an instance `STOPPING`, an image `DELETING`: the `status` values
+// of the Compute API's Instance and Image resources). Teardown describes
+// until the describe answers NotFound. Google documents no eventual
+// consistency that would make a NotFound untrustworthy \[U\], so a
+// NotFound is believed at once (the resource is journaled with time 0);
+// what confirmation adds is that an accepted delete is followed by
+// seeing the resource gone.
+
+/// `gcloud compute instances describe NAME --format=json`.
+pub fn gcp_describe_instance(name: &str, zone: &str, project: &str) -> CloudCommand {
+    CloudCommand::new(
+        "gcloud",
+        [
+            "compute".to_string(),
+            "instances".into(),
+            "describe".into(),
+            name.to_string(),
+            format!("--project={project}"),
+            format!("--zone={zone}"),
+            "--format=json".into(),
+        ],
+    )
+}
+
+/// `gcloud compute images describe NAME --format=json`.
+pub fn gcp_describe_image(name: &str, project: &str) -> CloudCommand {
+    CloudCommand::new(
+        "gcloud",
+        [
+            "compute".to_string(),
+            "images".into(),
+            "describe".into(),
+            name.to_string(),
+            format!("--project={project}"),
+            "--format=json".into(),
+        ],
+    )
+}
+
+/// A described GCP resource's `status`: `going` (STOPPING, DELETING)
+/// means its deletion is under way (wait, do not delete again).
+fn gcp_seen(v: Option<serde_json::Value>, going: &str) -> Seen {
+    let Some(v) = v else { return Seen::Absent };
+    match v["status"].as_str().unwrap_or("present") {
+        s if s == going => Seen::Going(s.to_string()),
+        s => Seen::Present(s.to_string()),
+    }
+}
+
+/// Delete instance `name` and see it no longer described.
+pub(crate) fn gcp_instance(
+    runner: &Runner,
+    name: &str,
+    zone: &str,
+    project: &str,
+) -> Result<Outcome> {
+    let look = |r: &Runner| {
+        describe(r, &gcp_describe_instance(name, zone, project)).map(|v| gcp_seen(v, "STOPPING"))
+    };
+    confirm(
+        runner,
+        &format!("instance {name}"),
+        0,
+        Afterwards::Vanishes,
+        &crate::gcp::delete_instance(name, zone, project),
+        &look,
+    )
+}
+
+/// Delete image `name` and see it no longer described.
+pub(crate) fn gcp_image(runner: &Runner, name: &str, project: &str) -> Result<Outcome> {
+    let look = |r: &Runner| {
+        describe(r, &gcp_describe_image(name, project)).map(|v| gcp_seen(v, "DELETING"))
+    };
+    confirm(
+        runner,
+        &format!("image {name}"),
+        0,
+        Afterwards::Vanishes,
+        &crate::gcp::delete_image(name, project),
         &look,
     )
 }
@@ -265,6 +398,16 @@ mod tests {
         );
         assert_eq!(instance_seen(v("running")), Seen::Present("running".into()));
         assert_eq!(instance_seen(None), Seen::Absent);
+        let g = |s: &str| Some(serde_json::json!({"name": "x", "status": s}));
+        assert_eq!(
+            gcp_seen(g("STOPPING"), "STOPPING"),
+            Seen::Going("STOPPING".into())
+        );
+        assert_eq!(
+            gcp_seen(g("RUNNING"), "STOPPING"),
+            Seen::Present("RUNNING".into())
+        );
+        assert_eq!(gcp_seen(None, "DELETING"), Seen::Absent);
         assert_eq!(
             instance_seen(Some(serde_json::json!({"Reservations": []}))),
             Seen::Absent

@@ -81,8 +81,8 @@ fn each(ids: &[String], mut one: impl FnMut(&str) -> Result<Outcome>) -> Result<
     Ok(if any { Outcome::Deleted } else { Outcome::Gone })
 }
 
-/// Remove `r`, journaled created at `created_unix` (AWS deletions are
-/// confirmed by describing: [`crate::settle`]).
+/// Remove `r`, journaled created at `created_unix` (AWS and GCP
+/// deletions are confirmed by describing: [`crate::settle`]).
 fn remove(
     runner: &Runner,
     r: &Resource,
@@ -97,8 +97,8 @@ fn remove(
             name,
             zone,
             project,
-        } => delete(runner, &gcp::delete_instance(name, zone, project)),
-        Resource::GcpImage { name, project } => delete(runner, &gcp::delete_image(name, project)),
+        } => settle::gcp_instance(runner, name, zone, project),
+        Resource::GcpImage { name, project } => settle::gcp_image(runner, name, project),
         Resource::GcsObject {
             uri,
             project,

@@ -30,9 +30,11 @@ fn gcp_plan_is_exact() {
         "gcloud compute instances create capos-test --project=capos-proj --zone=us-central1-a --image=capos-test --machine-type=e2-small --no-address --format=json",
         "# read serial (repeated, --start=<next>)",
         "gcloud compute instances get-serial-port-output capos-test --project=capos-proj --zone=us-central1-a --port=1 --start=0 --format=json",
-        "# teardown",
+        "# teardown (instance and image deletions confirmed by describing)",
         "gcloud compute instances delete capos-test --project=capos-proj --zone=us-central1-a --quiet",
+        "gcloud compute instances describe capos-test --project=capos-proj --zone=us-central1-a --format=json",
         "gcloud compute images delete capos-test --project=capos-proj --quiet",
+        "gcloud compute images describe capos-test --project=capos-proj --format=json",
         "gcloud storage rm gs://bkt/capos-test.tar.gz --project=capos-proj",
     ];
     assert_eq!(
@@ -79,7 +81,7 @@ fn aws_plan_is_exact() {
         "aws --version",
         "aws sts get-caller-identity --output json --region us-east-1",
         "# upload",
-        "aws s3 cp target/cloud-image/capos-aws.vmdk s3://bkt/capos-test.vmdk --region us-east-1",
+        "aws s3 cp target/cloud-image/capos-aws.vmdk s3://bkt/capos-test.vmdk --only-show-errors --region us-east-1",
         "# import (poll the task until completed)",
         r#"aws ec2 import-snapshot --description capos-test --disk-container '{"Description":"capos-test","Format":"VMDK","UserBucket":{"S3Bucket":"bkt","S3Key":"capos-test.vmdk"}}' --region us-east-1 --output json"#,
         "aws ec2 describe-import-snapshot-tasks --import-task-ids '<import-task-id>' --region us-east-1 --output json",
@@ -109,7 +111,10 @@ fn aws_plan_raw_legacy_bios_without_region() {
         a.region = None;
     }
     let got = lines(&t, "capos-aws.raw");
-    assert_eq!(got[6], "aws s3 cp capos-aws.raw s3://bkt/capos-raw.raw");
+    assert_eq!(
+        got[6],
+        "aws s3 cp capos-aws.raw s3://bkt/capos-raw.raw --only-show-errors"
+    );
     assert_eq!(
         got[8],
         r#"aws ec2 import-snapshot --description capos-raw --disk-container '{"Description":"capos-raw","Format":"RAW","UserBucket":{"S3Bucket":"bkt","S3Key":"capos-raw.raw"}}' --output json"#

@@ -169,8 +169,6 @@ fn transient_5xx_past_the_cli_retries_is_retried() {
 }
 
 #[test]
-#[ignore = "cloudimg's classify() does not read EC2's 503 `Unavailable` (nor the CLI's \
-            `reached max retries`) as transient (for i14flow)"]
 fn unavailable_503_past_the_cli_retries_is_retried() {
     if !ready_aws() {
         return;
@@ -193,8 +191,6 @@ fn throttling_past_the_cli_retries_is_retried() {
 }
 
 #[test]
-#[ignore = "issue 14 defect 1: needs the flow to retry InvalidInstanceID.NotFound after \
-            run-instances and teardown to confirm by describe (branch i14flow)"]
 fn notfound_right_after_run_instances_is_retried_and_nothing_leaks() {
     if !ready_aws() {
         return;
@@ -208,8 +204,6 @@ fn notfound_right_after_run_instances_is_retried_and_nothing_leaks() {
 }
 
 #[test]
-#[ignore = "issue 14 defect 1: needs teardown to confirm termination by describe-instances \
-            (branch i14flow)"]
 fn teardown_waits_until_the_instance_is_terminated() {
     if !ready_aws() {
         return;
@@ -220,6 +214,128 @@ fn teardown_waits_until_the_instance_is_terminated() {
     let t = aws_target("capos-ec-term", AwsFormat::Raw, BootMode::LegacyBios);
     let (s, _ev) = run(&t, &emu, |_| {});
     assert_passed(&s, &emu, "bios");
+}
+
+// ----------------------------------------------------------- publish ----
+
+/// The real `aws`'s JSON answer to `args` (which must succeed).
+fn aws_json(emu: &AwsEmu, args: &[&str]) -> serde_json::Value {
+    let out = emu.aws(args);
+    assert!(out.status.success(), "aws {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `KEY=VALUE` for each of an EC2 resource's `Tags`.
+fn tags(v: &serde_json::Value) -> Vec<String> {
+    let mut t: Vec<String> = v["Tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            format!(
+                "{}={}",
+                t["Key"].as_str().unwrap(),
+                t["Value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn publish_keeps_the_ami_and_its_snapshot_until_the_journal_teardown() {
+    if !ready_aws() {
+        return;
+    }
+    let emu = AwsEmu::start("");
+    let mut t = aws_target("capos-pub", AwsFormat::Raw, BootMode::LegacyBios);
+    if let Target::Aws(a) = &mut t {
+        a.labels = vec![
+            ("os".into(), "capos".into()),
+            ("release".into(), "v1-2".into()),
+        ];
+    }
+    let (s, _ev) = run(&t, &emu, |o| o.publish = true);
+    assert!(s.passed, "{s:#?}");
+    assert!(s.teardown.as_ref().unwrap().is_clean(), "{s:#?}");
+    let p = s.published.clone().expect("published");
+    let ami = s.image_id.clone().unwrap();
+    assert_eq!(p.image_id.as_deref(), Some(ami.as_str()));
+    // Asked of the emulator: exactly the AMI and the snapshot it names
+    // stay; the instance, the import task and the S3 object are gone.
+    let img = aws_json(&emu, &["ec2", "describe-images", "--image-ids", &ami]);
+    let img = &img["Images"][0];
+    let snap = img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut left = emu.leftovers();
+    left.sort();
+    assert_eq!(
+        left,
+        vec![format!("image {ami}"), format!("snapshot {snap}")]
+    );
+    // Both tagged, as the real CLI reads them back.
+    let want = ["os=capos", "release=v1-2"];
+    let sn = aws_json(
+        &emu,
+        &["ec2", "describe-snapshots", "--snapshot-ids", &snap],
+    );
+    for v in [img, &sn["Snapshots"][0]] {
+        let have = tags(v);
+        assert!(
+            want.iter().all(|w| have.contains(&w.to_string())),
+            "{have:?}"
+        );
+    }
+    // Later, `cloud teardown --journal` (teardown_journal) removes both.
+    let mut runner = Runner::new(Arc::new(|s: &str| eprintln!("{s}")));
+    runner.env = emu.env();
+    runner.backoff = Duration::from_millis(200);
+    runner.poll = Duration::from_millis(500);
+    let r = cloudimg_cloud::teardown_journal(&p.journal, &runner).unwrap();
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(r.deleted.len(), 2, "{r:?}");
+    assert_eq!(emu.leftovers(), Vec::<String>::new());
+}
+
+// --------------------------------------------------------- preflight ----
+
+#[test]
+fn no_credentials_fails_the_preflight_and_creates_nothing() {
+    if !ready_aws() {
+        return;
+    }
+    let emu = AwsEmu::start("");
+    let t = aws_target("capos-nocreds", AwsFormat::Raw, BootMode::LegacyBios);
+    let (s, _ev) = run(&t, &emu, |o| {
+        // No credentials file, no keys, a HOME without ~/.aws.
+        for (k, v) in o.env.iter_mut() {
+            if k == "AWS_SHARED_CREDENTIALS_FILE" {
+                *v = emu.dir().join("no-such-credentials").into();
+            }
+        }
+        o.env.push(("HOME".into(), emu.dir().into()));
+        o.env.push(("AWS_ACCESS_KEY_ID".into(), "".into()));
+        o.env.push(("AWS_SECRET_ACCESS_KEY".into(), "".into()));
+    });
+    assert!(!s.passed);
+    assert_eq!(s.error_kind, Some(ErrorKind::Permission), "{s:#?}");
+    let e = s.error.as_deref().unwrap();
+    // The real CLI's words, and what to run.
+    assert!(e.contains("Unable to locate credentials"), "{e}");
+    assert!(e.contains("aws configure"), "{e}");
+    assert!(e.contains("nothing was created"), "{e}");
+    let td = s.teardown.as_ref();
+    assert!(
+        td.is_none_or(|t| t.is_clean() && t.deleted.is_empty()),
+        "{s:#?}"
+    );
+    // Asked of the emulator: nothing (no object, task, AMI, instance).
+    assert_eq!(emu.leftovers(), Vec::<String>::new());
+    let objects = emu.aws(&["s3", "ls", "s3://bkt"]);
+    assert!(objects.stdout.is_empty(), "{objects:?}");
 }
 
 // ------------------------------------------------------ killed harness ----
