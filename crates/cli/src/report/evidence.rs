@@ -102,6 +102,26 @@ impl Entry {
         )
     }
 
+    /// The details both reports list for this boot, in order, as
+    /// (label, value); optional ones only when recorded.
+    pub fn details(&self) -> Vec<(&'static str, String)> {
+        let mut d = vec![("Artifact", self.artifact.clone())];
+        if let Some(sha) = &self.sha256 {
+            d.push(("SHA-256", sha.clone()));
+        }
+        d.push(("Format", self.format.clone()));
+        d.push(("Where", self.place.to_string()));
+        if let Some(l) = &self.landmark {
+            d.push(("Landmark", l.clone()));
+        }
+        d.push(("Seconds to landmark", super::seconds_text(self.seconds)));
+        if let Some(f) = &self.failure {
+            d.push(("Failure", f.clone()));
+        }
+        d.push(("Record", self.record.display().to_string()));
+        d
+    }
+
     /// `PASS` or `FAIL`.
     pub fn result(&self) -> &'static str {
         if self.passed {

@@ -119,23 +119,9 @@ fn section(h: &mut String, n: usize, e: &Entry) {
         escape(&e.disk),
         e.result()
     );
-    let mut field = |name: &str, value: &str| {
-        let _ = writeln!(h, "<dt>{name}</dt><dd>{}</dd>", escape(value));
-    };
-    field("Artifact", &e.artifact);
-    if let Some(sha) = &e.sha256 {
-        field("SHA-256", sha);
+    for (name, value) in e.details() {
+        let _ = writeln!(h, "<dt>{name}</dt><dd>{}</dd>", escape(&value));
     }
-    field("Format", &e.format);
-    field("Where", &e.place.to_string());
-    if let Some(l) = &e.landmark {
-        field("Landmark", l);
-    }
-    field("Seconds to landmark", &seconds_text(e.seconds));
-    if let Some(f) = &e.failure {
-        field("Failure", f);
-    }
-    field("Record", &e.record.display().to_string());
     h.push_str("</dl>\n");
     if e.serial_tail.is_empty() {
         h.push_str("<p>No serial output was recorded.</p>\n");

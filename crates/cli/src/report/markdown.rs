@@ -95,23 +95,9 @@ fn section(m: &mut String, n: usize, e: &Entry) {
         escape_inline(&e.disk),
         e.result()
     );
-    let mut field = |name: &str, value: &str| {
-        let _ = writeln!(m, "- {name}: {}", escape_inline(value));
-    };
-    field("Artifact", &e.artifact);
-    if let Some(sha) = &e.sha256 {
-        field("SHA-256", sha);
+    for (name, value) in e.details() {
+        let _ = writeln!(m, "- {name}: {}", escape_inline(&value));
     }
-    field("Format", &e.format);
-    field("Where", &e.place.to_string());
-    if let Some(l) = &e.landmark {
-        field("Landmark", l);
-    }
-    field("Seconds to landmark", &seconds_text(e.seconds));
-    if let Some(f) = &e.failure {
-        field("Failure", f);
-    }
-    field("Record", &e.record.display().to_string());
     if e.serial_tail.is_empty() {
         m.push_str("\nNo serial output was recorded.\n");
     } else {
