@@ -89,33 +89,12 @@ impl AzureTarget {
     /// from a blob in its region).
     pub fn with_group(&self, runner: &Runner) -> Result<AzureTarget> {
         let mut t = self.clone();
-        let group = CloudCommand::new(
-            "az",
-            [
-                "group",
-                "show",
-                "--name",
-                &self.resource_group,
-                "--output",
-                "json",
-            ],
-        );
+        let group = self.group_show();
         let g = parse_json(&runner.run(&group)?.stdout, "group show")?;
         if t.location.is_empty() {
             t.location = g["location"].as_str().unwrap_or_default().to_string();
         }
-        let acct = CloudCommand::new(
-            "az",
-            [
-                "storage",
-                "account",
-                "show",
-                "--name",
-                &self.storage_account,
-                "--output",
-                "json",
-            ],
-        );
+        let acct = self.account_show();
         let a = parse_json(&runner.run(&acct)?.stdout, "storage account show")?;
         t.storage_account_id = a["id"].as_str().map(str::to_string);
         let at = a["location"].as_str().unwrap_or_default();
