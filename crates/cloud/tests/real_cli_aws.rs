@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind, RunOptions, Runner, Summary, Target};
-use common::real::{ready_aws, AwsEmu};
+use common::real::{assert_passed, ready_aws, AwsEmu};
 use common::{artifact_for, aws_target};
 
 /// The attempts botocore's default (legacy) retry mode makes for a 5xx or
@@ -50,17 +50,6 @@ fn run(
     tweak(&mut o);
     let s = flow::run(target, "real-run", &o).expect("evidence can be written");
     (s, ev)
-}
-
-/// A passing run: landmark seen with the right firmware, teardown clean,
-/// and the emulator holds nothing.
-fn assert_passed(s: &Summary, emu: &AwsEmu, firmware: &str) {
-    assert!(s.passed, "{s:#?}");
-    assert!(s.teardown.as_ref().unwrap().is_clean(), "{s:#?}");
-    let serial = std::fs::read_to_string(s.evidence_dir.join("serial.log")).unwrap();
-    assert!(serial.contains("capos kernel starting"), "{serial}");
-    assert!(serial.contains(&format!("firmware={firmware}")), "{serial}");
-    assert_eq!(emu.leftovers(), Vec::<String>::new());
 }
 
 // --------------------------------------------------------- the flows ----
@@ -96,7 +85,7 @@ fn raw_uefi_boots() {
     let emu = AwsEmu::start("");
     let t = aws_target("capos-raw-uefi", AwsFormat::Raw, BootMode::Uefi);
     let (s, _ev) = run(&t, &emu, |_| {});
-    assert_passed(&s, &emu, "uefi");
+    assert_passed(&s, || emu.leftovers(), "uefi");
     assert!(s.image_id.as_deref().unwrap().starts_with("ami-"));
 }
 
@@ -108,7 +97,7 @@ fn vhd_legacy_bios_boots() {
     let emu = AwsEmu::start("");
     let t = aws_target("capos-vhd-bios", AwsFormat::Vhd, BootMode::LegacyBios);
     let (s, _ev) = run(&t, &emu, |_| {});
-    assert_passed(&s, &emu, "bios");
+    assert_passed(&s, || emu.leftovers(), "bios");
 }
 
 #[test]
@@ -119,7 +108,7 @@ fn vmdk_uefi_preferred_boots() {
     let emu = AwsEmu::start("");
     let t = aws_target("capos-vmdk-pref", AwsFormat::Vmdk, BootMode::UefiPreferred);
     let (s, _ev) = run(&t, &emu, |_| {});
-    assert_passed(&s, &emu, "uefi");
+    assert_passed(&s, || emu.leftovers(), "uefi");
 }
 
 // ------------------------------------------------------------ faults ----
@@ -165,7 +154,7 @@ fn transient_5xx_past_the_cli_retries_is_retried() {
     let emu = AwsEmu::start(&format!("transient=RegisterImage:{CLI_ATTEMPTS}"));
     let t = aws_target("capos-5xx", AwsFormat::Raw, BootMode::LegacyBios);
     let (s, _ev) = run(&t, &emu, |_| {});
-    assert_passed(&s, &emu, "bios");
+    assert_passed(&s, || emu.leftovers(), "bios");
 }
 
 #[test]
@@ -176,7 +165,7 @@ fn unavailable_503_past_the_cli_retries_is_retried() {
     let emu = AwsEmu::start(&format!("unavailable=RegisterImage:{CLI_ATTEMPTS}"));
     let t = aws_target("capos-503", AwsFormat::Raw, BootMode::LegacyBios);
     let (s, _ev) = run(&t, &emu, |_| {});
-    assert_passed(&s, &emu, "bios");
+    assert_passed(&s, || emu.leftovers(), "bios");
 }
 
 #[test]
@@ -187,7 +176,7 @@ fn throttling_past_the_cli_retries_is_retried() {
     let emu = AwsEmu::start(&format!("throttle=ImportSnapshot:{CLI_ATTEMPTS}"));
     let t = aws_target("capos-throttle", AwsFormat::Raw, BootMode::LegacyBios);
     let (s, _ev) = run(&t, &emu, |_| {});
-    assert_passed(&s, &emu, "bios");
+    assert_passed(&s, || emu.leftovers(), "bios");
 }
 
 #[test]
@@ -200,7 +189,7 @@ fn notfound_right_after_run_instances_is_retried_and_nothing_leaks() {
     let emu = AwsEmu::start("notfound-after-run=3");
     let t = aws_target("capos-ec-run", AwsFormat::Raw, BootMode::LegacyBios);
     let (s, _ev) = run(&t, &emu, |_| {});
-    assert_passed(&s, &emu, "bios");
+    assert_passed(&s, || emu.leftovers(), "bios");
 }
 
 #[test]
@@ -213,7 +202,7 @@ fn teardown_waits_until_the_instance_is_terminated() {
     let emu = AwsEmu::start("notfound-after-terminate=2,shutting-down=3");
     let t = aws_target("capos-ec-term", AwsFormat::Raw, BootMode::LegacyBios);
     let (s, _ev) = run(&t, &emu, |_| {});
-    assert_passed(&s, &emu, "bios");
+    assert_passed(&s, || emu.leftovers(), "bios");
 }
 
 // ----------------------------------------------------------- publish ----

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cloudimg_cloud::{flow, ErrorKind, RunOptions, Runner, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
-use common::real::{ready_gcloud, GcpEmu};
+use common::real::{assert_passed, ready_gcloud, GcpEmu};
 use common::{artifact_for, gcp_target};
 
 fn run(
@@ -33,15 +33,6 @@ fn run(
     tweak(&mut o);
     let s = flow::run(target, "real-run", &o).expect("evidence can be written");
     (s, ev)
-}
-
-fn assert_passed(s: &Summary, emu: &GcpEmu, firmware: &str) {
-    assert!(s.passed, "{s:#?}");
-    assert!(s.teardown.as_ref().unwrap().is_clean(), "{s:#?}");
-    let serial = std::fs::read_to_string(s.evidence_dir.join("serial.log")).unwrap();
-    assert!(serial.contains("capos kernel starting"), "{serial}");
-    assert!(serial.contains(&format!("firmware={firmware}")), "{serial}");
-    assert_eq!(emu.leftovers(), Vec::<String>::new());
 }
 
 #[test]
@@ -74,7 +65,7 @@ fn uefi_image_boots() {
     }
     let emu = GcpEmu::start("");
     let (s, _ev) = run(&gcp_target("capos-gcp"), &emu, |_| {});
-    assert_passed(&s, &emu, "uefi");
+    assert_passed(&s, || emu.leftovers(), "uefi");
     assert_eq!(s.boot_mode, "UEFI_COMPATIBLE");
 }
 
@@ -89,7 +80,7 @@ fn bios_image_boots() {
         g.firmware = Firmware::Bios;
     }
     let (s, _ev) = run(&t, &emu, |_| {});
-    assert_passed(&s, &emu, "bios");
+    assert_passed(&s, || emu.leftovers(), "bios");
 }
 
 #[test]
@@ -134,7 +125,7 @@ fn transient_backend_error_is_retried() {
     // transient.
     let emu = GcpEmu::start("transient=instances.insert:1");
     let (s, _ev) = run(&gcp_target("capos-gcp-5xx"), &emu, |_| {});
-    assert_passed(&s, &emu, "uefi");
+    assert_passed(&s, || emu.leftovers(), "uefi");
 }
 
 /// What gcloud prints for a rate quota (403 rateLimitExceeded) and a 503:
@@ -183,7 +174,7 @@ fn throttling_and_unavailable_are_retried() {
     }
     let emu = GcpEmu::start("throttle=images.insert:1,unavailable=instances.insert:1");
     let (s, ev) = run(&gcp_target("capos-gcp-429"), &emu, |_| {});
-    assert_passed(&s, &emu, "uefi");
+    assert_passed(&s, || emu.leftovers(), "uefi");
     // Each create was tried twice (the fault, then the retry).
     let log = std::fs::read_to_string(ev.path().join("ev/commands.jsonl")).unwrap();
     for what in ["compute images create", "compute instances create"] {
@@ -202,7 +193,7 @@ fn deletions_are_confirmed_by_describing() {
     }
     let emu = GcpEmu::start("visible-after-delete=3");
     let (s, ev) = run(&gcp_target("capos-gcp-ghost"), &emu, |_| {});
-    assert_passed(&s, &emu, "uefi");
+    assert_passed(&s, || emu.leftovers(), "uefi");
     let log = std::fs::read_to_string(ev.path().join("ev/commands.jsonl")).unwrap();
     for what in ["compute instances describe", "compute images describe"] {
         let n = log.lines().filter(|l| l.contains(what)).count();
@@ -385,7 +376,7 @@ fn runs_where_external_ips_are_forbidden() {
     }
     let emu = GcpEmu::start("no-external-ip");
     let (s, _ev) = run(&gcp_target("capos-gcp-noip"), &emu, |_| {});
-    assert_passed(&s, &emu, "uefi");
+    assert_passed(&s, || emu.leftovers(), "uefi");
 }
 
 /// Logged in by an access token alone (`CLOUDSDK_AUTH_ACCESS_TOKEN_FILE`,

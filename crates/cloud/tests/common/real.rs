@@ -379,3 +379,19 @@ pub fn az_env(dir: &Path) -> Vec<(OsString, OsString)> {
         ("AZURE_CORE_COLLECT_TELEMETRY".into(), "false".into()),
     ]
 }
+
+/// A passing run through a real CLI: landmark seen with the right
+/// firmware, teardown clean, and the emulator (`leftovers`, asked after
+/// the run) holds nothing.
+pub fn assert_passed(
+    s: &cloudimg_cloud::Summary,
+    leftovers: impl FnOnce() -> Vec<String>,
+    firmware: &str,
+) {
+    assert!(s.passed, "{s:#?}");
+    assert!(s.teardown.as_ref().unwrap().is_clean(), "{s:#?}");
+    let serial = std::fs::read_to_string(s.evidence_dir.join("serial.log")).unwrap();
+    assert!(serial.contains("capos kernel starting"), "{serial}");
+    assert!(serial.contains(&format!("firmware={firmware}")), "{serial}");
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
