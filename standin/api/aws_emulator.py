@@ -18,11 +18,9 @@ AWS_ENDPOINT_URL_EC2=<ec2> (botocore >= 1.31 reads both; awscli v1
     POST /_standin/faults      replace the fault spec (faults.py)
 """
 
-import argparse
 import http.client
 import json
 import os
-import signal
 import sys
 import threading
 import urllib.parse
@@ -35,6 +33,7 @@ from moto.server import ThreadedMotoServer  # noqa: E402
 
 import ec2query  # noqa: E402
 from ec2 import ApiError, Ec2  # noqa: E402
+import emulator_main  # noqa: E402
 from faults import Faults  # noqa: E402
 
 #: Dummy credentials moto accepts (it checks none).
@@ -137,18 +136,7 @@ def serve(state, faults_spec):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--state", required=True)
-    ap.add_argument("--faults", default=os.environ.get("CLOUDIMG_API_FAULTS", ""))
-    a = ap.parse_args()
-    os.makedirs(a.state, exist_ok=True)
-    moto_url, ec2_url, shutdown = serve(os.path.realpath(a.state), a.faults)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
-    print(json.dumps({"moto": moto_url, "ec2": ec2_url}), flush=True)
-    done.wait()
-    shutdown()
+    emulator_main.run(__doc__.split("\n")[0], serve, ("moto", "ec2"))
 
 
 if __name__ == "__main__":

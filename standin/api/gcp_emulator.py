@@ -20,12 +20,10 @@ throwaway CLOUDSDK_CONFIG. Control endpoints on the compute URL:
     POST /_standin/faults      replace the fault spec (faults.py)
 """
 
-import argparse
 import http.client
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 
 from compute import ApiError, Compute  # noqa: E402
 from ec2 import qemus_under  # noqa: E402
+import emulator_main  # noqa: E402
 from faults import Faults  # noqa: E402
 
 P = r"projects/(?P<p>[^/]+)"
@@ -257,18 +256,7 @@ def serve(state, faults_spec):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--state", required=True)
-    ap.add_argument("--faults", default=os.environ.get("CLOUDIMG_API_FAULTS", ""))
-    a = ap.parse_args()
-    os.makedirs(a.state, exist_ok=True)
-    gcs_url, compute_url, shutdown = serve(os.path.realpath(a.state), a.faults)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
-    print(json.dumps({"gcs": gcs_url, "compute": compute_url}), flush=True)
-    done.wait()
-    shutdown()
+    emulator_main.run(__doc__.split("\n")[0], serve, ("gcs", "compute"))
 
 
 if __name__ == "__main__":
