@@ -1,74 +1,246 @@
 //! `cloud teardown --journal` reads a file anyone may have written. A
 //! journal whose names are wildcards (`*`), options (`-x`, `--dry-run`),
 //! padded (` i-...`), overlong, or that has unknown fields, is refused
-//! whole: no CLI runs and the stand-in cloud is unchanged. A valid one is
-//! still torn down, and only what it names.
+//! whole: no CLI runs and the cloud is unchanged. A valid one is still
+//! torn down, and only what it names.
 //!
-//! The stand-in state is built here by hand (no import, no QEMU): two
-//! AMIs, two instances, two S3 objects, two GCS objects, an Azure disk
-//! and blob; one of each is "ours", the other someone else's. The
-//! stand-ins apply EC2's filter wildcards and gcloud's object wildcards,
-//! as the real services do, so a `*` that got through would show.
+//! The clouds hold real resources, made with the real CLIs against the
+//! local emulators (standin/api): two AMIs and two running instances (of
+//! a 1 MiB disk whose boot sector halts, so nothing boots for long), two
+//! S3 objects, two Cloud Storage objects; one of each is "ours", the other
+//! someone else's. Azure (no compute emulator) is the stand-in
+//! standin/bin/az with a disk and a blob of each. The real `gcloud
+//! storage` expands `*` in object names itself, and EC2 filters take `*`:
+//! a wildcard that got through would reach someone else's resources, as
+//! [`the_real_clis_would_expand_a_wildcard`] shows.
 
 mod common;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cloudimg_cloud::{ErrorKind, Runner};
-use common::StandIn;
+use common::calls::{which, Calls};
+use common::real::{ready_aws, ready_gcloud, venv_bin, AwsEmu, GcpEmu};
+use common::{standin_bin, StandIn};
 use serde_json::json;
-
-const OUR_AMI: &str = "ami-0123456789abcdef0";
-const THEIR_AMI: &str = "ami-0fedcba987654321f";
-const OUR_INSTANCE: &str = "i-0123456789abcdef0";
-const THEIR_INSTANCE: &str = "i-0fedcba987654321f";
 
 fn write_json(p: &Path, v: serde_json::Value) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 
-/// Our resources and someone else's, as the stand-ins keep them.
-fn populate(si: &StandIn) {
-    let s = si.state();
-    for (ami, name) in [(OUR_AMI, "capos-mine"), (THEIR_AMI, "prod-web")] {
-        write_json(
-            &s.join(format!("aws/images/{ami}.json")),
-            json!({"ImageId": ami, "Name": name, "RootDeviceName": "/dev/xvda",
-                   "BlockDeviceMappings": [], "BootMode": "uefi", "State": "available"}),
+/// The real `aws`'s JSON answer to `args` (which must succeed).
+fn aws_json(emu: &AwsEmu, args: &[&str]) -> serde_json::Value {
+    let out = emu.aws(args);
+    assert!(out.status.success(), "aws {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// A 1 MiB raw disk whose MBR boot code is `cli; hlt; jmp $-1`: SeaBIOS
+/// boots it and the CPU halts for good (an instance that costs nothing).
+fn halting_disk(p: &Path) {
+    let mut d = vec![0u8; 1 << 20];
+    d[..4].copy_from_slice(&[0xFA, 0xF4, 0xEB, 0xFD]);
+    d[510..512].copy_from_slice(&[0x55, 0xAA]);
+    std::fs::write(p, d).unwrap();
+}
+
+/// A snapshot imported with the real CLI from the halting disk (the S3
+/// object it came from removed again).
+fn import_snapshot(emu: &AwsEmu) -> String {
+    let disk = emu.dir().join("halt.raw");
+    halting_disk(&disk);
+    let cp = emu.aws(&["s3", "cp", disk.to_str().unwrap(), "s3://bkt/seed.raw"]);
+    assert!(cp.status.success(), "{cp:?}");
+    let task = aws_json(
+        emu,
+        &[
+            "ec2",
+            "import-snapshot",
+            "--disk-container",
+            "Format=RAW,UserBucket={S3Bucket=bkt,S3Key=seed.raw}",
+        ],
+    );
+    let tid = task["ImportTaskId"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    let snap = loop {
+        let v = aws_json(
+            emu,
+            &[
+                "ec2",
+                "describe-import-snapshot-tasks",
+                "--import-task-ids",
+                &tid,
+            ],
         );
-    }
-    for (iid, name) in [(OUR_INSTANCE, "capos-mine"), (THEIR_INSTANCE, "prod-web")] {
-        write_json(
-            &s.join(format!("aws/instances/{iid}/instance.json")),
-            json!({"InstanceId": iid, "State": {"Code": 16, "Name": "running"},
-                   "Tags": [{"Key": "Name", "Value": name}],
-                   "standin": {"pid": null, "firmware": "uefi", "disk": "nvme"}}),
+        let d = &v["ImportSnapshotTasks"][0]["SnapshotTaskDetail"];
+        match d["Status"].as_str().unwrap() {
+            "completed" => break d["SnapshotId"].as_str().unwrap().to_string(),
+            "active" => {}
+            other => panic!("import {other}: {d}"),
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "import: {d}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let rm = emu.aws(&["s3", "rm", "s3://bkt/seed.raw"]);
+    assert!(rm.status.success(), "{rm:?}");
+    snap
+}
+
+/// An AMI named `name` of `snap`, registered with the real CLI.
+fn register(emu: &AwsEmu, snap: &str, name: &str) -> String {
+    let bdm = format!("DeviceName=/dev/xvda,Ebs={{SnapshotId={snap}}}");
+    let v = aws_json(
+        emu,
+        &[
+            "ec2",
+            "register-image",
+            "--name",
+            name,
+            "--architecture",
+            "x86_64",
+            "--root-device-name",
+            "/dev/xvda",
+            "--block-device-mappings",
+            &bdm,
+            "--boot-mode",
+            "legacy-bios",
+            "--virtualization-type",
+            "hvm",
+        ],
+    );
+    v["ImageId"].as_str().unwrap().to_string()
+}
+
+/// An instance of `ami` tagged `Name=name`, started with the real CLI.
+fn run_instance(emu: &AwsEmu, ami: &str, name: &str) -> String {
+    let tags = format!("ResourceType=instance,Tags=[{{Key=Name,Value={name}}}]");
+    let v = aws_json(
+        emu,
+        &[
+            "ec2",
+            "run-instances",
+            "--image-id",
+            ami,
+            "--instance-type",
+            "t3.micro",
+            "--count",
+            "1",
+            "--tag-specifications",
+            &tags,
+        ],
+    );
+    v["Instances"][0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Our resources and someone else's in the three clouds, and the CLIs
+/// cloudimg runs behind wrappers that log every call.
+struct World {
+    aws: AwsEmu,
+    gcp: GcpEmu,
+    azure: StandIn,
+    calls: Calls,
+    our_ami: String,
+    their_ami: String,
+    our_instance: String,
+    their_instance: String,
+}
+
+impl World {
+    fn new() -> World {
+        let aws = AwsEmu::start("");
+        let gcp = GcpEmu::start("");
+        let azure = StandIn::new("");
+        // AWS: one snapshot behind two AMIs, an instance of each.
+        let snap = import_snapshot(&aws);
+        let our_ami = register(&aws, &snap, "capos-mine");
+        let their_ami = register(&aws, &snap, "prod-web");
+        let our_instance = run_instance(&aws, &our_ami, "capos-mine");
+        let their_instance = run_instance(&aws, &their_ami, "prod-web");
+        aws_json(&aws, &["ec2", "describe-instances"]); // pending -> running
+                                                        // Objects in S3 and Cloud Storage.
+        let file = aws.dir().join("object");
+        std::fs::write(&file, "someone's bytes").unwrap();
+        let file = file.to_str().unwrap();
+        for key in ["capos-mine.raw", "prod-web.raw"] {
+            let cp = aws.aws(&["s3", "cp", file, &format!("s3://bkt/{key}")]);
+            assert!(cp.status.success(), "{cp:?}");
+        }
+        for key in ["capos-mine.tar.gz", "prod-web.tar.gz"] {
+            let cp = gcp.gcloud(&["storage", "cp", file, &format!("gs://bkt/{key}")]);
+            assert!(cp.status.success(), "{cp:?}");
+        }
+        // Azure, as the stand-in keeps it.
+        let s = azure.state();
+        for f in [
+            "blob/caposimages/vhds/capos-mine.vhd",
+            "blob/caposimages/vhds/prod-web.vhd",
+        ] {
+            std::fs::write(s.join(f), f).unwrap();
+        }
+        for name in ["capos-mine-osdisk", "prod-web-osdisk"] {
+            write_json(
+                &s.join(format!("azure/capos-rg/disks/{name}.json")),
+                json!({"name": name}),
+            );
+        }
+        let calls = Calls::new(
+            aws.dir(),
+            &[
+                ("aws", Some(venv_bin().join("aws"))),
+                ("gcloud", which("gcloud")),
+                ("gsutil", which("gsutil")),
+                ("az", Some(standin_bin().join("az"))),
+            ],
         );
+        World {
+            aws,
+            gcp,
+            azure,
+            calls,
+            our_ami,
+            their_ami,
+            our_instance,
+            their_instance,
+        }
     }
-    for f in [
-        "s3/bkt/capos-mine.raw",
-        "s3/bkt/prod-web.raw",
-        "gcs/bkt/capos-mine.tar.gz",
-        "gcs/bkt/prod-web.tar.gz",
-        "blob/caposimages/vhds/capos-mine.vhd",
-        "blob/caposimages/vhds/prod-web.vhd",
-    ] {
-        std::fs::write(s.join(f), f).unwrap();
+
+    /// The real aws and gcloud pointed at the emulators, the Azure
+    /// stand-in's state, all behind the logging wrappers.
+    fn env(&self) -> Vec<(OsString, OsString)> {
+        let mut env = self.gcp.env();
+        env.extend(self.azure.env().into_iter().filter(|(k, _)| k != "PATH"));
+        env.extend(self.aws.env());
+        self.calls.wrap(env)
     }
-    for name in ["capos-mine-osdisk", "prod-web-osdisk"] {
-        write_json(
-            &s.join(format!("azure/capos-rg/disks/{name}.json")),
-            json!({"name": name}),
-        );
+
+    fn runner(&self) -> Runner {
+        let mut r = Runner::new(Arc::new(|s: &str| eprintln!("{s}")));
+        r.env = self.env();
+        r.backoff = Duration::from_millis(50);
+        r.poll = Duration::from_millis(200);
+        r
+    }
+
+    /// What the clouds hold, asked of the emulators (AWS, GCP) and read
+    /// from the Azure stand-in's state.
+    fn held(&self) -> (Vec<String>, Vec<String>, Vec<(PathBuf, Vec<u8>)>) {
+        let mut aws = self.aws.leftovers();
+        aws.sort();
+        let mut gcp = self.gcp.leftovers();
+        gcp.sort();
+        (aws, gcp, snapshot(self.azure.state()))
     }
 }
 
-/// Every file of the stand-in's state with its bytes (the call log
-/// aside: it is checked on its own).
+/// Every file of the Azure stand-in's state with its bytes (its call
+/// log aside: the wrappers log every call).
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     fn walk(d: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
         for e in std::fs::read_dir(d).unwrap().flatten() {
@@ -85,13 +257,6 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     walk(dir, &mut out);
     out.sort();
     out
-}
-
-fn runner(si: &StandIn) -> Runner {
-    let mut r = Runner::new(Arc::new(|s: &str| eprintln!("{s}")));
-    r.env = si.env();
-    r.backoff = Duration::from_millis(10);
-    r
 }
 
 fn journal(dir: &Path, provider: &str, resources: Vec<serde_json::Value>) -> PathBuf {
@@ -117,7 +282,7 @@ fn aws_instance(id: serde_json::Value, name: &str) -> serde_json::Value {
 
 /// Each hostile journal, the provider it claims, and what the one-line
 /// error must say after the journal's path.
-fn hostile() -> Vec<(&'static str, Vec<serde_json::Value>, String)> {
+fn hostile(our_ami: &str) -> Vec<(&'static str, Vec<serde_json::Value>, String)> {
     let long = "a".repeat(129);
     vec![
         (
@@ -136,7 +301,7 @@ fn hostile() -> Vec<(&'static str, Vec<serde_json::Value>, String)> {
             "aws",
             // A valid entry before the bad one: nothing runs for it either.
             vec![
-                aws_image(json!(OUR_AMI), "capos-mine"),
+                aws_image(json!(our_ami), "capos-mine"),
                 aws_instance(json!("--dry-run"), "capos-mine"),
             ],
             "resources[1].resource.id \"--dry-run\" is not an EC2 instance id".into(),
@@ -154,7 +319,7 @@ fn hostile() -> Vec<(&'static str, Vec<serde_json::Value>, String)> {
         (
             "aws",
             vec![
-                json!({"kind": "aws-image", "id": OUR_AMI, "name": "capos-mine",
+                json!({"kind": "aws-image", "id": our_ami, "name": "capos-mine",
                         "region": "us-east-1", "owners": "all"}),
             ],
             "is not a cloudimg resource journal: unknown field `owners`".into(),
@@ -191,18 +356,21 @@ fn hostile() -> Vec<(&'static str, Vec<serde_json::Value>, String)> {
     ]
 }
 
+fn ready() -> bool {
+    ready_aws() && ready_gcloud()
+}
+
 #[test]
 fn hostile_journals_change_nothing() {
-    if !common::require_tool("python3") {
+    if !ready() {
         return;
     }
-    let si = StandIn::new("");
-    populate(&si);
-    let before = snapshot(si.state());
+    let w = World::new();
+    let before = w.held();
     let ev = tempfile::tempdir().unwrap();
-    for (provider, resources, want) in hostile() {
+    for (provider, resources, want) in hostile(&w.our_ami) {
         let p = journal(ev.path(), provider, resources);
-        let e = cloudimg_cloud::teardown_journal(&p, &runner(&si)).unwrap_err();
+        let e = cloudimg_cloud::teardown_journal(&p, &w.runner()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidInput, "{e}");
         let msg = e.message.clone();
         assert!(
@@ -210,117 +378,144 @@ fn hostile_journals_change_nothing() {
             "{msg}\nwant: {want}"
         );
         assert!(!msg.contains('\n'), "{msg}");
-        assert!(
-            !si.state().join("calls.log").exists(),
+        assert_eq!(
+            w.calls.lines(),
+            Vec::<String>::new(),
             "no CLI may run for a refused journal ({want})"
         );
-        assert_eq!(snapshot(si.state()), before, "{want}");
+        assert_eq!(w.held(), before, "{want}");
     }
+    the_real_clis_would_expand_a_wildcard(&w);
 }
 
-#[test]
-fn the_standins_expand_wildcards_as_the_providers_do() {
-    if !common::require_tool("python3") {
-        return;
-    }
-    // What the `*` journal would have reached had it not been refused:
-    // every own AMI, every running instance.
-    let si = StandIn::new("");
-    populate(&si);
-    let run = |args: &[&str]| {
-        let out = Command::new("aws")
-            .args(args)
-            .envs(si.env())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let images = run(&[
-        "ec2",
-        "describe-images",
-        "--owners",
-        "self",
-        "--filters",
-        "Name=name,Values=*",
-    ]);
+/// What the `*` journals would have reached had they not been refused,
+/// through the real CLIs: every AMI and every instance by EC2's filter
+/// wildcards, and every Cloud Storage object by `gcloud storage rm`'s own
+/// expansion (it lists the bucket and deletes each match).
+fn the_real_clis_would_expand_a_wildcard(w: &World) {
+    let images = aws_json(
+        &w.aws,
+        &[
+            "ec2",
+            "describe-images",
+            "--owners",
+            "self",
+            "--filters",
+            "Name=name,Values=*",
+        ],
+    )
+    .to_string();
     assert!(
-        images.contains(OUR_AMI) && images.contains(THEIR_AMI),
+        images.contains(&w.our_ami) && images.contains(&w.their_ami),
         "{images}"
     );
-    let one = run(&[
-        "ec2",
-        "describe-images",
-        "--filters",
-        "Name=name,Values=capos-mine",
-    ]);
-    assert!(one.contains(OUR_AMI) && !one.contains(THEIR_AMI), "{one}");
-    let instances = run(&[
-        "ec2",
-        "describe-instances",
-        "--filters",
-        "Name=tag:Name,Values=*",
-    ]);
+    let one = aws_json(
+        &w.aws,
+        &[
+            "ec2",
+            "describe-images",
+            "--filters",
+            "Name=name,Values=capos-mine",
+        ],
+    )
+    .to_string();
     assert!(
-        instances.contains(OUR_INSTANCE) && instances.contains(THEIR_INSTANCE),
+        one.contains(&w.our_ami) && !one.contains(&w.their_ami),
+        "{one}"
+    );
+    let instances = aws_json(
+        &w.aws,
+        &[
+            "ec2",
+            "describe-instances",
+            "--filters",
+            "Name=tag:Name,Values=*",
+        ],
+    )
+    .to_string();
+    assert!(
+        instances.contains(&w.our_instance) && instances.contains(&w.their_instance),
         "{instances}"
     );
+    let rm = w.gcp.gcloud(&["storage", "rm", "gs://bkt/*"]);
+    assert!(rm.status.success(), "{rm:?}");
+    let gcs: Vec<String> = w
+        .gcp
+        .leftovers()
+        .into_iter()
+        .filter(|l| l.contains("gs://"))
+        .collect();
+    assert_eq!(gcs, Vec::<String>::new(), "ours and theirs deleted");
 }
 
 #[test]
 fn a_valid_journal_is_torn_down_and_only_what_it_names() {
-    if !common::require_tool("python3") {
+    if !ready() {
         return;
     }
-    let si = StandIn::new("");
-    populate(&si);
+    let w = World::new();
     let ev = tempfile::tempdir().unwrap();
-    let s = si.state();
+    let (our_ami, our_instance) = (w.our_ami.as_str(), w.our_instance.as_str());
     // AWS: the AMI by id, the instance found by its Name tag, the object.
     let p = journal(
         ev.path(),
         "aws",
         vec![
             json!({"kind": "s3-object", "uri": "s3://bkt/capos-mine.raw", "region": "us-east-1"}),
-            aws_image(json!(OUR_AMI), "capos-mine"),
+            aws_image(json!(our_ami), "capos-mine"),
             aws_instance(json!(null), "capos-mine"),
         ],
     );
-    let r = cloudimg_cloud::teardown_journal(&p, &runner(&si)).unwrap();
+    let r = cloudimg_cloud::teardown_journal(&p, &w.runner()).unwrap();
     assert!(r.is_clean(), "{r:?}");
     assert_eq!(
         r.deleted,
         [
             "instance tagged Name=capos-mine",
-            &format!("AMI {OUR_AMI}"),
+            &format!("AMI {our_ami}"),
             "object s3://bkt/capos-mine.raw"
         ]
     );
-    assert!(!s.join(format!("aws/images/{OUR_AMI}.json")).exists());
+    // Asked of the emulator: theirs is all that is left (their running
+    // instance and its QEMU, their AMI, the snapshot behind it, their
+    // object).
+    let left = w.aws.leftovers();
+    let mut kinds: Vec<&str> = left.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["image", "instance", "qemu", "s3", "snapshot"],
+        "{left:?}"
+    );
+    for want in [
+        format!("image {}", w.their_ami),
+        format!("instance {} running", w.their_instance),
+        "s3 object s3://bkt/prod-web.raw".to_string(),
+    ] {
+        assert!(left.contains(&want), "{want} missing from {left:?}");
+    }
     // EC2 keeps a terminated instance's record for a while.
-    let ours: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(s.join(format!("aws/instances/{OUR_INSTANCE}/instance.json")))
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(ours["State"]["Name"], "terminated", "{ours}");
-    assert!(!s.join("s3/bkt/capos-mine.raw").exists());
-    assert!(s.join(format!("aws/images/{THEIR_AMI}.json")).exists());
-    let theirs =
-        std::fs::read_to_string(s.join(format!("aws/instances/{THEIR_INSTANCE}/instance.json")))
-            .unwrap();
-    assert!(!theirs.contains("terminated"), "{theirs}");
-    assert!(s.join("s3/bkt/prod-web.raw").exists());
+    let ours = aws_json(
+        &w.aws,
+        &["ec2", "describe-instances", "--instance-ids", our_instance],
+    );
+    assert_eq!(
+        ours["Reservations"][0]["Instances"][0]["State"]["Name"], "terminated",
+        "{ours}"
+    );
     // The ids were passed as `--flag=value`.
-    let calls = std::fs::read_to_string(s.join("calls.log")).unwrap();
-    assert!(
-        calls.contains(&format!("\"--image-id={OUR_AMI}\"")),
-        "{calls}"
-    );
-    assert!(
-        calls.contains(&format!("\"--instance-ids={OUR_INSTANCE}\"")),
-        "{calls}"
-    );
+    let calls = w.calls.lines();
+    for want in [
+        format!("\t--image-id={our_ami}"),
+        format!("\t--instance-ids={our_instance}"),
+    ] {
+        assert!(
+            calls
+                .iter()
+                .any(|l| l.starts_with("aws\t") && l.contains(&want)),
+            "{want}: {calls:#?}"
+        );
+    }
 
     // GCP and Azure.
     let p = journal(
@@ -330,9 +525,16 @@ fn a_valid_journal_is_torn_down_and_only_what_it_names() {
             json!({"kind": "gcs-object", "uri": "gs://bkt/capos-mine.tar.gz", "project": "capos-proj", "gsutil": false}),
         ],
     );
-    let r = cloudimg_cloud::teardown_journal(&p, &runner(&si)).unwrap();
+    let r = cloudimg_cloud::teardown_journal(&p, &w.runner()).unwrap();
     assert_eq!(r.deleted, ["object gs://bkt/capos-mine.tar.gz"], "{r:?}");
-    assert!(s.join("gcs/bkt/prod-web.tar.gz").exists());
+    let gcs: Vec<String> = w
+        .gcp
+        .leftovers()
+        .into_iter()
+        .filter(|l| l.contains("gs://"))
+        .collect();
+    assert_eq!(gcs.len(), 1, "{gcs:?}");
+    assert!(gcs[0].ends_with("gs://bkt/prod-web.tar.gz"), "{gcs:?}");
     let p = journal(
         ev.path(),
         "azure",
@@ -341,8 +543,9 @@ fn a_valid_journal_is_torn_down_and_only_what_it_names() {
             json!({"kind": "azure-disk", "resource_group": "capos-rg", "name": "capos-mine-osdisk"}),
         ],
     );
-    let r = cloudimg_cloud::teardown_journal(&p, &runner(&si)).unwrap();
+    let r = cloudimg_cloud::teardown_journal(&p, &w.runner()).unwrap();
     assert!(r.is_clean() && r.deleted.len() == 2, "{r:?}");
+    let s = w.azure.state();
     assert!(!s
         .join("azure/capos-rg/disks/capos-mine-osdisk.json")
         .exists());

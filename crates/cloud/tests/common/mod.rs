@@ -4,6 +4,7 @@
 
 pub use cloudimg_testkit::*;
 
+pub mod calls;
 pub mod real;
 
 // ------------------------------------------------------------ cloud ----
