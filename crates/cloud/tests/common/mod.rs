@@ -6,6 +6,7 @@ pub use cloudimg_testkit::*;
 
 pub mod calls;
 pub mod real;
+pub mod seed;
 
 // ------------------------------------------------------------ cloud ----
 
