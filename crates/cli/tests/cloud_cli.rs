@@ -1,12 +1,19 @@
-//! `cloudimg cloud` as a user runs it: the binary, with the provider
-//! stand-ins (standin/bin) first on PATH. The flows themselves are tested
-//! in depth in crates/cloud/tests; this proves the command line drives them.
+//! `cloudimg cloud` as a user runs it: the binary, driving the real `aws`
+//! against the local AWS emulator (standin/api: moto and our EC2
+//! endpoint, which boots the imported disk in QEMU), and, for Azure
+//! compute (no emulator exists), the stand-in standin/bin/az first on
+//! PATH. The flows themselves are tested in depth in crates/cloud/tests;
+//! this proves the command line drives them.
 
 mod common;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::calls::Calls;
+use common::real::{ready_aws, venv_bin, AwsEmu};
+use common::seed::{aws_json, import_snapshot, register};
 use common::{ok, require_tool, require_validator, validate};
 
 fn standin_bin() -> PathBuf {
@@ -32,23 +39,43 @@ fn cloudimg(args: &[&str], cwd: &Path, state: &Path) -> Output {
         .expect("running cloudimg")
 }
 
+/// Run the built `cloudimg` in `cwd` with `env` added (e.g. an
+/// emulator's [`AwsEmu::env`]).
+fn cloudimg_env(args: &[&str], cwd: &Path, env: &[(OsString, OsString)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloudimg"))
+        .args(args)
+        .current_dir(cwd)
+        .envs(env.iter().cloned())
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .expect("running cloudimg")
+}
+
+/// The real `aws` behind a wrapper that logs each call.
+fn aws_calls(emu: &AwsEmu) -> Calls {
+    Calls::new(emu.dir(), &[("aws", Some(venv_bin().join("aws")))])
+}
+
 #[test]
 fn aws_vmdk_run_boots_keeps_evidence_and_leaves_nothing() {
-    if !(require_tool("qemu-system-x86_64") && require_tool("qemu-img") && require_tool("python3"))
-    {
+    if !ready_aws() {
         return;
     }
+    let emu = AwsEmu::start("");
+    let mb = emu.aws(&["s3", "mb", "s3://capos-images"]);
+    assert!(mb.status.success(), "{mb:?}");
+    let calls = aws_calls(&emu);
+    let env = calls.wrap(emu.env());
     let t = tempfile::tempdir().unwrap();
-    let (d, state) = (t.path(), t.path().join("state"));
-    std::fs::create_dir_all(state.join("s3/capos-images")).unwrap();
-    ok(cloudimg(&["image", "build", "-o", "img.raw"], d, &state));
-    ok(cloudimg(
+    let d = t.path();
+    ok(cloudimg_env(&["image", "build", "-o", "img.raw"], d, &env));
+    ok(cloudimg_env(
         &["package", "img.raw", "--aws", "-o", "cloud"],
         d,
-        &state,
+        &env,
     ));
 
-    let plan = ok(cloudimg(
+    let plan = ok(cloudimg_env(
         &[
             "cloud",
             "aws",
@@ -65,7 +92,7 @@ fn aws_vmdk_run_boots_keeps_evidence_and_leaves_nothing() {
             "--plan",
         ],
         d,
-        &state,
+        &env,
     ));
     assert!(
         plan.contains("aws s3 cp cloud/capos-aws.vmdk s3://capos-images/capos-test.vmdk"),
@@ -73,9 +100,9 @@ fn aws_vmdk_run_boots_keeps_evidence_and_leaves_nothing() {
     );
     assert!(plan.contains("\"Format\":\"VMDK\""), "{plan}");
     assert!(plan.contains("--boot-mode uefi"), "{plan}");
-    assert!(!state.join("calls.log").exists(), "--plan runs nothing");
+    assert_eq!(calls.lines(), Vec::<String>::new(), "--plan runs nothing");
 
-    ok(cloudimg(
+    ok(cloudimg_env(
         &[
             "cloud",
             "aws",
@@ -93,13 +120,18 @@ fn aws_vmdk_run_boots_keeps_evidence_and_leaves_nothing() {
             "ev",
             "--timeout",
             "120",
+            "--poll",
+            "1",
         ],
         d,
-        &state,
+        &env,
     ));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("ev/summary.json")).unwrap()).unwrap();
     assert_eq!(summary["passed"], true, "{summary}");
+    // Asked of the emulator: nothing is left (instance, AMI, snapshot,
+    // import task, object, QEMU).
+    assert_eq!(emu.leftovers(), Vec::<String>::new());
     let serial = std::fs::read_to_string(d.join("ev/serial.log")).unwrap();
     assert!(
         serial.contains("capos kernel starting") && serial.contains("firmware=uefi"),
@@ -109,11 +141,12 @@ fn aws_vmdk_run_boots_keeps_evidence_and_leaves_nothing() {
         assert!(d.join("ev").join(f).exists(), "{f} kept as evidence");
     }
     // Teardown left nothing: a second teardown from the journal has nothing to do.
-    ok(cloudimg(
+    ok(cloudimg_env(
         &["cloud", "teardown", "--journal", "ev/resources.json"],
         d,
-        &state,
+        &env,
     ));
+    assert_eq!(emu.leftovers(), Vec::<String>::new());
     let journal: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("ev/resources.json")).unwrap()).unwrap();
     let text = journal.to_string();
@@ -556,15 +589,22 @@ fn azure_killed_run_is_cleaned_up_by_cloud_teardown() {
 
 #[test]
 fn teardown_refuses_a_hostile_journal_in_one_line_and_runs_nothing() {
-    if !require_tool("python3") {
+    if !ready_aws() {
         return;
     }
+    // Someone else's AMI in the emulator, made with the real CLI.
+    let emu = AwsEmu::start("");
+    let snap = import_snapshot(&emu);
+    let ami = register(&emu, &snap, "prod-web");
+    let held = {
+        let mut l = emu.leftovers();
+        l.sort();
+        l
+    };
+    let calls = aws_calls(&emu);
+    let env = calls.wrap(emu.env());
     let t = tempfile::tempdir().unwrap();
-    let (d, state) = (t.path(), t.path().join("state"));
-    std::fs::create_dir_all(state.join("aws/images")).unwrap();
-    let ami = "ami-0123456789abcdef0";
-    let image = format!(r#"{{"ImageId": "{ami}", "Name": "prod-web"}}"#);
-    std::fs::write(state.join(format!("aws/images/{ami}.json")), &image).unwrap();
+    let d = t.path();
     let journal = |resource: &str| {
         format!(
             r#"{{"version": 1, "provider": "aws", "run_id": "r1", "resources": [{{"resource": {resource}, "state": "created", "updated_unix": 1}}]}}"#
@@ -582,14 +622,13 @@ fn teardown_refuses_a_hostile_journal_in_one_line_and_runs_nothing() {
     ] {
         std::fs::write(d.join("j.json"), journal(resource)).unwrap();
         fails_with(
-            cloudimg(&["cloud", "teardown", "--journal", "j.json"], d, &state),
+            cloudimg_env(&["cloud", "teardown", "--journal", "j.json"], d, &env),
             line,
         );
-        assert!(!state.join("calls.log").exists(), "no CLI ran");
-        assert_eq!(
-            std::fs::read_to_string(state.join(format!("aws/images/{ami}.json"))).unwrap(),
-            image
-        );
+        assert_eq!(calls.lines(), Vec::<String>::new(), "no CLI ran");
+        let mut now = emu.leftovers();
+        now.sort();
+        assert_eq!(now, held);
     }
     // The same journal with a valid name tears down only what it names.
     std::fs::write(
@@ -597,23 +636,25 @@ fn teardown_refuses_a_hostile_journal_in_one_line_and_runs_nothing() {
         journal(r#"{"kind": "aws-image", "id": null, "name": "capos-x", "region": null}"#),
     )
     .unwrap();
-    let out = ok(cloudimg(
+    let out = ok(cloudimg_env(
         &["cloud", "teardown", "--journal", "j.json"],
         d,
-        &state,
+        &env,
     ));
     assert_eq!(out, "already gone: AMI named capos-x\n");
-    assert!(state.join(format!("aws/images/{ami}.json")).exists());
+    assert!(!calls.lines().is_empty(), "the real aws was asked");
+    let v = aws_json(&emu, &["ec2", "describe-images", "--image-ids", &ami]);
+    assert_eq!(v["Images"][0]["Name"], "prod-web", "{v}");
 }
 
 #[test]
 fn gcp_and_aws_plans_are_json_documents_and_run_nothing() {
-    if !require_tool("python3") {
-        return;
-    }
     let t = tempfile::tempdir().unwrap();
-    let (d, state) = (t.path(), t.path().join("state"));
-    let gcp = ok(cloudimg(
+    let d = t.path();
+    // Every cloud CLI is a tripwire here.
+    let calls = Calls::tripwires(d);
+    let env = calls.wrap(vec![]);
+    let gcp = ok(cloudimg_env(
         &[
             "cloud",
             "gcp",
@@ -629,7 +670,7 @@ fn gcp_and_aws_plans_are_json_documents_and_run_nothing() {
             "--json",
         ],
         d,
-        &state,
+        &env,
     ));
     let v: serde_json::Value = serde_json::from_str(&gcp).unwrap();
     assert_eq!(v["schema"], "cloudimg.cloud-plan/1");
@@ -646,7 +687,7 @@ fn gcp_and_aws_plans_are_json_documents_and_run_nothing() {
         lines.contains(&"gcloud compute instances create capos-test '--project=<gcloud config project>' '--zone=<gcloud config compute/zone>' --image=capos-test --machine-type=e2-small --no-address --network=capos-net --format=json"),
         "{lines:#?}"
     );
-    let aws = ok(cloudimg(
+    let aws = ok(cloudimg_env(
         &[
             "cloud",
             "aws",
@@ -666,7 +707,7 @@ fn gcp_and_aws_plans_are_json_documents_and_run_nothing() {
             "--json",
         ],
         d,
-        &state,
+        &env,
     ));
     let v: serde_json::Value = serde_json::from_str(&aws).unwrap();
     assert_eq!(v["schema"], "cloudimg.cloud-plan/1");
@@ -679,20 +720,35 @@ fn gcp_and_aws_plans_are_json_documents_and_run_nothing() {
         ),
         "{aws}"
     );
-    assert!(!state.join("calls.log").exists(), "--plan runs nothing");
+    assert_eq!(calls.lines(), Vec::<String>::new(), "--plan runs nothing");
 }
 
 #[test]
 fn not_logged_in_exits_2_says_what_to_run_and_reports_nothing_left_behind() {
-    if !(require_tool("qemu-img") && require_tool("python3")) {
+    if !ready_aws() {
         return;
     }
+    let emu = AwsEmu::start("");
+    // The real CLI without credentials: no credentials file, no keys, a
+    // HOME without ~/.aws.
+    let mut env: Vec<(OsString, OsString)> = emu
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_SHARED_CREDENTIALS_FILE")
+        .collect();
+    env.extend([
+        (
+            "AWS_SHARED_CREDENTIALS_FILE".into(),
+            emu.dir().join("no-such-credentials").into(),
+        ),
+        ("HOME".into(), emu.dir().into()),
+        ("AWS_ACCESS_KEY_ID".into(), "".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "".into()),
+    ]);
     let t = tempfile::tempdir().unwrap();
-    let (d, state) = (t.path(), t.path().join("state"));
-    std::fs::create_dir_all(state.join("s3/bkt")).unwrap();
-    std::fs::write(state.join("faults"), "not-logged-in").unwrap();
-    ok(cloudimg(&["image", "build", "-o", "img.raw"], d, &state));
-    let out = cloudimg(
+    let d = t.path();
+    ok(cloudimg_env(&["image", "build", "-o", "img.raw"], d, &env));
+    let out = cloudimg_env(
         &[
             "cloud",
             "aws",
@@ -709,7 +765,7 @@ fn not_logged_in_exits_2_says_what_to_run_and_reports_nothing_left_behind() {
             "--json",
         ],
         d,
-        &state,
+        &env,
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -728,27 +784,37 @@ fn not_logged_in_exits_2_says_what_to_run_and_reports_nothing_left_behind() {
     assert_eq!(v["passed"], false);
     assert_eq!(v["error_kind"], "permission");
     assert!(v["teardown"].is_null(), "{v}");
+    // Asked of the emulator: nothing was created.
+    assert_eq!(emu.leftovers(), Vec::<String>::new());
 }
 
 #[test]
 fn teardown_json_is_a_document_and_publish_excludes_keep() {
-    if !require_tool("python3") {
+    if !ready_aws() {
         return;
     }
+    let emu = AwsEmu::start("");
+    let env = emu.env();
     let t = tempfile::tempdir().unwrap();
-    let (d, state) = (t.path(), t.path().join("state"));
-    std::fs::create_dir_all(state.join("s3/bkt")).unwrap();
-    std::fs::write(state.join("s3/bkt/capos-x.raw"), "x").unwrap();
+    let d = t.path();
+    std::fs::write(d.join("x"), "x").unwrap();
+    let cp = emu.aws(&[
+        "s3",
+        "cp",
+        d.join("x").to_str().unwrap(),
+        "s3://bkt/capos-x.raw",
+    ]);
+    assert!(cp.status.success(), "{cp:?}");
     std::fs::write(
         d.join("j.json"),
         r#"{"version": 1, "provider": "aws", "run_id": "r1", "resources": [{"resource": {"kind": "s3-object", "uri": "s3://bkt/capos-x.raw", "region": null}, "state": "kept", "updated_unix": 1}]}"#,
     )
     .unwrap();
     // A kept (published) resource is removed by the journal's teardown.
-    let out = ok(cloudimg(
+    let out = ok(cloudimg_env(
         &["cloud", "teardown", "--journal", "j.json", "--json"],
         d,
-        &state,
+        &env,
     ));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     if require_validator() {
@@ -758,9 +824,9 @@ fn teardown_json_is_a_document_and_publish_excludes_keep() {
     assert_eq!(v["deleted"][0], "object s3://bkt/capos-x.raw");
     assert_eq!(v["failed"].as_array().unwrap().len(), 0);
     assert_eq!(v["clean"], true);
-    assert!(!state.join("s3/bkt/capos-x.raw").exists());
+    assert_eq!(emu.leftovers(), Vec::<String>::new());
     // --keep keeps everything; --publish only the image: not both.
-    let out = cloudimg(
+    let out = cloudimg_env(
         &[
             "cloud",
             "aws",
@@ -771,7 +837,7 @@ fn teardown_json_is_a_document_and_publish_excludes_keep() {
             "--plan",
         ],
         d,
-        &state,
+        &env,
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
@@ -779,15 +845,15 @@ fn teardown_json_is_a_document_and_publish_excludes_keep() {
 
 #[test]
 fn aws_publish_prints_the_ami_and_teardown_removes_it_later() {
-    if !(require_tool("qemu-system-x86_64") && require_tool("qemu-img") && require_tool("python3"))
-    {
+    if !ready_aws() {
         return;
     }
+    let emu = AwsEmu::start("");
+    let env = emu.env();
     let t = tempfile::tempdir().unwrap();
-    let (d, state) = (t.path(), t.path().join("state"));
-    std::fs::create_dir_all(state.join("s3/bkt")).unwrap();
-    ok(cloudimg(&["image", "build", "-o", "img.raw"], d, &state));
-    let out = ok(cloudimg(
+    let d = t.path();
+    ok(cloudimg_env(&["image", "build", "-o", "img.raw"], d, &env));
+    let out = ok(cloudimg_env(
         &[
             "cloud",
             "aws",
@@ -812,7 +878,7 @@ fn aws_publish_prints_the_ami_and_teardown_removes_it_later() {
             "120",
         ],
         d,
-        &state,
+        &env,
     ));
     assert!(out.starts_with("PUBLISHED ami-"), "{out}");
     assert!(out.contains("; kept snapshot snap-"), "{out}");
@@ -825,13 +891,21 @@ fn aws_publish_prints_the_ami_and_teardown_removes_it_later() {
         serde_json::from_slice(&std::fs::read(d.join("ev/summary.json")).unwrap()).unwrap();
     assert_eq!(sum["schema"], "cloudimg.cloud-run/1");
     let ami = sum["published"]["image_id"].as_str().unwrap().to_string();
-    assert!(state.join(format!("aws/images/{ami}.json")).exists());
-    assert!(!state.join("s3/bkt/capos-pub.raw").exists());
+    // Asked of the emulator: the AMI and its snapshot stay, nothing else
+    // (the object, the instance and its QEMU are gone).
+    let left = emu.leftovers();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&format!("image {ami}")), "{left:?}");
+    assert!(
+        left.iter().any(|l| l.starts_with("snapshot snap-")),
+        "{left:?}"
+    );
+    // moto's default account, as `aws sts get-caller-identity` tells it.
     let id: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("ev/identity.json")).unwrap()).unwrap();
     assert_eq!(id["account"], "123456789012");
     // Later, the journal removes the published AMI and its snapshot.
-    let out = ok(cloudimg(
+    let out = ok(cloudimg_env(
         &[
             "cloud",
             "teardown",
@@ -840,10 +914,10 @@ fn aws_publish_prints_the_ami_and_teardown_removes_it_later() {
             "--json",
         ],
         d,
-        &state,
+        &env,
     ));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["clean"], true, "{v}");
     assert_eq!(v["deleted"].as_array().unwrap().len(), 2, "{v}");
-    assert!(!state.join(format!("aws/images/{ami}.json")).exists());
+    assert_eq!(emu.leftovers(), Vec::<String>::new());
 }

@@ -103,3 +103,31 @@ sys.exit(1 if errors else 0)
     );
     assert_eq!(doc["schema"], format!("cloudimg.{kind}/1"), "{what}");
 }
+
+// ----------------------------------------------------------- cloud ----
+
+// The real cloud CLIs against the local emulators (standin/api): the
+// cloud crate's own test helpers, included by path rather than copied.
+
+/// Emulators, their CLI environments, their leftovers.
+#[path = "../../../cloud/tests/common/real.rs"]
+pub mod real;
+
+/// Logging wrappers and tripwires named like the cloud CLIs.
+#[path = "../../../cloud/tests/common/calls.rs"]
+pub mod calls;
+
+/// EC2 resources made cheaply with the real `aws`.
+#[path = "../../../cloud/tests/common/seed.rs"]
+pub mod seed;
+
+/// What a cloud run needs here (as the cloud crate's tests): QEMU,
+/// qemu-img, OVMF, GRUB, python3, tar.
+pub fn ready() -> bool {
+    require_tool("qemu-system-x86_64")
+        && require_tool("qemu-img")
+        && require_tool("python3")
+        && require_tool("tar")
+        && require_grub()
+        && require_file("/usr/share/OVMF/OVMF_CODE_4M.fd")
+}
