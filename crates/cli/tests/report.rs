@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
+use common::real::{ready_aws, AwsEmu};
 use common::{cloudimg, ok, require_grub, require_tool};
 
 /// The evidence of one real boot, made once per test binary: the demo
@@ -423,35 +424,26 @@ fn report_never_writes_through_a_symlink() {
     assert!(meta.file_type().is_file());
 }
 
-/// A cloud run's evidence (`cloud aws --evidence DIR` against the
-/// provider stand-ins in standin/bin, which boot the imported disk in
-/// QEMU: SeaBIOS for `legacy-bios`) is reported from its summary.json
-/// and serial.log, as the rendered page shows.
+/// A cloud run's evidence (`cloud aws --evidence DIR` through the real
+/// `aws` against the local AWS emulator in standin/api, which boots the
+/// imported disk in QEMU: SeaBIOS for `legacy-bios`) is reported from its
+/// summary.json and serial.log, as the rendered page shows.
 #[test]
 fn cloud_run_evidence_is_reported() {
     let Some(ev) = evidence() else { return };
-    if !(require_tool("chromium") && require_tool("python3") && require_tool("qemu-img")) {
+    if !(require_tool("chromium") && ready_aws()) {
         return;
     }
+    let emu = AwsEmu::start("");
+    let mb = emu.aws(&["s3", "mb", "s3://capos-images"]);
+    assert!(mb.status.success(), "{mb:?}");
     let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let d = t.path();
-    let state = d.join("state");
-    fs::create_dir_all(state.join("s3/capos-images")).unwrap();
-    let standin = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../standin/bin")
-        .canonicalize()
-        .unwrap();
     let cloudimg = |args: &[&str]| {
-        let path = format!(
-            "{}:{}",
-            standin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
         Command::new(env!("CARGO_BIN_EXE_cloudimg"))
             .args(args)
             .current_dir(d)
-            .env("PATH", path)
-            .env("CLOUDIMG_STANDIN_STATE", &state)
+            .envs(emu.env())
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .output()
             .expect("running cloudimg")
@@ -508,4 +500,6 @@ fn cloud_run_evidence_is_reported() {
         "serial tail from serial.log:\n{}",
         page.text
     );
+    // Asked of the emulator: the run left nothing.
+    assert_eq!(emu.leftovers(), Vec::<String>::new());
 }
