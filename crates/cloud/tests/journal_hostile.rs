@@ -33,6 +33,9 @@ fn write_json(p: &Path, v: serde_json::Value) {
     std::fs::write(p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 
+/// Every file of a stand-in's state with its bytes.
+type Files = Vec<(PathBuf, Vec<u8>)>;
+
 /// Our resources and someone else's in the three clouds, and the CLIs
 /// cloudimg runs behind wrappers that log every call.
 struct World {
@@ -124,7 +127,7 @@ impl World {
 
     /// What the clouds hold, asked of the emulators (AWS, GCP) and read
     /// from the Azure stand-in's state.
-    fn held(&self) -> (Vec<String>, Vec<String>, Vec<(PathBuf, Vec<u8>)>) {
+    fn held(&self) -> (Vec<String>, Vec<String>, Files) {
         let mut aws = self.aws.leftovers();
         aws.sort();
         let mut gcp = self.gcp.leftovers();
@@ -135,8 +138,8 @@ impl World {
 
 /// Every file of the Azure stand-in's state with its bytes (its call
 /// log aside: the wrappers log every call).
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    fn walk(d: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+fn snapshot(dir: &Path) -> Files {
+    fn walk(d: &Path, out: &mut Files) {
         for e in std::fs::read_dir(d).unwrap().flatten() {
             let p = e.path();
             if p.is_dir() {
