@@ -79,10 +79,18 @@ class Handler(BaseHTTPRequestHandler):
             if action in Ec2.OWN:
                 req = ec2query.parse_request(action, params)
                 out = self.ec2.handle(action, req)
+                self.lost(action)
                 return self.send(200, ec2query.response_xml(action, out))
         except ApiError as e:
             return self.send(e.status, ec2query.error_xml(e.code, e.message))
         self.forward(raw)
+
+    def lost(self, action):
+        """Fault lost-response=OP: the call was done, but its answer is
+        lost on the way back and the client sees a 500."""
+        if self.ec2.faults.due("lost-response", action):
+            raise ApiError(500, "InternalError", "An internal error has occurred (injected "
+                           "after the request was carried out)")
 
     def inject(self, action):
         f = self.ec2.faults
@@ -93,6 +101,22 @@ class Handler(BaseHTTPRequestHandler):
                            "the request (injected)")
         if f.due("throttle", action):
             raise ApiError(503, "RequestLimitExceeded", "Request limit exceeded.")
+        if action in f.ops("permission"):
+            # Client error table of "Error codes for the Amazon EC2 API"
+            # (docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html);
+            # the message is what the API returns without an encoded
+            # authorization message [U: exact wording unconfirmed].
+            raise ApiError(403, "UnauthorizedOperation",
+                           "You are not authorized to perform this operation.")
+        if action in f.ops("quota"):
+            # VcpuLimitExceeded: "You've reached the limit on the number of
+            # vCPUs ... assigned to the running instances in your account"
+            # (the same error code table; message wording [U]).
+            raise ApiError(400, "VcpuLimitExceeded", "You have requested more vCPU capacity "
+                           "than your current vCPU limit of 0 allows for the instance bucket "
+                           "that the specified instance type belongs to. Please visit "
+                           "http://aws.amazon.com/contact-us/ec2-request to request an "
+                           "adjustment to this limit.")
 
     def forward(self, raw):
         """Send the request to moto as it came; answer with moto's answer."""

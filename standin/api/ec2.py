@@ -26,6 +26,8 @@ import shutil
 import tempfile
 import threading
 
+from moto.ec2.models.instance_types import INSTANCE_TYPES
+
 import ec2query
 from standin_lib import standin, value_matches
 
@@ -90,16 +92,26 @@ class Ec2:
         with self.lock:
             return fn(req)
 
-    def eventual(self, iid):
+    def eventual(self, rid):
         """Raise the NotFound that EC2's eventual consistency gives for a
-        just-created or just-terminated instance, while one is due."""
-        if self.young.get(iid, 0) > 0:
-            self.young[iid] -= 1
-            raise not_found("InvalidInstanceID.NotFound", iid)
+        just-created (or just-terminated) instance or AMI, while one is
+        due."""
+        if self.young.get(rid, 0) > 0:
+            self.young[rid] -= 1
+            kind = "InvalidAMIID.NotFound" if rid.startswith("ami-") else \
+                "InvalidInstanceID.NotFound"
+            raise not_found(kind, rid)
 
     # ------------------------------------------------------------- import --
 
     def op_ImportSnapshot(self, req):
+        if self.faults.flag("no-vmimport"):
+            # VM Import's "required service role" check: "The service role
+            # vmimport provided does not exist or does not have sufficient
+            # permissions" (VM Import/Export User Guide, troubleshooting;
+            # code InvalidParameter [U]).
+            raise ApiError(400, "InvalidParameter", "The service role vmimport provided "
+                           "does not exist or does not have sufficient permissions")
         dc = req.get("DiskContainer") or {}
         ub = dc.get("UserBucket") or {}
         tid = standin.new_id("import-snap-")
@@ -250,15 +262,21 @@ class Ec2:
             "BootMode": mode, "EnaSupport": bool(req.get("EnaSupport")), "State": "available",
             "VirtualizationType": req.get("VirtualizationType", "hvm"), "OwnerId": ACCOUNT,
             "CreationDate": now_iso(), "Tags": self.tags_for(req, "image"), "snapshot": sid}
+        self.young[ami] = self.faults.number("notfound-after-register")
         return {"ImageId": ami}
 
     def op_DescribeImages(self, req):
         ids = req.get("ImageIds") or []
+        for ami in ids:
+            if ami in self.images:
+                self.eventual(ami)
         fl = filters(req)
         out = []
         for ami, img in sorted(self.images.items()):
             if (ids and ami not in ids) or not matches(img, fl, {"name": [img["Name"]]}):
                 continue
+            if ami not in ids and self.young.get(ami, 0) > 0:
+                continue  # not visible yet to a filtered list
             out.append(public(img))
         return {"Images": out}
 
@@ -266,6 +284,7 @@ class Ec2:
         ami = req.get("ImageId", "")
         if ami not in self.images:
             raise not_found("InvalidAMIID.NotFound", ami)
+        self.eventual(ami)
         del self.images[ami]
         return {"Return": True}
 
@@ -275,10 +294,17 @@ class Ec2:
         token = req.get("ClientToken")
         if token and token in self.tokens:
             return self.tokens[token]  # idempotent: the same reservation again
+        if not req.get("SubnetId") and self.faults.flag("no-default-vpc"):
+            # "VPCIdNotSpecified: You have no default VPC in which to carry
+            # out the request. Specify a VPC or subnet ID" (EC2 API error
+            # codes); the message is the one the API gives [U].
+            raise ApiError(400, "VPCIdNotSpecified", "No default VPC for this user. GroupName "
+                           "is only supported for EC2-Classic and default VPC.")
         ami = req.get("ImageId", "")
         img = self.images.get(ami)
         if img is None:
             raise not_found("InvalidAMIID.NotFound", ami)
+        self.eventual(ami)
         res = {"ReservationId": standin.new_id("r-"), "OwnerId": ACCOUNT, "Groups": [],
                "Instances": [self.launch(img, req)]}
         if token:
@@ -351,6 +377,14 @@ class Ec2:
 
     def op_GetConsoleOutput(self, req):
         inst = self.instance(req.get("InstanceId", ""))
+        if req.get("Latest") and hypervisor(inst["InstanceType"]) != "nitro":
+            # "You can optionally retrieve the latest serial console output
+            # ... This option is supported on instance types that use the
+            # Nitro hypervisor" (GetConsoleOutput, EC2 API reference). The
+            # code and message of the refusal [U].
+            raise ApiError(400, "UnsupportedOperation", "The instance type %s does not "
+                           "support the latest console output. Retry without the latest "
+                           "option." % inst["InstanceType"])
         data = standin.read_serial(inst["dir"]) if os.path.isdir(inst["dir"]) else b""
         out = {"InstanceId": inst["InstanceId"], "Timestamp": now_iso()}
         if data:
@@ -361,6 +395,13 @@ class Ec2:
         res = []
         for iid in req.get("InstanceIds", []):
             inst = self.instance(iid)
+            if self.faults.countdown("notfound-on-terminate"):
+                # "If you terminate an instance right after launching it,
+                # you might get InvalidInstanceID.NotFound ... this does
+                # not mean the instance is or will be terminated" [U:
+                # paraphrase of AWS's eventual-consistency guidance,
+                # docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html].
+                raise not_found("InvalidInstanceID.NotFound", iid)
             prev = dict(inst["State"])
             if prev["Name"] != "terminated":
                 inst["State"] = state_name("shutting-down")
@@ -412,6 +453,12 @@ class Ec2:
             for inst in self.instances.values():
                 if inst["State"]["Name"] != "terminated":
                     standin.stop_qemu(inst["dir"])
+
+
+def hypervisor(instance_type):
+    """`nitro` or `xen`: the Hypervisor moto's DescribeInstanceTypes gives
+    the type (its table of EC2's instance types); an unknown type, nitro."""
+    return INSTANCE_TYPES.get(instance_type, {}).get("Hypervisor", "nitro")
 
 
 def public(rec):

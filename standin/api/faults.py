@@ -26,6 +26,25 @@
                               IP addresses (instances.insert with an
                               access config fails)
 
+AWS only (our EC2 endpoint; OP is the EC2 Action):
+
+    quota=OP                  OP answers VcpuLimitExceeded (400), every time
+    permission=OP             OP answers UnauthorizedOperation (403), every
+                              time
+    lost-response=OP[:N]      OP is done, then answers 500 InternalError (N
+                              times): the CLI's retry must carry the same
+                              ClientToken to get the same answer
+    no-vmimport               ImportSnapshot answers InvalidParameter: the
+                              service role vmimport does not exist
+    notfound-after-register=N the next N calls naming a new AMI answer
+                              InvalidAMIID.NotFound (eventual consistency)
+    no-default-vpc            RunInstances without SubnetId answers
+                              VPCIdNotSpecified (the account has no
+                              default VPC)
+    notfound-on-terminate=N   the first N TerminateInstances answer
+                              InvalidInstanceID.NotFound and do nothing:
+                              the instance goes on running
+
 OP is the API's operation name (EC2 Action such as RunInstances; GCP
 method such as instances.insert). The real CLIs retry 5xx and throttling
 themselves (botocore's legacy mode: 5 attempts; gcloud: a few), so N must
@@ -62,6 +81,21 @@ class Faults:
         """The N of `kind=N`, else `default`."""
         vals = self._items.get(kind)
         return int(vals[-1]) if vals and vals[-1] else default
+
+    def ops(self, kind):
+        """The OPs named by every `kind=OP[:N]` (for faults that always
+        fire, such as permission=OP)."""
+        return [v.partition(":")[0] for v in self._items.get(kind, [])]
+
+    def countdown(self, kind):
+        """True for the first N calls when `kind=N` is set."""
+        n = self.number(kind)
+        with self._lock:
+            used = self._used.get((kind, None), 0)
+            if used < n:
+                self._used[(kind, None)] = used + 1
+                return True
+        return False
 
     def due(self, kind, op):
         """True when `kind=OP[:N]` should fire for `op` now (counts down)."""

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind, Summary, Target};
+use cloudimg_cloud::{flow, ErrorKind, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
-use common::{artifact_for, aws_target, gcp_target, options, StandIn};
+use common::{artifact_for, gcp_target, options, StandIn};
 
 fn run_with(
     target: &Target,
@@ -65,71 +65,12 @@ fn gcp_import_rejected() {
 }
 
 #[test]
-fn aws_import_task_deleted() {
-    if !common::ready() {
-        return;
-    }
-    let t = aws_target("capos-f2", AwsFormat::Vmdk, BootMode::Uefi);
-    let (s, si, _e) = run_with(&t, "import-fail", LONG);
-    assert_failed_clean(
-        &s,
-        &si,
-        ErrorKind::ImportFailed,
-        "ClientError: Disk validation failed [Unsupported specified file format]",
-    );
-    assert!(
-        s.error
-            .as_deref()
-            .unwrap()
-            .starts_with("AWS rejected the import (import-snap-"),
-        "{s:?}"
-    );
-}
-
-#[test]
-fn aws_missing_vmimport_role() {
-    if !common::ready() {
-        return;
-    }
-    let t = aws_target("capos-f3", AwsFormat::Raw, BootMode::Uefi);
-    let (s, si, _e) = run_with(&t, "no-vmimport", LONG);
-    assert_failed_clean(
-        &s,
-        &si,
-        ErrorKind::Permission,
-        "VM Import needs the `vmimport` service role",
-    );
-    assert!(
-        s.error
-            .as_deref()
-            .unwrap()
-            .contains("The service role vmimport provided does not exist"),
-        "{s:?}"
-    );
-}
-
-#[test]
 fn gcp_cpu_quota() {
     if !common::ready() {
         return;
     }
     let (s, si, _e) = run_with(&gcp_target("capos-f4"), "quota=instances-create", LONG);
     assert_failed_clean(&s, &si, ErrorKind::Quota, "quota exceeded: ERROR: (gcloud.compute.instances.create) Could not fetch resource: - Quota 'CPUS' exceeded.");
-}
-
-#[test]
-fn aws_vcpu_quota() {
-    if !common::ready() {
-        return;
-    }
-    let t = aws_target("capos-f5", AwsFormat::Raw, BootMode::LegacyBios);
-    let (s, si, _e) = run_with(&t, "quota=run-instances", LONG);
-    assert_failed_clean(
-        &s,
-        &si,
-        ErrorKind::Quota,
-        "An error occurred (VcpuLimitExceeded) when calling the RunInstances operation",
-    );
 }
 
 #[test]
@@ -174,35 +115,6 @@ fn transient_failure_once_is_retried() {
 }
 
 #[test]
-fn transient_failure_that_persists_fails_after_retries() {
-    if !common::ready() {
-        return;
-    }
-    let t = aws_target("capos-f8", AwsFormat::Raw, BootMode::LegacyBios);
-    let (s, si, _e) = run_with(&t, "transient=register-image:9", LONG);
-    assert_failed_clean(&s, &si, ErrorKind::CommandFailed, "`aws ec2 register-image` failed (exit 254) after retries: An error occurred (RequestLimitExceeded)");
-    let cmds = std::fs::read_to_string(s.evidence_dir.join("commands.jsonl")).unwrap();
-    assert_eq!(
-        cmds.lines()
-            .filter(|l| l.contains("register-image"))
-            .count(),
-        4,
-        "1 try + 3 retries"
-    );
-}
-
-#[test]
-fn landmark_never_printed_times_out() {
-    if !common::ready() {
-        return;
-    }
-    let t = aws_target("capos-f9", AwsFormat::Raw, BootMode::LegacyBios);
-    let (s, si, _e) = run_with(&t, "no-landmark", Duration::from_secs(3));
-    assert_failed_clean(&s, &si, ErrorKind::Timeout, "landmark \"capos kernel starting\" not seen on the serial console within 3 s (0 bytes of output, see serial.log)");
-    assert!(s.instance_id.is_some());
-}
-
-#[test]
 fn gcp_landmark_never_printed_times_out() {
     if !common::ready() {
         return;
@@ -218,109 +130,6 @@ fn gcp_landmark_never_printed_times_out() {
         ErrorKind::Timeout,
         "not seen on the serial console within 2 s",
     );
-}
-
-#[test]
-fn missing_cli_is_reported_before_anything_runs() {
-    if !common::ready() {
-        return;
-    }
-    let si = StandIn::new("");
-    let empty = tempfile::tempdir().unwrap();
-    let t = aws_target("capos-f11", AwsFormat::Raw, BootMode::Uefi);
-    let mut o = options(artifact_for(&t), si.state().join("ev"), &si);
-    o.env.push(("PATH".into(), empty.path().into()));
-    let s = flow::run(&t, "r", &o).unwrap();
-    assert_eq!(s.error_kind, Some(ErrorKind::MissingCli));
-    assert_eq!(
-        s.error.as_deref().unwrap(),
-        "`aws` not found on PATH: install the AWS CLI v2 (https://aws.amazon.com/cli/); `--plan` prints the commands without running them"
-    );
-    assert!(!si.state().join("ev/resources.json").exists());
-}
-
-#[test]
-fn teardown_failure_is_reported_and_a_later_teardown_finishes() {
-    if !common::ready() {
-        return;
-    }
-    let t = aws_target("capos-f12", AwsFormat::Raw, BootMode::LegacyBios);
-    let (s, si, _e) = run_with(&t, "permission=deregister-image", LONG);
-    // The boot passed, but the AMI could not be deregistered, and so its
-    // snapshot (still in use) could not be deleted either.
-    assert!(s.passed, "{s:#?}");
-    let td = s.teardown.as_ref().unwrap();
-    let failed: Vec<&str> = td.failed.iter().map(|(w, _)| w.as_str()).collect();
-    assert_eq!(failed.len(), 2, "{td:?}");
-    assert!(failed[0].starts_with("AMI ami-"), "{td:?}");
-    assert!(failed[1].starts_with("snapshot snap-"), "{td:?}");
-    assert!(td.failed[0].1.contains("permission denied: An error occurred (UnauthorizedOperation) when calling the DeregisterImage operation"), "{td:?}");
-    assert!(td.failed[1].1.contains("InvalidSnapshot.InUse"), "{td:?}");
-    let journal = s.evidence_dir.join("resources.json");
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
-    let failed_states = j["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["state"] == "delete-failed")
-        .count();
-    assert_eq!(failed_states, 2, "{j}");
-    assert_eq!(
-        si.leftovers().len(),
-        3,
-        "AMI, snapshot (json, raw): {:?}",
-        si.leftovers()
-    );
-    // Permission fixed: the teardown from the journal finishes the job.
-    let mut fixed = si.env();
-    fixed.retain(|(k, _)| k != "CLOUDIMG_STANDIN_FAULTS");
-    let mut runner = cloudimg_cloud::Runner::new(cloudimg_cloud::command::quiet());
-    runner.env = fixed;
-    let r = cloudimg_cloud::teardown_journal(&journal, &runner).unwrap();
-    assert!(r.is_clean(), "{r:?}");
-    assert_eq!(r.deleted.len(), 2, "{r:?}");
-    assert_eq!(si.leftovers(), Vec::<String>::new());
-}
-
-#[test]
-fn launch_whose_answer_was_lost_leaves_no_second_instance() {
-    if !common::ready() {
-        return;
-    }
-    // run-instances starts an instance, then reports a transient error;
-    // the retry carries the same client token, so EC2 answers with the
-    // same instance and starts no second one.
-    let t = aws_target("capos-f13", AwsFormat::Raw, BootMode::LegacyBios);
-    let (s, si, _e) = run_with(&t, "lost-response=run-instances", LONG);
-    assert!(s.passed, "{s:#?}");
-    let td = s.teardown.as_ref().unwrap();
-    assert!(td.is_clean(), "{td:?}");
-    let instances = td
-        .deleted
-        .iter()
-        .filter(|d| d.starts_with("instance "))
-        .count();
-    assert_eq!(instances, 1, "one journal entry: {td:?}");
-    assert_eq!(si.leftovers(), Vec::<String>::new());
-    let calls = std::fs::read_to_string(si.state().join("calls.log")).unwrap();
-    let launches: Vec<&str> = calls
-        .lines()
-        .filter(|l| l.contains("\"run-instances\""))
-        .collect();
-    assert_eq!(launches.len(), 2, "{calls}");
-    let token = |l: &str| {
-        l.split('"')
-            .find(|a| a.starts_with("--client-token="))
-            .map(str::to_string)
-    };
-    assert_eq!(
-        token(launches[0]),
-        Some("--client-token=fault-run-capos-f13".into())
-    );
-    assert_eq!(token(launches[0]), token(launches[1]));
-    let dirs = std::fs::read_dir(si.state().join("aws/instances")).unwrap();
-    assert_eq!(dirs.count(), 1, "one instance was ever started");
 }
 
 // ----------------------------------------------------------------- azure ----

@@ -6,9 +6,9 @@
 
 mod common;
 
-use cloudimg_cloud::{flow, AwsFormat, BootMode, Summary, Target};
+use cloudimg_cloud::{flow, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
-use common::{artifact_for, aws_target, azure_target, gcp_target, options, StandIn};
+use common::{artifact_for, azure_target, gcp_target, options, StandIn};
 
 fn publish(target: &Target, si: &StandIn) -> (Summary, tempfile::TempDir) {
     let ev = tempfile::Builder::new()
@@ -95,29 +95,6 @@ fn gcp_publishes_an_image_with_family_and_labels() {
         assert_eq!(img["labels"]["release"], "v1-2");
         assert!(!si.state().join("gcp/instances/capos-pub").exists());
         assert!(!si.state().join("gcs/bkt/capos-pub.tar.gz").exists());
-    });
-}
-
-#[test]
-fn aws_publishes_the_ami_and_its_snapshot_with_tags() {
-    if !common::ready() {
-        return;
-    }
-    let mut t = aws_target("capos-pub", AwsFormat::Raw, BootMode::LegacyBios);
-    if let Target::Aws(a) = &mut t {
-        a.labels = labels();
-    }
-    published_then_removed(t, &["snapshot snap-", "AMI ami-"], |si, s| {
-        let ami = s.image_id.clone().unwrap();
-        let img = read(si.state().join(format!("aws/images/{ami}.json")));
-        assert_eq!(img["Tags"][0]["Key"], "os", "{img}");
-        let snap = img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let sn = read(si.state().join(format!("aws/snapshots/{snap}.json")));
-        assert_eq!(sn["Tags"][1]["Value"], "v1-2", "{sn}");
-        assert!(!si.state().join("s3/bkt/capos-pub.raw").exists());
     });
 }
 

@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind, RunOptions, Runner, Summary, Target};
-use common::real::{assert_passed, ready_aws, AwsEmu};
+use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind, RunOptions, Summary, Target};
+use common::real::{assert_passed, commands, lines_with, ready_aws, AwsEmu};
 use common::{artifact_for, aws_target};
 
 /// The attempts botocore's default (legacy) retry mode makes for a 5xx or
@@ -26,30 +26,50 @@ use common::{artifact_for, aws_target};
 /// cloudimg once.
 const CLI_ATTEMPTS: u32 = 5;
 
-fn options(target: &Target, ev: &Path, emu: &AwsEmu) -> RunOptions {
-    let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("{s}"));
-    let mut o = RunOptions::new(artifact_for(target), ev.join("ev"), log);
-    o.env = emu.env();
-    o.poll_interval = Duration::from_millis(500);
-    o.boot_timeout = Duration::from_secs(120);
-    o.backoff = Duration::from_millis(200);
-    o.command_timeout = Duration::from_secs(300);
-    o
-}
-
 fn run(
     target: &Target,
     emu: &AwsEmu,
     tweak: impl FnOnce(&mut RunOptions),
 ) -> (Summary, tempfile::TempDir) {
-    let ev = tempfile::Builder::new()
-        .prefix("evidence-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let mut o = options(target, ev.path(), emu);
-    tweak(&mut o);
-    let s = flow::run(target, "real-run", &o).expect("evidence can be written");
-    (s, ev)
+    emu.run(target, tweak)
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
+}
+
+/// The evidence of a passing run: a journal where everything is deleted,
+/// one record per `aws` command with exit status and timing, the
+/// manifest entry, the summary and an empty verify report.
+fn assert_evidence(s: &Summary) {
+    let ev = &s.evidence_dir;
+    let j = read_json(&ev.join("resources.json"));
+    let res = j["resources"].as_array().unwrap();
+    assert!(res.len() >= 3, "{j}");
+    assert!(res.iter().all(|r| r["state"] == "deleted"), "{j}");
+    let lines = commands(s);
+    assert!(lines.len() >= 6, "{lines:?}");
+    for l in &lines {
+        assert!(l["exit"].is_i64(), "{l}");
+        assert!(l["seconds"].is_f64() || l["seconds"].is_i64(), "{l}");
+        assert!(l["line"].as_str().unwrap().starts_with("aws "), "{l}");
+    }
+    let art = read_json(&ev.join("artifact.json"));
+    assert_eq!(art["source"], "manifest", "{art}");
+    assert!(art["entry"]["virtual_sha256"].is_string(), "{art}");
+    let sum = read_json(&ev.join("summary.json"));
+    assert_eq!(sum["passed"], true, "{sum}");
+    assert_eq!(sum["provider"], s.provider.id());
+    assert!(sum["image_id"].is_string(), "{sum}");
+    assert!(sum["seconds_to_landmark"].is_f64(), "{sum}");
+    assert_eq!(sum["boot_mode"], s.boot_mode);
+    assert!(read_json(&ev.join("verify.json"))["findings"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 // --------------------------------------------------------- the flows ----
@@ -86,7 +106,17 @@ fn raw_uefi_boots() {
     let t = aws_target("capos-raw-uefi", AwsFormat::Raw, BootMode::Uefi);
     let (s, _ev) = run(&t, &emu, |_| {});
     assert_passed(&s, || emu.leftovers(), "uefi");
+    assert_evidence(&s);
     assert!(s.image_id.as_deref().unwrap().starts_with("ami-"));
+    assert!(s.instance_id.as_deref().unwrap().starts_with("i-"));
+    // t3.micro is a Nitro type (moto's DescribeInstanceTypes): the console
+    // is read with --latest, which our endpoint refuses on Xen types.
+    let consoles = lines_with(&s, "ec2 get-console-output");
+    assert!(!consoles.is_empty());
+    assert!(
+        consoles.iter().all(|l| l.contains("--latest")),
+        "{consoles:?}"
+    );
 }
 
 #[test]
@@ -98,6 +128,7 @@ fn vhd_legacy_bios_boots() {
     let t = aws_target("capos-vhd-bios", AwsFormat::Vhd, BootMode::LegacyBios);
     let (s, _ev) = run(&t, &emu, |_| {});
     assert_passed(&s, || emu.leftovers(), "bios");
+    assert_eq!(s.boot_mode, "legacy-bios");
 }
 
 #[test]
@@ -109,6 +140,7 @@ fn vmdk_uefi_preferred_boots() {
     let t = aws_target("capos-vmdk-pref", AwsFormat::Vmdk, BootMode::UefiPreferred);
     let (s, _ev) = run(&t, &emu, |_| {});
     assert_passed(&s, || emu.leftovers(), "uefi");
+    assert_eq!(s.boot_mode, "uefi-preferred");
 }
 
 // ------------------------------------------------------------ faults ----
@@ -123,9 +155,14 @@ fn import_failure_is_reported_and_nothing_is_left() {
     let (s, _ev) = run(&t, &emu, |_| {});
     assert!(!s.passed);
     assert_eq!(s.error_kind, Some(ErrorKind::ImportFailed), "{s:#?}");
+    let e = s.error.as_deref().unwrap();
     assert!(
-        s.error.as_deref().unwrap().contains("ClientError"),
-        "{s:#?}"
+        e.starts_with("AWS rejected the import (import-snap-"),
+        "{e}"
+    );
+    assert!(
+        e.ends_with("ClientError: Disk validation failed [Unsupported specified file format]"),
+        "{e}"
     );
     assert!(s.teardown.as_ref().unwrap().is_clean(), "{s:#?}");
     assert_eq!(emu.leftovers(), Vec::<String>::new());
@@ -141,6 +178,11 @@ fn no_landmark_times_out_and_tears_down() {
     let (s, _ev) = run(&t, &emu, |o| o.boot_timeout = Duration::from_secs(15));
     assert!(!s.passed);
     assert_eq!(s.error_kind, Some(ErrorKind::Timeout), "{s:#?}");
+    assert_eq!(
+        s.error.as_deref().unwrap(),
+        "landmark \"capos kernel starting\" not seen on the serial console within 15 s (0 bytes of output, see serial.log)"
+    );
+    assert!(s.instance_id.is_some());
     assert!(s.teardown.as_ref().unwrap().is_clean(), "{s:#?}");
     assert_eq!(emu.leftovers(), Vec::<String>::new());
 }
@@ -209,9 +251,7 @@ fn teardown_waits_until_the_instance_is_terminated() {
 
 /// The real `aws`'s JSON answer to `args` (which must succeed).
 fn aws_json(emu: &AwsEmu, args: &[&str]) -> serde_json::Value {
-    let out = emu.aws(args);
-    assert!(out.status.success(), "aws {args:?}: {out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
+    emu.json(args)
 }
 
 /// `KEY=VALUE` for each of an EC2 resource's `Tags`.
@@ -251,6 +291,21 @@ fn publish_keeps_the_ami_and_its_snapshot_until_the_journal_teardown() {
     let p = s.published.clone().expect("published");
     let ami = s.image_id.clone().unwrap();
     assert_eq!(p.image_id.as_deref(), Some(ami.as_str()));
+    assert_eq!(p.resources.len(), 2, "{p:?}");
+    assert!(p.resources[0].starts_with("snapshot snap-"), "{p:?}");
+    assert!(p.resources[1].starts_with("AMI ami-"), "{p:?}");
+    // The journal says kept; the summary says published.
+    let j = read_json(&p.journal);
+    let kept = j["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "kept")
+        .count();
+    assert_eq!(kept, 2, "{j}");
+    let sum = read_json(&s.evidence_dir.join("summary.json"));
+    assert_eq!(sum["schema"], "cloudimg.cloud-run/1");
+    assert_eq!(sum["published"]["image_id"], ami);
     // Asked of the emulator: exactly the AMI and the snapshot it names
     // stay; the instance, the import task and the S3 object are gone.
     let img = aws_json(&emu, &["ec2", "describe-images", "--image-ids", &ami]);
@@ -279,11 +334,7 @@ fn publish_keeps_the_ami_and_its_snapshot_until_the_journal_teardown() {
         );
     }
     // Later, `cloud teardown --journal` (teardown_journal) removes both.
-    let mut runner = Runner::new(Arc::new(|s: &str| eprintln!("{s}")));
-    runner.env = emu.env();
-    runner.backoff = Duration::from_millis(200);
-    runner.poll = Duration::from_millis(500);
-    let r = cloudimg_cloud::teardown_journal(&p.journal, &runner).unwrap();
+    let r = cloudimg_cloud::teardown_journal(&p.journal, &emu.runner()).unwrap();
     assert!(r.is_clean(), "{r:?}");
     assert_eq!(r.deleted.len(), 2, "{r:?}");
     assert_eq!(emu.leftovers(), Vec::<String>::new());
@@ -316,11 +367,16 @@ fn no_credentials_fails_the_preflight_and_creates_nothing() {
     assert!(e.contains("Unable to locate credentials"), "{e}");
     assert!(e.contains("aws configure"), "{e}");
     assert!(e.contains("nothing was created"), "{e}");
-    let td = s.teardown.as_ref();
-    assert!(
-        td.is_none_or(|t| t.is_clean() && t.deleted.is_empty()),
-        "{s:#?}"
-    );
+    // No journal, no teardown, nothing to report left behind.
+    assert!(s.teardown.is_none(), "{s:#?}");
+    assert!(!s.evidence_dir.join("resources.json").exists());
+    // Only the read-only preflight ran.
+    for l in lines_with(&s, "aws ") {
+        assert!(
+            l.contains("--version") || l.contains("get-caller-identity"),
+            "{l}"
+        );
+    }
     // Asked of the emulator: nothing (no object, task, AMI, instance).
     assert_eq!(emu.leftovers(), Vec::<String>::new());
     let objects = emu.aws(&["s3", "ls", "s3://bkt"]);
@@ -361,11 +417,11 @@ fn journal_has(path: &Path, kind: &str, state: &str) -> bool {
     })
 }
 
-#[test]
-fn killed_harness_then_teardown_from_the_journal_leaves_nothing() {
-    if !ready_aws() {
-        return;
-    }
+/// Run the flow in a child process against a fresh emulator, SIGKILL it
+/// once its journal shows `kind` in `state`, then tear down from the
+/// journal: the emulator holds nothing afterwards, and a second teardown
+/// finds nothing to do.
+fn kill_then_teardown(kind: &str, state: &str) -> Vec<String> {
     let emu = AwsEmu::start("no-landmark");
     let evidence = emu.dir().join("evidence");
     let journal = evidence.join("resources.json");
@@ -386,13 +442,16 @@ fn killed_harness_then_teardown_from_the_journal_leaves_nothing() {
         .spawn()
         .unwrap();
     let t0 = Instant::now();
-    while !journal_has(&journal, "aws-instance", "created") {
-        assert!(t0.elapsed() < Duration::from_secs(300), "no instance");
+    while !journal_has(&journal, kind, state) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "journal never showed {kind} {state}"
+        );
         assert!(child.try_wait().unwrap().is_none(), "child ended early");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     // SIGKILL to the child's process group: no teardown there, and the
-    // `aws` it was running dies with it. The instance keeps running.
+    // `aws` it was running dies with it. What it made stays, as in a cloud.
     let k = Command::new("kill")
         .args(["-KILL", "--", &format!("-{}", child.id())])
         .status()
@@ -400,12 +459,45 @@ fn killed_harness_then_teardown_from_the_journal_leaves_nothing() {
     assert!(k.success());
     child.wait().unwrap();
     let left = emu.leftovers();
-    assert!(left.iter().any(|l| l.starts_with("instance ")), "{left:?}");
+    assert!(!left.is_empty(), "the killed run left nothing behind?");
 
-    let mut runner = Runner::new(Arc::new(|s: &str| eprintln!("{s}")));
-    runner.env = emu.env();
-    runner.backoff = Duration::from_millis(200);
+    let runner = emu.runner();
     let r = cloudimg_cloud::teardown_journal(&journal, &runner).unwrap();
     assert!(r.is_clean(), "{r:?}");
+    assert!(!r.deleted.is_empty(), "{r:?}");
     assert_eq!(emu.leftovers(), Vec::<String>::new(), "was {left:?}");
+    let again = cloudimg_cloud::teardown_journal(&journal, &runner).unwrap();
+    assert!(
+        again.is_clean() && again.deleted.is_empty() && again.already_gone.is_empty(),
+        "{again:?}"
+    );
+    left
+}
+
+#[test]
+fn killed_harness_then_teardown_from_the_journal_leaves_nothing() {
+    if !ready_aws() {
+        return;
+    }
+    let left = kill_then_teardown("aws-instance", "created");
+    assert!(left.iter().any(|l| l.starts_with("instance ")), "{left:?}");
+}
+
+#[test]
+fn killed_after_the_import_started_then_teardown_leaves_nothing() {
+    if !ready_aws() {
+        return;
+    }
+    // The import task (active, or done with its snapshot) and the object.
+    kill_then_teardown("aws-import-task", "created");
+}
+
+#[test]
+fn killed_while_starting_the_import_then_teardown_leaves_nothing() {
+    if !ready_aws() {
+        return;
+    }
+    // The task's id was never journaled: teardown looks for it by its
+    // description (a task the CLI did start is found and cancelled).
+    kill_then_teardown("aws-import-task", "creating");
 }

@@ -8,7 +8,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use cloudimg_cloud::RunOptions;
 
 use super::{require_file, require_tool};
 
@@ -220,6 +223,76 @@ impl AwsEmu {
     pub fn leftovers(&self) -> Vec<String> {
         self.emu.leftovers()
     }
+
+    /// Run options for `target` against this emulator, evidence under
+    /// `ev`: fast polling, short backoff, progress to the test's stderr.
+    pub fn options(&self, target: &cloudimg_cloud::Target, ev: &Path) -> RunOptions {
+        let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("{s}"));
+        let mut o = RunOptions::new(super::artifact_for(target), ev.join("ev"), log);
+        o.env = self.env();
+        o.poll_interval = Duration::from_millis(500);
+        o.boot_timeout = Duration::from_secs(120);
+        o.backoff = Duration::from_millis(200);
+        o.command_timeout = Duration::from_secs(300);
+        // Long enough for every eventual-consistency fault the tests
+        // inject, short enough that a deletion refused for good (a
+        // snapshot still in use) ends the teardown soon.
+        o.settle = Duration::from_secs(30);
+        o
+    }
+
+    /// One flow run of `target` (named run `real-run`) with
+    /// [`AwsEmu::options`] changed by `tweak`; the summary and the temp
+    /// dir holding its evidence.
+    pub fn run(
+        &self,
+        target: &cloudimg_cloud::Target,
+        tweak: impl FnOnce(&mut RunOptions),
+    ) -> (cloudimg_cloud::Summary, tempfile::TempDir) {
+        let ev = tempfile::Builder::new()
+            .prefix("evidence-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let mut o = self.options(target, ev.path());
+        tweak(&mut o);
+        let s = cloudimg_cloud::flow::run(target, "real-run", &o).expect("evidence can be written");
+        (s, ev)
+    }
+
+    /// A runner for `teardown_journal` against this emulator.
+    pub fn runner(&self) -> cloudimg_cloud::Runner {
+        let mut r = cloudimg_cloud::Runner::new(Arc::new(|s: &str| eprintln!("{s}")));
+        r.env = self.env();
+        r.backoff = Duration::from_millis(200);
+        r.poll = Duration::from_millis(300);
+        r
+    }
+
+    /// The real `aws`'s JSON answer to `args` (which must succeed).
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.aws(args);
+        assert!(out.status.success(), "aws {args:?}: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// The records of a run's `commands.jsonl` (one per CLI invocation).
+pub fn commands(s: &cloudimg_cloud::Summary) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(s.evidence_dir.join("commands.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The command lines of a run that contain `what` (e.g. `ec2 run-instances`).
+pub fn lines_with(s: &cloudimg_cloud::Summary, what: &str) -> Vec<String> {
+    commands(s)
+        .iter()
+        .filter_map(|r| r["line"].as_str())
+        .filter(|l| l.contains(what))
+        .map(str::to_string)
+        .collect()
 }
 
 // ------------------------------------------------------------ GCP ----
