@@ -242,14 +242,40 @@ impl GcpEmu {
         };
         std::fs::create_dir_all(emu.emu.dir.path().join("gcloud")).unwrap();
         std::fs::write(emu.emu.dir.path().join("token"), "standin-token\n").unwrap();
+        emu.write_boto();
         emu
     }
 
-    /// The environment that points the real `gcloud` at the emulator:
-    /// the API endpoint overrides (`CLOUDSDK_API_ENDPOINT_OVERRIDES_*`,
-    /// gcloud's properties `api_endpoint_overrides/storage|compute`), an
-    /// access token from a file (`auth/access_token_file`), a throwaway
-    /// configuration directory, account and project properties, and no
+    /// The boto configuration that points the real `gsutil` at the fake
+    /// GCS server's HTTPS front. gsutil ignores gcloud's endpoint
+    /// overrides and always speaks https to `gs_json_host:gs_json_port`
+    /// from `[Credentials]` (gslib/gcs_json_api.py in the SDK: `http_base
+    /// = 'https://'`); `prefer_api = json` keeps it off the XML API. The
+    /// front's self-signed certificate is trusted through gcloud's
+    /// `core/custom_ca_certs_file` (see [`GcpEmu::env`]): the gsutil
+    /// wrapper (bin/bootstrapping/gsutil.py) passes it as `-o
+    /// Boto:ca_certificates_file=...`, which overrides the boto file's.
+    fn write_boto(&self) {
+        let https = self.emu.url("gcs_https");
+        let port = https.rsplit(':').next().unwrap();
+        std::fs::write(
+            self.emu.dir.path().join("boto"),
+            format!(
+                "[Credentials]\ngs_json_host = 127.0.0.1\ngs_json_port = {port}\n\
+                 [GSUtil]\nprefer_api = json\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// The environment that points the real `gcloud` and `gsutil` at the
+    /// emulator: the API endpoint overrides
+    /// (`CLOUDSDK_API_ENDPOINT_OVERRIDES_*`, gcloud's properties
+    /// `api_endpoint_overrides/storage|compute`), gsutil's boto file and
+    /// CA certificate ([`GcpEmu::write_boto`]), an access token from a
+    /// file (`auth/access_token_file`, which the gsutil wrapper passes
+    /// on), a throwaway configuration directory, account and project
+    /// properties, and no
     /// prompts, usage reporting or update checks (nothing leaves
     /// 127.0.0.1).
     pub fn env(&self) -> Vec<(OsString, OsString)> {
@@ -267,6 +293,11 @@ impl GcpEmu {
             (
                 "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE".into(),
                 format!("{}/compute/v1/", self.emu.url("compute")).into(),
+            ),
+            ("BOTO_CONFIG".into(), d.join("boto").into()),
+            (
+                "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE".into(),
+                self.emu.url("gcs_cert").into(),
             ),
             ("CLOUDSDK_CORE_ACCOUNT".into(), "standin@example.com".into()),
             ("CLOUDSDK_CORE_PROJECT".into(), PROJECT.into()),
@@ -296,6 +327,13 @@ impl GcpEmu {
     /// objects).
     pub fn leftovers(&self) -> Vec<String> {
         self.emu.leftovers()
+    }
+
+    /// The faults the emulator has answered so far, `"OP STATUS"` each
+    /// (`GET /_standin/injected`).
+    pub fn injected(&self) -> Vec<String> {
+        let body = http(&self.emu.url("compute"), "GET", "/_standin/injected", "");
+        serde_json::from_str(&body).unwrap()
     }
 }
 
