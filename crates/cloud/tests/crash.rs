@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use cloudimg_cloud::{flow, AwsFormat, BootMode, RunOptions, Runner, Target};
 use cloudimg_disk::vocab::Firmware;
-use common::{artifact_for, aws_target, gcp_target, StandIn};
+use common::{artifact_for, aws_target, StandIn};
 
 /// The child's body: run the flow described by the environment.
 #[test]
@@ -28,7 +28,6 @@ fn child_flow() {
     let artifact = PathBuf::from(std::env::var_os("CLOUDIMG_TEST_CHILD_ARTIFACT").unwrap());
     let provider = std::env::var("CLOUDIMG_TEST_CHILD_PROVIDER").unwrap();
     let target = match provider.as_str() {
-        "gcp" => gcp_target("capos-crash"),
         "azure" => common::azure_target("capos-crash", Firmware::Bios),
         _ => aws_target("capos-crash", AwsFormat::Raw, BootMode::LegacyBios),
     };
@@ -133,14 +132,6 @@ fn aws_killed_after_import_started() {
     }
     let t = aws_target("capos-crash", AwsFormat::Raw, BootMode::LegacyBios);
     kill_then_teardown(&t, "aws", "aws-import-task", "created");
-}
-
-#[test]
-fn gcp_killed_after_image_created() {
-    if !common::ready() {
-        return;
-    }
-    kill_then_teardown(&gcp_target("capos-crash"), "gcp", "gcp-image", "created");
 }
 
 #[test]

@@ -85,40 +85,6 @@ fn assert_passed(s: &Summary, standin: &StandIn, firmware: &str) {
 }
 
 #[test]
-fn gcp_uefi_image_boots_over_scsi() {
-    if !common::ready() {
-        return;
-    }
-    let si = StandIn::new("");
-    let (s, _ev) = run(&gcp_target("capos-gcp"), &si, |_| {});
-    assert_passed(&s, &si, "uefi");
-    assert_eq!(s.boot_mode, "UEFI_COMPATIBLE");
-    // The stand-in attached the disk over virtio-scsi with OVMF.
-    let calls = std::fs::read_to_string(si.state().join("calls.log")).unwrap();
-    assert!(
-        calls.contains("\"--guest-os-features=UEFI_COMPATIBLE\""),
-        "{calls}"
-    );
-}
-
-#[test]
-fn gcp_without_uefi_feature_boots_bios_with_gsutil_upload() {
-    if !common::ready() {
-        return;
-    }
-    let si = StandIn::new("");
-    let mut t = gcp_target("capos-gcp-bios");
-    if let Target::Gcp(g) = &mut t {
-        g.firmware = Firmware::Bios;
-        g.gsutil = true;
-    }
-    let (s, _ev) = run(&t, &si, |_| {});
-    assert_passed(&s, &si, "bios");
-    let calls = std::fs::read_to_string(si.state().join("calls.log")).unwrap();
-    assert!(calls.contains("[\"gsutil\", \"cp\""), "{calls}");
-}
-
-#[test]
 fn aws_raw_uefi_boots_over_nvme() {
     if !common::ready() {
         return;
