@@ -158,6 +158,46 @@ fn bios_image_boots_with_a_gsutil_upload() {
     assert!(commands_with(&s, "gcloud storage").is_empty());
 }
 
+/// Teardown's object delete through the real gsutil: the object goes,
+/// then a second delete (an object already gone, as after a killed run
+/// or a retried delete) prints gsutil's `No URLs matched`, which
+/// cloudimg reads as NotFound, not as a failure to retry.
+#[test]
+fn gsutil_delete_of_a_missing_object_is_not_found() {
+    if !ready_gcloud() || !common::real::require_installed(Path::new("/usr/bin/gsutil")) {
+        return;
+    }
+    let emu = GcpEmu::start("");
+    let f = emu.emu.dir.path().join("obj.tar.gz");
+    std::fs::write(&f, b"not a tarball").unwrap();
+    let mut runner = Runner::new(cloudimg_cloud::command::quiet());
+    runner.env = emu.env();
+    runner.retries = 0;
+    let uri = "gs://bkt/capos-gone.tar.gz";
+    let cp = cloudimg_cloud::CloudCommand::new("gsutil", ["cp", f.to_str().unwrap(), uri]);
+    runner.run(&cp).unwrap();
+    assert_eq!(
+        emu.leftovers(),
+        vec![format!("gcs object {uri}")],
+        "uploaded by gsutil"
+    );
+    let rm = cloudimg_cloud::gcp::delete_object(uri, common::real::PROJECT, true);
+    runner.run(&rm).unwrap();
+    assert_eq!(emu.leftovers(), Vec::<String>::new());
+    let again = runner.run_raw(&rm).unwrap();
+    assert!(!again.success());
+    assert!(
+        again
+            .stderr
+            .contains("CommandException: No URLs matched: gs://bkt/capos-gone.tar.gz"),
+        "{again:?}"
+    );
+    assert_eq!(
+        cloudimg_cloud::command::classify(&again.stderr),
+        cloudimg_cloud::command::Failure::NotFound
+    );
+}
+
 /// The command lines of commands.jsonl that contain `what`.
 fn commands_with(s: &Summary, what: &str) -> Vec<String> {
     std::fs::read_to_string(s.evidence_dir.join("commands.jsonl"))
