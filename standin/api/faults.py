@@ -25,6 +25,14 @@
     no-external-ip            GCP: an organization policy forbids external
                               IP addresses (instances.insert with an
                               access config fails)
+    quota=OP[:N]              GCP: OP (instances.insert) is refused by the
+                              regional CPU quota: 403 quotaExceeded,
+                              "Quota 'CPUS' exceeded.  Limit: 0.0 in
+                              region R." N times (default 1)
+    permission=OP[:N]         GCP: OP is refused for a missing IAM
+                              permission: 403 forbidden, "Required
+                              'compute.images.create' permission for
+                              'projects/P'" N times
 
 AWS only (our EC2 endpoint; OP is the EC2 Action):
 
@@ -49,6 +57,10 @@ OP is the API's operation name (EC2 Action such as RunInstances; GCP
 method such as instances.insert). The real CLIs retry 5xx and throttling
 themselves (botocore's legacy mode: 5 attempts; gcloud: a few), so N must
 exceed that for a fault to reach cloudimg.
+
+GCP Cloud Storage: `transient=` and `unavailable=` also take
+storage.objects.insert (an upload) and storage.objects.delete, answered
+by the emulator's front of fake-gcs-server for gcloud and gsutil alike.
 """
 
 import threading

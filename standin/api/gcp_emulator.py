@@ -17,14 +17,19 @@ throwaway CLOUDSDK_CONFIG. Control endpoints on the compute URL:
 
     GET  /_standin/leftovers   JSON list of what is still held (images,
                                instances, QEMUs, GCS objects)
+    GET  /_standin/injected    JSON list of the faults answered so far,
+                               "OP STATUS" each (e.g. "images.insert 500")
     POST /_standin/faults      replace the fault spec (faults.py)
 """
 
+import datetime
 import http.client
+import ipaddress
 import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -69,6 +74,18 @@ ROUTES = [
 ]
 
 
+#: Every fault answered so far, "OP STATUS", in order (GET
+#: /_standin/injected): a test can tell a fault the CLI retried by itself
+#: from one that never fired.
+INJECTED = []
+INJECTED_LOCK = threading.Lock()
+
+
+def injected(op, status):
+    with INJECTED_LOCK:
+        INJECTED.append("%s %d" % (op, status))
+
+
 class Handler(BaseHTTPRequestHandler):
     """One HTTP request to our Compute endpoint."""
 
@@ -98,6 +115,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, self.compute.leftovers() + gcs_leftovers(
                 self.compute.gcs_url) + ["qemu pid %d" % p for p in qemus_under(
                     self.compute.path("instances"))])
+        if self.path == "/_standin/injected":
+            with INJECTED_LOCK:
+                return self.send_json(200, list(INJECTED))
         self.dispatch("GET")
 
     def do_POST(self):
@@ -125,6 +145,17 @@ class Handler(BaseHTTPRequestHandler):
     def call(self, op, fn, match, query, body):
         c = self.compute
         try:
+            self.inject(op, match)
+            with c.lock:
+                out = fn(c, match, query, body)
+        except ApiError as e:
+            return self.send_json(e.status, e.body())
+        self.send_json(200, out)
+
+    def inject(self, op, match):
+        """Raise the ApiError of a fault due for `op`, if any."""
+        c = self.compute
+        try:
             if c.faults.due("transient", op):
                 raise ApiError(500, "backendError", "Internal error. Please try again or "
                                "contact Google Support. (injected)")
@@ -138,11 +169,51 @@ class Handler(BaseHTTPRequestHandler):
                 # compute/docs/troubleshooting/troubleshoot-operation-limits).
                 raise ApiError(403, "rateLimitExceeded", "Rate Limit Exceeded",
                                "usageLimits")
-            with c.lock:
-                out = fn(c, match, query, body)
+            refuse_by_policy(c.faults, op, match.groupdict())
         except ApiError as e:
-            return self.send_json(e.status, e.body())
-        self.send_json(200, out)
+            injected(op, e.status)
+            raise
+
+
+def refuse_by_policy(faults, op, names):
+    """Faults `quota=OP[:N]` and `permission=OP[:N]`: OP is refused the
+    way Compute Engine refuses it, which gcloud prints as `Could not
+    fetch resource:` and the message.
+
+    Quota: the regional CPU quota of instances.insert, message `Quota
+    'CPUS' exceeded.  Limit: L in region R.` as gcloud prints it (many
+    public reports; the two spaces are Compute's); HTTP 403 with reason
+    `quotaExceeded` [U: status and reason from third-party write-ups,
+    not Google's reference]. Permission: HTTP 403 `forbidden`, `Required
+    'compute.images.create' permission for 'projects/P'` (the IAM
+    permission is the method's, insert named create)."""
+    project = names.get("p", "")
+    if faults.due("quota", op):
+        zone = names.get("z") or "us-central1-a"
+        raise ApiError(403, "quotaExceeded", "Quota 'CPUS' exceeded.  Limit: 0.0 in region "
+                       "%s." % zone.rsplit("-", 1)[0], "usageLimits")
+    if faults.due("permission", op):
+        perm = "compute." + op.replace(".insert", ".create")
+        raise ApiError(403, "forbidden", "Required '%s' permission for 'projects/%s'"
+                       % (perm, project))
+
+
+#: Cloud Storage JSON API methods the front can fail, by HTTP method and
+#: path: (method, path regex, fault op name).
+GCS_OPS = [
+    ("POST", r"/upload/storage/v1/b/[^/]+/o", "storage.objects.insert"),
+    ("PUT", r"/upload/storage/v1/b/[^/]+/o", "storage.objects.insert"),
+    ("DELETE", r"/storage/v1/b/[^/]+/o/.+", "storage.objects.delete"),
+]
+
+
+def gcs_op(method, path):
+    """The JSON API method name of a request to the GCS front, or None."""
+    p = urllib.parse.urlparse(path).path
+    for m, rx, op in GCS_OPS:
+        if m == method and re.fullmatch(rx, p):
+            return op
+    return None
 
 
 class GcsFront(BaseHTTPRequestHandler):
@@ -155,13 +226,42 @@ class GcsFront(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     backend = None  # (host, port) of fake-gcs-server
+    faults = None  # the Compute endpoint's Faults, shared
 
     def log_message(self, fmt, *args):
         pass
 
+    def injected(self):
+        """Faults `transient=OP[:N]` (500) and `unavailable=OP[:N]` (503)
+        for OP storage.objects.insert (an upload, simple or resumable) or
+        storage.objects.delete, with reason `backendError`, which Cloud
+        Storage gives both for a server error that clients retry with
+        backoff [U: status/reason pairs from memory of Cloud Storage's
+        "HTTP status and error codes" page, the messages unconfirmed].
+        True when the answer was sent."""
+        op = gcs_op(self.command, self.path)
+        if not (op and self.faults):
+            return False
+        if self.faults.due("transient", op):
+            err = ApiError(500, "backendError", "Backend Error (injected)")
+        elif self.faults.due("unavailable", op):
+            err = ApiError(503, "backendError", "Service Unavailable (injected)")
+        else:
+            return False
+        injected(op, err.status)
+        body = json.dumps(err.body()).encode()
+        self.send_response(err.status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return True
+
     def relay(self):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
+        if self.injected():
+            return
         conn = http.client.HTTPConnection(*self.backend, timeout=300)
         headers = {k: v for k, v in self.headers.items()
                    if k.lower() not in ("host", "connection")}
@@ -232,16 +332,61 @@ def start_gcs(state):
     raise SystemExit("fake-gcs-server did not start")
 
 
+def self_signed(state):
+    """A key and a self-signed certificate for 127.0.0.1 (subjectAltName
+    IP:127.0.0.1, what Python's ssl and httplib2 match an IP host
+    against), written under `state`; returns (cert path, key path)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(state, "gcs-cert.pem"), os.path.join(state, "gcs-key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def tls_front(state):
+    """GcsFront over HTTPS, for gsutil: its JSON API client always speaks
+    https (gslib/gcs_json_api.py: `self.http_base = 'https://'`, then
+    gs_json_host and gs_json_port from the boto config), so the plain
+    front cannot serve it. Returns (server, URL, certificate path)."""
+    cert, key = self_signed(state)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), GcsFront)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, "https://127.0.0.1:%d" % server.server_address[1], cert
+
+
 def serve(state, faults_spec):
     gcs, backend_url = start_gcs(state)
     GcsFront.backend = ("127.0.0.1", int(backend_url.rsplit(":", 1)[1]))
     front = ThreadingHTTPServer(("127.0.0.1", 0), GcsFront)
     threading.Thread(target=front.serve_forever, daemon=True).start()
     gcs_url = "http://127.0.0.1:%d" % front.server_address[1]
+    tls, gcs_https, cert = tls_front(state)
     os.environ["CLOUDIMG_STANDIN_STATE"] = state
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     base = "http://127.0.0.1:%d" % httpd.server_address[1]
     Handler.compute = Compute(state, Faults(faults_spec), gcs_url, base)
+    GcsFront.faults = Handler.compute.faults
     Handler.log_file = os.path.join(state, "compute.log")
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
 
@@ -249,14 +394,16 @@ def serve(state, faults_spec):
         Handler.compute.shutdown()
         httpd.shutdown()
         front.shutdown()
+        tls.shutdown()
         gcs.kill()
         gcs.wait()
 
-    return gcs_url, base, shutdown
+    return gcs_url, base, gcs_https, cert, shutdown
 
 
 def main():
-    emulator_main.run(__doc__.split("\n")[0], serve, ("gcs", "compute"))
+    emulator_main.run(__doc__.split("\n")[0], serve,
+                      ("gcs", "compute", "gcs_https", "gcs_cert"))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cloudimg_cloud::{flow, ErrorKind, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
-use common::{artifact_for, gcp_target, options, StandIn};
+use common::{artifact_for, options, StandIn};
 
 fn run_with(
     target: &Target,
@@ -45,92 +45,6 @@ fn assert_failed_clean(s: &Summary, si: &StandIn, kind: ErrorKind, needle: &str)
 }
 
 const LONG: Duration = Duration::from_secs(90);
-
-#[test]
-fn gcp_import_rejected() {
-    if !common::ready() {
-        return;
-    }
-    let (s, si, _e) = run_with(&gcp_target("capos-f1"), "import-fail", LONG);
-    assert_failed_clean(
-        &s,
-        &si,
-        ErrorKind::ImportFailed,
-        "The tar archive is not a valid image.",
-    );
-    assert_eq!(
-        s.error.as_deref().unwrap(),
-        "GCP rejected the import: `gcloud compute images create` failed (exit 1): ERROR: (gcloud.compute.images.create) Could not fetch resource: - The tar archive is not a valid image."
-    );
-}
-
-#[test]
-fn gcp_cpu_quota() {
-    if !common::ready() {
-        return;
-    }
-    let (s, si, _e) = run_with(&gcp_target("capos-f4"), "quota=instances-create", LONG);
-    assert_failed_clean(&s, &si, ErrorKind::Quota, "quota exceeded: ERROR: (gcloud.compute.instances.create) Could not fetch resource: - Quota 'CPUS' exceeded.");
-}
-
-#[test]
-fn gcp_permission_denied() {
-    if !common::ready() {
-        return;
-    }
-    let (s, si, _e) = run_with(&gcp_target("capos-f6"), "permission=images-create", LONG);
-    assert_failed_clean(&s, &si, ErrorKind::Permission, "permission denied: ERROR: (gcloud.compute.images.create) Could not fetch resource: - Required 'compute.images.create' permission");
-}
-
-#[test]
-fn transient_failure_once_is_retried() {
-    if !common::ready() {
-        return;
-    }
-    let mut t = gcp_target("capos-f7");
-    if let Target::Gcp(g) = &mut t {
-        g.firmware = Firmware::Bios; // BIOS: fast
-    }
-    let (s, si, _e) = run_with(&t, "transient=images-create,transient=storage-cp:2", LONG);
-    assert!(s.passed, "{s:#?}");
-    assert_eq!(si.leftovers(), Vec::<String>::new());
-    let cmds = std::fs::read_to_string(s.evidence_dir.join("commands.jsonl")).unwrap();
-    let recs: Vec<serde_json::Value> = cmds
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let create: Vec<_> = recs
-        .iter()
-        .filter(|r| r["line"].as_str().unwrap().contains("images create"))
-        .collect();
-    assert_eq!(create.len(), 2, "{cmds}");
-    assert_eq!(create[0]["exit"], 1);
-    assert_eq!(create[1]["exit"], 0);
-    assert_eq!(create[1]["attempt"], 2);
-    let cp = recs
-        .iter()
-        .filter(|r| r["line"].as_str().unwrap().contains("storage cp"))
-        .count();
-    assert_eq!(cp, 3, "{cmds}");
-}
-
-#[test]
-fn gcp_landmark_never_printed_times_out() {
-    if !common::ready() {
-        return;
-    }
-    let (s, si, _e) = run_with(
-        &gcp_target("capos-f10"),
-        "no-landmark",
-        Duration::from_secs(2),
-    );
-    assert_failed_clean(
-        &s,
-        &si,
-        ErrorKind::Timeout,
-        "not seen on the serial console within 2 s",
-    );
-}
 
 // ----------------------------------------------------------------- azure ----
 

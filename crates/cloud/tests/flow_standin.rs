@@ -1,7 +1,9 @@
-//! The cloud flow end to end against the local stand-ins (standin/bin):
-//! the demo image packaged for GCP and for AWS in every format and boot
-//! mode reaches the landmark, the evidence is complete, and nothing is
-//! left in the stand-in afterwards.
+//! The Azure flow end to end against the az stand-in (standin/bin/az;
+//! Azure compute has no emulator): the demo image as a fixed VHD boots as
+//! V2 (UEFI) and V1 (BIOS) from an attached specialized disk, what Azure
+//! refuses is refused before any upload, and nothing is left in the
+//! stand-in afterwards. AWS and GCP run through the real CLIs
+//! (real_cli_aws.rs, real_cli_gcp.rs).
 
 mod common;
 
@@ -9,7 +11,7 @@ use std::path::Path;
 
 use cloudimg_cloud::{flow, ErrorKind, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
-use common::{artifact_for, gcp_target, options, StandIn};
+use common::{artifact_for, options, StandIn};
 
 fn run(
     target: &Target,
@@ -32,93 +34,6 @@ fn read_json(p: &Path) -> serde_json::Value {
     )
     .unwrap()
 }
-
-/// The evidence of a passing run: serial log with the landmark, a journal
-/// where everything is deleted, one record per command with exit status
-/// and timing, the manifest entry, and the summary.
-fn assert_evidence(s: &Summary, firmware: &str) {
-    let ev = &s.evidence_dir;
-    let serial = std::fs::read_to_string(ev.join("serial.log")).unwrap();
-    assert!(serial.contains("capos kernel starting"), "{serial}");
-    assert!(serial.contains(&format!("firmware={firmware}")), "{serial}");
-    let j = read_json(&ev.join("resources.json"));
-    let res = j["resources"].as_array().unwrap();
-    assert!(res.len() >= 3, "{j}");
-    assert!(res.iter().all(|r| r["state"] == "deleted"), "{j}");
-    let cmds = std::fs::read_to_string(ev.join("commands.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = cmds
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert!(lines.len() >= 6, "{cmds}");
-    for l in &lines {
-        assert!(l["exit"].is_i64(), "{l}");
-        assert!(l["seconds"].is_f64() || l["seconds"].is_i64(), "{l}");
-        let line = l["line"].as_str().unwrap();
-        assert!(
-            ["gcloud ", "gsutil ", "aws "]
-                .iter()
-                .any(|p| line.starts_with(p)),
-            "{l}"
-        );
-    }
-    let art = read_json(&ev.join("artifact.json"));
-    assert_eq!(art["source"], "manifest", "{art}");
-    assert!(art["entry"]["virtual_sha256"].is_string(), "{art}");
-    let sum = read_json(&ev.join("summary.json"));
-    assert_eq!(sum["passed"], true, "{sum}");
-    assert_eq!(sum["provider"], s.provider.id());
-    assert!(sum["image_id"].is_string(), "{sum}");
-    assert!(sum["seconds_to_landmark"].is_f64(), "{sum}");
-    assert_eq!(sum["boot_mode"], s.boot_mode);
-    assert!(read_json(&ev.join("verify.json"))["findings"]
-        .as_array()
-        .unwrap()
-        .is_empty());
-}
-
-fn assert_passed(s: &Summary, standin: &StandIn, firmware: &str) {
-    assert!(s.passed, "{s:#?}");
-    assert!(s.teardown.as_ref().unwrap().is_clean(), "{s:#?}");
-    assert_evidence(s, firmware);
-    assert_eq!(standin.leftovers(), Vec::<String>::new());
-}
-
-#[test]
-fn gcp_uefi_image_boots_over_scsi() {
-    if !common::ready() {
-        return;
-    }
-    let si = StandIn::new("");
-    let (s, _ev) = run(&gcp_target("capos-gcp"), &si, |_| {});
-    assert_passed(&s, &si, "uefi");
-    assert_eq!(s.boot_mode, "UEFI_COMPATIBLE");
-    // The stand-in attached the disk over virtio-scsi with OVMF.
-    let calls = std::fs::read_to_string(si.state().join("calls.log")).unwrap();
-    assert!(
-        calls.contains("\"--guest-os-features=UEFI_COMPATIBLE\""),
-        "{calls}"
-    );
-}
-
-#[test]
-fn gcp_without_uefi_feature_boots_bios_with_gsutil_upload() {
-    if !common::ready() {
-        return;
-    }
-    let si = StandIn::new("");
-    let mut t = gcp_target("capos-gcp-bios");
-    if let Target::Gcp(g) = &mut t {
-        g.firmware = Firmware::Bios;
-        g.gsutil = true;
-    }
-    let (s, _ev) = run(&t, &si, |_| {});
-    assert_passed(&s, &si, "bios");
-    let calls = std::fs::read_to_string(si.state().join("calls.log")).unwrap();
-    assert!(calls.contains("[\"gsutil\", \"cp\""), "{calls}");
-}
-
-// ----------------------------------------------------------------- azure ----
 
 /// A passing Azure run: the specialized-disk route (no image, no admin
 /// user), every resource journaled and deleted in reverse creation order,

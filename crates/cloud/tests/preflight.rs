@@ -1,16 +1,16 @@
 //! Before anything is created (issue 14, items 3, 4 and 6): who the CLI
 //! acts as is checked, printed and recorded; a CLI that is not logged in
-//! creates nothing and leaves nothing to report; GCP's project and zone
-//! come from gcloud's configuration, Azure's location from the resource
-//! group, and the choices the clouds expect (no external IP on GCP, the
-//! storage account named by id on Azure, "no boot log yet" waited out)
-//! are made.
+//! creates nothing and leaves nothing to report; Azure's location comes
+//! from the resource group, the storage account is named by id, and "no
+//! boot log yet" is waited out. These run against the az stand-in; AWS
+//! and GCP run through the real CLIs (real_cli_aws.rs, real_cli_gcp.rs,
+//! gcp_flow.rs).
 
 mod common;
 
 use cloudimg_cloud::{flow, ErrorKind, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
-use common::{artifact_for, azure_target, gcp_target, options, StandIn};
+use common::{artifact_for, azure_target, options, StandIn};
 
 fn run_in(si: &StandIn, target: &Target) -> (Summary, tempfile::TempDir) {
     let ev = tempfile::Builder::new()
@@ -31,28 +31,14 @@ fn calls(si: &StandIn) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn gcp_from_config(name: &str) -> Target {
-    let mut t = gcp_target(name);
-    if let Target::Gcp(g) = &mut t {
-        g.project = String::new();
-        g.zone = String::new();
-        g.firmware = Firmware::Bios;
-        g.network = Some("capos-net".into());
-        g.subnet = Some("capos-subnet".into());
-    }
-    t
-}
-
 #[test]
 fn not_logged_in_creates_nothing_and_says_what_to_run() {
     if !common::ready() {
         return;
     }
-    // AWS: real_cli_aws::no_credentials_fails_the_preflight_and_creates_nothing.
-    for (target, run) in [
-        (gcp_target("capos-p1"), "gcloud auth login"),
-        (azure_target("capos-p1", Firmware::Bios), "az login"),
-    ] {
+    // AWS and GCP: real_cli_aws::no_credentials_fails_the_preflight_and_creates_nothing,
+    // real_cli_gcp::not_logged_in_fails_the_preflight_and_creates_nothing.
+    for (target, run) in [(azure_target("capos-p1", Firmware::Bios), "az login")] {
         let si = StandIn::new("not-logged-in");
         let (s, _ev) = run_in(&si, &target);
         assert!(!s.passed);
@@ -78,57 +64,6 @@ fn not_logged_in_creates_nothing_and_says_what_to_run() {
                 "{line}"
             );
         }
-    }
-}
-
-#[test]
-fn gcp_project_and_zone_come_from_gclouds_configuration() {
-    if !common::ready() {
-        return;
-    }
-    // Unset: a clear error, nothing created.
-    let si = StandIn::new("");
-    let (s, _ev) = run_in(&si, &gcp_from_config("capos-p2"));
-    assert_eq!(s.error_kind, Some(ErrorKind::InvalidInput), "{s:#?}");
-    assert_eq!(
-        s.error.as_deref(),
-        Some("no GCP project: give --project, or set one with `gcloud config set project PROJECT`")
-    );
-    assert!(!s.evidence_dir.join("resources.json").exists());
-
-    // Set in gcloud's configuration; an organization policy forbids
-    // external IPs, which the run does not ask for.
-    let si = StandIn::new("no-external-ip");
-    std::fs::write(
-        si.state().join("gcloud-config.json"),
-        r#"{"project": "capos-conf", "compute/zone": "europe-west1-b"}"#,
-    )
-    .unwrap();
-    let (s, _ev) = run_in(&si, &gcp_from_config("capos-p3"));
-    assert!(s.passed, "{s:#?}");
-    assert!(s.teardown.as_ref().unwrap().is_clean());
-    assert_eq!(si.leftovers(), Vec::<String>::new());
-    let id = s.identity.clone().unwrap();
-    assert_eq!(id.principal, "operator@example.com");
-    assert_eq!(id.account, "capos-conf");
-    let rec: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(s.evidence_dir.join("identity.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(rec["cli"], "gcloud");
-    assert_eq!(rec["version"], "528.0.0");
-    let create = calls(&si)
-        .into_iter()
-        .find(|a| a.get(1..4) == Some(&["compute", "instances", "create"].map(String::from)[..]))
-        .unwrap();
-    for want in [
-        "--project=capos-conf",
-        "--zone=europe-west1-b",
-        "--no-address",
-        "--network=capos-net",
-        "--subnet=capos-subnet",
-    ] {
-        assert!(create.contains(&want.to_string()), "{create:?}");
     }
 }
 

@@ -8,7 +8,7 @@ mod common;
 
 use cloudimg_cloud::{flow, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
-use common::{artifact_for, azure_target, gcp_target, options, StandIn};
+use common::{artifact_for, azure_target, options, StandIn};
 
 fn publish(target: &Target, si: &StandIn) -> (Summary, tempfile::TempDir) {
     let ev = tempfile::Builder::new()
@@ -76,26 +76,6 @@ fn published_then_removed(target: Target, kept: &[&str], check: impl Fn(&StandIn
 
 fn read(p: std::path::PathBuf) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-#[test]
-fn gcp_publishes_an_image_with_family_and_labels() {
-    if !common::ready() {
-        return;
-    }
-    let mut t = gcp_target("capos-pub");
-    if let Target::Gcp(g) = &mut t {
-        g.firmware = Firmware::Bios;
-        g.family = Some("capos".into());
-        g.labels = labels();
-    }
-    published_then_removed(t, &["GCP image capos-pub"], |si, _| {
-        let img = read(si.state().join("gcp/images/capos-pub.json"));
-        assert_eq!(img["family"], "capos");
-        assert_eq!(img["labels"]["release"], "v1-2");
-        assert!(!si.state().join("gcp/instances/capos-pub").exists());
-        assert!(!si.state().join("gcs/bkt/capos-pub.tar.gz").exists());
-    });
 }
 
 #[test]

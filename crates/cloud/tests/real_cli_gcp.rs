@@ -1,11 +1,15 @@
 //! The GCP flow through the real `gcloud` (the Google Cloud SDK installed
 //! on the machine) against a local GCP: fake-gcs-server for Cloud Storage
 //! and our Compute API endpoint (standin/api) that imports the tarball
-//! with GCP's rawDisk rules and boots the image in QEMU. After every run
-//! the emulator itself is asked what it still holds.
+//! with GCP's rawDisk rules and boots the image in QEMU; `gsutil`
+//! (`--gsutil`) reaches the same fake GCS server over HTTPS. After every
+//! run the emulator itself is asked what it still holds. Faults,
+//! import rules, a killed harness and gcloud's configuration are in
+//! gcp_flow.rs.
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +62,53 @@ fn gcloud_honours_the_endpoint_overrides() {
     );
 }
 
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
+}
+
+/// The evidence of a passing run: a journal where everything is
+/// deleted, one record per command with exit status and timing, each
+/// a gcloud or gsutil line, the manifest entry, the summary and an
+/// empty verify report.
+fn assert_evidence(s: &Summary) {
+    let ev = &s.evidence_dir;
+    let j = read_json(&ev.join("resources.json"));
+    let res = j["resources"].as_array().unwrap();
+    assert!(res.len() >= 3, "{j}");
+    assert!(res.iter().all(|r| r["state"] == "deleted"), "{j}");
+    let cmds = std::fs::read_to_string(ev.join("commands.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = cmds
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 6, "{cmds}");
+    for l in &lines {
+        assert!(l["exit"].is_i64(), "{l}");
+        assert!(l["seconds"].is_f64() || l["seconds"].is_i64(), "{l}");
+        let line = l["line"].as_str().unwrap();
+        assert!(
+            line.starts_with("gcloud ") || line.starts_with("gsutil "),
+            "{l}"
+        );
+    }
+    let art = read_json(&ev.join("artifact.json"));
+    assert_eq!(art["source"], "manifest", "{art}");
+    assert!(art["entry"]["virtual_sha256"].is_string(), "{art}");
+    let sum = read_json(&ev.join("summary.json"));
+    assert_eq!(sum["passed"], true, "{sum}");
+    assert_eq!(sum["provider"], "gcp");
+    assert!(sum["image_id"].is_string(), "{sum}");
+    assert!(sum["seconds_to_landmark"].is_f64(), "{sum}");
+    assert_eq!(sum["boot_mode"], s.boot_mode);
+    assert!(read_json(&ev.join("verify.json"))["findings"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
 #[test]
 fn uefi_image_boots() {
     if !ready_gcloud() {
@@ -66,21 +117,96 @@ fn uefi_image_boots() {
     let emu = GcpEmu::start("");
     let (s, _ev) = run(&gcp_target("capos-gcp"), &emu, |_| {});
     assert_passed(&s, || emu.leftovers(), "uefi");
+    assert_evidence(&s);
+    // The emulator boots OVMF only for an image with UEFI_COMPATIBLE.
     assert_eq!(s.boot_mode, "UEFI_COMPATIBLE");
+    let line = commands_with(&s, "compute images create").remove(0);
+    assert!(
+        line.contains("--guest-os-features=UEFI_COMPATIBLE"),
+        "{line}"
+    );
 }
 
+/// BIOS, with `--gsutil`: the real gsutil uploads to and deletes from
+/// the fake GCS server (over the emulator's HTTPS front; see
+/// `GcpEmu::write_boto`), and the image imports from what it uploaded.
 #[test]
-fn bios_image_boots() {
-    if !ready_gcloud() {
+fn bios_image_boots_with_a_gsutil_upload() {
+    if !ready_gcloud() || !common::real::require_installed(Path::new("/usr/bin/gsutil")) {
         return;
     }
     let emu = GcpEmu::start("");
     let mut t = gcp_target("capos-gcp-bios");
     if let Target::Gcp(g) = &mut t {
         g.firmware = Firmware::Bios;
+        g.gsutil = true;
     }
     let (s, _ev) = run(&t, &emu, |_| {});
     assert_passed(&s, || emu.leftovers(), "bios");
+    assert_evidence(&s);
+    assert_eq!(
+        commands_with(&s, "gsutil cp "),
+        vec![format!(
+            "gsutil cp {} gs://bkt/capos-gcp-bios.tar.gz",
+            artifact_for(&t).display()
+        )]
+    );
+    assert_eq!(
+        commands_with(&s, "gsutil rm "),
+        vec!["gsutil rm gs://bkt/capos-gcp-bios.tar.gz".to_string()]
+    );
+    assert!(commands_with(&s, "gcloud storage").is_empty());
+}
+
+/// Teardown's object delete through the real gsutil: the object goes,
+/// then a second delete (an object already gone, as after a killed run
+/// or a retried delete) prints gsutil's `No URLs matched`, which
+/// cloudimg reads as NotFound, not as a failure to retry.
+#[test]
+fn gsutil_delete_of_a_missing_object_is_not_found() {
+    if !ready_gcloud() || !common::real::require_installed(Path::new("/usr/bin/gsutil")) {
+        return;
+    }
+    let emu = GcpEmu::start("");
+    let f = emu.emu.dir.path().join("obj.tar.gz");
+    std::fs::write(&f, b"not a tarball").unwrap();
+    let mut runner = Runner::new(cloudimg_cloud::command::quiet());
+    runner.env = emu.env();
+    runner.retries = 0;
+    let uri = "gs://bkt/capos-gone.tar.gz";
+    let cp = cloudimg_cloud::CloudCommand::new("gsutil", ["cp", f.to_str().unwrap(), uri]);
+    runner.run(&cp).unwrap();
+    assert_eq!(
+        emu.leftovers(),
+        vec![format!("gcs object {uri}")],
+        "uploaded by gsutil"
+    );
+    let rm = cloudimg_cloud::gcp::delete_object(uri, common::real::PROJECT, true);
+    runner.run(&rm).unwrap();
+    assert_eq!(emu.leftovers(), Vec::<String>::new());
+    let again = runner.run_raw(&rm).unwrap();
+    assert!(!again.success());
+    assert!(
+        again
+            .stderr
+            .contains("CommandException: No URLs matched: gs://bkt/capos-gone.tar.gz"),
+        "{again:?}"
+    );
+    assert_eq!(
+        cloudimg_cloud::command::classify(&again.stderr),
+        cloudimg_cloud::command::Failure::NotFound
+    );
+}
+
+/// The command lines of commands.jsonl that contain `what`.
+fn commands_with(s: &Summary, what: &str) -> Vec<String> {
+    std::fs::read_to_string(s.evidence_dir.join("commands.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|r| r["line"].as_str().map(str::to_string))
+        .filter(|l| l.contains(what))
+        .collect()
 }
 
 #[test]
@@ -92,9 +218,9 @@ fn import_failure_is_reported_and_nothing_is_left() {
     let (s, _ev) = run(&gcp_target("capos-gcp-fail"), &emu, |_| {});
     assert!(!s.passed);
     assert_eq!(s.error_kind, Some(ErrorKind::ImportFailed), "{s:#?}");
-    assert!(
-        s.error.as_deref().unwrap().contains("not a valid image"),
-        "{s:#?}"
+    assert_eq!(
+        s.error.as_deref().unwrap(),
+        "GCP rejected the import: `gcloud compute images create` failed (exit 1): ERROR: (gcloud.compute.images.create) Could not fetch resource: - The tar archive is not a valid image."
     );
     assert!(s.teardown.as_ref().unwrap().is_clean(), "{s:#?}");
     assert_eq!(emu.leftovers(), Vec::<String>::new());
@@ -111,6 +237,12 @@ fn no_landmark_times_out_and_tears_down() {
     });
     assert!(!s.passed);
     assert_eq!(s.error_kind, Some(ErrorKind::Timeout), "{s:#?}");
+    let msg = s.error.as_deref().unwrap();
+    assert!(
+        msg.contains("\"capos kernel starting\" not seen on the serial console within 15 s"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "{msg:?}");
     assert!(s.teardown.as_ref().unwrap().is_clean(), "{s:#?}");
     assert_eq!(emu.leftovers(), Vec::<String>::new());
 }
@@ -221,6 +353,22 @@ fn publish_keeps_the_image_until_the_journal_teardown() {
     assert!(s.teardown.as_ref().unwrap().is_clean(), "{s:#?}");
     let p = s.published.clone().expect("published");
     assert_eq!(p.image_id, s.image_id);
+    assert_eq!(
+        p.resources,
+        vec!["GCP image capos-gcp-pub (project capos-proj)".to_string()]
+    );
+    // The journal says kept; the summary says published.
+    let j = read_json(&p.journal);
+    let kept: Vec<_> = j["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "kept")
+        .collect();
+    assert_eq!(kept.len(), 1, "{j}");
+    let sum = read_json(&s.evidence_dir.join("summary.json"));
+    assert_eq!(sum["schema"], "cloudimg.cloud-run/1");
+    assert_eq!(sum["published"]["image_id"], s.image_id.clone().unwrap());
     // Asked of the emulator: the image alone stays (no instance, no
     // QEMU, no object), with its family and labels.
     assert_eq!(emu.leftovers(), vec!["image capos-gcp-pub".to_string()]);
@@ -264,12 +412,21 @@ fn not_logged_in_fails_the_preflight_and_creates_nothing() {
     let e = s.error.as_deref().unwrap();
     assert!(e.contains("gcloud auth login"), "{e}");
     assert!(e.contains("nothing was created"), "{e}");
-    let td = s.teardown.as_ref();
     assert!(
-        td.is_none_or(|t| t.is_clean() && t.deleted.is_empty()),
-        "{s:#?}"
+        e.ends_with("run `gcloud auth login`; nothing was created"),
+        "{e}"
     );
+    // No journal, no teardown, nothing to report left behind.
+    assert!(s.teardown.is_none(), "{s:#?}");
+    assert!(!s.evidence_dir.join("resources.json").exists());
     assert_eq!(emu.leftovers(), Vec::<String>::new());
+    // Only the read-only preflight ran.
+    for line in commands_with(&s, "") {
+        assert!(
+            line.starts_with("gcloud version") || line.starts_with("gcloud config get-value"),
+            "{line}"
+        );
+    }
 }
 
 /// A CLI killed on its time limit leaves no process: `gsutil` is a shell
@@ -289,7 +446,7 @@ fn a_timed_out_cli_leaves_no_process() {
     }
     let port = silent_server();
     let emu = GcpEmu::start("");
-    let boto = emu.emu.dir.path().join("boto");
+    let boto = emu.emu.dir.path().join("boto-silent");
     std::fs::write(
         &boto,
         format!(
@@ -324,6 +481,10 @@ fn a_timed_out_cli_leaves_no_process() {
     };
     let err = res.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Timeout, "{err:?}");
+    assert_eq!(
+        err.message,
+        "`gsutil ls gs://bkt` did not finish within 8 s"
+    );
     // SIGKILL is delivered at once, but a process leaves /proc only once
     // its parent reaps it: look again for a while before failing.
     let mut left = marked(&marker);

@@ -301,3 +301,30 @@ pub fn artifact_for(t: &Target) -> PathBuf {
         Target::Azure(_) => d.join("capos-azure.vhd"),
     }
 }
+
+/// Flow runs against the AWS emulator with the artifacts built here
+/// (kept out of real.rs, which the cli crate's tests include too).
+impl real::AwsEmu {
+    /// Run options for `target`'s artifact, evidence under `ev`.
+    pub fn options(&self, target: &Target, ev: &Path) -> RunOptions {
+        self.options_for(artifact_for(target), ev)
+    }
+
+    /// One flow run of `target` (named run `real-run`) with
+    /// [`real::AwsEmu::options`] changed by `tweak`; the summary and the
+    /// temp dir holding its evidence.
+    pub fn run(
+        &self,
+        target: &Target,
+        tweak: impl FnOnce(&mut RunOptions),
+    ) -> (cloudimg_cloud::Summary, tempfile::TempDir) {
+        let ev = tempfile::Builder::new()
+            .prefix("evidence-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let mut o = self.options(target, ev.path());
+        tweak(&mut o);
+        let s = cloudimg_cloud::flow::run(target, "real-run", &o).expect("evidence can be written");
+        (s, ev)
+    }
+}

@@ -224,11 +224,11 @@ impl AwsEmu {
         self.emu.leftovers()
     }
 
-    /// Run options for `target` against this emulator, evidence under
+    /// Run options for `artifact` against this emulator, evidence under
     /// `ev`: fast polling, short backoff, progress to the test's stderr.
-    pub fn options(&self, target: &cloudimg_cloud::Target, ev: &Path) -> RunOptions {
+    pub fn options_for(&self, artifact: PathBuf, ev: &Path) -> RunOptions {
         let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("{s}"));
-        let mut o = RunOptions::new(super::artifact_for(target), ev.join("ev"), log);
+        let mut o = RunOptions::new(artifact, ev.join("ev"), log);
         o.env = self.env();
         o.poll_interval = Duration::from_millis(500);
         o.boot_timeout = Duration::from_secs(120);
@@ -239,24 +239,6 @@ impl AwsEmu {
         // snapshot still in use) ends the teardown soon.
         o.settle = Duration::from_secs(30);
         o
-    }
-
-    /// One flow run of `target` (named run `real-run`) with
-    /// [`AwsEmu::options`] changed by `tweak`; the summary and the temp
-    /// dir holding its evidence.
-    pub fn run(
-        &self,
-        target: &cloudimg_cloud::Target,
-        tweak: impl FnOnce(&mut RunOptions),
-    ) -> (cloudimg_cloud::Summary, tempfile::TempDir) {
-        let ev = tempfile::Builder::new()
-            .prefix("evidence-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let mut o = self.options(target, ev.path());
-        tweak(&mut o);
-        let s = cloudimg_cloud::flow::run(target, "real-run", &o).expect("evidence can be written");
-        (s, ev)
     }
 
     /// A runner for `teardown_journal` against this emulator.
@@ -315,14 +297,40 @@ impl GcpEmu {
         };
         std::fs::create_dir_all(emu.emu.dir.path().join("gcloud")).unwrap();
         std::fs::write(emu.emu.dir.path().join("token"), "standin-token\n").unwrap();
+        emu.write_boto();
         emu
     }
 
-    /// The environment that points the real `gcloud` at the emulator:
-    /// the API endpoint overrides (`CLOUDSDK_API_ENDPOINT_OVERRIDES_*`,
-    /// gcloud's properties `api_endpoint_overrides/storage|compute`), an
-    /// access token from a file (`auth/access_token_file`), a throwaway
-    /// configuration directory, account and project properties, and no
+    /// The boto configuration that points the real `gsutil` at the fake
+    /// GCS server's HTTPS front. gsutil ignores gcloud's endpoint
+    /// overrides and always speaks https to `gs_json_host:gs_json_port`
+    /// from `[Credentials]` (gslib/gcs_json_api.py in the SDK: `http_base
+    /// = 'https://'`); `prefer_api = json` keeps it off the XML API. The
+    /// front's self-signed certificate is trusted through gcloud's
+    /// `core/custom_ca_certs_file` (see [`GcpEmu::env`]): the gsutil
+    /// wrapper (bin/bootstrapping/gsutil.py) passes it as `-o
+    /// Boto:ca_certificates_file=...`, which overrides the boto file's.
+    fn write_boto(&self) {
+        let https = self.emu.url("gcs_https");
+        let port = https.rsplit(':').next().unwrap();
+        std::fs::write(
+            self.emu.dir.path().join("boto"),
+            format!(
+                "[Credentials]\ngs_json_host = 127.0.0.1\ngs_json_port = {port}\n\
+                 [GSUtil]\nprefer_api = json\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// The environment that points the real `gcloud` and `gsutil` at the
+    /// emulator: the API endpoint overrides
+    /// (`CLOUDSDK_API_ENDPOINT_OVERRIDES_*`, gcloud's properties
+    /// `api_endpoint_overrides/storage|compute`), gsutil's boto file and
+    /// CA certificate ([`GcpEmu::write_boto`]), an access token from a
+    /// file (`auth/access_token_file`, which the gsutil wrapper passes
+    /// on), a throwaway configuration directory, account and project
+    /// properties, and no
     /// prompts, usage reporting or update checks (nothing leaves
     /// 127.0.0.1).
     pub fn env(&self) -> Vec<(OsString, OsString)> {
@@ -340,6 +348,11 @@ impl GcpEmu {
             (
                 "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE".into(),
                 format!("{}/compute/v1/", self.emu.url("compute")).into(),
+            ),
+            ("BOTO_CONFIG".into(), d.join("boto").into()),
+            (
+                "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE".into(),
+                self.emu.url("gcs_cert").into(),
             ),
             ("CLOUDSDK_CORE_ACCOUNT".into(), "standin@example.com".into()),
             ("CLOUDSDK_CORE_PROJECT".into(), PROJECT.into()),
@@ -369,6 +382,13 @@ impl GcpEmu {
     /// objects).
     pub fn leftovers(&self) -> Vec<String> {
         self.emu.leftovers()
+    }
+
+    /// The faults the emulator has answered so far, `"OP STATUS"` each
+    /// (`GET /_standin/injected`).
+    pub fn injected(&self) -> Vec<String> {
+        let body = http(&self.emu.url("compute"), "GET", "/_standin/injected", "");
+        serde_json::from_str(&body).unwrap()
     }
 }
 
