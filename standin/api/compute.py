@@ -4,7 +4,7 @@ real `gcloud`: the methods cloudimg's GCP flow reaches.
     images.insert / get / delete        rawDisk.source is read from the
         fake GCS server and checked with the rules GCP documents
         (standin/lib/standin.py gcp_check_tarball), then extracted with
-        GNU tar, as standin/lib/gcp.py does.
+        GNU tar.
     instances.insert / get / delete     boots the image in QEMU (OVMF when
         guestOsFeatures has UEFI_COMPATIBLE, else SeaBIOS; virtio-scsi).
     instances.getSerialPortOutput       serial port 1 from byte `start`.

@@ -22,6 +22,7 @@ State lives in memory (ids, records) and under the state directory
 
 import base64
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -29,7 +30,7 @@ import threading
 from moto.ec2.models.instance_types import INSTANCE_TYPES
 
 import ec2query
-from standin_lib import standin, value_matches
+from standin_lib import standin
 
 GIB = 1 << 30
 #: What EC2 returns as OwnerId for the caller's own resources (moto's
@@ -470,9 +471,21 @@ def filters(req):
     return {f.get("Name"): f.get("Values", []) for f in req.get("Filters", [])}
 
 
+def value_matches(value, patterns):
+    """EC2 filter values take wildcards: "An asterisk (*) matches zero or
+    more characters, and a question mark (?) matches zero or one
+    character" (EC2 API reference, Filter). Applied as EC2 does, so that a
+    hostile name in a journal shows what it would really match."""
+    for p in patterns:
+        rx = "".join(".*" if c == "*" else ".?" if c == "?" else re.escape(c) for c in p)
+        if re.fullmatch(rx, value, re.DOTALL):
+            return True
+    return False
+
+
 def matches(rec, fl, fields):
     """Every filter matches one of the record's values for it (EC2 filter
-    wildcards, as standin/lib/aws.py applies them); unknown names match."""
+    wildcards, `value_matches`); unknown names match."""
     for name, patterns in fl.items():
         if name in fields and not any(value_matches(v, patterns) for v in fields[name]):
             return False

@@ -1,56 +1,38 @@
-"""Local stand-ins for `gcloud`, `gsutil`, `aws` and `az`, for testing cloudimg's
-cloud flow where no cloud is reachable.
+"""The library behind the `az` stand-in (standin/bin/az, azure.py) and the
+local API endpoints (standin/api): the providers' import rules, the QEMU
+boot of an imported disk, state and fault helpers.
 
-They accept the real CLIs' argument syntax for the subset cloudimg uses,
-answer with the JSON shapes the providers document, and keep their state
-in the directory named by CLOUDIMG_STANDIN_STATE:
+Azure compute has no emulator, so `az` is the one CLI still stood in for
+(the real `aws`, `gcloud` and `gsutil` run against standin/api). The
+stand-in accepts az's argument syntax for the subset cloudimg uses,
+answers with the JSON shapes Azure documents, and keeps its state in the
+directory named by CLOUDIMG_STANDIN_STATE:
 
-    gcs/<bucket>/<key>            uploaded objects (a bucket is a directory)
-    s3/<bucket>/<key>
-    gcp/images/<name>.json|.raw   imported images (disk.raw extracted)
-    gcp/instances/<name>/         instance.json, serial.log, OVMF vars
-    aws/tasks/<id>.json           import-snapshot tasks
-    aws/snapshots/<id>.json|.raw
-    aws/images/<id>.json          registered AMIs
-    aws/instances/<id>/           instance.json, serial.log, OVMF vars
-    blob/<account>/<container>/   Azure blobs (see azure.py)
-    azure/<group>/                Azure disks, vnets, NICs, VMs (see azure.py)
+    blob/<account>/<container>/   page blobs (see azure.py)
+    azure/<group>/                disks, vnets, NICs, VMs (see azure.py)
     calls.log                     one line per invocation
 
-Import applies the providers' documented rules with tools independent of
-cloudimg (Python gzip/tarfile, GNU tar, qemu-img); instances boot the
-imported disk in QEMU (TCG) in the background, serial to a file.
+Import applies the documented rules with tools independent of cloudimg
+(Python gzip/tarfile, GNU tar, qemu-img; `gcp_check_tarball` and
+`aws_check_disk` serve the API endpoints); instances boot the imported
+disk in QEMU (TCG) in the background, serial to a file.
 
-Faults (CLOUDIMG_STANDIN_FAULTS, or the file <state>/faults; comma
-separated):
-    import-fail            GCP images create / AWS import task fail
-    no-landmark            instances boot with the serial going nowhere
+Faults of the az stand-in (CLOUDIMG_STANDIN_FAULTS, or the file
+<state>/faults; comma separated):
+    import-fail            disk create refuses the VHD
+    no-landmark            VMs boot with the serial going nowhere
     transient=OP[:N]       OP fails with a transient error N times (1)
-    lost-response=OP[:N]   OP is done, then fails as transient (run-instances,
-                           vm-create)
-    quota=OP               OP fails with the provider's quota error
-    permission=OP          OP fails with the provider's permission error
-    no-vmimport            AWS import-snapshot: the vmimport role is missing
-    grandchild-hang=TOOL   every TOOL call forks a grandchild and both hang
-    not-logged-in          aws sts get-caller-identity, gcloud's account and
-                           az account show say the CLI is not logged in
-    notfound-after-create=OP[:N]
-                           the resource OP made (run-instances,
-                           register-image) answers NotFound N times (1)
-    notfound-after-terminate[=N]
-                           terminate-instances answers NotFound (N times) and
-                           the instance goes on running
-    still-running-after-terminate[=N]
-                           a terminated instance runs on for N describes
-    no-default-vpc         run-instances without --subnet-id fails
-    no-external-ip         GCP instances create without --no-address fails
-    no-boot-log-yet[=N]    az get-boot-log-uris: "Please enable boot
+    lost-response=vm-create[:N]
+                           the VM is made, then the answer is a transient
+                           error
+    quota=OP               OP fails with Azure's quota error
+    permission=OP          OP fails with Azure's permission error
+    not-logged-in          az account show says the CLI is not logged in
+    no-boot-log-yet[=N]    get-boot-log-uris: "Please enable boot
                            diagnostics." N times
-OP is the operation key, e.g. storage-cp, images-create, instances-create,
-get-serial-port-output, s3-cp, import-snapshot, register-image,
-run-instances, get-console-output, describe-import-snapshot-tasks; Azure:
-blob-upload, disk-create, vnet-create, nic-create, vm-create, get-boot-log,
-vm-delete, nic-delete, vnet-delete, disk-delete, blob-delete.
+OP: blob-upload, disk-create, vnet-create, nic-create, vm-create,
+get-boot-log, vm-delete, nic-delete, vnet-delete, disk-delete,
+blob-delete. The API endpoints have their own faults (standin/api/faults.py).
 """
 
 import base64
@@ -416,30 +398,10 @@ def convert_to_raw(src, fmt, dst):
     return r.returncode == 0, r.stderr.strip()
 
 
-def grandchild_hang(tool):
-    """Fault `grandchild-hang=TOOL`: like the real `gsutil` (a wrapper that
-    runs a second Python process), fork a grandchild that inherits stdout
-    and stderr, record its pid in <state>/grandchild.pid, and let both
-    hang. Only killing the whole process group ends them."""
-    if tool not in faults().get("grandchild-hang", []):
-        return
-    pid = os.fork()
-    if pid == 0:
-        while True:
-            time.sleep(60)
-    with open(path("grandchild.pid"), "w") as f:
-        f.write(str(pid))
-    sys.stdout.write("working...\n")
-    sys.stdout.flush()
-    while True:
-        time.sleep(60)
-
-
 def main(tool, fn, argv):
     """Run one stand-in invocation: log it, dispatch, report errors the way
     the real CLI does (message on stderr, its exit status)."""
     log_call([tool] + argv)
-    grandchild_hang(tool)
     try:
         fn(argv)
     except CliError as e:

@@ -7,8 +7,9 @@
 //! `Target::flow` (the one registration), its resources in
 //! [`crate::journal::Resource`] with their delete commands in
 //! [`crate::teardown`], a `vocab::Provider` with its accepted shapes
-//! (`Provider::accepts`) in the disk crate, and a stand-in in
-//! `standin/bin/`.
+//! (`Provider::accepts`) in the disk crate, and a local endpoint in
+//! `standin/api/` for its real CLI to talk to (a CLI stand-in in
+//! `standin/bin/` only where no emulator exists, as for Azure compute).
 
 use cloudimg_disk::verify::Report;
 use cloudimg_disk::vocab::Provider;

@@ -6,9 +6,8 @@
 //! configuration. After every run the emulator itself is asked what it
 //! still holds.
 //!
-//! These were the stand-in tests of faults.rs, crash.rs,
-//! standin_rules.rs and preflight.rs (standin/bin/gcloud); the rest of
-//! the GCP flow is in real_cli_gcp.rs.
+//! These replace the tests of the retired gcloud CLI stand-in; the rest
+//! of the GCP flow is in real_cli_gcp.rs.
 
 mod common;
 

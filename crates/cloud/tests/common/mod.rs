@@ -84,7 +84,7 @@ pub fn azure_vhd(raw: &Path, out: &Path) {
     cloudimg_disk::formats::vhd::write_fixed(&disk, &f, &opts).unwrap();
 }
 
-/// The stand-ins' bin directory.
+/// The az stand-in's bin directory.
 pub fn standin_bin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../standin/bin")
@@ -92,7 +92,9 @@ pub fn standin_bin() -> PathBuf {
         .unwrap()
 }
 
-/// A stand-in cloud: a state directory with bucket `bkt` on both sides.
+/// The az stand-in's cloud (Azure compute has no emulator): a state
+/// directory with storage account `caposimages`, container `vhds` and
+/// resource group `capos-rg`.
 pub struct StandIn {
     pub dir: tempfile::TempDir,
     pub faults: String,
@@ -104,8 +106,6 @@ impl StandIn {
             .prefix("standin-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
-        std::fs::create_dir_all(dir.path().join("gcs/bkt")).unwrap();
-        std::fs::create_dir_all(dir.path().join("s3/bkt")).unwrap();
         std::fs::create_dir_all(dir.path().join("blob/caposimages/vhds")).unwrap();
         std::fs::create_dir_all(dir.path().join("azure/capos-rg")).unwrap();
         StandIn {
@@ -118,7 +118,7 @@ impl StandIn {
         self.dir.path()
     }
 
-    /// PATH with the stand-ins first, the state dir, the faults.
+    /// PATH with the stand-in first, the state dir, the faults.
     pub fn env(&self) -> Vec<(OsString, OsString)> {
         let mut paths = vec![standin_bin()];
         paths.extend(std::env::split_paths(
@@ -137,13 +137,6 @@ impl StandIn {
         let mut out = Vec::new();
         let s = self.state();
         for sub in [
-            "gcs/bkt",
-            "s3/bkt",
-            "gcp/images",
-            "gcp/instances",
-            "aws/snapshots",
-            "aws/images",
-            "aws/instances",
             "blob/caposimages/vhds",
             "azure/capos-rg/disks",
             "azure/capos-rg/vnets",
@@ -152,46 +145,9 @@ impl StandIn {
         ] {
             walk(&s.join(sub), &mut out);
         }
-        // EC2 keeps a terminated instance's record for a while: that is
-        // not a leftover (its QEMU is checked below).
-        out.retain(|p| !terminated_record(Path::new(p)));
-        if let Ok(rd) = std::fs::read_dir(s.join("aws/tasks")) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !name.ends_with(".json") || name.ends_with(".result.json") {
-                    continue; // a worker's directory or result
-                }
-                let v: serde_json::Value =
-                    serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
-                if v["SnapshotTaskDetail"]["Status"] == "active" {
-                    out.push(format!("active task {}", e.path().display()));
-                }
-            }
-        }
         out.extend(qemus_in(s).into_iter().map(|p| format!("qemu pid {p}")));
         out
     }
-}
-
-/// An AWS instance directory (or its `instance.json`) whose record says
-/// `terminated`, with nothing else in it.
-fn terminated_record(p: &Path) -> bool {
-    let dir = if p.ends_with("instance.json") {
-        p.parent().unwrap_or(p)
-    } else {
-        p
-    };
-    if !dir.parent().is_some_and(|d| d.ends_with("aws/instances")) {
-        return false;
-    }
-    let only_record = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().all(|e| e.file_name() == "instance.json"))
-        .unwrap_or(false);
-    let v: serde_json::Value = std::fs::read_to_string(dir.join("instance.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    only_record && v["State"]["Name"] == "terminated"
 }
 
 fn walk(d: &Path, out: &mut Vec<String>) {

@@ -1,6 +1,7 @@
-//! The stand-ins are honest about imports: they apply the providers'
-//! documented rules with tools independent of cloudimg (Python
-//! gzip/tarfile, GNU tar, qemu-img) and fail the way the providers do.
+//! The az stand-in is honest about imports: it applies Azure's
+//! documented VHD rules with tools independent of cloudimg (Python,
+//! qemu-img) and fails the way Azure does. (The GCP and AWS rules are
+//! applied by the API endpoints: gcp_flow.rs, aws_rules.rs.)
 
 mod common;
 

@@ -1,6 +1,8 @@
-//! Injected faults: each ends with a failed run, a clear message, and no
+//! Azure faults injected in the az stand-in (Azure compute has no
+//! emulator): each ends with a failed run, a clear message, and no
 //! resource left in the stand-in; a transient failure once is retried
-//! and the run passes.
+//! and the run passes. AWS and GCP faults are injected at the API behind
+//! the real CLIs (aws_faults.rs, gcp_flow.rs, real_cli_*.rs).
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! The harness killed mid-run (SIGKILL, no chance to clean up): the
-//! journal it wrote lets `teardown_journal` remove everything, and a
+//! Azure, against the az stand-in: the harness killed mid-run (SIGKILL,
+//! no chance to clean up): the journal it wrote lets `teardown_journal` remove everything, and a
 //! second teardown finds nothing to do.
 //!
 //! The run happens in a child process: this test binary re-executed to

@@ -1,8 +1,8 @@
-//! `--publish` (issue 14, item 7): the boot is proven, the test instance
-//! and everything temporary go, the image stays (GCP image with its
-//! family and labels; AWS AMI and snapshot with tags; Azure managed disk
-//! with tags), recorded as kept in the journal, from which `cloud
-//! teardown --journal` removes it later.
+//! `--publish` on Azure (issue 14, item 7), against the az stand-in: the
+//! boot is proven, the test VM and everything temporary go, the managed
+//! disk stays with its tags, recorded as kept in the journal, from which
+//! `cloud teardown --journal` removes it later. (GCP and AWS: real_cli_gcp.rs,
+//! real_cli_aws.rs.)
 
 mod common;
 
