@@ -81,6 +81,7 @@ class Ec2:
         self.tasks, self.snapshots, self.images, self.instances = {}, {}, {}, {}
         self.tokens = {}  # RunInstances ClientToken -> reservation
         self.young = {}  # instance id -> NotFound answers still due
+        self.deregistered = set()  # AMI ids described as nothing, not NotFound
 
     # ------------------------------------------------------------ helpers --
 
@@ -267,10 +268,18 @@ class Ec2:
         return {"ImageId": ami}
 
     def op_DescribeImages(self, req):
+        # An id EC2 never had is `InvalidAMIID.NotFound` ("The image id
+        # '[ami-...]' does not exist", as the real API answers in the
+        # botocore debug log of boto/botocore#2194); a recently deregistered
+        # one is described as nothing, an empty list (the same issue, and
+        # hashicorp/terraform-provider-aws#47945). How long "recently"
+        # lasts is not documented [U]: here, for the emulator's life.
         ids = req.get("ImageIds") or []
         for ami in ids:
             if ami in self.images:
                 self.eventual(ami)
+            elif ami not in self.deregistered:
+                raise not_found("InvalidAMIID.NotFound", ami)
         fl = filters(req)
         out = []
         for ami, img in sorted(self.images.items()):
@@ -287,6 +296,7 @@ class Ec2:
             raise not_found("InvalidAMIID.NotFound", ami)
         self.eventual(ami)
         del self.images[ami]
+        self.deregistered.add(ami)
         return {"Return": True}
 
     # ---------------------------------------------------------- instances --
