@@ -238,6 +238,10 @@ fn blob_steps_run_verbatim_with_login_against_azurite() {
         assert!(out.status.success(), "{out:?}");
         assert!(std::fs::read(&back).unwrap() == bytes, "{u}");
     }
+    // Azurite's token check is on: the blob read with no token or with
+    // a token for another audience is refused (403), with one for
+    // storage served (200).
+    assert_eq!(bearer_statuses(&emu, &t), "403 403 200");
     // The planned delete, verbatim; then Azurite lists nothing.
     let del = azure::delete(&t.blob_resource()).unwrap().args;
     assert!(has_login(&del), "{del:?}");
@@ -269,4 +273,39 @@ fn has_login(args: &[String]) -> bool {
 /// `args` as `&str`s.
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
+}
+
+/// The HTTP statuses of Azurite's answers to a read of the test blob
+/// (straight at its path-style HTTPS URL, with Python's urllib) with no
+/// Authorization, with a Bearer token for ARM, and with one for storage
+/// (tokens minted by the emulator's own `token()`).
+fn bearer_statuses(emu: &AzureEmu, t: &AzureTarget) -> String {
+    const PY: &str = r#"
+import ssl, sys, urllib.error, urllib.request
+sys.path.insert(0, sys.argv[1])
+from azure_emulator import token
+url, cafile = sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=cafile)
+out = []
+for aud in (None, "https://management.azure.com/", "https://storage.azure.com"):
+    h = {"x-ms-version": "2021-08-06"}
+    if aud:
+        h["Authorization"] = "Bearer " + token(aud)
+    try:
+        out.append(urllib.request.urlopen(urllib.request.Request(url, headers=h), context=ctx).status)
+    except urllib.error.HTTPError as e:
+        out.append(e.code)
+print(*out)
+"#;
+    let url = format!("{}/{}/{}", emu.emu.url("blob"), t.container, t.blob_name());
+    let out = std::process::Command::new(common::real::venv_bin().join("python"))
+        .args(["-c", PY])
+        .arg(common::real::api_dir())
+        .arg(url)
+        .arg(emu.emu.urls["login"]["ca_bundle"].as_str().unwrap())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
