@@ -523,7 +523,8 @@ impl AzureEmu {
     /// azure-cli's core/_debug.py and requests honour it),
     /// `HTTPS_PROXY` (requests, under azure-core and MSAL, honours it:
     /// the proxy takes `caposimages.blob.cloudimg.test:443`, the host az
-    /// names, to Azurite and refuses any other), `NO_PROXY=127.0.0.1`
+    /// names, to Azurite and refuses any other; `HTTP_PROXY` too, which
+    /// it answers 501), `NO_PROXY=127.0.0.1`
     /// (Azure AD and ARM are asked directly) and
     /// `AZURE_CORE_INSTANCE_DISCOVERY=false` (azure-cli's
     /// core/_profile.py `core.instance_discovery`: else MSAL asks
@@ -542,6 +543,7 @@ impl AzureEmu {
         e.extend([
             ("REQUESTS_CA_BUNDLE".into(), s("ca_bundle")),
             ("HTTPS_PROXY".into(), s("proxy")),
+            ("HTTP_PROXY".into(), s("proxy")),
             ("NO_PROXY".into(), "127.0.0.1".into()),
             ("AZURE_CORE_INSTANCE_DISCOVERY".into(), "false".into()),
         ]);
