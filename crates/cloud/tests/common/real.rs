@@ -84,6 +84,11 @@ impl Emulator {
     /// Start `standin/api/<script> --state DIR --faults SPEC`; `control`
     /// names the URL (in its JSON line) that serves `/_standin/...`.
     pub fn start(script: &str, faults: &str, control: &str) -> Emulator {
+        Emulator::start_with(script, faults, control, &[])
+    }
+
+    /// [`Emulator::start`] with more arguments for the script.
+    pub fn start_with(script: &str, faults: &str, control: &str, extra: &[&str]) -> Emulator {
         let dir = tempfile::Builder::new()
             .prefix("emu-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -94,6 +99,7 @@ impl Emulator {
             .arg(dir.path().join("state"))
             .arg("--faults")
             .arg(faults)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -425,6 +431,9 @@ pub fn http(base: &str, method: &str, path: &str, body: &str) -> String {
 pub struct AzureEmu {
     /// The emulator.
     pub emu: Emulator,
+    /// Started with `--login`: az reaches Azurite as in Azure, through
+    /// an Azure AD login (see [`AzureEmu::start_login`]).
+    login: bool,
 }
 
 impl AzureEmu {
@@ -432,22 +441,112 @@ impl AzureEmu {
     pub fn start() -> AzureEmu {
         let emu = AzureEmu {
             emu: Emulator::start("azure_emulator.py", "", "blob"),
+            login: false,
         };
         let c = emu.az(&["storage", "container", "create", "--name", "vhds"]);
         assert!(c.status.success(), "{c:?}");
         emu
     }
 
-    /// The environment of a blob command against Azurite: the account's
-    /// connection string (`AZURE_STORAGE_CONNECTION_STRING`, read by
-    /// `az storage` when no credential is given on the line) and
-    /// [`az_env`]'s throwaway configuration.
+    /// Start Azurite over HTTPS with its OAuth check on, beside a local
+    /// Azure AD, Resource Manager and proxy (`azure_emulator.py
+    /// --login`); register that local cloud in [`az_env`]'s throwaway
+    /// configuration, log in to it as its service principal (`az login
+    /// --service-principal`), and make container `vhds` with
+    /// `--auth-mode login`. Then `az storage ... --account-name
+    /// caposimages --auth-mode login` reaches Azurite with a Bearer
+    /// token, as in Azure.
+    pub fn start_login() -> AzureEmu {
+        let emu = AzureEmu {
+            emu: Emulator::start_with("azure_emulator.py", "", "blob", &["--login"]),
+            login: true,
+        };
+        let l = &emu.emu.urls["login"];
+        let s = |k: &str| l[k].as_str().unwrap().to_string();
+        let (aad, arm) = (s("aad"), s("arm"));
+        let suffix = s("storage_suffix");
+        let (app, secret, tenant) = (s("app_id"), s("secret"), s("tenant"));
+        for args in [
+            // `--skip-endpoint-discovery`: else az asks ARM's
+            // /metadata/endpoints (azure-cli's cloud/custom.py,
+            // _populate_from_metadata_endpoint).
+            vec![
+                "cloud",
+                "register",
+                "--name",
+                "cloudimg-local",
+                "--skip-endpoint-discovery",
+                "--endpoint-active-directory",
+                &aad,
+                "--endpoint-resource-manager",
+                &arm,
+                "--endpoint-active-directory-resource-id",
+                &arm,
+                "--suffix-storage-endpoint",
+                &suffix,
+            ],
+            vec!["cloud", "set", "--name", "cloudimg-local"],
+            vec![
+                "login",
+                "--service-principal",
+                "--username",
+                &app,
+                "--password",
+                &secret,
+                "--tenant",
+                &tenant,
+            ],
+            vec![
+                "storage",
+                "container",
+                "create",
+                "--account-name",
+                "caposimages",
+                "--name",
+                "vhds",
+                "--auth-mode",
+                "login",
+            ],
+        ] {
+            let out = emu.az(&args);
+            assert!(out.status.success(), "az {}: {out:?}", args.join(" "));
+        }
+        emu
+    }
+
+    /// The environment of a blob command against Azurite: [`az_env`]'s
+    /// throwaway configuration and either the account's connection
+    /// string (`AZURE_STORAGE_CONNECTION_STRING`, read by `az storage`
+    /// when no credential is given on the line) or, after `--login`, no
+    /// storage credential but the way to the local cloud:
+    /// `REQUESTS_CA_BUNDLE` (the emulator's self-signed certificate;
+    /// azure-cli's core/_debug.py and requests honour it),
+    /// `HTTPS_PROXY` (requests, under azure-core and MSAL, honours it:
+    /// the proxy takes `caposimages.blob.cloudimg.test:443`, the host az
+    /// names, to Azurite and refuses any other; `HTTP_PROXY` too, which
+    /// it answers 501), `NO_PROXY=127.0.0.1`
+    /// (Azure AD and ARM are asked directly) and
+    /// `AZURE_CORE_INSTANCE_DISCOVERY=false` (azure-cli's
+    /// core/_profile.py `core.instance_discovery`: else MSAL asks
+    /// login.microsoftonline.com whether the authority is known).
     pub fn env(&self) -> Vec<(OsString, OsString)> {
         let mut e = az_env(self.emu.dir.path());
-        e.push((
-            "AZURE_STORAGE_CONNECTION_STRING".into(),
-            self.emu.url("connection_string").into(),
-        ));
+        if !self.login {
+            e.push((
+                "AZURE_STORAGE_CONNECTION_STRING".into(),
+                self.emu.url("connection_string").into(),
+            ));
+            return e;
+        }
+        let l = &self.emu.urls["login"];
+        let s = |k: &str| OsString::from(l[k].as_str().unwrap());
+        e.extend([
+            ("REQUESTS_CA_BUNDLE".into(), s("ca_bundle")),
+            ("HTTPS_PROXY".into(), s("proxy")),
+            ("HTTP_PROXY".into(), s("proxy")),
+            ("NO_PROXY".into(), "127.0.0.1".into()),
+            ("AZURE_CORE_INSTANCE_DISCOVERY".into(), "false".into()),
+        ]);
         e
     }
 
