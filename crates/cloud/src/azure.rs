@@ -72,10 +72,11 @@
 //! print `location` and `id` (the ARM resource shapes); the wording of
 //! the region mismatch refusal the stand-in prints.
 //!
-//! Not confirmed (\[U\]): `--overwrite` on `az storage blob upload` (so that
-//! an upload retried after a lost answer does not fail with
-//! `BlobAlreadyExists`); `--auth-mode login` on the blob commands (the
-//! alternative is an account key in the environment); whether `az disk
+//! `--overwrite` and `--auth-mode login` on the blob commands parse and
+//! work with az 2.91 against Azurite's OAuth check (logged in to a local
+//! Azure AD; `real_cli_azure::blob_steps_run_verbatim_with_login_against_azurite`).
+//! Not confirmed (\[U\]): the Azure RBAC role `--auth-mode login` needs
+//! on the account (Storage Blob Data Contributor is expected); whether `az disk
 //! create --source <blob URL>` also needs `--source-storage-account-id`
 //! (documented for a blob in another subscription); that `get-boot-log`
 //! prints the serial log as plain text on stdout, and what it prints
