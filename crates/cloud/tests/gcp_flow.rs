@@ -12,16 +12,15 @@
 mod common;
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cloudimg_cloud::{flow, ErrorKind, RunOptions, Runner, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
 use common::real::{ready_gcloud, GcpEmu};
-use common::{artifact_for, gcp_target};
+use common::{artifact_for, gcp_target, killed};
 
 /// Run `target` through the real gcloud against `emu`.
 fn run(
@@ -29,20 +28,7 @@ fn run(
     emu: &GcpEmu,
     tweak: impl FnOnce(&mut RunOptions),
 ) -> (Summary, tempfile::TempDir) {
-    let ev = tempfile::Builder::new()
-        .prefix("evidence-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("{s}"));
-    let mut o = RunOptions::new(artifact_for(target), ev.path().join("ev"), log);
-    o.env = emu.env();
-    o.poll_interval = Duration::from_millis(500);
-    o.boot_timeout = Duration::from_secs(120);
-    o.backoff = Duration::from_millis(200);
-    o.command_timeout = Duration::from_secs(300);
-    tweak(&mut o);
-    let s = flow::run(target, "gcp-run", &o).expect("evidence can be written");
-    (s, ev)
+    emu.run(target, tweak)
 }
 
 /// A BIOS target (the faster boot).
@@ -291,33 +277,13 @@ fn images_create_applies_gcps_tarball_rules() {
 
 // ------------------------------------------------------------- crash ----
 
-/// The child's body: run the GCP flow with the environment the parent
-/// gave this process (the emulator's); a no-op unless the parent set
-/// CLOUDIMG_TEST_CHILD_EVIDENCE.
+/// The child's body: the GCP flow against the emulator the parent
+/// started (common::killed); a no-op in any other process.
 #[test]
 fn child_flow() {
-    let Some(evidence) = std::env::var_os("CLOUDIMG_TEST_CHILD_EVIDENCE") else {
-        return;
-    };
-    let artifact = PathBuf::from(std::env::var_os("CLOUDIMG_TEST_CHILD_ARTIFACT").unwrap());
-    let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("child: {s}"));
-    let mut o = RunOptions::new(artifact, PathBuf::from(evidence), log);
-    o.poll_interval = Duration::from_millis(300);
-    o.boot_timeout = Duration::from_secs(300);
-    let _ = flow::run(&gcp_target("capos-crash"), "crash-run", &o);
-}
-
-fn journal_has(path: &Path, kind: &str, state: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return false;
-    };
-    v["resources"].as_array().is_some_and(|a| {
-        a.iter()
-            .any(|r| r["resource"]["kind"] == kind && r["state"] == state)
-    })
+    if let Some(o) = killed::child_options() {
+        let _ = flow::run(&gcp_target("capos-crash"), "crash-run", &o);
+    }
 }
 
 /// The harness is killed (SIGKILL to its process group, CLIs included)
@@ -330,56 +296,21 @@ fn killed_after_image_created_then_torn_down_from_the_journal() {
         return;
     }
     let emu = GcpEmu::start("no-landmark");
-    let evidence = emu.emu.dir.path().join("evidence");
-    let journal = evidence.join("resources.json");
-    let target = gcp_target("capos-crash");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_flow", "--exact", "--nocapture", "--test-threads=1"])
-        .envs(emu.env())
-        .env("CLOUDIMG_TEST_CHILD_EVIDENCE", &evidence)
-        .env("CLOUDIMG_TEST_CHILD_ARTIFACT", artifact_for(&target))
-        .stdout(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !journal_has(&journal, "gcp-image", "created") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(180),
-            "journal never showed the image created"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "child ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pgid = format!("-{}", child.id());
-    let k = Command::new("kill")
-        .args(["-KILL", "--", &pgid])
-        .status()
-        .unwrap();
-    assert!(k.success());
-    child.wait().unwrap();
-    let left = emu.leftovers();
-    assert!(
-        left.iter().any(|l| l == "image capos-crash"),
-        "the killed run left its image: {left:?}"
+    let journal = killed::run_and_kill(
+        emu.env(),
+        &artifact_for(&gcp_target("capos-crash")),
+        &emu.emu.dir.path().join("evidence"),
+        "gcp-image",
+        "created",
     );
-
     let mut runner = Runner::new(Arc::new(|s: &str| eprintln!("{s}")));
     runner.env = emu.env();
     runner.backoff = Duration::from_millis(200);
     runner.poll = Duration::from_millis(500);
-    let r = cloudimg_cloud::teardown_journal(&journal, &runner).unwrap();
-    assert!(r.is_clean(), "{r:?}");
-    assert!(!r.deleted.is_empty(), "{r:?}");
-    assert_eq!(
-        emu.leftovers(),
-        Vec::<String>::new(),
-        "after teardown (was {left:?})"
-    );
-    let again = cloudimg_cloud::teardown_journal(&journal, &runner).unwrap();
+    let left = killed::teardown_twice(&journal, &runner, || emu.leftovers());
     assert!(
-        again.is_clean() && again.deleted.is_empty() && again.already_gone.is_empty(),
-        "{again:?}"
+        left.iter().any(|l| l == "image capos-crash"),
+        "the killed run left its image: {left:?}"
     );
 }
 

@@ -10,15 +10,12 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind, RunOptions, Summary, Target};
 use common::real::{assert_passed, commands, lines_with, ready_aws, AwsEmu};
-use common::{artifact_for, aws_target};
+use common::{artifact_for, aws_target, killed};
 
 /// The attempts botocore's default (legacy) retry mode makes for a 5xx or
 /// a throttling error before the CLI gives up: `max_attempts` 5 in
@@ -385,93 +382,32 @@ fn no_credentials_fails_the_preflight_and_creates_nothing() {
 
 // ------------------------------------------------------ killed harness ----
 
-/// The child's body: the flow described by the environment, against the
-/// emulator the parent started (its env as JSON). No-op unless the
-/// parent set CLOUDIMG_TEST_REAL_ENV.
+/// The child's body: the flow against the emulator the parent started
+/// (common::killed); a no-op in any other process.
 #[test]
 fn child_flow() {
-    let Some(env) = std::env::var_os("CLOUDIMG_TEST_REAL_ENV") else {
-        return;
-    };
-    let env: Vec<(String, String)> = serde_json::from_str(env.to_str().unwrap()).unwrap();
-    let evidence = PathBuf::from(std::env::var_os("CLOUDIMG_TEST_CHILD_EVIDENCE").unwrap());
-    let target = aws_target("capos-killed", AwsFormat::Raw, BootMode::LegacyBios);
-    let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("child: {s}"));
-    let mut o = RunOptions::new(artifact_for(&target), evidence, log);
-    o.env = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-    o.poll_interval = Duration::from_millis(300);
-    o.boot_timeout = Duration::from_secs(300);
-    let _ = flow::run(&target, "killed-run", &o);
-}
-
-fn journal_has(path: &Path, kind: &str, state: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return false;
-    };
-    v["resources"].as_array().is_some_and(|a| {
-        a.iter()
-            .any(|r| r["resource"]["kind"] == kind && r["state"] == state)
-    })
+    if let Some(o) = killed::child_options() {
+        let target = aws_target("capos-killed", AwsFormat::Raw, BootMode::LegacyBios);
+        let _ = flow::run(&target, "killed-run", &o);
+    }
 }
 
 /// Run the flow in a child process against a fresh emulator, SIGKILL it
-/// once its journal shows `kind` in `state`, then tear down from the
-/// journal: the emulator holds nothing afterwards, and a second teardown
-/// finds nothing to do.
+/// once its journal shows `kind` in `state` (the `aws` it was running
+/// dies with it; what it made stays, as in a cloud), then tear down from
+/// the journal: the emulator holds nothing afterwards, and a second
+/// teardown finds nothing to do. What the killed run left.
 fn kill_then_teardown(kind: &str, state: &str) -> Vec<String> {
     let emu = AwsEmu::start("no-landmark");
-    let evidence = emu.dir().join("evidence");
-    let journal = evidence.join("resources.json");
-    let env: Vec<(String, String)> = emu
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
-        .collect();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_flow", "--exact", "--nocapture", "--test-threads=1"])
-        .env(
-            "CLOUDIMG_TEST_REAL_ENV",
-            serde_json::to_string(&env).unwrap(),
-        )
-        .env("CLOUDIMG_TEST_CHILD_EVIDENCE", &evidence)
-        .stdout(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !journal_has(&journal, kind, state) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "journal never showed {kind} {state}"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "child ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SIGKILL to the child's process group: no teardown there, and the
-    // `aws` it was running dies with it. What it made stays, as in a cloud.
-    let k = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .status()
-        .unwrap();
-    assert!(k.success());
-    child.wait().unwrap();
-    let left = emu.leftovers();
-    assert!(!left.is_empty(), "the killed run left nothing behind?");
-
-    let runner = emu.runner();
-    let r = cloudimg_cloud::teardown_journal(&journal, &runner).unwrap();
-    assert!(r.is_clean(), "{r:?}");
-    assert!(!r.deleted.is_empty(), "{r:?}");
-    assert_eq!(emu.leftovers(), Vec::<String>::new(), "was {left:?}");
-    let again = cloudimg_cloud::teardown_journal(&journal, &runner).unwrap();
-    assert!(
-        again.is_clean() && again.deleted.is_empty() && again.already_gone.is_empty(),
-        "{again:?}"
+    let target = aws_target("capos-killed", AwsFormat::Raw, BootMode::LegacyBios);
+    let journal = killed::run_and_kill(
+        emu.env(),
+        &artifact_for(&target),
+        &emu.dir().join("evidence"),
+        kind,
+        state,
     );
-    left
+    killed::teardown_twice(&journal, &emu.runner(), || emu.leftovers())
 }
 
 #[test]

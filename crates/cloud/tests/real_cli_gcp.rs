@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloudimg_cloud::{flow, ErrorKind, RunOptions, Runner, Summary, Target};
+use cloudimg_cloud::{ErrorKind, RunOptions, Runner, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
 use common::real::{assert_passed, ready_gcloud, GcpEmu};
 use common::{artifact_for, gcp_target};
@@ -23,20 +23,7 @@ fn run(
     emu: &GcpEmu,
     tweak: impl FnOnce(&mut RunOptions),
 ) -> (Summary, tempfile::TempDir) {
-    let ev = tempfile::Builder::new()
-        .prefix("evidence-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("{s}"));
-    let mut o = RunOptions::new(artifact_for(target), ev.path().join("ev"), log);
-    o.env = emu.env();
-    o.poll_interval = Duration::from_millis(500);
-    o.boot_timeout = Duration::from_secs(120);
-    o.backoff = Duration::from_millis(200);
-    o.command_timeout = Duration::from_secs(300);
-    tweak(&mut o);
-    let s = flow::run(target, "real-run", &o).expect("evidence can be written");
-    (s, ev)
+    emu.run(target, tweak)
 }
 
 #[test]

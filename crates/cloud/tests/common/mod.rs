@@ -5,6 +5,7 @@
 pub use cloudimg_testkit::*;
 
 pub mod calls;
+pub mod killed;
 pub mod real;
 pub mod seed;
 
@@ -258,6 +259,24 @@ pub fn artifact_for(t: &Target) -> PathBuf {
     }
 }
 
+/// One flow run of `target` (named run `real-run`) with options `o`
+/// changed by `tweak`, evidence in a new temp dir under `ev`'s name;
+/// the summary and that temp dir.
+fn run_in(
+    target: &Target,
+    options: impl FnOnce(&Path) -> RunOptions,
+    tweak: impl FnOnce(&mut RunOptions),
+) -> (cloudimg_cloud::Summary, tempfile::TempDir) {
+    let ev = tempfile::Builder::new()
+        .prefix("evidence-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let mut o = options(ev.path());
+    tweak(&mut o);
+    let s = cloudimg_cloud::flow::run(target, "real-run", &o).expect("evidence can be written");
+    (s, ev)
+}
+
 /// Flow runs against the AWS emulator with the artifacts built here
 /// (kept out of real.rs, which the cli crate's tests include too).
 impl real::AwsEmu {
@@ -266,21 +285,30 @@ impl real::AwsEmu {
         self.options_for(artifact_for(target), ev)
     }
 
-    /// One flow run of `target` (named run `real-run`) with
-    /// [`real::AwsEmu::options`] changed by `tweak`; the summary and the
-    /// temp dir holding its evidence.
+    /// One flow run of `target` with [`real::AwsEmu::options`] changed
+    /// by `tweak`; the summary and the temp dir holding its evidence.
     pub fn run(
         &self,
         target: &Target,
         tweak: impl FnOnce(&mut RunOptions),
     ) -> (cloudimg_cloud::Summary, tempfile::TempDir) {
-        let ev = tempfile::Builder::new()
-            .prefix("evidence-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let mut o = self.options(target, ev.path());
-        tweak(&mut o);
-        let s = cloudimg_cloud::flow::run(target, "real-run", &o).expect("evidence can be written");
-        (s, ev)
+        run_in(target, |ev| self.options(target, ev), tweak)
+    }
+}
+
+/// Flow runs against the GCP emulator with the artifacts built here.
+impl real::GcpEmu {
+    /// One flow run of `target` with the emulator's options changed by
+    /// `tweak`; the summary and the temp dir holding its evidence.
+    pub fn run(
+        &self,
+        target: &Target,
+        tweak: impl FnOnce(&mut RunOptions),
+    ) -> (cloudimg_cloud::Summary, tempfile::TempDir) {
+        run_in(
+            target,
+            |ev| self.options_for(artifact_for(target), ev),
+            tweak,
+        )
     }
 }

@@ -375,6 +375,19 @@ impl GcpEmu {
         ]
     }
 
+    /// Run options for `artifact` against this emulator, evidence under
+    /// `ev`: fast polling, short backoff, progress to the test's stderr.
+    pub fn options_for(&self, artifact: PathBuf, ev: &Path) -> RunOptions {
+        let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("{s}"));
+        let mut o = RunOptions::new(artifact, ev.join("ev"), log);
+        o.env = self.env();
+        o.poll_interval = Duration::from_millis(500);
+        o.boot_timeout = Duration::from_secs(120);
+        o.backoff = Duration::from_millis(200);
+        o.command_timeout = Duration::from_secs(300);
+        o
+    }
+
     /// Run the real `gcloud` with the emulator's environment.
     pub fn gcloud(&self, args: &[&str]) -> std::process::Output {
         Command::new("gcloud")
