@@ -9,33 +9,13 @@ mod common;
 
 use std::time::Duration;
 
-use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind, RunOptions, Summary, Target};
+use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind, RunOptions, Target};
 use common::real::{lines_with, ready_aws, AwsEmu};
-use common::{artifact_for, aws_target};
+use common::{artifact_for, assert_failed_clean, aws_target};
 
 /// The attempts botocore's legacy retry mode makes for a 5xx before the
 /// CLI gives up (`max_attempts` 5 in botocore/data/_retry.json).
 const CLI_ATTEMPTS: u32 = 5;
-
-/// A failed run with a one-line message of `kind` containing `needle`,
-/// a clean teardown, the summary on disk saying the same, and nothing
-/// left in the emulator.
-fn assert_failed_clean(s: &Summary, emu: &AwsEmu, kind: ErrorKind, needle: &str) {
-    assert!(!s.passed, "{s:#?}");
-    assert_eq!(s.error_kind, Some(kind), "{s:#?}");
-    let msg = s.error.as_deref().unwrap();
-    assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
-    assert!(!msg.contains('\n'), "{msg:?}");
-    let t = s.teardown.as_ref().expect("torn down");
-    assert!(t.is_clean(), "{t:?}");
-    assert_eq!(emu.leftovers(), Vec::<String>::new());
-    let sum: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(s.evidence_dir.join("summary.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(sum["passed"], false);
-    assert_eq!(sum["error"], msg);
-}
 
 // ------------------------------------------------------- refusals ----
 
@@ -49,7 +29,7 @@ fn missing_vmimport_role_is_a_permission_error() {
     let (s, _ev) = emu.run(&t, |_| {});
     assert_failed_clean(
         &s,
-        &emu,
+        emu.leftovers(),
         ErrorKind::Permission,
         "VM Import needs the `vmimport` service role",
     );
@@ -72,7 +52,7 @@ fn vcpu_quota_is_a_quota_error() {
     let (s, _ev) = emu.run(&t, |_| {});
     assert_failed_clean(
         &s,
-        &emu,
+        emu.leftovers(),
         ErrorKind::Quota,
         "An error occurred (VcpuLimitExceeded) when calling the RunInstances operation",
     );
@@ -88,9 +68,7 @@ fn transient_failure_that_persists_fails_after_retries() {
     let emu = AwsEmu::start("transient=RegisterImage:999");
     let t = aws_target("capos-f8", AwsFormat::Raw, BootMode::LegacyBios);
     let (s, _ev) = emu.run(&t, |_| {});
-    assert_failed_clean(
-        &s,
-        &emu,
+    assert_failed_clean(&s, emu.leftovers(),
         ErrorKind::CommandFailed,
         "`aws ec2 register-image` failed (exit 255) after retries: An error occurred (InternalError) when calling the RegisterImage operation (reached max retries: 4)",
     );

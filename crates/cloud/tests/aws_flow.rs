@@ -5,18 +5,9 @@
 
 mod common;
 
-use std::path::Path;
-
 use cloudimg_cloud::{AwsFormat, BootMode, ErrorKind};
-use common::aws_target;
 use common::real::{commands, ready_aws, AwsEmu};
-
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
-}
+use common::{aws_target, read_json};
 
 #[test]
 fn keep_leaves_resources_and_teardown_removes_them_later() {

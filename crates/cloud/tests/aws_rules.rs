@@ -7,23 +7,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::real::{ready_aws, AwsEmu};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn sh(cwd: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{script}: {}", text(&out.stderr));
-}
+use common::{sh, text};
 
 /// Upload `file`, import it declared as `format`, poll until the task
 /// ends; the task's SnapshotTaskDetail.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cloudimg_cloud::{flow, ErrorKind, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
-use common::{artifact_for, options, StandIn};
+use common::{artifact_for, assert_failed_clean, options, StandIn};
 
 fn run_with(
     target: &Target,
@@ -26,24 +26,6 @@ fn run_with(
     o.boot_timeout = boot_timeout;
     let s = flow::run(target, "fault-run", &o).unwrap();
     (s, si, ev)
-}
-
-fn assert_failed_clean(s: &Summary, si: &StandIn, kind: ErrorKind, needle: &str) {
-    assert!(!s.passed, "{s:#?}");
-    assert_eq!(s.error_kind, Some(kind), "{s:#?}");
-    let msg = s.error.as_deref().unwrap();
-    assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
-    assert!(!msg.contains('\n'), "{msg:?}");
-    let t = s.teardown.as_ref().expect("torn down");
-    assert!(t.is_clean(), "{t:?}");
-    assert_eq!(si.leftovers(), Vec::<String>::new());
-    // The summary on disk says the same.
-    let sum: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(s.evidence_dir.join("summary.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(sum["passed"], false);
-    assert_eq!(sum["error"], msg);
 }
 
 const LONG: Duration = Duration::from_secs(90);
@@ -63,7 +45,7 @@ fn azure_disk_import_rejected() {
     let (s, si, _e) = run_with(&azure("capos-af1"), "import-fail", LONG);
     assert_failed_clean(
         &s,
-        &si,
+        si.leftovers(),
         ErrorKind::ImportFailed,
         "is not a supported VHD. Disk is expected to have cookie value 'conectix'.",
     );
@@ -82,7 +64,7 @@ fn azure_vm_quota() {
         return;
     }
     let (s, si, _e) = run_with(&azure("capos-af2"), "quota=vm-create", LONG);
-    assert_failed_clean(&s, &si, ErrorKind::Quota, "quota exceeded: ERROR: (QuotaExceeded) Operation could not be completed as it results in exceeding approved standardBSFamily Cores quota.");
+    assert_failed_clean(&s, si.leftovers(), ErrorKind::Quota, "quota exceeded: ERROR: (QuotaExceeded) Operation could not be completed as it results in exceeding approved standardBSFamily Cores quota.");
     // Blob, disk, vnet, NIC deleted; the VM never existed: refused
     // outright, it is journaled as not created and not looked for.
     let td = s.teardown.as_ref().unwrap();
@@ -107,7 +89,7 @@ fn azure_permission_denied_on_the_disk() {
         return;
     }
     let (s, si, _e) = run_with(&azure("capos-af3"), "permission=disk-create", LONG);
-    assert_failed_clean(&s, &si, ErrorKind::Permission, "permission denied: ERROR: (AuthorizationFailed) The client 'user@example.com' with object id '00000000-0000-0000-0000-000000000001' does not have authorization to perform action 'Microsoft.Compute/disks/write'");
+    assert_failed_clean(&s, si.leftovers(), ErrorKind::Permission, "permission denied: ERROR: (AuthorizationFailed) The client 'user@example.com' with object id '00000000-0000-0000-0000-000000000001' does not have authorization to perform action 'Microsoft.Compute/disks/write'");
 }
 
 #[test]
@@ -116,7 +98,7 @@ fn azure_permission_denied_on_the_upload() {
         return;
     }
     let (s, si, _e) = run_with(&azure("capos-af4"), "permission=blob-upload", LONG);
-    assert_failed_clean(&s, &si, ErrorKind::Permission, "permission denied: You do not have the required permissions needed to perform this operation.");
+    assert_failed_clean(&s, si.leftovers(), ErrorKind::Permission, "permission denied: You do not have the required permissions needed to perform this operation.");
 }
 
 #[test]
@@ -143,7 +125,7 @@ fn azure_landmark_never_printed_times_out() {
         return;
     }
     let (s, si, _e) = run_with(&azure("capos-af6"), "no-landmark", Duration::from_secs(3));
-    assert_failed_clean(&s, &si, ErrorKind::Timeout, "landmark \"capos kernel starting\" not seen on the serial console within 3 s (0 bytes of output, see serial.log)");
+    assert_failed_clean(&s, si.leftovers(), ErrorKind::Timeout, "landmark \"capos kernel starting\" not seen on the serial console within 3 s (0 bytes of output, see serial.log)");
     assert!(s.instance_id.is_some());
 }
 

@@ -7,11 +7,9 @@
 
 mod common;
 
-use std::path::Path;
-
 use cloudimg_cloud::{flow, ErrorKind, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
-use common::{artifact_for, options, StandIn};
+use common::{artifact_for, options, read_json, StandIn};
 
 fn run(
     target: &Target,
@@ -26,13 +24,6 @@ fn run(
     tweak(&mut o);
     let s = flow::run(target, "test-run", &o).expect("evidence can be written");
     (s, ev)
-}
-
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
 }
 
 /// A passing Azure run: the specialized-disk route (no image, no admin

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::StandIn;
+use common::{sh, text, StandIn};
 
 fn cli(si: &StandIn, args: &[&str], cwd: &Path) -> Output {
     let mut c = Command::new(args[0]);
@@ -17,20 +17,6 @@ fn cli(si: &StandIn, args: &[&str], cwd: &Path) -> Output {
         c.env(k, v);
     }
     c.output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn sh(cwd: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{script}: {}", text(&out.stderr));
 }
 
 /// Upload `file`, import it declared as `format`, poll until the task ends.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use cloudimg_cloud::{flow, ErrorKind, RunOptions, Runner, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
 use common::real::{ready_gcloud, GcpEmu};
-use common::{artifact_for, gcp_target, killed};
+use common::{artifact_for, assert_failed_clean, gcp_target, killed, read_json, sh, text};
 
 /// Run `target` through the real gcloud against `emu`.
 fn run(
@@ -38,30 +38,6 @@ fn bios_target(name: &str) -> Target {
         g.firmware = Firmware::Bios;
     }
     t
-}
-
-/// The run failed with `kind` and a one-line message containing
-/// `needle`, teardown was clean, the emulator holds nothing, and
-/// summary.json says the same.
-fn assert_failed_clean(s: &Summary, emu: &GcpEmu, kind: ErrorKind, needle: &str) {
-    assert!(!s.passed, "{s:#?}");
-    assert_eq!(s.error_kind, Some(kind), "{s:#?}");
-    let msg = s.error.as_deref().unwrap();
-    assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
-    assert!(!msg.contains('\n'), "{msg:?}");
-    let t = s.teardown.as_ref().expect("torn down");
-    assert!(t.is_clean(), "{t:?}");
-    assert_eq!(emu.leftovers(), Vec::<String>::new());
-    let sum = read_json(&s.evidence_dir.join("summary.json"));
-    assert_eq!(sum["passed"], false);
-    assert_eq!(sum["error"], msg);
-}
-
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
 }
 
 /// Every record of commands.jsonl.
@@ -92,9 +68,7 @@ fn cpu_quota_fails_the_run_and_leaves_nothing() {
     }
     let emu = GcpEmu::start("quota=instances.insert");
     let (s, _ev) = run(&bios_target("capos-f4"), &emu, |_| {});
-    assert_failed_clean(
-        &s,
-        &emu,
+    assert_failed_clean(&s, emu.leftovers(),
         ErrorKind::Quota,
         "quota exceeded: ERROR: (gcloud.compute.instances.create) Could not fetch resource: - Quota 'CPUS' exceeded.  Limit: 0.0 in region us-central1.",
     );
@@ -110,9 +84,7 @@ fn permission_denied_fails_the_run_and_leaves_nothing() {
     }
     let emu = GcpEmu::start("permission=images.insert");
     let (s, _ev) = run(&bios_target("capos-f6"), &emu, |_| {});
-    assert_failed_clean(
-        &s,
-        &emu,
+    assert_failed_clean(&s, emu.leftovers(),
         ErrorKind::Permission,
         "permission denied: ERROR: (gcloud.compute.images.create) Could not fetch resource: - Required 'compute.images.create' permission for 'projects/capos-proj'",
     );
@@ -161,20 +133,6 @@ fn gcloud_in(emu: &GcpEmu, cwd: &Path, args: &[&str]) -> Output {
         .current_dir(cwd)
         .output()
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn sh(cwd: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{script}: {}", text(&out.stderr));
 }
 
 /// Upload `file` with the real gcloud and make an image of it.

@@ -10,12 +10,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use cloudimg_cloud::{flow, AwsFormat, BootMode, ErrorKind, RunOptions, Summary, Target};
 use common::real::{assert_passed, commands, lines_with, ready_aws, AwsEmu};
-use common::{artifact_for, aws_target, killed};
+use common::{artifact_for, aws_target, killed, read_json};
 
 /// The attempts botocore's default (legacy) retry mode makes for a 5xx or
 /// a throttling error before the CLI gives up: `max_attempts` 5 in
@@ -29,13 +28,6 @@ fn run(
     tweak: impl FnOnce(&mut RunOptions),
 ) -> (Summary, tempfile::TempDir) {
     emu.run(target, tweak)
-}
-
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
 }
 
 /// The evidence of a passing run: a journal where everything is deleted,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use cloudimg_cloud::{ErrorKind, RunOptions, Runner, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
 use common::real::{assert_passed, ready_gcloud, GcpEmu};
-use common::{artifact_for, gcp_target};
+use common::{artifact_for, gcp_target, read_json};
 
 fn run(
     target: &Target,
@@ -47,13 +47,6 @@ fn gcloud_honours_the_endpoint_overrides() {
         err.contains("projects/capos-proj/global/images/nothing-here' was not found"),
         "{err}"
     );
-}
-
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
 }
 
 /// The evidence of a passing run: a journal where everything is

@@ -312,3 +312,51 @@ impl real::GcpEmu {
         )
     }
 }
+
+// ------------------------------------------------------------ shared ----
+
+/// A JSON file, parsed (naming the file if it cannot be read).
+pub fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
+}
+
+/// Bytes a CLI printed, as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Run `script` with `sh -ec` in `cwd`; it must succeed.
+pub fn sh(cwd: &Path, script: &str) {
+    let out = std::process::Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+}
+
+/// A failed run with a one-line message of `kind` containing `needle`, a
+/// clean teardown, nothing left in the cloud (`leftovers`, asked of the
+/// emulator or stand-in), and summary.json saying the same.
+pub fn assert_failed_clean(
+    s: &cloudimg_cloud::Summary,
+    leftovers: Vec<String>,
+    kind: cloudimg_cloud::ErrorKind,
+    needle: &str,
+) {
+    assert!(!s.passed, "{s:#?}");
+    assert_eq!(s.error_kind, Some(kind), "{s:#?}");
+    let msg = s.error.as_deref().unwrap();
+    assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
+    assert!(!msg.contains('\n'), "{msg:?}");
+    let t = s.teardown.as_ref().expect("torn down");
+    assert!(t.is_clean(), "{t:?}");
+    assert_eq!(leftovers, Vec::<String>::new());
+    let sum = read_json(&s.evidence_dir.join("summary.json"));
+    assert_eq!(sum["passed"], false);
+    assert_eq!(sum["error"], msg);
+}
