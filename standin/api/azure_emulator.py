@@ -26,20 +26,19 @@ README, "Customized Storage Accounts & Keys"), answers path-style URLs
 
 import argparse
 import base64
-import datetime
-import ipaddress
 import json
 import os
 import select
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import tls
 
 ACCOUNT = "caposimages"
 #: Any base64 key will do for an emulator account.
@@ -67,8 +66,8 @@ def wait_listening(port, proc):
     raise SystemExit("azurite-blob did not start")
 
 
-def start_azurite(state, tls=None):
-    """Azurite's blob service; `tls` = (cert, key) runs it over HTTPS
+def start_azurite(state, cert_key=None):
+    """Azurite's blob service; `cert_key` = (cert, key) runs it over HTTPS
     with `--oauth basic` (Azurite checks Bearer tokens only over HTTPS:
     BlobTokenAuthenticator.js, "Authentication scheme Bearer is not
     allowed with HTTP.") and with product-style URLs on (the account is
@@ -82,8 +81,8 @@ def start_azurite(state, tls=None):
     log = open(os.path.join(state, "azurite.log"), "wb")
     args = [AZURITE, "--blobHost", "127.0.0.1", "--blobPort", str(port),
             "--location", root, "--silent", "--skipApiVersionCheck", "--disableTelemetry"]
-    if tls:
-        args += ["--oauth", "basic", "--cert", tls[0], "--key", tls[1]]
+    if cert_key:
+        args += ["--oauth", "basic", "--cert", cert_key[0], "--key", cert_key[1]]
     else:
         args += ["--disableProductStyleUrl"]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
@@ -111,37 +110,6 @@ SECRET = "cloudimg-test-secret"
 #: checking a signature and checks nbf <= now <= exp and that iat is set
 #: (BlobTokenAuthenticator.js, authenticateBasic).
 ISSUER = "https://sts.windows.net/%s/" % TENANT
-
-
-def self_signed(state):
-    """A key and a self-signed certificate for 127.0.0.1 and for
-    `*.blob.SUFFIX` (the host az names), written under `state`; returns
-    (cert path, key path)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.DNSName("%s.blob.%s" % (ACCOUNT, SUFFIX)),
-                x509.DNSName("*.blob.%s" % SUFFIX)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = os.path.join(state, "cert.pem"), os.path.join(state, "key.pem")
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def b64url(data):
@@ -266,18 +234,9 @@ class Proxy(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def serve_https(handler, cert, key):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, "https://127.0.0.1:%d" % server.server_address[1]
-
-
 def login(state, azurite_port, cert, key):
     """The local Azure AD, Resource Manager and proxy; their JSON."""
-    aad, base = serve_https(Aad, cert, key)
+    aad, base = tls.serve_https(Aad, cert, key)
     Aad.base = base
     Aad.log_file = os.path.join(state, "aad.log")
     Proxy.azurite_port = azurite_port
@@ -297,15 +256,18 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.state, exist_ok=True)
     state = os.path.realpath(a.state)
-    tls = self_signed(state) if a.login else None
-    proc, port = start_azurite(state, tls)
+    cert_key = None
+    if a.login:
+        names = ["%s.blob.%s" % (ACCOUNT, SUFFIX), "*.blob.%s" % SUFFIX]
+        cert_key = tls.self_signed(state, "", names)
+    proc, port = start_azurite(state, cert_key)
     scheme = "https" if a.login else "http"
     url = "%s://127.0.0.1:%d/%s" % (scheme, port, ACCOUNT)
     conn = ("DefaultEndpointsProtocol=%s;AccountName=%s;AccountKey=%s;BlobEndpoint=%s;"
             % (scheme, ACCOUNT, KEY, url))
     out = {"blob": url, "account": ACCOUNT, "key": KEY, "connection_string": conn}
     if a.login:
-        out["login"] = login(state, port, *tls)
+        out["login"] = login(state, port, *cert_key)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()

@@ -29,7 +29,6 @@ import threading
 
 from moto.ec2.models.instance_types import INSTANCE_TYPES
 
-import ec2query
 from standin_lib import standin
 
 GIB = 1 << 30

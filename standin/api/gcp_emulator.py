@@ -22,14 +22,11 @@ throwaway CLOUDSDK_CONFIG. Control endpoints on the compute URL:
     POST /_standin/faults      replace the fault spec (faults.py)
 """
 
-import datetime
 import http.client
-import ipaddress
 import json
 import os
 import re
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -44,6 +41,7 @@ from compute import ApiError, Compute  # noqa: E402
 from ec2 import qemus_under  # noqa: E402
 import emulator_main  # noqa: E402
 from faults import Faults  # noqa: E402
+import tls  # noqa: E402
 
 P = r"projects/(?P<p>[^/]+)"
 Z = P + r"/zones/(?P<z>[^/]+)"
@@ -332,47 +330,14 @@ def start_gcs(state):
     raise SystemExit("fake-gcs-server did not start")
 
 
-def self_signed(state):
-    """A key and a self-signed certificate for 127.0.0.1 (subjectAltName
-    IP:127.0.0.1, what Python's ssl and httplib2 match an IP host
-    against), written under `state`; returns (cert path, key path)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = os.path.join(state, "gcs-cert.pem"), os.path.join(state, "gcs-key.pem")
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 def tls_front(state):
     """GcsFront over HTTPS, for gsutil: its JSON API client always speaks
     https (gslib/gcs_json_api.py: `self.http_base = 'https://'`, then
     gs_json_host and gs_json_port from the boto config), so the plain
     front cannot serve it. Returns (server, URL, certificate path)."""
-    cert, key = self_signed(state)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), GcsFront)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, "https://127.0.0.1:%d" % server.server_address[1], cert
+    cert, key = tls.self_signed(state, "gcs-")
+    server, url = tls.serve_https(GcsFront, cert, key)
+    return server, url, cert
 
 
 def serve(state, faults_spec):
