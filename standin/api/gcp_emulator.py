@@ -346,7 +346,7 @@ def serve(state, faults_spec):
     front = ThreadingHTTPServer(("127.0.0.1", 0), GcsFront)
     threading.Thread(target=front.serve_forever, daemon=True).start()
     gcs_url = "http://127.0.0.1:%d" % front.server_address[1]
-    tls, gcs_https, cert = tls_front(state)
+    https_front, gcs_https, cert = tls_front(state)
     os.environ["CLOUDIMG_STANDIN_STATE"] = state
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     base = "http://127.0.0.1:%d" % httpd.server_address[1]
@@ -359,7 +359,7 @@ def serve(state, faults_spec):
         Handler.compute.shutdown()
         httpd.shutdown()
         front.shutdown()
-        tls.shutdown()
+        https_front.shutdown()
         gcs.kill()
         gcs.wait()
 
