@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use common::calls::Calls;
 use common::real::{ready_aws, venv_bin, AwsEmu};
 use common::seed::{aws_json, import_snapshot, register};
-use common::{ok, require_tool, require_validator, validate};
+use common::{killed, ok, require_tool, require_validator, validate};
 
 fn standin_bin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -538,28 +538,13 @@ fn azure_killed_run_is_cleaned_up_by_cloud_teardown() {
         .process_group(0)
         .spawn()
         .unwrap();
-    let journal = d.join("ev/resources.json");
-    let t0 = std::time::Instant::now();
-    loop {
-        let text = std::fs::read_to_string(&journal).unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let vm_up = v["resources"].as_array().is_some_and(|a| {
-            a.iter()
-                .any(|r| r["resource"]["kind"] == "azure-vm" && r["state"] == "created")
-        });
-        if vm_up {
-            break;
-        }
-        assert!(t0.elapsed().as_secs() < 120, "no VM: {text}");
-        assert!(child.try_wait().unwrap().is_none(), "ended early");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let k = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .status()
-        .unwrap();
-    assert!(k.success());
-    child.wait().unwrap();
+    killed::kill_when(
+        &mut child,
+        &d.join("ev/resources.json"),
+        "azure-vm",
+        "created",
+        std::time::Duration::from_secs(120),
+    );
     // Blob (+ its metadata), disk (+ its data), vnet, NIC, VM.
     assert_eq!(
         azure_leftovers(&state).len(),

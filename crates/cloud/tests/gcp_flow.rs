@@ -14,10 +14,8 @@ mod common;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::time::Duration;
 
-use cloudimg_cloud::{flow, ErrorKind, RunOptions, Runner, Summary, Target};
+use cloudimg_cloud::{flow, ErrorKind, RunOptions, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
 use common::real::{ready_gcloud, GcpEmu};
 use common::{artifact_for, assert_failed_clean, gcp_target, killed, read_json, sh, text};
@@ -261,10 +259,7 @@ fn killed_after_image_created_then_torn_down_from_the_journal() {
         "gcp-image",
         "created",
     );
-    let mut runner = Runner::new(Arc::new(|s: &str| eprintln!("{s}")));
-    runner.env = emu.env();
-    runner.backoff = Duration::from_millis(200);
-    runner.poll = Duration::from_millis(500);
+    let runner = emu.runner();
     let left = killed::teardown_twice(&journal, &runner, || emu.leftovers());
     assert!(
         left.iter().any(|l| l == "image capos-crash"),

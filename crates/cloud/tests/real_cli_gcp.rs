@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cloudimg_cloud::{ErrorKind, RunOptions, Runner, Summary, Target};
@@ -364,10 +363,7 @@ fn publish_keeps_the_image_until_the_journal_teardown() {
     assert_eq!(v["family"], "capos", "{v}");
     assert_eq!(v["labels"]["release"], "v1-2", "{v}");
     // Later, `cloud teardown --journal` (teardown_journal) removes it.
-    let mut runner = Runner::new(Arc::new(|s: &str| eprintln!("{s}")));
-    runner.env = emu.env();
-    runner.backoff = Duration::from_millis(200);
-    runner.poll = Duration::from_millis(500);
+    let runner = emu.runner();
     let r = cloudimg_cloud::teardown_journal(&p.journal, &runner).unwrap();
     assert!(r.is_clean(), "{r:?}");
     assert_eq!(r.deleted.len(), 1, "{r:?}");

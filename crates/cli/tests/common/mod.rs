@@ -121,13 +121,6 @@ pub mod calls;
 #[path = "../../../cloud/tests/common/seed.rs"]
 pub mod seed;
 
-/// What a cloud run needs here (as the cloud crate's tests): QEMU,
-/// qemu-img, OVMF, GRUB, python3, tar.
-pub fn ready() -> bool {
-    require_tool("qemu-system-x86_64")
-        && require_tool("qemu-img")
-        && require_tool("python3")
-        && require_tool("tar")
-        && require_grub()
-        && require_file("/usr/share/OVMF/OVMF_CODE_4M.fd")
-}
+/// A run killed mid-way (SIGKILL to its process group) on a journal state.
+#[path = "../../../cloud/tests/common/killed.rs"]
+pub mod killed;

@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,11 +73,20 @@ pub fn run_and_kill(
         .process_group(0)
         .spawn()
         .unwrap();
+    kill_when(&mut child, &journal, kind, state, Duration::from_secs(300));
+    journal
+}
+
+/// SIGKILL the process group of `child` (started with `process_group(0)`)
+/// once the journal at `journal` shows `kind` in `state`; it must get
+/// there within `limit` and not end before.
+pub fn kill_when(child: &mut Child, journal: &Path, kind: &str, state: &str, limit: Duration) {
     let t0 = Instant::now();
-    while !journal_has(&journal, kind, state) {
+    while !journal_has(journal, kind, state) {
         assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "journal never showed {kind} {state}"
+            t0.elapsed() < limit,
+            "journal never showed {kind} {state}: {}",
+            std::fs::read_to_string(journal).unwrap_or_default()
         );
         assert!(child.try_wait().unwrap().is_none(), "child ended early");
         std::thread::sleep(Duration::from_millis(20));
@@ -88,7 +97,6 @@ pub fn run_and_kill(
         .unwrap();
     assert!(k.success());
     child.wait().unwrap();
-    journal
 }
 
 /// Tear down from `journal`: everything is deleted and `leftovers` (asked

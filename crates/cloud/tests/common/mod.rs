@@ -21,12 +21,7 @@ use cloudimg_disk::vocab::Firmware;
 
 /// Everything the flow tests need: qemu, qemu-img, OVMF, GRUB, python3, tar.
 pub fn ready() -> bool {
-    require_tool("qemu-system-x86_64")
-        && require_tool("qemu-img")
-        && require_tool("python3")
-        && require_tool("tar")
-        && require_grub()
-        && require_file("/usr/share/OVMF/OVMF_CODE_4M.fd")
+    real::tools_ready()
 }
 
 /// The 256 MiB demo image packaged into every shape, built once per test

@@ -13,7 +13,18 @@ use std::time::{Duration, Instant};
 
 use cloudimg_cloud::RunOptions;
 
-use super::{require_file, require_tool};
+use super::{require_file, require_grub, require_tool};
+
+/// What a cloud run needs here besides the CLIs: QEMU, qemu-img, OVMF,
+/// GRUB (the demo image), python3 and tar (missing ones fail under CI).
+pub fn tools_ready() -> bool {
+    require_tool("qemu-system-x86_64")
+        && require_tool("qemu-img")
+        && require_tool("python3")
+        && require_tool("tar")
+        && require_grub()
+        && require_file("/usr/share/OVMF/OVMF_CODE_4M.fd")
+}
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -47,7 +58,7 @@ pub fn require_installed(path: &Path) -> bool {
 /// What every real-CLI flow needs: QEMU and friends, the venv's python,
 /// and `aws` (checked by the caller per provider).
 pub fn ready_aws() -> bool {
-    super::ready() && require_installed(&venv_bin().join("aws"))
+    tools_ready() && require_installed(&venv_bin().join("aws"))
 }
 
 /// `PATH` with the venv first (so `aws`/`az` are the installed ones, not
@@ -62,7 +73,7 @@ pub fn path_with_venv() -> OsString {
 
 /// A gcloud on PATH (it is not installable from a registry).
 pub fn ready_gcloud() -> bool {
-    super::ready() && require_tool("gcloud")
+    tools_ready() && require_tool("gcloud")
 }
 
 // ------------------------------------------------------- emulators ----
@@ -150,6 +161,34 @@ impl Drop for Emulator {
     }
 }
 
+/// Run options for a flow against an emulator whose CLI environment is
+/// `env`: evidence under `ev`, fast polling, short backoff, progress to
+/// the test's stderr.
+pub fn emulator_options(
+    env: Vec<(OsString, OsString)>,
+    artifact: PathBuf,
+    ev: &Path,
+) -> RunOptions {
+    let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("{s}"));
+    let mut o = RunOptions::new(artifact, ev.join("ev"), log);
+    o.env = env;
+    o.poll_interval = Duration::from_millis(500);
+    o.boot_timeout = Duration::from_secs(120);
+    o.backoff = Duration::from_millis(200);
+    o.command_timeout = Duration::from_secs(300);
+    o
+}
+
+/// A runner (progress to the test's stderr, short backoff) for an
+/// emulator whose CLI environment is `env`, describing every `poll`.
+pub fn emulator_runner(env: Vec<(OsString, OsString)>, poll: Duration) -> cloudimg_cloud::Runner {
+    let mut r = cloudimg_cloud::Runner::new(Arc::new(|s: &str| eprintln!("{s}")));
+    r.env = env;
+    r.backoff = Duration::from_millis(200);
+    r.poll = poll;
+    r
+}
+
 // ------------------------------------------------------------ AWS ----
 
 /// A local AWS: moto (S3, STS, the rest of EC2) and our EC2 endpoint
@@ -231,15 +270,9 @@ impl AwsEmu {
     }
 
     /// Run options for `artifact` against this emulator, evidence under
-    /// `ev`: fast polling, short backoff, progress to the test's stderr.
+    /// `ev` ([`emulator_options`]).
     pub fn options_for(&self, artifact: PathBuf, ev: &Path) -> RunOptions {
-        let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("{s}"));
-        let mut o = RunOptions::new(artifact, ev.join("ev"), log);
-        o.env = self.env();
-        o.poll_interval = Duration::from_millis(500);
-        o.boot_timeout = Duration::from_secs(120);
-        o.backoff = Duration::from_millis(200);
-        o.command_timeout = Duration::from_secs(300);
+        let mut o = emulator_options(self.env(), artifact, ev);
         // Long enough for every eventual-consistency fault the tests
         // inject, short enough that a deletion refused for good (a
         // snapshot still in use) ends the teardown soon.
@@ -249,11 +282,7 @@ impl AwsEmu {
 
     /// A runner for `teardown_journal` against this emulator.
     pub fn runner(&self) -> cloudimg_cloud::Runner {
-        let mut r = cloudimg_cloud::Runner::new(Arc::new(|s: &str| eprintln!("{s}")));
-        r.env = self.env();
-        r.backoff = Duration::from_millis(200);
-        r.poll = Duration::from_millis(300);
-        r
+        emulator_runner(self.env(), Duration::from_millis(300))
     }
 
     /// The real `aws`'s JSON answer to `args` (which must succeed).
@@ -376,16 +405,14 @@ impl GcpEmu {
     }
 
     /// Run options for `artifact` against this emulator, evidence under
-    /// `ev`: fast polling, short backoff, progress to the test's stderr.
+    /// `ev` ([`emulator_options`]).
     pub fn options_for(&self, artifact: PathBuf, ev: &Path) -> RunOptions {
-        let log: cloudimg_cloud::Log = Arc::new(|s: &str| eprintln!("{s}"));
-        let mut o = RunOptions::new(artifact, ev.join("ev"), log);
-        o.env = self.env();
-        o.poll_interval = Duration::from_millis(500);
-        o.boot_timeout = Duration::from_secs(120);
-        o.backoff = Duration::from_millis(200);
-        o.command_timeout = Duration::from_secs(300);
-        o
+        emulator_options(self.env(), artifact, ev)
+    }
+
+    /// A runner for `teardown_journal` against this emulator.
+    pub fn runner(&self) -> cloudimg_cloud::Runner {
+        emulator_runner(self.env(), Duration::from_millis(500))
     }
 
     /// Run the real `gcloud` with the emulator's environment.
