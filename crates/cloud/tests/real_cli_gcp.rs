@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cloudimg_cloud::{ErrorKind, RunOptions, Runner, Summary, Target};
 use cloudimg_disk::vocab::Firmware;
-use common::real::{assert_passed, ready_gcloud, GcpEmu};
+use common::real::{assert_passed, lines_with, ready_gcloud, GcpEmu};
 use common::{artifact_for, gcp_target, read_json};
 
 fn run(
@@ -99,7 +99,7 @@ fn uefi_image_boots() {
     assert_evidence(&s);
     // The emulator boots OVMF only for an image with UEFI_COMPATIBLE.
     assert_eq!(s.boot_mode, "UEFI_COMPATIBLE");
-    let line = commands_with(&s, "compute images create").remove(0);
+    let line = lines_with(&s, "compute images create").remove(0);
     assert!(
         line.contains("--guest-os-features=UEFI_COMPATIBLE"),
         "{line}"
@@ -124,17 +124,17 @@ fn bios_image_boots_with_a_gsutil_upload() {
     assert_passed(&s, || emu.leftovers(), "bios");
     assert_evidence(&s);
     assert_eq!(
-        commands_with(&s, "gsutil cp "),
+        lines_with(&s, "gsutil cp "),
         vec![format!(
             "gsutil cp {} gs://bkt/capos-gcp-bios.tar.gz",
             artifact_for(&t).display()
         )]
     );
     assert_eq!(
-        commands_with(&s, "gsutil rm "),
+        lines_with(&s, "gsutil rm "),
         vec!["gsutil rm gs://bkt/capos-gcp-bios.tar.gz".to_string()]
     );
-    assert!(commands_with(&s, "gcloud storage").is_empty());
+    assert!(lines_with(&s, "gcloud storage").is_empty());
 }
 
 /// Teardown's object delete through the real gsutil: the object goes,
@@ -175,17 +175,6 @@ fn gsutil_delete_of_a_missing_object_is_not_found() {
         cloudimg_cloud::command::classify(&again.stderr),
         cloudimg_cloud::command::Failure::NotFound
     );
-}
-
-/// The command lines of commands.jsonl that contain `what`.
-fn commands_with(s: &Summary, what: &str) -> Vec<String> {
-    std::fs::read_to_string(s.evidence_dir.join("commands.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter_map(|r| r["line"].as_str().map(str::to_string))
-        .filter(|l| l.contains(what))
-        .collect()
 }
 
 #[test]
@@ -397,7 +386,7 @@ fn not_logged_in_fails_the_preflight_and_creates_nothing() {
     assert!(!s.evidence_dir.join("resources.json").exists());
     assert_eq!(emu.leftovers(), Vec::<String>::new());
     // Only the read-only preflight ran.
-    for line in commands_with(&s, "") {
+    for line in lines_with(&s, "") {
         assert!(
             line.starts_with("gcloud version") || line.starts_with("gcloud config get-value"),
             "{line}"
